@@ -1,0 +1,47 @@
+# Two commands: `make demo` and `make test`. Each sets up what it needs on first use:
+# a virtualenv in .venv (Python 3.11) and Azurite from npm in node_modules.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+# checkov (tests/test_infra.py) lives in its own venv: it pins packaging<24, which pytest 9 cannot share.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+.PHONY: setup test lint demo bench sandbox clean
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(CHECKOV_STAMP): requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(PY_STAMP)
+	$(PY) -m ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+demo: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m sandbox.demo
+
+bench: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) benchmarks/run.py
+
+sandbox: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m sandbox serve
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .ruff_cache

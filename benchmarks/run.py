@@ -1,0 +1,197 @@
+"""Measure what the issues ask for and print the figures. `make bench` runs it.
+
+1. Fresh-process `import function_app` wall time (median of 5).
+2. The first Graph call of a fresh process: our raw-request adapter against msgraph-sdk's
+   typed request builders, wall time and resident memory added (median of 3 each).
+3. The demo after set-up: wall time, and API calls per remediation by API against the
+   minimum the steps need.
+4. Event arrival to enqueue: parse + enqueue, in memory (pure CPU) and into Azurite.
+5. Classification throughput (benchmarks/bench_classify.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+
+
+def fresh_import_seconds(runs: int = 5) -> list[float]:
+    code = "import time; t = time.perf_counter(); import function_app; print(time.perf_counter() - t)"
+    return [float(subprocess.run([PY, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+            for _ in range(runs)]
+
+
+FIRST_GRAPH_CALL = r"""
+import json, sys, time
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+info = json.loads(sys.argv[1]); ids = json.load(open(info["identitiesFile"]))
+from azure.identity import ClientSecretCredential
+cred = ClientSecretCredential(info["tenantId"], info["remediatorClientId"], ids["remediatorClientSecret"],
+    authority=info["login"], disable_instance_discovery=True, connection_verify=info["ca"])
+cred.get_token("https://graph.microsoft.com/.default")  # token cost is not Graph's
+app_id = sys.argv[3]
+if sys.argv[2] == "raw":
+    from remediation.adapters.graph import GraphDirectory
+    graph = GraphDirectory(cred, endpoint=info["graph"], ca_bundle=info["ca"])
+    before_mem, t = rss_mb(), time.perf_counter()
+    found = graph.get_application_by_app_id(app_id).object_id
+else:
+    import asyncio, ssl, httpx
+    from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+    from msgraph import GraphRequestAdapter, GraphServiceClient
+    from msgraph_core import GraphClientFactory
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(verify=ssl.create_default_context(cafile=info["ca"])))
+    auth = AzureIdentityAuthenticationProvider(cred, scopes=["https://graph.microsoft.com/.default"],
+                                               allowed_hosts=["127.0.0.1"])
+    adapter = GraphRequestAdapter(auth, http); adapter.base_url = info["graph"] + "/v1.0"
+    client = GraphServiceClient(request_adapter=adapter)
+    before_mem, t = rss_mb(), time.perf_counter()
+    from msgraph.generated.applications.applications_request_builder import ApplicationsRequestBuilder
+    config = ApplicationsRequestBuilder.ApplicationsRequestBuilderGetRequestConfiguration(
+        query_parameters=ApplicationsRequestBuilder.ApplicationsRequestBuilderGetQueryParameters(
+            filter=f"appId eq '{app_id}'"))
+    found = asyncio.run(client.applications.get(request_configuration=config)).value[0].id
+print(json.dumps({"seconds": time.perf_counter() - t, "addedMB": rss_mb() - before_mem, "modules": len(sys.modules)}))
+"""
+
+
+def first_graph_call(info: dict, app_id: str, style: str, runs: int = 3) -> list[dict]:
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([PY, "-c", FIRST_GRAPH_CALL, json.dumps(info), style, app_id], cwd=ROOT,
+                             capture_output=True, text=True, check=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
+
+
+def with_sandbox(work):
+    process = subprocess.Popen([PY, "-m", "sandbox", "serve", "--no-functions"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    try:
+        info = json.loads(process.stdout.readline())
+        return work(info)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def demo_figures() -> dict:
+    from sandbox.demo import run
+
+    started = time.perf_counter()
+    summary = run(manual=False, out=lambda line: None)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "repaired": summary["repaired"], "requests": summary["requests"],
+            "invocations": len(summary["invocations"])}
+
+
+def event_to_enqueue(runs: int = 2000) -> dict:
+    import azure.functions as func
+
+    from remediation.detection import IncidentDetector
+    from remediation.events import parse_failure_event
+    from tests.fakes import FakeClock, FakeQueue
+
+    def event() -> func.EventGridEvent:
+        return func.EventGridEvent(
+            id=str(uuid.uuid4()), topic="/subscriptions/x", subject="s", event_time=None, data_version="2",
+            event_type="Microsoft.Resources.ResourceWriteFailure",
+            data={"resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/resourceGroups/rg/providers/"
+                                 "Microsoft.ContainerService/managedClusters/aks-payments",
+                  "operationName": "Microsoft.ContainerService/managedClusters/write",
+                  "correlationId": str(uuid.uuid4()), "status": "Failed"})
+
+    def measure(queue, count: int) -> list[float]:
+        detector = IncidentDetector(activity_log=None, incidents=None, lookups=queue, clusters=None, directory=None,
+                                    remediator=None)  # only accept_event runs: it needs the queue alone
+        times = []
+        for _ in range(count):
+            incoming = event()
+            started = time.perf_counter()
+            parsed = parse_failure_event(event_id=incoming.id, event_type=incoming.event_type,
+                                         data=incoming.get_json(), event_time=incoming.event_time)
+            detector.accept_event(parsed)
+            times.append(time.perf_counter() - started)
+        return times
+
+    memory = measure(FakeQueue(FakeClock()), runs)
+    from remediation.adapters.storage import StorageTarget, StorageWorkQueue
+    from sandbox.azurite import Azurite
+
+    with Azurite() as azurite:
+        queue = StorageWorkQueue(StorageTarget(connection_string=azurite.connection_string).queue("bench"))
+        queue.ensure_queue()
+        measure(queue, 20)  # warm the connection
+        azurite_times = measure(queue, 200)
+    return {"memory_us": statistics.median(memory) * 1e6, "memory_p99_us": sorted(memory)[int(runs * .99)] * 1e6,
+            "azurite_ms": statistics.median(azurite_times) * 1e3,
+            "azurite_p99_ms": sorted(azurite_times)[int(len(azurite_times) * .99)] * 1e3}
+
+
+# What one remediation needs at the least, by API: the steps' own calls (tokens and polls aside).
+MINIMUM = {
+    "arm": "GET cluster (inspect) + POST reset + 1 LRO poll + GET cluster (verify) = 4",
+    "graph": "GET application + POST addPassword = 2",
+    "vault": "PUT secret = 1 (+1 challenge 401)",
+    "login": "1 token per audience: ARM, Graph, Key Vault = 3",
+}
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    imports = fresh_import_seconds()
+    print(f"import function_app, fresh process: median {statistics.median(imports) * 1000:.0f} ms "
+          f"(runs: {', '.join(f'{t * 1000:.0f}' for t in imports)} ms)")
+
+    def graph_figures(info: dict) -> tuple[list, list]:
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context(cafile=info["ca"])
+        with urllib.request.urlopen(f"{info['admin']}/_sandbox/state", context=context) as response:
+            state = json.loads(response.read())
+        app_id = next(c["clientId"] for c in state["clusters"] if c["name"] == "aks-payments")
+        return first_graph_call(info, app_id, "raw"), first_graph_call(info, app_id, "typed")
+
+    raw, typed = with_sandbox(graph_figures)
+    for name, results in (("raw requests (ours)", raw), ("typed builders", typed)):
+        print(f"first Graph call, {name}: median {statistics.median(r['seconds'] for r in results) * 1000:.0f} ms, "
+              f"+{statistics.median(r['addedMB'] for r in results):.1f} MB resident, "
+              f"{results[0]['modules']} modules loaded")
+
+    demo = demo_figures()
+    print(f"demo after set-up (event-driven, in-process): {demo['seconds']:.1f} s, repaired: {demo['repaired']}, "
+          f"{demo['invocations']} function invocations")
+    print("API calls in the demo (two upgrade attempts by the operator included), by API and route:")
+    for api, routes in demo["requests"].items():
+        print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
+    print("minimum one remediation needs:")
+    for api, text in MINIMUM.items():
+        print(f"  {api:<6} {text}")
+
+    events = event_to_enqueue()
+    print(f"event arrival to enqueue: in memory median {events['memory_us']:.0f} us (p99 {events['memory_p99_us']:.0f}"
+          f" us); into Azurite median {events['azurite_ms']:.1f} ms (p99 {events['azurite_p99_ms']:.1f} ms)")
+
+    classify = ROOT / "benchmarks" / "bench_classify.py"
+    if classify.exists():
+        subprocess.run([PY, str(classify)], cwd=ROOT, check=True)
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory():
+        main()

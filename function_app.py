@@ -1,0 +1,176 @@
+"""Composition root: each trigger parses its input into one domain type, calls one use
+case, and renders the outcome. No SDK calls here; errors are handled here, once."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import azure.functions as func
+
+from remediation.detection import IncidentLookup
+from remediation.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    RemediationError,
+    TransientError,
+)
+from remediation.events import IgnoredEvent, parse_failure_event
+from remediation.ids import ClusterId
+from remediation.service import RemediationRequest, WorkItem
+from remediation.settings import INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
+
+if TYPE_CHECKING:
+    from remediation.bootstrap import Services
+
+log = logging.getLogger("remediator")
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+# Most specific first: the first matching class decides the status.
+_STATUS_BY_ERROR: tuple[tuple[type[RemediationError], int], ...] = (
+    (InvalidInputError, 400),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (ConfigurationError, 500),
+    (TransientError, 503),
+    (RemediationError, 502),
+)
+
+
+# Events acknowledged without work, by event type: logged with each, kept for this worker's life.
+ignored_events: Counter[str] = Counter()
+
+
+@functools.cache
+def services() -> Services:
+    """Built on first use from the app settings, then shared by every invocation of this worker."""
+    from remediation.bootstrap import bootstrap
+
+    return bootstrap()
+
+
+@app.route(route="remediations", methods=["POST"])
+def start_remediation(req: func.HttpRequest) -> func.HttpResponse:
+    """Start (or dry-run) a remediation of one cluster: 202 with its id and Location."""
+    try:
+        submission = services().remediator.submit(RemediationRequest.from_json(req.get_body()))
+    except RemediationError as err:
+        return _error_response(err, "start_remediation")
+    remediation = submission.remediation
+    return _json_response(remediation.view(), 202 if submission.created else 200,
+                          headers={"Location": f"{_base_url(req)}/{remediation.id}"})
+
+
+@app.route(route="remediations", methods=["GET"])
+def list_remediations(req: func.HttpRequest) -> func.HttpResponse:
+    """A cluster's remediations, newest first: `?clusterResourceId=<ARM id>`."""
+    try:
+        cluster = ClusterId.parse(req.params.get("clusterResourceId"))
+        found = services().remediator.list_for_cluster(cluster)
+    except RemediationError as err:
+        return _error_response(err, "list_remediations")
+    return _json_response({"value": [r.view() for r in found]}, 200)
+
+
+@app.route(route="remediations/{remediation_id}", methods=["GET"])
+def get_remediation(req: func.HttpRequest) -> func.HttpResponse:
+    """Show one remediation: status, steps with times, ids; never a secret."""
+    try:
+        remediation = services().remediator.get(req.route_params.get("remediation_id", ""))
+    except RemediationError as err:
+        return _error_response(err, "get_remediation")
+    return _json_response(remediation.view(), 200)
+
+
+@app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=STORAGE_CONNECTION)
+def advance_remediation(message: func.QueueMessage) -> None:
+    """Run a remediation's next steps. A malformed message is logged and dropped, not retried;
+    storage trouble raises so the host retries the message (then moves it to the poison queue)."""
+    try:
+        item = WorkItem.from_message(message.get_body())
+    except InvalidInputError as err:
+        log.error("dropping queue message %s: %s", message.id, err)
+        return
+    try:
+        remediation = services().remediator.advance(item)
+    except NotFoundError as err:
+        log.error("dropping queue message %s: %s", message.id, err)
+        return
+    log.info("remediation %s is %s: %s", remediation.id, remediation.status.value, remediation.reason)
+
+
+@app.event_grid_trigger(arg_name="event")
+def on_resource_failure(event: func.EventGridEvent) -> None:
+    """Failed writes and actions from the subscription's system topic. Answers at once: a cluster
+    failure only enqueues a lookup; every other event, and a malformed one, is logged and acknowledged."""
+    try:
+        parsed = parse_failure_event(event_id=event.id, event_type=event.event_type, data=_event_data(event),
+                                     event_time=event.event_time)
+    except InvalidInputError as err:
+        ignored_events["malformed"] += 1
+        log.error("acknowledged malformed event %s: %s", event.id, err)
+        return
+    if isinstance(parsed, IgnoredEvent):
+        ignored_events[parsed.event_type[:100]] += 1
+        log.info("acknowledged event %s without work: %s (%s ignored so far)", event.id, parsed.reason,
+                 sum(ignored_events.values()))
+        return
+    services().detector.accept_event(parsed)
+
+
+@app.queue_trigger(arg_name="message", queue_name=INCIDENT_QUEUE, connection=STORAGE_CONNECTION)
+def look_up_incident(message: func.QueueMessage) -> None:
+    """Find the Activity Log entry of a failure event, classify it, and start a remediation if it is a bad secret."""
+    try:
+        lookup = IncidentLookup.from_message(message.get_body())
+    except InvalidInputError as err:
+        log.error("dropping queue message %s: %s", message.id, err)
+        return
+    outcome = services().detector.look_up(lookup)
+    log.info("incident %s: %s: %s", outcome.correlation_id, outcome.decision, outcome.reason)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%REMEDIATOR_SWEEP_SCHEDULE%", run_on_startup=False)
+def sweep_activity_log(timer: func.TimerRequest) -> None:
+    """Catch what events missed: decide every failed cluster operation since the last sweep.
+    One subscription's failure is logged and does not stop the others."""
+    for subscription_id in services().settings.subscription_ids:
+        try:
+            sweep = services().detector.sweep(subscription_id)
+        except RemediationError as err:
+            log.error("sweep of %s failed: %s", subscription_id, err)
+            continue
+        log.info("sweep of %s: %s entries, %s", subscription_id, sweep.entries,
+                 dict(Counter(o.decision for o in sweep.outcomes)))
+
+
+def _event_data(event: func.EventGridEvent) -> Any:
+    try:
+        return event.get_json()
+    except ValueError:
+        return None
+
+
+def _error_response(err: RemediationError, function: str) -> func.HttpResponse:
+    status = next(code for kind, code in _STATUS_BY_ERROR if isinstance(err, kind))
+    log.log(logging.WARNING if status < 500 else logging.ERROR, "%s rejected (%s %s): %s",
+            function, status, err.code, err)
+    headers = {}
+    if isinstance(err, TransientError) and err.retry_after is not None:
+        headers["Retry-After"] = str(int(err.retry_after + 0.999))
+    return _json_response({"error": {"code": err.code, "message": str(err)}}, status, headers=headers)
+
+
+def _json_response(body: Any, status: int, *, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json",
+                             headers=headers or {})
+
+
+def _base_url(req: func.HttpRequest) -> str:
+    # Drop the query string: it may carry the function key (`code=`).
+    return req.url.split("?", 1)[0].rstrip("/")

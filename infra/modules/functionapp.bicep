@@ -1,0 +1,238 @@
+// The remediator's Function App on the Flex Consumption plan (Linux, Python 3.11), running
+// as the user-assigned identity. Its app settings are the `deployed` settings of
+// remediation/settings.py plus identity-based host storage and Entra-authenticated
+// Application Insights; tests/test_infra.py keeps the two lists in step.
+//
+// Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and
+// WEBSITE_RUN_FROM_PACKAGE as app settings: the runtime lives in functionAppConfig.
+
+@description('Name of the function app (globally unique host name).')
+param name string
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Region of the plan and the app (must offer Flex Consumption).')
+param location string
+
+@description('Tags for the plan and the app; the app also gets azd-service-name.')
+param tags object = {}
+
+@description('azd service name in azure.yaml.')
+param serviceName string = 'remediator'
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Storage account for AzureWebJobsStorage, the remediation table and the queues.')
+param storageAccountName string
+
+@description('Blob endpoint of that account, ending in a slash.')
+param storageBlobEndpoint string
+
+@description('Blob container holding the deployment package.')
+param deploymentContainerName string
+
+@description('Application Insights connection string (holds no secret: local auth is disabled).')
+param applicationInsightsConnectionString string
+
+@description('Upper bound of instances the plan may scale out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('Memory of each instance.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// Values of the remediator's own settings (names and defaults: remediation/settings.py).
+param tenantId string
+param keyVaultUrl string
+param armEndpoint string
+param graphEndpoint string
+param authorityHost string
+param subscriptionIds string
+param sweepSchedule string
+param secretLifetimeDays int
+param resetWaitSeconds int
+param retryDelaySeconds int
+param lookupDelaySeconds int
+param lookupTimeoutMinutes int
+param resetTimeoutMinutes int
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Zone-redundant Flex plans exist only in some regions, so the template leaves it off to deploy in every Flex region; a remediation survives losing an instance because each step's state is in the queue and the table.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17:Callers are Event Grid (system key) and operators with a function key; neither presents a client certificate, so mTLS cannot be required.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero per function; a minimum instance count (always ready) would bill idle compute around the clock for an event-driven remediator.
+  // checkov:skip=CKV_AZURE_213:The app has no health route; Flex Consumption scales from zero and replaces instances itself, and platform pings would only add billed executions.
+  // checkov:skip=CKV_AZURE_222:Event Grid delivers to the public endpoint; without VNet integration there is no private path. Every route needs a function or system key.
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    clientCertEnabled: false
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      appSettings: [
+        // Host storage through the identity: no connection string, no account key.
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identityClientId
+        }
+        // DefaultAzureCredential / ManagedIdentityCredential pick the user-assigned identity.
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identityClientId
+        }
+        {
+          name: 'AZURE_TENANT_ID'
+          value: tenantId
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: applicationInsightsConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        {
+          name: 'REMEDIATOR_KEY_VAULT_URL'
+          value: keyVaultUrl
+        }
+        {
+          name: 'REMEDIATOR_ARM_ENDPOINT'
+          value: armEndpoint
+        }
+        {
+          name: 'REMEDIATOR_GRAPH_ENDPOINT'
+          value: graphEndpoint
+        }
+        {
+          name: 'REMEDIATOR_AUTHORITY_HOST'
+          value: authorityHost
+        }
+        {
+          name: 'REMEDIATOR_SUBSCRIPTION_IDS'
+          value: subscriptionIds
+        }
+        {
+          name: 'REMEDIATOR_SWEEP_SCHEDULE'
+          value: sweepSchedule
+        }
+        {
+          name: 'REMEDIATOR_SECRET_LIFETIME_DAYS'
+          value: string(secretLifetimeDays)
+        }
+        {
+          name: 'REMEDIATOR_RESET_WAIT_SECONDS'
+          value: string(resetWaitSeconds)
+        }
+        {
+          name: 'REMEDIATOR_RETRY_DELAY_SECONDS'
+          value: string(retryDelaySeconds)
+        }
+        {
+          name: 'REMEDIATOR_LOOKUP_DELAY_SECONDS'
+          value: string(lookupDelaySeconds)
+        }
+        {
+          name: 'REMEDIATOR_LOOKUP_TIMEOUT_MINUTES'
+          value: string(lookupTimeoutMinutes)
+        }
+        {
+          name: 'REMEDIATOR_RESET_TIMEOUT_MINUTES'
+          value: string(resetTimeoutMinutes)
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Deployments (azd, func, az functionapp deployment) authenticate with Entra ID; the
+// shared publishing user/password stays off for both FTP and SCM.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output id string = site.id
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName

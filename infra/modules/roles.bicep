@@ -1,0 +1,64 @@
+// The remediator's custom ARM role at subscription scope, and its assignment to the
+// identity on this subscription. No wildcards: each action is one the code calls
+// (tests/test_infra.py checks the list).
+targetScope = 'subscription'
+
+@description('Principal id of the remediator identity.')
+param identityPrincipalId string
+
+@description('Environment name, to keep the role name unique per deployment.')
+param environmentName string
+
+@description('Other subscriptions the identity may be assigned this role on (their ids).')
+param extraSubscriptionIds array = []
+
+var actions = [
+  // get_cluster: read servicePrincipalProfile.clientId and provisioningState.
+  'Microsoft.ContainerService/managedClusters/read'
+  // begin_reset_service_principal_profile: POST .../resetServicePrincipalProfile.
+  'Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action'
+  // The reset is a long-running operation: the SDK poller GETs the Azure-AsyncOperation
+  // URL (.../providers/Microsoft.ContainerService/locations/{region}/operations/{id}) and
+  // then the Location URL (.../locations/{region}/operationresults/{id}); ARM authorizes
+  // both GETs against these read actions at subscription scope.
+  'Microsoft.ContainerService/locations/operations/read'
+  'Microsoft.ContainerService/locations/operationresults/read'
+  // Activity Log: the entry behind a failure event, and the sweep.
+  'Microsoft.Insights/eventtypes/values/read'
+]
+
+var extraScopes = [for id in extraSubscriptionIds: '/subscriptions/${id}']
+var assignableScopes = concat([
+  subscription().id
+], extraScopes)
+
+resource remediatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
+  name: guid(subscription().id, 'aks-sp-remediator', environmentName)
+  properties: {
+    roleName: 'AKS service-principal remediator (${environmentName}, ${take(subscription().subscriptionId, 8)})'
+    description: 'Read AKS clusters, reset a cluster service principal secret and follow that operation, read the Activity Log.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: actions
+        notActions: []
+        dataActions: []
+        notDataActions: []
+      }
+    ]
+    assignableScopes: assignableScopes
+  }
+}
+
+resource remediatorAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, identityPrincipalId, remediatorRole.id)
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: remediatorRole.id
+    description: 'AKS service-principal remediator: read clusters, reset their service principal, read the Activity Log.'
+  }
+}
+
+output roleDefinitionId string = remediatorRole.id
+output roleName string = remediatorRole.properties.roleName

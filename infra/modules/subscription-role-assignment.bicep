@@ -1,0 +1,19 @@
+// Assigns the remediator's custom role on one more subscription (deployed with
+// scope: subscription(id) from main.bicep, once per extra subscription).
+targetScope = 'subscription'
+
+@description('Principal id of the remediator identity.')
+param identityPrincipalId string
+
+@description('Resource id of the custom role definition (assignable to this subscription).')
+param roleDefinitionId string
+
+resource assignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(subscription().id, identityPrincipalId, roleDefinitionId)
+  properties: {
+    principalId: identityPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: roleDefinitionId
+    description: 'AKS service-principal remediator: read clusters, reset their service principal, read the Activity Log.'
+  }
+}

@@ -1,0 +1,206 @@
+"""Remediation records in Azure Table storage and work messages in an Azure Storage queue.
+
+Permissions: `Storage Table Data Contributor` and `Storage Queue Data Contributor` on the
+app's own storage account (or a connection string for local runs).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from remediation.adapters.azure_errors import translate
+from remediation.errors import ConcurrencyError, NotFoundError
+from remediation.record import Remediation
+
+REMEDIATION_PARTITION = "remediation"
+CLAIM_PARTITION = "cluster-claim"
+INCIDENT_PARTITION = "incident"
+CHECKPOINT_PARTITION = "sweep-checkpoint"
+# A queue message stays invisible at most 7 days.
+MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
+
+
+class StorageTarget:
+    """Where storage lives: a connection string (local, Azurite) or an account reached with a credential."""
+
+    def __init__(self, *, connection_string: str | None = None, account_name: str | None = None,
+                 credential: TokenCredential | None = None) -> None:
+        self.connection_string = connection_string
+        self.account_name = account_name
+        self.credential = credential
+
+    def table(self, name: str) -> TableClient:
+        if self.connection_string:
+            return TableClient.from_connection_string(self.connection_string, table_name=name)
+        return TableClient(f"https://{self.account_name}.table.core.windows.net", name, credential=self.credential)
+
+    def queue(self, name: str) -> QueueClient:
+        # The Functions host reads queue messages as base64 by default (host.json messageEncoding).
+        if self.connection_string:
+            return QueueClient.from_connection_string(self.connection_string, name,
+                                                      message_encode_policy=TextBase64EncodePolicy())
+        return QueueClient(f"https://{self.account_name}.queue.core.windows.net", name, credential=self.credential,
+                           message_encode_policy=TextBase64EncodePolicy())
+
+
+class TableRemediationStore:
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def ensure_table(self) -> None:
+        try:
+            self._table.create_table()
+        except ResourceExistsError:
+            pass
+        except AzureError as err:
+            raise translate(err, "creating the remediations table") from err
+
+    def create(self, remediation: Remediation) -> Remediation:
+        entity = {"PartitionKey": REMEDIATION_PARTITION, "RowKey": remediation.id, **remediation.to_entity()}
+        try:
+            metadata = self._table.create_entity(entity)
+        except AzureError as err:
+            raise translate(err, f"recording remediation {remediation.id}") from err
+        remediation.etag = metadata.get("etag")
+        return remediation
+
+    def get(self, remediation_id: str) -> Remediation:
+        try:
+            entity = self._table.get_entity(REMEDIATION_PARTITION, remediation_id)
+        except ResourceNotFoundError as err:
+            raise NotFoundError(f"there is no remediation {remediation_id}", code="RemediationNotFound") from err
+        except AzureError as err:
+            raise translate(err, f"reading remediation {remediation_id}") from err
+        return Remediation.from_entity(dict(entity), etag=entity.metadata.get("etag"))
+
+    def save(self, remediation: Remediation) -> Remediation:
+        """Replace the record if nobody changed it since it was read; updates `etag` in place."""
+        entity = {"PartitionKey": REMEDIATION_PARTITION, "RowKey": remediation.id, **remediation.to_entity()}
+        try:
+            metadata = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=remediation.etag,
+                                                 match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError as err:
+            raise ConcurrencyError(f"remediation {remediation.id} was changed by another worker") from err
+        except AzureError as err:
+            raise translate(err, f"saving remediation {remediation.id}") from err
+        remediation.etag = metadata.get("etag")
+        return remediation
+
+    def delete(self, remediation_id: str) -> None:
+        try:
+            self._table.delete_entity(REMEDIATION_PARTITION, remediation_id)
+        except AzureError as err:
+            raise translate(err, f"deleting remediation {remediation_id}") from err
+
+    def list_for_cluster(self, cluster_key: str, *, limit: int) -> list[Remediation]:
+        try:
+            found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
+                "PartitionKey eq @partition and cluster_key eq @key",
+                parameters={"partition": REMEDIATION_PARTITION, "key": cluster_key})]
+        except AzureError as err:
+            raise translate(err, "listing the cluster's remediations") from err
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
+        try:
+            self._table.create_entity({"PartitionKey": CLAIM_PARTITION, "RowKey": cluster_key,
+                                       "remediation_id": remediation_id})
+        except ResourceExistsError:
+            return False
+        except AzureError as err:
+            raise translate(err, "claiming the cluster") from err
+        return True
+
+    def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
+        try:
+            entity = self._table.get_entity(CLAIM_PARTITION, cluster_key)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as err:
+            raise translate(err, "reading the cluster's claim") from err
+        return entity["remediation_id"], entity.metadata["etag"]
+
+    def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
+        try:
+            self._table.update_entity(
+                {"PartitionKey": CLAIM_PARTITION, "RowKey": cluster_key, "remediation_id": remediation_id},
+                mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except AzureError as err:
+            raise translate(err, "taking over the cluster's claim") from err
+        return True
+
+    def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
+        claim = self.get_claim(cluster_key)
+        if claim is None or claim[0] != remediation_id:
+            return
+        try:
+            self._table.delete_entity(CLAIM_PARTITION, cluster_key, etag=claim[1],
+                                      match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            pass  # someone else holds it now: theirs to release
+        except AzureError as err:
+            raise translate(err, "releasing the cluster's claim") from err
+
+
+class TableIncidentStore:
+    """Decided incidents and sweep checkpoints, in the same table as the remediations."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    def record_incident(self, incident_key: str, fields: dict[str, Any]) -> bool:
+        entity = {"PartitionKey": INCIDENT_PARTITION, "RowKey": incident_key,
+                  **{k: v for k, v in fields.items() if v is not None}}
+        try:
+            self._table.create_entity(entity)
+        except ResourceExistsError:
+            return False
+        except AzureError as err:
+            raise translate(err, "recording an incident") from err
+        return True
+
+    def get_checkpoint(self, subscription_id: str) -> datetime | None:
+        try:
+            entity = self._table.get_entity(CHECKPOINT_PARTITION, subscription_id)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as err:
+            raise translate(err, "reading the sweep checkpoint") from err
+        return datetime.fromisoformat(entity["at"])
+
+    def set_checkpoint(self, subscription_id: str, at: datetime) -> None:
+        try:
+            self._table.upsert_entity({"PartitionKey": CHECKPOINT_PARTITION, "RowKey": subscription_id,
+                                       "at": at.isoformat()}, mode=UpdateMode.REPLACE)
+        except AzureError as err:
+            raise translate(err, "saving the sweep checkpoint") from err
+
+
+class StorageWorkQueue:
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+
+    def ensure_queue(self) -> None:
+        try:
+            self._queue.create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError as err:
+            raise translate(err, "creating the work queue") from err
+
+    def send(self, message: dict[str, Any], *, delay_seconds: float = 0) -> None:
+        delay = int(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS) + 0.999)
+        try:
+            self._queue.send_message(json.dumps(message), visibility_timeout=delay or None)
+        except AzureError as err:
+            raise translate(err, "enqueueing work") from err

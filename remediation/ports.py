@@ -1,0 +1,104 @@
+"""One small protocol per outside system, named with Azure's verbs.
+
+Each returns the remediator's own types (remediation.model), never SDK models, and
+raises only remediation.errors. The production adapters are in remediation/adapters/;
+tests/fakes.py holds stateful fakes of the same protocols.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+from remediation.ids import ClusterId
+from remediation.model import (
+    ActivityLogEntry,
+    Application,
+    ClusterInfo,
+    NewPassword,
+    ResetResult,
+    SecretText,
+    StoredSecretVersion,
+)
+from remediation.record import Remediation
+
+
+class ManagedClusters(Protocol):
+    def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
+        """Raises NotFoundError if the cluster does not exist."""
+
+    def begin_reset_service_principal_profile(
+        self, cluster: ClusterId, client_id: str, secret: SecretText, *, wait_seconds: float
+    ) -> ResetResult:
+        """Start the reset; wait at most `wait_seconds` for it to finish."""
+
+
+class Directory(Protocol):
+    def get_application_by_app_id(self, app_id: str) -> Application:
+        """Raises NotFoundError if no application has this appId."""
+
+    def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
+
+    def remove_password(self, object_id: str, key_id: str) -> None:
+        """Idempotent: removing a password that is already gone succeeds."""
+
+
+class SecretStore(Protocol):
+    def set_secret(self, name: str, value: SecretText, *, tags: dict[str, str], content_type: str,
+                   expires: datetime) -> StoredSecretVersion: ...
+
+    def get_secret(self, name: str, version: str) -> SecretText: ...
+
+    def list_versions(self, name: str) -> list[StoredSecretVersion]:
+        """Every version of the secret, without values; empty if the secret does not exist."""
+
+
+class Claim(Protocol):
+    remediation_id: str
+    etag: str
+
+
+class RemediationStore(Protocol):
+    def create(self, remediation: Remediation) -> Remediation: ...
+
+    def get(self, remediation_id: str) -> Remediation:
+        """Raises NotFoundError."""
+
+    def save(self, remediation: Remediation) -> Remediation:
+        """Replace if unchanged since read (ETag); raises ConcurrencyError if another writer won."""
+
+    def delete(self, remediation_id: str) -> None: ...
+
+    def list_for_cluster(self, cluster_key: str, *, limit: int) -> list[Remediation]:
+        """The cluster's remediations, newest first."""
+
+    def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
+        """Claim a cluster for a remediation; False if a claim exists already."""
+
+    def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
+        """The claiming remediation's id and the claim's ETag, or None."""
+
+    def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
+        """Take over a stale claim; False if it changed since it was read."""
+
+    def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
+        """Release the claim if (and only if) this remediation holds it."""
+
+
+class WorkQueue(Protocol):
+    def send(self, message: dict[str, Any], *, delay_seconds: float = 0) -> None: ...
+
+
+class ActivityLog(Protocol):
+    def list_cluster_failures(self, subscription_id: str, *, since: datetime, until: datetime,
+                              correlation_id: str | None = None) -> list[ActivityLogEntry]:
+        """Failed EndRequest entries about managed clusters (and their agent pools) in the window."""
+
+
+class IncidentStore(Protocol):
+    def record_incident(self, incident_key: str, fields: dict[str, Any]) -> bool:
+        """Record how an incident was decided; False if it was recorded before (a duplicate)."""
+
+    def get_checkpoint(self, subscription_id: str) -> datetime | None: ...
+
+    def set_checkpoint(self, subscription_id: str, at: datetime) -> None: ...

@@ -1,0 +1,207 @@
+"""Application settings: declared once, read once, validated once.
+
+`SETTINGS` is the single list of every app setting the code reads. The Bicep in
+`infra/` sets each one marked `deployed`, and `local.settings.sample.json` lists them
+all; a test keeps the three in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from remediation.errors import ConfigurationError
+
+# Storage names shared by the code, the function bindings and the Bicep.
+TABLE_NAME = "remediations"
+WORK_QUEUE = "remediation-steps"
+INCIDENT_QUEUE = "incident-lookups"
+STORAGE_CONNECTION = "AzureWebJobsStorage"
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    description: str
+    default: str | None = None
+    required: bool = False
+    # False for settings only a local run uses (the sandbox's CA, a client secret).
+    deployed: bool = True
+
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "AzureWebJobsStorage",
+        "Storage connection string (local runs; Azure uses the __accountName form).",
+        deployed=False,
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__accountName",
+        "Storage account for tables and queues, reached with the managed identity.",
+    ),
+    SettingSpec(
+        "AZURE_CLIENT_ID",
+        "Client id of the identity the remediator runs as (user-assigned managed identity in Azure).",
+    ),
+    SettingSpec(
+        "AZURE_TENANT_ID",
+        "Entra ID tenant of the clusters' service principals.",
+        required=True,
+    ),
+    SettingSpec(
+        "AZURE_CLIENT_SECRET",
+        "Local runs only: client secret of the remediator's own app registration.",
+        deployed=False,
+    ),
+    SettingSpec(
+        "REMEDIATOR_KEY_VAULT_URL",
+        "Key Vault that keeps every secret the remediator mints.",
+        required=True,
+    ),
+    SettingSpec(
+        "REMEDIATOR_ARM_ENDPOINT",
+        "Azure Resource Manager endpoint.",
+        default="https://management.azure.com",
+    ),
+    SettingSpec(
+        "REMEDIATOR_GRAPH_ENDPOINT",
+        "Microsoft Graph endpoint (without /v1.0).",
+        default="https://graph.microsoft.com",
+    ),
+    SettingSpec(
+        "REMEDIATOR_AUTHORITY_HOST",
+        "Entra ID authority host.",
+        default="https://login.microsoftonline.com",
+    ),
+    SettingSpec(
+        "REMEDIATOR_CA_BUNDLE",
+        "Local runs only: CA file to trust for the sandbox's HTTPS endpoints.",
+        deployed=False,
+    ),
+    SettingSpec(
+        "REMEDIATOR_SUBSCRIPTION_IDS",
+        "Comma-separated subscriptions the timer sweeps.",
+        default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_SWEEP_SCHEDULE",
+        "NCRONTAB schedule of the Activity Log sweep.",
+        default="0 */15 * * * *",
+    ),
+    SettingSpec(
+        "REMEDIATOR_SECRET_LIFETIME_DAYS",
+        "Lifetime of a minted client secret, in days.",
+        default="180",
+    ),
+    SettingSpec(
+        "REMEDIATOR_RESET_WAIT_SECONDS",
+        "How long one invocation waits on a reset before handing over to a later message.",
+        default="5",
+    ),
+    SettingSpec(
+        "REMEDIATOR_RETRY_DELAY_SECONDS",
+        "Delay before a remediation step is tried again from the queue.",
+        default="30",
+    ),
+    SettingSpec(
+        "REMEDIATOR_LOOKUP_DELAY_SECONDS",
+        "Delay between looks for the Activity Log entry that explains a failure event.",
+        default="60",
+    ),
+    SettingSpec(
+        "REMEDIATOR_LOOKUP_TIMEOUT_MINUTES",
+        "How long to keep looking for that entry before giving up on the event.",
+        default="30",
+    ),
+    SettingSpec(
+        "REMEDIATOR_RESET_TIMEOUT_MINUTES",
+        "How long a reset may run before the remediation is marked failed.",
+        default="120",
+    ),
+)
+
+_SPECS = {spec.name: spec for spec in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated, typed settings. Build with `Settings.from_env()`."""
+
+    tenant_id: str
+    key_vault_url: str
+    client_id: str | None = None
+    # A local-run credential: kept out of repr so it never reaches a log line.
+    client_secret: str | None = field(default=None, repr=False)
+    storage_connection_string: str | None = None
+    storage_account_name: str | None = None
+    arm_endpoint: str = "https://management.azure.com"
+    graph_endpoint: str = "https://graph.microsoft.com"
+    authority_host: str = "https://login.microsoftonline.com"
+    ca_bundle: str | None = None
+    subscription_ids: tuple[str, ...] = ()
+    sweep_schedule: str = "0 */15 * * * *"
+    secret_lifetime_days: int = 180
+    reset_wait_seconds: float = 5.0
+    retry_delay_seconds: float = 30.0
+    reset_timeout_minutes: float = 120.0
+    lookup_delay_seconds: float = 60.0
+    lookup_timeout_minutes: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise ConfigurationError naming each problem."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            if value:
+                return value
+            spec = _SPECS[name]
+            if spec.required:
+                problems.append(f"{name} is required ({spec.description})")
+            return spec.default
+
+        def number(name: str) -> Any:
+            raw = get(name)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                problems.append(f"{name} must be a number, got {raw!r}")
+                return 0
+            if value < 0:
+                problems.append(f"{name} must not be negative, got {raw!r}")
+            return value
+
+        connection_string = get("AzureWebJobsStorage")
+        account_name = get("AzureWebJobsStorage__accountName")
+        if not connection_string and not account_name:
+            problems.append("set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__accountName")
+        subscriptions = tuple(s.strip() for s in (get("REMEDIATOR_SUBSCRIPTION_IDS") or "").split(",") if s.strip())
+        settings = cls(
+            tenant_id=get("AZURE_TENANT_ID") or "",
+            key_vault_url=(get("REMEDIATOR_KEY_VAULT_URL") or "").rstrip("/"),
+            client_id=get("AZURE_CLIENT_ID"),
+            client_secret=get("AZURE_CLIENT_SECRET"),
+            storage_connection_string=connection_string,
+            storage_account_name=account_name,
+            arm_endpoint=(get("REMEDIATOR_ARM_ENDPOINT") or "").rstrip("/"),
+            graph_endpoint=(get("REMEDIATOR_GRAPH_ENDPOINT") or "").rstrip("/"),
+            authority_host=(get("REMEDIATOR_AUTHORITY_HOST") or "").rstrip("/"),
+            ca_bundle=get("REMEDIATOR_CA_BUNDLE"),
+            subscription_ids=subscriptions,
+            sweep_schedule=get("REMEDIATOR_SWEEP_SCHEDULE") or "",
+            secret_lifetime_days=int(number("REMEDIATOR_SECRET_LIFETIME_DAYS")),
+            reset_wait_seconds=number("REMEDIATOR_RESET_WAIT_SECONDS"),
+            retry_delay_seconds=number("REMEDIATOR_RETRY_DELAY_SECONDS"),
+            reset_timeout_minutes=number("REMEDIATOR_RESET_TIMEOUT_MINUTES"),
+            lookup_delay_seconds=number("REMEDIATOR_LOOKUP_DELAY_SECONDS"),
+            lookup_timeout_minutes=number("REMEDIATOR_LOOKUP_TIMEOUT_MINUTES"),
+        )
+        if settings.secret_lifetime_days < 1 and not problems:
+            problems.append("REMEDIATOR_SECRET_LIFETIME_DAYS must be at least 1")
+        if problems:
+            raise ConfigurationError("invalid settings: " + "; ".join(problems))
+        return settings

@@ -1,0 +1,27 @@
+"""Point the remediator at a running sandbox and Azurite: the app settings a local run uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str) -> dict[str, str]:
+    """The same settings `local.settings.json` holds, filled in for this sandbox.
+
+    The retry delay is one second so that the demo and tests do not wait 30 s between steps.
+    """
+    return {
+        "AzureWebJobsStorage": storage_connection,
+        "AZURE_TENANT_ID": sandbox.tenant_id,
+        "AZURE_CLIENT_ID": sandbox.remediator.client_id,
+        "AZURE_CLIENT_SECRET": sandbox.remediator.client_secret,
+        "REMEDIATOR_KEY_VAULT_URL": sandbox.endpoints["vault"],
+        "REMEDIATOR_ARM_ENDPOINT": sandbox.endpoints["arm"],
+        "REMEDIATOR_GRAPH_ENDPOINT": sandbox.endpoints["graph"],
+        "REMEDIATOR_AUTHORITY_HOST": sandbox.endpoints["login"],
+        "REMEDIATOR_CA_BUNDLE": sandbox.ca_path,
+        "REMEDIATOR_SUBSCRIPTION_IDS": sandbox.subscription_id,
+        "REMEDIATOR_RETRY_DELAY_SECONDS": "1",
+        "REMEDIATOR_RESET_WAIT_SECONDS": "5",
+        **overrides,
+    }

@@ -1,0 +1,173 @@
+"""Each Azure adapter with its real SDK client, over HTTPS, against the local sandbox."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential
+
+from remediation.adapters.aks import AksManagedClusters
+from remediation.adapters.graph import GraphDirectory
+from remediation.adapters.keyvault import KeyVaultSecrets
+from remediation.adapters.monitor import MonitorActivityLog
+from remediation.errors import NotFoundError, PermanentError, TransientError
+from remediation.ids import ClusterId
+from remediation.model import SecretText
+from sandbox import Sandbox
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(scenario="expired-secret") as running:
+        yield running
+
+
+def credential(sandbox: Sandbox, identity=None) -> ClientSecretCredential:
+    identity = identity or sandbox.remediator
+    return ClientSecretCredential(sandbox.tenant_id, identity.client_id, identity.client_secret,
+                                  authority=sandbox.endpoints["login"], disable_instance_discovery=True,
+                                  connection_verify=sandbox.ca_path)
+
+
+def admin(sandbox: Sandbox, path: str, body: object) -> dict:
+    request = urllib.request.Request(f"{sandbox.endpoints['admin']}{path}", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+    context = ssl.create_default_context(cafile=sandbox.ca_path)
+    with urllib.request.urlopen(request, context=context) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def cluster(sandbox: Sandbox, name: str = "aks-payments", group: str = "rg-payments") -> ClusterId:
+    return ClusterId(sandbox.subscription_id, group, name)
+
+
+def state_of(sandbox: Sandbox, name: str = "aks-payments") -> dict:
+    return next(c for c in sandbox.snapshot()["clusters"] if c["name"] == name)
+
+
+@pytest.fixture
+def aks(sandbox: Sandbox) -> AksManagedClusters:
+    return AksManagedClusters(credential(sandbox), endpoint=sandbox.endpoints["arm"],
+                              connection_verify=sandbox.ca_path, polling_interval=0)
+
+
+@pytest.fixture
+def graph(sandbox: Sandbox) -> GraphDirectory:
+    return GraphDirectory(credential(sandbox), endpoint=sandbox.endpoints["graph"], ca_bundle=sandbox.ca_path)
+
+
+@pytest.fixture
+def vault(sandbox: Sandbox) -> KeyVaultSecrets:
+    return KeyVaultSecrets(sandbox.endpoints["vault"], credential(sandbox), connection_verify=sandbox.ca_path,
+                           verify_challenge_resource=False)
+
+
+def test_aks_reads_clusters_and_refuses_unknown_ones(aks: AksManagedClusters, sandbox: Sandbox) -> None:
+    found = aks.get_cluster(cluster(sandbox))
+    assert found.name == "aks-payments" and found.provisioning_state == "Succeeded"
+    assert found.client_id == state_of(sandbox)["clientId"] and not found.uses_managed_identity
+    assert aks.get_cluster(cluster(sandbox, "aks-msi")).uses_managed_identity
+    with pytest.raises(NotFoundError):
+        aks.get_cluster(cluster(sandbox, "aks-missing"))
+
+
+def test_a_reset_with_a_fresh_password_repairs_the_cluster(aks, graph, sandbox: Sandbox) -> None:
+    app = graph.get_application_by_app_id(state_of(sandbox)["clientId"])
+    password = graph.add_password(app.object_id, "adapter test", datetime.now(UTC) + timedelta(days=30))
+    result = aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text,
+                                                       wait_seconds=5)
+    assert result.finished and result.succeeded
+    assert state_of(sandbox)["heldKeyId"] == password.key_id and state_of(sandbox)["secretValidNow"]
+    assert sandbox.state.secret_text_of_cluster("aks-payments") == password.secret_text.reveal()
+
+
+def test_a_reset_with_a_wrong_secret_finishes_failed(aks, sandbox: Sandbox) -> None:
+    result = aks.begin_reset_service_principal_profile(
+        cluster(sandbox), state_of(sandbox)["clientId"], SecretText("not-the-secret"), wait_seconds=5)
+    assert result.finished and not result.succeeded
+    assert "ServicePrincipalValidationClientError" in (result.error or "")
+    assert "not-the-secret" not in (result.error or "")
+    assert state_of(sandbox)["provisioningState"] == "Failed"
+
+
+def test_resetting_a_managed_identity_cluster_is_refused(aks, sandbox: Sandbox) -> None:
+    with pytest.raises(PermanentError):
+        aks.begin_reset_service_principal_profile(cluster(sandbox, "aks-msi"), "msi", SecretText("x"), wait_seconds=1)
+
+
+def test_graph_finds_adds_and_removes_passwords(graph: GraphDirectory, sandbox: Sandbox) -> None:
+    app_id = state_of(sandbox)["clientId"]
+    app = graph.get_application_by_app_id(app_id)
+    before = {p.key_id for p in app.passwords}
+    password = graph.add_password(app.object_id, "adapter test", datetime.now(UTC) + timedelta(days=30))
+    assert password.secret_text.reveal() not in repr(password)
+    # The new secret really signs in as the application.
+    token = ClientSecretCredential(sandbox.tenant_id, app_id, password.secret_text.reveal(),
+                                   authority=sandbox.endpoints["login"], disable_instance_discovery=True,
+                                   connection_verify=sandbox.ca_path).get_token("https://management.azure.com/.default")
+    assert token.token
+    assert {p.key_id for p in graph.get_application_by_app_id(app_id).passwords} == before | {password.key_id}
+    graph.remove_password(app.object_id, password.key_id)
+    graph.remove_password(app.object_id, password.key_id)  # already gone: still fine
+    assert {p.key_id for p in graph.get_application_by_app_id(app_id).passwords} == before
+    with pytest.raises(NotFoundError):
+        graph.get_application_by_app_id(str(uuid.uuid4()))
+
+
+def test_graph_throttling_is_retried_with_retry_after(graph: GraphDirectory, sandbox: Sandbox) -> None:
+    admin(sandbox, "/_sandbox/faults", {"api": "graph", "kind": "throttle", "count": 1, "retryAfter": 0})
+    assert graph.get_application_by_app_id(state_of(sandbox)["clientId"]).app_id
+
+
+def test_graph_server_errors_become_transient(graph: GraphDirectory, sandbox: Sandbox) -> None:
+    admin(sandbox, "/_sandbox/faults", {"api": "graph", "kind": "error", "status": 503, "count": 10})
+    with pytest.raises(TransientError):
+        graph.get_application_by_app_id(state_of(sandbox)["clientId"])
+
+
+def test_key_vault_stores_reads_and_lists_versions(vault: KeyVaultSecrets, sandbox: Sandbox) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+    first = vault.set_secret("aks-sp-test", SecretText("first-value"), tags={"keyId": "k1"}, content_type="t",
+                             expires=expires)
+    second = vault.set_secret("aks-sp-test", SecretText("second-value"), tags={"keyId": "k2"}, content_type="t",
+                              expires=expires)
+    assert vault.get_secret("aks-sp-test", first.version).reveal() == "first-value"
+    assert sandbox.state.vault_current_value("aks-sp-test") == "second-value"
+    versions = vault.list_versions("aks-sp-test")
+    assert {v.version for v in versions} == {first.version, second.version}
+    assert {v.tags["keyId"] for v in versions} == {"k1", "k2"} and second.expires == expires
+    assert vault.list_versions("never-stored") == []
+    with pytest.raises(NotFoundError):
+        vault.get_secret("never-stored", "0" * 32)
+
+
+def test_the_activity_log_explains_a_failed_upgrade(sandbox: Sandbox) -> None:
+    attempt = admin(sandbox, "/_sandbox/clusters/aks-payments/operate", {"kubernetesVersion": "1.30.4"})
+    assert attempt["succeeded"] is False
+    log = MonitorActivityLog(credential(sandbox), endpoint=sandbox.endpoints["arm"], connection_verify=sandbox.ca_path)
+    now = datetime.now(UTC)
+    [entry] = log.list_cluster_failures(sandbox.subscription_id, since=now - timedelta(hours=1),
+                                        until=now + timedelta(minutes=5), correlation_id=attempt["correlationId"])
+    assert entry.correlation_id == attempt["correlationId"] and entry.is_failed_end
+    assert "AADSTS" in json.loads(entry.status_message)["error"]["details"][0]["message"]
+    swept = log.list_cluster_failures(sandbox.subscription_id, since=now - timedelta(hours=1),
+                                      until=now + timedelta(minutes=5))
+    assert [e.correlation_id for e in swept] == [attempt["correlationId"]]
+
+
+def test_a_wrong_identity_secret_is_an_authentication_error(sandbox: Sandbox) -> None:
+    wrong = ClientSecretCredential(sandbox.tenant_id, sandbox.remediator.client_id, "wrong",
+                                   authority=sandbox.endpoints["login"], disable_instance_discovery=True,
+                                   connection_verify=sandbox.ca_path)
+    with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
+        wrong.get_token("https://management.azure.com/.default")
+    with pytest.raises(PermanentError):
+        AksManagedClusters(wrong, endpoint=sandbox.endpoints["arm"], connection_verify=sandbox.ca_path).get_cluster(
+            cluster(sandbox))

@@ -1,0 +1,57 @@
+"""The demo scenario end to end through the function runner, the sandbox and Azurite.
+
+Everything the run prints and logs is captured and searched for the new secret's text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from azure.data.tables import TableClient
+
+from remediation.settings import TABLE_NAME
+from sandbox import Sandbox
+from sandbox.azurite import Azurite
+from sandbox.demo import run
+
+
+@pytest.mark.parametrize("manual", [False, True], ids=["event-driven", "http-trigger"])
+def test_the_demo_repairs_the_cluster_and_never_shows_the_secret(
+        manual: bool, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: dict = {}
+
+    def inspect(sandbox: Sandbox, azurite: Azurite) -> None:
+        seen["secret"] = sandbox.state.secret_text_of_cluster("aks-payments")
+        cluster = next(c for c in sandbox.snapshot()["clusters"] if c["name"] == "aks-payments")
+        seen["cluster"] = cluster
+        seen["snapshot"] = sandbox.snapshot()
+        secret_name = seen["summary_name"] = next(iter(sandbox.snapshot()["keyVault"]))
+        seen["vault_value"] = sandbox.state.vault_current_value(secret_name)
+        table = TableClient.from_connection_string(azurite.connection_string, TABLE_NAME)
+        seen["records"] = json.dumps([dict(e) for e in table.list_entities()], default=str)
+
+    lines: list[str] = []
+    summary = run(manual=manual, out=lines.append, before_teardown=inspect)
+
+    assert summary["repaired"] is True
+    assert summary["remediation"]["status"] == "Succeeded"
+    assert summary["remediation"]["source"] == ("manual" if manual else "event")
+    snapshot = seen["snapshot"]
+    app = next(a for a in snapshot["applications"] if a["appId"] == seen["cluster"]["clientId"])
+    new_passwords = [p for p in app["passwords"] if p["displayName"].startswith("aks-sp-remediator")]
+    assert len(new_passwords) == 1
+    assert seen["cluster"]["heldKeyId"] == new_passwords[0]["keyId"]
+    assert seen["cluster"]["provisioningState"] == "Succeeded" and seen["cluster"]["secretValidNow"] is True
+    assert seen["vault_value"] == seen["secret"]  # Key Vault's current version is what the cluster holds
+
+    captured = capfd.readouterr()
+    everything = "\n".join([
+        *lines, captured.out, captured.err, json.dumps(summary, default=str), json.dumps(snapshot),
+        seen["records"], *(r.getMessage() for r in caplog.records),
+        *(caplog.handler.format(r) for r in caplog.records)])
+    assert seen["secret"] and len(seen["secret"]) >= 16
+    assert seen["secret"] not in everything
+    assert len(caplog.records) > 10  # the run did log: the check above looked at something

@@ -1,0 +1,97 @@
+"""The table store and work queue adapters against Azurite, with the real SDK clients."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from remediation.adapters.storage import StorageTarget, StorageWorkQueue, TableRemediationStore
+from remediation.errors import ConcurrencyError, NotFoundError
+from remediation.model import Status
+from remediation.record import Remediation, new_remediation_id
+from sandbox.azurite import Azurite
+
+
+@pytest.fixture
+def store(azurite: Azurite, unique_name: str) -> TableRemediationStore:
+    table_store = TableRemediationStore(StorageTarget(connection_string=azurite.connection_string).table(unique_name))
+    table_store.ensure_table()
+    table_store.ensure_table()  # idempotent
+    return table_store
+
+
+def a_remediation() -> Remediation:
+    return Remediation(id=new_remediation_id(), cluster_id="/subscriptions/x/resourceGroups/rg/providers/"
+                       "Microsoft.ContainerService/managedClusters/c", dry_run=False, source="manual",
+                       status=Status.ACCEPTED, created_at="2026-11-23T00:00:00+00:00",
+                       updated_at="2026-11-23T00:00:00+00:00")
+
+
+def test_a_record_round_trips_with_its_steps(store: TableRemediationStore) -> None:
+    remediation = store.create(a_remediation())
+    marked_at = datetime.now(UTC)
+    remediation.mark("inspect_cluster", "clientId abc", marked_at)
+    remediation.old_key_ids = ["k1", "k2"]
+    remediation.error = {"code": "X", "message": "y"}
+    store.save(remediation)
+    loaded = store.get(remediation.id)
+    assert loaded == remediation
+    assert loaded.steps["inspect_cluster"].at == marked_at.isoformat()
+
+
+def test_a_stale_writer_loses_with_a_concurrency_error(store: TableRemediationStore) -> None:
+    remediation = store.create(a_remediation())
+    first, second = store.get(remediation.id), store.get(remediation.id)
+    first.reason = "first"
+    store.save(first)
+    second.reason = "second"
+    with pytest.raises(ConcurrencyError):
+        store.save(second)
+    assert store.get(remediation.id).reason == "first"
+
+
+def test_unknown_remediation_is_not_found(store: TableRemediationStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.get(new_remediation_id())
+
+
+def test_only_one_of_many_racing_claims_wins(store: TableRemediationStore) -> None:
+    winners: list[str] = []
+    ids = [new_remediation_id() for _ in range(8)]
+
+    def claim(remediation_id: str) -> None:
+        if store.create_claim("cluster-key", remediation_id):
+            winners.append(remediation_id)
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(winners) == 1
+    holder, etag = store.get_claim("cluster-key")
+    assert holder == winners[0]
+    assert store.replace_claim("cluster-key", ids[0], etag) is True
+    assert store.replace_claim("cluster-key", ids[1], etag) is False  # the etag is stale now
+    store.delete_claim("cluster-key", ids[1])  # not the holder: nothing happens
+    assert store.get_claim("cluster-key")[0] == ids[0]
+    store.delete_claim("cluster-key", ids[0])
+    assert store.get_claim("cluster-key") is None
+
+
+def test_messages_are_base64_for_the_functions_host_and_honour_the_delay(azurite: Azurite, unique_name: str) -> None:
+    target = StorageTarget(connection_string=azurite.connection_string)
+    queue = StorageWorkQueue(target.queue(unique_name))
+    queue.ensure_queue()
+    queue.send({"remediationId": "a" * 32})
+    queue.send({"remediationId": "b" * 32}, delay_seconds=60)
+    raw = QueueClient.from_connection_string(azurite.connection_string, unique_name)
+    visible = list(raw.receive_messages(max_messages=10))
+    assert len(visible) == 1
+    assert json.loads(base64.b64decode(visible[0].content)) == {"remediationId": "a" * 32}
+    assert raw.get_queue_properties().approximate_message_count == 2
