@@ -40,7 +40,8 @@ class Remediation:
     status: Status
     created_at: str
     updated_at: str
-    reason: str = ""
+    reason: str = ""  # why the status is what it is; changes as the steps run
+    cause: str = ""  # why the remediation was started (the classification, or the operator's words); kept
     steps: dict[str, StepRecord] = field(default_factory=dict)
     client_id: str | None = None
     app_object_id: str | None = None
@@ -80,6 +81,7 @@ class Remediation:
             "source": self.source,
             "status": self.status.value,
             "reason": self.reason,
+            "cause": self.cause,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "nextStep": None if self.status.terminal else self.next_step,

@@ -166,7 +166,7 @@ class Remediator:
         remediation = Remediation(
             id=new_remediation_id(), cluster_id=str(request.cluster), dry_run=request.dry_run,
             source=request.source, status=Status.ACCEPTED, created_at=now, updated_at=now,
-            reason=request.reason or f"requested by {request.source}",
+            reason="accepted", cause=request.reason or f"requested by {request.source}",
         )
         remediation = self._store.create(remediation)
         if not request.dry_run:

@@ -50,6 +50,17 @@ class QueueFunction:
     call: Callable[..., Any]
 
 
+_INDEXED: dict[int, list[Any]] = {}
+
+
+def functions_of(app: func.FunctionApp) -> list[Any]:
+    """`app.get_functions()`, once per app: a second call raises (it re-validates the names it recorded),
+    and the host, too, indexes an app once."""
+    if id(app) not in _INDEXED:
+        _INDEXED[id(app)] = list(app.get_functions())
+    return _INDEXED[id(app)]
+
+
 def _trigger(function: Any) -> dict[str, Any]:
     return json.loads(function.get_raw_bindings()[0])
 
@@ -76,7 +87,7 @@ class FunctionRunner:
         self.routes: list[HttpRoute] = []
         self.queues: list[QueueFunction] = []
         self.others: dict[str, tuple[str, Callable[..., Any]]] = {}
-        for function in app.get_functions():
+        for function in functions_of(app):
             trigger, call = _trigger(function), function.get_user_function()
             name = function.get_function_name()
             if trigger["type"] == "httpTrigger":
@@ -242,12 +253,12 @@ class FunctionRunner:
 
     def _http(self, method: str, path: str, params: dict[str, str], headers: dict[str, str], body: bytes,
               key: str | None, url: str) -> tuple[int, dict[str, str], bytes]:
-        for route in self.routes:
-            match = route.pattern.match(path)
-            if not match:
-                continue
+        matching = [(route, match) for route in self.routes if (match := route.pattern.match(path))]
+        if matching and not any(method in route.methods for route, _ in matching):
+            return 405, {}, b""
+        for route, match in matching:
             if method not in route.methods:
-                return 405, {}, b""
+                continue
             if route.needs_key and key != self.function_key:
                 return 401, {}, b""  # the host answers a missing or wrong key with an empty 401
             request = func.HttpRequest(method, url, headers=headers, params=params,

@@ -122,7 +122,7 @@ def test_graph_finds_adds_and_removes_passwords(graph: GraphDirectory, sandbox: 
 
 
 def test_graph_throttling_is_retried_with_retry_after(graph: GraphDirectory, sandbox: Sandbox) -> None:
-    admin(sandbox, "/_sandbox/faults", {"api": "graph", "kind": "throttle", "count": 1, "retryAfter": 0})
+    admin(sandbox, "/_sandbox/faults", {"api": "graph", "kind": "throttle", "count": 1, "retryAfter": 1})
     assert graph.get_application_by_app_id(state_of(sandbox)["clientId"]).app_id
 
 

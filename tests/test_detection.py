@@ -60,7 +60,7 @@ def test_a_bad_secret_event_repairs_the_cluster_with_no_manual_call(world: World
     world.drain()
     [remediation] = remediations(world)
     assert remediation.source == "event" and remediation.status is Status.SUCCEEDED
-    assert "expired_secret" in remediation.reason  # Graph confirmed: the app's only password had ended
+    assert remediation.cause.startswith("expired_secret")  # Graph confirmed: the app's only password had ended
     assert world.clusters.secret_valid(CLUSTER)
 
 

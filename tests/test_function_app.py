@@ -16,9 +16,10 @@ import function_app
 from remediation.settings import INCIDENT_QUEUE, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
+from sandbox.runner import functions_of
 from sandbox.wiring import remediator_settings
 
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+FUNCTIONS = {f.get_function_name(): f for f in functions_of(function_app.app)}
 
 
 def call(name: str, *args):

@@ -26,8 +26,9 @@ def store(azurite: Azurite, unique_name: str) -> TableRemediationStore:
 
 
 def a_remediation() -> Remediation:
-    return Remediation(id=new_remediation_id(), cluster_id="/subscriptions/x/resourceGroups/rg/providers/"
-                       "Microsoft.ContainerService/managedClusters/c", dry_run=False, source="manual",
+    return Remediation(id=new_remediation_id(), cluster_id="/subscriptions/6f1c2d3e-0000-4000-8000-000000000001"
+                       "/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c",
+                       dry_run=False, source="manual",
                        status=Status.ACCEPTED, created_at="2026-11-23T00:00:00+00:00",
                        updated_at="2026-11-23T00:00:00+00:00")
 

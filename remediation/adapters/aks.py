@@ -64,11 +64,12 @@ class AksManagedClusters:
                 cluster.resource_group, cluster.name, profile)
         except AzureError as err:
             raise translate(err, f"starting the reset of {cluster.name}") from err
-        poller.wait(timeout=wait_seconds)
-        if not poller.done():
-            log.info("reset of %s still running after %ss", cluster.name, wait_seconds)
-            return ResetResult(finished=False)
         try:
+            # wait() re-raises the polling thread's error: an operation that ended Failed.
+            poller.wait(timeout=wait_seconds)
+            if not poller.done():
+                log.info("reset of %s still running after %ss", cluster.name, wait_seconds)
+                return ResetResult(finished=False)
             poller.result()
         except AzureError as err:
             return ResetResult(finished=True, succeeded=False, error=str(translate(err, "the reset failed")))

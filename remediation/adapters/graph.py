@@ -23,10 +23,12 @@ from urllib.parse import quote, urlparse
 
 import httpx
 from azure.core.credentials import TokenCredential
+from kiota_abstractions.api_client_builder import register_default_deserializer
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
@@ -52,6 +54,8 @@ class GraphDirectory:
             client=httpx.AsyncClient(verify=verify, timeout=timeout))
         auth = AzureIdentityAuthenticationProvider(
             credential, scopes=[scope], allowed_hosts=[urlparse(endpoint).hostname or "graph.microsoft.com"])
+        # GraphServiceClient registers the JSON reader; without it, error bodies (ODataError) go unread.
+        register_default_deserializer(JsonParseNodeFactory)
         self._adapter = GraphRequestAdapter(auth, http)
         self._adapter.base_url = self._base
         self._loop = asyncio.new_event_loop()

@@ -1,0 +1,96 @@
+"""A local stand-in for the Azure APIs the remediator calls: ARM (AKS, Activity Log),
+Microsoft Graph, Entra ID and Key Vault, over HTTPS on 127.0.0.1 with a CA made at start.
+
+A development tool: never deployed (see .funcignore) and never imported by `remediation/`.
+The real SDK clients talk to it unchanged except for their endpoint and CA settings.
+
+    with Sandbox(scenario="expired-secret") as sandbox:
+        sandbox.endpoints["arm"], sandbox.ca_path, sandbox.remediator.client_id, ...
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import trustme
+
+from sandbox.admin import AdminApi
+from sandbox.arm import ArmApi
+from sandbox.eventgrid import EventGridTopic
+from sandbox.graph import GraphApi
+from sandbox.login import LoginApi
+from sandbox.server import ApiServer
+from sandbox.state import SCENARIOS, Identity, SandboxState, build_scenario
+from sandbox.vault import VaultApi
+
+__all__ = ["SCENARIOS", "Identity", "Sandbox"]
+
+
+class Sandbox:
+    """The sandbox's five HTTPS servers over one shared state. Use as a context manager, or start()/stop()."""
+
+    def __init__(self, scenario: str = "expired-secret", *, tenant_id: str | None = None,
+                 subscription_id: str | None = None) -> None:
+        self.scenario = scenario
+        self.state: SandboxState
+        self.state, self.remediator, self.operator = build_scenario(
+            scenario, tenant_id=tenant_id, subscription_id=subscription_id)
+        self.tenant_id = self.state.tenant_id
+        self.subscription_id = self.state.subscription_id
+        self.endpoints: dict[str, str] = {}
+        self.ca_path = ""
+        self._servers: list[ApiServer] = []
+        self._workdir: str | None = None
+        self._topic: EventGridTopic | None = None
+
+    def start(self) -> Sandbox:
+        self._workdir = tempfile.mkdtemp(prefix="aks-sandbox-")
+        authority = trustme.CA()
+        ca_file = Path(self._workdir) / "sandbox-ca.pem"
+        authority.cert_pem.write_to_path(str(ca_file))
+        self.ca_path = str(ca_file)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+
+        login = LoginApi(self.state)
+        login_server = ApiServer(login, context)
+        arm = ArmApi(self.state)
+        self._topic = EventGridTopic(self.state)
+        apis = {"arm": arm, "graph": GraphApi(self.state), "login": login,
+                "vault": VaultApi(self.state, login_server.url),
+                "admin": AdminApi(self.state, arm, self._topic, self.operator.client_id)}
+        for name, api in apis.items():
+            server = login_server if api is login else ApiServer(api, context)
+            self._servers.append(server)
+            self.endpoints[name] = server.url
+        for server in self._servers:
+            server.start()
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers.clear()
+        if self._topic:
+            self._topic.close()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What GET /_sandbox/state returns: everything observable, no secret text."""
+        return self.state.snapshot()
+
+    def events_idle(self) -> bool:
+        """True when no Event Grid delivery is waiting."""
+        return self._topic is None or self._topic.idle()

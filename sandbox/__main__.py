@@ -1,0 +1,81 @@
+"""`python -m sandbox serve`: the sandbox, Azurite and the function app, until Ctrl-C.
+
+Prints one JSON line with every endpoint, the CA file, the ids, and the path of a file
+(mode 0600) holding the two local identities' secrets, so that no secret is printed:
+
+    {"arm": "https://127.0.0.1:...", "graph": ..., "login": ..., "vault": ..., "admin": ...,
+     "functions": "http://127.0.0.1:...", "functionKey": ..., "ca": ..., "tenantId": ...,
+     "subscriptionId": ..., "remediatorClientId": ..., "operatorClientId": ..., "identitiesFile": ...}
+
+`--no-functions` serves the Azure stand-ins alone (no Azurite, no function app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sandbox import SCENARIOS, Sandbox
+
+
+def serve(scenario: str, with_functions: bool) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.ExitStack() as stack:
+        sandbox = stack.enter_context(Sandbox(scenario=scenario))
+        identities = Path(sandbox.ca_path).with_name("identities.json")
+        identities.touch(mode=0o600)
+        identities.write_text(json.dumps({
+            "remediatorClientId": sandbox.remediator.client_id,
+            "remediatorClientSecret": sandbox.remediator.client_secret,
+            "operatorClientId": sandbox.operator.client_id,
+            "operatorClientSecret": sandbox.operator.client_secret}))
+        info = {**sandbox.endpoints, "functions": None, "functionKey": None, "ca": sandbox.ca_path,
+                "tenantId": sandbox.tenant_id, "subscriptionId": sandbox.subscription_id,
+                "remediatorClientId": sandbox.remediator.client_id, "operatorClientId": sandbox.operator.client_id,
+                "identitiesFile": str(identities)}
+        if with_functions:
+            from sandbox.azurite import Azurite
+            from sandbox.runner import FunctionRunner
+            from sandbox.wiring import remediator_settings
+
+            azurite = stack.enter_context(Azurite())
+            os.environ.update(remediator_settings(sandbox, azurite.connection_string))
+            import function_app
+
+            key = secrets.token_urlsafe(24)  # a local function key, like the host's default key
+            runner = stack.enter_context(FunctionRunner(function_app.app, storage_connection=azurite.connection_string,
+                                                        function_key=key))
+            info.update(functions=runner.url, functionKey=key, storage=azurite.connection_string)
+        print(json.dumps(info), flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="The local Azure sandbox.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serving = commands.add_parser("serve", help="serve the sandbox until interrupted")
+    serving.add_argument("--scenario", choices=SCENARIOS, default="expired-secret")
+    serving.add_argument("--no-functions", action="store_true", help="no Azurite and no function app")
+    serving.add_argument("--verbose", action="store_true", help="log requests and function invocations")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
+    return serve(args.scenario, with_functions=not args.no_functions)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

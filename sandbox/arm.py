@@ -1,0 +1,384 @@
+"""Azure Resource Manager: AKS managed clusters, their long-running operations, the Activity Log.
+
+URLs, bodies, status codes and the LRO protocol follow the official examples in
+`shared/reference/azure-rest-samples/` (ManagedClustersGet, ResetServicePrincipalProfile,
+GetActivityLogsFiltered). AKS checks a cluster's service principal by signing in as it
+(`SandboxState.sign_in`), so a bad secret fails writes with the same nesting real AKS uses:
+ServicePrincipalValidationClientError wrapping the AADSTS response.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from sandbox.server import Api, Request, Response
+from sandbox.state import ARM_AUDIENCES, LOCATION, ApiError, Application, Cluster, SandboxState
+
+CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
+WRITE = "Microsoft.ContainerService/managedClusters/write"
+RESET = "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action"
+READ = "Microsoft.ContainerService/managedClusters/read"
+OPERATION_API_VERSION = "2017-08-31"
+ACTIVITY_PAGE = 100
+MAX_SECRET_BYTES = 190
+_FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+'([^']*)'\s*$", re.IGNORECASE)
+_NARROWING = {"correlationid": "correlationId", "resourceprovider": "resourceProvider",
+              "resourceuri": "resourceUri", "resourcegroupname": "resourceGroupName"}
+
+
+class ArmApi(Api):
+    name = "arm"
+
+    def __init__(self, state: SandboxState) -> None:
+        super().__init__(state)
+        sub = r"/subscriptions/(?P<sub>[^/]+)"
+        clusters = rf"{sub}/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerService/managedClusters"
+        one = rf"{clusters}/(?P<name>[^/]+)"
+        operations = rf"{sub}/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)"
+        self.route("GET", one, "GET managedClusters/{name}", self.get_cluster)
+        self.route("PUT", one, "PUT managedClusters/{name}", self.put_cluster)
+        self.route("POST", rf"{one}/resetServicePrincipalProfile",
+                   "POST managedClusters/{name}/resetServicePrincipalProfile", self.reset)
+        self.route("GET", clusters, "GET resourceGroups/{rg}/managedClusters", self.list_clusters)
+        self.route("GET", rf"{sub}/providers/Microsoft\.ContainerService/managedClusters", "GET managedClusters",
+                   self.list_clusters)
+        self.route("GET", rf"{operations}/operations/(?P<op>[^/]+)", "GET locations/{l}/operations/{id}",
+                   self.operation_status)
+        self.route("GET", rf"{operations}/operationresults/(?P<op>[^/]+)", "GET locations/{l}/operationresults/{id}",
+                   self.operation_result)
+        self.route("GET", rf"{sub}/providers/microsoft\.insights/eventtypes/management/values",
+                   "GET eventtypes/management/values", self.activity_log)
+
+    # ------------------------------------------------------------------ the checks every ARM request passes
+
+    def _authorize(self, request: Request, action: str, scope: str) -> Application:
+        if "api-version" not in request.query:
+            raise ApiError(400, "MissingApiVersionParameter",
+                           "The api-version query parameter (?api-version=) is required for all requests.")
+        if "authorization" not in request.headers:
+            raise ApiError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is "
+                           "missing.", {"WWW-Authenticate": 'Bearer authorization_uri="https://login.windows.net/",'
+                                        ' error="invalid_token", error_description="The authentication failed '
+                                        'because of missing \'Authorization\' header."'})
+        caller = self.state.caller(request.headers["authorization"], ARM_AUDIENCES)
+        if caller is None:
+            raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        if request.params["sub"].lower() != self.state.subscription_id:
+            raise ApiError(404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not be "
+                           "found.")
+        if "*" not in caller.arm_actions and action not in caller.arm_actions:
+            raise ApiError(403, "AuthorizationFailed", (
+                f"The client '{caller.app_id}' with object id '{caller.sp_object_id}' does not have authorization "
+                f"to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently "
+                "granted, please refresh your credentials."))
+        return caller
+
+    def _cluster(self, request: Request) -> Cluster:
+        group, name = request.params["rg"], request.params["name"]
+        cluster = self.state.cluster(group, name)
+        if cluster is not None:
+            return cluster
+        if not self.state.resource_group_exists(group):
+            raise ApiError(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
+        raise ApiError(404, "ResourceNotFound", (
+            f"The Resource 'Microsoft.ContainerService/managedClusters/{name}' under resource group '{group}' was "
+            "not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"))
+
+    def _scope(self, request: Request) -> str:
+        return request.path.split("/resetServicePrincipalProfile")[0]
+
+    # ------------------------------------------------------------------ clusters
+
+    def get_cluster(self, request: Request) -> Response:
+        self._authorize(request, READ, self._scope(request))
+        return Response(200, self.cluster_body(self._cluster(request)))
+
+    def list_clusters(self, request: Request) -> Response:
+        self._authorize(request, READ, request.path)
+        with self.state.lock:
+            self.state.settle()
+            group = request.params.get("rg")
+            found = [self.cluster_body(c) for c in self.state.clusters.values()
+                     if group is None or c.resource_group.lower() == group.lower()]
+        return Response(200, {"value": found})
+
+    def cluster_body(self, cluster: Cluster) -> dict[str, Any]:
+        sub = self.state.subscription_id
+        body: dict[str, Any] = {
+            "id": f"/subscriptions/{sub}/resourcegroups/{cluster.resource_group}/providers/"
+                  f"Microsoft.ContainerService/managedClusters/{cluster.name}",
+            "location": LOCATION, "name": cluster.name, "type": CLUSTER_TYPE, "eTag": cluster.etag,
+            "tags": {}, "sku": {"name": "Base", "tier": "Free"},
+            "properties": {
+                "provisioningState": cluster.provisioning_state,
+                "powerState": {"code": "Running"},
+                "kubernetesVersion": cluster.kubernetes_version,
+                "currentKubernetesVersion": cluster.kubernetes_version,
+                "dnsPrefix": cluster.name, "fqdn": f"{cluster.name}-5f2a1c3b.hcp.{LOCATION}.azmk8s.io",
+                "agentPoolProfiles": [{
+                    "name": "nodepool1", "count": 3, "vmSize": "Standard_D4ds_v5", "maxPods": 110,
+                    "osType": "Linux", "type": "VirtualMachineScaleSets", "mode": "System",
+                    "provisioningState": cluster.provisioning_state, "orchestratorVersion": cluster.kubernetes_version,
+                    "currentOrchestratorVersion": cluster.kubernetes_version}],
+                "servicePrincipalProfile": {"clientId": cluster.client_id},
+                "nodeResourceGroup": f"MC_{cluster.resource_group}_{cluster.name}_{LOCATION}",
+                "enableRBAC": True,
+                "networkProfile": {"networkPlugin": "kubenet", "podCidr": "10.244.0.0/16",
+                                   "serviceCidr": "10.0.0.0/16", "dnsServiceIP": "10.0.0.10",
+                                   "loadBalancerSku": "standard", "outboundType": "loadBalancer"},
+            },
+        }
+        if cluster.client_id == "msi":
+            body["identity"] = {"type": "SystemAssigned", "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                                        cluster.key)),
+                                "tenantId": self.state.tenant_id}
+        return body
+
+    def put_cluster(self, request: Request) -> Response:
+        caller = self._authorize(request, WRITE, self._scope(request))
+        cluster = self._cluster(request)
+        body = request.json()
+        properties = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(properties, dict):
+            raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                           "deserialized: 'properties' is required.")
+        version = properties.get("kubernetesVersion") or cluster.kubernetes_version
+        correlation = _correlation(request)
+        operation = self.begin_write(cluster, caller, correlation, str(version))
+        return Response(200, self.cluster_body(cluster), self._async_headers(operation.id, correlation))
+
+    def begin_write(self, cluster: Cluster, caller: Application, correlation: str, version: str):
+        """Start a cluster write (an upgrade when the version changes); raise 409 while another runs."""
+        with self.state.lock:
+            self._refuse_while_busy(cluster, caller, correlation, WRITE, "PUT", "update")
+            self.state.log_operation(cluster=cluster, operation_name=WRITE, correlation_id=correlation,
+                                     caller=caller, method="PUT", status="Started", status_code="",
+                                     event_name="BeginRequest")
+            cluster.provisioning_state = "Upgrading" if version != cluster.kubernetes_version else "Updating"
+
+            def apply() -> dict[str, Any] | None:
+                problem = self.state.cluster_secret_problem(cluster)
+                if problem:
+                    return self._fail(cluster, caller, correlation, WRITE, "PUT", problem)
+                cluster.kubernetes_version = version
+                return self._succeed(cluster, caller, correlation, WRITE, "PUT")
+
+            return self.state.start_operation(cluster, "write", apply)
+
+    def reset(self, request: Request) -> Response:
+        caller = self._authorize(request, RESET, self._scope(request))
+        cluster = self._cluster(request)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                           "deserialized: expected a JSON object.")
+        client_id, secret = body.get("clientId"), body.get("secret")
+        if not isinstance(client_id, str) or not client_id:
+            raise ApiError(400, "InvalidParameter", "Required parameter servicePrincipalProfile.clientId is missing "
+                           "(null).")
+        if not isinstance(secret, str) or not secret or len(secret.encode()) > MAX_SECRET_BYTES:
+            raise ApiError(400, "InvalidParameter", "The value of parameter servicePrincipalProfile.secret is "
+                           "invalid: it is required and must not be longer than 190 bytes.")
+        if cluster.client_id == "msi":
+            raise ApiError(400, "BadRequest", "ResetServicePrincipalProfile is not allowed: the managed cluster "
+                           f"{cluster.name} uses a managed identity, not a service principal.")
+        correlation = _correlation(request)
+        with self.state.lock:
+            self._refuse_while_busy(cluster, caller, correlation, RESET, "POST", "reset service principal profile")
+            self.state.log_operation(cluster=cluster, operation_name=RESET, correlation_id=correlation,
+                                     caller=caller, method="POST", status="Started", status_code="",
+                                     event_name="BeginRequest")
+            cluster.provisioning_state = "Updating"
+
+            def apply() -> dict[str, Any] | None:
+                if self.state.reset_failures > 0:
+                    self.state.reset_failures -= 1
+                    error = {"code": "InternalOperationError", "message": "Reset service principal profile failed "
+                             "with an internal error. Please retry the operation."}
+                    cluster.provisioning_state = "Failed"
+                    self.state.log_operation(cluster=cluster, operation_name=RESET, correlation_id=correlation,
+                                             caller=caller, method="POST", status="Failed",
+                                             status_code="InternalServerError",
+                                             status_message=_status_message(error))
+                    return error
+                try:
+                    self.state.sign_in(client_id, secret)
+                except ApiError as err:
+                    problem = f'{{"error":"{err.code}","error_description":"{err.message}"}}'
+                    return self._fail(cluster, caller, correlation, RESET, "POST", problem)
+                cluster.client_id, cluster._held_secret = client_id, secret
+                return self._succeed(cluster, caller, correlation, RESET, "POST")
+
+            operation = self.state.start_operation(cluster, "reset", apply)
+        headers = self._async_headers(operation.id, correlation)
+        headers["Location"] = self._operation_url(operation.id, "operationresults")
+        return Response(202, None, headers)
+
+    def _refuse_while_busy(self, cluster: Cluster, caller: Application, correlation: str, action: str, method: str,
+                           what: str) -> None:
+        self.state.settle()
+        if cluster.operation is None:
+            return
+        started = self.state.operations[cluster.operation].started
+        error = {"code": "OperationNotAllowed", "message": (
+            f"Operation is not allowed because there's an in progress {what} managed cluster operation on managed "
+            f"cluster {cluster.name} started at {started.isoformat(timespec='seconds')}. Please wait for it to "
+            "finish before trying again.")}
+        self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation, caller=caller,
+                                 method=method, status="Failed", status_code="Conflict",
+                                 status_message={"error": error})
+        raise ApiError(409, error["code"], error["message"])
+
+    def _fail(self, cluster: Cluster, caller: Application, correlation: str, action: str, method: str,
+              aad_response: str) -> dict[str, Any]:
+        error = {"code": "ServicePrincipalValidationClientError", "message": (
+            "The credentials in ServicePrincipalProfile were invalid. Please see https://aka.ms/aks-sp-help for more "
+            f"details. (Details: adal: Refresh request failed. Status Code = '401'. Response body: {aad_response} "
+            f"Endpoint https://login.microsoftonline.com/{self.state.tenant_id}/oauth2/token?api-version=1.0)")}
+        cluster.provisioning_state = "Failed"
+        self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation, caller=caller,
+                                 method=method, status="Failed", status_code="BadRequest",
+                                 status_message=_status_message(error))
+        return error
+
+    def _succeed(self, cluster: Cluster, caller: Application, correlation: str, action: str, method: str) -> None:
+        cluster.provisioning_state = "Succeeded"
+        cluster.etag = uuid.uuid4().hex[:8]
+        self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation, caller=caller,
+                                 method=method, status="Succeeded", status_code="OK")
+        return None
+
+    # ------------------------------------------------------------------ long-running operations
+
+    def _operation_url(self, operation_id: str, kind: str) -> str:
+        return (f"{self.base_url}/subscriptions/{self.state.subscription_id}/providers/Microsoft.ContainerService/"
+                f"locations/{LOCATION}/{kind}/{operation_id}?api-version={OPERATION_API_VERSION}")
+
+    def _async_headers(self, operation_id: str, correlation: str) -> dict[str, str]:
+        return {"Azure-AsyncOperation": self._operation_url(operation_id, "operations"),
+                "Retry-After": self._retry_after(), "x-ms-correlation-request-id": correlation}
+
+    def _retry_after(self) -> str:
+        # azure-core reads Retry-After 0 as absent and falls back to its polling interval (30 s for AKS).
+        return "1"
+
+    def operation_status(self, request: Request) -> Response:
+        self._authorize(request, "Microsoft.ContainerService/locations/operations/read", request.path)
+        operation = self.state.read_operation(request.params["op"])
+        if operation is None:
+            raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
+        headers = {"Retry-After": self._retry_after()} if operation.status == "InProgress" else {}
+        return Response(200, operation.body(self.state.subscription_id), headers)
+
+    def operation_result(self, request: Request) -> Response:
+        self._authorize(request, "Microsoft.ContainerService/locations/operationresults/read", request.path)
+        operation = self.state.read_operation(request.params["op"])
+        if operation is None:
+            raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
+        if operation.status == "InProgress":
+            return Response(202, None, {"Location": self._operation_url(operation.id, "operationresults"),
+                                        "Retry-After": self._retry_after()})
+        if operation.error:
+            raise ApiError(400, operation.error["code"], operation.error["message"])
+        return Response(204)
+
+    # ------------------------------------------------------------------ Activity Log
+
+    def activity_log(self, request: Request) -> Response:
+        self._authorize(request, "Microsoft.Insights/eventtypes/values/read", request.path)
+        since, until, narrowing = _parse_filter(request.query.get("$filter", ""))
+        with self.state.lock:
+            now = self.state.now()
+            entries = [e for e in self.state.activity_log
+                       if since <= _parse_time(e["eventTimestamp"]) <= until
+                       and _parse_time(e["submissionTimestamp"]) <= now and _matches(e, narrowing)]
+        entries.reverse()  # newest first, as the service returns them
+        start = _skip(request.query.get("$skipToken", "0"))
+        page = entries[start:start + ACTIVITY_PAGE]
+        selected = [f.strip() for f in request.query.get("$select", "").split(",") if f.strip()]
+        if selected:
+            page = [{k: v for k, v in entry.items() if k in selected} for entry in page]
+        body: dict[str, Any] = {"value": copy.deepcopy(page)}
+        if start + ACTIVITY_PAGE < len(entries):
+            query = {k: v for k, v in request.query.items() if k != "$skipToken"}
+            query["$skipToken"] = str(start + ACTIVITY_PAGE)
+            body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(query, quote_via=quote)}"
+        return Response(200, body)
+
+
+def _status_message(error: dict[str, Any]) -> dict[str, Any]:
+    """statusMessage of a failed long-running operation: the cause sits in error.details."""
+    return {"status": "Failed", "error": {
+        "code": "ResourceOperationFailure",
+        "message": "The resource operation completed with terminal provisioning state 'Failed'.",
+        "details": [error]}}
+
+
+def _correlation(request: Request) -> str:
+    return request.headers.get("x-ms-correlation-request-id") or str(uuid.uuid4())
+
+
+def _bad_filter(detail: str) -> ApiError:
+    return ApiError(400, "BadRequest", f"The $filter is invalid: {detail}. It must be \"eventTimestamp ge '<start>' "
+                    "and eventTimestamp le '<end>'\", optionally followed by one of \"and correlationId eq '<id>'\", "
+                    "\"and resourceGroupName eq '<name>'\", \"and resourceUri eq '<uri>'\" or "
+                    "\"and resourceProvider eq '<namespace>'\".")
+
+
+def _parse_filter(text: str) -> tuple[datetime, datetime, tuple[str, str] | None]:
+    if not text:
+        raise _bad_filter("$filter is required")
+    since = until = None
+    narrowing: tuple[str, str] | None = None
+    for term in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
+        match = _FILTER_TERM.match(term)
+        if not match:
+            raise _bad_filter(f"cannot read {term!r}")
+        name, op, value = match.group(1).lower(), match.group(2).lower(), match.group(3)
+        if name == "eventtimestamp" and op in ("ge", "le"):
+            try:
+                moment = _parse_time(value)
+            except ValueError as err:
+                raise _bad_filter(f"{value!r} is not a time") from err
+            since, until = (moment, until) if op == "ge" else (since, moment)
+        elif name in _NARROWING and op == "eq" and narrowing is None:
+            narrowing = (_NARROWING[name], value)
+        else:
+            raise _bad_filter(f"{term!r} is not supported here")
+    if since is None or until is None:
+        raise _bad_filter("both eventTimestamp ge and eventTimestamp le are required")
+    if until - since > timedelta(days=90):
+        raise _bad_filter("the time range may span at most 90 days")
+    return since, until, narrowing
+
+
+def _matches(entry: dict[str, Any], narrowing: tuple[str, str] | None) -> bool:
+    if narrowing is None:
+        return True
+    field, value = narrowing
+    actual = {"correlationId": entry["correlationId"], "resourceProvider": entry["resourceProviderName"]["value"],
+              "resourceUri": entry["resourceId"], "resourceGroupName": entry["resourceGroupName"]}[field]
+    return actual.lower() == value.lower()
+
+
+def _parse_time(value: str) -> datetime:
+    """An Azure timestamp (up to 7 fractional digits, Z or an offset) as an aware UTC datetime."""
+    text = value.strip()
+    text = text[:-1] + "+00:00" if text.endswith("Z") else text
+    match = re.match(r"^([^.+]*?(?:T[\d:]+)?)(\.\d+)?([+-]\d\d:\d\d)?$", text)
+    if not match:
+        raise ValueError(f"not a time: {value!r}")
+    head, fraction, offset = match.groups()
+    return datetime.fromisoformat(head + (fraction or "")[:7] + (offset or "+00:00")).astimezone(UTC)
+
+
+def _skip(token: str) -> int:
+    try:
+        return max(int(token), 0)
+    except ValueError as err:
+        raise ApiError(400, "BadRequest", "The $skipToken is invalid.") from err

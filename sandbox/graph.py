@@ -1,0 +1,182 @@
+"""Microsoft Graph v1.0: applications, their passwords, service principals.
+
+Shapes follow `graph_application_addPassword_v1.0.json` and `..._removePassword_...`.
+Permissions as Graph applies them: `Application.ReadWrite.All` sees and changes every
+application; `Application.ReadWrite.OwnedBy` only the ones its identity owns (others are
+invisible to reads and refused, 403, to writes).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.server import Api, Request, Response
+from sandbox.state import GRAPH_AUDIENCE, ApiError, Application, SandboxState, utc_iso
+
+_APP_ID_FILTER = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
+_SELECTABLE = {"id", "appId", "displayName", "passwordCredentials", "createdDateTime", "keyCredentials"}
+
+
+class GraphApi(Api):
+    name = "graph"
+
+    def __init__(self, state: SandboxState) -> None:
+        super().__init__(state)
+        app = r"/v1\.0/applications/(?P<id>[0-9a-fA-F-]{36})"
+        self.route("GET", r"/v1\.0/applications", "GET /applications", self.list_applications)
+        self.route("GET", r"/v1\.0/applications\(appId='(?P<appid>[^']*)'\)", "GET /applications(appId=)",
+                   self.get_by_app_id)
+        self.route("GET", app, "GET /applications/{id}", self.get_application)
+        self.route("POST", rf"{app}/addPassword", "POST /applications/{id}/addPassword", self.add_password)
+        self.route("POST", rf"{app}/removePassword", "POST /applications/{id}/removePassword", self.remove_password)
+        self.route("GET", r"/v1\.0/servicePrincipals", "GET /servicePrincipals", self.list_service_principals)
+
+    def error_body(self, err: ApiError) -> Any:
+        return {"error": {"code": err.code, "message": err.message, "innerError": {
+            "date": utc_iso(self.state.now())[:19], "request-id": str(uuid.uuid4()),
+            "client-request-id": str(uuid.uuid4())}}}
+
+    def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
+        if kind == "throttle":
+            return ApiError(429, "TooManyRequests", "Too many requests.", {"Retry-After": f"{retry_after:g}"})
+        return ApiError(status, "serviceNotAvailable" if status == 503 else "generalException",
+                        "The service is temporarily unavailable.", {"Retry-After": f"{retry_after:g}"})
+
+    # ------------------------------------------------------------------ checks
+
+    def _caller(self, request: Request) -> Application:
+        caller = self.state.caller(request.headers.get("authorization"), (GRAPH_AUDIENCE,))
+        if caller is None:
+            raise ApiError(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+        if caller.graph_permission not in ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"):
+            raise ApiError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+        return caller
+
+    def _visible(self, caller: Application, app: Application) -> bool:
+        return caller.graph_permission == "Application.ReadWrite.All" or caller.app_id in app.owners
+
+    def _by_object_id(self, request: Request, caller: Application) -> Application:
+        object_id = request.params["id"].lower()
+        with self.state.lock:
+            app = next((a for a in self.state.applications.values() if a.object_id == object_id), None)
+        if app is None or not self._visible(caller, app):
+            raise ApiError(404, "Request_ResourceNotFound", f"Resource '{object_id}' does not exist or one of its "
+                           "queried reference-property objects are not present.")
+        return app
+
+    # ------------------------------------------------------------------ applications
+
+    def _body(self, app: Application, select: set[str] | None) -> dict[str, Any]:
+        full = {"id": app.object_id, "appId": app.app_id, "displayName": app.display_name,
+                "createdDateTime": "2025-01-01T00:00:00Z", "keyCredentials": [],
+                "passwordCredentials": [p.graph() for p in app.passwords]}
+        return {k: v for k, v in full.items() if select is None or k in select}
+
+    def _select(self, request: Request) -> set[str] | None:
+        if "$select" not in request.query:
+            return None
+        fields = {f.strip() for f in request.query["$select"].split(",") if f.strip()}
+        unknown = fields - _SELECTABLE
+        if unknown:
+            raise ApiError(400, "Request_BadRequest", f"Could not find a property named '{sorted(unknown)[0]}' on "
+                           "type 'microsoft.graph.application'.")
+        return fields
+
+    def list_applications(self, request: Request) -> Response:
+        caller = self._caller(request)
+        select = self._select(request)
+        wanted: str | None = None
+        if "$filter" in request.query:
+            match = _APP_ID_FILTER.match(request.query["$filter"])
+            if not match:
+                raise ApiError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause "
+                               "specified for property of resource 'Application'.")
+            wanted = match.group(1)
+        with self.state.lock:
+            found = [self._body(a, select) for a in self.state.applications.values()
+                     if self._visible(caller, a) and (wanted is None or a.app_id == wanted)]
+        context = f"{self.base_url}/v1.0/$metadata#applications" + (f"({','.join(sorted(select))})" if select else "")
+        return Response(200, {"@odata.context": context, "value": found})
+
+    def get_application(self, request: Request) -> Response:
+        caller = self._caller(request)
+        return Response(200, self._body(self._by_object_id(request, caller), self._select(request)))
+
+    def get_by_app_id(self, request: Request) -> Response:
+        caller = self._caller(request)
+        app = self.state.applications.get(request.params["appid"])
+        if app is None or not self._visible(caller, app):
+            raise ApiError(404, "Request_ResourceNotFound", f"Resource '{request.params['appid']}' does not exist "
+                           "or one of its queried reference-property objects are not present.")
+        return Response(200, self._body(app, self._select(request)))
+
+    def add_password(self, request: Request) -> Response:
+        caller = self._caller(request)
+        app = self._by_object_id(request, caller)
+        self._require_owner(caller, app)
+        body = request.json(code="BadRequest")
+        credential = body.get("passwordCredential") if isinstance(body, dict) else None
+        if credential is None:
+            credential = {}
+        if not isinstance(credential, dict):
+            raise ApiError(400, "BadRequest", "Invalid passwordCredential: expected an object.")
+        end = credential.get("endDateTime")
+        try:
+            end_time = _parse_time(end) if end else None
+        except ValueError as err:
+            raise ApiError(400, "BadRequest", f"Invalid value for endDateTime: {end!r}.") from err
+        if end_time is not None and end_time <= self.state.now():
+            raise ApiError(400, "InvalidRequest", "The endDateTime must be in the future.")
+        password, text = self.state.add_password(app, str(credential.get("displayName") or ""), end=end_time)
+        created = password.graph()
+        created["secretText"] = text  # Graph returns the text once, here
+        return Response(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#microsoft.graph.passwordCredential",
+                              **created})
+
+    def remove_password(self, request: Request) -> Response:
+        caller = self._caller(request)
+        app = self._by_object_id(request, caller)
+        self._require_owner(caller, app)
+        body = request.json(code="BadRequest")
+        key_id = body.get("keyId") if isinstance(body, dict) else None
+        with self.state.lock:
+            kept = [p for p in app.passwords if p.key_id != key_id]
+            if not isinstance(key_id, str) or len(kept) == len(app.passwords):
+                raise ApiError(400, "Request_BadRequest", f"No password credential with keyId '{key_id}' exists on "
+                               "the application.")
+            app.passwords = kept
+        return Response(204)
+
+    def _require_owner(self, caller: Application, app: Application) -> None:
+        if not self._visible(caller, app):
+            raise ApiError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+
+    def list_service_principals(self, request: Request) -> Response:
+        caller = self._caller(request)
+        wanted = None
+        if "$filter" in request.query:
+            match = _APP_ID_FILTER.match(request.query["$filter"])
+            if not match:
+                raise ApiError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause "
+                               "specified for property of resource 'ServicePrincipal'.")
+            wanted = match.group(1)
+        with self.state.lock:
+            found = [{"id": a.sp_object_id, "appId": a.app_id, "displayName": a.display_name,
+                      "servicePrincipalType": "Application", "accountEnabled": True}
+                     for a in self.state.applications.values()
+                     if self._visible(caller, a) and (wanted is None or a.app_id == wanted)]
+        return Response(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#servicePrincipals", "value": found})
+
+
+def _parse_time(value: str) -> datetime:
+    text = value.strip()
+    text = text[:-1] + "+00:00" if text.endswith("Z") else text
+    head, dot, rest = text.partition(".")
+    if dot:
+        digits = "".join(c for c in rest if c.isdigit())
+        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+    moment = datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)

@@ -1,0 +1,180 @@
+"""HTTPS plumbing shared by the sandbox's APIs: routing, TLS, faults, request counts.
+
+Each API (ARM, Graph, Entra ID, Key Vault, admin) is an `Api` with a table of routes and
+its own error shape; each runs on its own `ThreadingHTTPServer` port, so the SDK clients
+see one host per service, as in Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from sandbox.state import ApiError, SandboxState
+
+log = logging.getLogger("sandbox")
+MAX_BODY = 2 * 1024 * 1024
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    params: dict[str, str]  # from the route's named groups
+
+    def json(self, *, code: str = "InvalidRequestContent") -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError as err:
+            raise ApiError(400, code, f"The request content was invalid and could not be deserialized: {err}.") \
+                from err
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None  # dict/list -> JSON; bytes as is; None -> empty
+    headers: dict[str, str] | None = None
+
+
+Handler = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    label: str  # what request counts are keyed by, e.g. "GET managedClusters/{name}"
+    handler: Handler
+
+
+class Api:
+    """One Azure service. Subclasses fill `routes` and say how errors look."""
+
+    name = "api"
+    counted = True  # the admin API is not part of what the remediator calls
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.routes: list[Route] = []
+        self.base_url = ""
+
+    def route(self, method: str, pattern: str, label: str, handler: Handler) -> None:
+        self.routes.append(Route(method, re.compile(f"^{pattern}$", re.IGNORECASE), label, handler))
+
+    def error_body(self, err: ApiError) -> Any:
+        return {"error": {"code": err.code, "message": err.message}}
+
+    def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
+        if kind == "throttle":
+            return ApiError(429, "TooManyRequests", "Too many requests. Please retry after the time given in the "
+                            "Retry-After header.", headers={"Retry-After": f"{retry_after:g}"})
+        return ApiError(status, "ServiceUnavailable" if status == 503 else "InternalServerError",
+                        "The service is temporarily unavailable. Please retry.", _retry_header(status, retry_after))
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        split = urlsplit(target)
+        request_path = split.path
+        for route in self.routes:
+            match = route.pattern.match(request_path)
+            if match and route.method == method:
+                break
+        else:
+            allowed = [r for r in self.routes if r.pattern.match(request_path)]
+            if allowed:
+                return self._error(ApiError(405, "MethodNotAllowed", f"The method {method} is not allowed here."))
+            return self._error(ApiError(404, "NotFound", f"No route for {method} {request_path}."))
+        if self.counted:
+            self.state.count(self.name, route.label)
+        fault = self.state.take_fault(self.name)
+        if fault and fault.kind == "latency":
+            time.sleep(fault.seconds)
+        elif fault:
+            return self._error(self.fault_response(fault.kind, fault.status, fault.retry_after))
+        request = Request(method, request_path, dict(parse_qsl(split.query, keep_blank_values=True)), headers, body,
+                          {k: v for k, v in match.groupdict().items() if v is not None})
+        try:
+            return route.handler(request)
+        except ApiError as err:
+            return self._error(err)
+
+    def _error(self, err: ApiError) -> Response:
+        return Response(err.status, self.error_body(err), dict(err.headers))
+
+
+def _retry_header(status: int, retry_after: float) -> dict[str, str]:
+    """Services send Retry-After with 503s as with 429s; the SDKs' retry policies honour it."""
+    return {"Retry-After": f"{retry_after:g}"} if status in (429, 503) else {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    api: Api  # set per server class
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.send_error(413)
+            return
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            response = self.api.handle(self.command, self.path, headers, body)
+        except Exception:  # noqa: BLE001 - a sandbox bug must show as a 500, as a service's would
+            log.exception("%s %s failed in the sandbox", self.command, self.path)
+            response = Response(500, {"error": {"code": "InternalServerError", "message": "sandbox error"}})
+        payload = response.body
+        extra = dict(response.headers or {})
+        if isinstance(payload, (dict, list)):
+            payload = json.dumps(payload).encode()
+            extra.setdefault("Content-Type", "application/json; charset=utf-8")
+        payload = payload or b""
+        self.send_response(response.status)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        self.send_header("x-ms-request-id", headers.get("x-ms-client-request-id") or "sandbox")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _serve  # noqa: N815 (http.server's names)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class ApiServer:
+    """One API on 127.0.0.1 over TLS, on a port of its own."""
+
+    def __init__(self, api: Api, context: ssl.SSLContext) -> None:
+        handler = type(f"{api.name.capitalize()}Handler", (_Handler,), {"api": api})
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        # Without this, each keep-alive request waits ~40 ms for delayed ACKs.
+        handler.disable_nagle_algorithm = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        api.base_url = self.url
+        # A short poll interval: stop() waits up to one interval per server.
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name=f"sandbox-{api.name}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,486 @@
+"""The sandbox's world: one tenant, one subscription, applications, clusters, a vault, a log.
+
+Every API server reads and changes this one object under its lock, so the APIs agree with
+each other the way Azure's do: a password added through Graph signs in at the token
+endpoint, a cluster reset through ARM holds that secret, a failed write appears in the
+Activity Log and is delivered as an Event Grid event.
+
+Secret text lives only here, in private fields, for the checks Azure itself makes (sign-in,
+AKS validating its service principal) and for tests that must prove it never leaks.
+`snapshot()` carries ids, key ids, hints and dates, never secret text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+LOCATION = "westeurope"
+ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
+VAULT_AUDIENCE = "https://vault.azure.net"
+TOKEN_LIFETIME = timedelta(hours=1)
+DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPassword: two years
+
+# What each identity may do on ARM; the remediator's set is exactly infra/'s custom role.
+REMEDIATOR_ARM_ACTIONS = frozenset({
+    "Microsoft.ContainerService/managedClusters/read",
+    "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action",
+    "Microsoft.ContainerService/locations/operations/read",
+    "Microsoft.ContainerService/locations/operationresults/read",
+    "Microsoft.Insights/eventtypes/values/read",
+})
+ALL_ACTIONS = frozenset({"*"})
+
+
+def utc_iso(moment: datetime) -> str:
+    """ISO 8601 with seven fractional digits and Z, as Azure writes timestamps."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+class ApiError(Exception):
+    """An error an API answers with; each server renders it in its own error shape."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A workload identity's sign-in: what a test or a local run passes to ClientSecretCredential."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass
+class Password:
+    key_id: str
+    display_name: str
+    hint: str
+    start: datetime
+    end: datetime
+    _text: str = field(repr=False)
+
+    def public(self, now: datetime) -> dict[str, Any]:
+        return {"keyId": self.key_id, "hint": self.hint, "displayName": self.display_name,
+                "startDateTime": utc_iso(self.start), "endDateTime": utc_iso(self.end),
+                "validNow": self.start <= now < self.end}
+
+    def graph(self) -> dict[str, Any]:
+        return {"customKeyIdentifier": None, "displayName": self.display_name, "endDateTime": utc_iso(self.end),
+                "hint": self.hint, "keyId": self.key_id, "secretText": None, "startDateTime": utc_iso(self.start)}
+
+
+@dataclass
+class Application:
+    object_id: str
+    app_id: str
+    display_name: str
+    owners: set[str] = field(default_factory=set)  # appIds of identities that own it
+    graph_permission: str | None = None  # the application permission this app holds on Graph
+    arm_actions: frozenset[str] = frozenset()
+    passwords: list[Password] = field(default_factory=list)
+    sp_object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Operation:
+    id: str
+    kind: str  # "reset" or "write"
+    cluster: str  # cluster key (resource group/name, lower case)
+    started: datetime
+    ready_at: datetime
+    apply: Callable[[], dict[str, Any] | None]  # runs once, returns an error dict or None
+    status: str = "InProgress"
+    error: dict[str, Any] | None = None
+    ended: datetime | None = None
+
+    def body(self, subscription_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": f"/subscriptions/{subscription_id}/providers/Microsoft.ContainerService/locations/{LOCATION}"
+                  f"/operations/{self.id}",
+            "name": self.id, "status": self.status, "startTime": utc_iso(self.started)}
+        if self.ended:
+            body["endTime"] = utc_iso(self.ended)
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+@dataclass
+class Cluster:
+    resource_group: str
+    name: str
+    client_id: str  # "msi" for a managed identity cluster
+    kubernetes_version: str
+    _held_secret: str | None = field(default=None, repr=False)
+    provisioning_state: str = "Succeeded"
+    operation: str | None = None  # the id of the operation in progress
+    etag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def key(self) -> str:
+        return f"{self.resource_group}/{self.name}".lower()
+
+
+@dataclass
+class SecretVersion:
+    version: str
+    _value: str = field(repr=False)
+    content_type: str | None
+    tags: dict[str, str]
+    enabled: bool
+    expires: int | None
+    not_before: int | None
+    created: int
+    updated: int
+
+
+@dataclass
+class Fault:
+    kind: str  # throttle | error | latency
+    remaining: int
+    status: int = 503
+    retry_after: float = 1.0
+    seconds: float = 0.0
+
+
+class SandboxState:
+    """All of the sandbox's mutable state. Methods take the lock; callers never do."""
+
+    def __init__(self, *, tenant_id: str, subscription_id: str) -> None:
+        self.lock = threading.RLock()
+        self.tenant_id = tenant_id
+        self.subscription_id = subscription_id
+        self.clock_offset = timedelta()
+        self.applications: dict[str, Application] = {}  # by appId
+        self.clusters: dict[str, Cluster] = {}  # by Cluster.key
+        self.operations: dict[str, Operation] = {}
+        self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token -> (appId, audience, expires)
+        self.vault: dict[str, list[SecretVersion]] = {}
+        self.activity_log: list[dict[str, Any]] = []
+        self.requests: dict[str, Counter[str]] = defaultdict(Counter)
+        self.tokens_issued: Counter[str] = Counter()
+        self.faults: dict[str, list[Fault]] = defaultdict(list)
+        self.propagation_seconds = 0.0  # a new password signs in only after this long
+        self.ingestion_seconds = 0.0  # an Activity Log entry is listed only after this long
+        self.reset_failures = 0  # the next N resets fail inside AKS (an internal error)
+        # How long an ARM operation runs. Below the 1 s Retry-After the API sends, so a client's first
+        # status poll finds it done: one poll per operation, and every client goes through the protocol.
+        self.operation_seconds = 0.5
+        self.on_failed_operation: Callable[[dict[str, Any]], None] = lambda entry: None
+
+    # ------------------------------------------------------------------ time
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.clock_offset
+
+    def advance(self, seconds: float) -> datetime:
+        with self.lock:
+            self.clock_offset += timedelta(seconds=seconds)
+            return self.now()
+
+    # ------------------------------------------------------------------ directory and sign-in
+
+    def add_application(self, display_name: str, *, owners: set[str] | None = None, graph_permission: str | None = None,
+                        arm_actions: frozenset[str] = frozenset()) -> Application:
+        with self.lock:
+            app = Application(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), display_name=display_name,
+                              owners=set(owners or ()), graph_permission=graph_permission, arm_actions=arm_actions)
+            self.applications[app.app_id] = app
+            return app
+
+    def add_password(self, app: Application, display_name: str, *, start: datetime | None = None,
+                     end: datetime | None = None) -> tuple[Password, str]:
+        """A new password and its text, which only the caller sees, once (as Graph does)."""
+        with self.lock:
+            text = new_secret_text()
+            start = start or self.now()
+            password = Password(key_id=str(uuid.uuid4()), display_name=display_name, hint=text[:3], start=start,
+                                end=end or start + DEFAULT_PASSWORD_LIFETIME, _text=text)
+            app.passwords.append(password)
+            return password, text
+
+    def sign_in(self, client_id: str, secret: str) -> Application:
+        """The application, if `secret` signs in as `client_id` now; ApiError with Entra ID's AADSTS text if not."""
+        with self.lock:
+            app = self.applications.get(client_id)
+            if app is None:
+                raise ApiError(400, "unauthorized_client", (
+                    f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory "
+                    f"'{self.tenant_id}'. This can happen if the application has not been installed by the "
+                    "administrator of the tenant or consented to by any user in the tenant. You may have sent "
+                    "your authentication request to the wrong tenant."))
+            now = self.now()
+            matching = [p for p in app.passwords if secrets.compare_digest(p._text, secret)]
+            usable = [p for p in matching
+                      if p.start <= now < p.end and (now - p.start).total_seconds() >= self.propagation_seconds]
+            if usable:
+                return app
+            if matching and all(p.end <= now for p in matching):
+                raise ApiError(401, "invalid_client", (
+                    f"AADSTS7000222: The provided client secret keys for app '{client_id}' are expired. Visit the "
+                    "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider "
+                    "using certificate credentials for added security: https://aka.ms/certCreds."))
+            raise ApiError(401, "invalid_client", (
+                "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the "
+                f"client secret value, not the client secret ID, for a secret added to app '{client_id}'."))
+
+    def issue_token(self, app: Application, audience: str) -> tuple[str, int]:
+        with self.lock:
+            token = secrets.token_urlsafe(32)
+            self.tokens[token] = (app.app_id, audience, self.now() + TOKEN_LIFETIME)
+            self.tokens_issued[audience] += 1
+            return token, int(TOKEN_LIFETIME.total_seconds())
+
+    def caller(self, authorization: str | None, audiences: tuple[str, ...]) -> Application | None:
+        """The application a bearer token was issued to, for one of `audiences`; None without a usable token."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        with self.lock:
+            found = self.tokens.get(authorization[len("Bearer "):])
+            if found is None or found[2] <= self.now() or found[1] not in audiences:
+                return None
+            return self.applications.get(found[0])
+
+    # ------------------------------------------------------------------ clusters
+
+    def add_cluster(self, resource_group: str, name: str, *, client_id: str, secret: str | None,
+                    kubernetes_version: str = "1.29.7") -> Cluster:
+        with self.lock:
+            cluster = Cluster(resource_group, name, client_id, kubernetes_version, _held_secret=secret)
+            self.clusters[cluster.key] = cluster
+            return cluster
+
+    def cluster(self, resource_group: str, name: str) -> Cluster | None:
+        with self.lock:
+            self.settle()
+            return self.clusters.get(f"{resource_group}/{name}".lower())
+
+    def resource_group_exists(self, resource_group: str) -> bool:
+        with self.lock:
+            return any(c.resource_group.lower() == resource_group.lower() for c in self.clusters.values())
+
+    def cluster_secret_problem(self, cluster: Cluster) -> str | None:
+        """Why AKS cannot sign in as the cluster's service principal now (AADSTS text), or None."""
+        if cluster.client_id == "msi":
+            return None
+        try:
+            self.sign_in(cluster.client_id, cluster._held_secret or "")
+        except ApiError as err:
+            return f'{{"error":"{err.code}","error_description":"{err.message}"}}'
+        return None
+
+    def start_operation(self, cluster: Cluster, kind: str, apply: Callable[[], dict[str, Any] | None]) -> Operation:
+        with self.lock:
+            now = self.now()
+            operation = Operation(id=str(uuid.uuid4()), kind=kind, cluster=cluster.key, started=now,
+                                  ready_at=now + timedelta(seconds=self.operation_seconds), apply=apply)
+            self.operations[operation.id] = operation
+            cluster.operation = operation.id
+            return operation
+
+    def read_operation(self, operation_id: str) -> Operation | None:
+        """An operation as its status URL shows it."""
+        with self.lock:
+            self.settle()
+            return self.operations.get(operation_id)
+
+    def settle(self, force: bool = False) -> None:
+        """Finish the operations whose time has come (ARM would have, whether or not anyone polled)."""
+        with self.lock:
+            now = self.now()
+            for operation in self.operations.values():
+                if operation.status != "InProgress" or (not force and now < operation.ready_at):
+                    continue
+                operation.error = operation.apply()
+                operation.status = "Failed" if operation.error else "Succeeded"
+                operation.ended = now
+                cluster = self.clusters.get(operation.cluster)
+                if cluster and cluster.operation == operation.id:
+                    cluster.operation = None
+
+    # ------------------------------------------------------------------ Activity Log
+
+    def log_operation(self, *, cluster: Cluster, operation_name: str, correlation_id: str, caller: Application,
+                      method: str, status: str, status_code: str, status_message: dict[str, Any] | None = None,
+                      event_name: str = "EndRequest") -> dict[str, Any]:
+        """Append an Activity Log entry shaped as the REST API returns it; a failed end is also an event."""
+        with self.lock:
+            now = self.now()
+            resource_id = (f"/subscriptions/{self.subscription_id}/resourcegroups/{cluster.resource_group}"
+                           f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}")
+            event_id = str(uuid.uuid4())
+            properties: dict[str, Any] = {"statusCode": status_code, "eventCategory": "Administrative",
+                                          "entity": resource_id, "message": operation_name,
+                                          "hierarchy": f"{self.tenant_id}/{self.subscription_id}"}
+            if status_message is not None:
+                # The REST API returns statusMessage as a JSON-encoded string.
+                properties["statusMessage"] = json.dumps(status_message)
+            entry = {
+                "authorization": {"action": operation_name, "scope": resource_id},
+                "caller": caller.app_id, "channels": "Operation",
+                "claims": {"aud": "https://management.azure.com/", "appid": caller.app_id,
+                           "http://schemas.microsoft.com/identity/claims/tenantid": self.tenant_id},
+                "correlationId": correlation_id, "description": "", "eventDataId": event_id,
+                "eventName": {"value": event_name, "localizedValue": _localized(event_name)},
+                "category": {"value": "Administrative", "localizedValue": "Administrative"},
+                "httpRequest": {"clientRequestId": str(uuid.uuid4()), "clientIpAddress": "127.0.0.1",
+                                "method": method},
+                "id": f"{resource_id}/events/{event_id}/ticks/{int(now.timestamp() * 10**7)}",
+                "level": "Error" if status == "Failed" else "Informational",
+                "resourceGroupName": cluster.resource_group,
+                "resourceProviderName": {"value": "Microsoft.ContainerService",
+                                         "localizedValue": "Microsoft.ContainerService"},
+                "resourceId": resource_id,
+                "resourceType": {"value": "Microsoft.ContainerService/managedClusters",
+                                 "localizedValue": "Microsoft.ContainerService/managedClusters"},
+                "operationId": str(uuid.uuid4()),
+                "operationName": {"value": operation_name, "localizedValue": operation_name},
+                "properties": properties,
+                "status": {"value": status, "localizedValue": status},
+                "subStatus": {"value": status_code, "localizedValue": status_code},
+                "eventTimestamp": utc_iso(now),
+                "submissionTimestamp": utc_iso(now + timedelta(seconds=self.ingestion_seconds)),
+                "subscriptionId": self.subscription_id, "tenantId": self.tenant_id,
+            }
+            self.activity_log.append(entry)
+        if status == "Failed" and event_name == "EndRequest":
+            self.on_failed_operation(entry)
+        return entry
+
+    # ------------------------------------------------------------------ Key Vault
+
+    def set_secret(self, name: str, value: str, *, content_type: str | None, tags: dict[str, str], enabled: bool,
+                   expires: int | None, not_before: int | None) -> SecretVersion:
+        with self.lock:
+            stamp = int(self.now().timestamp())
+            version = SecretVersion(uuid.uuid4().hex, value, content_type, tags, enabled, expires, not_before,
+                                    stamp, stamp)
+            self.vault.setdefault(name.lower(), []).append(version)
+            return version
+
+    def secret_versions(self, name: str) -> list[SecretVersion]:
+        with self.lock:
+            return list(self.vault.get(name.lower(), ()))
+
+    # ------------------------------------------------------------------ faults and counting
+
+    def count(self, api: str, route: str) -> None:
+        with self.lock:
+            self.requests[api][route] += 1
+
+    def add_fault(self, api: str, fault: Fault) -> None:
+        with self.lock:
+            self.faults[api].append(fault)
+
+    def take_fault(self, api: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults.get(api, ()):
+                if fault.remaining > 0:
+                    fault.remaining -= 1
+                    return fault
+            return None
+
+    # ------------------------------------------------------------------ for tests and the admin API
+
+    def secret_text_of_cluster(self, name: str) -> str | None:
+        """The secret text a cluster holds. Tests use it to prove the text appears nowhere else."""
+        with self.lock:
+            return next((c._held_secret for c in self.clusters.values() if c.name == name), None)
+
+    def vault_current_value(self, name: str) -> str | None:
+        with self.lock:
+            versions = self.vault.get(name.lower())
+            return versions[-1]._value if versions else None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything observable, without secret text."""
+        with self.lock:
+            self.settle()
+            now = self.now()
+            return {
+                "now": utc_iso(now),
+                "clusters": [self._cluster_view(c) for c in self.clusters.values()],
+                "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
+                                  "passwords": [p.public(now) for p in a.passwords]}
+                                 for a in self.applications.values()],
+                "keyVault": {name: {"versions": len(versions), "currentVersion": versions[-1].version}
+                             for name, versions in self.vault.items()},
+                "activityLog": len(self.activity_log),
+                "requests": {api: dict(routes) for api, routes in self.requests.items()},
+                "tokens": dict(self.tokens_issued),
+            }
+
+    def _cluster_view(self, cluster: Cluster) -> dict[str, Any]:
+        held = None
+        if cluster._held_secret is not None:
+            app = self.applications.get(cluster.client_id)
+            held = next((p.key_id for p in (app.passwords if app else ())
+                         if secrets.compare_digest(p._text, cluster._held_secret)), None)
+        return {"id": (f"/subscriptions/{self.subscription_id}/resourceGroups/{cluster.resource_group}"
+                       f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}"),
+                "name": cluster.name, "resourceGroup": cluster.resource_group, "clientId": cluster.client_id,
+                "provisioningState": cluster.provisioning_state, "kubernetesVersion": cluster.kubernetes_version,
+                "secretValidNow": cluster.client_id == "msi" or self.cluster_secret_problem(cluster) is None,
+                "heldKeyId": held}
+
+
+def new_secret_text() -> str:
+    """40 characters of Graph's secret alphabet; never longer than AKS's 190-byte limit."""
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789~._-"
+    return "".join(secrets.choice(alphabet) for _ in range(40))
+
+
+def _localized(event_name: str) -> str:
+    return {"EndRequest": "End request", "BeginRequest": "Begin request"}.get(event_name, event_name)
+
+
+def build_scenario(scenario: str, *, tenant_id: str | None = None,
+                   subscription_id: str | None = None) -> tuple[SandboxState, Identity, Identity]:
+    """The world of a named scenario, with the remediator's and the operator's sign-ins.
+
+    expired-secret: rg-payments/aks-payments holds a password that expired three days ago;
+    rg-payments/aks-msi uses a managed identity; rg-platform/aks-healthy is fine.
+    healthy: the same, with aks-payments' password valid for another 200 days.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    state = SandboxState(tenant_id=tenant_id or str(uuid.uuid4()), subscription_id=subscription_id or str(uuid.uuid4()))
+    now = state.now()
+    remediator = state.add_application("aks-sp-remediator", graph_permission="Application.ReadWrite.OwnedBy",
+                                       arm_actions=REMEDIATOR_ARM_ACTIONS)
+    operator = state.add_application("platform-operator", graph_permission="Application.ReadWrite.All",
+                                     arm_actions=ALL_ACTIONS)
+    _, remediator_secret = state.add_password(remediator, "local run", start=now - timedelta(days=1))
+    _, operator_secret = state.add_password(operator, "local run", start=now - timedelta(days=1))
+
+    payments = state.add_application("aks-payments-sp", owners={remediator.app_id})
+    if scenario == "expired-secret":
+        start, end = now - timedelta(days=368), now - timedelta(days=3)
+    else:
+        start, end = now - timedelta(days=165), now + timedelta(days=200)
+    _, payments_secret = state.add_password(payments, "rbac", start=start, end=end)
+    state.add_cluster("rg-payments", "aks-payments", client_id=payments.app_id, secret=payments_secret)
+    state.add_cluster("rg-payments", "aks-msi", client_id="msi", secret=None)
+    healthy = state.add_application("aks-healthy-sp", owners={remediator.app_id})
+    _, healthy_secret = state.add_password(healthy, "rbac", start=now - timedelta(days=30),
+                                           end=now + timedelta(days=335))
+    state.add_cluster("rg-platform", "aks-healthy", client_id=healthy.app_id, secret=healthy_secret,
+                      kubernetes_version="1.30.4")
+    return (state, Identity(remediator.app_id, remediator_secret), Identity(operator.app_id, operator_secret))
+
+
+SCENARIOS = ("expired-secret", "healthy")

@@ -1,0 +1,143 @@
+"""Key Vault secrets (data plane, api-version 7.x), with the bearer challenge the SDK expects.
+
+The first request of a `SecretClient` carries no token: the vault answers 401 with
+`WWW-Authenticate: Bearer authorization="<authority>/<tenant>", resource="https://vault.azure.net"`
+and the client signs in for that resource, then resends. Shapes follow `keyvault_SetSecret_7.4.json`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sandbox.server import Api, Request, Response
+from sandbox.state import VAULT_AUDIENCE, ApiError, SandboxState, SecretVersion
+
+_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+MAX_VALUE_BYTES = 25 * 1024
+
+
+class VaultApi(Api):
+    name = "vault"
+
+    def __init__(self, state: SandboxState, login_url: str) -> None:
+        super().__init__(state)
+        self._authority = f"{login_url}/{state.tenant_id}"
+        name, version = r"(?P<name>[^/]+)", r"(?P<version>[0-9a-fA-F]{32})"
+        self.route("PUT", f"/secrets/{name}", "PUT /secrets/{name}", self.set_secret)
+        self.route("GET", r"/secrets", "GET /secrets", self.list_secrets)
+        self.route("GET", f"/secrets/{name}/versions", "GET /secrets/{name}/versions", self.list_versions)
+        self.route("GET", f"/secrets/{name}/{version}", "GET /secrets/{name}/{version}", self.get_secret)
+        self.route("GET", f"/secrets/{name}/?", "GET /secrets/{name}", self.get_secret)
+        self.route("PATCH", f"/secrets/{name}/{version}", "PATCH /secrets/{name}/{version}", self.update_secret)
+
+    def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
+        if kind == "throttle":
+            return ApiError(429, "Throttled", "Request was not processed because too many requests were received. "
+                            "Reason: VaultRequestTypeLimitReached", {"Retry-After": f"{retry_after:g}"})
+        return super().fault_response(kind, status, retry_after)
+
+    def _authorize(self, request: Request) -> None:
+        if "api-version" not in request.query:
+            raise ApiError(400, "BadParameter", "The api-version parameter is missing.")
+        challenge = {"WWW-Authenticate": f'Bearer authorization="{self._authority}", resource="{VAULT_AUDIENCE}"'}
+        if "authorization" not in request.headers:
+            raise ApiError(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", challenge)
+        if self.state.caller(request.headers["authorization"], (VAULT_AUDIENCE,)) is None:
+            raise ApiError(401, "Unauthorized", "AKV10022: Invalid audience or expired token.", challenge)
+        if not _NAME.match(request.params.get("name", "x")):
+            raise ApiError(400, "BadParameter", "The request URI contains an invalid name: "
+                           f"{request.params.get('name')}")
+
+    def _not_found(self, name: str) -> ApiError:
+        return ApiError(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault. If "
+                        "you recently deleted this secret you may be able to recover it using the correct recovery "
+                        "command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?"
+                        "linkid=2125182")
+
+    def _bundle(self, name: str, version: SecretVersion, *, with_value: bool) -> dict[str, Any]:
+        attributes: dict[str, Any] = {"enabled": version.enabled, "created": version.created,
+                                      "updated": version.updated, "recoveryLevel": "Recoverable+Purgeable",
+                                      "recoverableDays": 90}
+        if version.expires is not None:
+            attributes["exp"] = version.expires
+        if version.not_before is not None:
+            attributes["nbf"] = version.not_before
+        body: dict[str, Any] = {"id": f"{self.base_url}/secrets/{name}/{version.version}", "attributes": attributes,
+                                "tags": dict(version.tags)}
+        if version.content_type is not None:
+            body["contentType"] = version.content_type
+        if with_value:
+            body["value"] = version._value
+        return body
+
+    def set_secret(self, request: Request) -> Response:
+        self._authorize(request)
+        body = request.json(code="BadParameter")
+        if not isinstance(body, dict) or not isinstance(body.get("value"), str):
+            raise ApiError(400, "BadParameter", "Property 'value' is required and must be a string.")
+        if len(body["value"].encode()) > MAX_VALUE_BYTES:
+            raise ApiError(400, "BadParameter", "The secret value exceeds the 25 KB limit.")
+        attributes = body.get("attributes") or {}
+        tags = body.get("tags") or {}
+        if not isinstance(attributes, dict) or not isinstance(tags, dict) or len(tags) > 15:
+            raise ApiError(400, "BadParameter", "Invalid attributes or tags (at most 15 tags).")
+        version = self.state.set_secret(
+            request.params["name"], body["value"], content_type=body.get("contentType"),
+            tags={str(k): str(v) for k, v in tags.items()}, enabled=bool(attributes.get("enabled", True)),
+            expires=attributes.get("exp"), not_before=attributes.get("nbf"))
+        return Response(200, self._bundle(request.params["name"], version, with_value=True))
+
+    def _version(self, request: Request) -> SecretVersion:
+        versions = self.state.secret_versions(request.params["name"])
+        wanted = request.params.get("version")
+        found = next((v for v in versions if v.version == wanted), None) if wanted else \
+            (versions[-1] if versions else None)
+        if found is None:
+            raise self._not_found(request.params["name"])
+        return found
+
+    def get_secret(self, request: Request) -> Response:
+        self._authorize(request)
+        version = self._version(request)
+        if not version.enabled:
+            raise ApiError(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
+        return Response(200, self._bundle(request.params["name"], version, with_value=True))
+
+    def update_secret(self, request: Request) -> Response:
+        self._authorize(request)
+        body = request.json(code="BadParameter")
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadParameter", "The request body must be a JSON object.")
+        with self.state.lock:
+            version = self._version(request)
+            attributes = body.get("attributes") or {}
+            if "enabled" in attributes:
+                version.enabled = bool(attributes["enabled"])
+            if "exp" in attributes:
+                version.expires = attributes["exp"]
+            if isinstance(body.get("tags"), dict):
+                version.tags = {str(k): str(v) for k, v in body["tags"].items()}
+            if "contentType" in body:
+                version.content_type = body["contentType"]
+            version.updated = int(self.state.now().timestamp())
+        return Response(200, self._bundle(request.params["name"], version, with_value=False))
+
+    def list_versions(self, request: Request) -> Response:
+        self._authorize(request)
+        versions = self.state.secret_versions(request.params["name"])
+        if not versions:
+            raise self._not_found(request.params["name"])
+        return Response(200, {"value": [self._bundle(request.params["name"], v, with_value=False) for v in versions],
+                              "nextLink": None})
+
+    def list_secrets(self, request: Request) -> Response:
+        self._authorize(request)
+        with self.state.lock:
+            latest = [(name, versions[-1]) for name, versions in self.state.vault.items()]
+        items = []
+        for name, version in latest:
+            item = self._bundle(name, version, with_value=False)
+            item["id"] = f"{self.base_url}/secrets/{name}"
+            items.append(item)
+        return Response(200, {"value": items, "nextLink": None})
