@@ -50,14 +50,17 @@ class AdminApi(Api):
     def fault(self, request: Request) -> Response:
         body = self._object(request)
         kind = body.get("kind")
-        count = body.get("count", 1)
+        count, rate = body.get("count", 1), body.get("rate", 1.0)
         if not isinstance(count, int) or count < 1:
             raise ApiError(400, "InvalidFault", "count must be an integer >= 1")
+        if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ApiError(400, "InvalidFault", "rate must be a number in (0, 1]")
         if kind in REQUEST_FAULTS:
             api = body.get("api")
             if api not in APIS:
                 raise ApiError(400, "InvalidFault", f"api must be one of {', '.join(APIS)}")
-            self.state.add_fault(api, Fault(kind=kind, remaining=count, status=int(body.get("status", 503)),
+            self.state.add_fault(api, Fault(kind=kind, remaining=count, rate=float(rate),
+                                            status=int(body.get("status", 503)),
                                             retry_after=float(body.get("retryAfter", 1)),
                                             seconds=float(body.get("seconds", 0.5))))
         elif kind in WORLD_FAULTS:

@@ -94,6 +94,7 @@ class EventGridTopic:
             "httpRequest": entry["httpRequest"], "resourceProvider": "Microsoft.ContainerService",
             "resourceUri": entry["resourceId"], "operationName": operation, "status": "Failed",
             "subscriptionId": self._state.subscription_id, "tenantId": self._state.tenant_id,
+            "resourceGroup": entry["resourceGroupName"],
         }
         for subscription in list(self.subscriptions):
             self._outbox.put((subscription, self._envelope(subscription.schema, event_type, data, entry)))

@@ -13,6 +13,7 @@ AKS validating its service principal) and for tests that must prove it never lea
 from __future__ import annotations
 
 import json
+import random
 import secrets
 import threading
 import uuid
@@ -151,7 +152,8 @@ class SecretVersion:
 @dataclass
 class Fault:
     kind: str  # throttle | error | latency
-    remaining: int
+    remaining: int  # how many requests it may still hit
+    rate: float = 1.0  # the share of requests it hits, until `remaining` runs out
     status: int = 503
     retry_after: float = 1.0
     seconds: float = 0.0
@@ -174,6 +176,7 @@ class SandboxState:
         self.requests: dict[str, Counter[str]] = defaultdict(Counter)
         self.tokens_issued: Counter[str] = Counter()
         self.faults: dict[str, list[Fault]] = defaultdict(list)
+        self.random = random.Random(7)  # fault rates are reproducible from run to run
         self.propagation_seconds = 0.0  # a new password signs in only after this long
         self.ingestion_seconds = 0.0  # an Activity Log entry is listed only after this long
         self.reset_failures = 0  # the next N resets fail inside AKS (an internal error)
@@ -389,7 +392,7 @@ class SandboxState:
     def take_fault(self, api: str) -> Fault | None:
         with self.lock:
             for fault in self.faults.get(api, ()):
-                if fault.remaining > 0:
+                if fault.remaining > 0 and (fault.rate >= 1 or self.random.random() < fault.rate):
                     fault.remaining -= 1
                     return fault
             return None
@@ -417,7 +420,10 @@ class SandboxState:
                 "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
                                   "passwords": [p.public(now) for p in a.passwords]}
                                  for a in self.applications.values()],
-                "keyVault": {name: {"versions": len(versions), "currentVersion": versions[-1].version}
+                "keyVault": {name: {"currentVersion": versions[-1].version,
+                                    "versions": [{"version": v.version, "tags": dict(v.tags), "enabled": v.enabled,
+                                                  "contentType": v.content_type, "exp": v.expires}
+                                                 for v in versions]}
                              for name, versions in self.vault.items()},
                 "activityLog": len(self.activity_log),
                 "requests": {api: dict(routes) for api, routes in self.requests.items()},
