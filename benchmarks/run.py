@@ -96,6 +96,7 @@ def demo_figures() -> dict:
     summary = run(manual=False, out=lambda line: None)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "repaired": summary["repaired"], "requests": summary["requests"],
+            "byCaller": summary["requestsByCaller"], "tokens": summary["tokens"],
             "invocations": len(summary["invocations"])}
 
 
@@ -142,10 +143,11 @@ def event_to_enqueue(runs: int = 2000) -> dict:
             "azurite_p99_ms": sorted(azurite_times)[int(len(azurite_times) * .99)] * 1e3}
 
 
-# What one remediation needs at the least, by API: the steps' own calls (tokens and polls aside).
+# What one event-driven remediation needs at the least, by API: the steps' own calls (tokens and challenges aside).
 MINIMUM = {
-    "arm": "GET cluster (inspect) + POST reset + 1 LRO poll + GET cluster (verify) = 4",
-    "graph": "GET application + POST addPassword = 2",
+    "arm": "Activity Log list + GET cluster (confirm) + GET cluster (inspect) + POST reset + 1 LRO poll"
+           " + GET cluster (verify) = 6",
+    "graph": "GET application (confirm expiry) + GET application (find) + POST addPassword = 3",
     "vault": "PUT secret = 1 (+1 challenge 401)",
     "login": "1 token per audience: ARM, Graph, Key Vault = 3",
 }
@@ -179,6 +181,9 @@ def main() -> None:
     print("API calls in the demo (two upgrade attempts by the operator included), by API and route:")
     for api, routes in demo["requests"].items():
         print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
+    remediator = demo["byCaller"].get("aks-sp-remediator", {})
+    print(f"the remediator's own calls (event lookup + classification + remediation): {json.dumps(remediator)}; "
+          f"tokens issued (all callers) by audience: {json.dumps(demo['tokens'])}")
     print("minimum one remediation needs:")
     for api, text in MINIMUM.items():
         print(f"  {api:<6} {text}")

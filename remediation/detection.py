@@ -199,8 +199,8 @@ class IncidentDetector:
         except NotFoundError:
             return Classification(
                 kind=FailureKind.SP_NOT_FOUND, action=Action.NEW_SERVICE_PRINCIPAL, code="ApplicationNotFound",
-                reason=f"Graph has no application with appId {client_id} (classified {classification.kind.value}"
-                       f" from {classification.code})", evidence=client_id)
+                reason=f"Graph shows no application with appId {client_id}: deleted, or not owned by the remediator"
+                       f" (classified {classification.kind.value} from {classification.code})", evidence=client_id)
         ends = [p.end for p in app.passwords if p.end is not None]
         return refine_with_credential_dates(classification, newest_password_end=max(ends, default=None),
                                             now=self._clock())

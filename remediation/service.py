@@ -238,9 +238,11 @@ class Remediator:
         try:
             app = self._directory.get_application_by_app_id(remediation.client_id or "")
         except NotFoundError as err:
+            # With Application.ReadWrite.OwnedBy, Graph hides applications the identity does not own.
             raise PermanentError(
-                f"no application has appId {remediation.client_id}: the service principal was deleted;"
-                " a new service principal is needed", code="ApplicationNotFound") from err
+                f"Graph shows no application with appId {remediation.client_id}: it was deleted (a new service"
+                " principal is needed), or the remediator's identity is not one of its owners (add it:"
+                " infra/README.md)", code="ApplicationNotFound") from err
         remediation.app_object_id = app.object_id
         remediation.old_key_ids = [p.key_id for p in app.passwords]
         return _Done(f"application {app.object_id} ({app.display_name}) with {len(app.passwords)} password(s)")

@@ -105,9 +105,11 @@ def _scenario(sandbox: Sandbox, runner: FunctionRunner, key: str, *, manual: boo
     state = _cluster_state(sandbox)
     step("upgrade to 1.30.4 again", f"FAILED: {failed}" if failed else
          f"succeeded, provisioningState {state['provisioningState']}")
-    counts = sandbox.snapshot()["requests"]
+    snapshot = sandbox.snapshot()
+    counts = snapshot["requests"]
     repaired = not failed and state["provisioningState"] == "Succeeded" and state["secretValidNow"]
     return {"repaired": repaired, "remediation": remediation, "requests": counts,
+            "requestsByCaller": snapshot["requestsByCaller"], "tokens": snapshot["tokens"],
             "invocations": list(runner.invocations)}
 
 
@@ -178,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     for api, routes in summary["requests"].items():
         total = sum(routes.values()) if isinstance(routes, dict) else routes
         print(f"  {api:<6} {total:>3}  {json.dumps(routes) if isinstance(routes, dict) else ''}")
+    by_caller = summary["requestsByCaller"]
+    print("  by caller: " + "; ".join(f"{caller} {json.dumps(apis)}" for caller, apis in by_caller.items()))
     verdict = "REPAIRED" if summary["repaired"] else "NOT REPAIRED"
     print(f"\n{verdict} in {time.perf_counter() - started:.1f}s")
     return 0 if summary["repaired"] else 1

@@ -97,7 +97,7 @@ class Api:
                 return self._error(ApiError(405, "MethodNotAllowed", f"The method {method} is not allowed here."))
             return self._error(ApiError(404, "NotFound", f"No route for {method} {request_path}."))
         if self.counted:
-            self.state.count(self.name, route.label)
+            self.state.count(self.name, route.label, headers.get("authorization"))
         fault = self.state.take_fault(self.name)
         if fault and fault.kind == "latency":
             time.sleep(fault.seconds)

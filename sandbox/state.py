@@ -174,6 +174,7 @@ class SandboxState:
         self.vault: dict[str, list[SecretVersion]] = {}
         self.activity_log: list[dict[str, Any]] = []
         self.requests: dict[str, Counter[str]] = defaultdict(Counter)
+        self.requests_by_caller: dict[str, Counter[str]] = defaultdict(Counter)
         self.tokens_issued: Counter[str] = Counter()
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self.random = random.Random(7)  # fault rates are reproducible from run to run
@@ -381,9 +382,12 @@ class SandboxState:
 
     # ------------------------------------------------------------------ faults and counting
 
-    def count(self, api: str, route: str) -> None:
+    def count(self, api: str, route: str, authorization: str | None) -> None:
         with self.lock:
             self.requests[api][route] += 1
+            found = self.tokens.get((authorization or "").removeprefix("Bearer "))
+            app = self.applications.get(found[0]) if found else None
+            self.requests_by_caller[app.display_name if app else "anonymous"][api] += 1
 
     def add_fault(self, api: str, fault: Fault) -> None:
         with self.lock:
@@ -427,6 +431,7 @@ class SandboxState:
                              for name, versions in self.vault.items()},
                 "activityLog": len(self.activity_log),
                 "requests": {api: dict(routes) for api, routes in self.requests.items()},
+                "requestsByCaller": {caller: dict(apis) for caller, apis in self.requests_by_caller.items()},
                 "tokens": dict(self.tokens_issued),
             }
 
