@@ -46,7 +46,8 @@ class Timeline:
 
 
 def run(*, manual: bool, out: Callable[[str], None] = print, timeout: float = 60.0,
-        before_teardown: Callable[[Sandbox, Azurite], None] | None = None) -> dict[str, Any]:
+        before_teardown: Callable[[Sandbox, Azurite], None] | None = None,
+        schema: str = "EventGridSchema") -> dict[str, Any]:
     """Run the scenario; returns a summary (repaired, remediation, request counts).
 
     `before_teardown` sees the sandbox and Azurite before they stop (the end-to-end test reads state there).
@@ -59,22 +60,22 @@ def run(*, manual: bool, out: Callable[[str], None] = print, timeout: float = 60
         key = secrets.token_urlsafe(24)
         with FunctionRunner(function_app.app, storage_connection=azurite.connection_string,
                             function_key=key) as runner:
-            summary = _scenario(sandbox, runner, key, manual=manual, out=out, timeout=timeout)
+            summary = _scenario(sandbox, runner, key, manual=manual, out=out, timeout=timeout, schema=schema)
         if before_teardown:
             before_teardown(sandbox, azurite)
         return summary
 
 
 def _scenario(sandbox: Sandbox, runner: FunctionRunner, key: str, *, manual: bool, out: Callable[[str], None],
-              timeout: float) -> dict[str, Any]:
+              timeout: float, schema: str) -> dict[str, Any]:
     step = Timeline(out)
     cluster_id = (f"/subscriptions/{sandbox.subscription_id}/resourceGroups/{CLUSTER_GROUP}"
                   f"/providers/Microsoft.ContainerService/managedClusters/{CLUSTER_NAME}")
     if not manual:
         _post(f"{sandbox.endpoints['admin']}/_sandbox/eventgrid/subscriptions", sandbox.ca_path, {
             "endpointUrl": f"{runner.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={key}",
-            "schema": "EventGridSchema"})
-        step("Event Grid subscription", "validated by the Event Grid trigger")
+            "schema": schema})
+        step("Event Grid subscription", f"{schema}, validated by the Event Grid trigger")
     operator = ContainerServiceClient(
         ClientSecretCredential(sandbox.tenant_id, sandbox.operator.client_id, sandbox.operator.client_secret,
                                authority=sandbox.endpoints["login"], disable_instance_discovery=True,
@@ -168,6 +169,7 @@ def _post(url: str, ca_path: str, body: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--manual", action="store_true", help="start the remediation with the HTTP trigger")
+    parser.add_argument("--cloud-events", action="store_true", help="deliver events in the CloudEvents 1.0 schema")
     parser.add_argument("--verbose", action="store_true", help="also show the remediator's log")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
     started = time.perf_counter()
     print(f"AKS service-principal remediator demo ({'HTTP trigger' if args.manual else 'event-driven'})")
-    summary = run(manual=args.manual)
+    summary = run(manual=args.manual, schema="CloudEventSchemaV1_0" if args.cloud_events else "EventGridSchema")
     print("\nAPI calls seen by the sandbox:")
     for api, routes in summary["requests"].items():
         total = sum(routes.values()) if isinstance(routes, dict) else routes

@@ -17,9 +17,11 @@ from sandbox.azurite import Azurite
 from sandbox.demo import run
 
 
-@pytest.mark.parametrize("manual", [False, True], ids=["event-driven", "http-trigger"])
+@pytest.mark.parametrize(("manual", "schema"), [(False, "EventGridSchema"), (False, "CloudEventSchemaV1_0"),
+                                               (True, "EventGridSchema")],
+                         ids=["event-grid-schema", "cloud-events", "http-trigger"])
 def test_the_demo_repairs_the_cluster_and_never_shows_the_secret(
-        manual: bool, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+        manual: bool, schema: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)
     seen: dict = {}
 
@@ -34,7 +36,7 @@ def test_the_demo_repairs_the_cluster_and_never_shows_the_secret(
         seen["records"] = json.dumps([dict(e) for e in table.list_entities()], default=str)
 
     lines: list[str] = []
-    summary = run(manual=manual, out=lines.append, before_teardown=inspect)
+    summary = run(manual=manual, out=lines.append, before_teardown=inspect, schema=schema)
 
     assert summary["repaired"] is True
     assert summary["remediation"]["status"] == "Succeeded"

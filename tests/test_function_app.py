@@ -10,9 +10,11 @@ from collections.abc import Iterator
 
 import azure.functions as func
 import pytest
+import requests
 from azure.storage.queue import QueueClient
 
 import function_app
+from remediation.ids import ClusterId
 from remediation.settings import INCIDENT_QUEUE, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
@@ -47,6 +49,16 @@ def app_settings(sandbox: Sandbox, azurite: Azurite, monkeypatch: pytest.MonkeyP
             pass
     yield settings
     function_app.services.cache_clear()
+
+
+@pytest.fixture
+def admin(sandbox: Sandbox):
+    """POST to the sandbox's admin API."""
+    def post(path: str, body: dict) -> dict:
+        response = requests.post(f"{sandbox.endpoints['admin']}/_sandbox/{path}", json=body, verify=sandbox.ca_path)
+        response.raise_for_status()
+        return response.json()
+    return post
 
 
 def cluster_id(sandbox: Sandbox, name: str = "aks-payments", group: str = "rg-payments") -> str:
@@ -171,3 +183,18 @@ def test_other_and_malformed_events_are_acknowledged_without_work(
     assert call("on_resource_failure", event) is None
     assert sum(function_app.ignored_events.values()) == before + 1
     assert queued(azurite, INCIDENT_QUEUE) == [] and writes(sandbox) == 0
+
+
+def test_the_timer_sweep_catches_a_failure_no_event_reported(app_settings, sandbox: Sandbox, azurite: Azurite,
+                                                              admin) -> None:
+    healthy_write = admin("clusters/aks-healthy/operate", {})
+    failed_write = admin("clusters/aks-payments/operate", {"kubernetesVersion": "1.30.4"})
+    assert healthy_write["succeeded"] and not failed_write["succeeded"]
+    call("sweep_activity_log", None)
+    [work] = queued(azurite, WORK_QUEUE)
+    remediation = function_app.services().remediator.get(work["remediationId"])
+    assert remediation.source == "sweep" and remediation.cause.startswith("expired_secret")
+    assert ClusterId.parse(remediation.cluster_id).name == "aks-payments"
+    call("sweep_activity_log", None)  # the same incident again: decided once
+    assert len(queued(azurite, WORK_QUEUE)) == 1
+    assert writes(sandbox) == 0  # deciding writes nothing to Azure; the queue does the work
