@@ -192,9 +192,7 @@ def main() -> None:
     print(f"event arrival to enqueue: in memory median {events['memory_us']:.0f} us (p99 {events['memory_p99_us']:.0f}"
           f" us); into Azurite median {events['azurite_ms']:.1f} ms (p99 {events['azurite_p99_ms']:.1f} ms)")
 
-    classify = ROOT / "benchmarks" / "bench_classify.py"
-    if classify.exists():
-        subprocess.run([PY, str(classify)], cwd=ROOT, check=True)
+    subprocess.run([PY, str(ROOT / "benchmarks" / "bench_classify.py")], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from remediation.classify import (
     Action,
     Classification,
     FailureKind,
+    apps_named,
     classify_status_message,
     refine_with_credential_dates,
 )
@@ -159,7 +160,8 @@ class IncidentDetector:
         except InvalidInputError as err:
             return IncidentOutcome("ignored", entry.resource_id, entry.correlation_id, f"not a cluster id: {err}")
         key = incident_key(entry.correlation_id, str(cluster))
-        classification = self._confirm(classify_status_message(entry.status_message or ""), cluster)
+        classification = self._confirm(classify_status_message(entry.status_message or ""), cluster,
+                                       apps_named(entry.status_message or ""))
         outcome = IncidentOutcome("ignored", str(cluster), entry.correlation_id, classification.reason,
                                   classification.kind.value, classification.code)
         if classification.action is Action.ROTATE_SECRET:
@@ -186,14 +188,21 @@ class IncidentDetector:
                  outcome.kind, outcome.code)
         return outcome
 
-    def _confirm(self, classification: Classification, cluster: ClusterId) -> Classification:
-        """Let Graph tell expired from invalid, and notice an application that is gone."""
+    def _confirm(self, classification: Classification, cluster: ClusterId,
+                 named_apps: frozenset[str]) -> Classification:
+        """Check the failing secret is the cluster's own; let Graph tell expired from invalid; notice a gone app."""
         if classification.kind not in (FailureKind.INVALID_SECRET, FailureKind.EXPIRED_SECRET):
             return classification
         try:
             client_id = self._clusters.get_cluster(cluster).client_id
         except NotFoundError:
             return classification
+        if named_apps and client_id.lower() not in named_apps:
+            return Classification(
+                kind=FailureKind.SP_OTHER, action=Action.NONE, code=classification.code,
+                reason=f"the failing secret belongs to app {', '.join(sorted(named_apps))}, not to the cluster's"
+                       f" service principal {client_id}: resetting the cluster would not fix it",
+                evidence=", ".join(sorted(named_apps)))
         try:
             app = self._directory.get_application_by_app_id(client_id)
         except NotFoundError:

@@ -105,6 +105,23 @@ def test_a_deleted_application_is_reported_not_rotated(world: World) -> None:
     assert remediations(world) == [] and world.clusters.resets_started == 0
 
 
+def test_a_bad_secret_of_another_app_is_not_rotated(world: World) -> None:
+    other_app = "99999999-8888-4777-8666-555555555555"
+    message = AADSTS_INVALID.replace("client secret ID.", f"client secret ID, for a secret added to app '{other_app}'.")
+    world.detector.accept_event(event_for(failed_write(world, message), world))
+    world.drain()
+    [incident] = world.incidents.incidents.values()
+    assert incident["decision"] == "ignored" and incident["kind"] == "sp_other" and other_app in incident["reason"]
+    assert remediations(world) == [] and world.directory.writes == 0
+
+
+def test_a_bad_secret_naming_the_clusters_own_app_is_rotated(world: World) -> None:
+    message = AADSTS_INVALID.replace("client secret ID.", f"client secret ID, for a secret added to app '{APP_ID}'.")
+    world.detector.accept_event(event_for(failed_write(world, message), world))
+    world.drain()
+    assert [r.status for r in remediations(world)] == [Status.SUCCEEDED]
+
+
 def test_a_late_activity_log_entry_is_looked_up_again_then_decided(world: World) -> None:
     entry = failed_write(world, AADSTS_INVALID)
     world.activity_log.entries.clear()

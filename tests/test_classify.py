@@ -1,0 +1,321 @@
+"""The classifier against a corpus of real AKS error texts, and at its edges: nesting, dates, limits, garbage."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediation.classify import (
+    EVIDENCE_LIMIT,
+    MAX_TEXT_CHARS,
+    RULES,
+    Action,
+    Classification,
+    FailureKind,
+    Phrase,
+    classify_activity_log_entry,
+    classify_message,
+    classify_status_message,
+    refine_with_credential_dates,
+)
+
+CORPUS: list[dict[str, Any]] = json.loads((Path(__file__).parent / "data" / "error_corpus.json").read_text("utf-8"))
+# Written out here rather than taken from the module, so that a change to the mapping fails a test.
+EXPECTED_ACTION = {
+    "invalid_secret": Action.ROTATE_SECRET,
+    "expired_secret": Action.ROTATE_SECRET,
+    "sp_not_found": Action.NEW_SERVICE_PRINCIPAL,
+    "sp_other": Action.NONE,
+    "not_sp": Action.NONE,
+}
+AADSTS_7000215_BODY = json.dumps({
+    "error": "invalid_client",
+    "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request "
+                         "is the client secret value, not the client secret ID.\r\nTrace ID: 1\r\nTimestamp: 2024",
+    "error_codes": [7000215]})
+AKS_INVALID = ("The credentials in ServicePrincipalProfile were invalid. Please see https://aka.ms/aks-sp-help for "
+               f"more details. (Details: adal: Refresh request failed. Status Code = '401'. Response body: "
+               f"{AADSTS_7000215_BODY})")
+
+
+def classify_case(case: dict[str, Any]) -> Classification:
+    if "text" in case:
+        return classify_message(case["text"])
+    if "statusMessage" in case:
+        return classify_status_message(case["statusMessage"])
+    return classify_activity_log_entry(case["entry"])
+
+
+def status_message(*details: dict[str, Any], code: str = "ResourceOperationFailure") -> str:
+    """The JSON string AKS writes to properties.statusMessage, with the causes in error.details."""
+    return json.dumps({"status": "Failed", "error": {
+        "code": code, "message": "The resource operation completed with terminal provisioning state 'Failed'.",
+        "details": list(details)}})
+
+
+# ------------------------------------------------------------------------------------------- the corpus
+
+@pytest.mark.parametrize("case", CORPUS, ids=[case["id"] for case in CORPUS])
+def test_corpus_entry_gets_its_kind_action_and_code(case: dict[str, Any]) -> None:
+    result = classify_case(case)
+    assert (result.kind, result.action, result.code) == (
+        FailureKind(case["expected_kind"]), EXPECTED_ACTION[case["expected_kind"]], case["expected_code"])
+    assert len(result.evidence) <= EVIDENCE_LIMIT
+    assert result.reason.endswith(".") and "\n" not in result.reason
+    if result.kind is not FailureKind.NOT_SP:
+        assert result.evidence, "a decision names the phrase or code that made it"
+
+
+def test_the_corpus_is_mostly_real_and_covers_every_kind() -> None:
+    real = [case for case in CORPUS if case["source"].startswith("https://")]
+    synthetic = [case for case in CORPUS if case["source"].startswith("synthetic")]
+    assert len(real) + len(synthetic) == len(CORPUS)
+    assert len(real) >= 30
+    assert all(case["note"] for case in CORPUS)
+    assert len({case["id"] for case in CORPUS}) == len(CORPUS)
+    kinds = Counter(case["expected_kind"] for case in real)
+    assert all(kinds[kind] >= 5 for kind in EXPECTED_ACTION), kinds
+
+
+@pytest.mark.parametrize("code", ["QuotaExceeded", "OperationNotAllowed", "SubnetIsFull", "InsufficientSubnetSize",
+                                  "RequestDisallowedByPolicy", "AuthorizationFailed", "LinkedAuthorizationFailed",
+                                  "PrincipalNotFound", "CreateRoleAssignmentError"])
+def test_the_corpus_holds_each_trap_code_and_none_of_them_rotates(code: str) -> None:
+    cases = [case for case in CORPUS if case["expected_code"] == code]
+    assert cases, f"no corpus entry decided by {code}"
+    assert all(classify_case(case).action is Action.NONE for case in cases)
+
+
+def test_a_dict_status_message_is_classified_like_its_json_string() -> None:
+    for case in CORPUS:
+        encoded = case.get("statusMessage") or case.get("entry", {}).get("properties", {}).get("statusMessage")
+        if encoded:
+            assert classify_status_message(json.loads(encoded)) == classify_status_message(encoded), case["id"]
+
+
+# ---------------------------------------------------------------------------------- reading the structure
+
+def test_the_cause_is_found_in_json_inside_a_string_inside_details_inside_a_string() -> None:
+    adal = f"adal: Refresh request failed. Response body: {AADSTS_7000215_BODY}"
+    innermost = json.dumps({"error": {"code": "ServicePrincipalValidationClientError", "message": adal}})
+    middle = json.dumps({"code": "DeploymentFailed", "message": "At least one resource deployment operation failed.",
+                         "details": [{"code": "BadRequest", "message": innermost}]})
+    result = classify_status_message(status_message({"code": "Conflict", "message": middle}))
+    assert (result.kind, result.code) == (FailureKind.INVALID_SECRET, "AADSTS7000215")
+    assert result.evidence == "AADSTS7000215: Invalid client secret provided."
+
+
+def test_the_code_reported_is_that_of_the_innermost_error_object_even_inside_a_string() -> None:
+    inner = json.dumps({"code": "ServicePrincipalValidationClientError",
+                        "message": "The credentials in ServicePrincipalProfile were invalid."})
+    result = classify_status_message(status_message({"code": "BadRequest", "message": inner}))
+    assert (result.kind, result.code) == (FailureKind.INVALID_SECRET, "ServicePrincipalValidationClientError")
+    unexplained = json.dumps({"error": {"code": "ControlPlaneAddOnsNotReady", "message": "Pods not in Running status"}})
+    result = classify_status_message(status_message({"code": "BadRequest", "message": unexplained}))
+    assert (result.kind, result.code) == (FailureKind.NOT_SP, "ControlPlaneAddOnsNotReady")
+    assert "ControlPlaneAddOnsNotReady" in result.reason
+
+
+def test_escapes_of_an_inner_document_are_decoded_before_reading() -> None:
+    # ARM may write apostrophes as \u0027; in a JSON document inside a JSON string they decode only
+    # when the inner document is parsed.
+    inner = json.dumps({"code": "BadRequest", "message": "Application with identifier 'a1b2' was not found in "
+                                                         "the directory 'contoso'."}).replace("'", "\\u0027")
+    assert "'" not in inner
+    result = classify_status_message(status_message({"code": "BadRequest", "message": inner}))
+    assert result.kind is FailureKind.SP_NOT_FOUND
+    assert result.evidence == "Application with identifier 'a1b2' was not found in the directory"
+
+
+def test_json_encoded_six_times_over_is_still_read() -> None:
+    message: Any = {"code": "ServicePrincipalValidationClientError", "message": AKS_INVALID}
+    for _ in range(6):
+        message = {"code": "BadRequest", "message": json.dumps({"error": message})}
+    assert classify_status_message(status_message(message)).code == "AADSTS7000215"
+
+
+def test_a_trap_code_deep_in_the_tree_outranks_a_credential_error_at_the_top() -> None:
+    quota_deep = json.dumps({"error": {"code": "InvalidTemplateDeployment", "message": "See inner errors.",
+                                       "details": [{"code": "QuotaExceeded", "message": ""}]}})
+    result = classify_status_message(status_message(
+        {"code": "ServicePrincipalValidationClientError", "message": AKS_INVALID},
+        {"code": "BadRequest", "message": quota_deep}))
+    assert (result.kind, result.action, result.code) == (FailureKind.NOT_SP, Action.NONE, "QuotaExceeded")
+
+
+def test_the_aadsts_verdict_outranks_the_wording_aks_wraps_it_in() -> None:
+    not_found = AKS_INVALID.replace("AADSTS7000215: Invalid client secret provided.",
+                                    "AADSTS700016: Application with identifier 'x' was not found in the directory 'y'.")
+    result = classify_message(not_found)
+    assert (result.kind, result.action, result.code) == (
+        FailureKind.SP_NOT_FOUND, Action.NEW_SERVICE_PRINCIPAL, "AADSTS700016")
+
+
+def test_expired_outranks_invalid_when_entra_id_says_both() -> None:
+    text = "AADSTS7000215: Invalid client secret provided. AADSTS7000222: The provided client secret keys are expired."
+    assert classify_message(text).kind is FailureKind.EXPIRED_SECRET
+
+
+def test_the_callers_own_authorization_failure_never_rotates_even_without_its_code() -> None:
+    caller = ("The client 'ops@contoso.com' with object id '0d0d' does not have authorization to perform action "
+              "'Microsoft.ContainerService/managedClusters/write' over scope '/subscriptions/x'")
+    result = classify_status_message(status_message({"code": "ServicePrincipalValidationClientError",
+                                                     "message": caller}))
+    assert (result.kind, result.action) == (FailureKind.NOT_SP, Action.NONE)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    ("error getting token: adal: Failed to execute the refresh request: dial tcp 20.190.160.1:443: i/o timeout",
+     FailureKind.SP_OTHER),
+    ("could not validate the service principal", FailureKind.SP_OTHER),
+    ("AADSTS90033: A transient error has occurred. Please try again.", FailureKind.SP_OTHER),
+    (AKS_INVALID, FailureKind.INVALID_SECRET),
+])
+def test_service_principal_validation_errors_rotate_only_on_a_credential_verdict(message: str,
+                                                                                 expected: FailureKind) -> None:
+    result = classify_status_message(status_message({"code": "ServicePrincipalValidationClientError",
+                                                     "message": message}))
+    assert result.kind is expected
+
+
+@pytest.mark.parametrize("text", [
+    "Secret 'tls-cert' in key vault 'kv-payments' has expired.",
+    "The client certificate has expired.",
+    "The secret expired yesterday.",
+])
+def test_expiry_of_anything_but_a_client_secret_does_not_rotate(text: str) -> None:
+    assert classify_message(text).action is Action.NONE
+
+
+def test_a_timeout_without_a_service_principal_in_sight_is_not_about_the_service_principal() -> None:
+    assert classify_message("context deadline exceeded while waiting for the agent pool").kind is FailureKind.NOT_SP
+
+
+def test_codes_match_in_any_case_but_only_as_whole_words() -> None:
+    assert classify_message("Code=\"VmSizeNotSupported\" Message=\"bad size\"").code == "VmSizeNotSupported"
+    # "QuotaExceeded" inside a longer word is not the trap code.
+    result = classify_message(f"SubscriptionQuotaExceededWarning {AKS_INVALID}")
+    assert (result.kind, result.code) == (FailureKind.INVALID_SECRET, "AADSTS7000215")
+
+
+def test_replication_wording_makes_not_found_a_transient_not_a_new_principal() -> None:
+    text = ("Service principal clientID: 1111 not found in Active Directory tenant 2222; this may be due to "
+            "replication delay, please retry.")
+    assert classify_message(text).kind is FailureKind.SP_OTHER
+    assert classify_message(text.split(";")[0]).kind is FailureKind.SP_NOT_FOUND
+
+
+# ------------------------------------------------------------------------------------ dates from Graph
+
+INVALID = classify_message(AKS_INVALID)
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def test_an_invalid_secret_whose_newest_password_ended_is_expired() -> None:
+    ended = NOW - timedelta(days=3)
+    refined = refine_with_credential_dates(INVALID, newest_password_end=ended, now=NOW)
+    assert (refined.kind, refined.action, refined.code, refined.evidence) == (
+        FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "AADSTS7000215", INVALID.evidence)
+    assert ended.isoformat() in refined.reason
+
+
+@pytest.mark.parametrize("end", [NOW + timedelta(days=30), NOW, None], ids=["future", "exactly-now", "no-date"])
+def test_an_invalid_secret_stays_invalid_unless_the_end_date_has_passed(end: datetime | None) -> None:
+    assert refine_with_credential_dates(INVALID, newest_password_end=end, now=NOW) == INVALID
+
+
+@pytest.mark.parametrize("text", ["SubnetIsFull: no room", "Service principal clientID: 1 not found in Active "
+                                  "Directory tenant 2", "AADSTS7000222: The provided client secret keys are expired."])
+def test_other_kinds_are_never_refined(text: str) -> None:
+    classification = classify_message(text)
+    assert refine_with_credential_dates(classification, newest_password_end=NOW - timedelta(days=400),
+                                        now=NOW) == classification
+
+
+def test_a_naive_end_date_is_read_as_utc() -> None:
+    naive_past = (NOW - timedelta(hours=1)).replace(tzinfo=None)
+    refined = refine_with_credential_dates(INVALID, newest_password_end=naive_past, now=NOW)
+    assert refined.kind is FailureKind.EXPIRED_SECRET
+
+
+# ----------------------------------------------------------------------------------- limits and secrets
+
+def test_evidence_is_cut_to_the_limit() -> None:
+    text = "Service principal not found " + "in region westeurope " * 18 + "due to replication delay"
+    result = classify_message(text)
+    assert result.kind is FailureKind.SP_OTHER
+    assert EVIDENCE_LIMIT - 5 < len(result.evidence) <= EVIDENCE_LIMIT and result.evidence.endswith("…")
+    assert result.evidence.startswith("not found in region westeurope")
+
+
+def test_a_secret_shaped_token_never_reaches_the_evidence() -> None:
+    secret = "Ab3" + "8Q~" + "x" * 34
+    result = classify_message(f"Service principal clientID: {secret} not found in Active Directory tenant 1")
+    assert result.kind is FailureKind.SP_NOT_FOUND
+    assert secret not in result.evidence and "[redacted]" in result.evidence
+
+
+def test_the_reason_does_not_quote_the_input() -> None:
+    marker = "zebra-marker-8841"
+    for text in (f"{AKS_INVALID} {marker}", f"QuotaExceeded {marker}", f"nothing to see {marker}"):
+        assert marker not in classify_message(text).reason
+
+
+def test_text_past_the_cap_is_not_read() -> None:
+    padding = "x" * MAX_TEXT_CHARS
+    assert classify_message(f"{AKS_INVALID} {padding}").kind is FailureKind.INVALID_SECRET
+    assert classify_message(f"{padding} {AKS_INVALID}").kind is FailureKind.NOT_SP
+
+
+# ------------------------------------------------------------------------------------------------ garbage
+
+MEGABYTE = 1024 * 1024
+
+
+@pytest.mark.parametrize("value", [
+    "", "   \n", "not json at all", "{broken", "[1, 2, 3]", "[]", "{}", "42", "-1.5e10", "null", "true", '"a string"',
+    '{"error": null}', '{"error": {"code": 7, "message": ["x", {"y": null}]}}',
+    "x" * MEGABYTE, "{" * MEGABYTE, "[" * 100_000, "[" * 5_000 + "]" * 5_000, '{"a":' * 50_000 + "1" + "}" * 50_000,
+    None, 42, 3.5, ["AADSTS7000215"], {}, {"status": "Failed"},
+], ids=lambda value: repr(value)[:30])
+def test_garbage_is_not_sp_with_a_reason_and_never_raises(value: Any) -> None:
+    for classify in (classify_status_message, classify_message):
+        result = classify(value)
+        assert (result.kind, result.action) == (FailureKind.NOT_SP, Action.NONE)
+        assert result.reason
+
+
+@pytest.mark.parametrize(("entry", "says"), [
+    ({}, "no properties"),
+    ({"properties": None}, "no properties"),
+    ({"properties": {"statusCode": "Created"}}, "no status message"),
+    ({"properties": {"statusMessage": ""}}, "no status message"),
+    ({"properties": {"statusMessage": 17}}, "no status message"),
+    (["not", "an", "entry"], "Not an Activity Log entry"),
+])
+def test_an_activity_log_entry_without_a_status_message_is_not_sp_and_says_why(entry: Any, says: str) -> None:
+    result = classify_activity_log_entry(entry)
+    assert result.kind is FailureKind.NOT_SP and says in result.reason
+
+
+def test_an_entry_falls_back_to_its_response_body() -> None:
+    entry = {"properties": {"responseBody": json.dumps({"error": {"code": "InvalidClientSecret", "message": "x"}})}}
+    assert classify_activity_log_entry(entry).kind is FailureKind.INVALID_SECRET
+
+
+# ------------------------------------------------------------------------------------------ the table
+
+def test_the_rule_table_is_well_formed() -> None:
+    assert len({rule.name for rule in RULES}) == len(RULES)
+    assert all(rule.description.endswith(".") for rule in RULES)
+    assert RULES[-1].name == "sp_validation_other", "the catch-all for ServicePrincipalValidationClientError is last"
+
+
+def test_a_phrase_with_an_uppercase_escape_is_refused() -> None:
+    with pytest.raises(ValueError, match="uppercase escape"):
+        Phrase(r"clientID: \S+ not found", words=("found",))
