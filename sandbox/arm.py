@@ -12,12 +12,12 @@ from __future__ import annotations
 import copy
 import re
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import ARM_AUDIENCES, LOCATION, ApiError, Application, Cluster, SandboxState
+from sandbox.state import ARM_AUDIENCES, LOCATION, ApiError, Application, Cluster, SandboxState, parse_time
 
 CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
 WRITE = "Microsoft.ContainerService/managedClusters/write"
@@ -295,8 +295,8 @@ class ArmApi(Api):
         with self.state.lock:
             now = self.state.now()
             entries = [e for e in self.state.activity_log
-                       if since <= _parse_time(e["eventTimestamp"]) <= until
-                       and _parse_time(e["submissionTimestamp"]) <= now and _matches(e, narrowing)]
+                       if since <= parse_time(e["eventTimestamp"]) <= until
+                       and parse_time(e["submissionTimestamp"]) <= now and _matches(e, narrowing)]
         entries.reverse()  # newest first, as the service returns them
         start = _skip(request.query.get("$skipToken", "0"))
         page = entries[start:start + ACTIVITY_PAGE]
@@ -342,7 +342,7 @@ def _parse_filter(text: str) -> tuple[datetime, datetime, tuple[str, str] | None
         name, op, value = match.group(1).lower(), match.group(2).lower(), match.group(3)
         if name == "eventtimestamp" and op in ("ge", "le"):
             try:
-                moment = _parse_time(value)
+                moment = parse_time(value)
             except ValueError as err:
                 raise _bad_filter(f"{value!r} is not a time") from err
             since, until = (moment, until) if op == "ge" else (since, moment)
@@ -364,17 +364,6 @@ def _matches(entry: dict[str, Any], narrowing: tuple[str, str] | None) -> bool:
     actual = {"correlationId": entry["correlationId"], "resourceProvider": entry["resourceProviderName"]["value"],
               "resourceUri": entry["resourceId"], "resourceGroupName": entry["resourceGroupName"]}[field]
     return actual.lower() == value.lower()
-
-
-def _parse_time(value: str) -> datetime:
-    """An Azure timestamp (up to 7 fractional digits, Z or an offset) as an aware UTC datetime."""
-    text = value.strip()
-    text = text[:-1] + "+00:00" if text.endswith("Z") else text
-    match = re.match(r"^([^.+]*?(?:T[\d:]+)?)(\.\d+)?([+-]\d\d:\d\d)?$", text)
-    if not match:
-        raise ValueError(f"not a time: {value!r}")
-    head, fraction, offset = match.groups()
-    return datetime.fromisoformat(head + (fraction or "")[:7] + (offset or "+00:00")).astimezone(UTC)
 
 
 def _skip(token: str) -> int:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import GRAPH_AUDIENCE, ApiError, Application, SandboxState, utc_iso
+from sandbox.state import GRAPH_AUDIENCE, ApiError, Application, SandboxState, parse_time, utc_iso
 
 _APP_ID_FILTER = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 _SELECTABLE = {"id", "appId", "displayName", "passwordCredentials", "createdDateTime", "keyCredentials"}
@@ -88,13 +87,7 @@ class GraphApi(Api):
     def list_applications(self, request: Request) -> Response:
         caller = self._caller(request)
         select = self._select(request)
-        wanted: str | None = None
-        if "$filter" in request.query:
-            match = _APP_ID_FILTER.match(request.query["$filter"])
-            if not match:
-                raise ApiError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause "
-                               "specified for property of resource 'Application'.")
-            wanted = match.group(1)
+        wanted = _app_id_filter(request, "Application")
         with self.state.lock:
             found = [self._body(a, select) for a in self.state.applications.values()
                      if self._visible(caller, a) and (wanted is None or a.app_id == wanted)]
@@ -125,7 +118,7 @@ class GraphApi(Api):
             raise ApiError(400, "BadRequest", "Invalid passwordCredential: expected an object.")
         end = credential.get("endDateTime")
         try:
-            end_time = _parse_time(end) if end else None
+            end_time = parse_time(end) if end else None
         except ValueError as err:
             raise ApiError(400, "BadRequest", f"Invalid value for endDateTime: {end!r}.") from err
         if end_time is not None and end_time <= self.state.now():
@@ -156,13 +149,7 @@ class GraphApi(Api):
 
     def list_service_principals(self, request: Request) -> Response:
         caller = self._caller(request)
-        wanted = None
-        if "$filter" in request.query:
-            match = _APP_ID_FILTER.match(request.query["$filter"])
-            if not match:
-                raise ApiError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause "
-                               "specified for property of resource 'ServicePrincipal'.")
-            wanted = match.group(1)
+        wanted = _app_id_filter(request, "ServicePrincipal")
         with self.state.lock:
             found = [{"id": a.sp_object_id, "appId": a.app_id, "displayName": a.display_name,
                       "servicePrincipalType": "Application", "accountEnabled": True}
@@ -171,12 +158,12 @@ class GraphApi(Api):
         return Response(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#servicePrincipals", "value": found})
 
 
-def _parse_time(value: str) -> datetime:
-    text = value.strip()
-    text = text[:-1] + "+00:00" if text.endswith("Z") else text
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
-    moment = datetime.fromisoformat(text)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+def _app_id_filter(request: Request, resource: str) -> str | None:
+    """The appId of `$filter=appId eq '...'`, the one filter the sandbox supports; None without a filter."""
+    if "$filter" not in request.query:
+        return None
+    match = _APP_ID_FILTER.match(request.query["$filter"])
+    if not match:
+        raise ApiError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for "
+                       f"property of resource '{resource}'.")
+    return match.group(1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import secrets
 import threading
 import uuid
@@ -44,6 +45,17 @@ ALL_ACTIONS = frozenset({"*"})
 def utc_iso(moment: datetime) -> str:
     """ISO 8601 with seven fractional digits and Z, as Azure writes timestamps."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def parse_time(value: str) -> datetime:
+    """An Azure timestamp (up to 7 fractional digits, Z or an offset, or a date) as an aware UTC datetime."""
+    text = value.strip()
+    text = text[:-1] + "+00:00" if text.endswith("Z") else text
+    match = re.match(r"^([^.+]*?(?:T[\d:]+)?)(\.\d+)?([+-]\d\d:\d\d)?$", text)
+    if not match:
+        raise ValueError(f"not a time: {value!r}")
+    head, fraction, offset = match.groups()
+    return datetime.fromisoformat(head + (fraction or "")[:7] + (offset or "+00:00")).astimezone(UTC)
 
 
 class ApiError(Exception):
