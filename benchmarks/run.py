@@ -181,9 +181,10 @@ def main() -> None:
     print("API calls in the demo (two upgrade attempts by the operator included), by API and route:")
     for api, routes in demo["requests"].items():
         print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
-    remediator = demo["byCaller"].get("aks-sp-remediator", {})
-    print(f"the remediator's own calls (event lookup + classification + remediation): {json.dumps(remediator)}; "
-          f"tokens issued (all callers) by audience: {json.dumps(demo['tokens'])}")
+    print("the remediator's own calls (event lookup + classification + remediation):")
+    for api, routes in demo["byCaller"].get("aks-sp-remediator", {}).items():
+        print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
+    print(f"tokens issued (all callers) by audience: {json.dumps(demo['tokens'])}")
     print("minimum one remediation needs:")
     for api, text in MINIMUM.items():
         print(f"  {api:<6} {text}")

@@ -10,8 +10,10 @@ The real SDK clients talk to it unchanged except for their endpoint and CA setti
 
 from __future__ import annotations
 
+import logging
 import shutil
 import ssl
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,13 @@ from sandbox.server import ApiServer
 from sandbox.state import SCENARIOS, Identity, SandboxState, build_scenario
 from sandbox.vault import VaultApi
 
-__all__ = ["SCENARIOS", "Identity", "Sandbox"]
+__all__ = ["SCENARIOS", "Identity", "Sandbox", "configure_logging"]
+
+
+def configure_logging(level: int) -> None:
+    """Logging for the sandbox's command lines: to stderr, the Azure SDKs' own chatter at WARNING."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 class Sandbox:
@@ -90,7 +98,3 @@ class Sandbox:
     def snapshot(self) -> dict[str, Any]:
         """What GET /_sandbox/state returns: everything observable, no secret text."""
         return self.state.snapshot()
-
-    def events_idle(self) -> bool:
-        """True when no Event Grid delivery is waiting."""
-        return self._topic is None or self._topic.idle()

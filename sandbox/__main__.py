@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from sandbox import SCENARIOS, Sandbox
+from sandbox import SCENARIOS, Sandbox, configure_logging
 
 
 def serve(scenario: str, with_functions: bool) -> int:
@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     serving.add_argument("--no-functions", action="store_true", help="no Azurite and no function app")
     serving.add_argument("--verbose", action="store_true", help="log requests and function invocations")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
     return serve(args.scenario, with_functions=not args.no_functions)
 
 

@@ -59,12 +59,14 @@ class AdminApi(Api):
             api = body.get("api")
             if api not in APIS:
                 raise ApiError(400, "InvalidFault", f"api must be one of {', '.join(APIS)}")
-            self.state.add_fault(api, Fault(kind=kind, remaining=count, rate=float(rate),
-                                            status=int(body.get("status", 503)),
-                                            retry_after=float(body.get("retryAfter", 1)),
-                                            seconds=float(body.get("seconds", 0.5))))
+            status = body.get("status", 503)
+            if not isinstance(status, int) or not 400 <= status <= 599:
+                raise ApiError(400, "InvalidFault", "status must be an HTTP error status (400-599)")
+            self.state.add_fault(api, Fault(kind=kind, remaining=count, rate=float(rate), status=status,
+                                            retry_after=_seconds(body, "retryAfter", 1),
+                                            seconds=_seconds(body, "seconds", 0.5)))
         elif kind in WORLD_FAULTS:
-            seconds = float(body.get("seconds", 0))
+            seconds = _seconds(body, "seconds", 0)
             with self.state.lock:
                 if kind == "propagation_delay":
                     self.state.propagation_seconds = seconds
@@ -106,3 +108,10 @@ class AdminApi(Api):
         return Response(200, {"value": [{"id": s.id, "schema": s.schema, "delivered": s.delivered,
                                          "failedAttempts": s.failed_attempts, "deadLettered": s.dead_lettered}
                                         for s in self._topic.subscriptions]})
+
+
+def _seconds(body: dict[str, Any], name: str, default: float) -> float:
+    value = body.get(name, default)
+    if not isinstance(value, (int, float)) or value < 0:
+        raise ApiError(400, "InvalidFault", f"{name} must be a number of seconds >= 0")
+    return float(value)

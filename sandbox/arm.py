@@ -26,6 +26,8 @@ READ = "Microsoft.ContainerService/managedClusters/read"
 OPERATION_API_VERSION = "2017-08-31"
 ACTIVITY_PAGE = 100
 MAX_SECRET_BYTES = 190
+# azure-core reads Retry-After 0 as absent and falls back to its polling interval (30 s for AKS).
+RETRY_AFTER = "1"
 _FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+'([^']*)'\s*$", re.IGNORECASE)
 _NARROWING = {"correlationid": "correlationId", "resourceprovider": "resourceProvider",
               "resourceuri": "resourceUri", "resourcegroupname": "resourceGroupName"}
@@ -206,10 +208,8 @@ class ArmApi(Api):
                                              status_code="InternalServerError",
                                              status_message=_status_message(error))
                     return error
-                try:
-                    self.state.sign_in(client_id, secret)
-                except ApiError as err:
-                    problem = f'{{"error":"{err.code}","error_description":"{err.message}"}}'
+                problem = self.state.sign_in_problem(client_id, secret)
+                if problem:
                     return self._fail(cluster, caller, correlation, RESET, "POST", problem)
                 cluster.client_id, cluster._held_secret = client_id, secret
                 return self._succeed(cluster, caller, correlation, RESET, "POST")
@@ -261,18 +261,14 @@ class ArmApi(Api):
 
     def _async_headers(self, operation_id: str, correlation: str) -> dict[str, str]:
         return {"Azure-AsyncOperation": self._operation_url(operation_id, "operations"),
-                "Retry-After": self._retry_after(), "x-ms-correlation-request-id": correlation}
-
-    def _retry_after(self) -> str:
-        # azure-core reads Retry-After 0 as absent and falls back to its polling interval (30 s for AKS).
-        return "1"
+                "Retry-After": RETRY_AFTER, "x-ms-correlation-request-id": correlation}
 
     def operation_status(self, request: Request) -> Response:
         self._authorize(request, "Microsoft.ContainerService/locations/operations/read", request.path)
         operation = self.state.read_operation(request.params["op"])
         if operation is None:
             raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
-        headers = {"Retry-After": self._retry_after()} if operation.status == "InProgress" else {}
+        headers = {"Retry-After": RETRY_AFTER} if operation.status == "InProgress" else {}
         return Response(200, operation.body(self.state.subscription_id), headers)
 
     def operation_result(self, request: Request) -> Response:
@@ -282,7 +278,7 @@ class ArmApi(Api):
             raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
         if operation.status == "InProgress":
             return Response(202, None, {"Location": self._operation_url(operation.id, "operationresults"),
-                                        "Retry-After": self._retry_after()})
+                                        "Retry-After": RETRY_AFTER})
         if operation.error:
             raise ApiError(400, operation.error["code"], operation.error["message"])
         return Response(204)

@@ -27,7 +27,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.identity import ClientSecretCredential
 from azure.mgmt.containerservice import ContainerServiceClient
 
-from sandbox import Sandbox
+from sandbox import Sandbox, configure_logging
 from sandbox.azurite import Azurite
 from sandbox.runner import FunctionRunner
 from sandbox.wiring import remediator_settings
@@ -172,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cloud-events", action="store_true", help="deliver events in the CloudEvents 1.0 schema")
     parser.add_argument("--verbose", action="store_true", help="also show the remediator's log")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("azure").setLevel(logging.WARNING)
+    configure_logging(logging.INFO if args.verbose else logging.WARNING)
     started = time.perf_counter()
     print(f"AKS service-principal remediator demo ({'HTTP trigger' if args.manual else 'event-driven'})")
     summary = run(manual=args.manual, schema="CloudEventSchemaV1_0" if args.cloud_events else "EventGridSchema")
@@ -183,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(routes.values()) if isinstance(routes, dict) else routes
         print(f"  {api:<6} {total:>3}  {json.dumps(routes) if isinstance(routes, dict) else ''}")
     by_caller = summary["requestsByCaller"]
-    print("  by caller: " + "; ".join(f"{caller} {json.dumps(apis)}" for caller, apis in by_caller.items()))
+    print("  by caller: " + "; ".join(
+        f"{caller} {json.dumps({api: sum(routes.values()) for api, routes in apis.items()})}"
+        for caller, apis in by_caller.items()))
     verdict = "REPAIRED" if summary["repaired"] else "NOT REPAIRED"
     print(f"\n{verdict} in {time.perf_counter() - started:.1f}s")
     return 0 if summary["repaired"] else 1

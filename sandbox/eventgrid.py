@@ -135,9 +135,6 @@ class EventGridTopic:
         self._outbox.put(None)
         self._thread.join(timeout=5)
 
-    def idle(self) -> bool:
-        return self._outbox.empty()
-
 
 def _now_iso(state: SandboxState) -> str:
     return state.now().isoformat().replace("+00:00", "Z")

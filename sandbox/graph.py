@@ -3,7 +3,7 @@
 Shapes follow `graph_application_addPassword_v1.0.json` and `..._removePassword_...`.
 Permissions as Graph applies them: `Application.ReadWrite.All` sees and changes every
 application; `Application.ReadWrite.OwnedBy` only the ones its identity owns (others are
-invisible to reads and refused, 403, to writes).
+invisible: missing from lists, 404 by id, for reads and writes alike).
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ class GraphApi(Api):
         with self.state.lock:
             app = next((a for a in self.state.applications.values() if a.object_id == object_id), None)
         if app is None or not self._visible(caller, app):
-            raise ApiError(404, "Request_ResourceNotFound", f"Resource '{object_id}' does not exist or one of its "
-                           "queried reference-property objects are not present.")
+            raise _not_found(object_id)
         return app
 
     # ------------------------------------------------------------------ applications
@@ -100,16 +99,15 @@ class GraphApi(Api):
 
     def get_by_app_id(self, request: Request) -> Response:
         caller = self._caller(request)
-        app = self.state.applications.get(request.params["appid"])
+        with self.state.lock:
+            app = self.state.applications.get(request.params["appid"])
         if app is None or not self._visible(caller, app):
-            raise ApiError(404, "Request_ResourceNotFound", f"Resource '{request.params['appid']}' does not exist "
-                           "or one of its queried reference-property objects are not present.")
+            raise _not_found(request.params["appid"])
         return Response(200, self._body(app, self._select(request)))
 
     def add_password(self, request: Request) -> Response:
         caller = self._caller(request)
         app = self._by_object_id(request, caller)
-        self._require_owner(caller, app)
         body = request.json(code="BadRequest")
         credential = body.get("passwordCredential") if isinstance(body, dict) else None
         if credential is None:
@@ -132,7 +130,6 @@ class GraphApi(Api):
     def remove_password(self, request: Request) -> Response:
         caller = self._caller(request)
         app = self._by_object_id(request, caller)
-        self._require_owner(caller, app)
         body = request.json(code="BadRequest")
         key_id = body.get("keyId") if isinstance(body, dict) else None
         with self.state.lock:
@@ -143,10 +140,6 @@ class GraphApi(Api):
             app.passwords = kept
         return Response(204)
 
-    def _require_owner(self, caller: Application, app: Application) -> None:
-        if not self._visible(caller, app):
-            raise ApiError(403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
-
     def list_service_principals(self, request: Request) -> Response:
         caller = self._caller(request)
         wanted = _app_id_filter(request, "ServicePrincipal")
@@ -156,6 +149,11 @@ class GraphApi(Api):
                      for a in self.state.applications.values()
                      if self._visible(caller, a) and (wanted is None or a.app_id == wanted)]
         return Response(200, {"@odata.context": f"{self.base_url}/v1.0/$metadata#servicePrincipals", "value": found})
+
+
+def _not_found(identifier: str) -> ApiError:
+    return ApiError(404, "Request_ResourceNotFound", f"Resource '{identifier}' does not exist or one of its queried "
+                    "reference-property objects are not present.")
 
 
 def _app_id_filter(request: Request, resource: str) -> str | None:

@@ -186,7 +186,7 @@ class SandboxState:
         self.vault: dict[str, list[SecretVersion]] = {}
         self.activity_log: list[dict[str, Any]] = []
         self.requests: dict[str, Counter[str]] = defaultdict(Counter)
-        self.requests_by_caller: dict[str, Counter[str]] = defaultdict(Counter)
+        self.requests_by_caller: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.tokens_issued: Counter[str] = Counter()
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self.random = random.Random(7)  # fault rates are reproducible from run to run
@@ -289,15 +289,19 @@ class SandboxState:
         with self.lock:
             return any(c.resource_group.lower() == resource_group.lower() for c in self.clusters.values())
 
+    def sign_in_problem(self, client_id: str, secret: str) -> str | None:
+        """Entra ID's response body (compact JSON, as adal quotes it) if `secret` cannot sign in as `client_id`."""
+        try:
+            self.sign_in(client_id, secret)
+        except ApiError as err:
+            return json.dumps({"error": err.code, "error_description": err.message}, separators=(",", ":"))
+        return None
+
     def cluster_secret_problem(self, cluster: Cluster) -> str | None:
-        """Why AKS cannot sign in as the cluster's service principal now (AADSTS text), or None."""
+        """Why AKS cannot sign in as the cluster's service principal now, or None (also for a managed identity)."""
         if cluster.client_id == "msi":
             return None
-        try:
-            self.sign_in(cluster.client_id, cluster._held_secret or "")
-        except ApiError as err:
-            return f'{{"error":"{err.code}","error_description":"{err.message}"}}'
-        return None
+        return self.sign_in_problem(cluster.client_id, cluster._held_secret or "")
 
     def start_operation(self, cluster: Cluster, kind: str, apply: Callable[[], dict[str, Any] | None]) -> Operation:
         with self.lock:
@@ -399,7 +403,7 @@ class SandboxState:
             self.requests[api][route] += 1
             found = self.tokens.get((authorization or "").removeprefix("Bearer "))
             app = self.applications.get(found[0]) if found else None
-            self.requests_by_caller[app.display_name if app else "anonymous"][api] += 1
+            self.requests_by_caller[app.display_name if app else "anonymous"][api][route] += 1
 
     def add_fault(self, api: str, fault: Fault) -> None:
         with self.lock:
@@ -443,7 +447,8 @@ class SandboxState:
                              for name, versions in self.vault.items()},
                 "activityLog": len(self.activity_log),
                 "requests": {api: dict(routes) for api, routes in self.requests.items()},
-                "requestsByCaller": {caller: dict(apis) for caller, apis in self.requests_by_caller.items()},
+                "requestsByCaller": {caller: {api: dict(routes) for api, routes in apis.items()}
+                                     for caller, apis in self.requests_by_caller.items()},
                 "tokens": dict(self.tokens_issued),
             }
 
@@ -457,7 +462,7 @@ class SandboxState:
                        f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}"),
                 "name": cluster.name, "resourceGroup": cluster.resource_group, "clientId": cluster.client_id,
                 "provisioningState": cluster.provisioning_state, "kubernetesVersion": cluster.kubernetes_version,
-                "secretValidNow": cluster.client_id == "msi" or self.cluster_secret_problem(cluster) is None,
+                "secretValidNow": self.cluster_secret_problem(cluster) is None,
                 "heldKeyId": held}
 
 
