@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
+from remediation.auth import READ_ROLE, WRITE_ROLE, ForbiddenError, UnauthorizedError
 from remediation.detection import IncidentLookup
 from remediation.errors import (
     ConfigurationError,
@@ -34,6 +35,8 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 # Most specific first: the first matching class decides the status.
 _STATUS_BY_ERROR: tuple[tuple[type[RemediationError], int], ...] = (
     (InvalidInputError, 400),
+    (UnauthorizedError, 401),
+    (ForbiddenError, 403),
     (NotFoundError, 404),
     (ConflictError, 409),
     (ConfigurationError, 500),
@@ -56,9 +59,10 @@ def services() -> Services:
 
 @app.route(route="remediations", methods=["POST"])
 def start_remediation(req: func.HttpRequest) -> func.HttpResponse:
-    """Start (or dry-run) a remediation of one cluster: 202 with its id and Location."""
+    """Start (or dry-run) a remediation of one cluster: 202 with its id and Location. Needs Remediations.Write."""
     try:
-        submission = services().remediator.submit(RemediationRequest.from_json(req.get_body()))
+        caller = services().api_auth.authenticate(req.headers.get("Authorization"), WRITE_ROLE)
+        submission = services().remediator.submit(RemediationRequest.from_json(req.get_body(), requested_by=caller))
     except RemediationError as err:
         return _error_response(err, "start_remediation")
     remediation = submission.remediation
@@ -68,8 +72,9 @@ def start_remediation(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="remediations", methods=["GET"])
 def list_remediations(req: func.HttpRequest) -> func.HttpResponse:
-    """A cluster's remediations, newest first: `?clusterResourceId=<ARM id>`."""
+    """A cluster's remediations, newest first: `?clusterResourceId=<ARM id>`. Needs Remediations.Read."""
     try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
         cluster = ClusterId.parse(req.params.get("clusterResourceId"))
         found = services().remediator.list_for_cluster(cluster)
     except RemediationError as err:
@@ -79,8 +84,9 @@ def list_remediations(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="remediations/{remediation_id}", methods=["GET"])
 def get_remediation(req: func.HttpRequest) -> func.HttpResponse:
-    """Show one remediation: status, steps with times, ids; never a secret."""
+    """Show one remediation: status, steps with times, ids; never a secret. Needs Remediations.Read."""
     try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
         remediation = services().remediator.get(req.route_params.get("remediation_id", ""))
     except RemediationError as err:
         return _error_response(err, "get_remediation")
@@ -161,6 +167,8 @@ def _error_response(err: RemediationError, function: str) -> func.HttpResponse:
     log.log(logging.WARNING if status < 500 else logging.ERROR, "%s rejected (%s %s): %s",
             function, status, err.code, err)
     headers = {}
+    if isinstance(err, UnauthorizedError):
+        headers["WWW-Authenticate"] = err.www_authenticate
     if isinstance(err, TransientError) and err.retry_after is not None:
         headers["Retry-After"] = str(int(err.retry_after + 0.999))
     return _json_response({"error": {"code": err.code, "message": str(err)}}, status, headers=headers)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from remediation.auth import ApiAuthenticator, TokenValidator
 from remediation.detection import DetectionConfig, IncidentDetector
 from remediation.ports import (
     ActivityLog,
@@ -22,9 +23,7 @@ from remediation.ports import (
     WorkQueue,
 )
 from remediation.service import Remediator, RemediatorConfig
-from remediation.settings import INCIDENT_QUEUE, TABLE_NAME, WORK_QUEUE, Settings
-
-PUBLIC_AUTHORITY = "https://login.microsoftonline.com"
+from remediation.settings import INCIDENT_QUEUE, PUBLIC_AUTHORITY_HOST, TABLE_NAME, WORK_QUEUE, Settings
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,7 @@ class Services:
     settings: Settings
     remediator: Remediator
     detector: IncidentDetector
+    api_auth: ApiAuthenticator
 
 
 def build_credential(settings: Settings) -> Any:
@@ -43,7 +43,7 @@ def build_credential(settings: Settings) -> Any:
             settings.tenant_id, settings.client_id or "", settings.client_secret,
             authority=settings.authority_host,
             # Instance discovery asks the public cloud about the authority; a private authority has no entry.
-            disable_instance_discovery=settings.authority_host != PUBLIC_AUTHORITY,
+            disable_instance_discovery=settings.authority_host != PUBLIC_AUTHORITY_HOST,
             connection_verify=settings.ca_bundle or True)
     from azure.identity import ManagedIdentityCredential
 
@@ -62,6 +62,7 @@ def bootstrap(
     activity_log: ActivityLog | None = None,
     incidents: IncidentStore | None = None,
     lookups: WorkQueue | None = None,
+    token_validator: TokenValidator | None = None,
     ensure_storage: bool = True,
 ) -> Services:
     """Build the use cases; `ensure_storage` creates the table and queues if missing (one call each)."""
@@ -97,7 +98,8 @@ def bootstrap(
         )
 
         target = StorageTarget(connection_string=settings.storage_connection_string,
-                               account_name=settings.storage_account_name, credential=credential)
+                               table_endpoint=settings.table_service_uri, queue_endpoint=settings.queue_service_uri,
+                               credential=credential)
         table = target.table(TABLE_NAME)
         if ensure_storage:
             TableRemediationStore(table).ensure_table()
@@ -124,4 +126,10 @@ def bootstrap(
         remediator=remediator,
         config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,
                                lookup_timeout=timedelta(minutes=settings.lookup_timeout_minutes)))
-    return Services(settings, remediator, detector)
+    if token_validator is None:
+        from remediation.adapters.entra_tokens import EntraTokenValidator
+
+        token_validator = EntraTokenValidator(authority_host=settings.authority_host, tenant_id=settings.tenant_id,
+                                              audiences=(settings.api_client_id, settings.api_app_id_uri),
+                                              ca_bundle=settings.ca_bundle)
+    return Services(settings, remediator, detector, ApiAuthenticator(token_validator))

@@ -19,6 +19,8 @@ from remediation.model import Status
 # The steps of a real remediation, in order. A dry run stops after `plan`.
 STEPS = ("inspect_cluster", "find_application", "mint_and_store_secret", "start_reset", "verify_cluster")
 DRY_RUN_STEPS = ("inspect_cluster", "find_application", "plan")
+# Fields Table storage cannot hold as they are: they travel as JSON strings.
+_JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by")
 
 
 def new_remediation_id() -> str:
@@ -42,6 +44,7 @@ class Remediation:
     updated_at: str
     reason: str = ""  # why the status is what it is; changes as the steps run
     cause: str = ""  # why the remediation was started (the classification, or the operator's words); kept
+    requested_by: dict[str, str] | None = None  # the API caller's objectId and appId; None for events and sweeps
     steps: dict[str, StepRecord] = field(default_factory=dict)
     client_id: str | None = None
     app_object_id: str | None = None
@@ -82,6 +85,7 @@ class Remediation:
             "status": self.status.value,
             "reason": self.reason,
             "cause": self.cause,
+            "requestedBy": self.requested_by,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "nextStep": None if self.status.terminal else self.next_step,
@@ -98,18 +102,19 @@ class Remediation:
 
     # Table storage keeps flat properties: lists and step maps travel as JSON strings.
     def to_entity(self) -> dict[str, Any]:
-        entity = {k: v for k, v in asdict(self).items() if k not in ("etag", "steps", "old_key_ids", "plan", "error")}
+        entity = {k: v for k, v in asdict(self).items() if k not in ("etag", *_JSON_FIELDS)}
         entity["status"] = self.status.value
         entity["steps"] = json.dumps({k: asdict(v) for k, v in self.steps.items()})
         entity["old_key_ids"] = json.dumps(self.old_key_ids)
         entity["plan"] = json.dumps(self.plan)
         entity["error"] = json.dumps(self.error) if self.error else None
+        entity["requested_by"] = json.dumps(self.requested_by) if self.requested_by else None
         entity["cluster_key"] = ClusterId.parse(self.cluster_id).key  # to find a cluster's remediations
         return {k: v for k, v in entity.items() if v is not None}
 
     @classmethod
     def from_entity(cls, entity: dict[str, Any], etag: str | None = None) -> Remediation:
-        names = set(cls.__dataclass_fields__) - {"etag", "steps", "old_key_ids", "plan", "error", "status"}
+        names = set(cls.__dataclass_fields__) - {"etag", "status", *_JSON_FIELDS}
         values = {k: entity[k] for k in names if k in entity}
         steps = {k: StepRecord(**v) for k, v in json.loads(entity.get("steps") or "{}").items()}
         return cls(
@@ -119,5 +124,6 @@ class Remediation:
             old_key_ids=json.loads(entity.get("old_key_ids") or "[]"),
             plan=json.loads(entity.get("plan") or "[]"),
             error=json.loads(entity["error"]) if entity.get("error") else None,
+            requested_by=json.loads(entity["requested_by"]) if entity.get("requested_by") else None,
             etag=etag,
         )

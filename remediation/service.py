@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from remediation.alerts import REMEDIATION_FAILED
+from remediation.auth import Caller
 from remediation.errors import (
     ConcurrencyError,
     ConflictError,
@@ -52,9 +54,10 @@ class RemediationRequest:
     dry_run: bool = False
     source: str = "manual"
     reason: str = ""
+    requested_by: Caller | None = None
 
     @classmethod
-    def from_json(cls, body: bytes) -> RemediationRequest:
+    def from_json(cls, body: bytes, *, requested_by: Caller | None = None) -> RemediationRequest:
         """Parse an HTTP body `{"clusterResourceId": str, "dryRun": bool}`; raise InvalidInputError."""
         if len(body) > MAX_BODY_BYTES:
             raise InvalidInputError(f"the request body is larger than {MAX_BODY_BYTES} bytes", code="BodyTooLarge")
@@ -75,7 +78,8 @@ class RemediationRequest:
         reason = data.get("reason", "")
         if not isinstance(reason, str) or len(reason) > 500:
             raise InvalidInputError("reason must be a string of at most 500 characters", code="InvalidReason")
-        return cls(ClusterId.parse(data["clusterResourceId"]), dry_run=dry_run, reason=reason)
+        return cls(ClusterId.parse(data["clusterResourceId"]), dry_run=dry_run, reason=reason,
+                   requested_by=requested_by)
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,7 @@ class Remediator:
             id=new_remediation_id(), cluster_id=str(request.cluster), dry_run=request.dry_run,
             source=request.source, status=Status.ACCEPTED, created_at=now, updated_at=now,
             reason="accepted", cause=request.reason or f"requested by {request.source}",
+            requested_by=request.requested_by.view() if request.requested_by else None,
         )
         remediation = self._store.create(remediation)
         if not request.dry_run:
@@ -415,7 +420,9 @@ class Remediator:
         remediation.lease_until = None
         remediation = self._save(remediation)
         self._release(remediation)
-        log.error("remediation %s failed at %s: %s: %s", remediation.id, remediation.error["step"], code, message)
+        # One line per failed remediation, with a fixed marker: infra/'s alert rule searches for it.
+        log.error("%s: remediation %s failed at %s: %s: %s", REMEDIATION_FAILED, remediation.id,
+                  remediation.error["step"], code, message)
         return remediation
 
     def _release(self, remediation: Remediation) -> None:

@@ -3,6 +3,10 @@
 `SETTINGS` is the single list of every app setting the code reads. The Bicep in
 `infra/` sets each one marked `deployed`, and `local.settings.sample.json` lists them
 all; a test keeps the three in step.
+
+This module is the one place that names public-cloud hosts: they are the defaults of
+the endpoint settings, which the Bicep fills from `environment()` for whichever cloud it
+is deployed to. Every other module takes its endpoints from `Settings` (a test greps).
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ TABLE_NAME = "remediations"
 WORK_QUEUE = "remediation-steps"
 INCIDENT_QUEUE = "incident-lookups"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
+
+# Public-cloud defaults (Azure Resource Manager, Microsoft Graph, Entra ID, Storage).
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+PUBLIC_GRAPH_ENDPOINT = "https://graph.microsoft.com"
+PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
+PUBLIC_STORAGE_SUFFIX = "core.windows.net"
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,16 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "AzureWebJobsStorage__accountName",
-        "Storage account for tables and queues, reached with the managed identity.",
+        "Storage account for tables and queues, reached with the managed identity (public-cloud endpoints"
+        " are derived from it when the service URIs below are not set).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__tableServiceUri",
+        "Table endpoint of that account (the host's identity-based form; cloud-aware, set by the Bicep).",
+    ),
+    SettingSpec(
+        "AzureWebJobsStorage__queueServiceUri",
+        "Queue endpoint of that account (the host's identity-based form; cloud-aware, set by the Bicep).",
     ),
     SettingSpec(
         "AZURE_CLIENT_ID",
@@ -62,18 +81,28 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "REMEDIATOR_ARM_ENDPOINT",
-        "Azure Resource Manager endpoint.",
-        default="https://management.azure.com",
+        "Azure Resource Manager endpoint; also the audience of its tokens.",
+        default=PUBLIC_ARM_ENDPOINT,
     ),
     SettingSpec(
         "REMEDIATOR_GRAPH_ENDPOINT",
-        "Microsoft Graph endpoint (without /v1.0).",
-        default="https://graph.microsoft.com",
+        "Microsoft Graph endpoint (without /v1.0); also the audience of its tokens.",
+        default=PUBLIC_GRAPH_ENDPOINT,
     ),
     SettingSpec(
         "REMEDIATOR_AUTHORITY_HOST",
-        "Entra ID authority host.",
-        default="https://login.microsoftonline.com",
+        "Entra ID authority host: where the remediator signs in, and the issuer of the tokens its API accepts.",
+        default=PUBLIC_AUTHORITY_HOST,
+    ),
+    SettingSpec(
+        "REMEDIATOR_API_CLIENT_ID",
+        "Client id of the remediator API's Entra application: callers of the HTTP API present a token for it.",
+        required=True,
+    ),
+    SettingSpec(
+        "REMEDIATOR_API_APP_ID_URI",
+        "Application ID URI of that application (tokens may name it as their audience); empty for api://<client id>.",
+        default="",
     ),
     SettingSpec(
         "REMEDIATOR_CA_BUNDLE",
@@ -136,9 +165,13 @@ class Settings:
     client_secret: str | None = field(default=None, repr=False)
     storage_connection_string: str | None = None
     storage_account_name: str | None = None
-    arm_endpoint: str = "https://management.azure.com"
-    graph_endpoint: str = "https://graph.microsoft.com"
-    authority_host: str = "https://login.microsoftonline.com"
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    arm_endpoint: str = PUBLIC_ARM_ENDPOINT
+    graph_endpoint: str = PUBLIC_GRAPH_ENDPOINT
+    authority_host: str = PUBLIC_AUTHORITY_HOST
+    api_client_id: str = ""
+    api_app_id_uri: str = ""
     ca_bundle: str | None = None
     subscription_ids: tuple[str, ...] = ()
     sweep_schedule: str = "0 */15 * * * *"
@@ -177,8 +210,14 @@ class Settings:
 
         connection_string = get("AzureWebJobsStorage")
         account_name = get("AzureWebJobsStorage__accountName")
-        if not connection_string and not account_name:
-            problems.append("set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__accountName")
+        table_uri, queue_uri = get("AzureWebJobsStorage__tableServiceUri"), get("AzureWebJobsStorage__queueServiceUri")
+        if not connection_string and not account_name and not (table_uri and queue_uri):
+            problems.append("set AzureWebJobsStorage (a connection string), AzureWebJobsStorage__tableServiceUri and"
+                            " __queueServiceUri, or AzureWebJobsStorage__accountName")
+        if account_name and not connection_string:
+            table_uri = table_uri or f"https://{account_name}.table.{PUBLIC_STORAGE_SUFFIX}"
+            queue_uri = queue_uri or f"https://{account_name}.queue.{PUBLIC_STORAGE_SUFFIX}"
+        api_client_id = get("REMEDIATOR_API_CLIENT_ID") or ""
         subscriptions = tuple(s.strip() for s in (get("REMEDIATOR_SUBSCRIPTION_IDS") or "").split(",") if s.strip())
         settings = cls(
             tenant_id=get("AZURE_TENANT_ID") or "",
@@ -187,9 +226,13 @@ class Settings:
             client_secret=get("AZURE_CLIENT_SECRET"),
             storage_connection_string=connection_string,
             storage_account_name=account_name,
+            table_service_uri=(table_uri or "").rstrip("/") or None,
+            queue_service_uri=(queue_uri or "").rstrip("/") or None,
             arm_endpoint=(get("REMEDIATOR_ARM_ENDPOINT") or "").rstrip("/"),
             graph_endpoint=(get("REMEDIATOR_GRAPH_ENDPOINT") or "").rstrip("/"),
             authority_host=(get("REMEDIATOR_AUTHORITY_HOST") or "").rstrip("/"),
+            api_client_id=api_client_id,
+            api_app_id_uri=(get("REMEDIATOR_API_APP_ID_URI") or f"api://{api_client_id}").rstrip("/"),
             ca_bundle=get("REMEDIATOR_CA_BUNDLE"),
             subscription_ids=subscriptions,
             sweep_schedule=get("REMEDIATOR_SWEEP_SCHEDULE") or "",

@@ -5,7 +5,7 @@ A development tool: never deployed (see .funcignore) and never imported by `reme
 The real SDK clients talk to it unchanged except for their endpoint and CA settings.
 
     with Sandbox(scenario="expired-secret") as sandbox:
-        sandbox.endpoints["arm"], sandbox.ca_path, sandbox.remediator.client_id, ...
+        sandbox.endpoints["arm"], sandbox.ca_path, sandbox.remediator.client_id, sandbox.api_client_id, ...
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import trustme
+from azure.identity import ClientSecretCredential
 
 from sandbox.admin import AdminApi
 from sandbox.arm import ArmApi
@@ -45,8 +46,10 @@ class Sandbox:
                  subscription_id: str | None = None) -> None:
         self.scenario = scenario
         self.state: SandboxState
-        self.state, self.remediator, self.operator = build_scenario(
-            scenario, tenant_id=tenant_id, subscription_id=subscription_id)
+        self.state, identities = build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id)
+        self.remediator, self.operator, self.auditor = identities.remediator, identities.operator, identities.auditor
+        # The remediator's API application: operators ask for tokens with `<api_app_id_uri>/.default`.
+        self.api_client_id, self.api_app_id_uri = identities.api_client_id, identities.api_app_id_uri
         self.tenant_id = self.state.tenant_id
         self.subscription_id = self.state.subscription_id
         self.endpoints: dict[str, str] = {}
@@ -70,11 +73,14 @@ class Sandbox:
         self._topic = EventGridTopic(self.state)
         apis = {"arm": arm, "graph": GraphApi(self.state), "login": login,
                 "vault": VaultApi(self.state, login_server.url),
-                "admin": AdminApi(self.state, arm, self._topic, self.operator.client_id)}
+                "admin": AdminApi(self.state, arm, self._topic, self.operator.client_id, self.api_client_id)}
         for name, api in apis.items():
             server = login_server if api is login else ApiServer(api, context)
             self._servers.append(server)
             self.endpoints[name] = server.url
+            if name in self.state.audiences:
+                self.state.audiences[name].add(server.url)  # in every cloud an API's endpoint is its audience
+        self.state.login_url = login_server.url
         for server in self._servers:
             server.start()
         return self
@@ -94,6 +100,17 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def credential(self, identity: Identity) -> ClientSecretCredential:
+        """azure-identity's own client-secret credential for one of the scenario's identities."""
+        return ClientSecretCredential(self.tenant_id, identity.client_id, identity.client_secret,
+                                      authority=self.endpoints["login"], disable_instance_discovery=True,
+                                      connection_verify=self.ca_path)
+
+    def api_token(self, identity: Identity | None = None) -> str:
+        """An access token for the remediator's API (the operator's, by default), as `az account
+        get-access-token --resource <app id uri>` gives one in Azure."""
+        return self.credential(identity or self.operator).get_token(f"{self.api_app_id_uri}/.default").token
 
     def snapshot(self) -> dict[str, Any]:
         """What GET /_sandbox/state returns: everything observable, no secret text."""

@@ -5,7 +5,11 @@ Prints one JSON line with every endpoint, the CA file, the ids, and the path of 
 
     {"arm": "https://127.0.0.1:...", "graph": ..., "login": ..., "vault": ..., "admin": ...,
      "functions": "http://127.0.0.1:...", "functionKey": ..., "ca": ..., "tenantId": ...,
-     "subscriptionId": ..., "remediatorClientId": ..., "operatorClientId": ..., "identitiesFile": ...}
+     "subscriptionId": ..., "remediatorClientId": ..., "operatorClientId": ..., "auditorClientId": ...,
+     "apiClientId": ..., "apiAppIdUri": ..., "identitiesFile": ...}
+
+The HTTP API wants an Entra token for `apiAppIdUri` (the operator may start and read
+remediations, the auditor only read them) besides the function key.
 
 `--no-functions` serves the Azure stand-ins alone (no Azurite, no function app).
 """
@@ -37,10 +41,14 @@ def serve(scenario: str, with_functions: bool) -> int:
             "remediatorClientId": sandbox.remediator.client_id,
             "remediatorClientSecret": sandbox.remediator.client_secret,
             "operatorClientId": sandbox.operator.client_id,
-            "operatorClientSecret": sandbox.operator.client_secret}))
+            "operatorClientSecret": sandbox.operator.client_secret,
+            "auditorClientId": sandbox.auditor.client_id,
+            "auditorClientSecret": sandbox.auditor.client_secret}))
         info = {**sandbox.endpoints, "functions": None, "functionKey": None, "ca": sandbox.ca_path,
                 "tenantId": sandbox.tenant_id, "subscriptionId": sandbox.subscription_id,
                 "remediatorClientId": sandbox.remediator.client_id, "operatorClientId": sandbox.operator.client_id,
+                "auditorClientId": sandbox.auditor.client_id, "apiClientId": sandbox.api_client_id,
+                "apiAppIdUri": sandbox.api_app_id_uri,
                 "identitiesFile": str(identities)}
         if with_functions:
             from sandbox.azurite import Azurite

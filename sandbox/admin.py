@@ -8,6 +8,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sandbox.arm import ArmApi
 from sandbox.eventgrid import EventGridTopic
 from sandbox.server import Api, Request, Response
@@ -22,15 +24,17 @@ class AdminApi(Api):
     name = "admin"
     counted = False
 
-    def __init__(self, state: SandboxState, arm: ArmApi, topic: EventGridTopic, operator_app_id: str) -> None:
+    def __init__(self, state: SandboxState, arm: ArmApi, topic: EventGridTopic, operator_app_id: str,
+                 api_client_id: str) -> None:
         super().__init__(state)
-        self._arm, self._topic, self._operator = arm, topic, operator_app_id
+        self._arm, self._topic, self._operator, self._api = arm, topic, operator_app_id, api_client_id
         self.route("GET", r"/_sandbox/state", "GET state", self.snapshot)
         self.route("POST", r"/_sandbox/clock", "POST clock", self.clock)
         self.route("POST", r"/_sandbox/faults", "POST faults", self.fault)
         self.route("POST", r"/_sandbox/clusters/(?P<name>[^/]+)/operate", "POST operate", self.operate)
         self.route("POST", r"/_sandbox/eventgrid/subscriptions", "POST subscriptions", self.subscribe)
         self.route("GET", r"/_sandbox/eventgrid/subscriptions", "GET subscriptions", self.subscriptions)
+        self.route("POST", r"/_sandbox/tokens", "POST tokens", self.mint_token)
 
     def snapshot(self, request: Request) -> Response:
         return Response(200, self.state.snapshot())
@@ -108,6 +112,30 @@ class AdminApi(Api):
         return Response(200, {"value": [{"id": s.id, "schema": s.schema, "delivered": s.delivered,
                                          "failedAttempts": s.failed_attempts, "deadLettered": s.dead_lettered}
                                         for s in self._topic.subscriptions]})
+
+
+    def mint_token(self, request: Request) -> Response:
+        """A token Entra ID would never issue, to prove the API refuses it: another audience, issuer or
+        tenant, a lifetime that ended, chosen roles, or a signing key the tenant does not publish."""
+        body = self._object(request)
+        client_id = body.get("clientId", self._operator)
+        app = self.state.applications.get(client_id) if isinstance(client_id, str) else None
+        if app is None:
+            raise ApiError(400, "InvalidToken", "clientId must be the appId of an application in the sandbox")
+        claims: dict[str, Any] = {"aud": body.get("audience", self._api)}
+        for field, claim in (("issuer", "iss"), ("tenantId", "tid"), ("roles", "roles")):
+            if field in body:
+                claims[claim] = body[field]
+        if "roles" not in body:
+            claims["roles"] = sorted(app.granted_roles.get(self._api, ())) or None
+        lifetime = body.get("expiresInSeconds", 3600)
+        if not isinstance(lifetime, int) or isinstance(lifetime, bool):
+            raise ApiError(400, "InvalidToken", "expiresInSeconds must be an integer (negative: already expired)")
+        key = body.get("signingKey", "tenant")
+        if key not in ("tenant", "foreign"):
+            raise ApiError(400, "InvalidToken", "signingKey must be 'tenant' or 'foreign'")
+        foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048) if key == "foreign" else None
+        return Response(200, {"accessToken": self.state.sign_token(app, claims, lifetime=lifetime, key=foreign)})
 
 
 def _seconds(body: dict[str, Any], name: str, default: float) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import ARM_AUDIENCES, LOCATION, ApiError, Application, Cluster, SandboxState, parse_time
+from sandbox.state import LOCATION, ApiError, Application, Cluster, SandboxState, parse_time
 
 CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
 WRITE = "Microsoft.ContainerService/managedClusters/write"
@@ -67,7 +67,7 @@ class ArmApi(Api):
                            "missing.", {"WWW-Authenticate": 'Bearer authorization_uri="https://login.windows.net/",'
                                         ' error="invalid_token", error_description="The authentication failed '
                                         'because of missing \'Authorization\' header."'})
-        caller = self.state.caller(request.headers["authorization"], ARM_AUDIENCES)
+        caller = self.state.caller(request.headers["authorization"], "arm")
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
         if request.params["sub"].lower() != self.state.subscription_id:

@@ -89,15 +89,18 @@ def _scenario(sandbox: Sandbox, runner: FunctionRunner, key: str, *, manual: boo
     failed = _upgrade(operator, "1.30.4")
     step("upgrade to 1.30.4", f"FAILED: {failed}" if failed else "succeeded (unexpected)")
 
+    # Callers of the HTTP API present an Entra token for it, as `az account get-access-token --resource
+    # <app id uri>` gives one in Azure: here the operator's, from the sandbox's token endpoint.
+    api = (key, sandbox.api_token(sandbox.operator))
     if manual:
-        status, headers, body = _request("POST", f"{runner.url}/api/remediations", key,
+        status, headers, body = _request("POST", f"{runner.url}/api/remediations", api,
                                          {"clusterResourceId": cluster_id, "dryRun": False})
         step("POST /api/remediations", f"{status}, remediation {body.get('id')}")
         location = headers["Location"]
     else:
-        location = _wait_for(lambda: _first_remediation(runner.url, key, cluster_id), timeout)
+        location = _wait_for(lambda: _first_remediation(runner.url, api, cluster_id), timeout)
         step("event -> lookup -> classification", "remediation started by the Event Grid trigger")
-    remediation = _wait_for(lambda: _terminal(location, key), timeout)
+    remediation = _wait_for(lambda: _terminal(location, api), timeout)
     for entry in remediation["steps"]:
         step(f"  step {entry['name']}", entry["detail"])
     step("remediation " + remediation["id"], f"{remediation['status']}: {remediation['reason']}")
@@ -130,14 +133,14 @@ def _upgrade(client: ContainerServiceClient, version: str) -> str | None:
     return None
 
 
-def _first_remediation(base: str, key: str, cluster_id: str) -> str | None:
-    _, _, body = _request("GET", f"{base}/api/remediations?clusterResourceId={quote(cluster_id)}", key)
+def _first_remediation(base: str, api: tuple[str, str], cluster_id: str) -> str | None:
+    _, _, body = _request("GET", f"{base}/api/remediations?clusterResourceId={quote(cluster_id)}", api)
     found = body.get("value") or []
     return f"{base}/api/remediations/{found[0]['id']}" if found else None
 
 
-def _terminal(location: str, key: str) -> dict[str, Any] | None:
-    _, _, body = _request("GET", location, key)
+def _terminal(location: str, api: tuple[str, str]) -> dict[str, Any] | None:
+    _, _, body = _request("GET", location, api)
     return body if body.get("status") in TERMINAL else None
 
 
@@ -151,10 +154,13 @@ def _wait_for(probe: Callable[[], Any], timeout: float) -> Any:
     raise TimeoutError(f"nothing happened within {timeout}s")
 
 
-def _request(method: str, url: str, key: str, body: Any = None) -> tuple[int, dict[str, str], dict[str, Any]]:
+def _request(method: str, url: str, api: tuple[str, str], body: Any = None) -> tuple[int, dict[str, str],
+                                                                                     dict[str, Any]]:
+    """Call the HTTP API with the function key and a bearer token, as an operator would with curl."""
+    key, token = api
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"x-functions-key": key, "Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, method=method, headers={
+        "x-functions-key": key, "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, dict(response.headers), json.loads(response.read() or b"{}")
 

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import GRAPH_AUDIENCE, ApiError, Application, SandboxState, parse_time, utc_iso
+from sandbox.state import ApiError, Application, SandboxState, parse_time, utc_iso
 
 _APP_ID_FILTER = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 _SELECTABLE = {"id", "appId", "displayName", "passwordCredentials", "createdDateTime", "keyCredentials"}
@@ -47,7 +47,7 @@ class GraphApi(Api):
     # ------------------------------------------------------------------ checks
 
     def _caller(self, request: Request) -> Application:
-        caller = self.state.caller(request.headers.get("authorization"), (GRAPH_AUDIENCE,))
+        caller = self.state.caller(request.headers.get("authorization"), "graph")
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
         if caller.graph_permission not in ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"):

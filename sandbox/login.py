@@ -1,4 +1,6 @@
-"""Entra ID: OpenID discovery and the v2.0 token endpoint, client credentials grant only.
+"""Entra ID: OpenID discovery, the tenant's signing keys and the v2.0 token endpoint, client
+credentials grant only. Access tokens are RS256 JWTs with Entra ID's v2.0 claims; a token for an
+API registered as an application (the remediator's own) carries the caller's app roles.
 
 Errors carry Entra ID's real AADSTS texts (see `SandboxState.sign_in`), which MSAL and
 azure-identity surface in `ClientAuthenticationError`.
@@ -11,9 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import ARM_AUDIENCES, GRAPH_AUDIENCE, VAULT_AUDIENCE, ApiError, utc_iso
-
-AUDIENCES = (*ARM_AUDIENCES, GRAPH_AUDIENCE, VAULT_AUDIENCE)
+from sandbox.state import ApiError, utc_iso
 
 
 class LoginApi(Api):
@@ -27,6 +27,7 @@ class LoginApi(Api):
                    self.discovery)
         self.route("GET", f"/{tenant}/.well-known/openid-configuration", "GET openid-configuration", self.discovery)
         self.route("POST", f"/{tenant}/oauth2/v2.0/token", "POST token", self.token)
+        self.route("GET", f"/{tenant}/discovery/v2.0/keys", "GET keys", self.keys)
 
     def error_body(self, err: ApiError) -> Any:
         trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
@@ -77,7 +78,7 @@ class LoginApi(Api):
                            "type; only client_credentials is supported here.")
         scope = form.get("scope", "")
         audience = scope.removesuffix("/.default").rstrip("/")
-        if not scope.endswith("/.default") or audience not in AUDIENCES:
+        if not scope.endswith("/.default") or not self.state.known_audience(audience):
             raise ApiError(400, "invalid_scope", f"AADSTS1002012: The provided value for scope {scope} is not "
                            "valid. Client credential flows must have a scope value with /.default suffixed to the "
                            "resource identifier (application ID URI).")
@@ -88,3 +89,7 @@ class LoginApi(Api):
         token, lifetime = self.state.issue_token(app, audience)
         return Response(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                               "access_token": token})
+
+    def keys(self, request: Request) -> Response:
+        self._tenant(request)
+        return Response(200, self.state.signing_keys())

@@ -17,6 +17,7 @@ import random
 import re
 import secrets
 import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -24,11 +25,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 LOCATION = "westeurope"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 VAULT_AUDIENCE = "https://vault.azure.net"
 TOKEN_LIFETIME = timedelta(hours=1)
+# The remediator's own API (infra/modules/api-app.bicep): its app roles, as Entra ID puts them in `roles`.
+API_READ_ROLE, API_WRITE_ROLE = "Remediations.Read", "Remediations.Write"
 DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPassword: two years
 
 # What each identity may do on ARM; the remediator's set is exactly infra/'s custom role.
@@ -40,6 +46,12 @@ REMEDIATOR_ARM_ACTIONS = frozenset({
     "Microsoft.Insights/eventtypes/values/read",
 })
 ALL_ACTIONS = frozenset({"*"})
+# Key Vault data actions of the remediator's custom data role on its vault (infra/): set, get, list; no delete.
+REMEDIATOR_VAULT_DATA_ACTIONS = frozenset({
+    "Microsoft.KeyVault/vaults/secrets/setSecret/action",
+    "Microsoft.KeyVault/vaults/secrets/getSecret/action",
+    "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
+})
 
 
 def utc_iso(moment: datetime) -> str:
@@ -104,8 +116,13 @@ class Application:
     owners: set[str] = field(default_factory=set)  # appIds of identities that own it
     graph_permission: str | None = None  # the application permission this app holds on Graph
     arm_actions: frozenset[str] = frozenset()
+    vault_data_actions: frozenset[str] = frozenset()
     passwords: list[Password] = field(default_factory=list)
     sp_object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    identifier_uris: list[str] = field(default_factory=list)
+    app_roles: dict[str, str] = field(default_factory=dict)  # value -> id, for an application that is an API
+    # App roles this application was granted on other applications (APIs): their appId -> role values.
+    granted_roles: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -183,7 +200,16 @@ class SandboxState:
         self.clusters: dict[str, Cluster] = {}  # by Cluster.key
         self.operations: dict[str, Operation] = {}
         self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token -> (appId, audience, expires)
+        # Entra ID signs every access token (RS256); its public key is served as the tenant's JWKS.
+        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.signing_key_id = uuid.uuid4().hex
+        self.login_url = ""  # the token endpoint's base URL: tokens' issuer is <login_url>/<tenant>/v2.0
+        # Which token audiences each API accepts: Azure's own, and the API's endpoint (audience = endpoint, as in
+        # every cloud); Sandbox.start adds the endpoints.
+        self.audiences: dict[str, set[str]] = {"arm": set(ARM_AUDIENCES), "graph": {GRAPH_AUDIENCE},
+                                               "vault": {VAULT_AUDIENCE}}
         self.vault: dict[str, list[SecretVersion]] = {}
+        self.deleted_secrets: dict[str, list[SecretVersion]] = {}
         self.activity_log: list[dict[str, Any]] = []
         self.requests: dict[str, Counter[str]] = defaultdict(Counter)
         self.requests_by_caller: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
@@ -211,10 +237,12 @@ class SandboxState:
     # ------------------------------------------------------------------ directory and sign-in
 
     def add_application(self, display_name: str, *, owners: set[str] | None = None, graph_permission: str | None = None,
-                        arm_actions: frozenset[str] = frozenset()) -> Application:
+                        arm_actions: frozenset[str] = frozenset(),
+                        vault_data_actions: frozenset[str] = frozenset()) -> Application:
         with self.lock:
             app = Application(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), display_name=display_name,
-                              owners=set(owners or ()), graph_permission=graph_permission, arm_actions=arm_actions)
+                              owners=set(owners or ()), graph_permission=graph_permission, arm_actions=arm_actions,
+                              vault_data_actions=vault_data_actions)
             self.applications[app.app_id] = app
             return app
 
@@ -254,20 +282,62 @@ class SandboxState:
                 "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the "
                 f"client secret value, not the client secret ID, for a secret added to app '{client_id}'."))
 
-    def issue_token(self, app: Application, audience: str) -> tuple[str, int]:
+    def api_application(self, resource: str) -> Application | None:
+        """The application whose appId or application ID URI a token request names as its resource."""
         with self.lock:
-            token = secrets.token_urlsafe(32)
+            return next((a for a in self.applications.values()
+                         if resource.lower() in {a.app_id.lower(), *(u.lower() for u in a.identifier_uris)}), None)
+
+    def known_audience(self, resource: str) -> bool:
+        with self.lock:
+            return any(resource in accepted for accepted in self.audiences.values()) or \
+                self.api_application(resource) is not None
+
+    def issue_token(self, app: Application, resource: str) -> tuple[str, int]:
+        """A signed v2.0 access token for `resource`, as Entra ID issues for the client credentials grant.
+
+        For an API registered as an application the audience is its client id and `roles` holds the app
+        roles the caller was granted there (absent when none, as Entra ID leaves it out).
+        """
+        with self.lock:
+            api = self.api_application(resource)
+            audience = api.app_id if api else resource
+            claims: dict[str, Any] = {"aud": audience}
+            if api is not None and app.granted_roles.get(api.app_id):
+                claims["roles"] = sorted(app.granted_roles[api.app_id])
+            token = self.sign_token(app, claims)
             self.tokens[token] = (app.app_id, audience, self.now() + TOKEN_LIFETIME)
-            self.tokens_issued[audience] += 1
+            self.tokens_issued[resource] += 1
             return token, int(TOKEN_LIFETIME.total_seconds())
 
-    def caller(self, authorization: str | None, audiences: tuple[str, ...]) -> Application | None:
-        """The application a bearer token was issued to, for one of `audiences`; None without a usable token."""
+    def sign_token(self, app: Application, claims: dict[str, Any], *, lifetime: float | None = None,
+                   key: rsa.RSAPrivateKey | None = None) -> str:
+        """A JWT for `app` with Entra ID's v2.0 claims, `claims` laid over them.
+
+        Times are wall-clock times, not the sandbox clock: the apps that check them use the real clock.
+        """
+        issued = int(time.time())
+        seconds = int(TOKEN_LIFETIME.total_seconds() if lifetime is None else lifetime)
+        body = {"iss": f"{self.login_url}/{self.tenant_id}/v2.0", "iat": issued, "nbf": issued,
+                "exp": issued + seconds, "tid": self.tenant_id, "oid": app.sp_object_id, "sub": app.sp_object_id,
+                "azp": app.app_id, "azpacr": "1", "idtyp": "app", "ver": "2.0", "uti": secrets.token_urlsafe(16),
+                **claims}
+        return jwt.encode({k: v for k, v in body.items() if v is not None}, key or self.signing_key,
+                          algorithm="RS256", headers={"kid": self.signing_key_id, "typ": "JWT"})
+
+    def signing_keys(self) -> dict[str, Any]:
+        """The tenant's JWKS, as `discovery/v2.0/keys` serves it."""
+        public = jwt.algorithms.RSAAlgorithm.to_jwk(self.signing_key.public_key(), as_dict=True)
+        return {"keys": [{**public, "kid": self.signing_key_id, "use": "sig",
+                          "issuer": f"{self.login_url}/{self.tenant_id}/v2.0"}]}
+
+    def caller(self, authorization: str | None, api: str) -> Application | None:
+        """The application a bearer token was issued to, for an audience `api` accepts; None without a usable token."""
         if not authorization or not authorization.startswith("Bearer "):
             return None
         with self.lock:
             found = self.tokens.get(authorization[len("Bearer "):])
-            if found is None or found[2] <= self.now() or found[1] not in audiences:
+            if found is None or found[2] <= self.now() or found[1] not in self.audiences[api]:
                 return None
             return self.applications.get(found[0])
 
@@ -396,6 +466,14 @@ class SandboxState:
         with self.lock:
             return list(self.vault.get(name.lower(), ()))
 
+    def delete_secret(self, name: str) -> list[SecretVersion]:
+        """Every version of the secret, moved to the deleted secrets (soft delete; nothing here recovers or purges)."""
+        with self.lock:
+            versions = self.vault.pop(name.lower(), [])
+            if versions:
+                self.deleted_secrets[name.lower()] = versions
+            return versions
+
     # ------------------------------------------------------------------ faults and counting
 
     def count(self, api: str, route: str, authorization: str | None) -> None:
@@ -476,9 +554,21 @@ def _localized(event_name: str) -> str:
     return {"EndRequest": "End request", "BeginRequest": "Begin request"}.get(event_name, event_name)
 
 
+@dataclass(frozen=True)
+class Identities:
+    """The sign-ins a scenario makes: the remediator, an operator allowed to start remediations (the API's
+    Remediations.Write and .Read), an auditor who may only read them, and the API application itself."""
+
+    remediator: Identity
+    operator: Identity
+    auditor: Identity
+    api_client_id: str
+    api_app_id_uri: str
+
+
 def build_scenario(scenario: str, *, tenant_id: str | None = None,
-                   subscription_id: str | None = None) -> tuple[SandboxState, Identity, Identity]:
-    """The world of a named scenario, with the remediator's and the operator's sign-ins.
+                   subscription_id: str | None = None) -> tuple[SandboxState, Identities]:
+    """The world of a named scenario, with its identities.
 
     expired-secret: rg-payments/aks-payments holds a password that expired three days ago;
     rg-payments/aks-msi uses a managed identity; rg-platform/aks-healthy is fine.
@@ -489,11 +579,19 @@ def build_scenario(scenario: str, *, tenant_id: str | None = None,
     state = SandboxState(tenant_id=tenant_id or str(uuid.uuid4()), subscription_id=subscription_id or str(uuid.uuid4()))
     now = state.now()
     remediator = state.add_application("aks-sp-remediator", graph_permission="Application.ReadWrite.OwnedBy",
-                                       arm_actions=REMEDIATOR_ARM_ACTIONS)
+                                       arm_actions=REMEDIATOR_ARM_ACTIONS,
+                                       vault_data_actions=REMEDIATOR_VAULT_DATA_ACTIONS)
     operator = state.add_application("platform-operator", graph_permission="Application.ReadWrite.All",
-                                     arm_actions=ALL_ACTIONS)
+                                     arm_actions=ALL_ACTIONS, vault_data_actions=ALL_ACTIONS)
+    auditor = state.add_application("platform-auditor")
     _, remediator_secret = state.add_password(remediator, "local run", start=now - timedelta(days=1))
     _, operator_secret = state.add_password(operator, "local run", start=now - timedelta(days=1))
+    _, auditor_secret = state.add_password(auditor, "local run", start=now - timedelta(days=1))
+    api = state.add_application("aks-sp-remediator-api")
+    api.identifier_uris.append(f"api://{state.tenant_id}/aks-sp-remediator")
+    api.app_roles.update({API_READ_ROLE: str(uuid.uuid4()), API_WRITE_ROLE: str(uuid.uuid4())})
+    operator.granted_roles[api.app_id] = {API_READ_ROLE, API_WRITE_ROLE}
+    auditor.granted_roles[api.app_id] = {API_READ_ROLE}
 
     payments = state.add_application("aks-payments-sp", owners={remediator.app_id})
     if scenario == "expired-secret":
@@ -508,7 +606,8 @@ def build_scenario(scenario: str, *, tenant_id: str | None = None,
                                            end=now + timedelta(days=335))
     state.add_cluster("rg-platform", "aks-healthy", client_id=healthy.app_id, secret=healthy_secret,
                       kubernetes_version="1.30.4")
-    return (state, Identity(remediator.app_id, remediator_secret), Identity(operator.app_id, operator_secret))
+    return state, Identities(Identity(remediator.app_id, remediator_secret), Identity(operator.app_id, operator_secret),
+                             Identity(auditor.app_id, auditor_secret), api.app_id, api.identifier_uris[0])
 
 
 SCENARIOS = ("expired-secret", "healthy")

@@ -13,6 +13,8 @@ from typing import Any
 from sandbox.server import Api, Request, Response
 from sandbox.state import VAULT_AUDIENCE, ApiError, SandboxState, SecretVersion
 
+SECRETS = "Microsoft.KeyVault/vaults/secrets"
+
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 MAX_VALUE_BYTES = 25 * 1024
 
@@ -30,6 +32,14 @@ class VaultApi(Api):
         self.route("GET", f"/secrets/{name}/{version}", "GET /secrets/{name}/{version}", self.get_secret)
         self.route("GET", f"/secrets/{name}/?", "GET /secrets/{name}", self.get_secret)
         self.route("PATCH", f"/secrets/{name}/{version}", "PATCH /secrets/{name}/{version}", self.update_secret)
+        self.route("DELETE", f"/secrets/{name}", "DELETE /secrets/{name}", self.delete_secret)
+        self.route("GET", f"/deletedsecrets/{name}", "GET /deletedsecrets/{name}", self.get_deleted_secret)
+
+    def error_body(self, err: ApiError) -> Any:
+        body = super().error_body(err)
+        if err.details:  # Key Vault names the RBAC verdict in an inner error
+            body["error"]["innererror"] = {"code": err.details[0]["code"]}
+        return body
 
     def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
         if kind == "throttle":
@@ -37,14 +47,24 @@ class VaultApi(Api):
                             "Reason: VaultRequestTypeLimitReached", {"Retry-After": f"{retry_after:g}"})
         return super().fault_response(kind, status, retry_after)
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request, data_action: str) -> None:
+        """The checks Key Vault makes, in its order: api-version, bearer token, then the RBAC data action."""
         if "api-version" not in request.query:
             raise ApiError(400, "BadParameter", "The api-version parameter is missing.")
         challenge = {"WWW-Authenticate": f'Bearer authorization="{self._authority}", resource="{VAULT_AUDIENCE}"'}
         if "authorization" not in request.headers:
             raise ApiError(401, "Unauthorized", "AKV10000: Request is missing a Bearer or PoP token.", challenge)
-        if self.state.caller(request.headers["authorization"], (VAULT_AUDIENCE,)) is None:
+        caller = self.state.caller(request.headers["authorization"], "vault")
+        if caller is None:
             raise ApiError(401, "Unauthorized", "AKV10022: Invalid audience or expired token.", challenge)
+        action = f"{SECRETS}/{data_action}"
+        if "*" not in caller.vault_data_actions and action not in caller.vault_data_actions:
+            raise ApiError(403, "Forbidden", (
+                "Caller is not authorized to perform action on resource.\r\nIf role assignments, deny assignments or "
+                "role definitions were changed recently, please observe propagation time.\r\n"
+                f"Caller: appid={caller.app_id};oid={caller.sp_object_id}\r\nAction: '{action}'\r\n"
+                "Assignment: (not found)\r\nDecisionReason: 'DeniedWithNoValidRBAC'\r\n"),
+                details=[{"code": "ForbiddenByRbac"}])
         if not _NAME.match(request.params.get("name", "x")):
             raise ApiError(400, "BadParameter", "The request URI contains an invalid name: "
                            f"{request.params.get('name')}")
@@ -72,7 +92,7 @@ class VaultApi(Api):
         return body
 
     def set_secret(self, request: Request) -> Response:
-        self._authorize(request)
+        self._authorize(request, "setSecret/action")
         body = request.json(code="BadParameter")
         if not isinstance(body, dict) or not isinstance(body.get("value"), str):
             raise ApiError(400, "BadParameter", "Property 'value' is required and must be a string.")
@@ -98,14 +118,14 @@ class VaultApi(Api):
         return found
 
     def get_secret(self, request: Request) -> Response:
-        self._authorize(request)
+        self._authorize(request, "getSecret/action")
         version = self._version(request)
         if not version.enabled:
             raise ApiError(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
         return Response(200, self._bundle(request.params["name"], version, with_value=True))
 
     def update_secret(self, request: Request) -> Response:
-        self._authorize(request)
+        self._authorize(request, "update/action")
         body = request.json(code="BadParameter")
         if not isinstance(body, dict):
             raise ApiError(400, "BadParameter", "The request body must be a JSON object.")
@@ -124,7 +144,7 @@ class VaultApi(Api):
         return Response(200, self._bundle(request.params["name"], version, with_value=False))
 
     def list_versions(self, request: Request) -> Response:
-        self._authorize(request)
+        self._authorize(request, "readMetadata/action")
         versions = self.state.secret_versions(request.params["name"])
         if not versions:
             raise self._not_found(request.params["name"])
@@ -132,7 +152,7 @@ class VaultApi(Api):
                               "nextLink": None})
 
     def list_secrets(self, request: Request) -> Response:
-        self._authorize(request)
+        self._authorize(request, "readMetadata/action")
         with self.state.lock:
             latest = [(name, versions[-1]) for name, versions in self.state.vault.items()]
         items = []
@@ -141,3 +161,25 @@ class VaultApi(Api):
             item["id"] = f"{self.base_url}/secrets/{name}"
             items.append(item)
         return Response(200, {"value": items, "nextLink": None})
+
+    def delete_secret(self, request: Request) -> Response:
+        self._authorize(request, "delete")
+        versions = self.state.delete_secret(request.params["name"])
+        if not versions:
+            raise self._not_found(request.params["name"])
+        return Response(200, self._deleted_bundle(request.params["name"], versions[-1]))
+
+    def get_deleted_secret(self, request: Request) -> Response:
+        # SecretClient.begin_delete_secret polls this until the deletion shows.
+        self._authorize(request, "readMetadata/action")
+        with self.state.lock:
+            versions = self.state.deleted_secrets.get(request.params["name"].lower())
+        if not versions:
+            raise ApiError(404, "SecretNotFound", f"Deleted Secret not found: {request.params['name']}")
+        return Response(200, self._deleted_bundle(request.params["name"], versions[-1]))
+
+    def _deleted_bundle(self, name: str, version: SecretVersion) -> dict[str, Any]:
+        body = self._bundle(name, version, with_value=False)
+        body.update(recoveryId=f"{self.base_url}/deletedsecrets/{name}", deletedDate=int(self.state.now().timestamp()),
+                    scheduledPurgeDate=int(self.state.now().timestamp()) + 90 * 86400)
+        return body

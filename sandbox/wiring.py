@@ -19,6 +19,8 @@ def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str)
         "REMEDIATOR_ARM_ENDPOINT": sandbox.endpoints["arm"],
         "REMEDIATOR_GRAPH_ENDPOINT": sandbox.endpoints["graph"],
         "REMEDIATOR_AUTHORITY_HOST": sandbox.endpoints["login"],
+        "REMEDIATOR_API_CLIENT_ID": sandbox.api_client_id,
+        "REMEDIATOR_API_APP_ID_URI": sandbox.api_app_id_uri,
         "REMEDIATOR_CA_BUNDLE": sandbox.ca_path,
         "REMEDIATOR_SUBSCRIPTION_IDS": sandbox.subscription_id,
         "REMEDIATOR_RETRY_DELAY_SECONDS": "1",

@@ -66,9 +66,16 @@ def cluster_id(sandbox: Sandbox, name: str = "aks-payments", group: str = "rg-pa
             f"/providers/Microsoft.ContainerService/managedClusters/{name}")
 
 
-def post(body: bytes) -> func.HttpResponse:
+@pytest.fixture
+def bearer(sandbox: Sandbox) -> dict[str, str]:
+    """The operator's Entra token for the remediator's API, from the sandbox's token endpoint."""
+    return {"Authorization": f"Bearer {sandbox.api_token()}"}
+
+
+def post(body: bytes, headers: dict[str, str]) -> func.HttpResponse:
     return call("start_remediation", func.HttpRequest("POST", "http://localhost:7071/api/remediations?code=k",
-                                                      body=body, headers={"Content-Type": "application/json"}))
+                                                      body=body, headers={"Content-Type": "application/json",
+                                                                          **headers}))
 
 
 def writes(sandbox: Sandbox) -> int:
@@ -91,16 +98,21 @@ def test_bindings_are_what_the_host_expects() -> None:
     assert bindings["sweep_activity_log"]["schedule"] == "%REMEDIATOR_SWEEP_SCHEDULE%"
 
 
-def test_a_request_is_accepted_recorded_and_queued(app_settings, sandbox: Sandbox, azurite: Azurite) -> None:
-    response = post(json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode())
+def test_a_request_is_accepted_recorded_and_queued(app_settings, sandbox: Sandbox, azurite: Azurite,
+                                                   bearer: dict[str, str]) -> None:
+    response = post(json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode(), bearer)
     assert response.status_code == 202
     body = json.loads(response.get_body())
     assert response.headers["Location"] == f"http://localhost:7071/api/remediations/{body['id']}"
     assert body["status"] == "Accepted" and body["dryRun"] is False
     assert {"remediationId": body["id"]} in queued(azurite, WORK_QUEUE)
     shown = call("get_remediation", func.HttpRequest(
-        "GET", response.headers["Location"], body=b"", route_params={"remediation_id": body["id"]}))
+        "GET", response.headers["Location"], body=b"", route_params={"remediation_id": body["id"]}, headers=bearer))
     assert shown.status_code == 200 and json.loads(shown.get_body())["id"] == body["id"]
+    # The caller is on the record: the operator's service principal and client app.
+    operator = next(a for a in sandbox.state.applications.values() if a.app_id == sandbox.operator.client_id)
+    assert json.loads(shown.get_body())["requestedBy"] == {"objectId": operator.sp_object_id,
+                                                           "appId": sandbox.operator.client_id}
     assert writes(sandbox) == 0  # accepting writes nothing to Azure
 
 
@@ -114,10 +126,10 @@ def test_a_request_is_accepted_recorded_and_queued(app_settings, sandbox: Sandbo
     (lambda sb: json.dumps({"clusterResourceId": cluster_id(sb, "aks-msi")}).encode(), 409, "ManagedIdentityCluster"),
 ])
 def test_bad_requests_get_a_specific_error_and_change_nothing(
-        app_settings, sandbox: Sandbox, azurite: Azurite, caplog: pytest.LogCaptureFixture,
+        app_settings, sandbox: Sandbox, azurite: Azurite, caplog: pytest.LogCaptureFixture, bearer: dict[str, str],
         make_body, status: int, code: str) -> None:
     caplog.set_level(logging.WARNING, logger="remediator")
-    response = post(make_body(sandbox))
+    response = post(make_body(sandbox), bearer)
     assert response.status_code == status
     error = json.loads(response.get_body())["error"]
     assert error["code"] == code and error["message"]
@@ -126,16 +138,18 @@ def test_bad_requests_get_a_specific_error_and_change_nothing(
     assert queued(azurite, WORK_QUEUE) == []
 
 
-def test_unknown_and_malformed_remediation_ids(app_settings) -> None:
+def test_unknown_and_malformed_remediation_ids(app_settings, bearer: dict[str, str]) -> None:
     for remediation_id, status in ((uuid.uuid4().hex, 404), ("../etc", 400)):
         response = call("get_remediation", func.HttpRequest("GET", "http://h/api/remediations/x", body=b"",
-                                                            route_params={"remediation_id": remediation_id}))
+                                                            route_params={"remediation_id": remediation_id},
+                                                            headers=bearer))
         assert response.status_code == status
         assert set(json.loads(response.get_body())["error"]) == {"code", "message"}
 
 
-def test_the_queue_trigger_runs_the_remediation_to_success(app_settings, sandbox: Sandbox, azurite: Azurite) -> None:
-    remediation_id = json.loads(post(json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode())
+def test_the_queue_trigger_runs_the_remediation_to_success(app_settings, sandbox: Sandbox, azurite: Azurite,
+                                                           bearer: dict[str, str]) -> None:
+    remediation_id = json.loads(post(json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode(), bearer)
                                 .get_body())["id"]
     for _ in range(20):
         if function_app.services().remediator.get(remediation_id).status.terminal:

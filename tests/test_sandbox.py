@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -16,8 +17,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
+from azure.core.exceptions import HttpResponseError
+from azure.identity import ClientSecretCredential
+from azure.keyvault.secrets import SecretClient
 
 from sandbox import Sandbox
 
@@ -123,6 +128,29 @@ def test_the_token_endpoint_answers_with_entra_errors(sandbox: Sandbox, wire: Wi
         assert {"timestamp", "trace_id", "correlation_id"} <= set(body)
     ok = wire.token_response(sandbox.remediator.client_id, sandbox.remediator.client_secret)
     assert ok.status_code == 200 and ok.json()["token_type"] == "Bearer" and ok.json()["expires_in"] > 0
+
+
+def test_tokens_are_jwts_signed_with_the_published_keys(sandbox: Sandbox, wire: Wire) -> None:
+    # The API audience: a v2.0 token (aud = the API's client id) carrying the caller's app roles.
+    token = wire.token_response(sandbox.operator.client_id, sandbox.operator.client_secret,
+                                f"{sandbox.api_app_id_uri}/.default").json()["access_token"]
+    discovery = wire.http.get(f"{sandbox.endpoints['login']}/{sandbox.tenant_id}/v2.0/.well-known/openid-configuration")
+    keys = jwt.PyJWKClient(discovery.json()["jwks_uri"], ssl_context=ssl.create_default_context(
+        cafile=sandbox.ca_path)).get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, keys.key, algorithms=["RS256"], audience=sandbox.api_client_id,
+                        issuer=discovery.json()["issuer"])
+    operator = sandbox.state.applications[sandbox.operator.client_id]
+    assert claims["roles"] == ["Remediations.Read", "Remediations.Write"]
+    assert (claims["tid"], claims["oid"], claims["azp"], claims["ver"]) == (
+        sandbox.tenant_id, operator.sp_object_id, sandbox.operator.client_id, "2.0")
+    assert claims["exp"] - claims["iat"] == 3600
+    # Entra ID leaves `roles` out when the caller holds none on that API.
+    bare = wire.token_response(sandbox.remediator.client_id, sandbox.remediator.client_secret,
+                               f"{sandbox.api_client_id}/.default").json()["access_token"]
+    assert "roles" not in jwt.decode(bare, keys.key, algorithms=["RS256"], audience=sandbox.api_client_id)
+    unknown = wire.token_response(sandbox.operator.client_id, sandbox.operator.client_secret,
+                                  "api://nobody/.default")
+    assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_scope"
 
 
 # ---------------------------------------------------------------- ARM: clusters and the reset LRO
@@ -300,6 +328,24 @@ def test_key_vault_challenges_then_stores_like_the_example(wire: Wire, sandbox: 
     assert sandbox.snapshot()["keyVault"]["crpsecret"]["versions"][0]["tags"] == {"k": "v"}
 
 
+def test_the_remediator_may_set_get_and_list_secrets_but_not_delete_them(sandbox: Sandbox) -> None:
+    # Its custom data role on the vault (infra/): setSecret, getSecret, readMetadata; nothing else.
+    client = SecretClient(sandbox.endpoints["vault"], sandbox.credential(sandbox.remediator),
+                          verify_challenge_resource=False, connection_verify=sandbox.ca_path)
+    client.set_secret("aks-sp-x", "value-1")
+    assert client.get_secret("aks-sp-x").value == "value-1"
+    assert len(list(client.list_properties_of_secret_versions("aks-sp-x"))) == 1
+    with pytest.raises(HttpResponseError) as refused:
+        client.begin_delete_secret("aks-sp-x")
+    assert refused.value.status_code == 403 and "ForbiddenByRbac" in str(refused.value)
+    assert "secrets/delete" in refused.value.error.message
+    assert sandbox.state.vault_current_value("aks-sp-x") == "value-1"
+    operator = SecretClient(sandbox.endpoints["vault"], sandbox.credential(sandbox.operator),
+                            verify_challenge_resource=False, connection_verify=sandbox.ca_path)
+    operator.begin_delete_secret("aks-sp-x").wait()
+    assert sandbox.state.vault_current_value("aks-sp-x") is None
+
+
 # ---------------------------------------------------------------- clock, faults, state
 
 
@@ -444,14 +490,19 @@ def test_serve_prints_one_line_of_endpoints_and_stops_on_sigterm() -> None:
     try:
         info = json.loads(process.stdout.readline())
         assert {"arm", "graph", "login", "vault", "admin", "functions", "ca", "tenantId", "subscriptionId",
-                "remediatorClientId", "operatorClientId", "identitiesFile"} <= set(info)
+                "remediatorClientId", "operatorClientId", "auditorClientId", "apiClientId", "apiAppIdUri",
+                "identitiesFile"} <= set(info)
         assert stat.S_IMODE(os.stat(info["identitiesFile"]).st_mode) == 0o600
         identities = json.loads(Path(info["identitiesFile"]).read_text())
         state = requests.get(f"{info['admin']}/_sandbox/state", verify=info["ca"]).json()
         assert all(c["secretValidNow"] for c in state["clusters"])  # the healthy scenario
+        # An operator signs in as azure-identity would, with the printed ids and the file's secret.
+        token = ClientSecretCredential(
+            info["tenantId"], info["auditorClientId"], identities["auditorClientSecret"], authority=info["login"],
+            disable_instance_discovery=True, connection_verify=info["ca"]).get_token(f"{info['apiAppIdUri']}/.default")
         listed = requests.get(f"{info['functions']}/api/remediations", params={"clusterResourceId": next(
             c["id"] for c in state["clusters"] if c["name"] == "aks-payments")},
-            headers={"x-functions-key": info["functionKey"]})
+            headers={"x-functions-key": info["functionKey"], "Authorization": f"Bearer {token.token}"})
         assert listed.status_code == 200 and listed.json()["value"] == []
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)

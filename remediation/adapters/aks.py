@@ -35,8 +35,10 @@ class AksManagedClusters:
         with self._lock:
             if subscription_id not in self._clients:
                 options = {} if self._polling_interval is None else {"polling_interval": self._polling_interval}
+                # The SDK defaults to the public cloud's audience; each cloud's ARM is its own.
                 self._clients[subscription_id] = ContainerServiceClient(
                     self._credential, subscription_id, base_url=self._endpoint,
+                    credential_scopes=[f"{self._endpoint.rstrip('/')}/.default"],
                     connection_verify=self._verify, **options)
             return self._clients[subscription_id]
 

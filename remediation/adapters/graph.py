@@ -45,15 +45,15 @@ _GUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 class GraphDirectory:
     """A synchronous face over the async SDK: one private event loop, one call at a time."""
 
-    def __init__(self, credential: TokenCredential, *, endpoint: str = "https://graph.microsoft.com",
-                 scope: str = "https://graph.microsoft.com/.default", ca_bundle: str | None = None,
+    def __init__(self, credential: TokenCredential, *, endpoint: str, ca_bundle: str | None = None,
                  timeout: float = 30.0) -> None:
         self._base = endpoint.rstrip("/") + "/v1.0"
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
         http = GraphClientFactory.create_with_default_middleware(
             client=httpx.AsyncClient(verify=verify, timeout=timeout))
+        # Each cloud's Graph is its own audience: the scope is the endpoint's own.
         auth = AzureIdentityAuthenticationProvider(
-            credential, scopes=[scope], allowed_hosts=[urlparse(endpoint).hostname or "graph.microsoft.com"])
+            credential, scopes=[f"{endpoint.rstrip('/')}/.default"], allowed_hosts=[urlparse(endpoint).hostname or ""])
         # GraphServiceClient registers the JSON reader; without it, error bodies (ODataError) go unread.
         register_default_deserializer(JsonParseNodeFactory)
         self._adapter = GraphRequestAdapter(auth, http)

@@ -30,8 +30,10 @@ class MonitorActivityLog:
     def _client(self, subscription_id: str) -> MonitorManagementClient:
         with self._lock:
             if subscription_id not in self._clients:
+                # The SDK defaults to the public cloud's audience; each cloud's ARM is its own.
                 self._clients[subscription_id] = MonitorManagementClient(
-                    self._credential, subscription_id, base_url=self._endpoint, connection_verify=self._verify)
+                    self._credential, subscription_id, base_url=self._endpoint,
+                    credential_scopes=[f"{self._endpoint.rstrip('/')}/.default"], connection_verify=self._verify)
             return self._clients[subscription_id]
 
     def list_cluster_failures(self, subscription_id: str, *, since: datetime, until: datetime,

@@ -29,25 +29,27 @@ MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
 
 
 class StorageTarget:
-    """Where storage lives: a connection string (local, Azurite) or an account reached with a credential."""
+    """Where storage lives: a connection string (local, Azurite), or table and queue endpoints
+    (from settings, so any cloud) reached with a credential."""
 
-    def __init__(self, *, connection_string: str | None = None, account_name: str | None = None,
-                 credential: TokenCredential | None = None) -> None:
+    def __init__(self, *, connection_string: str | None = None, table_endpoint: str | None = None,
+                 queue_endpoint: str | None = None, credential: TokenCredential | None = None) -> None:
         self.connection_string = connection_string
-        self.account_name = account_name
+        self.table_endpoint = table_endpoint
+        self.queue_endpoint = queue_endpoint
         self.credential = credential
 
     def table(self, name: str) -> TableClient:
         if self.connection_string:
             return TableClient.from_connection_string(self.connection_string, table_name=name)
-        return TableClient(f"https://{self.account_name}.table.core.windows.net", name, credential=self.credential)
+        return TableClient(self.table_endpoint or "", name, credential=self.credential)
 
     def queue(self, name: str) -> QueueClient:
         # The Functions host reads queue messages as base64 by default (host.json messageEncoding).
         if self.connection_string:
             return QueueClient.from_connection_string(self.connection_string, name,
                                                       message_encode_policy=TextBase64EncodePolicy())
-        return QueueClient(f"https://{self.account_name}.queue.core.windows.net", name, credential=self.credential,
+        return QueueClient(self.queue_endpoint or "", name, credential=self.credential,
                            message_encode_policy=TextBase64EncodePolicy())
 
 
