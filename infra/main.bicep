@@ -1,9 +1,11 @@
 // AKS service-principal remediator: everything one subscription needs.
 //
 // Subscription scope, because three things here live above any resource group: the
-// resource group itself, the custom role definition, and the role's assignment on the
-// subscription (plus optional extra subscriptions). One deployment, one command, and azd's
-// default layout. Everything else goes into the resource group through modules.
+// resource group itself, the custom role definitions (ARM actions; Key Vault data
+// actions), and the ARM role's assignment on the subscription (plus optional extra
+// subscriptions). One deployment, one command, and azd's default layout. Everything else
+// goes into the resource group through modules (and, for a shared Event Grid system topic,
+// into the topic's group).
 targetScope = 'subscription'
 
 @minLength(1)
@@ -24,8 +26,40 @@ param extraSubscriptionIds array = []
 @description('Grant the identity the Microsoft Graph app role Application.ReadWrite.OwnedBy with the Graph Bicep extension. Needs a deployer allowed to grant app roles; false to grant it by hand (infra/README.md).')
 param grantGraphPermission bool = true
 
-@description('Create the Event Grid subscription to the on_resource_failure function. Needs the function code deployed first: false on the first run, true after deploying the code.')
+@description('Create (or update) the Event Grid subscription to the on_resource_failure function. Needs the function code deployed first: azure.yaml\'s hooks set it true only for the provision that runs after the code is deployed. False leaves an existing subscription in place (incremental mode).')
 param deployEventSubscription bool = false
+
+@description('Name of an existing Microsoft.Resources.Subscriptions system topic to attach to (a subscription allows one per source); empty to create one. Used only with existingSystemTopicResourceGroup.')
+param existingSystemTopicName string = ''
+
+@description('Resource group of that topic. Empty, or this environment\'s own group, means this environment creates and owns the topic.')
+param existingSystemTopicResourceGroup string = ''
+
+@description('Salt of the Key Vault name, one per deployment generation (azure.yaml\'s hooks keep it in the azd environment): a purge-protected vault\'s name stays reserved for 90 days after deletion, so a re-creation needs a new name. Empty for the unsalted name kv-rem-<token>.')
+@maxLength(64)
+param keyVaultNameSalt string = ''
+
+@description('Create the remediator API\'s Entra application with the Graph Bicep extension. False when the tenant does not allow it: then give existingApiClientId (infra/README.md shows az ad app create).')
+param createApiApplication bool = true
+
+@description('Client id of an API application created by hand (createApiApplication false).')
+param existingApiClientId string = ''
+
+@description('Application ID URI of that application; empty for api://<client id>.')
+param existingApiAppIdUri string = ''
+
+@description('Object ids (users, groups, service principals) given the API roles Remediations.Write and Remediations.Read.')
+param apiWriterPrincipalIds array = []
+
+@description('Object ids given the API role Remediations.Read only.')
+param apiReaderPrincipalIds array = []
+
+@description('E-mail address that receives the alerts; empty for none (alerts still show in the portal).')
+param alertEmail string = ''
+
+@description('HTTPS webhook that receives the alerts (common alert schema); empty for none.')
+@secure()
+param alertWebhookUrl string = ''
 
 @description('Key Vault public network access (Disabled only with a private endpoint and VNet integration added).')
 @allowed([
@@ -52,13 +86,12 @@ param maximumInstanceCount int = 10
 param logDailyQuotaGb int = 1
 
 // Remediator settings (remediation/settings.py). Endpoints follow the cloud the template is
-// deployed to; in public Azure they equal the defaults in settings.py (the code strips the
-// trailing slash environment() adds).
+// deployed to (the code strips the trailing slash environment() adds).
 @description('REMEDIATOR_ARM_ENDPOINT: Azure Resource Manager endpoint.')
 param armEndpoint string = environment().resourceManager
 
-@description('REMEDIATOR_GRAPH_ENDPOINT: Microsoft Graph endpoint, without /v1.0.')
-param graphEndpoint string = 'https://graph.microsoft.com'
+@description('REMEDIATOR_GRAPH_ENDPOINT: Microsoft Graph endpoint, without /v1.0; empty for this cloud\'s (graphEndpoints below). Set it for a cloud or tenant type that map does not cover (US Government DoD: infra/README.md).')
+param graphEndpoint string = ''
 
 @description('REMEDIATOR_AUTHORITY_HOST: Entra ID authority host.')
 param authorityHost string = environment().authentication.loginEndpoint
@@ -97,9 +130,34 @@ var tags = {
 var subscriptionIds = join(concat([
   subscription().subscriptionId
 ], extraSubscriptionIds), ',')
+var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+
+// environment() has no Microsoft Graph endpoint (its `graph` is the retired Azure AD Graph),
+// so the national clouds' Graph hosts are listed here; the only cloud hosts in infra/.
+var graphEndpoints = {
+  AzureCloud: 'https://graph.microsoft.com'
+  AzureUSGovernment: 'https://graph.microsoft.us'
+  AzureChinaCloud: 'https://microsoftgraph.chinacloudapi.cn'
+}
+// An unknown cloud fails here (no such key) unless graphEndpoint is given.
+var effectiveGraphEndpoint = empty(graphEndpoint) ? graphEndpoints[environment().name] : graphEndpoint
+
+// 'kv-rem-' + 13 characters: within Key Vault's 24.
+var keyVaultName = 'kv-rem-${empty(keyVaultNameSalt) ? resourceToken : uniqueString(resourceToken, keyVaultNameSalt)}'
+
+// One system topic per source per subscription: a second environment in this subscription
+// attaches its own event subscription to the first one's topic. azd stores the outputs
+// EVENT_GRID_SYSTEM_TOPIC_NAME/_RESOURCE_GROUP, which main.bicepparam reads back: naming
+// this environment's own group therefore still means "own the topic".
+var reuseSystemTopic = !empty(existingSystemTopicResourceGroup) && toLower(existingSystemTopicResourceGroup) != toLower(rgName)
+var systemTopicName = reuseSystemTopic ? existingSystemTopicName : 'evgt-arm-${resourceToken}'
+var systemTopicResourceGroup = reuseSystemTopic ? existingSystemTopicResourceGroup : rgName
+var systemTopicId = resourceId(subscription().subscriptionId, systemTopicResourceGroup, 'Microsoft.EventGrid/systemTopics', systemTopicName)
+// Unique per environment: several environments' subscriptions may sit on one topic.
+var eventSubscriptionName = 'aks-cluster-failures-${resourceToken}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
-  name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
+  name: rgName
   location: location
   tags: tags
 }
@@ -139,17 +197,45 @@ module storage 'modules/storage.bicep' = {
   }
 }
 
+// Subscription-scope deployments: their names carry the resource token, because a
+// subscription-scope deployment name is shared by every environment in the subscription
+// (and one name cannot be reused from another region: InvalidDeploymentLocation).
+module keyVaultRole 'modules/keyvault-secrets-role.bicep' = {
+  name: 'kv-role-${resourceToken}'
+  params: {
+    environmentName: environmentName
+    resourceToken: resourceToken
+  }
+}
+
 module keyVault 'modules/keyvault.bicep' = {
   name: 'keyvault'
   scope: rg
   params: {
-    name: 'kv-rem-${resourceToken}'
+    name: keyVaultName
     location: location
     tags: tags
     identityPrincipalId: identity.outputs.principalId
+    secretsRoleDefinitionId: keyVaultRole.outputs.roleDefinitionId
+    workspaceId: monitoring.outputs.workspaceId
     publicNetworkAccess: keyVaultPublicNetworkAccess
   }
 }
+
+module apiApp 'modules/api-app.bicep' = if (createApiApplication) {
+  name: 'api-app'
+  scope: rg
+  params: {
+    uniqueName: 'aks-sp-remediator-api-${resourceToken}'
+    displayName: 'AKS SP remediator API (${environmentName}, ${resourceToken})'
+    identifierUri: 'api://${tenant().tenantId}/aks-sp-remediator-${resourceToken}'
+    writerPrincipalIds: union(apiWriterPrincipalIds, [])
+    readerPrincipalIds: union(apiReaderPrincipalIds, [])
+  }
+}
+
+var apiClientId = createApiApplication ? apiApp!.outputs.clientId : existingApiClientId
+var apiAppIdUri = createApiApplication ? apiApp!.outputs.appIdUri : (empty(existingApiAppIdUri) ? 'api://${existingApiClientId}' : existingApiAppIdUri)
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
@@ -163,14 +249,18 @@ module functionApp 'modules/functionapp.bicep' = {
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
     storageBlobEndpoint: storage.outputs.blobEndpoint
+    storageQueueEndpoint: storage.outputs.queueEndpoint
+    storageTableEndpoint: storage.outputs.tableEndpoint
     deploymentContainerName: storage.outputs.deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     maximumInstanceCount: maximumInstanceCount
     tenantId: tenant().tenantId
     keyVaultUrl: keyVault.outputs.uri
     armEndpoint: armEndpoint
-    graphEndpoint: graphEndpoint
+    graphEndpoint: effectiveGraphEndpoint
     authorityHost: authorityHost
+    apiClientId: apiClientId
+    apiAppIdUri: apiAppIdUri
     subscriptionIds: subscriptionIds
     sweepSchedule: sweepSchedule
     secretLifetimeDays: secretLifetimeDays
@@ -182,22 +272,78 @@ module functionApp 'modules/functionapp.bicep' = {
   }
 }
 
-module eventGrid 'modules/eventgrid.bicep' = {
+// This environment's own system topic: only when it does not attach to another's.
+module eventGrid 'modules/eventgrid.bicep' = if (!reuseSystemTopic) {
   name: 'eventgrid'
   scope: rg
   params: {
-    name: 'evgt-arm-${resourceToken}'
+    name: systemTopicName
     tags: tags
     identityId: identity.outputs.id
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// A shared topic dead-letters with its own identity: read it, and let it write to this
+// environment's dead-letter container. (Reads only; nothing is created in that group.)
+module sharedTopicIdentity 'modules/eventgrid-topic-identity.bicep' = if (reuseSystemTopic) {
+  name: 'evgt-identity-${resourceToken}'
+  scope: resourceGroup(systemTopicResourceGroup)
+  params: {
+    topicName: systemTopicName
+  }
+}
+
+module sharedTopicDeadLetter 'modules/deadletter-writer.bicep' = if (reuseSystemTopic) {
+  name: 'deadletter-writer'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    containerName: storage.outputs.deadLetterContainerName
+    principalId: sharedTopicIdentity!.outputs.principalId
+  }
+}
+
+// In the topic's resource group, which may be another environment's: the deployment name
+// carries the resource token so environments do not overwrite each other's.
+module eventSubscription 'modules/eventgrid-subscription.bicep' = if (deployEventSubscription) {
+  name: 'evgs-${resourceToken}'
+  scope: resourceGroup(systemTopicResourceGroup)
+  dependsOn: [
+    eventGrid
+    sharedTopicDeadLetter
+  ]
+  params: {
+    topicName: systemTopicName
+    name: eventSubscriptionName
     functionAppId: functionApp.outputs.id
-    deployEventSubscription: deployEventSubscription
+    deadLetterIdentityId: reuseSystemTopic ? sharedTopicIdentity!.outputs.userAssignedIdentityId : identity.outputs.id
     deadLetterStorageAccountId: storage.outputs.id
     deadLetterContainerName: storage.outputs.deadLetterContainerName
   }
 }
 
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  // The metric alert's scope is the topic: it must exist first.
+  dependsOn: [
+    eventGrid
+  ]
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    systemTopicId: systemTopicId
+    eventSubscriptionName: eventSubscriptionName
+    alertEmail: alertEmail
+    alertWebhookUrl: alertWebhookUrl
+  }
+}
+
 module roles 'modules/roles.bicep' = {
-  name: 'roles'
+  name: 'roles-${resourceToken}'
   params: {
     identityPrincipalId: identity.outputs.principalId
     environmentName: environmentName
@@ -206,7 +352,7 @@ module roles 'modules/roles.bicep' = {
 }
 
 module extraSubscriptionRoles 'modules/subscription-role-assignment.bicep' = [for id in extraSubscriptionIds: {
-  name: 'role-${uniqueString(id)}'
+  name: 'role-${resourceToken}-${uniqueString(id)}'
   scope: subscription(id)
   params: {
     identityPrincipalId: identity.outputs.principalId
@@ -227,8 +373,16 @@ output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output FUNCTION_APP_NAME string = functionApp.outputs.name
+output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output REMEDIATOR_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output REMEDIATOR_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output REMEDIATOR_KEY_VAULT_URL string = keyVault.outputs.uri
-output EVENT_GRID_SYSTEM_TOPIC_NAME string = eventGrid.outputs.name
+output REMEDIATOR_API_CLIENT_ID string = apiClientId
+output REMEDIATOR_API_APP_ID_URI string = apiAppIdUri
+// The topic this environment receives events from (its own or a shared one); read back by
+// main.bicepparam, and what a second environment in this subscription copies.
+output EVENT_GRID_SYSTEM_TOPIC_NAME string = systemTopicName
+output EVENT_GRID_SYSTEM_TOPIC_RESOURCE_GROUP string = systemTopicResourceGroup
+output EVENT_GRID_SUBSCRIPTION_NAME string = eventSubscriptionName
 output CUSTOM_ROLE_NAME string = roles.outputs.roleName
+output KEY_VAULT_ROLE_NAME string = keyVaultRole.outputs.roleName

@@ -1,17 +1,48 @@
 // Parameters for main.bicep. azd fills the environment variables (AZURE_ENV_NAME,
-// AZURE_LOCATION, and anything set with `azd env set`); with plain az, export them or edit
-// the fallbacks here.
+// AZURE_LOCATION, AZURE_PRINCIPAL_ID, the outputs of the last provision, and anything set
+// with `azd env set`) and builds this file right before each deployment, after the hooks
+// in azure.yaml have run (azd >= 1.18). With plain az, export them or edit the fallbacks.
 using 'main.bicep'
 
 param environmentName = readEnvironmentVariable('AZURE_ENV_NAME', 'remediator')
 param location = readEnvironmentVariable('AZURE_LOCATION', 'swedencentral')
 
-// false on the first run (the function code is not deployed yet); azure.yaml's postdeploy
-// hook sets DEPLOY_EVENT_SUBSCRIPTION=true and provisions again.
+// azure.yaml's preprovision hook sets it: true only for the provision the postdeploy hook
+// runs (the function code is deployed by then), false otherwise.
 param deployEventSubscription = bool(readEnvironmentVariable('DEPLOY_EVENT_SUBSCRIPTION', 'false'))
+
+// A second environment in this subscription attaches to the first one's system topic (a
+// subscription allows one per source): copy the first environment's two outputs.
+param existingSystemTopicName = readEnvironmentVariable('EVENT_GRID_SYSTEM_TOPIC_NAME', '')
+param existingSystemTopicResourceGroup = readEnvironmentVariable('EVENT_GRID_SYSTEM_TOPIC_RESOURCE_GROUP', '')
+
+// azure.yaml's hooks keep it: created by preprovision, cleared by postdown.
+param keyVaultNameSalt = readEnvironmentVariable('REMEDIATOR_VAULT_SALT', '')
 
 // false when the deployer cannot grant Microsoft Graph app roles (see infra/README.md).
 param grantGraphPermission = bool(readEnvironmentVariable('GRANT_GRAPH_PERMISSION', 'true'))
 
 // Comma-separated ids of more subscriptions to act on (optional).
 param extraSubscriptionIds = empty(readEnvironmentVariable('REMEDIATOR_EXTRA_SUBSCRIPTION_IDS', '')) ? [] : split(readEnvironmentVariable('REMEDIATOR_EXTRA_SUBSCRIPTION_IDS', ''), ',')
+
+// The API's Entra application: created here unless REMEDIATOR_CREATE_API_APP is false, in
+// which case give the client id (and app ID URI) of one made by hand.
+param createApiApplication = bool(readEnvironmentVariable('REMEDIATOR_CREATE_API_APP', 'true'))
+param existingApiClientId = readEnvironmentVariable('REMEDIATOR_EXISTING_API_CLIENT_ID', '')
+param existingApiAppIdUri = readEnvironmentVariable('REMEDIATOR_EXISTING_API_APP_ID_URI', '')
+
+// Who may use the API: the deployer (azd sets AZURE_PRINCIPAL_ID to the signed-in user's
+// object id) and comma-separated object ids of users, groups or service principals.
+var deployer = readEnvironmentVariable('AZURE_PRINCIPAL_ID', '')
+var writers = filter(map(split(readEnvironmentVariable('REMEDIATOR_API_WRITERS', ''), ','), id => trim(id)), id => !empty(id))
+var readers = filter(map(split(readEnvironmentVariable('REMEDIATOR_API_READERS', ''), ','), id => trim(id)), id => !empty(id))
+param apiWriterPrincipalIds = union(empty(deployer) ? [] : [deployer], writers)
+param apiReaderPrincipalIds = readers
+
+// Where alerts go (both optional).
+param alertEmail = readEnvironmentVariable('REMEDIATOR_ALERT_EMAIL', '')
+param alertWebhookUrl = readEnvironmentVariable('REMEDIATOR_ALERT_WEBHOOK_URL', '')
+
+// Microsoft Graph endpoint for a cloud main.bicep does not know (optional). Not named
+// REMEDIATOR_GRAPH_ENDPOINT: a local run's sandbox value must never reach a deployment.
+param graphEndpoint = readEnvironmentVariable('REMEDIATOR_GRAPH_ENDPOINT_OVERRIDE', '')

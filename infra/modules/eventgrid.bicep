@@ -1,14 +1,11 @@
-// Event Grid system topic for the deployment subscription (Azure Resource Manager events)
-// and, once the function code is deployed, its subscription that pushes failed writes and
-// actions on managed clusters to the `on_resource_failure` Event Grid trigger.
+// Event Grid system topic for the deployment subscription (Azure Resource Manager events),
+// with its delivery failures logged to Log Analytics. The event subscription that feeds
+// the function is eventgrid-subscription.bicep, deployed separately because it needs the
+// function code first and may attach to a topic another environment created.
 //
-// The event subscription needs the function to exist: Event Grid looks the function up
-// (and fetches its system key) when the subscription is created. So it is behind
-// deployEventSubscription: provision, deploy the code, then provision again with it true
-// (azure.yaml's postdeploy hook does this).
-//
-// A subscription holds at most one system topic per source: if one already exists for this
-// subscription, delete it or add the event subscription to it by hand (see infra/README.md).
+// A subscription holds at most one system topic per source
+// (https://learn.microsoft.com/azure/event-grid/system-topics): main.bicep deploys this
+// module only when the environment does not reuse an existing topic.
 
 @description('Name of the system topic.')
 param name string
@@ -19,32 +16,8 @@ param tags object = {}
 @description('Resource id of the user-assigned identity the topic dead-letters with.')
 param identityId string
 
-@description('Resource id of the function app.')
-param functionAppId string
-
-@description('Name of the Event Grid triggered function (the Python function name in function_app.py).')
-param functionName string = 'on_resource_failure'
-
-@description('Create the event subscription (needs the function code deployed first).')
-param deployEventSubscription bool
-
-@description('Resource id of the storage account holding the dead-letter container.')
-param deadLetterStorageAccountId string
-
-@description('Blob container for undeliverable events.')
-param deadLetterContainerName string
-
-@description('Delivery attempts before an event is dead-lettered.')
-@minValue(1)
-@maxValue(30)
-param maxDeliveryAttempts int = 30
-
-@description('Minutes Event Grid keeps retrying an event before it is dead-lettered.')
-@minValue(1)
-@maxValue(1440)
-param eventTimeToLiveInMinutes int = 1440
-
-var eventSubscriptionName = 'aks-cluster-failures'
+@description('Log Analytics workspace that receives the topic\'s DeliveryFailures log.')
+param workspaceId string
 
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: name
@@ -63,55 +36,20 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
-resource clusterFailures 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deployEventSubscription) {
-  parent: systemTopic
-  name: eventSubscriptionName
+// Why a delivery to the function failed (the dead-letter blob says only that it did).
+resource deliveryFailures 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'delivery-failures-to-log-analytics'
+  scope: systemTopic
   properties: {
-    eventDeliverySchema: 'EventGridSchema'
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${functionAppId}/functions/${functionName}'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
+    workspaceId: workspaceId
+    logs: [
+      {
+        category: 'DeliveryFailures'
+        enabled: true
       }
-    }
-    filter: {
-      includedEventTypes: [
-        'Microsoft.Resources.ResourceWriteFailure'
-        'Microsoft.Resources.ResourceActionFailure'
-      ]
-      // Same test as remediation/events.py (case-insensitive prefix): writes and actions
-      // on managed clusters and their children (agent pools, resetServicePrincipalProfile).
-      advancedFilters: [
-        {
-          operatorType: 'StringBeginsWith'
-          key: 'data.operationName'
-          values: [
-            'Microsoft.ContainerService/managedClusters'
-          ]
-        }
-      ]
-    }
-    retryPolicy: {
-      maxDeliveryAttempts: maxDeliveryAttempts
-      eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
-    }
-    deadLetterWithResourceIdentity: {
-      identity: {
-        type: 'UserAssigned'
-        userAssignedIdentity: identityId
-      }
-      deadLetterDestination: {
-        endpointType: 'StorageBlob'
-        properties: {
-          resourceId: deadLetterStorageAccountId
-          blobContainerName: deadLetterContainerName
-        }
-      }
-    }
+    ]
   }
 }
 
+output id string = systemTopic.id
 output name string = systemTopic.name
-output eventSubscriptionName string = deployEventSubscription ? eventSubscriptionName : ''

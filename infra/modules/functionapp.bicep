@@ -3,8 +3,11 @@
 // remediation/settings.py plus identity-based host storage and Entra-authenticated
 // Application Insights; tests/test_infra.py keeps the two lists in step.
 //
-// Flex Consumption rejects FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION and
-// WEBSITE_RUN_FROM_PACKAGE as app settings: the runtime lives in functionAppConfig.
+// Flex Consumption rejects or ignores many classic site settings: the runtime, scale and
+// deployment source live in functionAppConfig, and a deployment that sets, for example,
+// siteConfig.ftpsState fails with ARM error 51021. tests/test_infra.py holds the list (with
+// sources) and fails if any of them appears here. The official Flex samples set nothing in
+// siteConfig but appSettings.
 
 @description('Name of the function app (globally unique host name).')
 param name string
@@ -30,8 +33,16 @@ param identityClientId string
 @description('Storage account for AzureWebJobsStorage, the remediation table and the queues.')
 param storageAccountName string
 
+// The account's endpoints come from its primaryEndpoints, so they follow the cloud the
+// template is deployed to (core.windows.net, core.usgovcloudapi.net, core.chinacloudapi.cn).
 @description('Blob endpoint of that account, ending in a slash.')
 param storageBlobEndpoint string
+
+@description('Queue endpoint of that account, ending in a slash.')
+param storageQueueEndpoint string
+
+@description('Table endpoint of that account, ending in a slash.')
+param storageTableEndpoint string
 
 @description('Blob container holding the deployment package.')
 param deploymentContainerName string
@@ -58,6 +69,8 @@ param keyVaultUrl string
 param armEndpoint string
 param graphEndpoint string
 param authorityHost string
+param apiClientId string
+param apiAppIdUri string
 param subscriptionIds string
 param sweepSchedule string
 param secretLifetimeDays int
@@ -87,6 +100,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero per function; a minimum instance count (always ready) would bill idle compute around the clock for an event-driven remediator.
   // checkov:skip=CKV_AZURE_213:The app has no health route; Flex Consumption scales from zero and replaces instances itself, and platform pings would only add billed executions.
   // checkov:skip=CKV_AZURE_222:Event Grid delivers to the public endpoint; without VNet integration there is no private path. Every route needs a function or system key.
+  // checkov:skip=CKV_AZURE_78:Flex Consumption rejects siteConfig.ftpsState (ARM error 51021); FTP is off through the ftp basicPublishingCredentialsPolicies resource below instead.
   name: name
   location: location
   tags: union(tags, {
@@ -106,16 +120,34 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     keyVaultReferenceIdentity: identityId
     siteConfig: {
+      // Kept: these three are front-end settings of the site, not worker or plan settings.
+      // They are in neither Microsoft Learn's Flex deprecation table nor the FC1 omission list
+      // of the AVM web-site module (Azure/terraform-azurerm-avm-res-web-site#345), which keeps
+      // setting them on Flex apps; checkov's TLS and HTTP/2 checks stay real checks. Gone:
+      // ftpsState (error 51021 on Flex; FTP is off through basicPublishingCredentialsPolicies)
+      // and remoteDebuggingEnabled (remote debugging does not exist on Linux, so Flex ignores it).
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
-      remoteDebuggingEnabled: false
       appSettings: [
-        // Host storage through the identity: no connection string, no account key.
+        // Host storage through the identity: no connection string, no account key. The
+        // service URIs make the host and the app's own clients use this cloud's endpoints;
+        // accountName alone would mean the public cloud's.
         {
           name: 'AzureWebJobsStorage__accountName'
           value: storageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__blobServiceUri'
+          value: storageBlobEndpoint
+        }
+        {
+          name: 'AzureWebJobsStorage__queueServiceUri'
+          value: storageQueueEndpoint
+        }
+        {
+          name: 'AzureWebJobsStorage__tableServiceUri'
+          value: storageTableEndpoint
         }
         {
           name: 'AzureWebJobsStorage__credential'
@@ -157,6 +189,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_AUTHORITY_HOST'
           value: authorityHost
+        }
+        // The HTTP API accepts only Entra tokens issued for this application (v2 tokens:
+        // aud is the client id, iss is <authority host>/<tenant>/v2.0).
+        {
+          name: 'REMEDIATOR_API_CLIENT_ID'
+          value: apiClientId
+        }
+        {
+          name: 'REMEDIATOR_API_APP_ID_URI'
+          value: apiAppIdUri
         }
         {
           name: 'REMEDIATOR_SUBSCRIPTION_IDS'

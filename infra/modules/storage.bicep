@@ -193,7 +193,10 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
 
 output id string = account.id
 output name string = account.name
+// Endpoints as the account reports them: they carry this cloud's storage suffix.
 output blobEndpoint string = account.properties.primaryEndpoints.blob
+output queueEndpoint string = account.properties.primaryEndpoints.queue
+output tableEndpoint string = account.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
 output deadLetterContainerName string = deadLetterContainer.name
 output tableName string = table.name

@@ -1,0 +1,328 @@
+"""The azd hooks in azure.yaml, run the way azd runs them, through the sequences people use.
+
+There is no azd here, so a small stand-in (`FAKE_AZD`, written into a temporary directory
+and put first on PATH) does what the hooks rely on: `azd env set` / `get-value` on the
+environment's .env file; hooks run with `sh` and the process environment plus the azd
+environment (whose values win), the environment re-read after each hook; `azd provision`,
+`deploy`, `up` and `down --purge` with their pre/post hooks. Its "ARM" fails the way Azure
+does: an Event Grid subscription to a function whose code is not deployed yet, or a Key
+Vault name that a purge-protected, soft-deleted vault still holds (`azd down --purge` skips
+those). The Windows (pwsh) hooks cannot run here; they are compared with the POSIX ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURE_YAML = ROOT / "azure.yaml"
+
+FAKE_AZD = r'''
+# Imports are few and late: this runs a dozen times per `azd up`.
+import os
+import sys
+
+STATE = os.environ["FAKE_AZD_STATE"]
+ENV_FILE, WORLD_FILE = os.path.join(STATE, ".env"), os.path.join(STATE, "world.json")
+
+
+def read_env():
+    with open(ENV_FILE) as lines:
+        return dict(line.rstrip("\n").split("=", 1) for line in lines if "=" in line)
+
+
+def write_env(env):
+    with open(ENV_FILE, "w") as out:
+        out.writelines(f"{key}={value}\n" for key, value in env.items())
+
+
+def load_world():
+    import json
+    with open(WORLD_FILE) as world:
+        return json.load(world)
+
+
+def save_world(world):
+    import json
+    with open(WORLD_FILE, "w") as out:
+        json.dump(world, out)
+
+
+def fail(message):
+    print("ERROR: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def run_hook(name):
+    script = os.path.join(STATE, "hooks", name + ".sh")
+    if not os.path.exists(script):
+        return
+    # The process environment plus the azd environment; the azd environment wins.
+    code = os.spawnve(os.P_WAIT, "/bin/sh", ["sh", script], {**os.environ, **read_env()})
+    if code != 0:
+        fail(f"'{name}' hook failed with exit code: '{code}'")
+
+
+def token(*parts):
+    import hashlib
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:13]
+
+
+def provision():
+    run_hook("preprovision")
+    # main.bicepparam is built now, from the environment as the hook left it.
+    values = {**os.environ, **read_env()}
+    world = load_world()
+    env_token = token(values["AZURE_ENV_NAME"], values["AZURE_LOCATION"])
+    salt = values.get("REMEDIATOR_VAULT_SALT", "")
+    vault = "kv-rem-" + (token(env_token, salt) if salt else env_token)
+    if vault in world["soft_deleted_vaults"]:
+        fail(f"VaultAlreadyExists: the vault name '{vault}' is held by a soft-deleted vault (purge protection)")
+    events = values.get("DEPLOY_EVENT_SUBSCRIPTION", "false") == "true"
+    if events and not world["code_deployed"]:
+        fail("Event Grid: the destination function on_resource_failure does not exist (code not deployed)")
+    world["vaults"].setdefault(vault, {})
+    world["vault"] = vault
+    # Incremental mode: a template without the event subscription leaves an existing one.
+    world["event_subscription"] = world["event_subscription"] or events
+    world["provisions"].append({"deployEventSubscription": events, "vault": vault,
+                                "phase": os.environ.get("REMEDIATOR_PROVISION_PHASE", "")})
+    save_world(world)
+    # Outputs go into the azd environment.
+    env = read_env()
+    env["REMEDIATOR_KEY_VAULT_URL"] = f"https://{vault}.vault.example/"
+    env["AZURE_RESOURCE_GROUP"] = "rg-" + values["AZURE_ENV_NAME"]
+    write_env(env)
+    run_hook("postprovision")
+
+
+def deploy():
+    run_hook("predeploy")
+    world = load_world()
+    world["code_deployed"] = True
+    save_world(world)
+    run_hook("postdeploy")
+
+
+def down():
+    run_hook("predown")
+    world = load_world()
+    if world["vault"]:
+        # --purge skips purge-protected vaults: the name stays reserved.
+        world["soft_deleted_vaults"].append(world["vault"])
+        del world["vaults"][world["vault"]]
+    world.update(vault=None, code_deployed=False, event_subscription=False)
+    save_world(world)
+    run_hook("postdown")
+
+
+args = sys.argv[1:]
+if args[:2] == ["env", "set"]:
+    write_env({**read_env(), args[2]: args[3]})
+elif args[:2] == ["env", "get-value"]:
+    env = read_env()
+    if args[2] not in env:
+        fail(f"key '{args[2]}' not found in the environment values")
+    print(env[args[2]])
+elif args[0] == "provision":
+    provision()
+elif args[0] == "deploy":
+    deploy()
+elif args[0] == "up":
+    run_hook("preup")
+    provision()
+    deploy()
+    run_hook("postup")
+elif args[0] == "down":
+    down()
+else:
+    fail(f"the fake azd does not know {args}")
+'''
+
+
+def _hooks(config: dict, platform: str = "posix") -> dict[str, dict]:
+    return {name: hook[platform] for name, hook in config.get("hooks", {}).items()}
+
+
+class Azd:
+    """One azd project directory and environment, driven through the fake azd on PATH."""
+
+    def __init__(self, tmp_path: Path, config: dict) -> None:
+        self.state = tmp_path / "state"
+        self.state.mkdir()
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        executable = bin_dir / "azd"
+        executable.write_text(f"#!{sys.executable} -IS\n{FAKE_AZD}", encoding="utf-8")
+        executable.chmod(0o755)
+        (self.state / "hooks").mkdir()
+        for name, hook in _hooks(config).items():
+            assert hook["shell"] == "sh" and not hook.get("continueOnError", False), name
+            (self.state / "hooks" / f"{name}.sh").write_text(hook["run"], encoding="utf-8")
+        self.set_env({"AZURE_ENV_NAME": "dev", "AZURE_LOCATION": "swedencentral"})
+        self.set_world({"vaults": {}, "vault": None, "soft_deleted_vaults": [], "code_deployed": False,
+                        "event_subscription": False, "provisions": []})
+        self.process_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                            "FAKE_AZD_STATE": str(self.state)}
+
+    def set_env(self, env: dict[str, str]) -> None:
+        (self.state / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+
+    def set_world(self, world: dict) -> None:
+        (self.state / "world.json").write_text(json.dumps(world), encoding="utf-8")
+
+    def __call__(self, *args: str, ok: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(["azd", *args], env={**self.process_env, **extra_env}, capture_output=True, text=True,
+                              timeout=60)
+        assert (done.returncode == 0) == ok, f"azd {' '.join(args)}: exit {done.returncode}\n{done.stderr}"
+        return done
+
+    @property
+    def env(self) -> dict[str, str]:
+        lines = (self.state / ".env").read_text(encoding="utf-8").splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    @property
+    def world(self) -> dict:
+        return json.loads((self.state / "world.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load(AZURE_YAML.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def azd(tmp_path: Path, config: dict) -> Azd:
+    return Azd(tmp_path, config)
+
+
+# ---------------------------------------------------------------- the sequences people run
+
+
+def test_a_fresh_up_creates_the_event_subscription_once_the_code_is_deployed(azd: Azd):
+    azd("up")
+    world = azd.world
+    assert world["event_subscription"] and world["code_deployed"]
+    # Provision without it, deploy, then postdeploy's provision with it.
+    assert [(p["deployEventSubscription"], p["phase"]) for p in world["provisions"]] == [(False, ""), (True, "events")]
+    assert re.fullmatch(r"[0-9a-f]{8}", azd.env["REMEDIATOR_VAULT_SALT"])
+    # The phase marker lives in one process environment, never in the azd environment.
+    assert "REMEDIATOR_PROVISION_PHASE" not in azd.env
+
+
+def test_a_second_up_keeps_the_vault_and_its_secrets(azd: Azd):
+    azd("up")
+    first = azd.world["vault"]
+    azd("up")
+    world = azd.world
+    assert world["vault"] == first and list(world["vaults"]) == [first]
+    assert world["event_subscription"]
+    assert [p["deployEventSubscription"] for p in world["provisions"]] == [False, True, False, True]
+
+
+def test_down_purge_then_up_gets_a_new_vault_name(azd: Azd):
+    azd("up")
+    first = azd.world["vault"]
+    azd("down", "--purge", "--force")
+    assert azd.world["soft_deleted_vaults"] == [first]
+    assert azd.env["DEPLOY_EVENT_SUBSCRIPTION"] == "false"
+    azd("up")
+    world = azd.world
+    assert world["vault"] not in (None, first)
+    assert world["event_subscription"]
+
+
+def test_a_plain_provision_after_up_keeps_the_event_subscription(azd: Azd):
+    azd("up")
+    azd("provision", "--no-prompt")
+    world = azd.world
+    assert world["provisions"][-1]["deployEventSubscription"] is False
+    assert world["event_subscription"]  # incremental mode left it in place
+    assert azd.env["DEPLOY_EVENT_SUBSCRIPTION"] == "false"
+
+
+def test_an_environment_provisioned_before_the_salt_keeps_its_vault(azd: Azd):
+    azd("up")
+    legacy = azd.world["provisions"][0]["vault"]
+    # Make it look like an environment from before the salt: vault URL, no salt.
+    azd.set_env({k: v for k, v in azd.env.items() if k != "REMEDIATOR_VAULT_SALT"})
+    azd.set_world({**azd.world, "vaults": {}, "vault": None})
+    unsalted = "kv-rem-" + hashlib.sha256(b"dev|swedencentral").hexdigest()[:13]
+    azd("up")
+    assert azd.world["vault"] == unsalted != legacy
+    assert "REMEDIATOR_VAULT_SALT" not in azd.env
+
+
+def test_down_refuses_to_delete_another_environments_topic_group(azd: Azd):
+    azd("up")
+    azd("env", "set", "EVENT_GRID_SYSTEM_TOPIC_RESOURCE_GROUP", "rg-first")
+    refused = azd("down", "--purge", "--force", ok=False)
+    assert "rg-first" in refused.stderr
+    assert azd.world["vault"] and not azd.world["soft_deleted_vaults"]  # nothing deleted
+    # Its own group (read back from its outputs) is no reason to refuse; nor is the override.
+    azd("env", "set", "EVENT_GRID_SYSTEM_TOPIC_RESOURCE_GROUP", "RG-dev")
+    azd("down", "--purge", "--force")
+    azd("up")
+    azd("env", "set", "EVENT_GRID_SYSTEM_TOPIC_RESOURCE_GROUP", "rg-first")
+    azd("down", "--purge", "--force", REMEDIATOR_ALLOW_SHARED_TOPIC_DOWN="true")
+    assert len(azd.world["soft_deleted_vaults"]) == 2
+
+
+# ---------------------------------------------------------------- the stand-in bites
+
+
+def test_without_the_preprovision_hook_the_subscription_never_appears(tmp_path: Path, config: dict):
+    broken = {**config, "hooks": {k: v for k, v in config["hooks"].items() if k != "preprovision"}}
+    azd = Azd(tmp_path, broken)
+    azd("up")
+    assert not azd.world["event_subscription"]
+    # ... and with a stale DEPLOY_EVENT_SUBSCRIPTION=true, the first provision fails.
+    (tmp_path / "stale").mkdir()
+    fresh = Azd(tmp_path / "stale", broken)
+    fresh("env", "set", "DEPLOY_EVENT_SUBSCRIPTION", "true")
+    assert "code not deployed" in fresh("up", ok=False).stderr
+
+
+def test_without_the_postdown_hook_up_after_down_collides_with_the_soft_deleted_vault(tmp_path: Path, config: dict):
+    azd = Azd(tmp_path, {**config, "hooks": {k: v for k, v in config["hooks"].items() if k != "postdown"}})
+    azd("up")
+    azd("down", "--purge", "--force")
+    assert "soft-deleted" in azd("up", ok=False).stderr
+
+
+# ---------------------------------------------------------------- azure.yaml itself
+
+
+def test_azd_version_is_pinned_to_one_that_builds_bicepparam_after_hooks(config: dict):
+    assert config["requiredVersions"]["azd"] == ">= 1.18.0"
+
+
+_COMMAND = re.compile(r"\bazd (env set [A-Z_]+|env get-value [A-Z_]+|provision --no-prompt)")
+_VARIABLE = re.compile(r"\b(?:REMEDIATOR|DEPLOY|EVENT_GRID|AZURE)_[A-Z_]+\b")
+
+
+def test_windows_hooks_mirror_the_posix_hooks(config: dict):
+    posix, windows = _hooks(config, "posix"), _hooks(config, "windows")
+    assert set(posix) == set(windows) == {"preprovision", "postdeploy", "predown", "postdown"}
+    for name in posix:
+        assert posix[name]["shell"] == "sh" and windows[name]["shell"] == "pwsh", name
+        for hook in (posix[name], windows[name]):
+            assert hook.get("continueOnError", False) is False and hook.get("interactive", False) is False, name
+        commands = [set(_COMMAND.findall(hook["run"])) for hook in (posix[name], windows[name])]
+        assert commands[0] == commands[1], name
+        assert set(_VARIABLE.findall(posix[name]["run"])) == set(_VARIABLE.findall(windows[name]["run"])), name
+    # Both mark the events provision the same way, and neither stores the marker.
+    for hooks in (posix, windows):
+        assert "events" in hooks["preprovision"]["run"] and "events" in hooks["postdeploy"]["run"]
+        for hook in hooks.values():
+            assert "env set REMEDIATOR_PROVISION_PHASE" not in hook["run"]
