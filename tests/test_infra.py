@@ -895,6 +895,14 @@ def test_the_key_vault_role_grants_exactly_what_the_code_does():
     assert "resourceToken" in _identifiers(_properties(body)["name"])
 
 
+def test_the_sandbox_grants_the_remediator_exactly_the_deployed_roles():
+    # The sandbox refuses what these roles do not allow, so the end-to-end tests prove the roles suffice.
+    from sandbox.state import REMEDIATOR_ARM_ACTIONS, REMEDIATOR_VAULT_DATA_ACTIONS
+
+    assert REMEDIATOR_ARM_ACTIONS == CUSTOM_ROLE_ACTIONS
+    assert REMEDIATOR_VAULT_DATA_ACTIONS == KEY_VAULT_DATA_ACTIONS
+
+
 def test_the_vault_assignment_uses_the_custom_role_and_no_file_names_secrets_officer():
     offenders = [p.relative_to(INFRA) for p in INFRA.rglob("*") if p.is_file()
                  and KEY_VAULT_SECRETS_OFFICER in p.read_text(encoding="utf-8", errors="replace")]
