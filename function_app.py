@@ -21,9 +21,10 @@ from remediation.errors import (
     RemediationError,
     TransientError,
 )
-from remediation.events import IgnoredEvent, parse_failure_event
+from remediation.events import IgnoredEvent, parse_event
 from remediation.ids import ClusterId
-from remediation.service import RemediationRequest, WorkItem
+from remediation.runner import WorkItem
+from remediation.service import RemediationRequest
 from remediation.settings import INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
 
 if TYPE_CHECKING:
@@ -45,6 +46,9 @@ _STATUS_BY_ERROR: tuple[tuple[type[RemediationError], int], ...] = (
 )
 
 
+# A request decided to change nothing gets 409, except these.
+_STATUS_BY_REFUSAL = {"ClusterNotFound": 404, "OutOfScope": 403}
+
 # Events acknowledged without work, by event type: logged with each, kept for this worker's life.
 ignored_events: Counter[str] = Counter()
 
@@ -59,14 +63,22 @@ def services() -> Services:
 
 @app.route(route="remediations", methods=["POST"])
 def start_remediation(req: func.HttpRequest) -> func.HttpResponse:
-    """Start (or dry-run) a remediation of one cluster: 202 with its id and Location. Needs Remediations.Write."""
+    """Ask for a remediation of one cluster (or a dry run). Needs Remediations.Write.
+
+    Decided from the cluster's present state: 202 with a new remediation, 200 with the one already
+    running, or a JSON error saying why nothing was started (a decision's reason code)."""
     try:
         caller = services().api_auth.authenticate(req.headers.get("Authorization"), WRITE_ROLE)
-        submission = services().remediator.submit(RemediationRequest.from_json(req.get_body(), requested_by=caller))
+        decision = services().remediations.request(RemediationRequest.from_json(req.get_body(), requested_by=caller))
     except RemediationError as err:
         return _error_response(err, "start_remediation")
-    remediation = submission.remediation
-    return _json_response(remediation.view(), 202 if submission.created else 200,
+    if decision.remediation is None:
+        status = _STATUS_BY_REFUSAL.get(decision.code, 409)
+        log.warning("start_remediation refused (%s %s): %s", status, decision.code, decision.verdict.message)
+        return _json_response({"error": {"code": decision.code, "message": decision.verdict.message}}, status)
+    remediation = decision.remediation
+    body = {**remediation.view(), "decision": {"code": decision.code, "message": decision.verdict.message}}
+    return _json_response(body, 202 if decision.created else 200,
                           headers={"Location": f"{_base_url(req)}/{remediation.id}"})
 
 
@@ -76,7 +88,7 @@ def list_remediations(req: func.HttpRequest) -> func.HttpResponse:
     try:
         services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
         cluster = ClusterId.parse(req.params.get("clusterResourceId"))
-        found = services().remediator.list_for_cluster(cluster)
+        found = services().remediations.list_for_cluster(cluster)
     except RemediationError as err:
         return _error_response(err, "list_remediations")
     return _json_response({"value": [r.view() for r in found]}, 200)
@@ -84,18 +96,32 @@ def list_remediations(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="remediations/{remediation_id}", methods=["GET"])
 def get_remediation(req: func.HttpRequest) -> func.HttpResponse:
-    """Show one remediation: status, steps with times, ids; never a secret. Needs Remediations.Read."""
+    """Show one remediation: status, steps with times and reason codes, ids; never a secret. Needs Remediations.Read."""
     try:
         services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
-        remediation = services().remediator.get(req.route_params.get("remediation_id", ""))
+        remediation = services().remediations.get(req.route_params.get("remediation_id", ""))
     except RemediationError as err:
         return _error_response(err, "get_remediation")
     return _json_response(remediation.view(), 200)
 
 
+@app.route(route="decisions", methods=["GET"])
+def list_decisions(req: func.HttpRequest) -> func.HttpResponse:
+    """Decisions with their reason codes, newest first; `?clusterResourceId=<ARM id>` for one cluster's.
+    Needs Remediations.Read."""
+    try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
+        raw = req.params.get("clusterResourceId")
+        cluster = ClusterId.parse(raw) if raw is not None else None
+        found = services().remediations.list_decisions(cluster)
+    except RemediationError as err:
+        return _error_response(err, "list_decisions")
+    return _json_response({"value": found}, 200)
+
+
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=STORAGE_CONNECTION)
 def advance_remediation(message: func.QueueMessage) -> None:
-    """Run a remediation's next steps. A malformed message is logged and dropped, not retried;
+    """Run a remediation's next steps. A malformed, stale or duplicate message is logged and dropped;
     storage trouble raises so the host retries the message (then moves it to the poison queue)."""
     try:
         item = WorkItem.from_message(message.get_body())
@@ -103,30 +129,44 @@ def advance_remediation(message: func.QueueMessage) -> None:
         log.error("dropping queue message %s: %s", message.id, err)
         return
     try:
-        remediation = services().remediator.advance(item)
+        remediation = services().remediations.advance(item)
     except NotFoundError as err:
         log.error("dropping queue message %s: %s", message.id, err)
         return
     log.info("remediation %s is %s: %s", remediation.id, remediation.status.value, remediation.reason)
 
 
+@app.queue_trigger(arg_name="message", queue_name=f"{WORK_QUEUE}-poison", connection=STORAGE_CONNECTION)
+def fail_poisoned_remediation(message: func.QueueMessage) -> None:
+    """A work message the host gave up on: its remediation's chain is dead, so it fails, with the reason."""
+    try:
+        item = WorkItem.from_message(message.get_body())
+        remediation = services().remediations.fail_poisoned(item, message.dequeue_count)
+    except (InvalidInputError, NotFoundError) as err:
+        log.error("dropping poison message %s: %s", message.id, err)
+        return
+    log.error("poison message %s: remediation %s is %s", message.id, remediation.id, remediation.status.value)
+
+
 @app.event_grid_trigger(arg_name="event")
 def on_resource_failure(event: func.EventGridEvent) -> None:
-    """Failed writes and actions from the subscription's system topic. Answers at once: a cluster
-    failure only enqueues a lookup; every other event, and a malformed one, is logged and acknowledged."""
+    """Failed writes and actions from the subscription's system topic, in the Event Grid or CloudEvents schema.
+    Answers at once: a cluster failure only enqueues a lookup; every other event, and one it cannot use (no
+    type, malformed, out of time), is logged with the reason and acknowledged, so Event Grid does not retry it.
+
+    The library hands a CloudEvents event over as `func.CloudEvent` despite the annotation (a Union annotation
+    breaks the worker's indexing); `parse_event` reads both."""
     try:
-        parsed = parse_failure_event(event_id=event.id, event_type=event.event_type, data=_event_data(event),
-                                     event_time=event.event_time)
+        parsed = parse_event(event)
+        if isinstance(parsed, IgnoredEvent):
+            ignored_events[parsed.event_type[:100]] += 1
+            log.info("acknowledged event %s without work: %s (%s ignored so far)", _event_id(event), parsed.reason,
+                     sum(ignored_events.values()))
+            return
+        services().detector.accept_event(parsed)
     except InvalidInputError as err:
         ignored_events["malformed"] += 1
-        log.error("acknowledged malformed event %s: %s", event.id, err)
-        return
-    if isinstance(parsed, IgnoredEvent):
-        ignored_events[parsed.event_type[:100]] += 1
-        log.info("acknowledged event %s without work: %s (%s ignored so far)", event.id, parsed.reason,
-                 sum(ignored_events.values()))
-        return
-    services().detector.accept_event(parsed)
+        log.error("acknowledged malformed event %s: %s", _event_id(event), err)
 
 
 @app.queue_trigger(arg_name="message", queue_name=INCIDENT_QUEUE, connection=STORAGE_CONNECTION)
@@ -137,14 +177,15 @@ def look_up_incident(message: func.QueueMessage) -> None:
     except InvalidInputError as err:
         log.error("dropping queue message %s: %s", message.id, err)
         return
-    outcome = services().detector.look_up(lookup)
-    log.info("incident %s: %s: %s", outcome.correlation_id, outcome.decision, outcome.reason)
+    decision = services().detector.look_up(lookup)
+    log.info("incident %s of %s: %s: %s", lookup.correlation_id, lookup.cluster.name, decision.code,
+             decision.verdict.message)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%REMEDIATOR_SWEEP_SCHEDULE%", run_on_startup=False)
 def sweep_activity_log(timer: func.TimerRequest) -> None:
-    """Catch what events missed: decide every failed cluster operation since the last sweep.
-    One subscription's failure is logged and does not stop the others."""
+    """Catch what events missed: decide every failed cluster operation since the last sweep, and resume
+    remediations whose work messages were lost. One subscription's failure does not stop the others."""
     for subscription_id in services().settings.subscription_ids:
         try:
             sweep = services().detector.sweep(subscription_id)
@@ -152,14 +193,18 @@ def sweep_activity_log(timer: func.TimerRequest) -> None:
             log.error("sweep of %s failed: %s", subscription_id, err)
             continue
         log.info("sweep of %s: %s entries, %s", subscription_id, sweep.entries,
-                 dict(Counter(o.decision for o in sweep.outcomes)))
-
-
-def _event_data(event: func.EventGridEvent) -> Any:
+                 dict(Counter(d.code for d in sweep.decisions)))
     try:
-        return event.get_json()
-    except ValueError:
-        return None
+        resumed = services().remediations.resume_stalled()
+    except RemediationError as err:
+        log.error("resuming stalled remediations failed: %s", err)
+        return
+    if resumed:
+        log.warning("resumed %s stalled remediation(s): %s", len(resumed), ", ".join(r.id for r in resumed))
+
+
+def _event_id(event: func.EventGridEvent) -> str:
+    return repr(getattr(event, "id", None))[:80]
 
 
 def _error_response(err: RemediationError, function: str) -> func.HttpResponse:

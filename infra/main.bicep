@@ -103,9 +103,9 @@ param sweepSchedule string = '0 */15 * * * *'
 @minValue(1)
 param secretLifetimeDays int = 180
 
-@description('REMEDIATOR_RESET_WAIT_SECONDS: how long one invocation waits on a reset.')
+@description('REMEDIATOR_RESET_POLL_SECONDS: seconds between looks at a running reset (no invocation waits on one).')
 @minValue(0)
-param resetWaitSeconds int = 5
+param resetPollSeconds int = 30
 
 @description('REMEDIATOR_RETRY_DELAY_SECONDS: delay before a step is retried from the queue.')
 @minValue(0)
@@ -122,6 +122,15 @@ param lookupTimeoutMinutes int = 30
 @description('REMEDIATOR_RESET_TIMEOUT_MINUTES: how long a reset may run before it is marked failed.')
 @minValue(0)
 param resetTimeoutMinutes int = 120
+
+@description('REMEDIATOR_SDK_LOG_LEVEL: level of the Azure SDKs\' own loggers (INFO logs every HTTP header set).')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param sdkLogLevel string = 'WARNING'
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -264,11 +273,12 @@ module functionApp 'modules/functionapp.bicep' = {
     subscriptionIds: subscriptionIds
     sweepSchedule: sweepSchedule
     secretLifetimeDays: secretLifetimeDays
-    resetWaitSeconds: resetWaitSeconds
+    resetPollSeconds: resetPollSeconds
     retryDelaySeconds: retryDelaySeconds
     lookupDelaySeconds: lookupDelaySeconds
     lookupTimeoutMinutes: lookupTimeoutMinutes
     resetTimeoutMinutes: resetTimeoutMinutes
+    sdkLogLevel: sdkLogLevel
   }
 }
 

@@ -7,8 +7,10 @@ importing `function_app` stays cheap.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remediation.auth import ApiAuthenticator, TokenValidator
@@ -20,18 +22,31 @@ from remediation.ports import (
     ManagedClusters,
     RemediationStore,
     SecretStore,
+    SignIn,
     WorkQueue,
 )
-from remediation.service import Remediator, RemediatorConfig
+from remediation.reconcile import Reconciler
+from remediation.runner import RemediationRunner
+from remediation.service import RemediationService
 from remediation.settings import INCIDENT_QUEUE, PUBLIC_AUTHORITY_HOST, TABLE_NAME, WORK_QUEUE, Settings
+from remediation.steps import StepConfig
+
+# Loggers of the SDKs underneath: azure-core's HTTP logging policy logs every request's and response's
+# headers at INFO, and the Functions worker sets the root logger to INFO.
+SDK_LOGGERS = ("azure", "httpx", "httpcore", "msal", "urllib3", "kiota_http", "kiota_authentication_azure")
 
 
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    remediator: Remediator
+    remediations: RemediationService
     detector: IncidentDetector
     api_auth: ApiAuthenticator
+
+
+def quiet_sdk_loggers(level: str) -> None:
+    for name in SDK_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def build_credential(settings: Settings) -> Any:
@@ -57,16 +72,19 @@ def bootstrap(
     clusters: ManagedClusters | None = None,
     directory: Directory | None = None,
     vault: SecretStore | None = None,
+    sign_in: SignIn | None = None,
     store: RemediationStore | None = None,
     queue: WorkQueue | None = None,
     activity_log: ActivityLog | None = None,
     incidents: IncidentStore | None = None,
     lookups: WorkQueue | None = None,
     token_validator: TokenValidator | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ensure_storage: bool = True,
 ) -> Services:
     """Build the use cases; `ensure_storage` creates the table and queues if missing (one call each)."""
     settings = settings or Settings.from_env()
+    quiet_sdk_loggers(settings.sdk_log_level)
     verify: str | bool = settings.ca_bundle or True
     if credential is None:
         credential = build_credential(settings)
@@ -85,6 +103,13 @@ def bootstrap(
         # a stand-in with its own CA is not checked.
         vault = KeyVaultSecrets(settings.key_vault_url, credential, connection_verify=verify,
                                 verify_challenge_resource=settings.ca_bundle is None)
+    if sign_in is None:
+        from remediation.adapters.signin import EntraSignIn
+
+        sign_in = EntraSignIn(tenant_id=settings.tenant_id, authority_host=settings.authority_host,
+                              scope=f"{settings.arm_endpoint}/.default",
+                              disable_instance_discovery=settings.authority_host != PUBLIC_AUTHORITY_HOST,
+                              connection_verify=verify)
     if activity_log is None:
         from remediation.adapters.monitor import MonitorActivityLog
 
@@ -114,16 +139,17 @@ def bootstrap(
 
         queue = queue or work_queue(WORK_QUEUE)
         lookups = lookups or work_queue(INCIDENT_QUEUE)
-    remediator = Remediator(
-        clusters=clusters, directory=directory, vault=vault, store=store, queue=queue,
-        config=RemediatorConfig(
-            secret_lifetime=timedelta(days=settings.secret_lifetime_days),
-            reset_wait_seconds=settings.reset_wait_seconds,
-            retry_delay_seconds=settings.retry_delay_seconds,
-            reset_timeout=timedelta(minutes=settings.reset_timeout_minutes)))
+    assert store and queue and incidents and lookups
+    runner = RemediationRunner(
+        clusters=clusters, directory=directory, vault=vault, store=store, queue=queue, clock=clock,
+        config=StepConfig(secret_lifetime=timedelta(days=settings.secret_lifetime_days),
+                          poll_seconds=settings.reset_poll_seconds, retry_delay_seconds=settings.retry_delay_seconds,
+                          reset_timeout=timedelta(minutes=settings.reset_timeout_minutes)))
+    reconciler = Reconciler(clusters=clusters, directory=directory, store=store, incidents=incidents, vault=vault,
+                            sign_in=sign_in, runner=runner, subscriptions=settings.subscription_ids, clock=clock)
     detector = IncidentDetector(
-        activity_log=activity_log, incidents=incidents, lookups=lookups, clusters=clusters, directory=directory,
-        remediator=remediator,
+        activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler,
+        subscriptions=settings.subscription_ids, clock=clock,
         config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,
                                lookup_timeout=timedelta(minutes=settings.lookup_timeout_minutes)))
     if token_validator is None:
@@ -132,4 +158,5 @@ def bootstrap(
         token_validator = EntraTokenValidator(authority_host=settings.authority_host, tenant_id=settings.tenant_id,
                                               audiences=(settings.api_client_id, settings.api_app_id_uri),
                                               ca_bundle=settings.ca_bundle)
-    return Services(settings, remediator, detector, ApiAuthenticator(token_validator))
+    service = RemediationService(reconciler=reconciler, runner=runner, store=store, incidents=incidents)
+    return Services(settings, service, detector, ApiAuthenticator(token_validator))

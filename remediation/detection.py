@@ -1,39 +1,30 @@
-"""Noticing broken clusters: from failure events, and from sweeps of the Activity Log.
+"""Noticing broken clusters: failure events, and sweeps of the Activity Log, turned into hints.
 
 Guarantees:
 - An event only enqueues a lookup: the trigger answers Event Grid at once.
-- An incident (correlationId + resource) is decided once, however often it arrives by
-  event, by sweep or both; and the cluster claim in `Remediator.submit` makes every
-  source that finds the same broken cluster join one remediation.
-- Only a failure classified as a bad cluster secret starts a remediation. Graph confirms
-  the classification where it can (an application that is gone, an end date that passed).
+- Events and Activity Log entries are hints; `Reconciler.decide` decides each from the
+  cluster's present state, and acts at most once per incident however often it arrives.
 - A lookup whose Activity Log entry has not appeared yet is retried from the queue, and
   given up, with the reason recorded, after `lookup_timeout`.
+- Times are bounded: an event from the far past or the future is refused at the edge, so a
+  lookup always ends.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from remediation.classify import (
-    Action,
-    Classification,
-    FailureKind,
-    apps_named,
-    classify_status_message,
-    refine_with_credential_dates,
-)
-from remediation.errors import ConflictError, InvalidInputError, NotFoundError
+from remediation.classify import apps_named, classify_status_message
+from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
 from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry
-from remediation.ports import ActivityLog, Directory, IncidentStore, ManagedClusters, WorkQueue
-from remediation.service import RemediationRequest, Remediator
+from remediation.ports import ActivityLog, IncidentStore, WorkQueue
+from remediation.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +33,11 @@ LOOKBACK = timedelta(hours=1)
 # Sweeps overlap by this much, so an entry written late into the last window is not missed.
 SWEEP_OVERLAP = timedelta(minutes=15)
 FIRST_SWEEP_WINDOW = timedelta(hours=6)
+# Event times outside this window around now are not real failures to look up.
+OLDEST_EVENT = timedelta(days=7)
+FUTURE_SKEW = timedelta(minutes=15)
+MAX_LOOKUP_MESSAGE = 4096
+MAX_ATTEMPTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -59,31 +55,22 @@ class IncidentLookup:
 
     @classmethod
     def from_message(cls, body: str | bytes) -> IncidentLookup:
+        if len(body) > MAX_LOOKUP_MESSAGE:
+            raise InvalidInputError("an incident message is too long", code="InvalidIncidentMessage")
         try:
             data = json.loads(body)
-            lookup = cls(ClusterId.parse(data["clusterResourceId"]), str(data["correlationId"]),
+            lookup = cls(ClusterId.parse(data["clusterResourceId"], allow_child=True), str(data["correlationId"]),
                          datetime.fromisoformat(data["firstSeen"]), int(data["attempt"]))
         except InvalidInputError:
             raise
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError) as err:
             raise InvalidInputError("an incident message needs clusterResourceId, correlationId, firstSeen, attempt",
                                     code="InvalidIncidentMessage") from err
         if lookup.first_seen.tzinfo is None:
             raise InvalidInputError("firstSeen must carry a time zone", code="InvalidIncidentMessage")
+        if not 0 <= lookup.attempt <= MAX_ATTEMPTS or not 0 < len(lookup.correlation_id) <= 64:
+            raise InvalidInputError("attempt or correlationId out of range", code="InvalidIncidentMessage")
         return lookup
-
-
-@dataclass(frozen=True)
-class IncidentOutcome:
-    """What was decided about one incident, and why. Never holds a secret."""
-
-    decision: str  # remediation_started | joined_remediation | ignored | duplicate | waiting | gave_up | needs_...
-    cluster_id: str
-    correlation_id: str
-    reason: str
-    kind: str | None = None
-    code: str | None = None
-    remediation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +79,7 @@ class SweepOutcome:
     since: str
     until: str
     entries: int
-    outcomes: tuple[IncidentOutcome, ...]
+    decisions: tuple[Decision, ...]
 
 
 @dataclass(frozen=True)
@@ -103,45 +90,59 @@ class DetectionConfig:
 
 class IncidentDetector:
     def __init__(self, *, activity_log: ActivityLog, incidents: IncidentStore, lookups: WorkQueue,
-                 clusters: ManagedClusters, directory: Directory, remediator: Remediator,
+                 reconciler: Reconciler, subscriptions: tuple[str, ...] = (),
                  config: DetectionConfig = DetectionConfig(),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._activity_log = activity_log
         self._incidents = incidents
         self._lookups = lookups
-        self._clusters = clusters
-        self._directory = directory
-        self._remediator = remediator
+        self._reconciler = reconciler
+        self._subscriptions = tuple(s.lower() for s in subscriptions)
         self._config = config
         self._clock = clock
 
-    def accept_event(self, event: FailureEvent) -> IncidentLookup:
-        """Enqueue the lookup of a failure event's Activity Log entry; nothing else."""
-        lookup = IncidentLookup(event.cluster, event.correlation_id, event.event_time or self._clock())
+    def accept_event(self, event: FailureEvent) -> IncidentLookup | None:
+        """Enqueue the lookup of a failure event's Activity Log entry; nothing else.
+
+        None (logged) for a cluster outside the subscriptions the remediator manages. Raises
+        InvalidInputError for an event time outside [now - 7 days, now + 15 minutes].
+        """
+        now = self._clock()
+        seen = event.event_time or now
+        if seen.tzinfo is None or not now - OLDEST_EVENT <= seen <= now + FUTURE_SKEW:
+            raise InvalidInputError(f"event {event.event_id!r}: its time {seen.isoformat()} is not within the last"
+                                    f" {OLDEST_EVENT.days} days", code="InvalidEventTime")
+        if not self._in_scope(event.cluster):
+            log.info("failure event %s on %s: subscription not managed; acknowledged", event.event_id,
+                     event.cluster.name)
+            return None
+        lookup = IncidentLookup(event.cluster, event.correlation_id, min(seen, now))
         self._lookups.send(lookup.to_message())
         log.info("failure event %s on %s queued for lookup (correlationId %s)",
                  event.event_id, event.cluster.name, event.correlation_id)
         return lookup
 
-    def look_up(self, lookup: IncidentLookup) -> IncidentOutcome:
+    def look_up(self, lookup: IncidentLookup) -> Decision:
         now = self._clock()
+        hint = Hint(lookup.cluster, Source.EVENT, correlation_id=lookup.correlation_id)
+        if not self._in_scope(lookup.cluster):
+            return self._record(Decision(hint, Verdict(Act.NONE, "OutOfScope", "subscription not managed"), at=now))
         entries = self._activity_log.list_cluster_failures(
             lookup.cluster.subscription_id, since=lookup.first_seen - LOOKBACK, until=now,
             correlation_id=lookup.correlation_id)
-        entry = next((e for e in entries if _same_cluster(e, lookup.cluster)), None)
+        entry = next((e for e in entries if (c := _cluster_of(e)) and c.key == lookup.cluster.key), None)
         if entry is not None:
-            return self._decide(entry, source="event")
+            return self._reconciler.decide(hint_for(entry, Source.EVENT))
         if now - lookup.first_seen >= self._config.lookup_timeout:
-            outcome = IncidentOutcome(
-                "gave_up", str(lookup.cluster), lookup.correlation_id,
-                f"no failed Activity Log entry appeared within {self._config.lookup_timeout}")
-            self._incidents.record_incident(incident_key(lookup.correlation_id, str(lookup.cluster)), asdict(outcome))
-            log.warning("gave up on incident %s of %s: %s", lookup.correlation_id, lookup.cluster.name, outcome.reason)
-            return outcome
+            verdict = Verdict(Act.NONE, "GaveUp", f"no failed Activity Log entry appeared within"
+                                                  f" {self._config.lookup_timeout}")
+            log.warning("gave up on incident %s of %s: %s", lookup.correlation_id, lookup.cluster.name,
+                        verdict.message)
+            return self._record(Decision(hint, verdict, at=now))
         retry = IncidentLookup(lookup.cluster, lookup.correlation_id, lookup.first_seen, lookup.attempt + 1)
         self._lookups.send(retry.to_message(), delay_seconds=self._config.lookup_delay_seconds)
-        return IncidentOutcome("waiting", str(lookup.cluster), lookup.correlation_id,
-                               f"Activity Log entry not there yet (attempt {retry.attempt})")
+        return Decision(hint, Verdict(Act.NONE, "Waiting", f"Activity Log entry not there yet (attempt"
+                                                           f" {retry.attempt})"), at=now)
 
     def sweep(self, subscription_id: str) -> SweepOutcome:
         """Decide every failed cluster operation since the last sweep, then move the checkpoint."""
@@ -149,78 +150,36 @@ class IncidentDetector:
         checkpoint = self._incidents.get_checkpoint(subscription_id)
         since = checkpoint - SWEEP_OVERLAP if checkpoint else until - FIRST_SWEEP_WINDOW
         entries = self._activity_log.list_cluster_failures(subscription_id, since=since, until=until)
-        outcomes = tuple(self._decide(entry, source="sweep") for entry in entries)
+        decisions = []
+        for entry in entries:
+            cluster = _cluster_of(entry)
+            if cluster is None:
+                log.info("sweep: entry %s names no cluster: %s", entry.correlation_id, entry.resource_id[:200])
+                continue
+            decisions.append(self._reconciler.decide(hint_for(entry, Source.SWEEP)))
         self._incidents.set_checkpoint(subscription_id, until)
         log.info("swept %s: %s failed cluster operation(s) since %s", subscription_id, len(entries), since.isoformat())
-        return SweepOutcome(subscription_id, since.isoformat(), until.isoformat(), len(entries), outcomes)
+        return SweepOutcome(subscription_id, since.isoformat(), until.isoformat(), len(entries), tuple(decisions))
 
-    def _decide(self, entry: ActivityLogEntry, *, source: str) -> IncidentOutcome:
-        try:
-            cluster = ClusterId.parse(entry.resource_id, allow_child=True)
-        except InvalidInputError as err:
-            return IncidentOutcome("ignored", entry.resource_id, entry.correlation_id, f"not a cluster id: {err}")
-        key = incident_key(entry.correlation_id, str(cluster))
-        classification = self._confirm(classify_status_message(entry.status_message or ""), cluster,
-                                       apps_named(entry.status_message or ""))
-        outcome = IncidentOutcome("ignored", str(cluster), entry.correlation_id, classification.reason,
-                                  classification.kind.value, classification.code)
-        if classification.action is Action.ROTATE_SECRET:
-            try:
-                submission = self._remediator.submit(RemediationRequest(
-                    cluster, source=source, reason=f"{classification.kind.value}: {classification.reason}"))
-            except (NotFoundError, ConflictError) as err:
-                return IncidentOutcome("ignored", str(cluster), entry.correlation_id, str(err),
-                                       classification.kind.value, classification.code)
-            outcome = IncidentOutcome(
-                "remediation_started" if submission.created else "joined_remediation", str(cluster),
-                entry.correlation_id, classification.reason, classification.kind.value, classification.code,
-                submission.remediation.id)
-        elif classification.action is Action.NEW_SERVICE_PRINCIPAL:
-            outcome = IncidentOutcome(
-                "needs_new_service_principal", str(cluster), entry.correlation_id,
-                classification.reason + "; creating a replacement service principal is left to a person",
-                classification.kind.value, classification.code)
-        if not self._incidents.record_incident(key, asdict(outcome)):
-            log.info("incident %s of %s was decided before", entry.correlation_id, cluster.name)
-            return IncidentOutcome("duplicate", str(cluster), entry.correlation_id, "decided before",
-                                   classification.kind.value, classification.code, outcome.remediation_id)
-        log.info("incident %s of %s: %s (%s, %s)", entry.correlation_id, cluster.name, outcome.decision,
-                 outcome.kind, outcome.code)
-        return outcome
+    def _in_scope(self, cluster: ClusterId) -> bool:
+        return not self._subscriptions or cluster.subscription_id in self._subscriptions
 
-    def _confirm(self, classification: Classification, cluster: ClusterId,
-                 named_apps: frozenset[str]) -> Classification:
-        """Check the failing secret is the cluster's own; let Graph tell expired from invalid; notice a gone app."""
-        if classification.kind not in (FailureKind.INVALID_SECRET, FailureKind.EXPIRED_SECRET):
-            return classification
-        try:
-            client_id = self._clusters.get_cluster(cluster).client_id
-        except NotFoundError:
-            return classification
-        if named_apps and client_id.lower() not in named_apps:
-            return Classification(
-                kind=FailureKind.SP_OTHER, action=Action.NONE, code=classification.code,
-                reason=f"the failing secret belongs to app {', '.join(sorted(named_apps))}, not to the cluster's"
-                       f" service principal {client_id}: resetting the cluster would not fix it",
-                evidence=", ".join(sorted(named_apps)))
-        try:
-            app = self._directory.get_application_by_app_id(client_id)
-        except NotFoundError:
-            return Classification(
-                kind=FailureKind.SP_NOT_FOUND, action=Action.NEW_SERVICE_PRINCIPAL, code="ApplicationNotFound",
-                reason=f"Graph shows no application with appId {client_id}: deleted, or not owned by the remediator"
-                       f" (classified {classification.kind.value} from {classification.code})", evidence=client_id)
-        ends = [p.end for p in app.passwords if p.end is not None]
-        return refine_with_credential_dates(classification, newest_password_end=max(ends, default=None),
-                                            now=self._clock())
+    def _record(self, decision: Decision) -> Decision:
+        self._incidents.record_decision(decision.view())
+        return decision
 
 
-def incident_key(correlation_id: str, cluster_id: str) -> str:
-    return hashlib.sha256(f"{correlation_id.lower()}|{cluster_id.lower()}".encode()).hexdigest()[:32]
+def hint_for(entry: ActivityLogEntry, source: Source) -> Hint:
+    """The hint an Activity Log entry gives: its cluster, time, correlation id and classified error text."""
+    cluster = _cluster_of(entry)
+    assert cluster is not None
+    text = entry.status_message or ""
+    return Hint(cluster, source, failed_at=entry.event_timestamp, correlation_id=entry.correlation_id,
+                classification=classify_status_message(text), named_apps=apps_named(text))
 
 
-def _same_cluster(entry: ActivityLogEntry, cluster: ClusterId) -> bool:
+def _cluster_of(entry: ActivityLogEntry) -> ClusterId | None:
     try:
-        return ClusterId.parse(entry.resource_id, allow_child=True).key == cluster.key
+        return ClusterId.parse(entry.resource_id, allow_child=True)
     except InvalidInputError:
-        return False
+        return None

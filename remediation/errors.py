@@ -52,6 +52,18 @@ class ConfigurationError(PermanentError):
     code = "InvalidConfiguration"
 
 
+class AuthenticationUnavailableError(TransientError):
+    """The remediator's own identity could not get, or use, a token: Entra ID or the identity endpoint failing."""
+
+    code = "AuthenticationUnavailable"
+
+
+class OperationInProgressError(TransientError):
+    """Azure refused a write because another operation on the resource is running (ARM 409)."""
+
+    code = "OperationInProgress"
+
+
 class ConcurrencyError(TransientError):
     """Another writer changed the record first (an ETag precondition failed)."""
 

@@ -32,6 +32,7 @@ class ClusterId:
         """Parse a managed cluster's ARM id, case-insensitively, as ARM does.
 
         Form: /subscriptions/{guid}/resourceGroups/{rg}/providers/Microsoft.ContainerService/managedClusters/{name}.
+        The subscription id is normalised to lower case (ARM ids are case-insensitive; `key` compares them so).
         With `allow_child`, the id of a resource under the cluster (an agent pool) gives its cluster.
         Raises InvalidInputError for anything else, saying what is wrong.
         """
@@ -39,7 +40,11 @@ class ClusterId:
             raise InvalidInputError("clusterResourceId must be a non-empty string", code="InvalidClusterResourceId")
         if len(value) > MAX_ID_LENGTH:
             raise InvalidInputError("clusterResourceId is too long to be an ARM id", code="InvalidClusterResourceId")
-        match = _RESOURCE_ID.match(value.strip().rstrip("/"))
+        # One form only, everywhere: no surrounding space, no empty segment, no trailing slash (ARM writes none).
+        if value != value.strip() or "//" in value or value.endswith("/"):
+            raise InvalidInputError("clusterResourceId has surrounding space, an empty segment or a trailing slash",
+                                    code="InvalidClusterResourceId")
+        match = _RESOURCE_ID.match(value)
         if not match:
             raise InvalidInputError(
                 "clusterResourceId is not an ARM resource id of the form /subscriptions/{id}/resourceGroups/{group}"

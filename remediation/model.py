@@ -43,6 +43,8 @@ class ClusterInfo:
     location: str
     client_id: str
     provisioning_state: str
+    # systemData.lastModifiedAt: when the cluster was last changed (a write that got past validation); None if unknown.
+    last_modified_at: datetime | None = None
 
     @property
     def uses_managed_identity(self) -> bool:
@@ -90,12 +92,28 @@ class StoredSecretVersion:
 
 
 @dataclass(frozen=True)
-class ResetResult:
-    """Where a reset stood when the invocation stopped waiting for it."""
+class OperationStatus:
+    """An ARM long-running operation as its `Azure-AsyncOperation` URL reports it."""
 
-    finished: bool
-    succeeded: bool = False
+    status: str  # InProgress | Succeeded | Failed | Canceled
     error: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status.lower() in ("succeeded", "failed", "canceled")
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.lower() == "succeeded"
+
+
+@dataclass(frozen=True)
+class SignInResult:
+    """Whether Entra ID issued a token for an application with a given secret, and if not, its verdict."""
+
+    ok: bool
+    code: str | None = None  # AADSTS7000215, AADSTS7000222, AADSTS700016, ...
+    message: str | None = None
 
 
 class Status(StrEnum):

@@ -16,8 +16,9 @@ from remediation.model import (
     Application,
     ClusterInfo,
     NewPassword,
-    ResetResult,
+    OperationStatus,
     SecretText,
+    SignInResult,
     StoredSecretVersion,
 )
 from remediation.record import Remediation
@@ -27,10 +28,13 @@ class ManagedClusters(Protocol):
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
         """Raises NotFoundError if the cluster does not exist."""
 
-    def begin_reset_service_principal_profile(
-        self, cluster: ClusterId, client_id: str, secret: SecretText, *, wait_seconds: float
-    ) -> ResetResult:
-        """Start the reset; wait at most `wait_seconds` for it to finish."""
+    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
+        """Start the reset (a long-running operation) and return its status URL, without waiting.
+
+        Raises OperationInProgressError when AKS refuses because an operation is running on the cluster."""
+
+    def get_operation(self, status_url: str) -> OperationStatus:
+        """The status of a long-running operation, from the URL its start returned."""
 
 
 class Directory(Protocol):
@@ -43,6 +47,13 @@ class Directory(Protocol):
         """Idempotent: removing a password that is already gone succeeds."""
 
 
+class SignIn(Protocol):
+    def sign_in(self, app_id: str, secret: SecretText) -> SignInResult:
+        """Ask Entra ID for a token as `app_id` with `secret`: ok, or Entra ID's verdict (AADSTS code).
+
+        Raises TransientError when Entra ID gives no verdict (unreachable, throttled)."""
+
+
 class SecretStore(Protocol):
     def set_secret(self, name: str, value: SecretText, *, tags: dict[str, str], content_type: str,
                    expires: datetime) -> StoredSecretVersion: ...
@@ -53,13 +64,9 @@ class SecretStore(Protocol):
         """Every version of the secret, without values; empty if the secret does not exist."""
 
 
-class Claim(Protocol):
-    remediation_id: str
-    etag: str
-
-
 class RemediationStore(Protocol):
-    def create(self, remediation: Remediation) -> Remediation: ...
+    def create(self, remediation: Remediation) -> Remediation:
+        """Insert if absent; raises ConflictError if a remediation with this id exists."""
 
     def get(self, remediation_id: str) -> Remediation:
         """Raises NotFoundError."""
@@ -67,10 +74,11 @@ class RemediationStore(Protocol):
     def save(self, remediation: Remediation) -> Remediation:
         """Replace if unchanged since read (ETag); raises ConcurrencyError if another writer won."""
 
-    def delete(self, remediation_id: str) -> None: ...
-
     def list_for_cluster(self, cluster_key: str, *, limit: int) -> list[Remediation]:
         """The cluster's remediations, newest first."""
+
+    def list_active(self, *, limit: int) -> list[Remediation]:
+        """Remediations that have not finished, oldest update first."""
 
     def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
         """Claim a cluster for a remediation; False if a claim exists already."""
@@ -78,8 +86,11 @@ class RemediationStore(Protocol):
     def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
         """The claiming remediation's id and the claim's ETag, or None."""
 
+    def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
+        """(cluster key, remediation id) of every claim."""
+
     def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
-        """Take over a stale claim; False if it changed since it was read."""
+        """Take over a claim; False if it changed since it was read."""
 
     def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
         """Release the claim if (and only if) this remediation holds it."""
@@ -97,7 +108,15 @@ class ActivityLog(Protocol):
 
 class IncidentStore(Protocol):
     def record_incident(self, incident_key: str, fields: dict[str, Any]) -> bool:
-        """Record how an incident was decided; False if it was recorded before (a duplicate)."""
+        """Record that an incident is being acted on; False if it was recorded before (insert-if-absent)."""
+
+    def get_incident(self, incident_key: str) -> dict[str, Any] | None: ...
+
+    def record_decision(self, fields: dict[str, Any]) -> None:
+        """Append one decision (reason code, message, cluster, source, ids) to the decision log."""
+
+    def list_decisions(self, *, cluster_key: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Decisions, newest first; only one cluster's if `cluster_key` is given."""
 
     def get_checkpoint(self, subscription_id: str) -> datetime | None: ...
 

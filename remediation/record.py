@@ -1,8 +1,9 @@
-"""A remediation: a record of named, idempotent steps, keyed by the remediation id.
+"""A remediation: one record holding everything its steps need between queue messages.
 
-The record is the whole memory of a remediation between queue messages. It never
-holds secret text: the secret lives only in Key Vault, and the record holds its
-name, version and Entra keyId.
+The record never holds secret text: the secret lives only in Key Vault, and the record
+holds its name, version and Entra keyId. `generation` numbers the work chain: every work
+message carries the generation it was sent for, and the runner drops a message whose
+generation is not the record's, so a duplicate or stale message never forks the chain.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from typing import Any
 from remediation.ids import ClusterId
 from remediation.model import Status
 
-# The steps of a real remediation, in order. A dry run stops after `plan`.
-STEPS = ("inspect_cluster", "find_application", "mint_and_store_secret", "start_reset", "verify_cluster")
-DRY_RUN_STEPS = ("inspect_cluster", "find_application", "plan")
 # Fields Table storage cannot hold as they are: they travel as JSON strings.
 _JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by")
 
@@ -30,6 +28,7 @@ def new_remediation_id() -> str:
 @dataclass
 class StepRecord:
     at: str
+    code: str
     detail: str
 
 
@@ -43,37 +42,47 @@ class Remediation:
     created_at: str
     updated_at: str
     reason: str = ""  # why the status is what it is; changes as the steps run
-    cause: str = ""  # why the remediation was started (the classification, or the operator's words); kept
+    cause: str = ""  # why the remediation was started (the decision, or the operator's words); kept
     requested_by: dict[str, str] | None = None  # the API caller's objectId and appId; None for events and sweeps
+    correlation_id: str | None = None  # the incident that started it, if any
+    generation: int = 0
     steps: dict[str, StepRecord] = field(default_factory=dict)
+    # What the decision observed, so the steps need not read it again.
     client_id: str | None = None
     app_object_id: str | None = None
     old_key_ids: list[str] = field(default_factory=list)
+    # The secret: minted (keyId), stored (Key Vault name and version). `mint_started_at` is set before
+    # addPassword is called, so a run that finds it set without a keyId knows a password may be orphaned.
+    mint_started_at: str | None = None
     new_key_id: str | None = None
     vault_secret_name: str | None = None
     vault_secret_version: str | None = None
-    reset_started_at: str | None = None
+    # The reset: counted and timed before the call; its status URL saved before anything waits on it.
     reset_attempts: int = 0
+    reset_started_at: str | None = None
+    reset_status_url: str | None = None
     transient_failures: int = 0
     plan: list[str] = field(default_factory=list)
     error: dict[str, str] | None = None
     lease_until: str | None = None
+    finished_at: str | None = None
     # Storage's optimistic-concurrency token; not part of the public view.
     etag: str | None = field(default=None, compare=False)
 
     def done(self, step: str) -> bool:
         return step in self.steps
 
-    def mark(self, step: str, detail: str, now: datetime) -> None:
-        self.steps[step] = StepRecord(at=now.isoformat(), detail=detail)
+    def mark(self, step: str, code: str, detail: str, now: datetime) -> None:
+        self.steps[step] = StepRecord(at=now.isoformat(), code=code, detail=detail)
+
+    def undo_from(self, step: str, order: tuple[str, ...]) -> None:
+        """Forget `step` and every step after it, so the runner runs them again."""
+        for name in order[order.index(step):]:
+            self.steps.pop(name, None)
 
     @property
-    def step_names(self) -> tuple[str, ...]:
-        return DRY_RUN_STEPS if self.dry_run else STEPS
-
-    @property
-    def next_step(self) -> str | None:
-        return next((s for s in self.step_names if s not in self.steps), None)
+    def cluster(self) -> ClusterId:
+        return ClusterId.parse(self.cluster_id)
 
     def view(self) -> dict[str, Any]:
         """The operator-facing JSON: what was decided and why, ids and times, never a secret."""
@@ -86,9 +95,10 @@ class Remediation:
             "reason": self.reason,
             "cause": self.cause,
             "requestedBy": self.requested_by,
+            "correlationId": self.correlation_id,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
-            "nextStep": None if self.status.terminal else self.next_step,
+            "finishedAt": self.finished_at,
             "steps": [{"name": n, **asdict(s)} for n, s in self.steps.items()],
             "servicePrincipal": {"clientId": self.client_id, "applicationObjectId": self.app_object_id,
                                  "newKeyId": self.new_key_id},
@@ -100,7 +110,7 @@ class Remediation:
             body["plan"] = self.plan
         return body
 
-    # Table storage keeps flat properties: lists and step maps travel as JSON strings.
+    # Table storage keeps flat properties: lists and maps travel as JSON strings.
     def to_entity(self) -> dict[str, Any]:
         entity = {k: v for k, v in asdict(self).items() if k not in ("etag", *_JSON_FIELDS)}
         entity["status"] = self.status.value
@@ -110,6 +120,7 @@ class Remediation:
         entity["error"] = json.dumps(self.error) if self.error else None
         entity["requested_by"] = json.dumps(self.requested_by) if self.requested_by else None
         entity["cluster_key"] = ClusterId.parse(self.cluster_id).key  # to find a cluster's remediations
+        entity["active"] = not self.status.terminal  # to find unfinished work
         return {k: v for k, v in entity.items() if v is not None}
 
     @classmethod

@@ -125,14 +125,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="180",
     ),
     SettingSpec(
-        "REMEDIATOR_RESET_WAIT_SECONDS",
-        "How long one invocation waits on a reset before handing over to a later message.",
-        default="5",
+        "REMEDIATOR_RESET_POLL_SECONDS",
+        "Seconds between looks at a running reset (no invocation waits on one; a queue message comes back).",
+        default="30",
     ),
     SettingSpec(
         "REMEDIATOR_RETRY_DELAY_SECONDS",
         "Delay before a remediation step is tried again from the queue.",
         default="30",
+    ),
+    SettingSpec(
+        "REMEDIATOR_SDK_LOG_LEVEL",
+        "Log level of the Azure SDKs' and httpx's own loggers (their HTTP logging writes every header set at INFO).",
+        default="WARNING",
     ),
     SettingSpec(
         "REMEDIATOR_LOOKUP_DELAY_SECONDS",
@@ -176,7 +181,8 @@ class Settings:
     subscription_ids: tuple[str, ...] = ()
     sweep_schedule: str = "0 */15 * * * *"
     secret_lifetime_days: int = 180
-    reset_wait_seconds: float = 5.0
+    reset_poll_seconds: float = 30.0
+    sdk_log_level: str = "WARNING"
     retry_delay_seconds: float = 30.0
     reset_timeout_minutes: float = 120.0
     lookup_delay_seconds: float = 60.0
@@ -237,12 +243,16 @@ class Settings:
             subscription_ids=subscriptions,
             sweep_schedule=get("REMEDIATOR_SWEEP_SCHEDULE") or "",
             secret_lifetime_days=int(number("REMEDIATOR_SECRET_LIFETIME_DAYS")),
-            reset_wait_seconds=number("REMEDIATOR_RESET_WAIT_SECONDS"),
+            reset_poll_seconds=number("REMEDIATOR_RESET_POLL_SECONDS"),
+            sdk_log_level=(get("REMEDIATOR_SDK_LOG_LEVEL") or "").upper(),
             retry_delay_seconds=number("REMEDIATOR_RETRY_DELAY_SECONDS"),
             reset_timeout_minutes=number("REMEDIATOR_RESET_TIMEOUT_MINUTES"),
             lookup_delay_seconds=number("REMEDIATOR_LOOKUP_DELAY_SECONDS"),
             lookup_timeout_minutes=number("REMEDIATOR_LOOKUP_TIMEOUT_MINUTES"),
         )
+        if settings.sdk_log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            problems.append(f"REMEDIATOR_SDK_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got"
+                            f" {settings.sdk_log_level!r}")
         if settings.secret_lifetime_days < 1 and not problems:
             problems.append("REMEDIATOR_SECRET_LIFETIME_DAYS must be at least 1")
         if problems:

@@ -6,11 +6,15 @@ The real SDK clients talk to it unchanged except for their endpoint and CA setti
 
     with Sandbox(scenario="expired-secret") as sandbox:
         sandbox.endpoints["arm"], sandbox.ca_path, sandbox.remediator.client_id, sandbox.api_client_id, ...
+
+With `state_dir`, the state is written through to that directory after every request and a later
+`Sandbox(state_dir=...)` starts from it: same ids, ports, CA and world (see sandbox/persist.py).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import ssl
 import sys
@@ -26,7 +30,8 @@ from sandbox.arm import ArmApi
 from sandbox.eventgrid import EventGridTopic
 from sandbox.graph import GraphApi
 from sandbox.login import LoginApi
-from sandbox.server import ApiServer
+from sandbox.persist import StateStore, dump_identities, load_identities
+from sandbox.server import Api, ApiServer
 from sandbox.state import SCENARIOS, Identity, SandboxState, build_scenario
 from sandbox.vault import VaultApi
 
@@ -40,13 +45,28 @@ def configure_logging(level: int) -> None:
 
 
 class Sandbox:
-    """The sandbox's five HTTPS servers over one shared state. Use as a context manager, or start()/stop()."""
+    """The sandbox's five HTTPS servers over one shared state. Use as a context manager, or start()/stop().
+
+    `state_dir`: keep the state there, written through after every request. If the directory holds a state
+    already, that world is served (scenario and ids given here are ignored), on the same ports with the same CA.
+    Without it, the state lives in memory and the CA in a temporary directory, both gone at stop().
+    """
 
     def __init__(self, scenario: str = "expired-secret", *, tenant_id: str | None = None,
-                 subscription_id: str | None = None) -> None:
-        self.scenario = scenario
+                 subscription_id: str | None = None, state_dir: str | os.PathLike[str] | None = None) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._store = StateStore(self.state_dir) if self.state_dir else None
+        loaded = self._store.load() if self._store else None
         self.state: SandboxState
-        self.state, identities = build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id)
+        self._ports: dict[str, int] = {}  # the ports to serve on; a restarted sandbox keeps its old ones
+        if loaded:
+            self.state, meta = loaded
+            self.scenario, self._ports = meta["scenario"], meta["ports"]
+            identities = load_identities(meta["identities"])
+        else:
+            self.scenario = scenario
+            self.state, identities = build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id)
+        self._identities = identities
         self.remediator, self.operator, self.auditor = identities.remediator, identities.operator, identities.auditor
         # The remediator's API application: operators ask for tokens with `<api_app_id_uri>/.default`.
         self.api_client_id, self.api_app_id_uri = identities.api_client_id, identities.api_app_id_uri
@@ -59,31 +79,48 @@ class Sandbox:
         self._topic: EventGridTopic | None = None
 
     def start(self) -> Sandbox:
-        self._workdir = tempfile.mkdtemp(prefix="aks-sandbox-")
-        authority = trustme.CA()
-        ca_file = Path(self._workdir) / "sandbox-ca.pem"
-        authority.cert_pem.write_to_path(str(ca_file))
-        self.ca_path = str(ca_file)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        authority.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        if self.state_dir is None:
+            self._workdir = tempfile.mkdtemp(prefix="aks-sandbox-")
+        context = self._tls_context(self.state_dir or Path(self._workdir or ""))
 
         login = LoginApi(self.state)
-        login_server = ApiServer(login, context)
+        login_server = ApiServer(login, context, self._ports.get("login", 0))
         arm = ArmApi(self.state)
         self._topic = EventGridTopic(self.state)
-        apis = {"arm": arm, "graph": GraphApi(self.state), "login": login,
-                "vault": VaultApi(self.state, login_server.url),
-                "admin": AdminApi(self.state, arm, self._topic, self.operator.client_id, self.api_client_id)}
+        apis: dict[str, Api] = {"arm": arm, "graph": GraphApi(self.state), "login": login,
+                                "vault": VaultApi(self.state, login_server.url)}
+        # What a fault's `route` may name: each API's route labels, writes first.
+        routes = {name: sorted({r.label for r in api.routes}, key=lambda label: (label.startswith("GET "), label))
+                  for name, api in apis.items()}
+        apis["admin"] = AdminApi(self.state, arm, self._topic, self.operator.client_id, self.api_client_id, routes)
         for name, api in apis.items():
-            server = login_server if api is login else ApiServer(api, context)
+            server = login_server if api is login else ApiServer(api, context, self._ports.get(name, 0))
             self._servers.append(server)
             self.endpoints[name] = server.url
+            self._ports[name] = server.port
             if name in self.state.audiences:
                 self.state.audiences[name].add(server.url)  # in every cloud an API's endpoint is its audience
         self.state.login_url = login_server.url
+        if self._store:
+            self._store.attach(self.state, {"scenario": self.scenario, "identities": dump_identities(self._identities),
+                                            "ports": dict(self._ports)})
         for server in self._servers:
             server.start()
         return self
+
+    def _tls_context(self, directory: Path) -> ssl.SSLContext:
+        """The servers' TLS: a CA made by trustme, kept in `directory` (a restarted sandbox reuses it, so that
+        clients' CA files stay valid). The CA's own key is not kept: nothing needs a second certificate."""
+        ca_file, server_file = directory / "sandbox-ca.pem", directory / "server.pem"
+        if not (ca_file.exists() and server_file.exists()):
+            authority = trustme.CA()
+            server = authority.issue_cert("127.0.0.1", "localhost")
+            _write_atomically(server_file, server.private_key_and_cert_chain_pem.bytes(), mode=0o600)
+            _write_atomically(ca_file, authority.cert_pem.bytes(), mode=0o644)  # last: its presence means both are
+        self.ca_path = str(ca_file)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(server_file))
+        return context
 
     def stop(self) -> None:
         for server in self._servers:
@@ -91,6 +128,9 @@ class Sandbox:
         self._servers.clear()
         if self._topic:
             self._topic.close()
+        if self._store:
+            self._store.close(self.state)  # a last save (of changes made outside requests), then the lock goes
+            self._store = None
         if self._workdir:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -115,3 +155,13 @@ class Sandbox:
     def snapshot(self) -> dict[str, Any]:
         """What GET /_sandbox/state returns: everything observable, no secret text."""
         return self.state.snapshot()
+
+
+def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(descriptor, data)
+    finally:
+        os.close(descriptor)
+    os.replace(temporary, path)

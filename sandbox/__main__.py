@@ -11,7 +11,13 @@ Prints one JSON line with every endpoint, the CA file, the ids, and the path of 
 The HTTP API wants an Entra token for `apiAppIdUri` (the operator may start and read
 remediations, the auditor only read them) besides the function key.
 
-`--no-functions` serves the Azure stand-ins alone (no Azurite, no function app).
+`--no-functions` serves the Azure stand-ins alone (no Azurite, no function app). Otherwise the function
+app runs in its own worker process (`python -m sandbox.worker`, log in `workerLog`), restarted whenever
+it dies: `kill -9` it, or post a `kill_worker` fault, and it comes back on the same port.
+
+`--state-dir DIR` keeps the sandbox's state in DIR, written through after every request: run the same
+command again (after Ctrl-C, SIGTERM or SIGKILL) and it serves the same world on the same ports with
+the same CA and ids. Without it, each run is a new world in a temporary directory.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import secrets
 import signal
 import sys
@@ -30,11 +35,11 @@ from pathlib import Path
 from sandbox import SCENARIOS, Sandbox, configure_logging
 
 
-def serve(scenario: str, with_functions: bool) -> int:
+def serve(scenario: str, with_functions: bool, state_dir: str | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.ExitStack() as stack:
-        sandbox = stack.enter_context(Sandbox(scenario=scenario))
+        sandbox = stack.enter_context(Sandbox(scenario=scenario, state_dir=state_dir))
         identities = Path(sandbox.ca_path).with_name("identities.json")
         identities.touch(mode=0o600)
         identities.write_text(json.dumps({
@@ -49,26 +54,45 @@ def serve(scenario: str, with_functions: bool) -> int:
                 "remediatorClientId": sandbox.remediator.client_id, "operatorClientId": sandbox.operator.client_id,
                 "auditorClientId": sandbox.auditor.client_id, "apiClientId": sandbox.api_client_id,
                 "apiAppIdUri": sandbox.api_app_id_uri,
-                "identitiesFile": str(identities)}
+                "identitiesFile": str(identities), "stateDir": state_dir}
         if with_functions:
             from sandbox.azurite import Azurite
-            from sandbox.runner import FunctionRunner
             from sandbox.wiring import remediator_settings
+            from sandbox.worker import WorkerProcess
 
             azurite = stack.enter_context(Azurite())
-            os.environ.update(remediator_settings(sandbox, azurite.connection_string))
-            import function_app
-
-            key = secrets.token_urlsafe(24)  # a local function key, like the host's default key
-            runner = stack.enter_context(FunctionRunner(function_app.app, storage_connection=azurite.connection_string,
-                                                        function_key=key))
-            info.update(functions=runner.url, functionKey=key, storage=azurite.connection_string)
+            # The function app runs in a worker process of its own, as under the Functions host: it can be
+            # killed (`kill -9`, or a kill_worker fault) and comes back on the same port, the sandbox untouched.
+            worker = WorkerProcess(function_key=secrets.token_urlsafe(24),
+                                   log_path=Path(sandbox.ca_path).with_name("worker.log"))
+            worker.start(remediator_settings(sandbox, azurite.connection_string))
+            stack.callback(worker.stop)
+            sandbox.state.on_kill_worker = worker.kill
+            supervisor = threading.Thread(target=_supervise, args=(worker, stop), name="worker-supervisor",
+                                          daemon=True)
+            supervisor.start()
+            info.update(functions=worker.url, functionKey=worker.function_key, storage=azurite.connection_string,
+                        workerLog=str(worker.log_path))
         print(json.dumps(info), flush=True)
         try:
             stop.wait()
         except KeyboardInterrupt:
             pass
+        stop.set()  # before the stack unwinds: the supervisor must not restart a worker being stopped
     return 0
+
+
+def _supervise(worker, stop: threading.Event, delay: float = 1.0) -> None:  # noqa: ANN001 - a WorkerProcess
+    """Start the worker again whenever it dies, as the Functions host restarts its language worker."""
+    while not stop.wait(0.5):
+        if not worker.running:
+            logging.getLogger("sandbox").warning("the function worker (pid %s) died: restarting it", worker.pid)
+            stop.wait(delay)
+            if not stop.is_set():
+                try:
+                    worker.restart()
+                except RuntimeError:
+                    logging.getLogger("sandbox").exception("the function worker did not restart")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,9 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     serving.add_argument("--scenario", choices=SCENARIOS, default="expired-secret")
     serving.add_argument("--no-functions", action="store_true", help="no Azurite and no function app")
     serving.add_argument("--verbose", action="store_true", help="log requests and function invocations")
+    serving.add_argument("--state-dir", metavar="DIR", help="keep the state in DIR and start from it if it holds one "
+                         "(then --scenario is ignored)")
     args = parser.parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
-    return serve(args.scenario, with_functions=not args.no_functions)
+    return serve(args.scenario, with_functions=not args.no_functions, state_dir=args.state_dir)
 
 
 if __name__ == "__main__":

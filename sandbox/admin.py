@@ -13,10 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sandbox.arm import ArmApi
 from sandbox.eventgrid import EventGridTopic
 from sandbox.server import Api, Request, Response
-from sandbox.state import ApiError, Fault, SandboxState
+from sandbox.state import AFTER_COMMIT_FAULTS, BEFORE_FAULTS, ApiError, Fault, SandboxState
 
-APIS = ("arm", "graph", "login", "vault")
-REQUEST_FAULTS = ("throttle", "error", "latency")
+REQUEST_FAULTS = BEFORE_FAULTS + AFTER_COMMIT_FAULTS
 WORLD_FAULTS = ("propagation_delay", "ingestion_delay", "reset_fails", "slow_operations")
 
 
@@ -25,12 +24,16 @@ class AdminApi(Api):
     counted = False
 
     def __init__(self, state: SandboxState, arm: ArmApi, topic: EventGridTopic, operator_app_id: str,
-                 api_client_id: str) -> None:
+                 api_client_id: str, routes: dict[str, list[str]]) -> None:
+        """`routes`: each API's route labels (what a fault's `route` may name), writes first."""
         super().__init__(state)
         self._arm, self._topic, self._operator, self._api = arm, topic, operator_app_id, api_client_id
+        self._routes = routes
         self.route("GET", r"/_sandbox/state", "GET state", self.snapshot)
         self.route("POST", r"/_sandbox/clock", "POST clock", self.clock)
         self.route("POST", r"/_sandbox/faults", "POST faults", self.fault)
+        self.route("GET", r"/_sandbox/faults", "GET faults", self.faults)
+        self.route("DELETE", r"/_sandbox/faults", "DELETE faults", self.clear_faults)
         self.route("POST", r"/_sandbox/clusters/(?P<name>[^/]+)/operate", "POST operate", self.operate)
         self.route("POST", r"/_sandbox/eventgrid/subscriptions", "POST subscriptions", self.subscribe)
         self.route("GET", r"/_sandbox/eventgrid/subscriptions", "GET subscriptions", self.subscriptions)
@@ -60,16 +63,10 @@ class AdminApi(Api):
         if not isinstance(rate, (int, float)) or not 0 < rate <= 1:
             raise ApiError(400, "InvalidFault", "rate must be a number in (0, 1]")
         if kind in REQUEST_FAULTS:
-            api = body.get("api")
-            if api not in APIS:
-                raise ApiError(400, "InvalidFault", f"api must be one of {', '.join(APIS)}")
-            status = body.get("status", 503)
-            if not isinstance(status, int) or not 400 <= status <= 599:
-                raise ApiError(400, "InvalidFault", "status must be an HTTP error status (400-599)")
-            self.state.add_fault(api, Fault(kind=kind, remaining=count, rate=float(rate), status=status,
-                                            retry_after=_seconds(body, "retryAfter", 1),
-                                            seconds=_seconds(body, "seconds", 0.5)))
-        elif kind in WORLD_FAULTS:
+            fault = self._request_fault(body, kind, count, float(rate))
+            self.state.add_fault(fault)
+            return Response(200, {"accepted": body, "id": fault.id})
+        if kind in WORLD_FAULTS:
             seconds = _seconds(body, "seconds", 0)
             with self.state.lock:
                 if kind == "propagation_delay":
@@ -83,6 +80,36 @@ class AdminApi(Api):
         else:
             raise ApiError(400, "InvalidFault", f"kind must be one of {', '.join(REQUEST_FAULTS + WORLD_FAULTS)}")
         return Response(200, {"accepted": body})
+
+    def _request_fault(self, body: dict[str, Any], kind: str, count: int, rate: float) -> Fault:
+        api, route = body.get("api"), body.get("route")
+        if api not in self._routes:
+            raise ApiError(400, "InvalidFault", f"api must be one of {', '.join(self._routes)}")
+        # A route the API does not have would wait forever, unseen: refuse it.
+        if route is not None and route not in self._routes[api]:
+            raise ApiError(400, "InvalidFault", f"route must be one of the {api} API's: {'; '.join(self._routes[api])}")
+        if kind in AFTER_COMMIT_FAULTS and (route is None or route.startswith("GET ")):
+            raise ApiError(400, "InvalidFault", f"a {kind} fault needs the route of a write, such as "
+                           f"{self._routes[api][0]!r}")
+        when = body.get("when", "after")
+        if when not in ("before", "after"):
+            raise ApiError(400, "InvalidFault", "when must be 'before' or 'after' (the write)")
+        if kind == "kill_worker" and self.state.on_kill_worker is None:
+            raise ApiError(409, "NoWorker", "no worker hook is registered (SandboxState.on_kill_worker)")
+        status = body.get("status", 500 if kind == "error_after_commit" else 503)
+        if not isinstance(status, int) or not 400 <= status <= 599:
+            raise ApiError(400, "InvalidFault", "status must be an HTTP error status (400-599)")
+        return Fault(kind=kind, api=api, route=route, remaining=count, rate=rate, status=status,
+                     retry_after=_seconds(body, "retryAfter", 1), seconds=_seconds(body, "seconds", 0.5), when=when)
+
+    def faults(self, request: Request) -> Response:
+        """Every active fault, with what is left of it: request faults first (with their ids), then world faults."""
+        with self.state.lock:
+            return Response(200, {"value": [f.public() for f in self.state.faults] + self.state.world_faults()})
+
+    def clear_faults(self, request: Request) -> Response:
+        self.state.clear_faults()
+        return Response(204)
 
     def operate(self, request: Request) -> Response:
         """A platform engineer's cluster write (an upgrade), finished at once: does it succeed?"""

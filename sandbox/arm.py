@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import LOCATION, ApiError, Application, Cluster, SandboxState, parse_time
+from sandbox.state import LOCATION, ApiError, Application, Cluster, Operation, SandboxState, parse_time, utc_iso
 
 CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
 WRITE = "Microsoft.ContainerService/managedClusters/write"
@@ -29,6 +29,8 @@ MAX_SECRET_BYTES = 190
 # azure-core reads Retry-After 0 as absent and falls back to its polling interval (30 s for AKS).
 RETRY_AFTER = "1"
 _FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+'([^']*)'\s*$", re.IGNORECASE)
+# How AKS names an operation in progress in its 409 (see _refuse_while_busy).
+_IN_PROGRESS = {"write": "update", "reset": "reset service principal profile"}
 _NARROWING = {"correlationid": "correlationId", "resourceprovider": "resourceProvider",
               "resourceuri": "resourceUri", "resourcegroupname": "resourceGroupName"}
 
@@ -38,6 +40,8 @@ class ArmApi(Api):
 
     def __init__(self, state: SandboxState) -> None:
         super().__init__(state)
+        # Operations are data (they outlive a restart); these end them.
+        state.appliers.update(write=self._end_write, reset=self._end_reset)
         sub = r"/subscriptions/(?P<sub>[^/]+)"
         clusters = rf"{sub}/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerService/managedClusters"
         one = rf"{clusters}/(?P<name>[^/]+)"
@@ -135,6 +139,10 @@ class ArmApi(Api):
                                    "loadBalancerSku": "standard", "outboundType": "loadBalancer"},
             },
         }
+        if cluster.created_at and cluster.last_modified_at:
+            # ARM's systemData; the remediator reads lastModifiedAt to tell a failure from an older one.
+            body["systemData"] = {"createdAt": utc_iso(cluster.created_at),
+                                  "lastModifiedAt": utc_iso(cluster.last_modified_at)}
         if cluster.client_id == "msi":
             body["identity"] = {"type": "SystemAssigned", "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL,
                                                                                         cluster.key)),
@@ -154,23 +162,28 @@ class ArmApi(Api):
         operation = self.begin_write(cluster, caller, correlation, str(version))
         return Response(200, self.cluster_body(cluster), self._async_headers(operation.id, correlation))
 
-    def begin_write(self, cluster: Cluster, caller: Application, correlation: str, version: str):
+    def begin_write(self, cluster: Cluster, caller: Application, correlation: str, version: str) -> Operation:
         """Start a cluster write (an upgrade when the version changes); raise 409 while another runs."""
         with self.state.lock:
-            self._refuse_while_busy(cluster, caller, correlation, WRITE, "PUT", "update")
+            self._refuse_while_busy(cluster, caller, correlation, WRITE, "PUT")
             self.state.log_operation(cluster=cluster, operation_name=WRITE, correlation_id=correlation,
                                      caller=caller, method="PUT", status="Started", status_code="",
                                      event_name="BeginRequest")
             cluster.provisioning_state = "Upgrading" if version != cluster.kubernetes_version else "Updating"
+            return self.state.start_operation(cluster, "write", {"caller": caller.app_id, "correlation": correlation,
+                                                                 "version": version})
 
-            def apply() -> dict[str, Any] | None:
-                problem = self.state.cluster_secret_problem(cluster)
-                if problem:
-                    return self._fail(cluster, caller, correlation, WRITE, "PUT", problem)
-                cluster.kubernetes_version = version
-                return self._succeed(cluster, caller, correlation, WRITE, "PUT")
+    def _end_write(self, operation: Operation) -> dict[str, Any] | None:
+        cluster, caller, correlation = self._operation_parts(operation)
+        problem = self.state.cluster_secret_problem(cluster)
+        if problem:
+            return self._fail(cluster, caller, correlation, WRITE, "PUT", problem)
+        cluster.kubernetes_version = operation.params["version"]
+        return self._succeed(cluster, caller, correlation, WRITE, "PUT")
 
-            return self.state.start_operation(cluster, "write", apply)
+    def _operation_parts(self, operation: Operation) -> tuple[Cluster, Application, str]:
+        return (self.state.clusters[operation.cluster], self.state.applications[operation.params["caller"]],
+                operation.params["correlation"])
 
     def reset(self, request: Request) -> Response:
         caller = self._authorize(request, RESET, self._scope(request))
@@ -191,44 +204,48 @@ class ArmApi(Api):
                            f"{cluster.name} uses a managed identity, not a service principal.")
         correlation = _correlation(request)
         with self.state.lock:
-            self._refuse_while_busy(cluster, caller, correlation, RESET, "POST", "reset service principal profile")
+            self._refuse_while_busy(cluster, caller, correlation, RESET, "POST")
             self.state.log_operation(cluster=cluster, operation_name=RESET, correlation_id=correlation,
                                      caller=caller, method="POST", status="Started", status_code="",
                                      event_name="BeginRequest")
             cluster.provisioning_state = "Updating"
-
-            def apply() -> dict[str, Any] | None:
-                if self.state.reset_failures > 0:
-                    self.state.reset_failures -= 1
-                    error = {"code": "InternalOperationError", "message": "Reset service principal profile failed "
-                             "with an internal error. Please retry the operation."}
-                    cluster.provisioning_state = "Failed"
-                    self.state.log_operation(cluster=cluster, operation_name=RESET, correlation_id=correlation,
-                                             caller=caller, method="POST", status="Failed",
-                                             status_code="InternalServerError",
-                                             status_message=_status_message(error))
-                    return error
-                problem = self.state.sign_in_problem(client_id, secret)
-                if problem:
-                    return self._fail(cluster, caller, correlation, RESET, "POST", problem)
-                cluster.client_id, cluster._held_secret = client_id, secret
-                return self._succeed(cluster, caller, correlation, RESET, "POST")
-
-            operation = self.state.start_operation(cluster, "reset", apply)
+            operation = self.state.start_operation(cluster, "reset", {
+                "caller": caller.app_id, "correlation": correlation, "clientId": client_id, "secret": secret})
         headers = self._async_headers(operation.id, correlation)
         headers["Location"] = self._operation_url(operation.id, "operationresults")
         return Response(202, None, headers)
 
-    def _refuse_while_busy(self, cluster: Cluster, caller: Application, correlation: str, action: str, method: str,
-                           what: str) -> None:
+    def _end_reset(self, operation: Operation) -> dict[str, Any] | None:
+        cluster, caller, correlation = self._operation_parts(operation)
+        if self.state.reset_failures > 0:
+            self.state.reset_failures -= 1
+            error = {"code": "InternalOperationError", "message": "Reset service principal profile failed "
+                     "with an internal error. Please retry the operation."}
+            cluster.provisioning_state = "Failed"
+            self.state.log_operation(cluster=cluster, operation_name=RESET, correlation_id=correlation,
+                                     caller=caller, method="POST", status="Failed", status_code="InternalServerError",
+                                     status_message=_status_message(error))
+            return error
+        client_id, secret = operation.params["clientId"], operation.params["secret"]
+        problem = self.state.sign_in_problem(client_id, secret)
+        if problem:
+            return self._fail(cluster, caller, correlation, RESET, "POST", problem)
+        cluster.client_id, cluster._held_secret = client_id, secret
+        return self._succeed(cluster, caller, correlation, RESET, "POST")
+
+    def _refuse_while_busy(self, cluster: Cluster, caller: Application, correlation: str, action: str,
+                           method: str) -> None:
+        """409 OperationNotAllowed while an operation runs on the cluster, in AKS's current words (as quoted in
+        Azure/azure-cli-extensions#9855, 2026; older AKS said "Another operation (Updating) is in progress")."""
         self.state.settle()
         if cluster.operation is None:
             return
-        started = self.state.operations[cluster.operation].started
+        running = self.state.operations[cluster.operation]
         error = {"code": "OperationNotAllowed", "message": (
-            f"Operation is not allowed because there's an in progress {what} managed cluster operation on managed "
-            f"cluster {cluster.name} started at {started.isoformat(timespec='seconds')}. Please wait for it to "
-            "finish before trying again.")}
+            f"Operation is not allowed because there's an in progress {_IN_PROGRESS[running.kind]} managed cluster "
+            f"operation (operation ID: {running.id}) on the managed cluster started on UTC "
+            f"{utc_iso(running.started)[:19]}Z. Please wait for it to finish before starting a new operation. You can "
+            "also use 'az aks operation-abort ...' to abort the ongoing operation.")}
         self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation, caller=caller,
                                  method=method, status="Failed", status_code="Conflict",
                                  status_message={"error": error})
@@ -249,6 +266,7 @@ class ArmApi(Api):
     def _succeed(self, cluster: Cluster, caller: Application, correlation: str, action: str, method: str) -> None:
         cluster.provisioning_state = "Succeeded"
         cluster.etag = uuid.uuid4().hex[:8]
+        cluster.last_modified_at = self.state.now()
         self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation, caller=caller,
                                  method=method, status="Succeeded", status_code="OK")
         return None

@@ -6,6 +6,16 @@ failed cluster operation in the Activity Log becomes one `Microsoft.Resources.Re
 or `ResourceActionFailure` event, delivered on a background thread at least once, with
 retries and backoff when the endpoint fails, like Event Grid's retry policy (shortened).
 Event data carries no error text, as in Azure (see the ResourceWriteFailureData schema).
+
+Deliveries carry the headers Event Grid sends a webhook, in both schemas ("events delivered in the
+CloudEvents schema still use the aeg headers; the only value that is different is content-type",
+MicrosoftDocs/azure-docs#11287; the header list is Event Grid's "message headers" table):
+`aeg-event-type` (`SubscriptionValidation` for the handshake, else `Notification`), `aeg-subscription-name`,
+`aeg-delivery-count` (0 on the first attempt), `aeg-data-version` (the event's dataVersion; empty for
+CloudEvents, which have none) and `aeg-metadata-version` ("1"; the specversion for CloudEvents).
+Content-Type: `application/json` for the Event Grid schema (always an array), and for CloudEvents
+`application/cloudevents+json; charset=utf-8` for one event, as here (Event Grid's default, maxEventsPerBatch
+1; a batch goes as `application/cloudevents-batch+json; charset=utf-8`).
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ class Subscription:
     id: str
     endpoint_url: str
     schema: str
+    name: str = ""
     delivered: int = 0
     failed_attempts: int = 0
     dead_lettered: list[str] = field(default_factory=list)
@@ -48,12 +59,14 @@ class EventGridTopic:
         self._thread.start()
         state.on_failed_operation = self.publish_failure
 
-    def subscribe(self, endpoint_url: str, schema: str) -> Subscription:
+    def subscribe(self, endpoint_url: str, schema: str, name: str | None = None) -> Subscription:
         if schema not in SCHEMAS:
             raise ApiError(400, "InvalidRequest", f"schema must be one of {', '.join(SCHEMAS)}")
         if not endpoint_url.startswith(("http://", "https://")):
             raise ApiError(400, "InvalidRequest", "endpointUrl must be an http(s) URL")
-        subscription = Subscription(id=str(uuid.uuid4()), endpoint_url=endpoint_url, schema=schema)
+        subscription_id = str(uuid.uuid4())
+        subscription = Subscription(id=subscription_id, endpoint_url=endpoint_url, schema=schema,
+                                    name=name or f"remediator-{subscription_id[:8]}")
         self._validate(subscription)
         self.subscriptions.append(subscription)
         return subscription
@@ -73,7 +86,7 @@ class EventGridTopic:
                  "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
                  "eventTime": _now_iso(self._state), "metadataVersion": "1", "dataVersion": "1"}
         status, _, body = _send("POST", subscription.endpoint_url, [event],
-                                {"aeg-event-type": "SubscriptionValidation"})
+                                _headers(subscription, event, "SubscriptionValidation", 0))
         try:
             answered = json.loads(body or b"{}").get("validationResponse")
         except ValueError:
@@ -119,11 +132,10 @@ class EventGridTopic:
     def _deliver(self, subscription: Subscription, event: dict[str, Any]) -> None:
         cloud = subscription.schema == "CloudEventSchemaV1_0"
         body: Any = event if cloud else [event]
-        headers = ({"Content-Type": "application/cloudevents+json; charset=utf-8"} if cloud
-                   else {"aeg-event-type": "Notification"})
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS)):
             time.sleep(delay)
-            status, _, _ = _send("POST", subscription.endpoint_url, body, headers)
+            status, _, _ = _send("POST", subscription.endpoint_url, body,
+                                 _headers(subscription, event, "Notification", attempt))
             if 200 <= status < 300:
                 subscription.delivered += 1
                 return
@@ -134,6 +146,15 @@ class EventGridTopic:
     def close(self) -> None:
         self._outbox.put(None)
         self._thread.join(timeout=5)
+
+
+def _headers(subscription: Subscription, event: dict[str, Any], kind: str, attempt: int) -> dict[str, str]:
+    """What Event Grid sends with a delivery of `event` (see the module's docstring)."""
+    cloud = "specversion" in event
+    return {"aeg-event-type": kind, "aeg-subscription-name": subscription.name, "aeg-delivery-count": str(attempt),
+            "aeg-data-version": "" if cloud else str(event.get("dataVersion", "")),
+            "aeg-metadata-version": str(event["specversion"] if cloud else event.get("metadataVersion", "1")),
+            "Content-Type": "application/cloudevents+json; charset=utf-8" if cloud else "application/json"}
 
 
 def _now_iso(state: SandboxState) -> str:

@@ -132,12 +132,9 @@ class GraphApi(Api):
         app = self._by_object_id(request, caller)
         body = request.json(code="BadRequest")
         key_id = body.get("keyId") if isinstance(body, dict) else None
-        with self.state.lock:
-            kept = [p for p in app.passwords if p.key_id != key_id]
-            if not isinstance(key_id, str) or len(kept) == len(app.passwords):
-                raise ApiError(400, "Request_BadRequest", f"No password credential with keyId '{key_id}' exists on "
-                               "the application.")
-            app.passwords = kept
+        if not isinstance(key_id, str) or not self.state.remove_password(app, key_id):
+            raise ApiError(400, "Request_BadRequest", f"No password credential with keyId '{key_id}' exists on "
+                           "the application.")
         return Response(204)
 
     def list_service_principals(self, request: Request) -> Response:

@@ -1,15 +1,18 @@
-"""HTTPS plumbing shared by the sandbox's APIs: routing, TLS, faults, request counts.
+"""HTTPS plumbing shared by the sandbox's APIs: routing, TLS, faults, request counts, write-through.
 
 Each API (ARM, Graph, Entra ID, Key Vault, admin) is an `Api` with a table of routes and
 its own error shape; each runs on its own `ThreadingHTTPServer` port, so the SDK clients
-see one host per service, as in Azure.
+see one host per service, as in Azure. After every request the state is committed to its
+store (if it has one) before the answer leaves: what a client was told is on disk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import socket
 import ssl
 import threading
 import time
@@ -48,6 +51,9 @@ class Response:
     body: Any = None  # dict/list -> JSON; bytes as is; None -> empty
     headers: dict[str, str] | None = None
 
+
+# Not an answer: the server closes the connection without one (a lose_answer or kill_worker fault).
+NO_ANSWER = Response(0)
 
 Handler = Callable[[Request], Response]
 
@@ -98,17 +104,38 @@ class Api:
             return self._error(ApiError(404, "NotFound", f"No route for {method} {request_path}."))
         if self.counted:
             self.state.count(self.name, route.label, headers.get("authorization"))
-        fault = self.state.take_fault(self.name)
-        if fault and fault.kind == "latency":
-            time.sleep(fault.seconds)
-        elif fault:
-            return self._error(self.fault_response(fault.kind, fault.status, fault.retry_after))
         request = Request(method, request_path, dict(parse_qsl(split.query, keep_blank_values=True)), headers, body,
                           {k: v for k, v in match.groupdict().items() if v is not None})
+        response, kill = self._answer(route, request)
+        if self.counted:
+            self.state.record_response(self.name, route.label, response.status)
+        # On disk before the client (or a worker about to die) hears anything: an answered write survives a kill.
+        self.state.commit(changed=method != "GET")
+        if kill:
+            self.state.kill_worker()
+        return response
+
+    def _answer(self, route: Route, request: Request) -> tuple[Response, bool]:
+        """The response, with the faults that hit this request applied; True if the worker must be killed."""
+        fault = self.state.take_fault(self.name, route.label, after_commit=False)
+        if fault and fault.kind == "latency":
+            time.sleep(fault.seconds)
+        elif fault and fault.kind == "kill_worker":  # when "before": the write never happens
+            return NO_ANSWER, True
+        elif fault:
+            return self._error(self.fault_response(fault.kind, fault.status, fault.retry_after)), False
         try:
-            return route.handler(request)
+            response = route.handler(request)
         except ApiError as err:
-            return self._error(err)
+            return self._error(err), False
+        if not 200 <= response.status < 300:
+            return response, False  # nothing committed: an after-commit fault waits for a write that is
+        fault = self.state.take_fault(self.name, route.label, after_commit=True)
+        if fault is None:
+            return response, False
+        if fault.kind == "error_after_commit":
+            return self._error(self.fault_response("error", fault.status, fault.retry_after)), False
+        return NO_ANSWER, fault.kind == "kill_worker"
 
     def _error(self, err: ApiError) -> Response:
         return Response(err.status, self.error_body(err), dict(err.headers))
@@ -135,6 +162,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:  # noqa: BLE001 - a sandbox bug must show as a 500, as a service's would
             log.exception("%s %s failed in the sandbox", self.command, self.path)
             response = Response(500, {"error": {"code": "InternalServerError", "message": "sandbox error"}})
+        if response.status == 0:  # NO_ANSWER: the connection closes with nothing sent
+            self.close_connection = True
+            return
         payload = response.body
         extra = dict(response.headers or {})
         if isinstance(payload, (dict, list)):
@@ -156,12 +186,46 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class ApiServer:
-    """One API on 127.0.0.1 over TLS, on a port of its own."""
+class _Server(ThreadingHTTPServer):
+    """Remembers its open connections, so that stopping also ends the keep-alive ones: else their threads
+    would go on serving a stopped sandbox's state to clients that pooled them."""
 
-    def __init__(self, api: Api, context: ssl.SSLContext) -> None:
+    def __init__(self, *args: Any) -> None:
+        self.connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        with self._connections_lock:
+            self.connections.add(connection)
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            open_now = list(self.connections)
+        for connection in open_now:
+            try:  # on a duplicate of the descriptor: the TLS object stays the handler thread's alone
+                with socket.socket(fileno=os.dup(connection.fileno())) as raw:
+                    raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+
+class ApiServer:
+    """One API on 127.0.0.1 over TLS, on a port of its own (`port` 0: any free one)."""
+
+    def __init__(self, api: Api, context: ssl.SSLContext, port: int = 0) -> None:
         handler = type(f"{api.name.capitalize()}Handler", (_Handler,), {"api": api})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server = _Server(("127.0.0.1", port), handler)
         self.server.daemon_threads = True
         # Without this, each keep-alive request waits ~40 ms for delayed ACKs.
         handler.disable_nagle_algorithm = True
@@ -175,6 +239,11 @@ class ApiServer:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()

@@ -6,13 +6,16 @@ endpoint, a cluster reset through ARM holds that secret, a failed write appears 
 Activity Log and is delivered as an Event Grid event.
 
 Secret text lives only here, in private fields, for the checks Azure itself makes (sign-in,
-AKS validating its service principal) and for tests that must prove it never leaks.
+AKS validating its service principal) and for tests that must prove it never leaks, and,
+with a state directory, in its mode-0600 files (sandbox/persist.py), so that a restart keeps it.
 `snapshot()` carries ids, key ids, hints and dates, never secret text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 import re
 import secrets
@@ -23,11 +26,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+log = logging.getLogger("sandbox")
 LOCATION = "westeurope"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
@@ -36,6 +40,9 @@ TOKEN_LIFETIME = timedelta(hours=1)
 # The remediator's own API (infra/modules/api-app.bicep): its app roles, as Entra ID puts them in `roles`.
 API_READ_ROLE, API_WRITE_ROLE = "Remediations.Read", "Remediations.Write"
 DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPassword: two years
+# How long an ARM operation runs. Below the 1 s Retry-After the API sends, so a client's first
+# status poll finds it done: one poll per operation, and every client goes through the protocol.
+DEFAULT_OPERATION_SECONDS = 0.5
 
 # What each identity may do on ARM; the remediator's set is exactly infra/'s custom role.
 REMEDIATOR_ARM_ACTIONS = frozenset({
@@ -123,16 +130,21 @@ class Application:
     app_roles: dict[str, str] = field(default_factory=dict)  # value -> id, for an application that is an API
     # App roles this application was granted on other applications (APIs): their appId -> role values.
     granted_roles: dict[str, set[str]] = field(default_factory=dict)
+    # What removePassword took away, as the state shows it (keyId, hint, displayName, endDateTime, removedAt).
+    removed_passwords: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
 class Operation:
+    """An ARM long-running operation. Plain data, so that it survives a restart: what it does when it ends is
+    `SandboxState.appliers[kind](operation)`, which reads `params`."""
+
     id: str
     kind: str  # "reset" or "write"
     cluster: str  # cluster key (resource group/name, lower case)
     started: datetime
     ready_at: datetime
-    apply: Callable[[], dict[str, Any] | None]  # runs once, returns an error dict or None
+    params: dict[str, Any] = field(default_factory=dict, repr=False)  # a reset's holds the secret, until it ends
     status: str = "InProgress"
     error: dict[str, Any] | None = None
     ended: datetime | None = None
@@ -159,6 +171,9 @@ class Cluster:
     provisioning_state: str = "Succeeded"
     operation: str | None = None  # the id of the operation in progress
     etag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # systemData: when it was created and last changed successfully (the sandbox's clock).
+    created_at: datetime | None = None
+    last_modified_at: datetime | None = None
 
     @property
     def key(self) -> str:
@@ -178,20 +193,60 @@ class SecretVersion:
     updated: int
 
 
+# Faults that answer instead of the API; the handler never runs.
+BEFORE_FAULTS = ("throttle", "error", "latency")
+# Faults that spoil the answer of a write that committed (a 2xx from the handler).
+AFTER_COMMIT_FAULTS = ("error_after_commit", "lose_answer", "kill_worker")
+
+
 @dataclass
 class Fault:
-    kind: str  # throttle | error | latency
+    kind: str  # BEFORE_FAULTS or AFTER_COMMIT_FAULTS
+    api: str
     remaining: int  # how many requests it may still hit
+    route: str | None = None  # a route label as counted in `requests`; None: every route of the API
     rate: float = 1.0  # the share of requests it hits, until `remaining` runs out
     status: int = 503
     retry_after: float = 1.0
     seconds: float = 0.0
+    when: str = "after"  # kill_worker only: "before" kills the worker instead of committing the write
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @property
+    def after_commit(self) -> bool:
+        return self.kind in AFTER_COMMIT_FAULTS and not (self.kind == "kill_worker" and self.when == "before")
+
+    def public(self) -> dict[str, Any]:
+        """The fault as POST /_sandbox/faults takes it, with what is left of it."""
+        body: dict[str, Any] = {"id": self.id, "api": self.api, "kind": self.kind, "route": self.route,
+                                "remaining": self.remaining, "rate": self.rate}
+        if self.kind in ("throttle", "error", "error_after_commit"):
+            body["retryAfter"] = self.retry_after
+        if self.kind in ("error", "error_after_commit"):
+            body["status"] = self.status
+        if self.kind == "latency":
+            body["seconds"] = self.seconds
+        if self.kind == "kill_worker":
+            body["when"] = self.when
+        return body
+
+
+class Store(Protocol):
+    """Where `SandboxState.commit` writes the state through to (sandbox/persist.py)."""
+
+    def save(self, state: SandboxState) -> None: ...
+
+
+def token_key(token: str) -> str:
+    """What the state keeps of an access token: its hash, so that the state on disk holds no bearer token."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class SandboxState:
     """All of the sandbox's mutable state. Methods take the lock; callers never do."""
 
-    def __init__(self, *, tenant_id: str, subscription_id: str) -> None:
+    def __init__(self, *, tenant_id: str, subscription_id: str, signing_key: rsa.RSAPrivateKey | None = None,
+                 signing_key_id: str | None = None) -> None:
         self.lock = threading.RLock()
         self.tenant_id = tenant_id
         self.subscription_id = subscription_id
@@ -199,10 +254,10 @@ class SandboxState:
         self.applications: dict[str, Application] = {}  # by appId
         self.clusters: dict[str, Cluster] = {}  # by Cluster.key
         self.operations: dict[str, Operation] = {}
-        self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token -> (appId, audience, expires)
+        self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token_key(token) -> (appId, audience, expires)
         # Entra ID signs every access token (RS256); its public key is served as the tenant's JWKS.
-        self.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.signing_key_id = uuid.uuid4().hex
+        self.signing_key = signing_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.signing_key_id = signing_key_id or uuid.uuid4().hex
         self.login_url = ""  # the token endpoint's base URL: tokens' issuer is <login_url>/<tenant>/v2.0
         # Which token audiences each API accepts: Azure's own, and the API's endpoint (audience = endpoint, as in
         # every cloud); Sandbox.start adds the endpoints.
@@ -212,17 +267,28 @@ class SandboxState:
         self.deleted_secrets: dict[str, list[SecretVersion]] = {}
         self.activity_log: list[dict[str, Any]] = []
         self.requests: dict[str, Counter[str]] = defaultdict(Counter)
+        # Status codes answered: api -> route -> status ("lost" when a fault closed the connection instead).
+        self.responses: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.requests_by_caller: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.tokens_issued: Counter[str] = Counter()
-        self.faults: dict[str, list[Fault]] = defaultdict(list)
+        self.faults: list[Fault] = []  # active request faults, in the order they were added
         self.random = random.Random(7)  # fault rates are reproducible from run to run
         self.propagation_seconds = 0.0  # a new password signs in only after this long
         self.ingestion_seconds = 0.0  # an Activity Log entry is listed only after this long
         self.reset_failures = 0  # the next N resets fail inside AKS (an internal error)
-        # How long an ARM operation runs. Below the 1 s Retry-After the API sends, so a client's first
-        # status poll finds it done: one poll per operation, and every client goes through the protocol.
-        self.operation_seconds = 0.5
+        self.operation_seconds = DEFAULT_OPERATION_SECONDS
         self.on_failed_operation: Callable[[dict[str, Any]], None] = lambda entry: None
+        # What ends an operation, by kind; the ARM API registers them (operations stay data, see Operation).
+        self.appliers: dict[str, Callable[[Operation], dict[str, Any] | None]] = {}
+        # Set by whoever started the function worker process (serve, a test): SIGKILL it. kill_worker faults call it.
+        self.on_kill_worker: Callable[[], None] | None = None
+        # Write-through: with a store, commit() saves the state, and `journal` collects the changes of what grows
+        # (passwords, removed passwords, vault versions, Activity Log, tokens, operations) for the store to append
+        # to its logs. None without a store: nothing collects.
+        self.store: Store | None = None
+        self.journal: list[tuple[str, Any]] | None = None
+        # A read changed something worth keeping (it used up a fault); reads are saved only then.
+        self.dirty = False
 
     # ------------------------------------------------------------------ time
 
@@ -255,7 +321,21 @@ class SandboxState:
             password = Password(key_id=str(uuid.uuid4()), display_name=display_name, hint=text[:3], start=start,
                                 end=end or start + DEFAULT_PASSWORD_LIFETIME, _text=text)
             app.passwords.append(password)
+            self._journal("passwords", (app.app_id, password))
             return password, text
+
+    def remove_password(self, app: Application, key_id: str) -> bool:
+        """Take a password away (Graph's removePassword), remembering what it was; False if the app has none such."""
+        with self.lock:
+            found = next((p for p in app.passwords if p.key_id == key_id), None)
+            if found is None:
+                return False
+            app.passwords.remove(found)
+            removed = {"keyId": found.key_id, "hint": found.hint, "displayName": found.display_name,
+                       "endDateTime": utc_iso(found.end), "removedAt": utc_iso(self.now())}
+            app.removed_passwords.append(removed)
+            self._journal("removed", (app.app_id, removed))
+            return True
 
     def sign_in(self, client_id: str, secret: str) -> Application:
         """The application, if `secret` signs in as `client_id` now; ApiError with Entra ID's AADSTS text if not."""
@@ -306,7 +386,9 @@ class SandboxState:
             if api is not None and app.granted_roles.get(api.app_id):
                 claims["roles"] = sorted(app.granted_roles[api.app_id])
             token = self.sign_token(app, claims)
-            self.tokens[token] = (app.app_id, audience, self.now() + TOKEN_LIFETIME)
+            key, found = token_key(token), (app.app_id, audience, self.now() + TOKEN_LIFETIME)
+            self.tokens[key] = found
+            self._journal("tokens", (key, *found))
             self.tokens_issued[resource] += 1
             return token, int(TOKEN_LIFETIME.total_seconds())
 
@@ -336,7 +418,7 @@ class SandboxState:
         if not authorization or not authorization.startswith("Bearer "):
             return None
         with self.lock:
-            found = self.tokens.get(authorization[len("Bearer "):])
+            found = self.tokens.get(token_key(authorization[len("Bearer "):]))
             if found is None or found[2] <= self.now() or found[1] not in self.audiences[api]:
                 return None
             return self.applications.get(found[0])
@@ -346,7 +428,9 @@ class SandboxState:
     def add_cluster(self, resource_group: str, name: str, *, client_id: str, secret: str | None,
                     kubernetes_version: str = "1.29.7") -> Cluster:
         with self.lock:
-            cluster = Cluster(resource_group, name, client_id, kubernetes_version, _held_secret=secret)
+            created = self.now() - timedelta(days=400)  # clusters in scenarios predate their secrets
+            cluster = Cluster(resource_group, name, client_id, kubernetes_version, _held_secret=secret,
+                              created_at=created, last_modified_at=created)
             self.clusters[cluster.key] = cluster
             return cluster
 
@@ -373,13 +457,15 @@ class SandboxState:
             return None
         return self.sign_in_problem(cluster.client_id, cluster._held_secret or "")
 
-    def start_operation(self, cluster: Cluster, kind: str, apply: Callable[[], dict[str, Any] | None]) -> Operation:
+    def start_operation(self, cluster: Cluster, kind: str, params: dict[str, Any]) -> Operation:
+        """An operation of a kind in `appliers`, which ends it with `params` once its time has come."""
         with self.lock:
             now = self.now()
             operation = Operation(id=str(uuid.uuid4()), kind=kind, cluster=cluster.key, started=now,
-                                  ready_at=now + timedelta(seconds=self.operation_seconds), apply=apply)
+                                  ready_at=now + timedelta(seconds=self.operation_seconds), params=params)
             self.operations[operation.id] = operation
             cluster.operation = operation.id
+            self._journal("operations", operation)
             return operation
 
     def read_operation(self, operation_id: str) -> Operation | None:
@@ -395,12 +481,17 @@ class SandboxState:
             for operation in self.operations.values():
                 if operation.status != "InProgress" or (not force and now < operation.ready_at):
                     continue
-                operation.error = operation.apply()
+                apply = self.appliers.get(operation.kind)
+                if apply is None:  # restored from disk before the ARM API that ends it started
+                    continue
+                operation.error = apply(operation)
                 operation.status = "Failed" if operation.error else "Succeeded"
                 operation.ended = now
+                operation.params = {}  # a reset's secret is the cluster's now, or it failed: keep no copy
                 cluster = self.clusters.get(operation.cluster)
                 if cluster and cluster.operation == operation.id:
                     cluster.operation = None
+                self._journal("operations", operation)
 
     # ------------------------------------------------------------------ Activity Log
 
@@ -447,6 +538,7 @@ class SandboxState:
                 "subscriptionId": self.subscription_id, "tenantId": self.tenant_id,
             }
             self.activity_log.append(entry)
+            self._journal("activity", entry)
         if status == "Failed" and event_name == "EndRequest":
             self.on_failed_operation(entry)
         return entry
@@ -460,7 +552,14 @@ class SandboxState:
             version = SecretVersion(uuid.uuid4().hex, value, content_type, tags, enabled, expires, not_before,
                                     stamp, stamp)
             self.vault.setdefault(name.lower(), []).append(version)
+            self._journal("vault", ("set", name.lower(), version))
             return version
+
+    def secret_updated(self, name: str, version: SecretVersion) -> None:
+        """After a change of a version's attributes (Key Vault's PATCH): stamp it, and keep the change."""
+        with self.lock:
+            version.updated = int(self.now().timestamp())
+            self._journal("vault", ("update", name.lower(), version))
 
     def secret_versions(self, name: str) -> list[SecretVersion]:
         with self.lock:
@@ -472,6 +571,7 @@ class SandboxState:
             versions = self.vault.pop(name.lower(), [])
             if versions:
                 self.deleted_secrets[name.lower()] = versions
+                self._journal("vault", ("delete", name.lower(), None))
             return versions
 
     # ------------------------------------------------------------------ faults and counting
@@ -479,21 +579,81 @@ class SandboxState:
     def count(self, api: str, route: str, authorization: str | None) -> None:
         with self.lock:
             self.requests[api][route] += 1
-            found = self.tokens.get((authorization or "").removeprefix("Bearer "))
+            found = self.tokens.get(token_key((authorization or "").removeprefix("Bearer ")))
             app = self.applications.get(found[0]) if found else None
             self.requests_by_caller[app.display_name if app else "anonymous"][api][route] += 1
 
-    def add_fault(self, api: str, fault: Fault) -> None:
+    def record_response(self, api: str, route: str, status: int) -> None:
         with self.lock:
-            self.faults[api].append(fault)
+            self.responses[api][route]["lost" if status == 0 else str(status)] += 1
 
-    def take_fault(self, api: str) -> Fault | None:
+    def add_fault(self, fault: Fault) -> None:
         with self.lock:
-            for fault in self.faults.get(api, ()):
-                if fault.remaining > 0 and (fault.rate >= 1 or self.random.random() < fault.rate):
+            self.faults.append(fault)
+
+    def take_fault(self, api: str, route: str, *, after_commit: bool) -> Fault | None:
+        """The first active fault of `api` that hits this request (route label `route`) at this point, used up by one.
+
+        `after_commit`: the handler answered 2xx and its write is committed; only faults that spoil that answer apply.
+        """
+        with self.lock:
+            for fault in self.faults:
+                if (fault.api == api and fault.route in (None, route) and fault.after_commit == after_commit
+                        and (fault.rate >= 1 or self.random.random() < fault.rate)):
                     fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self.faults.remove(fault)
+                    self.dirty = True
                     return fault
             return None
+
+    def world_faults(self) -> list[dict[str, Any]]:
+        """The faults that change how the world behaves (not one request), as POST /_sandbox/faults takes them."""
+        with self.lock:
+            found: list[dict[str, Any]] = []
+            if self.propagation_seconds:
+                found.append({"kind": "propagation_delay", "seconds": self.propagation_seconds})
+            if self.ingestion_seconds:
+                found.append({"kind": "ingestion_delay", "seconds": self.ingestion_seconds})
+            if self.reset_failures:
+                found.append({"kind": "reset_fails", "remaining": self.reset_failures})
+            if self.operation_seconds != DEFAULT_OPERATION_SECONDS:
+                found.append({"kind": "slow_operations", "seconds": self.operation_seconds})
+            return found
+
+    def clear_faults(self) -> None:
+        """No request faults, and the world back to its defaults: no delays, resets that work, quick operations."""
+        with self.lock:
+            self.faults.clear()
+            self.propagation_seconds = self.ingestion_seconds = 0.0
+            self.reset_failures = 0
+            self.operation_seconds = DEFAULT_OPERATION_SECONDS
+
+    def kill_worker(self) -> None:
+        """Call the hook that SIGKILLs the function worker (never under the lock: it waits for a process)."""
+        hook = self.on_kill_worker
+        if hook is None:
+            log.warning("a kill_worker fault fired but no worker hook is registered; the answer is lost instead")
+            return
+        hook()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _journal(self, log_name: str, item: Any) -> None:
+        if self.journal is not None:
+            self.journal.append((log_name, item))
+
+    def commit(self, *, changed: bool = True) -> None:
+        """Write the state through to its store, if it has one. Never call it holding the lock (the store
+        takes its own lock first).
+
+        `changed=False` (a read): saved only if the read changed something (an operation ended, a fault was used).
+        Request counts alone are not worth a save: they go with the next one, so a kill may lose the last reads'.
+        """
+        store = self.store
+        if store is not None and (changed or self.journal or self.dirty):
+            self.dirty = False
+            store.save(self)
 
     # ------------------------------------------------------------------ for tests and the admin API
 
@@ -516,7 +676,8 @@ class SandboxState:
                 "now": utc_iso(now),
                 "clusters": [self._cluster_view(c) for c in self.clusters.values()],
                 "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
-                                  "passwords": [p.public(now) for p in a.passwords]}
+                                  "passwords": [p.public(now) for p in a.passwords],
+                                  "removedPasswords": [dict(r) for r in a.removed_passwords]}
                                  for a in self.applications.values()],
                 "keyVault": {name: {"currentVersion": versions[-1].version,
                                     "versions": [{"version": v.version, "tags": dict(v.tags), "enabled": v.enabled,
@@ -525,6 +686,8 @@ class SandboxState:
                              for name, versions in self.vault.items()},
                 "activityLog": len(self.activity_log),
                 "requests": {api: dict(routes) for api, routes in self.requests.items()},
+                "responses": {api: {route: dict(statuses) for route, statuses in routes.items()}
+                              for api, routes in self.responses.items()},
                 "requestsByCaller": {caller: {api: dict(routes) for api, routes in apis.items()}
                                      for caller, apis in self.requests_by_caller.items()},
                 "tokens": dict(self.tokens_issued),

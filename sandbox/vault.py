@@ -140,7 +140,7 @@ class VaultApi(Api):
                 version.tags = {str(k): str(v) for k, v in body["tags"].items()}
             if "contentType" in body:
                 version.content_type = body["contentType"]
-            version.updated = int(self.state.now().timestamp())
+            self.state.secret_updated(request.params["name"], version)
         return Response(200, self._bundle(request.params["name"], version, with_value=False))
 
     def list_versions(self, request: Request) -> Response:

@@ -8,7 +8,9 @@ from typing import Any
 def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str) -> dict[str, str]:
     """The same settings `local.settings.json` holds, filled in for this sandbox.
 
-    The retry delay is one second so that the demo and tests do not wait 30 s between steps.
+    The retry delay and the reset poll are one second so that the demo and tests do not wait 30 s between
+    steps. The sweep schedule is the sample's: the timer's binding names it (`%REMEDIATOR_SWEEP_SCHEDULE%`),
+    and the host, like the runner, does not index a function whose binding names a missing setting.
     """
     return {
         "AzureWebJobsStorage": storage_connection,
@@ -23,7 +25,8 @@ def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str)
         "REMEDIATOR_API_APP_ID_URI": sandbox.api_app_id_uri,
         "REMEDIATOR_CA_BUNDLE": sandbox.ca_path,
         "REMEDIATOR_SUBSCRIPTION_IDS": sandbox.subscription_id,
+        "REMEDIATOR_SWEEP_SCHEDULE": "0 */15 * * * *",
         "REMEDIATOR_RETRY_DELAY_SECONDS": "1",
-        "REMEDIATOR_RESET_WAIT_SECONDS": "5",
+        "REMEDIATOR_RESET_POLL_SECONDS": "1",
         **overrides,
     }

@@ -4,88 +4,177 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from remediation.detection import DetectionConfig, IncidentDetector, IncidentLookup
+from remediation.bootstrap import Services, bootstrap
+from remediation.detection import IncidentLookup
+from remediation.events import FailureEvent
 from remediation.ids import ClusterId
-from remediation.service import Remediator, RemediatorConfig, WorkItem
+from remediation.model import ActivityLogEntry
+from remediation.runner import WorkItem
+from remediation.settings import Settings
 from sandbox.azurite import Azurite
 from tests.fakes import (
+    Crash,
     FakeActivityLog,
     FakeClock,
     FakeClusters,
     FakeDirectory,
     FakeIncidentStore,
     FakeQueue,
+    FakeSignIn,
     FakeStore,
     FakeVault,
+    Faults,
+    QueuedMessage,
 )
 
 SUB = "6f1c2d3e-0000-4000-8000-000000000001"
 CLUSTER = ClusterId(SUB, "rg-payments", "aks-payments")
 MSI_CLUSTER = ClusterId(SUB, "rg-payments", "aks-msi")
 APP_ID = "11111111-2222-4333-8444-555555555555"
+# The host's queue settings (host.json): failed messages come back after the visibility timeout, and go
+# to the poison queue after maxDequeueCount deliveries.
+VISIBILITY_SECONDS = 30
+MAX_DEQUEUE = 5
+SETTINGS = {"AZURE_TENANT_ID": "72f988bf-0000-4000-8000-000000000001", "REMEDIATOR_KEY_VAULT_URL": "https://kv",
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true", "REMEDIATOR_API_CLIENT_ID": "api",
+            "REMEDIATOR_SUBSCRIPTION_IDS": SUB, "REMEDIATOR_RETRY_DELAY_SECONDS": "30",
+            "REMEDIATOR_RESET_POLL_SECONDS": "30", "REMEDIATOR_LOOKUP_DELAY_SECONDS": "60",
+            "REMEDIATOR_LOOKUP_TIMEOUT_MINUTES": "30"}
+
+
+def expired_secret_message(app_id: str) -> str:
+    """An Activity Log statusMessage as AKS writes it for an expired service-principal secret."""
+    return json.dumps({"status": "Failed", "error": {
+        "code": "ResourceOperationFailure", "message": "The resource operation completed with terminal provisioning"
+        " state 'Failed'.", "details": [{"code": "ServicePrincipalValidationClientError", "message": (
+            "service principal is not valid: adal: Refresh request failed. Status Code = '401'. Response body: "
+            '{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app '
+            f"'{app_id}' are expired.\"}}")}]}})
 
 
 @dataclass
 class World:
+    """The fakes, and the use cases built over them by `bootstrap` (the app's own composition root).
+
+    `deliver_visible` and `drain` play the Functions host: they hand each visible message to its
+    function, put a failed one back after the visibility timeout, and move it to the poison queue
+    after the last try; a crash restarts the worker.
+    """
+
     clock: FakeClock
+    faults: Faults
     directory: FakeDirectory
     clusters: FakeClusters
     vault: FakeVault
     store: FakeStore
     queue: FakeQueue
-    remediator: Remediator
+    poison: FakeQueue
     activity_log: FakeActivityLog
     incidents: FakeIncidentStore
     lookups: FakeQueue
-    detector: IncidentDetector
+    sign_in: FakeSignIn
+    services: Services
 
-    def drain(self, max_rounds: int = 50) -> None:
-        """Deliver messages of both queues as the Functions host would, moving the clock to each visible time."""
+    @property
+    def remediations(self):
+        return self.services.remediations
+
+    @property
+    def detector(self):
+        return self.services.detector
+
+    # ----- the world's own events ---------------------------------------------------------------
+
+    def operate(self, cluster: ClusterId = CLUSTER) -> FailureEvent | None:
+        """An operator's write (an upgrade): it succeeds, or fails, is logged and becomes a failure event."""
+        found = self.clusters.clusters[cluster.key]
+        if not self.clusters.write_fails(cluster):
+            found.last_modified_at = self.clock()
+            return None
+        correlation = str(uuid.uuid4())
+        self.activity_log.entries.append(ActivityLogEntry(
+            correlation, str(cluster), "Microsoft.ContainerService/managedClusters/write", "EndRequest", "Failed",
+            self.clock(), expired_secret_message(found.client_id)))
+        return FailureEvent(event_id=str(uuid.uuid4()), event_type="Microsoft.Resources.ResourceWriteFailure",
+                            cluster=cluster, resource_uri=str(cluster),
+                            operation_name="Microsoft.ContainerService/managedClusters/write",
+                            correlation_id=correlation, event_time=self.clock())
+
+    # ----- the host ---------------------------------------------------------------------------------
+
+    def deliver_visible(self, only: tuple[str, ...] = ("lookups", "work", "poison")) -> int:
+        delivered = 0
+        handlers: tuple[tuple[FakeQueue, Callable[[QueuedMessage], Any]], ...] = (
+            (self.lookups, lambda m: self.detector.look_up(IncidentLookup.from_message(json.dumps(m.body)))),
+            (self.queue, lambda m: self.remediations.advance(WorkItem.from_message(json.dumps(m.body)))),
+            (self.poison, lambda m: self.remediations.fail_poisoned(WorkItem.from_message(json.dumps(m.body)),
+                                                                    m.dequeue_count)))
+        for queue, handle in handlers:
+            if queue.name not in only:
+                continue
+            for message in queue.receive_visible():
+                delivered += 1
+                message.dequeue_count += 1
+                try:
+                    handle(message)
+                except Crash:
+                    self.faults.restart()  # the host starts a new worker; the message comes back later
+                    self._retry(queue, message)
+                except Exception:  # noqa: BLE001 - the host retries whatever a function raised
+                    self._retry(queue, message)
+        return delivered
+
+    def _retry(self, queue: FakeQueue, message: QueuedMessage) -> None:
+        if message.dequeue_count >= MAX_DEQUEUE:
+            if queue is self.queue:
+                self.poison.messages.append(QueuedMessage(self.clock(), message.body, message.dequeue_count))
+            return
+        message.visible_at = self.clock() + timedelta(seconds=VISIBILITY_SECONDS)
+        queue.messages.append(message)
+
+    def drain(self, max_rounds: int = 500) -> None:
+        """Deliver messages until none is left, moving the clock to each next visible time."""
         for _ in range(max_rounds):
-            delivered = self.deliver_visible()
-            if not delivered:
-                upcoming = [at for at in (self.queue.next_visible_at(), self.lookups.next_visible_at()) if at]
+            if not self.deliver_visible():
+                upcoming = [at for q in (self.queue, self.lookups, self.poison) if (at := q.next_visible_at())]
                 if not upcoming:
                     return
-                self.clock.now = min(upcoming)
+                self.clock.now = max(self.clock.now, min(upcoming))
         raise AssertionError("the queues did not drain")
-
-    def deliver_visible(self) -> int:
-        lookups, work = self.lookups.receive_visible(), self.queue.receive_visible()
-        for message in lookups:
-            self.detector.look_up(IncidentLookup.from_message(json.dumps(message)))
-        for message in work:
-            self.remediator.advance(WorkItem.from_message(json.dumps(message)))
-        return len(lookups) + len(work)
 
     def remediator_passwords(self) -> list[str]:
         return [p.key_id for p in self.directory.apps[APP_ID].passwords if p.display_name.startswith("aks-sp-")]
 
 
-@pytest.fixture
-def world() -> World:
-    clock = FakeClock()
-    directory = FakeDirectory(clock)
+def make_world(settings: dict[str, str] | None = None) -> World:
+    clock, faults = FakeClock(), Faults()
+    directory = FakeDirectory(clock, faults)
     directory.create_app(APP_ID, secret="old-secret", expires_in=timedelta(days=-3))
-    clusters = FakeClusters(directory)
+    clusters = FakeClusters(directory, clock, faults)
     clusters.add(CLUSTER, APP_ID, "old-secret")
     clusters.add(MSI_CLUSTER, "msi", None)
-    vault, store, queue = FakeVault(), FakeStore(), FakeQueue(clock)
-    remediator = Remediator(clusters=clusters, directory=directory, vault=vault, store=store, queue=queue,
-                            config=RemediatorConfig(retry_delay_seconds=30), clock=clock)
-    activity_log, incidents, lookups = FakeActivityLog(), FakeIncidentStore(), FakeQueue(clock)
-    detector = IncidentDetector(activity_log=activity_log, incidents=incidents, lookups=lookups, clusters=clusters,
-                                directory=directory, remediator=remediator,
-                                config=DetectionConfig(lookup_delay_seconds=60,
-                                                       lookup_timeout=timedelta(minutes=30)), clock=clock)
-    return World(clock, directory, clusters, vault, store, queue, remediator, activity_log, incidents, lookups,
-                 detector)
+    vault, store, incidents = FakeVault(faults), FakeStore(faults), FakeIncidentStore(faults)
+    queue, poison, lookups = FakeQueue(clock, faults, "work"), FakeQueue(clock, faults, "poison"), \
+        FakeQueue(clock, faults, "lookups")
+    activity_log, sign_in = FakeActivityLog(), FakeSignIn(directory, faults)
+    services = bootstrap(Settings.from_env({**SETTINGS, **(settings or {})}), credential=object(),
+                         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, store=store,
+                         queue=queue, activity_log=activity_log, incidents=incidents, lookups=lookups,
+                         token_validator=object(), clock=clock)  # type: ignore[arg-type]
+    return World(clock, faults, directory, clusters, vault, store, queue, poison, activity_log, incidents, lookups,
+                 sign_in, services)
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world()
 
 
 @pytest.fixture(scope="session")

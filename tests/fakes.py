@@ -1,30 +1,45 @@
 """Stateful fakes of the outside systems (remediation.ports), sharing one small world.
 
-A cluster's reset succeeds only if the secret it is given is a current password of its
-application in the fake directory, as in Azure. Tests assert the world's end state.
+They behave as Azure does where the remediator can tell: a reset is a long-running operation
+that succeeds only if the secret it applies is a current password of the cluster's application;
+AKS refuses a second write while one runs (409); Graph returns a new secret's text once; a
+remediation record is replaced only if unchanged since read (ETag).
+
+`Faults` makes the process die at any adapter call, before or after the call takes effect in
+Azure: the call raises `Crash`, and every later call raises it too until `restart()`, so no
+code runs after the crash point, as when a worker is killed. Tests assert the world's end state.
 """
 
 from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from remediation.errors import ConcurrencyError, NotFoundError, TransientError
+from remediation.errors import ConcurrencyError, ConflictError, NotFoundError, OperationInProgressError
 from remediation.ids import ClusterId
 from remediation.model import (
     ActivityLogEntry,
     Application,
     ClusterInfo,
     NewPassword,
+    OperationStatus,
     PasswordInfo,
-    ResetResult,
     SecretText,
+    SignInResult,
     StoredSecretVersion,
 )
 from remediation.record import Remediation
+
+OPERATIONS_URL = "https://management.azure.com/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/" \
+                 "westeurope/operations/{id}?api-version=2017-08-31"
+
+
+class Crash(BaseException):
+    """The process died here: nothing after this point runs (not even `except Exception` handlers)."""
 
 
 class FakeClock:
@@ -38,12 +53,51 @@ class FakeClock:
         self.now += timedelta(**kwargs)
 
 
+class Faults:
+    """Where the process dies: `die_at("directory.add_password", after=True)`; cleared by `restart()`."""
+
+    def __init__(self) -> None:
+        self.planned: dict[tuple[str, bool], int] = {}
+        self.dead = False
+        self.crashes = 0
+
+    def die_at(self, call: str, *, after: bool = False, times: int = 1) -> None:
+        self.planned[(call, after)] = times
+
+    def restart(self) -> None:
+        self.dead = False
+
+    def check(self, call: str, *, after: bool) -> None:
+        if self.dead:
+            raise Crash(f"the process is dead (at {call})")
+        left = self.planned.get((call, after), 0)
+        if left:
+            self.planned[(call, after)] = left - 1
+            self.dead = True
+            self.crashes += 1
+            raise Crash(f"died {'after' if after else 'before'} {call}")
+
+
+def _calls(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Check the fault plan before the call and after it took effect."""
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+            self.faults.check(name, after=False)
+            result = method(self, *args, **kwargs)
+            self.faults.check(name, after=True)
+            return result
+        checked.__name__ = method.__name__
+        return checked
+    return wrap
+
+
 @dataclass
 class FakePassword:
     key_id: str
     display_name: str
     end: datetime
-    text: str
+    text: str = field(repr=False)
+    start: datetime | None = None
 
 
 @dataclass
@@ -51,14 +105,18 @@ class FakeApp:
     object_id: str
     app_id: str
     passwords: list[FakePassword] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
 
 class FakeDirectory:
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
+    def __init__(self, clock: FakeClock, faults: Faults) -> None:
+        self.clock, self.faults = clock, faults
         self.apps: dict[str, FakeApp] = {}
         self.fail_add_password: Exception | None = None
+        # A new password signs in only this long after it was added (Entra ID's replication).
+        self.propagation = timedelta()
         self.writes = 0
+        self.added: list[str] = []  # keyIds of every password addPassword created
 
     def create_app(self, app_id: str, *, secret: str, expires_in: timedelta) -> FakeApp:
         app = FakeApp(object_id=str(uuid.uuid4()), app_id=app_id)
@@ -66,10 +124,19 @@ class FakeDirectory:
         self.apps[app_id] = app
         return app
 
-    def accepts(self, app_id: str, secret: str) -> bool:
-        app = self.apps.get(app_id)
-        return bool(app) and any(p.text == secret and p.end > self.clock() for p in app.passwords)
+    def add_password_by_hand(self, app_id: str, *, expires_in: timedelta) -> str:
+        """A person adds a password in the portal: its text, which they then give the cluster."""
+        text = f"person~{uuid.uuid4().hex}"
+        self.apps[app_id].passwords.append(FakePassword(str(uuid.uuid4()), "by hand", self.clock() + expires_in,
+                                                        text))
+        return text
 
+    def accepts(self, app_id: str, secret: str) -> bool:
+        app, now = self.apps.get(app_id), self.clock()
+        return bool(app) and any(p.text == secret and p.end > now and (p.start is None or p.start + self.propagation
+                                                                        <= now) for p in app.passwords)
+
+    @_calls("directory.get_application")
     def get_application_by_app_id(self, app_id: str) -> Application:
         app = self.apps.get(app_id)
         if app is None:
@@ -78,91 +145,165 @@ class FakeDirectory:
             PasswordInfo(p.key_id, p.display_name, p.text[:3], None, p.end) for p in app.passwords))
 
     def _by_object_id(self, object_id: str) -> FakeApp:
-        return next(a for a in self.apps.values() if a.object_id == object_id)
+        found = next((a for a in self.apps.values() if a.object_id == object_id), None)
+        if found is None:
+            raise NotFoundError(f"no application {object_id}")
+        return found
 
+    @_calls("directory.add_password")
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
         if self.fail_add_password:
             raise self.fail_add_password
         self.writes += 1
         text = f"sec~{uuid.uuid4().hex}"
-        password = FakePassword(str(uuid.uuid4()), display_name, end, text)
+        password = FakePassword(str(uuid.uuid4()), display_name, end, text, start=self.clock())
         self._by_object_id(object_id).passwords.append(password)
+        self.added.append(password.key_id)
         return NewPassword(password.key_id, text[:3], display_name, end, SecretText(text))
 
+    @_calls("directory.remove_password")
     def remove_password(self, object_id: str, key_id: str) -> None:
         self.writes += 1
         app = self._by_object_id(object_id)
+        if any(p.key_id == key_id for p in app.passwords):
+            app.removed.append(key_id)
         app.passwords = [p for p in app.passwords if p.key_id != key_id]
+
+    def live_key_ids(self) -> set[str]:
+        return {p.key_id for a in self.apps.values() for p in a.passwords}
+
+    def text_of(self, key_id: str) -> str | None:
+        return next((p.text for a in self.apps.values() for p in a.passwords if p.key_id == key_id), None)
+
+
+class FakeSignIn:
+    """Entra ID's token endpoint: a verdict from the directory's passwords."""
+
+    def __init__(self, directory: FakeDirectory, faults: Faults) -> None:
+        self.directory, self.faults = directory, faults
+        self.sign_ins = 0
+
+    @_calls("sign_in.sign_in")
+    def sign_in(self, app_id: str, secret: SecretText) -> SignInResult:
+        self.sign_ins += 1
+        if self.directory.accepts(app_id, secret.reveal()):
+            return SignInResult(ok=True)
+        return SignInResult(ok=False, code="AADSTS7000215", message="Invalid client secret provided.")
+
+
+@dataclass
+class FakeOperation:
+    id: str
+    cluster_key: str
+    secret: str = field(repr=False)
+    ends_at: datetime
+    status: str = "InProgress"
 
 
 @dataclass
 class FakeCluster:
     id: ClusterId
     client_id: str
-    held_secret: str | None
+    held_secret: str | None = field(repr=False)
     provisioning_state: str = "Succeeded"
-    pending_secret: str | None = None
+    last_modified_at: datetime | None = None
+    operation: str | None = None
 
 
 class FakeClusters:
-    """`reset_finishes_within_wait` False models a long reset: it finishes on `finish_resets()`."""
+    """AKS: clusters, and resets as operations that end `reset_seconds` after they start."""
 
-    def __init__(self, directory: FakeDirectory) -> None:
-        self.directory = directory
+    def __init__(self, directory: FakeDirectory, clock: FakeClock, faults: Faults) -> None:
+        self.directory, self.clock, self.faults = directory, clock, faults
         self.clusters: dict[str, FakeCluster] = {}
-        self.reset_finishes_within_wait = True
+        self.operations: dict[str, FakeOperation] = {}
+        self.reset_seconds = 60.0
         self.resets_started = 0
+        self.reset_secrets: list[str] = []  # what each reset applied, to tell "re-imaged twice" apart
+        self.healthy_resets: list[str] = []  # secrets applied to clusters whose own secret still signed in
 
     def add(self, cluster: ClusterId, client_id: str, secret: str | None) -> FakeCluster:
-        self.clusters[str(cluster).lower()] = found = FakeCluster(cluster, client_id, secret)
+        self.clusters[cluster.key] = found = FakeCluster(cluster, client_id, secret,
+                                                         last_modified_at=self.clock() - timedelta(days=30))
         return found
 
     def _get(self, cluster: ClusterId) -> FakeCluster:
-        found = self.clusters.get(str(cluster).lower())
+        self.settle()
+        found = self.clusters.get(cluster.key)
         if found is None:
             raise NotFoundError(f"cluster {cluster.name} not found")
         return found
 
+    def settle(self) -> None:
+        """End the operations whose time has come, whether or not anyone looks (AKS would have)."""
+        for operation in self.operations.values():
+            if operation.status != "InProgress" or self.clock() < operation.ends_at:
+                continue
+            found = self.clusters[operation.cluster_key]
+            ok = self.directory.accepts(found.client_id, operation.secret)
+            operation.status = "Succeeded" if ok else "Failed"
+            found.provisioning_state = "Succeeded" if ok else "Failed"
+            found.operation = None
+            if ok:
+                found.held_secret = operation.secret
+                found.last_modified_at = operation.ends_at
+
+    @_calls("clusters.get_cluster")
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
         found = self._get(cluster)
-        return ClusterInfo(str(found.id), found.id.name, "westeurope", found.client_id, found.provisioning_state)
+        return ClusterInfo(str(found.id), found.id.name, "westeurope", found.client_id, found.provisioning_state,
+                           found.last_modified_at)
 
-    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText, *,
-                                              wait_seconds: float) -> ResetResult:
+    @_calls("clusters.begin_reset")
+    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
         found = self._get(cluster)
-        if found.provisioning_state == "Updating":
-            raise TransientError("OperationNotAllowed: another operation is in progress")
+        if found.operation is not None:
+            raise OperationInProgressError("OperationNotAllowed: Operation is not allowed because there's an in"
+                                           " progress reset service principal operation")
         self.resets_started += 1
-        found.provisioning_state = "Updating"
-        found.pending_secret = secret.reveal()
-        if not self.reset_finishes_within_wait:
-            return ResetResult(finished=False)
-        ok = self._finish(found)
-        return ResetResult(finished=True, succeeded=ok, error=None if ok else "ServicePrincipalValidationClientError")
+        self.reset_secrets.append(secret.reveal())
+        if self.directory.accepts(found.client_id, found.held_secret or ""):
+            self.healthy_resets.append(secret.reveal())
+        operation = FakeOperation(uuid.uuid4().hex, found.id.key, secret.reveal(),
+                                  self.clock() + timedelta(seconds=self.reset_seconds))
+        self.operations[operation.id] = operation
+        found.operation, found.provisioning_state = operation.id, "Resetting"
+        return OPERATIONS_URL.format(sub=cluster.subscription_id, id=operation.id)
 
-    def finish_resets(self) -> None:
-        for found in self.clusters.values():
-            if found.provisioning_state == "Updating":
-                self._finish(found)
-
-    def _finish(self, found: FakeCluster) -> bool:
-        ok = self.directory.accepts(found.client_id, found.pending_secret or "")
-        if ok:
-            found.held_secret = found.pending_secret
-        found.provisioning_state = "Succeeded" if ok else "Failed"
-        found.pending_secret = None
-        return ok
+    @_calls("clusters.get_operation")
+    def get_operation(self, status_url: str) -> OperationStatus:
+        self.settle()
+        operation = self.operations[status_url.split("/operations/")[1].split("?")[0]]
+        return OperationStatus(operation.status, None if operation.status != "Failed" else
+                               "ServicePrincipalValidationClientError: AADSTS7000215")
 
     def secret_valid(self, cluster: ClusterId) -> bool:
         found = self._get(cluster)
         return self.directory.accepts(found.client_id, found.held_secret or "")
 
+    def write_fails(self, cluster: ClusterId) -> bool:
+        """What an operator's write (an upgrade) would meet: True if AKS refuses the cluster's credential."""
+        found = self._get(cluster)
+        return found.client_id != "msi" and not self.directory.accepts(found.client_id, found.held_secret or "")
+
+    def fix_by_hand(self, cluster: ClusterId) -> None:
+        """A person repairs the cluster without the remediator: a new password, applied with the CLI (which AKS
+        refuses, as any write, while an operation runs: they wait for it)."""
+        found = self._get(cluster)
+        if found.operation is not None:
+            self.clock.now = self.operations[found.operation].ends_at
+            self.settle()
+        found.held_secret = self.directory.add_password_by_hand(found.client_id, expires_in=timedelta(days=365))
+        found.provisioning_state, found.last_modified_at = "Succeeded", self.clock()
+
 
 class FakeVault:
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
         self.secrets: dict[str, list[tuple[StoredSecretVersion, str]]] = {}
         self.fail_set: Exception | None = None
 
+    @_calls("vault.set_secret")
     def set_secret(self, name: str, value: SecretText, *, tags: dict[str, str], content_type: str,
                    expires: datetime) -> StoredSecretVersion:
         if self.fail_set:
@@ -171,12 +312,14 @@ class FakeVault:
         self.secrets.setdefault(name, []).append((version, value.reveal()))
         return version
 
+    @_calls("vault.get_secret")
     def get_secret(self, name: str, version: str) -> SecretText:
         for stored, value in self.secrets.get(name, []):
             if stored.version == version:
                 return SecretText(value)
         raise NotFoundError(f"secret {name}/{version} not found")
 
+    @_calls("vault.list_versions")
     def list_versions(self, name: str) -> list[StoredSecretVersion]:
         return [stored for stored, _ in self.secrets.get(name, [])]
 
@@ -184,9 +327,17 @@ class FakeVault:
         versions = self.secrets.get(name)
         return versions[-1][1] if versions else None
 
+    def remediation_that_stored(self, value: str) -> str | None:
+        return next((stored.tags.get("remediationId") for versions in self.secrets.values()
+                     for stored, text in versions if text == value), None)
+
+    def stored_key_ids(self) -> set[str]:
+        return {stored.tags.get("keyId", "") for versions in self.secrets.values() for stored, _ in versions}
+
 
 class FakeStore:
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
         self.rows: dict[str, tuple[dict[str, Any], str]] = {}
         self.claims: dict[str, tuple[str, str]] = {}
         self._etags = itertools.count(1)
@@ -194,17 +345,22 @@ class FakeStore:
     def _etag(self) -> str:
         return f"W/\"{next(self._etags)}\""
 
+    @_calls("store.create")
     def create(self, remediation: Remediation) -> Remediation:
+        if remediation.id in self.rows:
+            raise ConflictError(f"remediation {remediation.id} exists already")
         remediation.etag = self._etag()
         self.rows[remediation.id] = (remediation.to_entity(), remediation.etag)
         return remediation
 
     def get(self, remediation_id: str) -> Remediation:
+        self.faults.check("store.get", after=False)
         if remediation_id not in self.rows:
             raise NotFoundError(f"there is no remediation {remediation_id}")
         entity, etag = self.rows[remediation_id]
         return Remediation.from_entity(dict(entity), etag=etag)
 
+    @_calls("store.save")
     def save(self, remediation: Remediation) -> Remediation:
         if self.rows[remediation.id][1] != remediation.etag:
             raise ConcurrencyError(f"remediation {remediation.id} was changed by another worker")
@@ -212,13 +368,16 @@ class FakeStore:
         self.rows[remediation.id] = (remediation.to_entity(), remediation.etag)
         return remediation
 
-    def delete(self, remediation_id: str) -> None:
-        self.rows.pop(remediation_id, None)
-
     def list_for_cluster(self, cluster_key: str, *, limit: int) -> list[Remediation]:
+        self.faults.check("store.list", after=False)
         found = [self.get(i) for i, (entity, _) in self.rows.items() if entity["cluster_key"] == cluster_key]
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
+    def list_active(self, *, limit: int) -> list[Remediation]:
+        found = [self.get(i) for i, (entity, _) in self.rows.items() if entity["active"]]
+        return sorted(found, key=lambda r: r.updated_at)[:limit]
+
+    @_calls("store.create_claim")
     def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
         if cluster_key in self.claims:
             return False
@@ -228,35 +387,53 @@ class FakeStore:
     def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
         return self.claims.get(cluster_key)
 
+    def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
+        return [(key, holder) for key, (holder, _) in self.claims.items()][:limit]
+
     def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
         if self.claims.get(cluster_key, (None, None))[1] != etag:
             return False
         self.claims[cluster_key] = (remediation_id, self._etag())
         return True
 
+    @_calls("store.delete_claim")
     def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
         if self.claims.get(cluster_key, (None,))[0] == remediation_id:
             del self.claims[cluster_key]
 
+    def all(self) -> list[Remediation]:
+        return [self.get(i) for i in self.rows]
+
+
+@dataclass
+class QueuedMessage:
+    visible_at: datetime
+    body: dict[str, Any]
+    dequeue_count: int = 0
+
 
 class FakeQueue:
-    """Messages with a visible-at time on the shared clock."""
+    """Messages with a visible-at time on the shared clock, and the host's dequeue counting."""
 
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.messages: list[tuple[datetime, dict[str, Any]]] = []
+    def __init__(self, clock: FakeClock, faults: Faults, name: str) -> None:
+        self.clock, self.faults, self.name = clock, faults, name
+        self.messages: list[QueuedMessage] = []
+        self.sent = 0
 
     def send(self, message: dict[str, Any], *, delay_seconds: float = 0) -> None:
-        self.messages.append((self.clock() + timedelta(seconds=delay_seconds), message))
+        self.faults.check(f"{self.name}.send", after=False)
+        self.sent += 1
+        self.messages.append(QueuedMessage(self.clock() + timedelta(seconds=delay_seconds), dict(message)))
+        self.faults.check(f"{self.name}.send", after=True)
 
-    def receive_visible(self) -> list[dict[str, Any]]:
+    def receive_visible(self) -> list[QueuedMessage]:
         now = self.clock()
-        visible = [m for at, m in self.messages if at <= now]
-        self.messages = [(at, m) for at, m in self.messages if at > now]
+        visible = [m for m in self.messages if m.visible_at <= now]
+        self.messages = [m for m in self.messages if m.visible_at > now]
         return visible
 
     def next_visible_at(self) -> datetime | None:
-        return min((at for at, _ in self.messages), default=None)
+        return min((m.visible_at for m in self.messages), default=None)
 
 
 class FakeActivityLog:
@@ -274,15 +451,30 @@ class FakeActivityLog:
 
 
 class FakeIncidentStore:
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
         self.incidents: dict[str, dict[str, Any]] = {}
+        self.decisions: list[dict[str, Any]] = []
         self.checkpoints: dict[str, datetime] = {}
 
+    @_calls("incidents.record_incident")
     def record_incident(self, incident_key: str, fields: dict[str, Any]) -> bool:
         if incident_key in self.incidents:
             return False
-        self.incidents[incident_key] = fields
+        self.incidents[incident_key] = dict(fields)
         return True
+
+    def get_incident(self, incident_key: str) -> dict[str, Any] | None:
+        return self.incidents.get(incident_key)
+
+    def record_decision(self, fields: dict[str, Any]) -> None:
+        self.faults.check("incidents.record_decision", after=False)
+        self.decisions.append(dict(fields))
+
+    def list_decisions(self, *, cluster_key: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        found = [d for d in reversed(self.decisions)
+                 if cluster_key is None or ClusterId.parse(d["clusterResourceId"]).key == cluster_key]
+        return found[:limit]
 
     def get_checkpoint(self, subscription_id: str) -> datetime | None:
         return self.checkpoints.get(subscription_id)

@@ -8,8 +8,10 @@ no call to Azure.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import azure.functions as func
 import pytest
@@ -21,7 +23,7 @@ import function_app
 from remediation.settings import TABLE_NAME, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
-from sandbox.runner import functions_of
+from sandbox.runner import functions_of, http_input
 from sandbox.wiring import remediator_settings
 
 FUNCTIONS = {f.get_function_name(): f for f in functions_of(function_app.app)}
@@ -63,15 +65,15 @@ def start(sandbox: Sandbox, authorization: str | None) -> func.HttpResponse:
     headers = {"Content-Type": "application/json"}
     if authorization is not None:
         headers["Authorization"] = authorization
-    return FUNCTIONS["start_remediation"].get_user_function()(func.HttpRequest(
+    return FUNCTIONS["start_remediation"].get_user_function()(http_input(
         "POST", "http://localhost:7071/api/remediations", headers=headers,
-        body=json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode()))
+        body=json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode()).decode())
 
 
 def list_remediations(sandbox: Sandbox, authorization: str) -> func.HttpResponse:
-    return FUNCTIONS["list_remediations"].get_user_function()(func.HttpRequest(
-        "GET", "http://localhost:7071/api/remediations", body=b"", headers={"Authorization": authorization},
-        params={"clusterResourceId": cluster_id(sandbox)}))
+    url = f"http://localhost:7071/api/remediations?clusterResourceId={quote(cluster_id(sandbox))}"
+    return FUNCTIONS["list_remediations"].get_user_function()(http_input(
+        "GET", url, headers={"Authorization": authorization}).decode())
 
 
 def nothing_written(sandbox: Sandbox, azurite: Azurite, table: TableClient) -> bool:
@@ -111,8 +113,6 @@ REFUSED_TOKENS = {
 def _tampered(token: str) -> str:
     """The same token with one claim changed and the signature kept."""
     header, payload, signature = token.split(".")
-    import base64
-
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["roles"] = ["Remediations.Write", "Remediations.Read", "Admin"]
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")

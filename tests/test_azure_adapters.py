@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,14 @@ from remediation.adapters.aks import AksManagedClusters
 from remediation.adapters.graph import GraphDirectory
 from remediation.adapters.keyvault import KeyVaultSecrets
 from remediation.adapters.monitor import MonitorActivityLog
-from remediation.errors import NotFoundError, PermanentError, TransientError
+from remediation.adapters.signin import EntraSignIn
+from remediation.errors import (
+    AuthenticationUnavailableError,
+    NotFoundError,
+    OperationInProgressError,
+    PermanentError,
+    TransientError,
+)
 from remediation.ids import ClusterId
 from remediation.model import SecretText
 from sandbox import Sandbox
@@ -78,28 +86,52 @@ def test_aks_reads_clusters_and_refuses_unknown_ones(aks: AksManagedClusters, sa
         aks.get_cluster(cluster(sandbox, "aks-missing"))
 
 
-def test_a_reset_with_a_fresh_password_repairs_the_cluster(aks, graph, sandbox: Sandbox) -> None:
+def wait_for_operation(aks: AksManagedClusters, url: str):
+    for _ in range(100):
+        status = aks.get_operation(url)
+        if status.finished:
+            return status
+        time.sleep(0.1)
+    raise AssertionError("the reset did not finish")
+
+
+def test_a_reset_returns_its_status_url_at_once_and_the_url_reports_the_end(aks, graph, sandbox: Sandbox) -> None:
     app = graph.get_application_by_app_id(state_of(sandbox)["clientId"])
     password = graph.add_password(app.object_id, "adapter test", datetime.now(UTC) + timedelta(days=30))
-    result = aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text,
-                                                       wait_seconds=5)
-    assert result.finished and result.succeeded
+    before = aks.get_cluster(cluster(sandbox)).last_modified_at  # systemData.lastModifiedAt
+    assert before is not None
+    url = aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text)
+    assert url.startswith(f"{sandbox.endpoints['arm']}/subscriptions/{sandbox.subscription_id}/providers/"
+                          "Microsoft.ContainerService/locations/")
+    assert password.secret_text.reveal() not in url
+    assert not aks.get_operation(url).finished  # not waited on
+    with pytest.raises(OperationInProgressError):  # AKS refuses a second write meanwhile: 409
+        aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text)
+    assert wait_for_operation(aks, url).succeeded
     assert state_of(sandbox)["heldKeyId"] == password.key_id and state_of(sandbox)["secretValidNow"]
     assert sandbox.state.secret_text_of_cluster("aks-payments") == password.secret_text.reveal()
+    after = aks.get_cluster(cluster(sandbox))
+    assert after.provisioning_state == "Succeeded" and after.last_modified_at > before
 
 
-def test_a_reset_with_a_wrong_secret_finishes_failed(aks, sandbox: Sandbox) -> None:
-    result = aks.begin_reset_service_principal_profile(
-        cluster(sandbox), state_of(sandbox)["clientId"], SecretText("not-the-secret"), wait_seconds=5)
-    assert result.finished and not result.succeeded
-    assert "ServicePrincipalValidationClientError" in (result.error or "")
-    assert "not-the-secret" not in (result.error or "")
+def test_a_reset_with_a_wrong_secret_ends_failed(aks, sandbox: Sandbox) -> None:
+    url = aks.begin_reset_service_principal_profile(cluster(sandbox), state_of(sandbox)["clientId"],
+                                                    SecretText("not-the-secret"))
+    status = wait_for_operation(aks, url)
+    assert not status.succeeded and "ServicePrincipalValidationClientError" in (status.error or "")
+    assert "not-the-secret" not in (status.error or "")
     assert state_of(sandbox)["provisioningState"] == "Failed"
 
 
 def test_resetting_a_managed_identity_cluster_is_refused(aks, sandbox: Sandbox) -> None:
     with pytest.raises(PermanentError):
-        aks.begin_reset_service_principal_profile(cluster(sandbox, "aks-msi"), "msi", SecretText("x"), wait_seconds=1)
+        aks.begin_reset_service_principal_profile(cluster(sandbox, "aks-msi"), "msi", SecretText("x"))
+
+
+def test_an_operation_url_off_the_arm_endpoint_is_refused_without_sending_the_token(aks) -> None:
+    with pytest.raises(PermanentError) as refused:
+        aks.get_operation("https://attacker.example/subscriptions/x/operations/1")
+    assert refused.value.code == "InvalidOperationUrl"
 
 
 def test_graph_finds_adds_and_removes_passwords(graph: GraphDirectory, sandbox: Sandbox) -> None:
@@ -168,6 +200,28 @@ def test_a_wrong_identity_secret_is_an_authentication_error(sandbox: Sandbox) ->
                                    connection_verify=sandbox.ca_path)
     with pytest.raises(ClientAuthenticationError, match="AADSTS7000215"):
         wrong.get_token("https://management.azure.com/.default")
-    with pytest.raises(PermanentError):
+    # The remediator's own sign-in failing is an outage or a misconfiguration: transient, with a Retry-After.
+    with pytest.raises(AuthenticationUnavailableError) as refused:
         AksManagedClusters(wrong, endpoint=sandbox.endpoints["arm"], connection_verify=sandbox.ca_path).get_cluster(
             cluster(sandbox))
+    assert refused.value.retry_after and refused.value.retry_after > 0
+    with pytest.raises(AuthenticationUnavailableError):
+        GraphDirectory(wrong, endpoint=sandbox.endpoints["graph"], ca_bundle=sandbox.ca_path) \
+            .get_application_by_app_id(state_of(sandbox)["clientId"])
+
+
+def test_signing_in_with_a_secret_gives_entra_ids_verdict(sandbox: Sandbox, graph: GraphDirectory) -> None:
+    sign_in = EntraSignIn(tenant_id=sandbox.tenant_id, authority_host=sandbox.endpoints["login"],
+                          scope=f"{sandbox.endpoints['arm']}/.default", disable_instance_discovery=True,
+                          connection_verify=sandbox.ca_path)
+    app_id = state_of(sandbox)["clientId"]
+    expired = sign_in.sign_in(app_id, SecretText(sandbox.state.secret_text_of_cluster("aks-payments")))
+    assert (expired.ok, expired.code) == (False, "AADSTS7000222")
+    assert sign_in.sign_in(app_id, SecretText("wrong")).code == "AADSTS7000215"
+    assert sign_in.sign_in(str(uuid.uuid4()), SecretText("x")).code == "AADSTS700016"
+    app = graph.get_application_by_app_id(app_id)
+    fresh = graph.add_password(app.object_id, "sign-in test", datetime.now(UTC) + timedelta(days=1))
+    assert sign_in.sign_in(app_id, fresh.secret_text).ok
+    admin(sandbox, "/_sandbox/faults", {"api": "login", "kind": "error", "status": 503, "count": 10})
+    with pytest.raises(TransientError):
+        sign_in.sign_in(app_id, fresh.secret_text)

@@ -1,4 +1,7 @@
-"""Detection over stateful fakes: events, lookups, sweeps, and one remediation per incident."""
+"""Detection over stateful fakes, in the order users live it: a failure, its event, the repair,
+the next sweep (whose overlap sees the old entry again), late duplicates, a person's own fix,
+a new breakage later. Each hint is decided from the cluster's present state.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ from datetime import timedelta
 
 import pytest
 
+from remediation.detection import SWEEP_OVERLAP
 from remediation.errors import InvalidInputError
-from remediation.events import FailureEvent, IgnoredEvent, parse_failure_event
+from remediation.events import FailureEvent
+from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry, Status
 from tests.conftest import APP_ID, CLUSTER, SUB, World
 
@@ -43,56 +48,120 @@ def failed_write(world: World, message: str, *, code: str = "ServicePrincipalVal
 
 
 def event_for(entry: ActivityLogEntry, world: World) -> FailureEvent:
-    parsed = parse_failure_event(event_id=str(uuid.uuid4()), event_type="Microsoft.Resources.ResourceWriteFailure",
-                                 data={"resourceUri": entry.resource_id, "operationName": entry.operation_name,
-                                       "correlationId": entry.correlation_id, "status": "Failed"},
-                                 event_time=world.clock())
-    assert isinstance(parsed, FailureEvent)
-    return parsed
+    return FailureEvent(event_id=str(uuid.uuid4()), event_type="Microsoft.Resources.ResourceWriteFailure",
+                        cluster=ClusterId.parse(entry.resource_id, allow_child=True), resource_uri=entry.resource_id,
+                        operation_name=entry.operation_name, correlation_id=entry.correlation_id,
+                        event_time=world.clock())
 
 
 def remediations(world: World) -> list:
-    return [world.store.get(i) for i in world.store.rows]
+    return world.store.all()
 
 
-def test_a_bad_secret_event_repairs_the_cluster_with_no_manual_call(world: World) -> None:
-    world.detector.accept_event(event_for(failed_write(world, AADSTS_INVALID), world))
+def decisions(world: World) -> list[str]:
+    return [d["code"] for d in world.incidents.decisions]
+
+
+def test_a_failure_event_repairs_the_cluster_with_no_manual_call(world: World) -> None:
+    event = world.operate()
+    assert event is not None  # the operator's upgrade failed on the expired secret
+    world.detector.accept_event(event)
     world.drain()
     [remediation] = remediations(world)
-    assert remediation.source == "event" and remediation.status is Status.SUCCEEDED
-    assert remediation.cause.startswith("expired_secret")  # Graph confirmed: the app's only password had ended
+    assert remediation.status is Status.SUCCEEDED and remediation.source == "event"
+    assert remediation.correlation_id == event.correlation_id
+    assert world.operate() is None  # the operator's next upgrade succeeds
+    assert decisions(world) == ["Confirmed"]
+
+
+def test_after_a_repair_duplicates_late_deliveries_and_sweeps_change_nothing(world: World) -> None:
+    # The sequence a tester reproduced: event, repair, then the same event again and the next sweeps,
+    # whose overlap sees the old entry. Before, each of these minted a password and reset the cluster again.
+    event = world.operate()
+    world.detector.sweep(SUB)  # the checkpoint of an earlier sweep
+    world.detector.accept_event(event)
+    world.drain()
+    assert world.clusters.resets_started == 1
+    world.detector.accept_event(event)  # Event Grid delivers at least once
+    world.clock.advance(minutes=10)
+    world.detector.sweep(SUB)  # the entry is inside the sweep's overlap
+    world.drain()
+    world.clock.advance(minutes=15)
+    world.detector.sweep(SUB)
+    world.detector.accept_event(event)  # a very late delivery
+    world.drain()
+    assert world.clusters.resets_started == 1 and len(world.directory.added) == 1
+    assert [r.status for r in remediations(world)] == [Status.SUCCEEDED]
+    assert decisions(world)[0] == "Confirmed"
+    assert set(decisions(world)[1:]) <= {"DuplicateIncident", "StaleBeforeRepair"}, decisions(world)
+
+
+def test_a_storm_of_duplicates_while_the_repair_runs_joins_it(world: World) -> None:
+    event = world.operate()
+    world.detector.accept_event(event)
+    world.deliver_visible()  # decided and started: the repair is running
+    for _ in range(20):
+        world.detector.accept_event(event)
+    world.detector.sweep(SUB)
+    world.drain()
+    assert world.clusters.resets_started == 1 and len(world.directory.added) == 1
+    assert len(remediations(world)) == 1
+
+
+def test_a_person_who_fixed_the_cluster_first_leaves_the_remediator_nothing_to_do(world: World) -> None:
+    event = world.operate()
+    world.clock.advance(minutes=2)
+    world.clusters.fix_by_hand(CLUSTER)  # before the Activity Log entry was even looked up
+    world.clock.advance(minutes=1)
+    world.detector.accept_event(event)
+    world.drain()
+    assert decisions(world) == ["StaleBeforeSuccess"]
+    assert remediations(world) == [] and world.clusters.resets_started == 0 and world.directory.writes == 0
+
+
+def test_a_person_who_fixes_the_cluster_while_the_remediation_starts_is_not_overridden(world: World) -> None:
+    world.detector.accept_event(world.operate())
+    world.deliver_visible(only=("lookups",))  # decided: a remediation is queued
+    world.clock.advance(seconds=20)
+    world.clusters.fix_by_hand(CLUSTER)  # meanwhile, by hand
+    world.clock.advance(seconds=20)
+    world.drain()
+    [remediation] = remediations(world)
+    assert remediation.status is Status.SUCCEEDED and remediation.reason.startswith("FixedMeanwhile")
+    assert world.clusters.resets_started == 0  # the nodes were not re-imaged for nothing
     assert world.clusters.secret_valid(CLUSTER)
 
 
-def test_repeated_events_and_a_sweep_of_one_incident_end_in_one_remediation(world: World) -> None:
-    event = event_for(failed_write(world, AADSTS_INVALID), world)
+def test_a_new_breakage_after_the_repair_is_repaired_again(world: World) -> None:
+    world.detector.accept_event(world.operate())
+    world.drain()
+    world.clock.advance(days=200)  # the minted secret (180 days) has expired: a new, real breakage
+    second = world.operate()
+    assert second is not None
+    world.detector.accept_event(second)
+    world.drain()
+    assert [r.status for r in remediations(world)] == [Status.SUCCEEDED, Status.SUCCEEDED]
+    assert world.clusters.resets_started == 2 and world.clusters.secret_valid(CLUSTER)
+
+
+def test_a_crash_between_recording_the_incident_and_starting_is_finished_by_the_retry(world: World) -> None:
+    event = world.operate()
+    world.faults.die_at("store.create_claim")  # recorded the incident, then died: the host retries the lookup
     world.detector.accept_event(event)
-    world.detector.accept_event(event)  # Event Grid delivers at least once
-    world.deliver_visible()
-    sweep = world.detector.sweep(SUB)
-    assert [o.decision for o in sweep.outcomes] == ["duplicate"]
     world.drain()
-    assert len(remediations(world)) == 1
-    assert len(world.remediator_passwords()) == 1
-
-
-def test_two_incidents_of_one_cluster_join_the_running_remediation(world: World) -> None:
-    world.detector.accept_event(event_for(failed_write(world, AADSTS_INVALID), world))
-    world.detector.accept_event(event_for(failed_write(world, AADSTS_INVALID), world))
-    world.deliver_visible()
-    decisions = sorted(i["decision"] for i in world.incidents.incidents.values())
-    assert decisions == ["joined_remediation", "remediation_started"]
+    world.detector.accept_event(event)  # and Event Grid delivers again
     world.drain()
-    assert len(remediations(world)) == 1
+    [remediation] = remediations(world)
+    assert remediation.id == next(iter(world.incidents.incidents.values()))["remediation_id"]
+    assert remediation.status is Status.SUCCEEDED and world.clusters.resets_started == 1
 
 
 @pytest.mark.parametrize(("code", "message"), [("QuotaExceeded", QUOTA), ("AuthorizationFailed", CALLER_AUTH)])
 def test_failures_that_are_not_a_bad_secret_change_nothing(world: World, code: str, message: str) -> None:
     world.detector.accept_event(event_for(failed_write(world, message, code=code), world))
     world.drain()
-    assert remediations(world) == []
-    [incident] = world.incidents.incidents.values()
-    assert incident["decision"] == "ignored" and incident["kind"] == "not_sp"
+    assert remediations(world) == [] and decisions(world) == ["NotServicePrincipal"]
+    assert world.incidents.decisions[0]["kind"] == "not_sp"
     assert world.directory.writes == 0 and world.clusters.resets_started == 0
 
 
@@ -100,8 +169,7 @@ def test_a_deleted_application_is_reported_not_rotated(world: World) -> None:
     del world.directory.apps[APP_ID]
     world.detector.accept_event(event_for(failed_write(world, AADSTS_INVALID), world))
     world.drain()
-    [incident] = world.incidents.incidents.values()
-    assert incident["decision"] == "needs_new_service_principal"
+    assert decisions(world) == ["ApplicationNotFound"] and world.incidents.decisions[0]["kind"] == "sp_not_found"
     assert remediations(world) == [] and world.clusters.resets_started == 0
 
 
@@ -110,8 +178,8 @@ def test_a_bad_secret_of_another_app_is_not_rotated(world: World) -> None:
     message = AADSTS_INVALID.replace("client secret ID.", f"client secret ID, for a secret added to app '{other_app}'.")
     world.detector.accept_event(event_for(failed_write(world, message), world))
     world.drain()
-    [incident] = world.incidents.incidents.values()
-    assert incident["decision"] == "ignored" and incident["kind"] == "sp_other" and other_app in incident["reason"]
+    [decision] = world.incidents.decisions
+    assert decision["code"] == "OtherApplication" and other_app in decision["message"]
     assert remediations(world) == [] and world.directory.writes == 0
 
 
@@ -127,7 +195,7 @@ def test_a_late_activity_log_entry_is_looked_up_again_then_decided(world: World)
     world.activity_log.entries.clear()
     world.detector.accept_event(event_for(entry, world))
     world.deliver_visible()
-    assert world.incidents.incidents == {} and len(world.lookups.messages) == 1
+    assert world.incidents.decisions == [] and len(world.lookups.messages) == 1
     world.activity_log.entries.append(entry)
     world.drain()
     assert [r.status for r in remediations(world)] == [Status.SUCCEEDED]
@@ -138,8 +206,8 @@ def test_an_entry_that_never_appears_is_given_up_with_a_reason(world: World) -> 
     world.activity_log.entries.clear()
     world.detector.accept_event(event_for(entry, world))
     world.drain(max_rounds=200)
-    [incident] = world.incidents.incidents.values()
-    assert incident["decision"] == "gave_up" and "0:30:00" in incident["reason"]
+    [decision] = world.incidents.decisions
+    assert decision["code"] == "GaveUp" and "0:30:00" in decision["message"]
     assert remediations(world) == []
 
 
@@ -149,44 +217,41 @@ def test_sweeps_move_a_checkpoint_and_catch_what_events_missed(world: World) -> 
     world.clock.advance(minutes=15)
     failed_write(world, AADSTS_INVALID)
     second = world.detector.sweep(SUB)
-    assert [o.decision for o in second.outcomes] == ["remediation_started"]
-    assert second.since == (world.clock() - timedelta(minutes=30)).isoformat()  # checkpoint minus overlap
+    assert [d.code for d in second.decisions] == ["Confirmed"]
+    assert second.since == (world.clock() - timedelta(minutes=15) - SWEEP_OVERLAP).isoformat()
     world.drain()
     assert world.clusters.secret_valid(CLUSTER)
 
 
-def test_an_agent_pool_failure_names_its_cluster() -> None:
-    parsed = parse_failure_event(
-        event_id="1", event_type="Microsoft.Resources.ResourceWriteFailure", event_time=None,
-        data={"resourceUri": f"{CLUSTER}/agentPools/nodepool1",
-              "operationName": "Microsoft.ContainerService/managedClusters/agentPools/write",
-              "correlationId": str(uuid.uuid4())})
-    assert isinstance(parsed, FailureEvent) and parsed.cluster == CLUSTER
+def test_events_outside_the_managed_subscriptions_are_acknowledged_without_a_lookup(world: World) -> None:
+    other = ClusterId("00000000-0000-4000-8000-00000000beef", "rg", "aks")
+    event = FailureEvent("1", "Microsoft.Resources.ResourceWriteFailure", other, str(other),
+                         "Microsoft.ContainerService/managedClusters/write", str(uuid.uuid4()), world.clock())
+    assert world.detector.accept_event(event) is None
+    assert world.lookups.messages == [] and world.activity_log.reads == 0
 
 
-@pytest.mark.parametrize(("event_type", "data"), [
-    ("Microsoft.Resources.ResourceWriteSuccess", {}),
-    ("Microsoft.Storage.BlobCreated", None),
-    ("Microsoft.Resources.ResourceWriteFailure", {"resourceUri": "/subscriptions/x/resourceGroups/r/providers/"
-     "Microsoft.Storage/storageAccounts/s", "operationName": "Microsoft.Storage/storageAccounts/write",
-     "correlationId": "c"}),
+@pytest.mark.parametrize("offset", [timedelta(days=-3650), timedelta(days=-8), timedelta(hours=2),
+                                    timedelta(days=3650)])
+def test_an_event_time_far_from_now_is_refused(world: World, offset: timedelta) -> None:
+    event = FailureEvent("1", "Microsoft.Resources.ResourceWriteFailure", CLUSTER, str(CLUSTER),
+                         "Microsoft.ContainerService/managedClusters/write", str(uuid.uuid4()), world.clock() + offset)
+    with pytest.raises(InvalidInputError) as refused:
+        world.detector.accept_event(event)
+    assert refused.value.code == "InvalidEventTime"
+    assert world.lookups.messages == []
+
+
+@pytest.mark.parametrize("body", [
+    b"{}", b"[" * 3000, b'{"clusterResourceId": 1}',
+    json.dumps({"clusterResourceId": str(CLUSTER), "correlationId": "c", "firstSeen": "0001-01-01T00:00:00",
+                "attempt": 0}).encode(),
+    json.dumps({"clusterResourceId": str(CLUSTER), "correlationId": "c", "firstSeen": "2026-01-01T00:00:00+00:00",
+                "attempt": 10**9}).encode(),
+    b"x" * 10_000,
 ])
-def test_other_events_are_ignored(event_type: str, data: object) -> None:
-    assert isinstance(parse_failure_event(event_id="1", event_type=event_type, data=data, event_time=None),
-                      IgnoredEvent)
+def test_malformed_lookup_messages_are_refused(body: bytes) -> None:
+    from remediation.detection import IncidentLookup
 
-
-@pytest.mark.parametrize("data", [
-    None, [], "text", {}, {"resourceUri": 5, "operationName": "Microsoft.ContainerService/managedClusters/write",
-                           "correlationId": "c"},
-    {"resourceUri": "not-an-id", "operationName": "Microsoft.ContainerService/managedClusters/write",
-     "correlationId": "c"},
-    {"resourceUri": str(CLUSTER), "operationName": "Microsoft.ContainerService/managedClusters/write",
-     "correlationId": "'; drop"},
-    {"resourceUri": "x" * 5000, "operationName": "Microsoft.ContainerService/managedClusters/write",
-     "correlationId": "c"},
-])
-def test_malformed_failure_events_are_rejected(data: object) -> None:
     with pytest.raises(InvalidInputError):
-        parse_failure_event(event_id="1", event_type="Microsoft.Resources.ResourceWriteFailure", data=data,
-                            event_time=None)
+        IncidentLookup.from_message(body)

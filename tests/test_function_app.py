@@ -1,12 +1,20 @@
-"""The triggers, called as the host calls them (app.get_functions()), over the sandbox and Azurite."""
+"""The triggers, called as the host calls them (app.get_functions()), over the sandbox and Azurite.
+
+Every trigger's input is decoded by the azure-functions library's own converters, from the data and
+metadata the host sends (`sandbox.runner`'s `*_input` helpers): no test builds an EventGridEvent,
+CloudEvent, QueueMessage, HttpRequest or TimerRequest by hand, so each gets what the Python worker
+would give it in Azure.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -18,15 +26,64 @@ from remediation.ids import ClusterId
 from remediation.settings import INCIDENT_QUEUE, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
-from sandbox.runner import functions_of
+from sandbox.runner import event_grid_input, functions_of, http_input, queue_input, timer_input
 from sandbox.wiring import remediator_settings
 
 FUNCTIONS = {f.get_function_name(): f for f in functions_of(function_app.app)}
+FAILURE = "Microsoft.Resources.ResourceWriteFailure"
 
 
 def call(name: str, *args):
     return FUNCTIONS[name].get_user_function()(*args)
 
+
+# ----- trigger inputs, through the library's converters --------------------------------------------
+
+def http_request(method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+                 route_params: dict[str, str] | None = None) -> func.HttpRequest:
+    return http_input(method, url, headers=headers, body=body, route_params=route_params).decode()
+
+
+def queue_message(body: str | bytes, **metadata: Any) -> func.QueueMessage:
+    return queue_input(body, **metadata).decode()
+
+
+def event_grid_event(event: dict[str, Any]) -> func.EventGridEvent:
+    decoded = event_grid_input(event).decode()
+    assert isinstance(decoded, func.EventGridEvent)
+    return decoded
+
+
+def cloud_event(event: dict[str, Any]) -> func.CloudEvent:
+    decoded = event_grid_input(event).decode()
+    assert isinstance(decoded, func.CloudEvent)  # what the library hands the trigger, despite its annotation
+    return decoded
+
+
+def timer() -> func.TimerRequest:
+    return timer_input().decode()
+
+
+def failure(data: Any, event_type: str | None = FAILURE, **fields: Any) -> dict[str, Any]:
+    """An event of the subscription's system topic, in the Event Grid schema."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime())  # Event Grid writes 7 fractional digits
+    event = {"id": str(uuid.uuid4()), "topic": "/subscriptions/x", "subject": "s", "eventType": event_type,
+             "eventTime": now, "data": data, "dataVersion": "2", "metadataVersion": "1", **fields}
+    return {k: v for k, v in event.items() if v is not None}
+
+
+def as_cloud(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event as Event Grid delivers it in the CloudEvents 1.0 schema."""
+    cloud = {"specversion": "1.0", "id": event.get("id"), "type": event.get("eventType"),
+             "source": event.get("topic"), "subject": event.get("subject"), "time": event.get("eventTime"),
+             "datacontenttype": "application/json", "data": event.get("data")}
+    return {k: v for k, v in cloud.items() if v is not None}
+
+
+SCHEMAS = {"event-grid-schema": event_grid_event, "cloud-events": lambda event: cloud_event(as_cloud(event))}
+
+
+# ----- fixtures and helpers --------------------------------------------------------------------------
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
@@ -73,9 +130,8 @@ def bearer(sandbox: Sandbox) -> dict[str, str]:
 
 
 def post(body: bytes, headers: dict[str, str]) -> func.HttpResponse:
-    return call("start_remediation", func.HttpRequest("POST", "http://localhost:7071/api/remediations?code=k",
-                                                      body=body, headers={"Content-Type": "application/json",
-                                                                          **headers}))
+    return call("start_remediation", http_request("POST", "http://localhost:7071/api/remediations?code=k", body=body,
+                                                  headers={"Content-Type": "application/json", **headers}))
 
 
 def writes(sandbox: Sandbox) -> int:
@@ -88,6 +144,23 @@ def queued(azurite: Azurite, queue: str) -> list[dict]:
     return [json.loads(base64.b64decode(m.content)) for m in client.peek_messages(max_messages=32)]
 
 
+def deliver(azurite: Azurite, queue: str, function: str, *, until: Callable[[], bool], timeout: float = 30) -> None:
+    """Deliver the queue's messages to the function as the host does, through the converter with the message's
+    own metadata, deleting each once the function returned, until `until()` holds."""
+    client = QueueClient.from_connection_string(azurite.connection_string, queue)
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"{function} did not get there within {timeout}s"
+        for m in client.receive_messages(max_messages=4, visibility_timeout=30):
+            call(function, queue_message(base64.b64decode(m.content), message_id=m.id, dequeue_count=m.dequeue_count,
+                                         inserted_on=m.inserted_on, expires_on=m.expires_on,
+                                         next_visible_on=m.next_visible_on, pop_receipt=m.pop_receipt))
+            client.delete_message(m.id, m.pop_receipt)
+        time.sleep(0.1)
+
+
+# ----- tests -------------------------------------------------------------------------------------------
+
 def test_bindings_are_what_the_host_expects() -> None:
     bindings = {name: json.loads(f.get_raw_bindings()[0]) for name, f in FUNCTIONS.items()}
     assert bindings["start_remediation"]["authLevel"] == "FUNCTION"
@@ -98,6 +171,20 @@ def test_bindings_are_what_the_host_expects() -> None:
     assert bindings["sweep_activity_log"]["schedule"] == "%REMEDIATOR_SWEEP_SCHEDULE%"
 
 
+def test_the_library_decodes_what_the_host_sends() -> None:
+    message = queue_message('{"a": 1}', message_id="m-1", dequeue_count=3)
+    assert (message.id, message.dequeue_count, message.get_json()) == ("m-1", 3, {"a": 1})
+    assert message.insertion_time and message.expiration_time and message.pop_receipt
+    request = http_request("GET", "http://h/api/remediations?clusterResourceId=x&empty=", headers={"X-A": "1"},
+                           route_params={"remediation_id": "r"})
+    assert (request.params.get("clusterResourceId"), "empty" in request.params, request.headers["x-a"],
+            request.route_params["remediation_id"], request.get_body()) == ("x", False, "1", "r", b"")
+    event = cloud_event(as_cloud(failure({"k": "v"})))
+    assert (event.type, event.get_json(), event.time.tzinfo is not None) == (FAILURE, {"k": "v"}, True)
+    assert not hasattr(event, "event_type")  # what made the trigger raise on every CloudEvents delivery
+    assert timer().past_due is False
+
+
 def test_a_request_is_accepted_recorded_and_queued(app_settings, sandbox: Sandbox, azurite: Azurite,
                                                    bearer: dict[str, str]) -> None:
     response = post(json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode(), bearer)
@@ -105,9 +192,9 @@ def test_a_request_is_accepted_recorded_and_queued(app_settings, sandbox: Sandbo
     body = json.loads(response.get_body())
     assert response.headers["Location"] == f"http://localhost:7071/api/remediations/{body['id']}"
     assert body["status"] == "Accepted" and body["dryRun"] is False
-    assert {"remediationId": body["id"]} in queued(azurite, WORK_QUEUE)
-    shown = call("get_remediation", func.HttpRequest(
-        "GET", response.headers["Location"], body=b"", route_params={"remediation_id": body["id"]}, headers=bearer))
+    assert [m["remediationId"] for m in queued(azurite, WORK_QUEUE)] == [body["id"]]
+    shown = call("get_remediation", http_request("GET", response.headers["Location"], headers=bearer,
+                                                 route_params={"remediation_id": body["id"]}))
     assert shown.status_code == 200 and json.loads(shown.get_body())["id"] == body["id"]
     # The caller is on the record: the operator's service principal and client app.
     operator = next(a for a in sandbox.state.applications.values() if a.app_id == sandbox.operator.client_id)
@@ -122,7 +209,7 @@ def test_a_request_is_accepted_recorded_and_queued(app_settings, sandbox: Sandbo
     (lambda sb: json.dumps({"clusterResourceId": cluster_id(sb).replace(
         "Microsoft.ContainerService/managedClusters", "Microsoft.Compute/virtualMachines")}).encode(),
      400, "NotAManagedCluster"),
-    (lambda sb: json.dumps({"clusterResourceId": cluster_id(sb, "aks-nope")}).encode(), 404, "ResourceNotFound"),
+    (lambda sb: json.dumps({"clusterResourceId": cluster_id(sb, "aks-nope")}).encode(), 404, "ClusterNotFound"),
     (lambda sb: json.dumps({"clusterResourceId": cluster_id(sb, "aks-msi")}).encode(), 409, "ManagedIdentityCluster"),
 ])
 def test_bad_requests_get_a_specific_error_and_change_nothing(
@@ -140,9 +227,8 @@ def test_bad_requests_get_a_specific_error_and_change_nothing(
 
 def test_unknown_and_malformed_remediation_ids(app_settings, bearer: dict[str, str]) -> None:
     for remediation_id, status in ((uuid.uuid4().hex, 404), ("../etc", 400)):
-        response = call("get_remediation", func.HttpRequest("GET", "http://h/api/remediations/x", body=b"",
-                                                            route_params={"remediation_id": remediation_id},
-                                                            headers=bearer))
+        response = call("get_remediation", http_request("GET", "http://h/api/remediations/x", headers=bearer,
+                                                        route_params={"remediation_id": remediation_id}))
         assert response.status_code == status
         assert set(json.loads(response.get_body())["error"]) == {"code", "message"}
 
@@ -151,51 +237,60 @@ def test_the_queue_trigger_runs_the_remediation_to_success(app_settings, sandbox
                                                            bearer: dict[str, str]) -> None:
     remediation_id = json.loads(post(json.dumps({"clusterResourceId": cluster_id(sandbox)}).encode(), bearer)
                                 .get_body())["id"]
-    for _ in range(20):
-        if function_app.services().remediator.get(remediation_id).status.terminal:
-            break
-        call("advance_remediation", func.QueueMessage(id="m", body=json.dumps({"remediationId": remediation_id})))
-    assert function_app.services().remediator.get(remediation_id).status.value == "Succeeded"
+    deliver(azurite, WORK_QUEUE, "advance_remediation",
+            until=lambda: function_app.services().remediations.get(remediation_id).status.terminal)
+    assert function_app.services().remediations.get(remediation_id).status.value == "Succeeded"
     cluster = next(c for c in sandbox.snapshot()["clusters"] if c["name"] == "aks-payments")
     assert cluster["provisioningState"] == "Succeeded" and cluster["secretValidNow"] is True
 
 
 def test_a_malformed_queue_message_is_dropped_without_writes(app_settings, sandbox: Sandbox) -> None:
-    assert call("advance_remediation", func.QueueMessage(id="m", body=b"\xff not json")) is None
-    assert call("look_up_incident", func.QueueMessage(id="m", body=b'{"clusterResourceId": 1}')) is None
+    assert call("advance_remediation", queue_message(b"\xff not json")) is None
+    assert call("look_up_incident", queue_message(b'{"clusterResourceId": 1}')) is None
     assert writes(sandbox) == 0
 
 
-def event_grid_event(data: object, event_type: str = "Microsoft.Resources.ResourceWriteFailure") -> func.EventGridEvent:
-    return func.EventGridEvent(id=str(uuid.uuid4()), data=data, topic="/subscriptions/x", subject="s",
-                               event_type=event_type, event_time=None, data_version="2")
-
-
-def test_a_cluster_failure_event_only_enqueues_a_lookup(app_settings, sandbox: Sandbox, azurite: Azurite) -> None:
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_a_cluster_failure_event_only_enqueues_a_lookup(app_settings, sandbox: Sandbox, azurite: Azurite,
+                                                        schema: str) -> None:
     correlation_id = str(uuid.uuid4())
-    call("on_resource_failure", event_grid_event({
+    call("on_resource_failure", SCHEMAS[schema](failure({
         "resourceUri": cluster_id(sandbox), "operationName": "Microsoft.ContainerService/managedClusters/write",
-        "correlationId": correlation_id, "status": "Failed"}))
+        "correlationId": correlation_id, "status": "Failed"})))
     [lookup] = queued(azurite, INCIDENT_QUEUE)
     assert lookup["correlationId"] == correlation_id and lookup["attempt"] == 0
     assert sum(sum(api.values()) for api in sandbox.snapshot()["requests"].values()) == 0  # no Azure call at all
 
 
-@pytest.mark.parametrize("event", [
-    event_grid_event({"resourceUri": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Web/sites/s",
-                      "operationName": "Microsoft.Web/sites/write", "correlationId": "c"}),
-    event_grid_event({}, event_type="Microsoft.Resources.ResourceWriteSuccess"),
-    event_grid_event(None),
-    event_grid_event("x" * 1_000_000),
-    event_grid_event({"resourceUri": "not an id", "operationName": "Microsoft.ContainerService/managedClusters/write",
-                      "correlationId": "c"}),
-    event_grid_event({"resourceUri": 7, "operationName": [], "correlationId": {}}),
-])
+OTHER_AND_MALFORMED = {
+    "other-resource": failure({"resourceUri": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Web/sites/s",
+                               "operationName": "Microsoft.Web/sites/write", "correlationId": "c"}),
+    "other-type": failure({}, event_type="Microsoft.Resources.ResourceWriteSuccess"),
+    "no-data": failure(None),
+    "huge-data": failure("x" * 1_000_000),
+    "bad-resource-uri": failure({"resourceUri": "not an id", "correlationId": "c",
+                                 "operationName": "Microsoft.ContainerService/managedClusters/write"}),
+    "wrong-types": failure({"resourceUri": 7, "operationName": [], "correlationId": {}}),
+    "no-type": failure({"resourceUri": "x"}, event_type=None),
+    "non-string-type": failure({}, event_type=42),
+    "no-id": {k: v for k, v in failure({}).items() if k != "id"},
+    "from-the-far-past": failure({"operationName": "Microsoft.ContainerService/managedClusters/write",
+                                  "correlationId": "c", "resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-"
+                                  "000000000001/resourceGroups/rg/providers/Microsoft.ContainerService/"
+                                  "managedClusters/aks"}, eventTime="2001-01-01T00:00:00Z"),
+}
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+@pytest.mark.parametrize("name", OTHER_AND_MALFORMED)
 def test_other_and_malformed_events_are_acknowledged_without_work(
-        app_settings, sandbox: Sandbox, azurite: Azurite, event: func.EventGridEvent) -> None:
+        app_settings, sandbox: Sandbox, azurite: Azurite, caplog: pytest.LogCaptureFixture, schema: str,
+        name: str) -> None:
+    caplog.set_level(logging.INFO, logger="remediator")
     before = sum(function_app.ignored_events.values())
-    assert call("on_resource_failure", event) is None
+    assert call("on_resource_failure", SCHEMAS[schema](OTHER_AND_MALFORMED[name])) is None  # no raise: no retries
     assert sum(function_app.ignored_events.values()) == before + 1
+    assert any("acknowledged" in r.getMessage() for r in caplog.records)  # with the reason
     assert queued(azurite, INCIDENT_QUEUE) == [] and writes(sandbox) == 0
 
 
@@ -204,11 +299,13 @@ def test_the_timer_sweep_catches_a_failure_no_event_reported(app_settings, sandb
     healthy_write = admin("clusters/aks-healthy/operate", {})
     failed_write = admin("clusters/aks-payments/operate", {"kubernetesVersion": "1.30.4"})
     assert healthy_write["succeeded"] and not failed_write["succeeded"]
-    call("sweep_activity_log", None)
+    call("sweep_activity_log", timer())
     [work] = queued(azurite, WORK_QUEUE)
-    remediation = function_app.services().remediator.get(work["remediationId"])
-    assert remediation.source == "sweep" and remediation.cause.startswith("expired_secret")
+    remediation = function_app.services().remediations.get(work["remediationId"])
+    assert remediation.source == "sweep" and remediation.cause.startswith("Confirmed: ")
+    decisions = function_app.services().remediations.list_decisions(ClusterId.parse(remediation.cluster_id))
+    assert [d["code"] for d in decisions] == ["Confirmed"] and decisions[0]["kind"] == "expired_secret"
     assert ClusterId.parse(remediation.cluster_id).name == "aks-payments"
-    call("sweep_activity_log", None)  # the same incident again: decided once
+    call("sweep_activity_log", timer())  # the same incident again: decided once
     assert len(queued(azurite, WORK_QUEUE)) == 1
     assert writes(sandbox) == 0  # deciding writes nothing to Azure; the queue does the work

@@ -20,9 +20,10 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceResponseError
 from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
+from azure.mgmt.containerservice import ContainerServiceClient
 
 from sandbox import Sandbox
 
@@ -209,8 +210,15 @@ def test_the_reset_is_a_long_running_operation_like_the_example(wire: Wire, sand
     status = wire.arm("GET", started.headers["Azure-AsyncOperation"], api_version=None).json()
     assert status["status"] == "InProgress" and status["name"] in location
     assert wire.arm("GET", location, api_version=None).status_code == 202
-    assert_arm_error(wire.arm("POST", wire.cluster_path() + "/resetServicePrincipalProfile",
-                              json={"clientId": app["appId"], "secret": "x"}), 409, "OperationNotAllowed")
+    busy = wire.arm("POST", wire.cluster_path() + "/resetServicePrincipalProfile",
+                    json={"clientId": app["appId"], "secret": "x"})
+    assert_arm_error(busy, 409, "OperationNotAllowed")
+    # AKS's words (Azure/azure-cli-extensions#9855), naming the operation that runs.
+    assert busy.json()["error"]["message"].startswith(
+        "Operation is not allowed because there's an in progress reset service principal profile managed cluster "
+        f"operation (operation ID: {status['name']}) on the managed cluster started on UTC ")
+    assert_arm_error(wire.arm("PUT", wire.cluster_path(), json=wire.arm("GET", wire.cluster_path()).json()),
+                     409, "OperationNotAllowed")  # any write, not only a second reset
     wire.admin("clock", {"advanceSeconds": 1})
     done = wire.arm("GET", started.headers["Azure-AsyncOperation"], api_version=None).json()
     assert done["status"] == "Succeeded" and "endTime" in done
@@ -508,5 +516,245 @@ def test_serve_prints_one_line_of_endpoints_and_stops_on_sigterm() -> None:
         out, err = process.communicate(timeout=30)
         assert process.returncode == 0
         assert identities["remediatorClientSecret"] not in out + err
+    finally:
+        process.kill()
+
+
+# ---------------------------------------------------------------- faults that commit, then fail
+
+
+RESET_ROUTE = "POST managedClusters/{name}/resetServicePrincipalProfile"
+ADD_PASSWORD_ROUTE = "POST /applications/{id}/addPassword"
+SET_SECRET_ROUTE = "PUT /secrets/{name}"
+
+
+def _write(wire: Wire, api: str) -> requests.Response:
+    """One of the three writes that matter, by the operator: addPassword, set secret, reset."""
+    app = app_of(wire.sandbox)
+    if api == "graph":
+        return wire.graph("POST", f"/applications/{app['objectId']}/addPassword", json={})
+    if api == "vault":
+        return wire.http.put(f"{wire.sandbox.endpoints['vault']}/secrets/s1", params={"api-version": "7.4"},
+                             json={"value": "v"}, headers=wire.auth("https://vault.azure.net"))
+    # The app's current (expired) secret will do: the reset fails in the end, but it starts.
+    secret = wire.sandbox.state.secret_text_of_cluster("aks-payments")
+    return wire.arm("POST", wire.cluster_path() + "/resetServicePrincipalProfile",
+                    json={"clientId": app["appId"], "secret": secret})
+
+
+def _writes_committed(sandbox: Sandbox, api: str) -> int:
+    state = sandbox.snapshot()
+    if api == "graph":
+        return len(app_of(sandbox)["passwords"])
+    if api == "vault":
+        return len(state["keyVault"].get("s1", {"versions": []})["versions"])
+    return len(sandbox.state.operations)
+
+
+@pytest.mark.parametrize(("api", "route"), [("graph", ADD_PASSWORD_ROUTE), ("vault", SET_SECRET_ROUTE),
+                                           ("arm", RESET_ROUTE)])
+@pytest.mark.parametrize("kind", ["error_after_commit", "lose_answer"])
+def test_a_write_commits_once_then_its_answer_fails(wire: Wire, sandbox: Sandbox, api: str, route: str,
+                                                    kind: str) -> None:
+    wire.auth("https://vault.azure.net")  # tokens first: the fault is for the write, not the sign-in
+    before = _writes_committed(sandbox, api)
+    assert wire.admin("faults", {"api": api, "kind": kind, "route": route, "status": 500}).status_code == 200
+    if kind == "lose_answer":
+        with pytest.raises(requests.ConnectionError):
+            _write(wire, api)
+    else:
+        failed = _write(wire, api)
+        assert failed.status_code == 500 and "secretText" not in failed.text
+    assert _writes_committed(sandbox, api) == before + 1  # the write happened, once
+    assert wire.http.get(f"{sandbox.endpoints['admin']}/_sandbox/faults").json()["value"] == []  # used up
+    expected = "lost" if kind == "lose_answer" else "500"
+    assert sandbox.snapshot()["responses"][api][route] == {expected: 1}
+
+
+def test_the_sdk_sees_a_lost_answer_of_a_secret_it_set(sandbox: Sandbox, wire: Wire) -> None:
+    client = SecretClient(sandbox.endpoints["vault"], sandbox.credential(sandbox.remediator),
+                          verify_challenge_resource=False, connection_verify=sandbox.ca_path, retry_total=0)
+    client.set_secret("warm-up", "x")  # the bearer challenge and the token, before the fault
+    wire.admin("faults", {"api": "vault", "kind": "lose_answer", "route": SET_SECRET_ROUTE})
+    with pytest.raises(ServiceResponseError):
+        client.set_secret("aks-sp-x", "value-1")
+    assert sandbox.state.vault_current_value("aks-sp-x") == "value-1"  # stored, though the client never heard
+
+
+def test_a_kill_worker_fault_kills_the_worker_after_or_instead_of_the_write(wire: Wire, sandbox: Sandbox) -> None:
+    refused = wire.admin("faults", {"api": "graph", "kind": "kill_worker", "route": ADD_PASSWORD_ROUTE})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "NoWorker"  # nobody to kill yet
+    for when, committed in (("after", 1), ("before", 0)):
+        worker = subprocess.Popen(["sleep", "60"])
+        sandbox.state.on_kill_worker = lambda worker=worker: (worker.kill(), worker.wait())
+        before = len(app_of(sandbox)["passwords"])
+        assert wire.admin("faults", {"api": "graph", "kind": "kill_worker", "route": ADD_PASSWORD_ROUTE,
+                                     "when": when}).status_code == 200
+        with pytest.raises(requests.ConnectionError):
+            wire.graph("POST", f"/applications/{app_of(sandbox)['objectId']}/addPassword", json={})
+        assert worker.returncode == -signal.SIGKILL
+        assert len(app_of(sandbox)["passwords"]) == before + committed
+
+
+def test_faults_are_route_scoped_listed_and_cleared(wire: Wire, sandbox: Sandbox) -> None:
+    for fault in ({"api": "arm", "kind": "error", "status": 503, "count": 2, "route": "GET managedClusters"},
+                  {"api": "graph", "kind": "error_after_commit", "route": ADD_PASSWORD_ROUTE, "count": 3},
+                  {"kind": "propagation_delay", "seconds": 120}, {"kind": "slow_operations", "seconds": 30},
+                  {"kind": "reset_fails", "count": 2}):
+        assert wire.admin("faults", fault).status_code == 200
+    subscription = f"/subscriptions/{sandbox.subscription_id}/providers/Microsoft.ContainerService/managedClusters"
+    assert wire.arm("GET", wire.cluster_path()).status_code == 200  # another route of the same API
+    assert wire.arm("GET", subscription).status_code == 503
+    faults = wire.http.get(f"{sandbox.endpoints['admin']}/_sandbox/faults").json()["value"]
+    assert [(f["kind"], f.get("route"), f.get("remaining"), f.get("seconds")) for f in faults] == [
+        ("error", "GET managedClusters", 1, None), ("error_after_commit", ADD_PASSWORD_ROUTE, 3, None),
+        ("propagation_delay", None, None, 120), ("reset_fails", None, 2, None), ("slow_operations", None, None, 30)]
+    assert all(f["id"] for f in faults[:2])
+    assert wire.http.delete(f"{sandbox.endpoints['admin']}/_sandbox/faults").status_code == 204
+    assert wire.http.get(f"{sandbox.endpoints['admin']}/_sandbox/faults").json()["value"] == []
+    assert wire.arm("GET", subscription).status_code == 200
+    state = sandbox.state
+    assert (state.propagation_seconds, state.reset_failures, state.operation_seconds) == (0, 0, 0.5)
+    for bad in ({"api": "arm", "kind": "error", "route": "GET nowhere"},  # a typo would never fire
+                {"api": "graph", "kind": "lose_answer"},  # needs a route
+                {"api": "graph", "kind": "error_after_commit", "route": "GET /applications"}):  # not a write
+        refused = wire.admin("faults", bad)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "InvalidFault", bad
+
+
+def test_the_state_counts_status_codes_and_keeps_removed_passwords(wire: Wire, sandbox: Sandbox) -> None:
+    assert _write(wire, "arm").status_code == 202
+    assert _write(wire, "arm").status_code == 409
+    assert _write(wire, "arm").status_code == 409
+    app = app_of(sandbox)
+    added = wire.graph("POST", f"/applications/{app['objectId']}/addPassword",
+                       json={"passwordCredential": {"displayName": "rotated"}}).json()
+    assert wire.graph("POST", f"/applications/{app['objectId']}/removePassword",
+                      json={"keyId": added["keyId"]}).status_code == 204
+    state = requests.get(f"{sandbox.endpoints['admin']}/_sandbox/state", verify=sandbox.ca_path)
+    assert state.json()["responses"]["arm"][RESET_ROUTE] == {"202": 1, "409": 2}
+    [removed] = next(a for a in state.json()["applications"] if a["appId"] == app["appId"])["removedPasswords"]
+    assert removed == {"keyId": added["keyId"], "hint": added["hint"], "displayName": "rotated",
+                       "endDateTime": removed["endDateTime"], "removedAt": removed["removedAt"]}
+    assert added["secretText"] not in state.text
+
+
+# ---------------------------------------------------------------- restart from a state directory
+
+
+def test_a_restarted_sandbox_serves_the_same_world_to_the_same_sdk_clients(tmp_path: Path) -> None:
+    first = Sandbox(state_dir=tmp_path).start()
+    try:
+        ids = (first.endpoints, first.ca_path, first.tenant_id, first.subscription_id, first.remediator,
+               first.operator, first.api_client_id)
+        aks = ContainerServiceClient(first.credential(first.remediator), first.subscription_id,
+                                     base_url=first.endpoints["arm"], connection_verify=first.ca_path)
+        vault = SecretClient(first.endpoints["vault"], first.credential(first.remediator),
+                             verify_challenge_resource=False, connection_verify=first.ca_path)
+        vault.set_secret("aks-sp-payments", "kept-value")
+        wire = Wire(first)
+        app = app_of(first)
+        added = wire.graph("POST", f"/applications/{app['objectId']}/addPassword", json={}).json()
+        wire.admin("faults", {"kind": "slow_operations", "seconds": 600})
+        wire.admin("faults", {"api": "vault", "kind": "error", "route": "GET /secrets/{name}/versions"})
+        wire.admin("clock", {"advanceSeconds": 300})  # not an hour: tokens expire by the sandbox clock
+        poller = aks.managed_clusters.begin_reset_service_principal_profile(
+            "rg-payments", "aks-payments", {"clientId": app["appId"], "secret": added["secretText"]})
+        status_url = poller.polling_method()._operation.get_polling_url()
+    finally:
+        first.stop()
+
+    second = Sandbox(state_dir=tmp_path).start()
+    try:
+        assert (second.endpoints, second.ca_path, second.tenant_id, second.subscription_id, second.remediator,
+                second.operator, second.api_client_id) == ids
+        assert second.state.clock_offset.total_seconds() >= 300  # the clock, kept
+        # The same clients, with their cached tokens and the same CA file, carry on.
+        assert vault.get_secret("aks-sp-payments").value == "kept-value"
+        assert aks.managed_clusters.get("rg-payments", "aks-payments").provisioning_state == "Updating"
+        with pytest.raises(ResourceExistsError, match="OperationNotAllowed"):
+            aks.managed_clusters.begin_reset_service_principal_profile(
+                "rg-payments", "aks-payments", {"clientId": app["appId"], "secret": added["secretText"]},
+                polling=False)
+        wire = Wire(second)
+        assert wire.arm("GET", status_url, api_version=None).json()["status"] == "InProgress"
+        faults = wire.http.get(f"{second.endpoints['admin']}/_sandbox/faults").json()["value"]
+        assert {f["kind"] for f in faults} == {"error", "slow_operations"}
+        wire.admin("clock", {"advanceSeconds": 601})
+        poller.result(timeout=60)  # the poller started before the restart
+        cluster = next(c for c in second.snapshot()["clusters"] if c["name"] == "aks-payments")
+        assert cluster["heldKeyId"] == added["keyId"] and cluster["secretValidNow"]
+    finally:
+        second.stop()
+
+
+def test_a_state_directory_serves_one_sandbox_and_drops_what_a_kill_cut_short(tmp_path: Path) -> None:
+    from sandbox.persist import StateDirLocked
+
+    with Sandbox(state_dir=tmp_path) as running:
+        with pytest.raises(StateDirLocked):
+            Sandbox(state_dir=tmp_path)
+        entries = len(running.state.activity_log)
+        Wire(running).admin("clusters/aks-healthy/operate", {})
+    # What a SIGKILL mid-save leaves: a half-written line and a half-written generation.
+    with (tmp_path / "activity.jsonl").open("ab") as log:
+        log.write(b'{"half": ')
+    (tmp_path / "state.999.json.tmp").write_text("{")
+    with Sandbox(state_dir=tmp_path) as again:
+        assert len(again.state.activity_log) == entries + 2
+        assert not list(tmp_path.glob("*.tmp")) and len(list(tmp_path.glob("state.*.json"))) == 1
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.iterdir() if p.name != "sandbox-ca.pem")
+
+
+def test_a_sigkilled_serve_restarts_from_its_state_dir(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "sandbox", "serve", "--no-functions", "--state-dir", str(tmp_path)]
+
+    def serve() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return process, json.loads(process.stdout.readline())
+
+    process, info = serve()
+    try:
+        identities = json.loads(Path(info["identitiesFile"]).read_text())
+        http = requests.Session()
+        http.verify, http.trust_env = info["ca"], False
+        token = http.post(f"{info['login']}/{info['tenantId']}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": info["operatorClientId"],
+            "client_secret": identities["operatorClientSecret"], "scope": "https://graph.microsoft.com/.default"})
+        graph = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        state = http.get(f"{info['admin']}/_sandbox/state").json()
+        app = next(a for a in state["applications"] if a["displayName"] == "aks-payments-sp")
+        added = http.post(f"{info['graph']}/v1.0/applications/{app['objectId']}/addPassword", json={},
+                          headers=graph).json()
+        http.post(f"{info['admin']}/_sandbox/faults", json={"kind": "slow_operations", "seconds": 600})
+        arm = {"Authorization": "Bearer " + http.post(f"{info['login']}/{info['tenantId']}/oauth2/v2.0/token", data={
+            "grant_type": "client_credentials", "client_id": info["operatorClientId"],
+            "client_secret": identities["operatorClientSecret"],
+            "scope": "https://management.azure.com/.default"}).json()["access_token"]}
+        cluster = (f"{info['arm']}/subscriptions/{info['subscriptionId']}/resourceGroups/rg-payments/providers/"
+                   "Microsoft.ContainerService/managedClusters/aks-payments")
+        reset = http.post(f"{cluster}/resetServicePrincipalProfile", params={"api-version": AKS_API}, headers=arm,
+                          json={"clientId": app["appId"], "secret": added["secretText"]})
+        assert reset.status_code == 202
+        process.kill()  # SIGKILL: no clean-up, no last save
+        out, err = process.communicate(timeout=30)
+
+        process, again = serve()
+        assert again == info  # same ports, ids, CA file, identities file
+        state = http.get(f"{info['admin']}/_sandbox/state").json()
+        kept = next(a for a in state["applications"] if a["appId"] == app["appId"])
+        assert added["keyId"] in {p["keyId"] for p in kept["passwords"]}
+        # The tokens issued before the kill still work; the restarted sandbox kept them (as hashes).
+        assert http.get(f"{info['graph']}/v1.0/applications", headers=graph).status_code == 200
+        # The reset runs on by the sandbox clock, and its status URL still answers.
+        status_url = reset.headers["Azure-AsyncOperation"]
+        assert http.get(status_url, headers=arm).json()["status"] == "InProgress"
+        http.post(f"{info['admin']}/_sandbox/clock", json={"advanceSeconds": 601})
+        assert http.get(status_url, headers=arm).json()["status"] == "Succeeded"
+        assert stat.S_IMODE(os.stat(info["identitiesFile"]).st_mode) == 0o600
+        process.send_signal(signal.SIGTERM)
+        out2, err2 = process.communicate(timeout=30)
+        assert added["secretText"] not in out + err + out2 + err2
+        assert identities["operatorClientSecret"] not in out + err + out2 + err2
     finally:
         process.kill()

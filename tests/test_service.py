@@ -1,185 +1,289 @@
-"""The remediation use cases over stateful fakes: end state, not call sequences."""
+"""Remediations over stateful fakes, in the order users meet them: end state, not call sequences.
+
+A request, the repair, the next request, a restart in the middle, a crash at every adapter call,
+a lost or duplicated work message, an outage of Entra ID.
+"""
 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
-from remediation.errors import ConflictError, InvalidInputError, NotFoundError, TransientError
+from remediation.errors import AuthenticationUnavailableError, InvalidInputError, TransientError
 from remediation.ids import ClusterId
 from remediation.model import Status
-from remediation.service import MAX_RESET_ATTEMPTS, RemediationRequest, WorkItem
+from remediation.reconcile import Decision
+from remediation.runner import LEASE, STALLED_AFTER, WorkItem
+from remediation.service import RemediationRequest
+from remediation.steps import MAX_RESET_ATTEMPTS, STEPS
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World
 
 
-def submit(world: World, *, dry_run: bool = False, cluster: ClusterId = CLUSTER):
-    return world.remediator.submit(RemediationRequest(cluster, dry_run=dry_run))
+def request(world: World, *, dry_run: bool = False, cluster: ClusterId = CLUSTER, force: bool = False) -> Decision:
+    return world.remediations.request(RemediationRequest(cluster, dry_run=dry_run, force=force))
 
 
-def test_expired_secret_is_replaced_stored_and_applied(world: World) -> None:
-    assert not world.clusters.secret_valid(CLUSTER)
-    submission = submit(world)
-    world.drain()
+def remediation_of(world: World, decision: Decision):
+    assert decision.remediation is not None, decision.verdict
+    return world.store.get(decision.remediation.id)
 
-    remediation = world.store.get(submission.remediation.id)
-    assert remediation.status is Status.SUCCEEDED
-    assert list(remediation.steps) == ["inspect_cluster", "find_application", "mint_and_store_secret",
-                                       "start_reset", "verify_cluster"]
+
+def assert_repaired_once(world: World) -> None:
+    """The cluster works, one reset applied one password, and that password's secret is in Key Vault."""
     assert world.clusters.secret_valid(CLUSTER)
-    assert len(world.remediator_passwords()) == 1
-    held = world.clusters.clusters[str(CLUSTER).lower()].held_secret
+    assert world.clusters.resets_started == 1
+    [ours] = world.remediator_passwords()
+    held = world.clusters.clusters[CLUSTER.key].held_secret
+    assert world.directory.text_of(ours) == held
     assert world.vault.current_value(CLUSTER.vault_secret_name) == held
-    version = world.vault.list_versions(CLUSTER.vault_secret_name)[-1]
-    assert version.tags == {"clusterResourceId": str(CLUSTER), "appId": APP_ID, "keyId": remediation.new_key_id,
-                            "remediationId": remediation.id}
-    assert held not in json.dumps(world.store.rows[remediation.id][0])
-    assert held not in json.dumps(remediation.view())
     assert world.store.claims == {}
 
 
-def test_unknown_and_managed_identity_clusters_are_refused_before_any_write(world: World) -> None:
-    with pytest.raises(NotFoundError):
-        submit(world, cluster=ClusterId(SUB, "rg-payments", "aks-missing"))
-    with pytest.raises(ConflictError) as refused:
-        submit(world, cluster=MSI_CLUSTER)
-    assert refused.value.code == "ManagedIdentityCluster"
-    assert "managed identity" in str(refused.value)
-    assert world.store.rows == {} and world.queue.messages == [] and world.directory.writes == 0
-
-
-def test_a_second_request_for_the_same_cluster_joins_the_active_remediation(world: World) -> None:
-    first = submit(world)
-    second = submit(world)
-    assert second.created is False
-    assert second.remediation.id == first.remediation.id
-    assert list(world.store.rows) == [first.remediation.id]
+def test_an_expired_secret_is_replaced_stored_applied_and_verified(world: World) -> None:
+    assert not world.clusters.secret_valid(CLUSTER)
+    decision = request(world)
+    assert decision.code == "Requested" and decision.created
     world.drain()
-    third = submit(world)  # the first is finished: a new request starts a new remediation
-    assert third.created and third.remediation.id != first.remediation.id
+
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.SUCCEEDED
+    assert list(remediation.steps) == [name for name, _ in STEPS]
+    assert [s.code for s in remediation.steps.values()] == ["SecretStored", "ResetStarted", "ResetSucceeded",
+                                                            "Verified"]
+    assert_repaired_once(world)
+    version = world.vault.list_versions(CLUSTER.vault_secret_name)[-1]
+    assert version.tags == {"clusterResourceId": str(CLUSTER), "appId": APP_ID, "keyId": remediation.new_key_id,
+                            "remediationId": remediation.id}
+    held = world.clusters.clusters[CLUSTER.key].held_secret
+    assert held not in json.dumps(world.store.rows[remediation.id][0])
+    assert held not in json.dumps(remediation.view())
+    assert held not in json.dumps(world.incidents.decisions)
+
+
+def test_unknown_and_managed_identity_clusters_are_refused_before_any_write(world: World) -> None:
+    assert request(world, cluster=ClusterId(SUB, "rg-payments", "aks-missing")).code == "ClusterNotFound"
+    refused = request(world, cluster=MSI_CLUSTER)
+    assert refused.code == "ManagedIdentityCluster" and "managed identity" in refused.verdict.message
+    outside = request(world, cluster=ClusterId("00000000-0000-4000-8000-000000000000", "rg", "aks"))
+    assert outside.code == "OutOfScope"
+    assert world.store.rows == {} and world.queue.messages == [] and world.directory.writes == 0
+    assert [d["code"] for d in world.incidents.decisions] == ["ClusterNotFound", "ManagedIdentityCluster",
+                                                              "OutOfScope"]
+
+
+def test_requests_join_the_running_remediation_and_a_repaired_cluster_is_left_alone(world: World) -> None:
+    first = request(world)
+    second = request(world)
+    assert second.code == "JoinedRunning" and not second.created
+    assert second.remediation.id == first.remediation.id
+    world.drain()
+    # The cluster holds the secret the remediator stored, and it signs in: nothing to do, unless forced.
+    again = request(world)
+    assert again.code == "CredentialValid" and again.remediation is None
+    assert world.clusters.resets_started == 1
+    forced = request(world, force=True)
+    assert forced.code == "Requested" and forced.created
+    world.drain()
+    assert world.clusters.resets_started == 2 and world.clusters.secret_valid(CLUSTER)
 
 
 def test_dry_run_records_a_plan_and_writes_nothing(world: World) -> None:
-    remediation_id = submit(world, dry_run=True).remediation.id
+    decision = request(world, dry_run=True)
     world.drain()
-    remediation = world.store.get(remediation_id)
+    remediation = remediation_of(world, decision)
     assert remediation.status is Status.PLANNED
-    assert any("reset the service principal profile of aks-payments" in line for line in remediation.plan)
+    assert any("az aks update-credentials" in line for line in remediation.plan)
     assert world.directory.writes == 0 and world.vault.secrets == {} and world.clusters.resets_started == 0
     assert not world.clusters.secret_valid(CLUSTER)
 
 
 def test_a_secret_that_cannot_be_stored_is_taken_back_then_retried(world: World) -> None:
     world.vault.fail_set = TransientError("vault throttled", retry_after=10)
-    remediation_id = submit(world).remediation.id
+    decision = request(world)
     world.deliver_visible()
-    remediation = world.store.get(remediation_id)
-    assert remediation.status is Status.WAITING
+    assert remediation_of(world, decision).status is Status.WAITING
     assert world.remediator_passwords() == []  # minted, not stored, so removed again
     world.vault.fail_set = None
     world.drain()
-    assert world.store.get(remediation_id).status is Status.SUCCEEDED
-    assert len(world.remediator_passwords()) == 1
+    assert remediation_of(world, decision).status is Status.SUCCEEDED
+    assert_repaired_once(world)
 
 
-def test_death_after_storing_but_before_recording_adopts_the_stored_secret(world: World) -> None:
-    remediation_id = submit(world).remediation.id
-    saves = world.store.save
+# Every call a remediation makes, before and after it takes effect in Azure: a worker killed there.
+CRASH_POINTS = [(call, after) for call in ("directory.add_password", "vault.set_secret", "store.save",
+                                           "clusters.begin_reset", "clusters.get_operation", "clusters.get_cluster",
+                                           "store.delete_claim", "work.send")
+                for after in (False, True)]
 
-    def die_when_recording_the_mint(remediation):
-        if remediation.done("mint_and_store_secret"):
-            raise RuntimeError("process died")
-        return saves(remediation)
 
-    world.store.save = die_when_recording_the_mint
-    with pytest.raises(RuntimeError):
-        world.drain()
-    world.store.save = saves
-    world.store.rows[remediation_id][0]["lease_until"] = None  # the dead worker's lease has run out
-    world.remediator.advance(WorkItem(remediation_id))
+@pytest.mark.parametrize(("call", "after"), CRASH_POINTS, ids=[f"{c}-{'after' if a else 'before'}"
+                                                               for c, a in CRASH_POINTS])
+def test_a_worker_killed_at_any_call_converges_to_one_reset(world: World, call: str, after: bool) -> None:
+    decision = request(world)
+    world.faults.die_at(call, after=after)
     world.drain()
-    assert world.store.get(remediation_id).status is Status.SUCCEEDED
-    assert len(world.remediator_passwords()) == 1
-    assert len(world.vault.list_versions(CLUSTER.vault_secret_name)) == 1
-
-
-def test_death_between_minting_and_storing_removes_the_lost_password(world: World) -> None:
-    remediation_id = submit(world).remediation.id
-    world.vault.fail_set = RuntimeError("process died")
-    with pytest.raises(RuntimeError):
-        world.drain()
-    assert len(world.remediator_passwords()) == 1  # its text is gone with the process
-    lost = world.remediator_passwords()[0]
-    world.vault.fail_set = None
-    world.store.rows[remediation_id][0]["lease_until"] = None
-    world.remediator.advance(WorkItem(remediation_id))
+    world.clock.advance(seconds=STALLED_AFTER.total_seconds())
+    world.remediations.resume_stalled()  # the timer's safety net, for a crash that lost the work message
     world.drain()
-    assert world.store.get(remediation_id).status is Status.SUCCEEDED
-    assert world.remediator_passwords() != [lost] and len(world.remediator_passwords()) == 1
+    assert world.faults.crashes == 1
+    assert remediation_of(world, decision).status is Status.SUCCEEDED
+    assert_repaired_once(world)
+    # Every password the remediator added is in Key Vault and in use, or was removed again.
+    for key_id in world.directory.added:
+        assert key_id in world.vault.stored_key_ids() or key_id not in world.directory.live_key_ids()
+
+
+def test_a_worker_restarted_during_a_long_reset_waits_for_it_instead_of_starting_another(world: World) -> None:
+    world.clusters.reset_seconds = 40 * 60
+    decision = request(world)
+    world.faults.die_at("clusters.begin_reset", after=True)  # the reset started; its URL was never saved
+    world.drain()
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.SUCCEEDED
+    assert remediation.steps["start_reset"].code == "ResetInProgress"
+    assert remediation.reset_attempts == 1
+    assert_repaired_once(world)
+
+
+def test_a_worker_restarted_after_a_short_reset_ended_does_not_reset_again(world: World) -> None:
+    world.clusters.reset_seconds = 5  # over before the message comes back
+    decision = request(world)
+    world.faults.die_at("clusters.begin_reset", after=True)
+    world.drain()
+    assert remediation_of(world, decision).steps["start_reset"].code == "ResetFinished"
+    assert_repaired_once(world)
+
+
+def test_someone_elses_operation_delays_the_reset_without_counting_as_an_attempt(world: World) -> None:
+    found = world.clusters.clusters[CLUSTER.key]
+    found.operation, found.provisioning_state = "theirs", "Upgrading"
+    decision = request(world)
+    world.deliver_visible()
+    remediation = remediation_of(world, decision)
+    assert remediation.reason.startswith("ClusterBusy") and remediation.reset_attempts == 0
+    found.operation, found.provisioning_state = None, "Succeeded"
+    world.drain()
+    assert remediation_of(world, decision).reset_attempts == 1
+    assert_repaired_once(world)
+
+
+def test_a_new_secret_that_has_not_propagated_yet_is_retried_with_backoff(world: World) -> None:
+    world.directory.propagation = timedelta(minutes=3)
+    decision = request(world)
+    world.drain()
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.SUCCEEDED and remediation.reset_attempts > 1
     assert world.clusters.secret_valid(CLUSTER)
 
 
-def test_a_long_reset_is_verified_from_later_messages_and_never_started_twice(world: World) -> None:
-    world.clusters.reset_finishes_within_wait = False
-    remediation_id = submit(world).remediation.id
-    for _ in range(3):
-        world.deliver_visible()
-        world.clock.advance(seconds=30)
-    remediation = world.store.get(remediation_id)
-    assert remediation.status is Status.WAITING and remediation.next_step == "verify_cluster"
-    world.remediator.advance(WorkItem(remediation_id))  # a duplicate delivery changes nothing
-    assert world.clusters.resets_started == 1
-    world.clusters.finish_resets()
-    world.drain()
-    assert world.store.get(remediation_id).status is Status.SUCCEEDED
-    assert world.clusters.resets_started == 1
-
-
 def test_a_reset_that_keeps_failing_gives_up_after_bounded_attempts(world: World) -> None:
-    world.directory.accepts = lambda app_id, secret: False  # the new secret never propagates
-    remediation_id = submit(world).remediation.id
+    world.directory.propagation = timedelta(days=30)  # the new secret never signs in
+    decision = request(world)
     world.drain()
-    remediation = world.store.get(remediation_id)
-    assert remediation.status is Status.FAILED
-    assert remediation.error["code"] == "ResetFailed"
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.FAILED and remediation.error["code"] == "ResetFailed"
     assert world.clusters.resets_started == MAX_RESET_ATTEMPTS
     assert world.store.claims == {}
 
 
 def test_a_reset_that_never_finishes_times_out(world: World) -> None:
-    world.clusters.reset_finishes_within_wait = False
-    remediation_id = submit(world).remediation.id
-    world.drain(max_rounds=1000)
-    remediation = world.store.get(remediation_id)
-    assert remediation.status is Status.FAILED and remediation.error["code"] == "ResetTimedOut"
-
-
-def test_a_deleted_application_fails_with_a_reason_and_writes_nothing(world: World) -> None:
-    del world.directory.apps[APP_ID]
-    remediation_id = submit(world).remediation.id
+    world.clusters.reset_seconds = 10 * 3600
+    decision = request(world)
     world.drain()
-    remediation = world.store.get(remediation_id)
-    assert remediation.status is Status.FAILED
-    assert remediation.error["code"] == "ApplicationNotFound"
-    assert world.directory.writes == 0 and world.clusters.resets_started == 0
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.FAILED and remediation.error["code"] == "ResetTimedOut"
+    assert world.clusters.resets_started == 1
 
 
-@pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        (b"{not json", "InvalidJson"),
-        (b"[1, 2]", "InvalidJson"),
-        (b"{}", "MissingClusterResourceId"),
-        (json.dumps({"clusterResourceId": 42}).encode(), "InvalidClusterResourceId"),
-        (json.dumps({"clusterResourceId": "/subscriptions/nope"}).encode(), "InvalidClusterResourceId"),
-        (json.dumps({"clusterResourceId": f"/subscriptions/{SUB}/resourceGroups/rg/providers/"
-                     "Microsoft.Storage/storageAccounts/sa"}).encode(), "NotAManagedCluster"),
-        (json.dumps({"clusterResourceId": f"{CLUSTER}/agentPools/np1"}).encode(), "NotAManagedCluster"),
-        (json.dumps({"clusterResourceId": str(CLUSTER), "dryRun": "yes"}).encode(), "InvalidDryRun"),
-        (json.dumps({"clusterResourceId": str(CLUSTER), "force": True}).encode(), "UnknownField"),
-        (b" " * 70_000, "BodyTooLarge"),
-    ],
-)
+def test_duplicate_and_stale_work_messages_are_dropped_and_the_chain_never_forks(world: World) -> None:
+    decision = request(world)
+    first = dict(world.queue.messages[0].body)
+    for _ in range(3):
+        world.queue.send(first)  # the same message, delivered again
+    world.drain()
+    world.queue.send(first)  # a very late copy of a finished chain
+    world.drain()
+    assert remediation_of(world, decision).status is Status.SUCCEEDED
+    assert_repaired_once(world)
+    assert len(world.directory.added) == 1
+
+
+def test_a_lost_work_message_is_taken_over_once_the_remediation_stalls(world: World) -> None:
+    decision = request(world)
+    world.queue.messages.clear()  # lost
+    world.drain()
+    assert remediation_of(world, decision).status is Status.ACCEPTED
+    world.clock.advance(seconds=STALLED_AFTER.total_seconds() - 60)
+    assert world.remediations.resume_stalled() == []  # not yet: a live chain may be waiting this long
+    world.clock.advance(seconds=120)
+    [resumed] = world.remediations.resume_stalled()
+    assert resumed.id == decision.remediation.id
+    world.drain()
+    assert_repaired_once(world)
+
+
+def test_a_hint_for_a_stalled_remediation_resumes_it(world: World) -> None:
+    decision = request(world)
+    world.queue.messages.clear()
+    world.clock.advance(seconds=STALLED_AFTER.total_seconds() + 1)
+    again = request(world)
+    assert again.code == "ResumedStalled" and again.remediation.id == decision.remediation.id
+    world.drain()
+    assert_repaired_once(world)
+
+
+def test_a_message_that_keeps_crashing_ends_in_the_poison_queue_and_fails_the_remediation(world: World) -> None:
+    decision = request(world)
+    world.vault.fail_set = RuntimeError("a bug")  # not an error the runner knows: the host retries it
+    world.drain()
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.FAILED and remediation.error["code"] == "PoisonMessage"
+    assert remediation.lease_until is None and world.store.claims == {}
+    assert world.remediator_passwords() == []  # each try took its unstored password back
+
+
+def test_an_entra_outage_is_transient_releases_the_lease_and_is_retried(world: World) -> None:
+    world.directory.fail_add_password = AuthenticationUnavailableError("token endpoint down", retry_after=30)
+    decision = request(world)
+    world.deliver_visible()
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.WAITING and remediation.lease_until is None
+    assert remediation.reason.startswith("AuthenticationUnavailable")
+    assert world.queue.next_visible_at() == world.clock() + timedelta(seconds=30)
+    world.directory.fail_add_password = None
+    world.drain()
+    assert_repaired_once(world)
+
+
+def test_a_lease_held_by_a_dead_worker_is_taken_once_it_runs_out(world: World) -> None:
+    decision = request(world)
+    world.faults.die_at("directory.add_password")  # dies holding the lease
+    died_at = world.clock()
+    world.deliver_visible()
+    assert remediation_of(world, decision).lease_until is not None
+    world.drain()
+    remediation = remediation_of(world, decision)
+    # The message came back within seconds, found the lease held, and looked again when it ran out.
+    assert remediation.steps["mint_secret"].at >= (died_at + LEASE).isoformat()
+    assert_repaired_once(world)
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"{oops", "InvalidJson"),
+    (b"[" * 5000 + b"]" * 5000, "InvalidJson"),
+    (b"[]", "InvalidJson"),
+    (b"{}", "MissingClusterResourceId"),
+    (json.dumps({"clusterResourceId": str(CLUSTER), "dryRun": "yes"}).encode(), "InvalidDryRun"),
+    (json.dumps({"clusterResourceId": str(CLUSTER), "force": 1}).encode(), "InvalidForce"),
+    (json.dumps({"clusterResourceId": str(CLUSTER), "extra": 1}).encode(), "UnknownField"),
+    (json.dumps({"clusterResourceId": str(CLUSTER) + "/"}).encode(), "InvalidClusterResourceId"),
+    (json.dumps({"clusterResourceId": str(CLUSTER).replace("/resourceGroups/", "//resourceGroups/")}).encode(),
+     "InvalidClusterResourceId"),
+    (json.dumps({"clusterResourceId": " " + str(CLUSTER)}).encode(), "InvalidClusterResourceId"),
+    (b"x" * 70_000, "BodyTooLarge"),
+])
 def test_malformed_requests_are_rejected_with_a_specific_code(body: bytes, code: str) -> None:
     with pytest.raises(InvalidInputError) as rejected:
         RemediationRequest.from_json(body)
@@ -187,14 +291,14 @@ def test_malformed_requests_are_rejected_with_a_specific_code(body: bytes, code:
 
 
 def test_cluster_ids_are_parsed_case_insensitively() -> None:
-    request = RemediationRequest.from_json(json.dumps({
-        "clusterResourceId": str(CLUSTER).replace("resourceGroups", "resourcegroups").replace(
-            "Microsoft.ContainerService", "microsoft.containerservice"), "dryRun": True}).encode())
-    assert request.cluster == CLUSTER and request.dry_run is True
-    assert request.cluster.key == ClusterId(SUB.upper(), "RG-PAYMENTS", "aks-payments").key
+    upper = ClusterId.parse(str(CLUSTER).upper().replace("/SUBSCRIPTIONS/", "/subscriptions/"))
+    assert upper.key == CLUSTER.key and upper.subscription_id == SUB
 
 
-@pytest.mark.parametrize("body", [b"", b"nope", b"{}", b'{"remediationId": 5}', b'{"remediationId": "../x"}'])
+@pytest.mark.parametrize("body", [b"", b"{}", b'{"remediationId": 7}', b'{"remediationId": "nothex"}',
+                                  b'{"remediationId": "' + b"a" * 32 + b'", "generation": -1}',
+                                  b'{"remediationId": "' + b"a" * 32 + b'", "generation": true}',
+                                  b"[" * 3000, b"\xff\xfe"])
 def test_malformed_work_messages_are_rejected(body: bytes) -> None:
     with pytest.raises(InvalidInputError):
         WorkItem.from_message(body)

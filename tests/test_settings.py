@@ -26,10 +26,10 @@ def test_defaults_fill_what_is_not_set() -> None:
 
 def test_every_problem_is_named_at_once() -> None:
     with pytest.raises(ConfigurationError) as problems:
-        Settings.from_env({"REMEDIATOR_RESET_WAIT_SECONDS": "soon", "REMEDIATOR_RETRY_DELAY_SECONDS": "-1"})
+        Settings.from_env({"REMEDIATOR_RESET_POLL_SECONDS": "soon", "REMEDIATOR_RETRY_DELAY_SECONDS": "-1"})
     message = str(problems.value)
     for expected in ("AZURE_TENANT_ID", "REMEDIATOR_KEY_VAULT_URL", "AzureWebJobsStorage", "REMEDIATOR_API_CLIENT_ID",
-                     "REMEDIATOR_RESET_WAIT_SECONDS", "REMEDIATOR_RETRY_DELAY_SECONDS"):
+                     "REMEDIATOR_RESET_POLL_SECONDS", "REMEDIATOR_RETRY_DELAY_SECONDS"):
         assert expected in message
 
 

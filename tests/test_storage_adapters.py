@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 from azure.storage.queue import QueueClient
 
-from remediation.adapters.storage import StorageTarget, StorageWorkQueue, TableRemediationStore
-from remediation.errors import ConcurrencyError, NotFoundError
+from remediation.adapters.storage import StorageTarget, StorageWorkQueue, TableIncidentStore, TableRemediationStore
+from remediation.errors import ConcurrencyError, ConflictError, NotFoundError
+from remediation.ids import ClusterId
 from remediation.model import Status
 from remediation.record import Remediation, new_remediation_id
 from sandbox.azurite import Azurite
@@ -33,16 +34,24 @@ def a_remediation() -> Remediation:
                        updated_at="2026-11-23T00:00:00+00:00")
 
 
+def a_remediation_with_id(remediation_id: str) -> Remediation:
+    remediation = a_remediation()
+    remediation.id = remediation_id
+    return remediation
+
+
 def test_a_record_round_trips_with_its_steps(store: TableRemediationStore) -> None:
     remediation = store.create(a_remediation())
     marked_at = datetime.now(UTC)
-    remediation.mark("inspect_cluster", "clientId abc", marked_at)
+    remediation.mark("mint_secret", "SecretStored", "password k1", marked_at)
     remediation.old_key_ids = ["k1", "k2"]
     remediation.error = {"code": "X", "message": "y"}
     store.save(remediation)
     loaded = store.get(remediation.id)
     assert loaded == remediation
-    assert loaded.steps["inspect_cluster"].at == marked_at.isoformat()
+    assert loaded.steps["mint_secret"].at == marked_at.isoformat()
+    with pytest.raises(ConflictError):  # insert-if-absent: a second create of the same id is refused
+        store.create(a_remediation_with_id(remediation.id))
 
 
 def test_a_stale_writer_loses_with_a_concurrency_error(store: TableRemediationStore) -> None:
@@ -96,3 +105,29 @@ def test_messages_are_base64_for_the_functions_host_and_honour_the_delay(azurite
     assert len(visible) == 1
     assert json.loads(base64.b64decode(visible[0].content)) == {"remediationId": "a" * 32}
     assert raw.get_queue_properties().approximate_message_count == 2
+
+
+def test_unfinished_remediations_are_listed_oldest_first(store: TableRemediationStore) -> None:
+    first, second, done = a_remediation(), a_remediation(), a_remediation()
+    second.updated_at = "2026-11-23T00:00:01+00:00"
+    done.status = Status.SUCCEEDED
+    for remediation in (second, done, first):
+        store.create(remediation)
+    assert [r.id for r in store.list_active(limit=10)] == [first.id, second.id]
+
+
+def test_decisions_are_listed_newest_first_and_per_cluster(azurite: Azurite, unique_name: str) -> None:
+    table = StorageTarget(connection_string=azurite.connection_string).table(unique_name)
+    TableRemediationStore(table).ensure_table()
+    incidents = TableIncidentStore(table)
+    cluster = a_remediation().cluster_id
+    other = cluster.replace("managedClusters/c", "managedClusters/d")
+    for code, cluster_id in (("First", cluster), ("Other", other), ("Second", cluster)):
+        incidents.record_decision({"clusterResourceId": cluster_id, "code": code, "message": "m"})
+    assert [d["code"] for d in incidents.list_decisions()] == ["Second", "Other", "First"]
+    assert [d["code"] for d in incidents.list_decisions(cluster_key=ClusterId.parse(cluster).key)] == ["Second",
+                                                                                                       "First"]
+    assert incidents.record_incident("k", {"remediation_id": "r"}) is True
+    assert incidents.record_incident("k", {"remediation_id": "other"}) is False  # insert-if-absent
+    assert incidents.get_incident("k") == {"remediation_id": "r"}
+    assert incidents.get_incident("missing") is None

@@ -74,10 +74,11 @@ param apiAppIdUri string
 param subscriptionIds string
 param sweepSchedule string
 param secretLifetimeDays int
-param resetWaitSeconds int
+param resetPollSeconds int
 param retryDelaySeconds int
 param lookupDelaySeconds int
 param lookupTimeoutMinutes int
+param sdkLogLevel string
 param resetTimeoutMinutes int
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -213,8 +214,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: string(secretLifetimeDays)
         }
         {
-          name: 'REMEDIATOR_RESET_WAIT_SECONDS'
-          value: string(resetWaitSeconds)
+          name: 'REMEDIATOR_RESET_POLL_SECONDS'
+          value: string(resetPollSeconds)
         }
         {
           name: 'REMEDIATOR_RETRY_DELAY_SECONDS'
@@ -231,6 +232,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_RESET_TIMEOUT_MINUTES'
           value: string(resetTimeoutMinutes)
+        }
+        {
+          name: 'REMEDIATOR_SDK_LOG_LEVEL'
+          value: sdkLogLevel
         }
       ]
     }

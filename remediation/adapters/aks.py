@@ -1,7 +1,8 @@
 """Managed clusters through azure-mgmt-containerservice.
 
-Permissions: `Microsoft.ContainerService/managedClusters/read` (get) and
-`Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action` (reset).
+Permissions: `Microsoft.ContainerService/managedClusters/read` (get),
+`Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action` (reset), and
+`Microsoft.ContainerService/locations/operations/read` (the reset's status URL).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import threading
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
+from azure.core.rest import HttpRequest
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice.models import ManagedClusterServicePrincipalProfile
 
 from remediation.adapters.azure_errors import translate
+from remediation.errors import PermanentError, TransientError
 from remediation.ids import ClusterId
-from remediation.model import ClusterInfo, ResetResult, SecretText
+from remediation.model import ClusterInfo, OperationStatus, SecretText
 
 log = logging.getLogger(__name__)
 
@@ -52,28 +55,44 @@ class AksManagedClusters:
             id=found.id or str(cluster), name=found.name or cluster.name, location=found.location or "",
             client_id=(profile.client_id if profile else None) or "msi",
             provisioning_state=found.provisioning_state or "Unknown",
+            last_modified_at=found.system_data.last_modified_at if found.system_data else None,
         )
 
-    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText, *,
-                                              wait_seconds: float) -> ResetResult:
-        """Start the reset (a long-running operation) and wait at most `wait_seconds` for it.
+    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
+        """POST the reset and return its `Azure-AsyncOperation` URL (or `Location`) at once.
 
-        Raises for a refused start; a reset that starts and then fails is a ResetResult.
+        Polling is off: the caller saves the URL before anything waits on it, so a crash never
+        loses track of a reset that started. The SDK's continuation token is not used for that,
+        because it pickles the initial request, whose body holds the secret.
         """
         profile = ManagedClusterServicePrincipalProfile(client_id=client_id, secret=secret.reveal())
         try:
             poller = self._client(cluster.subscription_id).managed_clusters.begin_reset_service_principal_profile(
-                cluster.resource_group, cluster.name, profile)
+                cluster.resource_group, cluster.name, profile, polling=False,
+                cls=lambda response, _deserialized, _headers: response.http_response.headers)
+            headers = poller.result()
         except AzureError as err:
             raise translate(err, f"starting the reset of {cluster.name}") from err
-        try:
-            # wait() re-raises the polling thread's error: an operation that ended Failed.
-            poller.wait(timeout=wait_seconds)
-            if not poller.done():
-                log.info("reset of %s still running after %ss", cluster.name, wait_seconds)
-                return ResetResult(finished=False)
-            poller.result()
-        except AzureError as err:
-            return ResetResult(finished=True, succeeded=False, error=str(translate(err, "the reset failed")))
-        return ResetResult(finished=True, succeeded=True)
+        url = headers.get("Azure-AsyncOperation") or headers.get("Location")
+        if not url:
+            raise PermanentError(f"the reset of {cluster.name} started without a status URL", code="NoOperationUrl")
+        return url
 
+    def get_operation(self, status_url: str) -> OperationStatus:
+        """GET the operation's status through the client's own pipeline (its token, retries and Retry-After)."""
+        if not status_url.lower().startswith(self._endpoint.rstrip("/").lower() + "/"):
+            # The URL came back from ARM and was stored; never send the token anywhere else.
+            raise PermanentError("the operation URL is not on the Resource Manager endpoint",
+                                 code="InvalidOperationUrl")
+        subscription = status_url.split("/subscriptions/", 1)[-1].split("/", 1)[0]
+        try:
+            response = self._client(subscription).send_request(HttpRequest("GET", status_url))
+            response.raise_for_status()
+            body = response.json()
+        except AzureError as err:
+            raise translate(err, "reading the reset's status") from err
+        except ValueError as err:
+            raise TransientError(f"the reset's status was not JSON: {err}") from err
+        error = body.get("error") or {}
+        message = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ") if error else None
+        return OperationStatus(status=str(body.get("status") or "InProgress"), error=message)

@@ -14,15 +14,26 @@ from azure.core.exceptions import (
 )
 
 from remediation.errors import (
+    AuthenticationUnavailableError,
     ConcurrencyError,
     ConflictError,
     NotFoundError,
+    OperationInProgressError,
     PermanentError,
     RemediationError,
     TransientError,
 )
 
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# A token the remediator could not get (Entra ID or the managed identity endpoint failing) or that a service
+# refused: an outage or a misconfiguration, never the cluster's fault. Try again later; the runner's bound on
+# transient failures turns a lasting one into a failed remediation with this reason.
+AUTHENTICATION_RETRY_SECONDS = 30.0
+
+
+def authentication_error(err: Exception, action: str) -> AuthenticationUnavailableError:
+    return AuthenticationUnavailableError(f"{action}: the remediator could not authenticate: {err}",
+                                          retry_after=AUTHENTICATION_RETRY_SECONDS)
 
 
 def retry_after_seconds(headers: object) -> float | None:
@@ -46,7 +57,7 @@ def translate(err: AzureError, action: str) -> RemediationError:
     if isinstance(err, ResourceModifiedError) or status == 412:
         return ConcurrencyError(message)
     if isinstance(err, ClientAuthenticationError) and status in (None, 401):
-        return PermanentError(message, code="AuthenticationFailed")
+        return authentication_error(err, action)
     if isinstance(err, (ServiceRequestError, ServiceResponseError)):
         return TransientError(message)
     response = getattr(err, "response", None)
@@ -56,7 +67,7 @@ def translate(err: AzureError, action: str) -> RemediationError:
         # AKS answers 409 while another operation runs on the cluster: wait, don't give up.
         if isinstance(err, ResourceExistsError) and code == "EntityAlreadyExists":
             return ConflictError(message, code=code)
-        return TransientError(message, retry_after=retry_after_seconds(getattr(response, "headers", None)))
+        return OperationInProgressError(message, retry_after=retry_after_seconds(getattr(response, "headers", None)))
     if isinstance(err, HttpResponseError):
         return PermanentError(message, code=code)
     return TransientError(message)

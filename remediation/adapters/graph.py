@@ -23,6 +23,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ClientAuthenticationError
 from kiota_abstractions.api_client_builder import register_default_deserializer
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
@@ -33,7 +34,7 @@ from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
-from remediation.adapters.azure_errors import TRANSIENT_STATUS, retry_after_seconds
+from remediation.adapters.azure_errors import TRANSIENT_STATUS, authentication_error, retry_after_seconds
 from remediation.errors import NotFoundError, PermanentError, RemediationError, TransientError
 from remediation.model import Application, NewPassword, PasswordInfo, SecretText
 
@@ -105,6 +106,8 @@ class GraphDirectory:
             raise _translate(err, action) from err
         except httpx.TransportError as err:
             raise TransientError(f"{action}: {err.__class__.__name__}") from err
+        except ClientAuthenticationError as err:  # raised by the credential, before any request
+            raise authentication_error(err, action) from err
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         with self._lock:
@@ -127,6 +130,8 @@ def _translate(err: APIError, action: str) -> RemediationError:
     message = f"{action}: {code}: {detail}".rstrip(": ")
     if status == 404:
         return NotFoundError(message, code=code)
+    if status == 401:
+        return authentication_error(err, message)
     if status in TRANSIENT_STATUS:
         return TransientError(message, retry_after=retry_after_seconds(err.response_headers))
     if status == 400 and "keyid" in (detail + code).lower():

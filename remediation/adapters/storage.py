@@ -7,6 +7,8 @@ app's own storage account (or a connection string for local runs).
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +19,17 @@ from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from remediation.adapters.azure_errors import translate
-from remediation.errors import ConcurrencyError, NotFoundError
+from remediation.errors import ConcurrencyError, ConflictError, NotFoundError
+from remediation.ids import ClusterId
 from remediation.record import Remediation
 
 REMEDIATION_PARTITION = "remediation"
 CLAIM_PARTITION = "cluster-claim"
 INCIDENT_PARTITION = "incident"
+DECISION_PARTITION = "decision"
 CHECKPOINT_PARTITION = "sweep-checkpoint"
+# Decision rows sort newest first: their RowKey starts with the time counted down from here.
+_FAR_FUTURE = 10**17
 # A queue message stays invisible at most 7 days.
 MAX_VISIBILITY_SECONDS = 7 * 24 * 3600
 
@@ -69,6 +75,8 @@ class TableRemediationStore:
         entity = {"PartitionKey": REMEDIATION_PARTITION, "RowKey": remediation.id, **remediation.to_entity()}
         try:
             metadata = self._table.create_entity(entity)
+        except ResourceExistsError as err:
+            raise ConflictError(f"remediation {remediation.id} exists already", code="RemediationExists") from err
         except AzureError as err:
             raise translate(err, f"recording remediation {remediation.id}") from err
         remediation.etag = metadata.get("etag")
@@ -96,12 +104,6 @@ class TableRemediationStore:
         remediation.etag = metadata.get("etag")
         return remediation
 
-    def delete(self, remediation_id: str) -> None:
-        try:
-            self._table.delete_entity(REMEDIATION_PARTITION, remediation_id)
-        except AzureError as err:
-            raise translate(err, f"deleting remediation {remediation_id}") from err
-
     def list_for_cluster(self, cluster_key: str, *, limit: int) -> list[Remediation]:
         try:
             found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
@@ -110,6 +112,14 @@ class TableRemediationStore:
         except AzureError as err:
             raise translate(err, "listing the cluster's remediations") from err
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def list_active(self, *, limit: int) -> list[Remediation]:
+        try:
+            found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
+                "PartitionKey eq @partition and active eq true", parameters={"partition": REMEDIATION_PARTITION})]
+        except AzureError as err:
+            raise translate(err, "listing unfinished remediations") from err
+        return sorted(found, key=lambda r: r.updated_at)[:limit]
 
     def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
         try:
@@ -129,6 +139,18 @@ class TableRemediationStore:
         except AzureError as err:
             raise translate(err, "reading the cluster's claim") from err
         return entity["remediation_id"], entity.metadata["etag"]
+
+    def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
+        try:
+            found = []
+            for entity in self._table.query_entities("PartitionKey eq @partition",
+                                                     parameters={"partition": CLAIM_PARTITION}):
+                found.append((entity["RowKey"], entity["remediation_id"]))
+                if len(found) >= limit:
+                    break
+        except AzureError as err:
+            raise translate(err, "listing cluster claims") from err
+        return found
 
     def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
         try:
@@ -155,7 +177,7 @@ class TableRemediationStore:
 
 
 class TableIncidentStore:
-    """Decided incidents and sweep checkpoints, in the same table as the remediations."""
+    """Incidents acted on, the decision log and sweep checkpoints, in the same table as the remediations."""
 
     def __init__(self, table: TableClient) -> None:
         self._table = table
@@ -170,6 +192,41 @@ class TableIncidentStore:
         except AzureError as err:
             raise translate(err, "recording an incident") from err
         return True
+
+    def get_incident(self, incident_key: str) -> dict[str, Any] | None:
+        try:
+            entity = self._table.get_entity(INCIDENT_PARTITION, incident_key)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as err:
+            raise translate(err, "reading an incident") from err
+        return {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}
+
+    def record_decision(self, fields: dict[str, Any]) -> None:
+        row = f"{_FAR_FUTURE - time.time_ns() // 1000:017d}-{uuid.uuid4().hex[:8]}"
+        entity = {"PartitionKey": DECISION_PARTITION, "RowKey": row,
+                  **{k: v for k, v in fields.items() if v is not None}}
+        if fields.get("clusterResourceId"):
+            entity["cluster_key"] = ClusterId.parse(fields["clusterResourceId"]).key
+        try:
+            self._table.create_entity(entity)
+        except AzureError as err:
+            raise translate(err, "recording a decision") from err
+
+    def list_decisions(self, *, cluster_key: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        query, parameters = "PartitionKey eq @partition", {"partition": DECISION_PARTITION}
+        if cluster_key:
+            query, parameters = query + " and cluster_key eq @key", {**parameters, "key": cluster_key}
+        try:
+            rows = self._table.query_entities(query, parameters=parameters, results_per_page=min(limit, 1000))
+            found = []
+            for entity in rows:  # RowKeys sort newest first
+                found.append({k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey", "cluster_key")})
+                if len(found) >= limit:
+                    break
+        except AzureError as err:
+            raise translate(err, "listing decisions") from err
+        return found
 
     def get_checkpoint(self, subscription_id: str) -> datetime | None:
         try:

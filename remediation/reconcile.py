@@ -1,0 +1,361 @@
+"""One decision per hint: should this cluster be remediated now? Decided from its present state.
+
+An event, a sweep's Activity Log entry and an operator's request are only hints that name a
+cluster. What happens follows from what is true now, read once per decision: the cluster
+(does it exist, does it use a service principal, was it changed after the failure), its
+remediations (one running, or a repair newer than the failure), its application in Graph
+(gone, every password expired, the failing app its own), and, where we stored the cluster's
+current secret, whether that secret still signs in.
+
+`CHECKS` is the policy: an ordered tuple of small pure functions of (hint, observation), each
+returning a Verdict (act, reason code, message) or None to pass to the next; the last one
+always decides. `Observation` reads each fact on first use, so a hint refused early costs no
+Graph call. Acting happens once per observed breakage: for an incident (event or sweep) the
+incident is recorded insert-if-absent *before* anything acts, and only its first recorder acts;
+every other path joins the cluster's one running remediation through its claim.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from functools import cached_property
+from typing import Any
+
+from remediation.auth import Caller
+from remediation.classify import Action, Classification, FailureKind, refine_with_credential_dates
+from remediation.errors import NotFoundError
+from remediation.ids import ClusterId
+from remediation.model import Application, ClusterInfo, SignInResult, Status
+from remediation.ports import Directory, IncidentStore, ManagedClusters, RemediationStore, SecretStore, SignIn
+from remediation.record import Remediation, new_remediation_id
+from remediation.runner import RemediationRunner
+
+log = logging.getLogger(__name__)
+
+RECENT_REMEDIATIONS = 20
+
+
+class Source(StrEnum):
+    EVENT = "event"
+    SWEEP = "sweep"
+    MANUAL = "manual"
+
+
+class Act(StrEnum):
+    START = "start"  # a new remediation (or a dry run)
+    JOIN = "join"  # the cluster's running remediation already covers it
+    RESUME = "resume"  # the running remediation lost its chain: take it over
+    NONE = "none"  # nothing to do; the reason code says why
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Something that names a cluster: never itself a reason to act."""
+
+    cluster: ClusterId
+    source: Source
+    failed_at: datetime | None = None  # when the failure happened (the Activity Log entry's time)
+    correlation_id: str | None = None
+    classification: Classification | None = None  # of the failure's text; None for a request
+    named_apps: frozenset[str] = frozenset()  # appIds the failure's text names
+    requested_by: Caller | None = None
+    reason: str = ""  # an operator's words
+    dry_run: bool = False
+    force: bool = False  # an operator asks to rotate even a cluster whose credentials look fine
+
+    @property
+    def incident_key(self) -> str | None:
+        if self.correlation_id is None:
+            return None
+        text = f"{self.correlation_id.lower()}|{str(self.cluster).lower()}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    act: Act
+    code: str
+    message: str
+    kind: FailureKind | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What was decided for one hint and why, with the remediation it led to. Never holds a secret."""
+
+    hint: Hint
+    verdict: Verdict
+    remediation: Remediation | None = None
+    created: bool = False
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def code(self) -> str:
+        return self.verdict.code
+
+    def view(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "clusterResourceId": str(self.hint.cluster),
+                "source": self.hint.source.value, "correlationId": self.hint.correlation_id,
+                "act": self.verdict.act.value, "code": self.verdict.code, "message": self.verdict.message,
+                "kind": self.verdict.kind.value if self.verdict.kind else None,
+                "remediationId": self.remediation.id if self.remediation else None, "created": self.created}
+
+
+class Observation:
+    """The present state of one cluster, read on first use and at most once per decision."""
+
+    def __init__(self, hint: Hint, *, clusters: ManagedClusters, directory: Directory, store: RemediationStore,
+                 incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, runner: RemediationRunner,
+                 subscriptions: tuple[str, ...], now: datetime) -> None:
+        self._hint = hint
+        self._clusters, self._directory, self._store = clusters, directory, store
+        self._incidents, self._vault, self._sign_in = incidents, vault, sign_in
+        self.runner = runner
+        self.subscriptions = subscriptions
+        self.now = now
+
+    @cached_property
+    def cluster(self) -> ClusterInfo | None:
+        try:
+            return self._clusters.get_cluster(self._hint.cluster)
+        except NotFoundError:
+            return None
+
+    @cached_property
+    def remediations(self) -> list[Remediation]:
+        return self._store.list_for_cluster(self._hint.cluster.key, limit=RECENT_REMEDIATIONS)
+
+    @property
+    def active(self) -> Remediation | None:
+        return next((r for r in self.remediations if not r.dry_run and not r.status.terminal), None)
+
+    @property
+    def last_repair(self) -> Remediation | None:
+        done = [r for r in self.remediations if not r.dry_run and r.status is Status.SUCCEEDED and r.finished_at]
+        return max(done, key=lambda r: r.finished_at or "", default=None)
+
+    @cached_property
+    def incident(self) -> dict[str, Any] | None:
+        key = self._hint.incident_key
+        return self._incidents.get_incident(key) if key else None
+
+    @cached_property
+    def application(self) -> Application | None:
+        """The cluster's application in Graph; None when Graph shows none (deleted, or not owned by us)."""
+        try:
+            return self._directory.get_application_by_app_id(self.cluster.client_id if self.cluster else "")
+        except NotFoundError:
+            return None
+
+    @cached_property
+    def stored_secret(self) -> SignInResult | None:
+        """Whether the secret our last repair stored still signs in; None when we do not know the cluster's
+        current secret (never repaired by us, or the cluster changed after our repair)."""
+        repair, cluster = self.last_repair, self.cluster
+        if repair is None or cluster is None or not repair.vault_secret_name or not repair.vault_secret_version:
+            return None
+        if cluster.last_modified_at and repair.finished_at and \
+                cluster.last_modified_at > datetime.fromisoformat(repair.finished_at):
+            return None
+        secret = self._vault.get_secret(repair.vault_secret_name, repair.vault_secret_version)
+        return self._sign_in.sign_in(cluster.client_id, secret)
+
+
+Check = Callable[[Hint, Observation], Verdict | None]
+_INCIDENT_SOURCES = (Source.EVENT, Source.SWEEP)
+
+
+def out_of_scope(h: Hint, o: Observation) -> Verdict | None:
+    if o.subscriptions and h.cluster.subscription_id not in o.subscriptions:
+        return Verdict(Act.NONE, "OutOfScope", f"subscription {h.cluster.subscription_id} is not one the remediator"
+                                               " manages (REMEDIATOR_SUBSCRIPTION_IDS)")
+    return None
+
+
+def already_acted(h: Hint, o: Observation) -> Verdict | None:
+    # The incident's first recorder acted; every later hint of it is a duplicate. (A recorder that died before
+    # creating its remediation left the id behind: `decide` finishes its work instead.)
+    if h.source in _INCIDENT_SOURCES and o.incident and o.incident.get("remediation_id") in {
+            r.id for r in o.remediations}:
+        return Verdict(Act.NONE, "DuplicateIncident", f"incident {h.correlation_id} was acted on before (remediation"
+                                                      f" {o.incident['remediation_id']})")
+    return None
+
+
+def cluster_missing(h: Hint, o: Observation) -> Verdict | None:
+    if o.cluster is None:
+        return Verdict(Act.NONE, "ClusterNotFound", f"cluster {h.cluster.name} does not exist (any more)")
+    return None
+
+
+def managed_identity(h: Hint, o: Observation) -> Verdict | None:
+    if o.cluster and o.cluster.uses_managed_identity:
+        return Verdict(Act.NONE, "ManagedIdentityCluster", f"cluster {h.cluster.name} uses a managed identity, not a"
+                                                           " service principal: there is no client secret to reset")
+    return None
+
+
+def running(h: Hint, o: Observation) -> Verdict | None:
+    active = None if h.dry_run else o.active
+    if active is None:
+        return None
+    if o.runner.stalled(active):
+        return Verdict(Act.RESUME, "ResumedStalled", f"remediation {active.id} made no progress since"
+                                                     f" {active.updated_at}: resumed")
+    return Verdict(Act.JOIN, "JoinedRunning", f"remediation {active.id} is already running for this cluster")
+
+
+def stale(h: Hint, o: Observation) -> Verdict | None:
+    if h.failed_at is None or h.dry_run:
+        return None
+    repair = o.last_repair
+    if repair and repair.finished_at and h.failed_at <= datetime.fromisoformat(repair.finished_at):
+        return Verdict(Act.NONE, "StaleBeforeRepair", f"the failure at {h.failed_at.isoformat()} happened before"
+                                                      f" remediation {repair.id} repaired the cluster")
+    cluster = o.cluster
+    # A change at the very moment of the failure counts as after it: when in doubt, do not re-image nodes.
+    if cluster and cluster.provisioning_state == "Succeeded" and cluster.last_modified_at \
+            and h.failed_at <= cluster.last_modified_at:
+        return Verdict(Act.NONE, "StaleBeforeSuccess", f"the cluster was changed successfully at"
+                                                       f" {cluster.last_modified_at.isoformat()}, after the failure")
+    return None
+
+
+def not_a_secret_failure(h: Hint, o: Observation) -> Verdict | None:
+    c = h.classification
+    if h.source in _INCIDENT_SOURCES and (c is None or c.action is Action.NONE):
+        return Verdict(Act.NONE, "NotServicePrincipal", c.reason if c else "the failure has no error text",
+                       c.kind if c else None)
+    return None
+
+
+def other_application(h: Hint, o: Observation) -> Verdict | None:
+    client_id = (o.cluster.client_id if o.cluster else "").lower()
+    if h.named_apps and client_id not in h.named_apps:
+        return Verdict(Act.NONE, "OtherApplication", f"the failing secret belongs to app"
+                       f" {', '.join(sorted(h.named_apps))}, not to the cluster's service principal {client_id}:"
+                       " resetting the cluster would not fix it", FailureKind.SP_OTHER)
+    return None
+
+
+def application_missing(h: Hint, o: Observation) -> Verdict | None:
+    if o.application is None:
+        client_id = o.cluster.client_id if o.cluster else ""
+        return Verdict(Act.NONE, "ApplicationNotFound", f"Graph shows no application with appId {client_id}: it was"
+                       " deleted (a new service principal is needed), or the remediator's identity is not one of its"
+                       " owners (add it: infra/README.md)", FailureKind.SP_NOT_FOUND)
+    return None
+
+
+def dry_run(h: Hint, o: Observation) -> Verdict | None:
+    if h.dry_run:
+        return Verdict(Act.START, "DryRun", "dry run requested: the plan is recorded, nothing is written")
+    return None
+
+
+def confirmed(h: Hint, o: Observation) -> Verdict:
+    """The last check: is the cluster's credential really broken, or did a person ask regardless?"""
+    if h.source is Source.MANUAL:
+        check = None if h.force else o.stored_secret
+        if check is not None and check.ok:
+            return Verdict(Act.NONE, "CredentialValid", "the secret the remediator stored for this cluster still"
+                           " signs in; send force: true to rotate it anyway")
+        return Verdict(Act.START, "Requested", h.reason or "requested by an operator")
+    c = h.classification
+    assert c is not None  # not_a_secret_failure passed
+    ends = [p.end for p in o.application.passwords if p.end is not None] if o.application else []
+    refined = refine_with_credential_dates(c, newest_password_end=max(ends, default=None), now=o.now)
+    if refined.kind in (FailureKind.INVALID_SECRET, FailureKind.EXPIRED_SECRET):
+        return Verdict(Act.START, "Confirmed", refined.reason, refined.kind)
+    if refined.kind is FailureKind.SP_NOT_FOUND:
+        return Verdict(Act.NONE, "ApplicationExists", "the failure says the service principal was not found, but"
+                       " Graph shows its application: replication delay or another tenant; nothing to rotate",
+                       refined.kind)
+    check = o.stored_secret
+    if check is not None and not check.ok:
+        return Verdict(Act.START, "ConfirmedBySignIn", f"the cluster's credential was refused and its secret no"
+                       f" longer signs in ({check.code})", FailureKind.INVALID_SECRET)
+    if check is not None:
+        return Verdict(Act.NONE, "CredentialValid", "the cluster's credential was refused, but the secret the"
+                       " remediator stored for it signs in: not rotated", refined.kind)
+    return Verdict(Act.NONE, "Unconfirmed", "the cluster's credential was refused, but neither Graph (a password is"
+                   " still valid) nor a sign-in could confirm a bad secret: left to a person", refined.kind)
+
+
+CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, running, stale,
+                             not_a_secret_failure, other_application, application_missing, dry_run)
+
+
+def evaluate(hint: Hint, observation: Observation) -> Verdict:
+    for check in CHECKS:
+        verdict = check(hint, observation)
+        if verdict is not None:
+            return verdict
+    return confirmed(hint, observation)
+
+
+class Reconciler:
+    def __init__(self, *, clusters: ManagedClusters, directory: Directory, store: RemediationStore,
+                 incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, runner: RemediationRunner,
+                 subscriptions: tuple[str, ...] = (),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clusters, self._directory, self._store = clusters, directory, store
+        self._incidents, self._vault, self._sign_in = incidents, vault, sign_in
+        self._runner = runner
+        self._subscriptions = tuple(s.lower() for s in subscriptions)
+        self._clock = clock
+
+    def decide(self, hint: Hint) -> Decision:
+        """Decide from the present, act at most once per observed breakage, and record the decision."""
+        now = self._clock()
+        observation = Observation(hint, clusters=self._clusters, directory=self._directory, store=self._store,
+                                  incidents=self._incidents, vault=self._vault, sign_in=self._sign_in,
+                                  runner=self._runner, subscriptions=self._subscriptions, now=now)
+        verdict = evaluate(hint, observation)
+        decision = Decision(hint, verdict, at=now)
+        if verdict.act is Act.JOIN:
+            decision = replace(decision, remediation=observation.active)
+        elif verdict.act is Act.RESUME:
+            decision = replace(decision, remediation=self._runner.resume(observation.active))
+        elif verdict.act is Act.START:
+            decision = self._start(hint, verdict, observation, now)
+        self._incidents.record_decision(decision.view())
+        log.info("%s hint for %s: %s (%s)%s", hint.source.value, hint.cluster.name, verdict.code, verdict.message,
+                 f", remediation {decision.remediation.id}" if decision.remediation else "")
+        return decision
+
+    def _start(self, hint: Hint, verdict: Verdict, o: Observation, now: datetime) -> Decision:
+        remediation_id = new_remediation_id()
+        key = hint.incident_key if hint.source in _INCIDENT_SOURCES else None
+        # Recorded before anything acts: of all the hints of one incident, only the first recorder goes on.
+        if key and not self._incidents.record_incident(key, {"remediation_id": remediation_id,
+                                                             "correlation_id": hint.correlation_id,
+                                                             "cluster_id": str(hint.cluster), "code": verdict.code}):
+            earlier = (self._incidents.get_incident(key) or {}).get("remediation_id")
+            try:
+                return Decision(hint, Verdict(Act.NONE, "DuplicateIncident", f"incident {hint.correlation_id} is"
+                                              f" being acted on (remediation {earlier})", verdict.kind),
+                                self._store.get(earlier or ""), at=now)
+            except NotFoundError:
+                remediation_id = earlier or remediation_id  # its recorder died before starting it: finish the job
+        cluster, app = o.cluster, o.application
+        assert cluster is not None and app is not None
+        stamp = now.isoformat()
+        remediation = Remediation(
+            id=remediation_id, cluster_id=str(hint.cluster), dry_run=hint.dry_run, source=hint.source.value,
+            status=Status.ACCEPTED, created_at=stamp, updated_at=stamp, reason="accepted",
+            cause=f"{verdict.code}: {verdict.message}"[:1000], correlation_id=hint.correlation_id,
+            requested_by=hint.requested_by.view() if hint.requested_by else None,
+            client_id=cluster.client_id, app_object_id=app.object_id,
+            old_key_ids=[p.key_id for p in app.passwords])
+        submission = self._runner.start(remediation)
+        if not submission.created:
+            joined = Verdict(Act.JOIN, "JoinedRunning", f"remediation {submission.remediation.id} started meanwhile",
+                             verdict.kind)
+            return Decision(hint, joined, submission.remediation, at=now)
+        return Decision(hint, verdict, submission.remediation, created=True, at=now)

@@ -1,0 +1,326 @@
+"""The small runner that owns a remediation's lease, saving, queue messages and generation.
+
+Steps (remediation/steps.py) decide; the runner alone writes the record and sends work
+messages, so the rules that keep a remediation single-threaded live here, in one place:
+
+- A work message carries the remediation id and the generation it was sent for. A message
+  whose generation is not the record's is a duplicate or a leftover: dropped. Every message
+  the runner sends follows a save that raised the generation, so chains never fork.
+- One invocation at a time holds the lease (an ETag-checked save). A duplicate of the current
+  message that finds the lease held looks again when it runs out, in case the holder died.
+- Every failure releases the lease: a transient one schedules a retry (honouring Retry-After),
+  a permanent one fails the remediation with its reason, anything else is re-raised for the
+  host to retry after the lease is released (and, after host.json's maxDequeueCount, the
+  poison-queue trigger fails the remediation).
+- A remediation that made no progress for longer than the lease plus its longest wait has
+  lost its chain (a message lost, a send that failed): `resume` takes it over.
+- At most one (non-dry-run) remediation per cluster is active: a table claim, insert-if-absent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from remediation.alerts import REMEDIATION_FAILED
+from remediation.errors import (
+    ConcurrencyError,
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PermanentError,
+    TransientError,
+)
+from remediation.model import Status
+from remediation.ports import Directory, ManagedClusters, RemediationStore, SecretStore, WorkQueue
+from remediation.record import Remediation
+from remediation.steps import (
+    MAX_DELAY_SECONDS,
+    Done,
+    Retry,
+    StepConfig,
+    StepContext,
+    Stop,
+    Wait,
+    backoff,
+    steps_of,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_TRANSIENT_FAILURES = 10
+# Longer than any one invocation's work (no step waits inside an invocation), so a live worker keeps it.
+LEASE = timedelta(minutes=5)
+# No progress for this long: the chain of work messages was lost.
+STALLED_AFTER = LEASE + timedelta(seconds=MAX_DELAY_SECONDS) + timedelta(minutes=1)
+MAX_MESSAGE_BYTES = 1024
+DEFAULT_STEP_CONFIG = StepConfig()
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """A work-queue message: the remediation id and the generation it was sent for; never anything secret."""
+
+    remediation_id: str
+    generation: int = 0
+
+    def to_message(self) -> dict[str, object]:
+        return {"remediationId": self.remediation_id, "generation": self.generation}
+
+    @classmethod
+    def from_message(cls, body: str | bytes) -> WorkItem:
+        """Parse a queue message; InvalidInputError for anything but `{"remediationId", "generation"}`."""
+        if len(body) > MAX_MESSAGE_BYTES:
+            raise InvalidInputError(f"a work message is at most {MAX_MESSAGE_BYTES} bytes", code="InvalidWorkMessage")
+        try:
+            data = json.loads(body)
+            remediation_id, generation = data["remediationId"], data.get("generation", 0)
+        except (ValueError, TypeError, KeyError, RecursionError, AttributeError) as err:
+            raise InvalidInputError('a work message must be JSON {"remediationId": "<32 hex>", "generation": <int>}',
+                                    code="InvalidWorkMessage") from err
+        if not isinstance(remediation_id, str) or not is_remediation_id(remediation_id):
+            raise InvalidInputError("remediationId must be 32 lower-case hex characters", code="InvalidWorkMessage")
+        if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**31:
+            raise InvalidInputError("generation must be a non-negative integer", code="InvalidWorkMessage")
+        return cls(remediation_id, generation)
+
+
+def is_remediation_id(value: str) -> bool:
+    return len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+
+
+@dataclass(frozen=True)
+class Submission:
+    remediation: Remediation
+    created: bool
+
+
+class RemediationRunner:
+    def __init__(self, *, clusters: ManagedClusters, directory: Directory, vault: SecretStore,
+                 store: RemediationStore, queue: WorkQueue, config: StepConfig = DEFAULT_STEP_CONFIG,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._clusters, self._directory, self._vault = clusters, directory, vault
+        self._store, self._queue = store, queue
+        self._config = config
+        self._clock = clock
+
+    # ----- starting and resuming --------------------------------------------------------------
+
+    def start(self, remediation: Remediation) -> Submission:
+        """Claim the cluster, record the remediation and send its first message; or join the one that runs.
+
+        Crash-safe in any order: the claim is taken first (a claim naming no record is stale and
+        taken over), and a record that exists already (an earlier run died after creating it) is reused.
+        """
+        if not remediation.dry_run:
+            holder = self._claim(remediation.cluster.key, remediation.id)
+            if holder != remediation.id:
+                log.info("cluster %s already has active remediation %s", remediation.cluster, holder)
+                return Submission(self._store.get(holder), created=False)
+        try:
+            remediation = self._store.create(remediation)
+        except ConflictError:
+            remediation = self._store.get(remediation.id)
+        self._queue.send(WorkItem(remediation.id, remediation.generation).to_message())
+        log.info("remediation %s accepted for %s (dry run: %s, source: %s)", remediation.id, remediation.cluster,
+                 remediation.dry_run, remediation.source)
+        return Submission(remediation, created=True)
+
+    def stalled(self, remediation: Remediation) -> bool:
+        """Not finished and not changed for longer than any live chain leaves it alone."""
+        updated = datetime.fromisoformat(remediation.updated_at)
+        return not remediation.status.terminal and self._clock() - updated > STALLED_AFTER
+
+    def resume(self, remediation: Remediation) -> Remediation:
+        """Take over a stalled remediation: a new generation (so any old message is dropped) and a message."""
+        remediation.lease_until = None
+        log.warning("remediation %s made no progress since %s: resuming it", remediation.id, remediation.updated_at)
+        return self._schedule(remediation, 0, "Resumed", "no progress for too long: the work chain was taken over")
+
+    def resume_stalled(self, *, limit: int = 100) -> list[Remediation]:
+        """Resume every stalled remediation and release claims their finished holders left behind (a worker
+        that died between the two saves, and whose message was lost). The timer calls this: lost messages
+        cannot strand work, and no claim stays with a finished remediation."""
+        resumed = []
+        for remediation in self._store.list_active(limit=limit):
+            if self.stalled(remediation):
+                try:
+                    resumed.append(self.resume(remediation))
+                except ConcurrencyError:
+                    continue  # it moved meanwhile: not stalled after all
+        for cluster_key, holder in self._store.list_claims(limit=limit):
+            if not self._is_active(holder):
+                self._store.delete_claim(cluster_key, holder)
+        return resumed
+
+    # ----- running -----------------------------------------------------------------------------
+
+    def advance(self, item: WorkItem) -> Remediation:
+        """Run the remediation's next steps until it finishes or must wait.
+
+        Raises only for trouble outside the remediation (storage, or an unexpected error, after
+        releasing the lease); the remediation's own failures are recorded on it.
+        """
+        remediation = self._store.get(item.remediation_id)
+        if remediation.status.terminal:
+            log.info("remediation %s is already %s: message dropped", remediation.id, remediation.status.value)
+            # A worker that died between finishing and releasing left the claim: the host's retry releases it.
+            self._release_claim(remediation)
+            return remediation
+        if item.generation != remediation.generation:
+            log.info("remediation %s: message of generation %s dropped (current %s)", remediation.id,
+                     item.generation, remediation.generation)
+            return remediation
+        now = self._clock()
+        if remediation.lease_until and datetime.fromisoformat(remediation.lease_until) > now:
+            remaining = (datetime.fromisoformat(remediation.lease_until) - now).total_seconds()
+            log.info("remediation %s is being worked on elsewhere; looking again in %.0fs", remediation.id, remaining)
+            self._queue.send(item.to_message(), delay_seconds=remaining)
+            return remediation
+        remediation.lease_until = (now + LEASE).isoformat()
+        remediation.status = Status.RUNNING
+        try:
+            remediation = self._save(remediation)
+        except ConcurrencyError:
+            log.info("remediation %s was taken by another worker: message dropped", remediation.id)
+            return self._store.get(remediation.id)
+        try:
+            return self._run(remediation)
+        except ConcurrencyError:
+            log.info("remediation %s was changed by another worker meanwhile: stopping here", remediation.id)
+            return self._store.get(remediation.id)
+        except TransientError as err:
+            return self._after_transient(remediation, err)
+        except PermanentError as err:
+            return self._fail(remediation, err.code, str(err))
+        except BaseException:
+            self._release_after_crash(remediation)
+            raise
+
+    def fail_poisoned(self, item: WorkItem, dequeue_count: int | None = None) -> Remediation:
+        """A work message the host gave up on: the chain is dead, so the remediation fails with the reason."""
+        remediation = self._store.get(item.remediation_id)
+        if remediation.status.terminal or item.generation != remediation.generation:
+            return remediation
+        tries = f" {dequeue_count} times" if dequeue_count else ""
+        return self._fail(remediation, "PoisonMessage", f"the work message failed{tries} and was moved to the poison"
+                                                        " queue: an outage or a bug; see the logs of those runs")
+
+    def _run(self, remediation: Remediation) -> Remediation:
+        context = StepContext(self._clusters, self._directory, self._vault, self._config, self._clock,
+                              checkpoint=self._save)
+        steps = steps_of(remediation)
+        for name, step in steps:
+            if remediation.done(name):
+                continue
+            outcome = step(context, remediation)
+            if isinstance(outcome, Done):
+                remediation.mark(name, outcome.code, outcome.detail, self._clock())
+                remediation.transient_failures = 0
+                remediation = self._save(remediation)
+                log.info("remediation %s: %s done: %s (%s)", remediation.id, name, outcome.code, outcome.detail)
+            elif isinstance(outcome, Retry):
+                remediation.undo_from(outcome.step, tuple(n for n, _ in steps))
+                return self._schedule(remediation, outcome.seconds, outcome.code, outcome.detail)
+            elif isinstance(outcome, Stop):
+                remediation.mark(name, outcome.code, outcome.detail, self._clock())
+                return self._finish(remediation, f"{outcome.code}: {outcome.detail}")
+            else:
+                assert isinstance(outcome, Wait)
+                return self._schedule(remediation, outcome.seconds, outcome.code, outcome.detail)
+        return self._finish(remediation)
+
+    # ----- the record's transitions --------------------------------------------------------------
+
+    def _schedule(self, remediation: Remediation, seconds: float, code: str, detail: str) -> Remediation:
+        """Hand the remediation to a later message: save the new generation first, then send for it."""
+        remediation.generation += 1
+        remediation.status = Status.WAITING
+        remediation.reason = f"{code}: {detail}"
+        remediation.lease_until = None
+        remediation = self._save(remediation)
+        self._queue.send(WorkItem(remediation.id, remediation.generation).to_message(),
+                         delay_seconds=min(max(seconds, 0), MAX_DELAY_SECONDS))
+        return remediation
+
+    def _after_transient(self, remediation: Remediation, err: TransientError) -> Remediation:
+        remediation.transient_failures += 1
+        if remediation.transient_failures > MAX_TRANSIENT_FAILURES:
+            return self._fail(remediation, "TooManyTransientFailures",
+                              f"gave up after {MAX_TRANSIENT_FAILURES} transient failures; last: {err}")
+        delay = err.retry_after if err.retry_after is not None else backoff(
+            self._config.retry_delay_seconds, remediation.transient_failures)
+        log.warning("remediation %s: transient failure (%s), retrying in %ss: %s", remediation.id, err.code, delay, err)
+        try:
+            return self._schedule(remediation, delay, err.code, f"transient failure, will retry: {err}")
+        except ConcurrencyError:
+            return self._store.get(remediation.id)
+
+    def _finish(self, remediation: Remediation, reason: str | None = None) -> Remediation:
+        remediation.status = Status.PLANNED if remediation.dry_run else Status.SUCCEEDED
+        remediation.reason = reason or ("dry run planned" if remediation.dry_run
+                                        else "cluster credentials reset and verified")
+        remediation.lease_until = None
+        remediation.finished_at = self._clock().isoformat()
+        remediation = self._save(remediation)
+        self._release_claim(remediation)
+        log.info("remediation %s %s", remediation.id, remediation.status.value.lower())
+        return remediation
+
+    def _fail(self, remediation: Remediation, code: str, message: str) -> Remediation:
+        step = next((n for n, _ in steps_of(remediation) if not remediation.done(n)), "")
+        remediation.status = Status.FAILED
+        remediation.reason = message
+        remediation.error = {"code": code, "message": message, "step": step}
+        remediation.lease_until = None
+        remediation.finished_at = self._clock().isoformat()
+        try:
+            remediation = self._save(remediation)
+        except ConcurrencyError:
+            return self._store.get(remediation.id)
+        self._release_claim(remediation)
+        # One line per failed remediation, with a fixed marker: infra/'s alert rule searches for it.
+        log.error("%s: remediation %s failed at %s: %s: %s", REMEDIATION_FAILED, remediation.id, step, code, message)
+        return remediation
+
+    def _release_after_crash(self, remediation: Remediation) -> None:
+        """An unexpected error: free the lease so the host's retry of this message can run at once."""
+        try:
+            remediation.lease_until = None
+            self._save(remediation)
+        except Exception:  # noqa: BLE001 - already failing; the lease then simply runs out
+            log.exception("remediation %s: could not release the lease", remediation.id)
+
+    def _save(self, remediation: Remediation) -> Remediation:
+        remediation.updated_at = self._clock().isoformat()
+        return self._store.save(remediation)
+
+    # ----- the cluster claim ---------------------------------------------------------------------
+
+    def _claim(self, cluster_key: str, remediation_id: str) -> str:
+        """Claim the cluster; returns the id of the remediation that holds the claim afterwards."""
+        for _ in range(3):
+            if self._store.create_claim(cluster_key, remediation_id):
+                return remediation_id
+            claim = self._store.get_claim(cluster_key)
+            if claim is None:
+                continue
+            holder, etag = claim
+            if self._is_active(holder):
+                return holder
+            if self._store.replace_claim(cluster_key, remediation_id, etag):
+                return remediation_id
+        raise TransientError("the cluster's claim kept changing; try again")
+
+    def _is_active(self, remediation_id: str) -> bool:
+        try:
+            return not self._store.get(remediation_id).status.terminal
+        except NotFoundError:
+            return False
+
+    def _release_claim(self, remediation: Remediation) -> None:
+        if not remediation.dry_run:
+            self._store.delete_claim(remediation.cluster.key, remediation.id)

@@ -1,0 +1,93 @@
+"""The decision policy as a table: each check, alone, over a hand-built observation (the checks are pure).
+
+The world-level sequences (event, repair, sweep, duplicate, restart) are in test_detection.py and
+test_service.py; this file pins what each reason code means and the order the checks run in.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from remediation.classify import Action, Classification, FailureKind
+from remediation.model import Application, ClusterInfo, PasswordInfo, SignInResult, Status
+from remediation.reconcile import CHECKS, Act, Hint, Source, evaluate
+from remediation.record import Remediation
+from tests.conftest import APP_ID, CLUSTER, SUB
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+EXPIRED = Classification(FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "AADSTS7000222", "expired", "e")
+QUOTA = Classification(FailureKind.NOT_SP, Action.NONE, "QuotaExceeded", "quota", "q")
+
+
+def cluster(**changes) -> ClusterInfo:
+    return ClusterInfo(**{"id": str(CLUSTER), "name": CLUSTER.name, "location": "westeurope", "client_id": APP_ID,
+                          "provisioning_state": "Succeeded", "last_modified_at": NOW - timedelta(days=30),
+                          **changes})
+
+
+def remediation(status: Status, *, finished: datetime | None = None, updated: datetime = NOW) -> Remediation:
+    return Remediation(id="a" * 32, cluster_id=str(CLUSTER), dry_run=False, source="event", status=status,
+                       created_at=updated.isoformat(), updated_at=updated.isoformat(),
+                       finished_at=finished.isoformat() if finished else None, vault_secret_name="s",
+                       vault_secret_version="v")
+
+
+def observe(**facts) -> SimpleNamespace:
+    """An observation with every fact given: a healthy-looking world unless changed."""
+    base = {"subscriptions": (SUB,), "now": NOW, "cluster": cluster(), "remediations": [], "incident": None,
+            "application": Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None,
+                                                                           NOW - timedelta(days=3)),)),
+            "stored_secret": None, "runner": SimpleNamespace(stalled=lambda r: r.updated_at < (
+                NOW - timedelta(hours=1)).isoformat())}
+    o = SimpleNamespace(**{**base, **facts})
+    o.active = next((r for r in o.remediations if not r.status.terminal), None)
+    done = [r for r in o.remediations if r.status is Status.SUCCEEDED]
+    o.last_repair = done[0] if done else None
+    return o
+
+
+def event_hint(**changes) -> Hint:
+    return Hint(**{"cluster": CLUSTER, "source": Source.EVENT, "failed_at": NOW - timedelta(minutes=5),
+                   "correlation_id": "c", "classification": EXPIRED, **changes})
+
+
+@pytest.mark.parametrize(("hint", "facts", "act", "code"), [
+    (event_hint(), {}, Act.START, "Confirmed"),
+    (event_hint(), {"subscriptions": ("another",)}, Act.NONE, "OutOfScope"),
+    (event_hint(), {"incident": {"remediation_id": "a" * 32},
+                    "remediations": [remediation(Status.SUCCEEDED, finished=NOW)]}, Act.NONE, "DuplicateIncident"),
+    (event_hint(), {"cluster": None}, Act.NONE, "ClusterNotFound"),
+    (event_hint(), {"cluster": cluster(client_id="msi")}, Act.NONE, "ManagedIdentityCluster"),
+    (event_hint(), {"remediations": [remediation(Status.WAITING)]}, Act.JOIN, "JoinedRunning"),
+    (event_hint(), {"remediations": [remediation(Status.WAITING, updated=NOW - timedelta(hours=2))]}, Act.RESUME,
+     "ResumedStalled"),
+    (event_hint(), {"remediations": [remediation(Status.SUCCEEDED, finished=NOW - timedelta(minutes=1))]},
+     Act.NONE, "StaleBeforeRepair"),
+    (event_hint(), {"cluster": cluster(last_modified_at=NOW - timedelta(minutes=1))}, Act.NONE,
+     "StaleBeforeSuccess"),
+    (event_hint(), {"cluster": cluster(last_modified_at=NOW, provisioning_state="Failed")}, Act.START, "Confirmed"),
+    (event_hint(classification=QUOTA), {}, Act.NONE, "NotServicePrincipal"),
+    (event_hint(named_apps=frozenset({"another-app"})), {}, Act.NONE, "OtherApplication"),
+    (event_hint(), {"application": None}, Act.NONE, "ApplicationNotFound"),
+    (Hint(CLUSTER, Source.MANUAL), {}, Act.START, "Requested"),
+    (Hint(CLUSTER, Source.MANUAL, dry_run=True), {"remediations": [remediation(Status.WAITING)]}, Act.START,
+     "DryRun"),
+    (Hint(CLUSTER, Source.MANUAL), {"stored_secret": SignInResult(ok=True)}, Act.NONE, "CredentialValid"),
+    (Hint(CLUSTER, Source.MANUAL, force=True), {"stored_secret": SignInResult(ok=True)}, Act.START, "Requested"),
+    (Hint(CLUSTER, Source.MANUAL), {"stored_secret": SignInResult(ok=False, code="AADSTS7000215")}, Act.START,
+     "Requested"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_each_check_decides_with_its_reason_code(hint: Hint, facts: dict, act: Act, code: str) -> None:
+    verdict = evaluate(hint, observe(**facts))
+    assert (verdict.act, verdict.code) == (act, code), verdict.message
+    assert verdict.message
+
+
+def test_the_checks_that_need_no_azure_call_come_first() -> None:
+    # A hint refused for scope or as a duplicate costs no ARM or Graph call: those checks read nothing remote.
+    names = [check.__name__ for check in CHECKS]
+    assert names[:2] == ["out_of_scope", "already_acted"]
+    assert names.index("running") < names.index("application_missing")  # Graph only when still undecided
