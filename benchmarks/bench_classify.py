@@ -96,6 +96,19 @@ def main() -> None:
     elapsed = time.perf_counter() - started
     print(f"classify: {args.count / elapsed:>9,.0f} msgs/s ({elapsed / args.count * 1e6:5.1f} µs/msg) whole corpus "
           f"repeated ({len(everything)} distinct, {args.count:,} classifications, one pass)")
+    for name, hostile in hostile_inputs().items():
+        started = time.perf_counter()
+        classify_status_message(hostile)
+        print(f"classify: {(time.perf_counter() - started) * 1000:9.1f} ms for one hostile input: {name} "
+              f"({len(hostile):,} chars)")
+
+
+def hostile_inputs() -> dict[str, str]:
+    """Inputs built to make the context checks expensive (tests/test_classify.py checks their verdicts)."""
+    many_scopes = json.dumps({"error": {"code": "X", "details": [{"message": "expired client secret"}] * 20_000}})
+    return {"20,000 sibling error scopes": many_scopes,
+            "2,000 nested response bodies": "Response body: " * 2_000
+                                            + "adal: Refresh request failed. Status Code = '401'. " * 2_000}
 
 
 if __name__ == "__main__":

@@ -132,6 +132,10 @@ param resetTimeoutMinutes int = 120
 ])
 param sdkLogLevel string = 'WARNING'
 
+@description('REMEDIATOR_LEASE_SECONDS: how long one invocation holds a remediation (a dead worker\'s is taken over after it).')
+@minValue(60)
+param leaseSeconds int = 300
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -279,6 +283,7 @@ module functionApp 'modules/functionapp.bicep' = {
     lookupTimeoutMinutes: lookupTimeoutMinutes
     resetTimeoutMinutes: resetTimeoutMinutes
     sdkLogLevel: sdkLogLevel
+    leaseSeconds: leaseSeconds
   }
 }
 

@@ -144,7 +144,8 @@ def bootstrap(
         clusters=clusters, directory=directory, vault=vault, store=store, queue=queue, clock=clock,
         config=StepConfig(secret_lifetime=timedelta(days=settings.secret_lifetime_days),
                           poll_seconds=settings.reset_poll_seconds, retry_delay_seconds=settings.retry_delay_seconds,
-                          reset_timeout=timedelta(minutes=settings.reset_timeout_minutes)))
+                          reset_timeout=timedelta(minutes=settings.reset_timeout_minutes),
+                          lease=timedelta(seconds=settings.lease_seconds)))
     reconciler = Reconciler(clusters=clusters, directory=directory, store=store, incidents=incidents, vault=vault,
                             sign_in=sign_in, runner=runner, subscriptions=settings.subscription_ids, clock=clock)
     detector = IncidentDetector(

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from remediation.alerts import REMEDIATION_FAILED
 from remediation.errors import (
@@ -52,12 +52,10 @@ from remediation.steps import (
 log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_FAILURES = 10
-# Longer than any one invocation's work (no step waits inside an invocation), so a live worker keeps it.
-LEASE = timedelta(minutes=5)
-# No progress for this long: the chain of work messages was lost.
-STALLED_AFTER = LEASE + timedelta(seconds=MAX_DELAY_SECONDS) + timedelta(minutes=1)
 MAX_MESSAGE_BYTES = 1024
 DEFAULT_STEP_CONFIG = StepConfig()
+LEASE = DEFAULT_STEP_CONFIG.lease
+STALLED_AFTER = DEFAULT_STEP_CONFIG.stalled_after
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,7 @@ class RemediationRunner:
     def stalled(self, remediation: Remediation) -> bool:
         """Not finished and not changed for longer than any live chain leaves it alone."""
         updated = datetime.fromisoformat(remediation.updated_at)
-        return not remediation.status.terminal and self._clock() - updated > STALLED_AFTER
+        return not remediation.status.terminal and self._clock() - updated > self._config.stalled_after
 
     def resume(self, remediation: Remediation) -> Remediation:
         """Take over a stalled remediation: a new generation (so any old message is dropped) and a message."""
@@ -180,7 +178,7 @@ class RemediationRunner:
             log.info("remediation %s is being worked on elsewhere; looking again in %.0fs", remediation.id, remaining)
             self._queue.send(item.to_message(), delay_seconds=remaining)
             return remediation
-        remediation.lease_until = (now + LEASE).isoformat()
+        remediation.lease_until = (now + self._config.lease).isoformat()
         remediation.status = Status.RUNNING
         try:
             remediation = self._save(remediation)

@@ -135,6 +135,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="30",
     ),
     SettingSpec(
+        "REMEDIATOR_LEASE_SECONDS",
+        "How long one invocation holds a remediation; a worker that dies holding it is taken over after this.",
+        default="300",
+    ),
+    SettingSpec(
         "REMEDIATOR_SDK_LOG_LEVEL",
         "Log level of the Azure SDKs' and httpx's own loggers (their HTTP logging writes every header set at INFO).",
         default="WARNING",
@@ -182,6 +187,7 @@ class Settings:
     sweep_schedule: str = "0 */15 * * * *"
     secret_lifetime_days: int = 180
     reset_poll_seconds: float = 30.0
+    lease_seconds: float = 300.0
     sdk_log_level: str = "WARNING"
     retry_delay_seconds: float = 30.0
     reset_timeout_minutes: float = 120.0
@@ -244,6 +250,7 @@ class Settings:
             sweep_schedule=get("REMEDIATOR_SWEEP_SCHEDULE") or "",
             secret_lifetime_days=int(number("REMEDIATOR_SECRET_LIFETIME_DAYS")),
             reset_poll_seconds=number("REMEDIATOR_RESET_POLL_SECONDS"),
+            lease_seconds=number("REMEDIATOR_LEASE_SECONDS"),
             sdk_log_level=(get("REMEDIATOR_SDK_LOG_LEVEL") or "").upper(),
             retry_delay_seconds=number("REMEDIATOR_RETRY_DELAY_SECONDS"),
             reset_timeout_minutes=number("REMEDIATOR_RESET_TIMEOUT_MINUTES"),
@@ -253,6 +260,8 @@ class Settings:
         if settings.sdk_log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             problems.append(f"REMEDIATOR_SDK_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got"
                             f" {settings.sdk_log_level!r}")
+        if settings.lease_seconds < 1 and not problems:
+            problems.append("REMEDIATOR_LEASE_SECONDS must be at least 1")
         if settings.secret_lifetime_days < 1 and not problems:
             problems.append("REMEDIATOR_SECRET_LIFETIME_DAYS must be at least 1")
         if problems:

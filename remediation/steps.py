@@ -75,6 +75,13 @@ class StepConfig:
     poll_seconds: float = 30.0  # between looks at a running reset
     retry_delay_seconds: float = 30.0  # base of the backoff between failed resets
     reset_timeout: timedelta = timedelta(minutes=120)
+    # Longer than any one invocation's work (no step waits inside an invocation), so a live worker keeps it.
+    lease: timedelta = timedelta(minutes=5)
+
+    @property
+    def stalled_after(self) -> timedelta:
+        """No progress for this long: the chain of work messages was lost (the lease, the longest wait, a margin)."""
+        return self.lease + timedelta(seconds=MAX_DELAY_SECONDS) + timedelta(minutes=1)
 
 
 @dataclass

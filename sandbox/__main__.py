@@ -68,9 +68,7 @@ def serve(scenario: str, with_functions: bool, state_dir: str | None = None) -> 
             worker.start(remediator_settings(sandbox, azurite.connection_string))
             stack.callback(worker.stop)
             sandbox.state.on_kill_worker = worker.kill
-            supervisor = threading.Thread(target=_supervise, args=(worker, stop), name="worker-supervisor",
-                                          daemon=True)
-            supervisor.start()
+            worker.keep_alive(stop)
             info.update(functions=worker.url, functionKey=worker.function_key, storage=azurite.connection_string,
                         workerLog=str(worker.log_path))
         print(json.dumps(info), flush=True)
@@ -80,19 +78,6 @@ def serve(scenario: str, with_functions: bool, state_dir: str | None = None) -> 
             pass
         stop.set()  # before the stack unwinds: the supervisor must not restart a worker being stopped
     return 0
-
-
-def _supervise(worker, stop: threading.Event, delay: float = 1.0) -> None:  # noqa: ANN001 - a WorkerProcess
-    """Start the worker again whenever it dies, as the Functions host restarts its language worker."""
-    while not stop.wait(0.5):
-        if not worker.running:
-            logging.getLogger("sandbox").warning("the function worker (pid %s) died: restarting it", worker.pid)
-            stop.wait(delay)
-            if not stop.is_set():
-                try:
-                    worker.restart()
-                except RuntimeError:
-                    logging.getLogger("sandbox").exception("the function worker did not restart")
 
 
 def main(argv: list[str] | None = None) -> int:

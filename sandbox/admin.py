@@ -37,6 +37,7 @@ class AdminApi(Api):
         self.route("POST", r"/_sandbox/clusters/(?P<name>[^/]+)/operate", "POST operate", self.operate)
         self.route("POST", r"/_sandbox/eventgrid/subscriptions", "POST subscriptions", self.subscribe)
         self.route("GET", r"/_sandbox/eventgrid/subscriptions", "GET subscriptions", self.subscriptions)
+        self.route("POST", r"/_sandbox/eventgrid/redeliver", "POST redeliver", self.redeliver)
         self.route("POST", r"/_sandbox/tokens", "POST tokens", self.mint_token)
 
     def snapshot(self, request: Request) -> Response:
@@ -140,6 +141,17 @@ class AdminApi(Api):
                                          "failedAttempts": s.failed_attempts, "deadLettered": s.dead_lettered}
                                         for s in self._topic.subscriptions]})
 
+
+    def redeliver(self, request: Request) -> Response:
+        """Deliver every event delivered so far again, `times` times each, `concurrency` at once (a storm of
+        Event Grid's at-least-once duplicates); answers the webhook's statuses."""
+        body = self._object(request)
+        times, concurrency = body.get("times", 1), body.get("concurrency", 16)
+        if not isinstance(times, int) or not 1 <= times <= 10_000:
+            raise ApiError(400, "InvalidRequest", "times must be an integer from 1 to 10000")
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
+            raise ApiError(400, "InvalidRequest", "concurrency must be an integer from 1 to 256")
+        return Response(200, {"statuses": self._topic.redeliver(times, concurrency=concurrency)})
 
     def mint_token(self, request: Request) -> Response:
         """A token Entra ID would never issue, to prove the API refuses it: another audience, issuer or

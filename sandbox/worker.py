@@ -163,6 +163,22 @@ class WorkerProcess:
         self.stop()
         return self.start()
 
+    def keep_alive(self, stop: threading.Event, *, delay: float = 1.0) -> threading.Thread:
+        """Start it again whenever it dies, as the Functions host restarts its language worker; until `stop`."""
+        def watch() -> None:
+            while not stop.wait(0.2):
+                if self._process is not None and not self.running:
+                    log.warning("the function worker (pid %s) died: restarting it", self.pid)
+                    if stop.wait(delay):
+                        return
+                    try:
+                        self.start()
+                    except RuntimeError:
+                        log.exception("the function worker did not restart")
+        thread = threading.Thread(target=watch, name="worker-keep-alive", daemon=True)
+        thread.start()
+        return thread
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 

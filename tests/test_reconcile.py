@@ -20,6 +20,9 @@ from tests.conftest import APP_ID, CLUSTER, SUB
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 EXPIRED = Classification(FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "AADSTS7000222", "expired", "e")
 QUOTA = Classification(FailureKind.NOT_SP, Action.NONE, "QuotaExceeded", "quota", "q")
+# The cluster's own token refresh refused with a 401: its credential, but which way it is bad the text cannot say.
+REFUSED = Classification(FailureKind.CREDENTIAL_REJECTED, Action.CONFIRM, "", "refused", "401")
+VALID_PASSWORD = Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None, NOW + timedelta(days=90)),))
 
 
 def cluster(**changes) -> ClusterInfo:
@@ -72,6 +75,13 @@ def event_hint(**changes) -> Hint:
     (event_hint(classification=QUOTA), {}, Act.NONE, "NotServicePrincipal"),
     (event_hint(named_apps=frozenset({"another-app"})), {}, Act.NONE, "OtherApplication"),
     (event_hint(), {"application": None}, Act.NONE, "ApplicationNotFound"),
+    (event_hint(classification=REFUSED), {}, Act.START, "Confirmed"),  # Graph: every password has ended
+    (event_hint(classification=REFUSED), {"application": VALID_PASSWORD}, Act.NONE, "Unconfirmed"),
+    (event_hint(classification=REFUSED), {"application": VALID_PASSWORD,
+                                          "stored_secret": SignInResult(ok=False, code="AADSTS7000215")},
+     Act.START, "ConfirmedBySignIn"),
+    (event_hint(classification=REFUSED), {"application": VALID_PASSWORD, "stored_secret": SignInResult(ok=True)},
+     Act.NONE, "CredentialValid"),
     (Hint(CLUSTER, Source.MANUAL), {}, Act.START, "Requested"),
     (Hint(CLUSTER, Source.MANUAL, dry_run=True), {"remediations": [remediation(Status.WAITING)]}, Act.START,
      "DryRun"),

@@ -79,6 +79,7 @@ param retryDelaySeconds int
 param lookupDelaySeconds int
 param lookupTimeoutMinutes int
 param sdkLogLevel string
+param leaseSeconds int
 param resetTimeoutMinutes int
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -236,6 +237,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_SDK_LOG_LEVEL'
           value: sdkLogLevel
+        }
+        {
+          name: 'REMEDIATOR_LEASE_SECONDS'
+          value: string(leaseSeconds)
         }
       ]
     }
