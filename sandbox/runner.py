@@ -154,7 +154,7 @@ def event_grid_input(event: Mapping[str, Any] | str) -> TriggerInput:
     text = event if isinstance(event, str) else json.dumps(event)
     try:
         data = json.loads(text).get("data")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         data = None
     return TriggerInput("eventGridTrigger", meta.Datum(text, "json"),
                         {"data": None if data is None else _json(data)})
@@ -593,7 +593,7 @@ class FunctionRunner:
             return 404, {}, b""
         try:
             request = json.loads(body) if body.strip() else {}
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise HttpError(400, "the body must be JSON: {\"input\": \"...\"}") from err
         if not isinstance(request, dict):
             raise HttpError(400, "the body must be a JSON object: {\"input\": \"...\"}")
@@ -635,7 +635,7 @@ class FunctionRunner:
             return 400, {}, b""
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as err:
+        except (ValueError, UnicodeDecodeError, RecursionError) as err:
             raise HttpError(400, "The request content should be JSON") from err
         if not isinstance(payload, (dict, list)):
             raise HttpError(400, f"The request content should be parseable into a JSON object or array, but was "
