@@ -80,6 +80,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 MAX_REQUEST_BODY = 100 * 1024 * 1024  # the Functions host's HTTP request limit: 100 MB
 MAX_EVENT_GRID_BODY = 1024 * 1024  # Event Grid: an event is at most 1 MB, a delivered batch at most 1,024 KB
+HOST_STORAGE_LOG = logging.getLogger("sandbox.host.storage")
+HOST_STORAGE_LOG.setLevel(logging.WARNING)
 HOST_VISIBILITY_TIMEOUT = 600  # QueueListener: received messages stay invisible 10 minutes, renewed while running
 READ_TIMEOUT = 10.0  # seconds a connection may stay silent while the runner waits for a request or its body
 # The host's Event Grid extension answers the CloudEvents handshake with the origin if it is one of these.
@@ -501,7 +503,9 @@ class FunctionRunner:
     def _queue_client(self, function: str, queue_name: str) -> QueueClient:
         # No encode/decode policy: the runner base64-decodes itself, so a message that is not base64 is poisoned
         # instead of failing the whole receive, and poisoned messages keep their text exactly.
-        return QueueClient.from_connection_string(self._connections[function], queue_name)
+        # The host's own storage calls log through the host, not the app's Python loggers: keep them off "azure",
+        # where the app's quieting (REMEDIATOR_SDK_LOG_LEVEL) must be what decides.
+        return QueueClient.from_connection_string(self._connections[function], queue_name, logger=HOST_STORAGE_LOG)
 
     def _ensure_queue(self, function: str, queue_name: str) -> QueueClient:
         client = self._queue_client(function, queue_name)
