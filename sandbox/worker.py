@@ -113,8 +113,9 @@ class WorkerProcess:
             raise RuntimeError(f"the worker is already running (pid {self.pid})")
         if env is not None:
             self._env = dict(env)
-        command = [sys.executable, "-m", "sandbox.worker", "--port", str(self.port), "--function-key",
-                   self.function_key, "--visibility-timeout", str(self.visibility_timeout)]
+        # `--name=value`: a random key may begin with "-", which argparse would read as an option.
+        command = [sys.executable, "-m", "sandbox.worker", f"--port={self.port}", f"--function-key={self.function_key}",
+                   f"--visibility-timeout={self.visibility_timeout}"]
         with self.log_path.open("ab") as log_file:
             self._process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **self._env},
                                              stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL)
