@@ -84,11 +84,16 @@ def start_remediation(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="remediations", methods=["GET"])
 def list_remediations(req: func.HttpRequest) -> func.HttpResponse:
-    """A cluster's remediations, newest first: `?clusterResourceId=<ARM id>`. Needs Remediations.Read."""
+    """Remediations, newest first: one cluster's with `?clusterResourceId=<ARM id>`, else the fleet's
+    (`?active=true` for unfinished ones only; `?limit=` up to 200). Needs Remediations.Read."""
     try:
         services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
-        cluster = ClusterId.parse(req.params.get("clusterResourceId"))
-        found = services().remediations.list_for_cluster(cluster)
+        limit = _limit(req.params.get("limit"))
+        raw = req.params.get("clusterResourceId")
+        if raw is not None:
+            found = services().remediations.list_for_cluster(ClusterId.parse(raw), limit=limit)
+        else:
+            found = services().remediations.list_recent(active_only=_flag(req.params.get("active")), limit=limit)
     except RemediationError as err:
         return _error_response(err, "list_remediations")
     return _json_response({"value": [r.view() for r in found]}, 200)
@@ -113,7 +118,7 @@ def list_decisions(req: func.HttpRequest) -> func.HttpResponse:
         services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
         raw = req.params.get("clusterResourceId")
         cluster = ClusterId.parse(raw) if raw is not None else None
-        found = services().remediations.list_decisions(cluster)
+        found = services().remediations.list_decisions(cluster, limit=_limit(req.params.get("limit")))
     except RemediationError as err:
         return _error_response(err, "list_decisions")
     return _json_response({"value": found}, 200)
@@ -201,6 +206,22 @@ def sweep_activity_log(timer: func.TimerRequest) -> None:
         return
     if resumed:
         log.warning("resumed %s stalled remediation(s): %s", len(resumed), ", ".join(r.id for r in resumed))
+
+
+def _limit(raw: str | None, default: int = 50, most: int = 200) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise InvalidInputError(f"limit must be a whole number from 1 to {most}", code="InvalidLimit")
+    return int(raw)
+
+
+def _flag(raw: str | None) -> bool:
+    if raw is None or raw.lower() in ("false", "0"):
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    raise InvalidInputError("a flag is true or false", code="InvalidFlag")
 
 
 def _event_id(event: func.EventGridEvent) -> str:

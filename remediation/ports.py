@@ -80,6 +80,9 @@ class RemediationStore(Protocol):
     def list_active(self, *, limit: int) -> list[Remediation]:
         """Remediations that have not finished, oldest update first."""
 
+    def list_recent(self, *, limit: int) -> list[Remediation]:
+        """The fleet's remediations, newest first."""
+
     def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
         """Claim a cluster for a remediation; False if a claim exists already."""
 

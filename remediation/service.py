@@ -95,6 +95,12 @@ class RemediationService:
     def list_for_cluster(self, cluster: ClusterId, *, limit: int = 20) -> list[Remediation]:
         return self._store.list_for_cluster(cluster.key, limit=limit)
 
+    def list_recent(self, *, active_only: bool = False, limit: int = 50) -> list[Remediation]:
+        """The fleet's remediations, newest first; only unfinished ones with `active_only`."""
+        if active_only:
+            return sorted(self._store.list_active(limit=limit), key=lambda r: r.created_at, reverse=True)
+        return self._store.list_recent(limit=limit)
+
     def list_decisions(self, cluster: ClusterId | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
         return self._incidents.list_decisions(cluster_key=cluster.key if cluster else None, limit=limit)
 

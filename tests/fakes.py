@@ -373,6 +373,9 @@ class FakeStore:
         found = [self.get(i) for i, (entity, _) in self.rows.items() if entity["cluster_key"] == cluster_key]
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
+    def list_recent(self, *, limit: int) -> list[Remediation]:
+        return sorted(self.all(), key=lambda r: r.created_at, reverse=True)[:limit]
+
     def list_active(self, *, limit: int) -> list[Remediation]:
         found = [self.get(i) for i, (entity, _) in self.rows.items() if entity["active"]]
         return sorted(found, key=lambda r: r.updated_at)[:limit]

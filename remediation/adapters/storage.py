@@ -113,6 +113,14 @@ class TableRemediationStore:
             raise translate(err, "listing the cluster's remediations") from err
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
+    def list_recent(self, *, limit: int) -> list[Remediation]:
+        try:
+            found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
+                "PartitionKey eq @partition", parameters={"partition": REMEDIATION_PARTITION})]
+        except AzureError as err:
+            raise translate(err, "listing remediations") from err
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+
     def list_active(self, *, limit: int) -> list[Remediation]:
         try:
             found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
