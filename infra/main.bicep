@@ -132,6 +132,57 @@ param resetTimeoutMinutes int = 120
 ])
 param sdkLogLevel string = 'WARNING'
 
+// Guardrails and the rotation's limits (remediation/guardrails.py, remediation/steps.py).
+@description('REMEDIATOR_DENY_SUBSCRIPTION_IDS: Comma-separated subscriptions never touched.')
+param denySubscriptionIds string = ''
+
+@description('REMEDIATOR_ALLOW_RESOURCE_GROUPS: Comma-separated resource groups (name or <subscription id>/<name>) the remediator may act in; empty: any.')
+param allowResourceGroups string = ''
+
+@description('REMEDIATOR_DENY_RESOURCE_GROUPS: Comma-separated resource groups never touched.')
+param denyResourceGroups string = ''
+
+@description('REMEDIATOR_OPT_OUT_TAG: key=value tag that keeps a cluster, or every cluster of a resource group, out.')
+param optOutTag string = 'aks-sp-remediator=off'
+
+@description('REMEDIATOR_MODE: remediate: act; observe: decide, plan and record, write nothing.')
+@allowed([
+  'remediate'
+  'observe'
+])
+param mode string = 'remediate'
+
+@description('REMEDIATOR_MAX_RESETS_PER_HOUR: Most cluster resets started in any hour across the fleet.')
+@minValue(0)
+param maxResetsPerHour int = 20
+
+@description('REMEDIATOR_BREAKER_FAILURES: Failed remediations of a cluster or application in the window that stop further ones.')
+@minValue(0)
+param breakerFailures int = 3
+
+@description('REMEDIATOR_BREAKER_WINDOW_HOURS: the circuit breaker\'s window, in hours.')
+@minValue(1)
+param breakerWindowHours int = 24
+
+@description('REMEDIATOR_RETIRE_AFTER_HOURS: Hours after every cluster is verified before replaced passwords are removed; 0 keeps them.')
+@minValue(0)
+param retireAfterHours int = 24
+
+@description('REMEDIATOR_RETIRE_FOREIGN_PASSWORDS: Also remove unexpired passwords someone else added, once every cluster holds the new one.')
+param retireForeignPasswords bool = false
+
+@description('REMEDIATOR_PROPAGATION_SUCCESSES: Sign-ins in a row the new secret must pass before any reset.')
+@minValue(1)
+param propagationSuccesses int = 3
+
+@description('REMEDIATOR_PROPAGATION_INTERVAL_SECONDS: Seconds between those sign-ins.')
+@minValue(0)
+param propagationIntervalSeconds int = 10
+
+@description('REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES: How long to wait for the new secret to sign in.')
+@minValue(1)
+param propagationTimeoutMinutes int = 20
+
 @description('REMEDIATOR_LEASE_SECONDS: how long one invocation holds a remediation (a dead worker\'s is taken over after it).')
 @minValue(60)
 param leaseSeconds int = 300
@@ -283,6 +334,21 @@ module functionApp 'modules/functionapp.bicep' = {
     lookupTimeoutMinutes: lookupTimeoutMinutes
     resetTimeoutMinutes: resetTimeoutMinutes
     sdkLogLevel: sdkLogLevel
+    guardrails: {
+      denySubscriptionIds: denySubscriptionIds
+      allowResourceGroups: allowResourceGroups
+      denyResourceGroups: denyResourceGroups
+      optOutTag: optOutTag
+      mode: mode
+      maxResetsPerHour: maxResetsPerHour
+      breakerFailures: breakerFailures
+      breakerWindowHours: breakerWindowHours
+      retireAfterHours: retireAfterHours
+      retireForeignPasswords: retireForeignPasswords
+      propagationSuccesses: propagationSuccesses
+      propagationIntervalSeconds: propagationIntervalSeconds
+      propagationTimeoutMinutes: propagationTimeoutMinutes
+    }
     leaseSeconds: leaseSeconds
   }
 }

@@ -1,4 +1,5 @@
-"""Command line: ``python -m remediation classify < failures.jsonl``.
+"""Command line: ``python -m remediation classify < failures.jsonl``, and the operator's commands
+over the HTTP API (``list``, ``show``, ``decisions``, ``dry-run``: see ``remediation/cli.py``).
 
 ``classify`` reads JSON Lines (stdin, or ``--input FILE``) and writes one JSON line per input
 line, in order, to stdout. Each input line is one of:
@@ -33,6 +34,7 @@ from remediation.classify import (
     classify_message,
     classify_status_message,
 )
+from remediation.cli import add_operator_commands
 
 SHAPES = ('{"message": str}, {"statusMessage": str | object} or an Activity Log entry (an object with '
           '"properties")')
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--input", "-i", default="-", metavar="FILE",
                           help="JSON Lines file to read (default: standard input)")
     classify.set_defaults(run=_run_classify)
+    add_operator_commands(commands)
     return parser
 
 

@@ -21,6 +21,7 @@ from remediation.ports import (
     IncidentStore,
     ManagedClusters,
     RemediationStore,
+    ResourceGroups,
     SecretStore,
     SignIn,
     WorkQueue,
@@ -65,6 +66,20 @@ def build_credential(settings: Settings) -> Any:
     return ManagedIdentityCredential(client_id=settings.client_id)
 
 
+def step_config(settings: Settings) -> StepConfig:
+    return StepConfig(
+        secret_lifetime=timedelta(days=settings.secret_lifetime_days), poll_seconds=settings.reset_poll_seconds,
+        retry_delay_seconds=settings.retry_delay_seconds,
+        reset_timeout=timedelta(minutes=settings.reset_timeout_minutes),
+        lease=timedelta(seconds=settings.lease_seconds),
+        propagation_successes=settings.propagation_successes,
+        propagation_interval_seconds=settings.propagation_interval_seconds,
+        propagation_timeout=timedelta(minutes=settings.propagation_timeout_minutes),
+        retire_after=timedelta(hours=settings.retire_after_hours),
+        retire_foreign_passwords=settings.retire_foreign_passwords, guardrails=settings.guardrails,
+        subscriptions=settings.subscription_ids)
+
+
 def bootstrap(
     settings: Settings | None = None,
     *,
@@ -73,6 +88,7 @@ def bootstrap(
     directory: Directory | None = None,
     vault: SecretStore | None = None,
     sign_in: SignIn | None = None,
+    resource_groups: ResourceGroups | None = None,
     store: RemediationStore | None = None,
     queue: WorkQueue | None = None,
     activity_log: ActivityLog | None = None,
@@ -140,17 +156,19 @@ def bootstrap(
         queue = queue or work_queue(WORK_QUEUE)
         lookups = lookups or work_queue(INCIDENT_QUEUE)
     assert store and queue and incidents and lookups
+    if resource_groups is None:
+        from remediation.adapters.resources import ArmResourceGroups
+
+        resource_groups = ArmResourceGroups(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
     runner = RemediationRunner(
-        clusters=clusters, directory=directory, vault=vault, store=store, queue=queue, clock=clock,
-        config=StepConfig(secret_lifetime=timedelta(days=settings.secret_lifetime_days),
-                          poll_seconds=settings.reset_poll_seconds, retry_delay_seconds=settings.retry_delay_seconds,
-                          reset_timeout=timedelta(minutes=settings.reset_timeout_minutes),
-                          lease=timedelta(seconds=settings.lease_seconds)))
+        clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=resource_groups,
+        ledger=incidents, store=store, queue=queue, clock=clock, config=step_config(settings))
     reconciler = Reconciler(clusters=clusters, directory=directory, store=store, incidents=incidents, vault=vault,
-                            sign_in=sign_in, runner=runner, subscriptions=settings.subscription_ids, clock=clock)
+                            sign_in=sign_in, resource_groups=resource_groups, runner=runner,
+                            guardrails=settings.guardrails, clock=clock)
     detector = IncidentDetector(
         activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler,
-        subscriptions=settings.subscription_ids, clock=clock,
+        scope=settings.guardrails.scope, clock=clock,
         config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,
                                lookup_timeout=timedelta(minutes=settings.lookup_timeout_minutes)))
     if token_validator is None:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from remediation.classify import apps_named, classify_status_message
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
+from remediation.guardrails import Scope
 from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry
 from remediation.ports import ActivityLog, IncidentStore, WorkQueue
@@ -38,6 +39,7 @@ OLDEST_EVENT = timedelta(days=7)
 FUTURE_SKEW = timedelta(minutes=15)
 MAX_LOOKUP_MESSAGE = 4096
 MAX_ATTEMPTS = 10_000
+ANYWHERE = Scope()
 
 
 @dataclass(frozen=True)
@@ -90,21 +92,21 @@ class DetectionConfig:
 
 class IncidentDetector:
     def __init__(self, *, activity_log: ActivityLog, incidents: IncidentStore, lookups: WorkQueue,
-                 reconciler: Reconciler, subscriptions: tuple[str, ...] = (),
+                 reconciler: Reconciler, scope: Scope = ANYWHERE,
                  config: DetectionConfig = DetectionConfig(),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._activity_log = activity_log
         self._incidents = incidents
         self._lookups = lookups
         self._reconciler = reconciler
-        self._subscriptions = tuple(s.lower() for s in subscriptions)
+        self._scope = scope
         self._config = config
         self._clock = clock
 
     def accept_event(self, event: FailureEvent) -> IncidentLookup | None:
         """Enqueue the lookup of a failure event's Activity Log entry; nothing else.
 
-        None (logged) for a cluster outside the subscriptions the remediator manages. Raises
+        None (logged) for a cluster outside the remediator's scope (the same rule the reconcile applies). Raises
         InvalidInputError for an event time outside [now - 7 days, now + 15 minutes].
         """
         now = self._clock()
@@ -113,8 +115,8 @@ class IncidentDetector:
             raise InvalidInputError(f"event {event.event_id!r}: its time {seen.isoformat()} is not within the last"
                                     f" {OLDEST_EVENT.days} days", code="InvalidEventTime")
         if not self._in_scope(event.cluster):
-            log.info("failure event %s on %s: subscription not managed; acknowledged", event.event_id,
-                     event.cluster.name)
+            log.info("failure event %s on %s: out of scope (%s); acknowledged", event.event_id,
+                     event.cluster.name, self._scope.refusal(event.cluster))
             return None
         lookup = IncidentLookup(event.cluster, event.correlation_id, min(seen, now))
         self._lookups.send(lookup.to_message())
@@ -126,7 +128,8 @@ class IncidentDetector:
         now = self._clock()
         hint = Hint(lookup.cluster, Source.EVENT, correlation_id=lookup.correlation_id)
         if not self._in_scope(lookup.cluster):
-            return self._record(Decision(hint, Verdict(Act.NONE, "OutOfScope", "subscription not managed"), at=now))
+            code, message = self._scope.refusal(lookup.cluster) or ("OutOfScope", "")
+            return self._record(Decision(hint, Verdict(Act.NONE, code, message), at=now))
         entries = self._activity_log.list_cluster_failures(
             lookup.cluster.subscription_id, since=lookup.first_seen - LOOKBACK, until=now,
             correlation_id=lookup.correlation_id)
@@ -162,7 +165,7 @@ class IncidentDetector:
         return SweepOutcome(subscription_id, since.isoformat(), until.isoformat(), len(entries), tuple(decisions))
 
     def _in_scope(self, cluster: ClusterId) -> bool:
-        return not self._subscriptions or cluster.subscription_id in self._subscriptions
+        return self._scope.refusal(cluster) is None
 
     def _record(self, decision: Decision) -> Decision:
         self._incidents.record_decision(decision.view())

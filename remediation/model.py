@@ -45,6 +45,7 @@ class ClusterInfo:
     provisioning_state: str
     # systemData.lastModifiedAt: when the cluster was last changed (a write that got past validation); None if unknown.
     last_modified_at: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def uses_managed_identity(self) -> bool:

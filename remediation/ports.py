@@ -28,6 +28,9 @@ class ManagedClusters(Protocol):
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
         """Raises NotFoundError if the cluster does not exist."""
 
+    def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
+        """Every managed cluster of the subscription (all pages)."""
+
     def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
         """Start the reset (a long-running operation) and return its status URL, without waiting.
 
@@ -35,6 +38,11 @@ class ManagedClusters(Protocol):
 
     def get_operation(self, status_url: str) -> OperationStatus:
         """The status of a long-running operation, from the URL its start returned."""
+
+
+class ResourceGroups(Protocol):
+    def get_tags(self, subscription_id: str, resource_group: str) -> dict[str, str]:
+        """The resource group's tags; NotFoundError if it does not exist."""
 
 
 class Directory(Protocol):
@@ -80,6 +88,9 @@ class RemediationStore(Protocol):
     def list_active(self, *, limit: int) -> list[Remediation]:
         """Remediations that have not finished, oldest update first."""
 
+    def list_for_application(self, app_id: str, *, limit: int) -> list[Remediation]:
+        """The application's remediations (rotations), newest first."""
+
     def list_recent(self, *, limit: int) -> list[Remediation]:
         """The fleet's remediations, newest first."""
 
@@ -120,6 +131,11 @@ class IncidentStore(Protocol):
 
     def list_decisions(self, *, cluster_key: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Decisions, newest first; only one cluster's if `cluster_key` is given."""
+
+    def reserve_reset(self, now: datetime, *, cap: int, window_seconds: float) -> datetime | None:
+        """Take one of the fleet's `cap` reset slots in the window ending now: None if taken, else when one frees.
+
+        Exact under concurrency (an ETag-guarded ledger), so the cap holds across workers."""
 
     def get_checkpoint(self, subscription_id: str) -> datetime | None: ...
 

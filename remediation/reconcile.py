@@ -29,15 +29,25 @@ from typing import Any
 from remediation.auth import Caller
 from remediation.classify import Action, Classification, FailureKind, refine_with_credential_dates
 from remediation.errors import NotFoundError
+from remediation.guardrails import Guardrails, Mode
 from remediation.ids import ClusterId
 from remediation.model import Application, ClusterInfo, SignInResult, Status
-from remediation.ports import Directory, IncidentStore, ManagedClusters, RemediationStore, SecretStore, SignIn
-from remediation.record import Remediation, new_remediation_id
-from remediation.runner import RemediationRunner
+from remediation.ports import (
+    Directory,
+    IncidentStore,
+    ManagedClusters,
+    RemediationStore,
+    ResourceGroups,
+    SecretStore,
+    SignIn,
+)
+from remediation.record import Remediation, Target, TargetStatus, new_remediation_id
+from remediation.runner import RemediationRunner, claims
 
 log = logging.getLogger(__name__)
 
 RECENT_REMEDIATIONS = 20
+DEFAULT_GUARDRAILS = Guardrails()
 
 
 class Source(StrEnum):
@@ -110,13 +120,14 @@ class Observation:
     """The present state of one cluster, read on first use and at most once per decision."""
 
     def __init__(self, hint: Hint, *, clusters: ManagedClusters, directory: Directory, store: RemediationStore,
-                 incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, runner: RemediationRunner,
-                 subscriptions: tuple[str, ...], now: datetime) -> None:
+                 incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, resource_groups: ResourceGroups,
+                 runner: RemediationRunner, guardrails: Guardrails, now: datetime) -> None:
         self._hint = hint
         self._clusters, self._directory, self._store = clusters, directory, store
         self._incidents, self._vault, self._sign_in = incidents, vault, sign_in
+        self._resource_groups = resource_groups
         self.runner = runner
-        self.subscriptions = subscriptions
+        self.guardrails = guardrails
         self.now = now
 
     @cached_property
@@ -127,22 +138,50 @@ class Observation:
             return None
 
     @cached_property
-    def remediations(self) -> list[Remediation]:
-        return self._store.list_for_cluster(self._hint.cluster.key, limit=RECENT_REMEDIATIONS)
+    def group_tags(self) -> dict[str, str]:
+        try:
+            return self._resource_groups.get_tags(self._hint.cluster.subscription_id, self._hint.cluster.resource_group)
+        except NotFoundError:
+            return {}
+
+    @cached_property
+    def rotations(self) -> list[Remediation]:
+        """The rotations of the cluster's application, newest first (they are what acts on the cluster)."""
+        client_id = self.cluster.client_id if self.cluster else ""
+        return self._store.list_for_application(client_id, limit=RECENT_REMEDIATIONS) if client_id else []
 
     @property
     def active(self) -> Remediation | None:
-        return next((r for r in self.remediations if not r.dry_run and not r.status.terminal), None)
+        return next((r for r in self.rotations if claims(r) and not r.status.terminal), None)
 
     @property
-    def last_repair(self) -> Remediation | None:
-        done = [r for r in self.remediations if not r.dry_run and r.status is Status.SUCCEEDED and r.finished_at]
-        return max(done, key=lambda r: r.finished_at or "", default=None)
+    def repaired_at(self) -> datetime | None:
+        """When a rotation last moved this cluster to a new secret and verified it."""
+        times = [t.updated_at for r in self.rotations if claims(r) and (t := r.target(self._hint.cluster))
+                 and t.status is TargetStatus.VERIFIED and t.updated_at]
+        return datetime.fromisoformat(max(times)) if times else None
+
+    def failures(self, *, of_cluster: bool) -> list[Remediation]:
+        """Failed rotations in the breaker's window: all of the application's, or those that failed this cluster."""
+        since = (self.now - self.guardrails.breaker_window).isoformat()
+        failed = [r for r in self.rotations
+                  if claims(r) and r.status is Status.FAILED and (r.finished_at or "") >= since]
+        if of_cluster:
+            failed = [r for r in failed
+                      if (t := r.target(self._hint.cluster)) and t.status is not TargetStatus.VERIFIED]
+        return failed
 
     @cached_property
-    def incident(self) -> dict[str, Any] | None:
+    def incident_remediation(self) -> Remediation | None:
+        """The remediation a recorder of this incident started, if it exists."""
         key = self._hint.incident_key
-        return self._incidents.get_incident(key) if key else None
+        incident = self._incidents.get_incident(key) if key else None
+        if not incident or not incident.get("remediation_id"):
+            return None
+        try:
+            return self._store.get(incident["remediation_id"])
+        except NotFoundError:
+            return None
 
     @cached_property
     def application(self) -> Application | None:
@@ -152,17 +191,23 @@ class Observation:
         except NotFoundError:
             return None
 
+    @property
+    def every_password_ended(self) -> bool:
+        app = self.application
+        return app is not None and all(p.end is not None and p.end <= self.now for p in app.passwords)
+
     @cached_property
     def stored_secret(self) -> SignInResult | None:
-        """Whether the secret our last repair stored still signs in; None when we do not know the cluster's
-        current secret (never repaired by us, or the cluster changed after our repair)."""
-        repair, cluster = self.last_repair, self.cluster
-        if repair is None or cluster is None or not repair.vault_secret_name or not repair.vault_secret_version:
+        """Whether the secret our last rotation gave this cluster still signs in; None when we do not know the
+        cluster's current secret (never repaired by us, or the cluster changed after our repair)."""
+        repaired_at, cluster = self.repaired_at, self.cluster
+        repair = next((r for r in self.rotations if claims(r) and (t := r.target(self._hint.cluster))
+                       and t.status is TargetStatus.VERIFIED), None)
+        if repaired_at is None or cluster is None or repair is None or not repair.vault_secret_version:
             return None
-        if cluster.last_modified_at and repair.finished_at and \
-                cluster.last_modified_at > datetime.fromisoformat(repair.finished_at):
+        if cluster.last_modified_at and cluster.last_modified_at > repaired_at:
             return None
-        secret = self._vault.get_secret(repair.vault_secret_name, repair.vault_secret_version)
+        secret = self._vault.get_secret(repair.vault_secret_name or "", repair.vault_secret_version)
         return self._sign_in.sign_in(cluster.client_id, secret)
 
 
@@ -171,19 +216,16 @@ _INCIDENT_SOURCES = (Source.EVENT, Source.SWEEP)
 
 
 def out_of_scope(h: Hint, o: Observation) -> Verdict | None:
-    if o.subscriptions and h.cluster.subscription_id not in o.subscriptions:
-        return Verdict(Act.NONE, "OutOfScope", f"subscription {h.cluster.subscription_id} is not one the remediator"
-                                               " manages (REMEDIATOR_SUBSCRIPTION_IDS)")
-    return None
+    refusal = o.guardrails.scope.refusal(h.cluster)
+    return Verdict(Act.NONE, *refusal) if refusal else None
 
 
 def already_acted(h: Hint, o: Observation) -> Verdict | None:
     # The incident's first recorder acted; every later hint of it is a duplicate. (A recorder that died before
     # creating its remediation left the id behind: `decide` finishes its work instead.)
-    if h.source in _INCIDENT_SOURCES and o.incident and o.incident.get("remediation_id") in {
-            r.id for r in o.remediations}:
+    if h.source in _INCIDENT_SOURCES and o.incident_remediation is not None:
         return Verdict(Act.NONE, "DuplicateIncident", f"incident {h.correlation_id} was acted on before (remediation"
-                                                      f" {o.incident['remediation_id']})")
+                                                      f" {o.incident_remediation.id})")
     return None
 
 
@@ -200,29 +242,55 @@ def managed_identity(h: Hint, o: Observation) -> Verdict | None:
     return None
 
 
-def running(h: Hint, o: Observation) -> Verdict | None:
-    active = None if h.dry_run else o.active
-    if active is None:
-        return None
-    if o.runner.stalled(active):
-        return Verdict(Act.RESUME, "ResumedStalled", f"remediation {active.id} made no progress since"
-                                                     f" {active.updated_at}: resumed")
-    return Verdict(Act.JOIN, "JoinedRunning", f"remediation {active.id} is already running for this cluster")
+def opted_out(h: Hint, o: Observation) -> Verdict | None:
+    tag = o.guardrails.opt_out
+    if o.cluster and tag.on(o.cluster.tags):
+        return Verdict(Act.NONE, "OptedOut", f"cluster {h.cluster.name} carries the opt-out tag {tag}")
+    if tag.on(o.group_tags):
+        return Verdict(Act.NONE, "OptedOut", f"resource group {h.cluster.resource_group} carries the opt-out tag"
+                                             f" {tag}")
+    return None
 
 
 def stale(h: Hint, o: Observation) -> Verdict | None:
     if h.failed_at is None or h.dry_run:
         return None
-    repair = o.last_repair
-    if repair and repair.finished_at and h.failed_at <= datetime.fromisoformat(repair.finished_at):
+    repaired_at = o.repaired_at
+    if repaired_at and h.failed_at <= repaired_at:
         return Verdict(Act.NONE, "StaleBeforeRepair", f"the failure at {h.failed_at.isoformat()} happened before"
-                                                      f" remediation {repair.id} repaired the cluster")
+                                                      f" the remediator repaired the cluster at {repaired_at}")
     cluster = o.cluster
     # A change at the very moment of the failure counts as after it: when in doubt, do not re-image nodes.
     if cluster and cluster.provisioning_state == "Succeeded" and cluster.last_modified_at \
             and h.failed_at <= cluster.last_modified_at:
         return Verdict(Act.NONE, "StaleBeforeSuccess", f"the cluster was changed successfully at"
                                                        f" {cluster.last_modified_at.isoformat()}, after the failure")
+    return None
+
+
+def running(h: Hint, o: Observation) -> Verdict | None:
+    active = None if h.dry_run else o.active
+    if active is None:
+        return None
+    target = active.target(h.cluster)
+    if target and target.status is TargetStatus.VERIFIED and h.source is Source.MANUAL and not h.force:
+        return Verdict(Act.NONE, "AlreadyRepaired", f"rotation {active.id} moved this cluster to its new secret at"
+                       f" {target.updated_at}; send force: true to reset it again")
+    if o.runner.stalled(active):
+        return Verdict(Act.RESUME, "ResumedStalled", f"rotation {active.id} of the cluster's application made no"
+                                                     f" progress since {active.updated_at}: resumed")
+    return Verdict(Act.JOIN, "JoinedRunning", f"rotation {active.id} of the cluster's application is running: the"
+                                              " cluster joins it")
+
+
+def breaker(h: Hint, o: Observation) -> Verdict | None:
+    if h.dry_run:
+        return None
+    hours = o.guardrails.breaker_window.total_seconds() / 3600
+    for of_cluster, what in ((True, f"cluster {h.cluster.name}"), (False, "the cluster's application")):
+        if o.guardrails.breaker_open(o.failures(of_cluster=of_cluster)):
+            return Verdict(Act.NONE, "CircuitOpen", f"{o.guardrails.breaker_failures} or more remediations of {what}"
+                           f" failed in the last {hours:g} h: a person must look before it is tried again")
     return None
 
 
@@ -254,7 +322,7 @@ def application_missing(h: Hint, o: Observation) -> Verdict | None:
 
 def dry_run(h: Hint, o: Observation) -> Verdict | None:
     if h.dry_run:
-        return Verdict(Act.START, "DryRun", "dry run requested: the plan is recorded, nothing is written")
+        return Verdict(Act.START, "DryRun", h.reason or "dry run requested: the plan is recorded, nothing is written")
     return None
 
 
@@ -287,8 +355,9 @@ def confirmed(h: Hint, o: Observation) -> Verdict:
                    " still valid) nor a sign-in could confirm a bad secret: left to a person", refined.kind)
 
 
-CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, running, stale,
-                             not_a_secret_failure, other_application, application_missing, dry_run)
+CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, opted_out, stale,
+                             running, breaker, not_a_secret_failure, other_application, application_missing,
+                             dry_run)
 
 
 def evaluate(hint: Hint, observation: Observation) -> Verdict:
@@ -301,13 +370,14 @@ def evaluate(hint: Hint, observation: Observation) -> Verdict:
 
 class Reconciler:
     def __init__(self, *, clusters: ManagedClusters, directory: Directory, store: RemediationStore,
-                 incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, runner: RemediationRunner,
-                 subscriptions: tuple[str, ...] = (),
+                 incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, resource_groups: ResourceGroups,
+                 runner: RemediationRunner, guardrails: Guardrails = DEFAULT_GUARDRAILS,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clusters, self._directory, self._store = clusters, directory, store
         self._incidents, self._vault, self._sign_in = incidents, vault, sign_in
+        self._resource_groups = resource_groups
         self._runner = runner
-        self._subscriptions = tuple(s.lower() for s in subscriptions)
+        self._guardrails = guardrails
         self._clock = clock
 
     def decide(self, hint: Hint) -> Decision:
@@ -315,13 +385,15 @@ class Reconciler:
         now = self._clock()
         observation = Observation(hint, clusters=self._clusters, directory=self._directory, store=self._store,
                                   incidents=self._incidents, vault=self._vault, sign_in=self._sign_in,
-                                  runner=self._runner, subscriptions=self._subscriptions, now=now)
+                                  resource_groups=self._resource_groups, runner=self._runner,
+                                  guardrails=self._guardrails, now=now)
         verdict = evaluate(hint, observation)
         decision = Decision(hint, verdict, at=now)
         if verdict.act is Act.JOIN:
-            decision = replace(decision, remediation=observation.active)
+            decision = replace(decision, remediation=self._runner.join(observation.active, hint.cluster))
         elif verdict.act is Act.RESUME:
-            decision = replace(decision, remediation=self._runner.resume(observation.active))
+            resumed = self._runner.resume(observation.active)
+            decision = replace(decision, remediation=self._runner.join(resumed, hint.cluster))
         elif verdict.act is Act.START:
             decision = self._start(hint, verdict, observation, now)
         self._incidents.record_decision(decision.view())
@@ -346,16 +418,21 @@ class Reconciler:
         cluster, app = o.cluster, o.application
         assert cluster is not None and app is not None
         stamp = now.isoformat()
+        observe = self._guardrails.mode is Mode.OBSERVE
         remediation = Remediation(
             id=remediation_id, cluster_id=str(hint.cluster), dry_run=hint.dry_run, source=hint.source.value,
             status=Status.ACCEPTED, created_at=stamp, updated_at=stamp, reason="accepted",
-            cause=f"{verdict.code}: {verdict.message}"[:1000], correlation_id=hint.correlation_id,
+            cause=f"{verdict.code}: {verdict.message}"[:1000],
+            cause_kind=verdict.kind.value if verdict.kind else "requested", application_expired=o.every_password_ended,
+            mode=Mode.OBSERVE.value if observe else Mode.REMEDIATE.value, correlation_id=hint.correlation_id,
             requested_by=hint.requested_by.view() if hint.requested_by else None,
             client_id=cluster.client_id, app_object_id=app.object_id,
-            old_key_ids=[p.key_id for p in app.passwords])
+            old_key_ids=[p.key_id for p in app.passwords], targets=[Target(str(hint.cluster))])
         submission = self._runner.start(remediation)
         if not submission.created:
-            joined = Verdict(Act.JOIN, "JoinedRunning", f"remediation {submission.remediation.id} started meanwhile",
-                             verdict.kind)
-            return Decision(hint, joined, submission.remediation, at=now)
+            joined = Verdict(Act.JOIN, "JoinedRunning", f"rotation {submission.remediation.id} of the cluster's"
+                             " application started meanwhile: the cluster joins it", verdict.kind)
+            return Decision(hint, joined, self._runner.join(submission.remediation, hint.cluster), at=now)
+        if observe:
+            verdict = replace(verdict, message=f"{verdict.message} (observe mode: planned, nothing written)")
         return Decision(hint, verdict, submission.remediation, created=True, at=now)

@@ -1,9 +1,14 @@
-"""A remediation: one record holding everything its steps need between queue messages.
+"""A remediation: one rotation of one application's secret, applied to every cluster it serves.
 
-The record never holds secret text: the secret lives only in Key Vault, and the record
-holds its name, version and Entra keyId. `generation` numbers the work chain: every work
-message carries the generation it was sent for, and the runner drops a message whose
-generation is not the record's, so a duplicate or stale message never forks the chain.
+One record holds everything its steps need between queue messages. It never holds secret
+text: the secret lives only in Key Vault, and the record holds its name, version and Entra
+keyId. `generation` numbers the work chain: every work message carries the generation it was
+sent for, and the runner drops a message whose generation is not the record's, so a duplicate
+or stale message never forks the chain.
+
+`targets` is the fan-out: each cluster the rotation applies the new secret to, with its own
+reset as a tracked, resumable sub-step (counted and timed before the call, its status URL saved
+before anything waits on it) and its outcome.
 """
 
 from __future__ import annotations
@@ -12,17 +17,62 @@ import json
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from remediation.ids import ClusterId
 from remediation.model import Status
 
 # Fields Table storage cannot hold as they are: they travel as JSON strings.
-_JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by")
+_JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by", "targets", "retired")
 
 
 def new_remediation_id() -> str:
     return uuid.uuid4().hex
+
+
+class TargetStatus(StrEnum):
+    PENDING = "Pending"  # the new secret is to be applied
+    RESETTING = "Resetting"  # its reset runs
+    VERIFYING = "Verifying"  # its reset ended Succeeded; the cluster is to be read back
+    VERIFIED = "Verified"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"  # a guardrail or the cluster's present state said no; `code` says which
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TargetStatus.VERIFIED, TargetStatus.FAILED, TargetStatus.SKIPPED)
+
+
+@dataclass
+class Target:
+    cluster_id: str
+    status: TargetStatus = TargetStatus.PENDING
+    code: str = ""
+    detail: str = ""
+    reset_attempts: int = 0
+    reset_started_at: str | None = None
+    reset_status_url: str | None = None
+    not_before: str | None = None  # after a failed reset: no new attempt before then (backoff)
+    updated_at: str | None = None
+    # Why it is in the rotation: "hint" (its own failure or a request), or "application" (it shares the app).
+    joined_by: str = "hint"
+
+    @property
+    def cluster(self) -> ClusterId:
+        return ClusterId.parse(self.cluster_id)
+
+    def set(self, status: TargetStatus, code: str, detail: str, now: datetime) -> None:
+        self.status, self.code, self.detail, self.updated_at = status, code, detail, now.isoformat()
+
+    def view(self) -> dict[str, Any]:
+        return {"clusterResourceId": self.cluster_id, "status": self.status.value, "code": self.code,
+                "detail": self.detail, "resetAttempts": self.reset_attempts, "updatedAt": self.updated_at,
+                "joinedBy": self.joined_by}
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Target:
+        return cls(**{**data, "status": TargetStatus(data["status"])})
 
 
 @dataclass
@@ -35,7 +85,7 @@ class StepRecord:
 @dataclass
 class Remediation:
     id: str
-    cluster_id: str
+    cluster_id: str  # the cluster whose hint started it
     dry_run: bool
     source: str
     status: Status
@@ -43,6 +93,10 @@ class Remediation:
     updated_at: str
     reason: str = ""  # why the status is what it is; changes as the steps run
     cause: str = ""  # why the remediation was started (the decision, or the operator's words); kept
+    cause_kind: str = ""  # the confirmed failure: expired_secret, invalid_secret, credential_rejected, requested
+    # Every password of the application had ended: every cluster using it is broken, and the rotation moves all.
+    application_expired: bool = False
+    mode: str = "remediate"  # observe: plans and records, writes nothing to Azure
     requested_by: dict[str, str] | None = None  # the API caller's objectId and appId; None for events and sweeps
     correlation_id: str | None = None  # the incident that started it, if any
     generation: int = 0
@@ -51,16 +105,17 @@ class Remediation:
     client_id: str | None = None
     app_object_id: str | None = None
     old_key_ids: list[str] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
     # The secret: minted (keyId), stored (Key Vault name and version). `mint_started_at` is set before
     # addPassword is called, so a run that finds it set without a keyId knows a password may be orphaned.
     mint_started_at: str | None = None
     new_key_id: str | None = None
     vault_secret_name: str | None = None
     vault_secret_version: str | None = None
-    # The reset: counted and timed before the call; its status URL saved before anything waits on it.
-    reset_attempts: int = 0
-    reset_started_at: str | None = None
-    reset_status_url: str | None = None
+    propagation_started_at: str | None = None
+    propagation_successes: int = 0
+    verified_at: str | None = None  # every target finished
+    retired: list[dict[str, str]] = field(default_factory=list)  # removed passwords: keyId, hint, end, removedAt
     transient_failures: int = 0
     plan: list[str] = field(default_factory=list)
     error: dict[str, str] | None = None
@@ -84,16 +139,26 @@ class Remediation:
     def cluster(self) -> ClusterId:
         return ClusterId.parse(self.cluster_id)
 
+    @property
+    def observe(self) -> bool:
+        return self.mode == "observe"
+
+    def target(self, cluster: ClusterId) -> Target | None:
+        return next((t for t in self.targets if t.cluster.key == cluster.key), None)
+
     def view(self) -> dict[str, Any]:
         """The operator-facing JSON: what was decided and why, ids and times, never a secret."""
         body = {
             "id": self.id,
             "clusterResourceId": self.cluster_id,
             "dryRun": self.dry_run,
+            "mode": self.mode,
             "source": self.source,
             "status": self.status.value,
             "reason": self.reason,
             "cause": self.cause,
+            "causeKind": self.cause_kind,
+            "applicationExpired": self.application_expired,
             "requestedBy": self.requested_by,
             "correlationId": self.correlation_id,
             "createdAt": self.created_at,
@@ -103,10 +168,12 @@ class Remediation:
             "servicePrincipal": {"clientId": self.client_id, "applicationObjectId": self.app_object_id,
                                  "newKeyId": self.new_key_id},
             "keyVault": {"secretName": self.vault_secret_name, "version": self.vault_secret_version},
-            "resetAttempts": self.reset_attempts,
+            "clusters": [t.view() for t in self.targets],
+            "retiredPasswords": self.retired,
+            "resetAttempts": sum(t.reset_attempts for t in self.targets),
             "error": self.error,
         }
-        if self.dry_run:
+        if self.dry_run or self.observe:
             body["plan"] = self.plan
         return body
 
@@ -119,7 +186,10 @@ class Remediation:
         entity["plan"] = json.dumps(self.plan)
         entity["error"] = json.dumps(self.error) if self.error else None
         entity["requested_by"] = json.dumps(self.requested_by) if self.requested_by else None
+        entity["targets"] = json.dumps([{**asdict(t), "status": t.status.value} for t in self.targets])
+        entity["retired"] = json.dumps(self.retired)
         entity["cluster_key"] = ClusterId.parse(self.cluster_id).key  # to find a cluster's remediations
+        entity["app_key"] = (self.client_id or "").lower()  # to find an application's
         entity["active"] = not self.status.terminal  # to find unfinished work
         return {k: v for k, v in entity.items() if v is not None}
 
@@ -136,5 +206,7 @@ class Remediation:
             plan=json.loads(entity.get("plan") or "[]"),
             error=json.loads(entity["error"]) if entity.get("error") else None,
             requested_by=json.loads(entity["requested_by"]) if entity.get("requested_by") else None,
+            targets=[Target.of(t) for t in json.loads(entity.get("targets") or "[]")],
+            retired=json.loads(entity.get("retired") or "[]"),
             etag=etag,
         )

@@ -14,7 +14,8 @@ messages, so the rules that keep a remediation single-threaded live here, in one
   poison-queue trigger fails the remediation).
 - A remediation that made no progress for longer than the lease plus its longest wait has
   lost its chain (a message lost, a send that failed): `resume` takes it over.
-- At most one (non-dry-run) remediation per cluster is active: a table claim, insert-if-absent.
+- At most one rotation per application is active, so at most one per cluster: a table claim on the
+  application, insert-if-absent. A cluster of that application that breaks meanwhile joins it.
 """
 
 from __future__ import annotations
@@ -34,9 +35,19 @@ from remediation.errors import (
     PermanentError,
     TransientError,
 )
+from remediation.ids import ClusterId
 from remediation.model import Status
-from remediation.ports import Directory, ManagedClusters, RemediationStore, SecretStore, WorkQueue
-from remediation.record import Remediation
+from remediation.ports import (
+    Directory,
+    IncidentStore,
+    ManagedClusters,
+    RemediationStore,
+    ResourceGroups,
+    SecretStore,
+    SignIn,
+    WorkQueue,
+)
+from remediation.record import Remediation, Target, TargetStatus
 from remediation.steps import (
     MAX_DELAY_SECONDS,
     Done,
@@ -97,10 +108,12 @@ class Submission:
 
 
 class RemediationRunner:
-    def __init__(self, *, clusters: ManagedClusters, directory: Directory, vault: SecretStore,
-                 store: RemediationStore, queue: WorkQueue, config: StepConfig = DEFAULT_STEP_CONFIG,
+    def __init__(self, *, clusters: ManagedClusters, directory: Directory, vault: SecretStore, sign_in: SignIn,
+                 resource_groups: ResourceGroups, ledger: IncidentStore, store: RemediationStore, queue: WorkQueue,
+                 config: StepConfig = DEFAULT_STEP_CONFIG,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clusters, self._directory, self._vault = clusters, directory, vault
+        self._sign_in, self._resource_groups, self._ledger = sign_in, resource_groups, ledger
         self._store, self._queue = store, queue
         self._config = config
         self._clock = clock
@@ -113,8 +126,8 @@ class RemediationRunner:
         Crash-safe in any order: the claim is taken first (a claim naming no record is stale and
         taken over), and a record that exists already (an earlier run died after creating it) is reused.
         """
-        if not remediation.dry_run:
-            holder = self._claim(remediation.cluster.key, remediation.id)
+        if claims(remediation):
+            holder = self._claim(claim_key(remediation), remediation.id)
             if holder != remediation.id:
                 log.info("cluster %s already has active remediation %s", remediation.cluster, holder)
                 return Submission(self._store.get(holder), created=False)
@@ -126,6 +139,33 @@ class RemediationRunner:
         log.info("remediation %s accepted for %s (dry run: %s, source: %s)", remediation.id, remediation.cluster,
                  remediation.dry_run, remediation.source)
         return Submission(remediation, created=True)
+
+    def join(self, remediation: Remediation, cluster: ClusterId, *, attempts: int = 3) -> Remediation:
+        """Add a cluster of the rotation's application that broke meanwhile: its reset joins the fan-out (the
+        apply and retire steps run again) and the rotation is woken with a new generation.
+
+        Written ETag-checked from outside the chain: a worker mid-run then finds the record changed and stops,
+        and the message sent here carries the chain on."""
+        for _ in range(attempts):
+            target = remediation.target(cluster)
+            if remediation.status.terminal or (target and not target.status.terminal):
+                return remediation
+            if target:  # it was moved, skipped or failed earlier in this rotation, and has broken since: again
+                target.status, target.code, target.detail = TargetStatus.PENDING, "Rejoined", "a new failure"
+                target.reset_attempts, target.reset_started_at, target.reset_status_url = 0, None, None
+                target.not_before = None
+            else:
+                remediation.targets.append(Target(str(cluster)))
+            order = tuple(name for name, _ in steps_of(remediation))
+            if remediation.done("apply_to_clusters"):
+                remediation.undo_from("apply_to_clusters", order)
+            remediation.lease_until = None
+            try:
+                log.info("cluster %s joins rotation %s", cluster.name, remediation.id)
+                return self._schedule(remediation, 0, "ClusterJoined", f"{cluster.name} joined the rotation")
+            except ConcurrencyError:
+                remediation = self._store.get(remediation.id)
+        raise TransientError(f"rotation {remediation.id} kept changing while {cluster.name} joined it; try again")
 
     def stalled(self, remediation: Remediation) -> bool:
         """Not finished and not changed for longer than any live chain leaves it alone."""
@@ -208,8 +248,8 @@ class RemediationRunner:
                                                         " queue: an outage or a bug; see the logs of those runs")
 
     def _run(self, remediation: Remediation) -> Remediation:
-        context = StepContext(self._clusters, self._directory, self._vault, self._config, self._clock,
-                              checkpoint=self._save)
+        context = StepContext(self._clusters, self._directory, self._vault, self._sign_in, self._resource_groups,
+                              self._ledger, self._config, self._clock, checkpoint=self._save)
         steps = steps_of(remediation)
         for name, step in steps:
             if remediation.done(name):
@@ -258,9 +298,8 @@ class RemediationRunner:
             return self._store.get(remediation.id)
 
     def _finish(self, remediation: Remediation, reason: str | None = None) -> Remediation:
-        remediation.status = Status.PLANNED if remediation.dry_run else Status.SUCCEEDED
-        remediation.reason = reason or ("dry run planned" if remediation.dry_run
-                                        else "cluster credentials reset and verified")
+        remediation.status = Status.PLANNED if remediation.dry_run or remediation.observe else Status.SUCCEEDED
+        remediation.reason = reason or _outcome(remediation)
         remediation.lease_until = None
         remediation.finished_at = self._clock().isoformat()
         remediation = self._save(remediation)
@@ -320,5 +359,24 @@ class RemediationRunner:
             return False
 
     def _release_claim(self, remediation: Remediation) -> None:
-        if not remediation.dry_run:
-            self._store.delete_claim(remediation.cluster.key, remediation.id)
+        if claims(remediation):
+            self._store.delete_claim(claim_key(remediation), remediation.id)
+
+
+def _outcome(remediation: Remediation) -> str:
+    if remediation.dry_run or remediation.observe:
+        return "planned (observe mode)" if remediation.observe else "dry run planned"
+    counts = {s: sum(1 for t in remediation.targets if t.status is s) for s in TargetStatus}
+    skipped = sorted({t.code for t in remediation.targets if t.status is TargetStatus.SKIPPED})
+    return (f"{counts[TargetStatus.VERIFIED]} cluster(s) reset and verified" +
+            (f", {counts[TargetStatus.SKIPPED]} skipped ({', '.join(skipped)})" if skipped else ""))
+
+
+def claims(remediation: Remediation) -> bool:
+    """Dry runs and observe-mode plans write nothing to Azure: they take no claim and block nothing."""
+    return not remediation.dry_run and not remediation.observe
+
+
+def claim_key(remediation: Remediation) -> str:
+    """One rotation per application at a time: the claim is the application's."""
+    return f"app-{(remediation.client_id or '').lower()}"

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from remediation.errors import ConfigurationError
+from remediation.guardrails import Guardrails, Mode, OptOutTag, Scope, names
 
 # Storage names shared by the code, the function bindings and the Bicep.
 TABLE_NAME = "remediations"
@@ -111,8 +113,73 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     SettingSpec(
         "REMEDIATOR_SUBSCRIPTION_IDS",
-        "Comma-separated subscriptions the timer sweeps.",
+        "Comma-separated subscriptions the remediator manages (its scope) and the timer sweeps; empty: any.",
         default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_DENY_SUBSCRIPTION_IDS",
+        "Comma-separated subscriptions never touched, whatever else allows them.",
+        default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_ALLOW_RESOURCE_GROUPS",
+        "Comma-separated resource groups (a name, or <subscription id>/<name>) the remediator may act in; empty: any.",
+        default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_DENY_RESOURCE_GROUPS",
+        "Comma-separated resource groups (a name, or <subscription id>/<name>) never touched.",
+        default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_OPT_OUT_TAG",
+        "key=value: a cluster or resource group with this tag is left alone.",
+        default="aks-sp-remediator=off",
+    ),
+    SettingSpec(
+        "REMEDIATOR_MODE",
+        "remediate: decide and act; observe: decide, plan and record, but write nothing to Azure.",
+        default="remediate",
+    ),
+    SettingSpec(
+        "REMEDIATOR_MAX_RESETS_PER_HOUR",
+        "Most cluster resets started in any hour across the fleet (a reset re-images nodes).",
+        default="20",
+    ),
+    SettingSpec(
+        "REMEDIATOR_BREAKER_FAILURES",
+        "Failed remediations of one cluster or application within the breaker window that stop further ones.",
+        default="3",
+    ),
+    SettingSpec(
+        "REMEDIATOR_BREAKER_WINDOW_HOURS",
+        "The circuit breaker's window, in hours.",
+        default="24",
+    ),
+    SettingSpec(
+        "REMEDIATOR_RETIRE_AFTER_HOURS",
+        "Hours after every cluster is verified before the passwords a rotation replaced are removed; 0 keeps them.",
+        default="24",
+    ),
+    SettingSpec(
+        "REMEDIATOR_RETIRE_FOREIGN_PASSWORDS",
+        "true to also remove unexpired passwords someone else added, once every cluster holds the new one.",
+        default="false",
+    ),
+    SettingSpec(
+        "REMEDIATOR_PROPAGATION_SUCCESSES",
+        "Sign-ins in a row the new secret must pass before any cluster is reset with it.",
+        default="3",
+    ),
+    SettingSpec(
+        "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS",
+        "Seconds between those sign-ins.",
+        default="10",
+    ),
+    SettingSpec(
+        "REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES",
+        "How long to wait for the new secret to sign in before the rotation fails.",
+        default="20",
     ),
     SettingSpec(
         "REMEDIATOR_SWEEP_SCHEDULE",
@@ -193,6 +260,12 @@ class Settings:
     reset_timeout_minutes: float = 120.0
     lookup_delay_seconds: float = 60.0
     lookup_timeout_minutes: float = 30.0
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    retire_after_hours: float = 24.0
+    retire_foreign_passwords: bool = False
+    propagation_successes: int = 3
+    propagation_interval_seconds: float = 10.0
+    propagation_timeout_minutes: float = 20.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -230,7 +303,39 @@ class Settings:
             table_uri = table_uri or f"https://{account_name}.table.{PUBLIC_STORAGE_SUFFIX}"
             queue_uri = queue_uri or f"https://{account_name}.queue.{PUBLIC_STORAGE_SUFFIX}"
         api_client_id = get("REMEDIATOR_API_CLIENT_ID") or ""
-        subscriptions = tuple(s.strip() for s in (get("REMEDIATOR_SUBSCRIPTION_IDS") or "").split(",") if s.strip())
+        subscriptions = tuple(s.strip().lower() for s in (get("REMEDIATOR_SUBSCRIPTION_IDS") or "").split(",")
+                              if s.strip())
+
+        def flag(name: str) -> bool:
+            raw = (get(name) or "").lower()
+            if raw not in ("true", "false"):
+                problems.append(f"{name} must be true or false, got {raw!r}")
+            return raw == "true"
+
+        def whole(name: str) -> int:
+            value = number(name)
+            if value != int(value):
+                problems.append(f"{name} must be a whole number, got {value!r}")
+            return int(value)
+
+        try:
+            opt_out = OptOutTag.parse(get("REMEDIATOR_OPT_OUT_TAG") or "")
+        except ValueError as err:
+            problems.append(f"REMEDIATOR_OPT_OUT_TAG: {err}")
+            opt_out = OptOutTag()
+        mode_text = (get("REMEDIATOR_MODE") or "").lower()
+        if mode_text not in {m.value for m in Mode}:
+            problems.append(f"REMEDIATOR_MODE must be remediate or observe, got {mode_text!r}")
+            mode_text = Mode.REMEDIATE.value
+        guardrails = Guardrails(
+            scope=Scope(subscriptions=frozenset(s.lower() for s in subscriptions),
+                        deny_subscriptions=names(get("REMEDIATOR_DENY_SUBSCRIPTION_IDS") or ""),
+                        resource_groups=names(get("REMEDIATOR_ALLOW_RESOURCE_GROUPS") or ""),
+                        deny_resource_groups=names(get("REMEDIATOR_DENY_RESOURCE_GROUPS") or "")),
+            opt_out=opt_out, mode=Mode(mode_text),
+            max_resets_per_hour=whole("REMEDIATOR_MAX_RESETS_PER_HOUR"),
+            breaker_failures=whole("REMEDIATOR_BREAKER_FAILURES"),
+            breaker_window=timedelta(hours=number("REMEDIATOR_BREAKER_WINDOW_HOURS")))
         settings = cls(
             tenant_id=get("AZURE_TENANT_ID") or "",
             key_vault_url=(get("REMEDIATOR_KEY_VAULT_URL") or "").rstrip("/"),
@@ -256,6 +361,12 @@ class Settings:
             reset_timeout_minutes=number("REMEDIATOR_RESET_TIMEOUT_MINUTES"),
             lookup_delay_seconds=number("REMEDIATOR_LOOKUP_DELAY_SECONDS"),
             lookup_timeout_minutes=number("REMEDIATOR_LOOKUP_TIMEOUT_MINUTES"),
+            guardrails=guardrails,
+            retire_after_hours=number("REMEDIATOR_RETIRE_AFTER_HOURS"),
+            retire_foreign_passwords=flag("REMEDIATOR_RETIRE_FOREIGN_PASSWORDS"),
+            propagation_successes=whole("REMEDIATOR_PROPAGATION_SUCCESSES"),
+            propagation_interval_seconds=number("REMEDIATOR_PROPAGATION_INTERVAL_SECONDS"),
+            propagation_timeout_minutes=number("REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES"),
         )
         if settings.sdk_log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             problems.append(f"REMEDIATOR_SDK_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got"

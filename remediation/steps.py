@@ -1,17 +1,34 @@
-"""The steps of a remediation, in order, each a named function of (context, record) that returns
-Done, Wait or Retry with a reason code.
+"""The steps of a rotation, in order, each a named function of (context, record) that returns
+Done, Wait, Retry or Stop with a reason code.
+
+    discover_clusters     which clusters the application serves in scope (the fan-out), each checked
+                          against the guardrails (scope, opt-out tag)
+    mint_secret           one new password for the application, stored in Key Vault at once
+    await_propagation     sign in with it until Entra ID accepts it several times in a row
+    apply_to_clusters     reset every target cluster to it (each reset a tracked, resumable sub-step
+                          under the fleet's reset cap) and verify each
+    retire_old_passwords  after a grace period, remove the passwords the rotation replaced
+
+A dry run, and any remediation in observe mode, runs `discover_clusters` then `plan` and writes
+nothing to Azure.
 
 Every step is idempotent and keyed by the remediation id: running it again after a crash, a
 duplicate message or a retry repeats no write that already happened. A step that is about to
-make a write Azure cannot take back (addPassword, the reset) records its intent first, through
-`ctx.checkpoint`, so the next run can tell "never sent" from "sent, answer lost".
+make a write Azure cannot take back (addPassword, a reset, a removePassword) records its intent
+first, through `ctx.checkpoint`, so the next run can tell "never sent" from "sent, answer lost".
 
 Guarantees:
 - A new secret is stored in Key Vault before anything else happens; if it cannot be stored, the
   password is removed from the application again, so no secret is lost.
-- A reset is never started twice for one attempt: its status URL is saved before anything waits
-  on it, and a run that finds an attempt without a URL looks at the cluster before calling again.
-  A 409 because that earlier reset is still running means "in progress", not a failed attempt.
+- No cluster is reset with a secret Entra ID does not yet accept (propagation), and none twice for
+  one attempt: a reset's status URL is saved before anything waits on it, and a run that finds an
+  attempt without a URL looks at the cluster before calling again. A 409 because that earlier
+  reset is still running means "in progress", not a failed attempt.
+- Every cluster is read once more before its reset: if it was changed successfully after the
+  decision (someone fixed it), it is skipped instead of re-imaged.
+- Nothing is retired while a cluster may still hold it: unexpired passwords go only when every
+  cluster using the application in scope was moved to the new one and verified, after the grace
+  period; ones someone else added stay unless a setting says otherwise. Expired ones may always go.
 - No step waits inside an invocation: a step that must wait returns Wait and the runner schedules
   the next message.
 """
@@ -23,16 +40,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from remediation.errors import OperationInProgressError, PermanentError, RemediationError, TransientError
-from remediation.model import SecretText
-from remediation.ports import Directory, ManagedClusters, SecretStore
-from remediation.record import Remediation
+from remediation.errors import NotFoundError, OperationInProgressError, PermanentError, RemediationError, TransientError
+from remediation.guardrails import Guardrails
+from remediation.ids import ClusterId
+from remediation.model import ClusterInfo, SecretText
+from remediation.ports import Directory, IncidentStore, ManagedClusters, ResourceGroups, SecretStore, SignIn
+from remediation.record import Remediation, Target, TargetStatus
 
 log = logging.getLogger(__name__)
 
 SECRET_CONTENT_TYPE = "application/x-aks-service-principal-secret"
+PASSWORD_PREFIX = "aks-sp-remediator"
 MAX_RESET_ATTEMPTS = 5
 MAX_DELAY_SECONDS = 15 * 60
+RESET_WINDOW_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -77,6 +98,13 @@ class StepConfig:
     reset_timeout: timedelta = timedelta(minutes=120)
     # Longer than any one invocation's work (no step waits inside an invocation), so a live worker keeps it.
     lease: timedelta = timedelta(minutes=5)
+    propagation_successes: int = 3
+    propagation_interval_seconds: float = 10.0
+    propagation_timeout: timedelta = timedelta(minutes=20)
+    retire_after: timedelta = timedelta(hours=24)  # zero keeps the replaced passwords
+    retire_foreign_passwords: bool = False
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    subscriptions: tuple[str, ...] = ()  # where the fan-out looks for clusters; empty: the hint's own
 
     @property
     def stalled_after(self) -> timedelta:
@@ -89,42 +117,81 @@ class StepContext:
     clusters: ManagedClusters
     directory: Directory
     vault: SecretStore
+    sign_in: SignIn
+    resource_groups: ResourceGroups
+    ledger: IncidentStore
     config: StepConfig
     clock: Callable[[], datetime]
     # Saves the record (ETag-checked) before a write Azure cannot take back; set by the runner.
     checkpoint: Callable[[Remediation], Remediation]
-    # The new secret, kept only for the rest of this invocation so the reset need not read it back.
+    # The new secret, kept only for the rest of this invocation so later steps need not read it back.
     secret: SecretText | None = field(default=None, repr=False)
+    group_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+
+    def new_secret(self, r: Remediation) -> SecretText:
+        if self.secret is None:
+            self.secret = self.vault.get_secret(r.vault_secret_name or "", r.vault_secret_version or "")
+        return self.secret
 
 
 Step = Callable[[StepContext, Remediation], Outcome]
 
 
 def password_name(remediation: Remediation) -> str:
-    return f"aks-sp-remediator {remediation.id}"
+    return f"{PASSWORD_PREFIX} {remediation.id}"
+
+
+def vault_secret_name(app_id: str) -> str:
+    """One Key Vault secret per application: every cluster using it holds the same secret."""
+    return f"aks-sp-app-{app_id.lower()}"
 
 
 # ------------------------------------------------------------------------------------- the steps
 
 
+def discover_clusters(ctx: StepContext, r: Remediation) -> Outcome:
+    """The fan-out. When every password of the application has ended, every cluster using it is broken
+    too, so all of them in scope are targets; otherwise only the clusters whose own hints joined."""
+    now = ctx.clock()
+    if r.application_expired:
+        for sub in ctx.config.subscriptions or (r.cluster.subscription_id,):
+            for info in ctx.clusters.list_clusters(sub):
+                cluster = ClusterId.parse(info.id)
+                if (info.client_id or "").lower() != (r.client_id or "").lower() or r.target(cluster):
+                    continue
+                target = Target(str(cluster), joined_by="application")
+                r.targets.append(target)
+                # Clusters with a hint of their own passed the reconcile's checks; these are checked here.
+                if refusal := _guardrail_refusal(ctx, cluster, info):
+                    target.set(TargetStatus.SKIPPED, *refusal, now)
+    pending = sum(1 for t in r.targets if t.status is TargetStatus.PENDING)
+    return Done("Discovered", f"{len(r.targets)} cluster(s) use application {r.client_id} in scope: {pending} to"
+                              f" reset, {len(r.targets) - pending} skipped")
+
+
 def plan(ctx: StepContext, r: Remediation) -> Outcome:
-    """A dry run: what a remediation would do, with the equivalent commands; writes nothing."""
-    cluster = r.cluster
+    """A dry run or observe mode: what a rotation would do, with the equivalent commands; writes nothing."""
+    pending = [t.cluster for t in r.targets if t.status is TargetStatus.PENDING]
     r.plan = [
         f"add a password named '{password_name(r)}' to application {r.app_object_id} (appId {r.client_id}),"
         f" valid {ctx.config.secret_lifetime.days} days",
-        f"store it in Key Vault as secret '{cluster.vault_secret_name}'",
-        f"reset the service principal profile of {cluster.name} (re-images its nodes): az aks update-credentials"
-        f" -g {cluster.resource_group} -n {cluster.name} --reset-service-principal --service-principal {r.client_id}"
-        " --client-secret <the new secret>",
-        "verify the cluster returns to provisioningState Succeeded",
+        f"store it in Key Vault as secret '{vault_secret_name(r.client_id or '')}'",
+        f"sign in as the application until Entra ID accepts the new secret {ctx.config.propagation_successes}"
+        " times in a row",
+        *(f"reset the service principal profile of {c.name} (re-images its nodes): az aks update-credentials"
+          f" -g {c.resource_group} -n {c.name} --subscription {c.subscription_id} --reset-service-principal"
+          f" --service-principal {r.client_id} --client-secret <the new secret>" for c in pending),
+        *(f"skip {t.cluster.name}: {t.code}: {t.detail}" for t in r.targets if t.status is TargetStatus.SKIPPED),
+        "verify each cluster returns to provisioningState Succeeded on the same service principal",
+        _retirement_plan(ctx, r),
     ]
-    return Done("Planned", "dry run: nothing was written")
+    mode = "observe mode" if r.observe else "dry run"
+    return Done("Planned", f"{mode}: nothing was written; {len(pending)} cluster(s) would be reset")
 
 
 def mint_secret(ctx: StepContext, r: Remediation) -> Outcome:
     """Add a password to the application and store its text in Key Vault straight away."""
-    secret_name = r.cluster.vault_secret_name
+    secret_name = vault_secret_name(r.client_id or "")
     if r.mint_started_at and _recover_minted_secret(ctx, r, secret_name):
         return Done("SecretRecovered", f"password {r.new_key_id} was stored by an earlier run of this remediation")
     r.mint_started_at = ctx.clock().isoformat()
@@ -135,8 +202,7 @@ def mint_secret(ctx: StepContext, r: Remediation) -> Outcome:
     try:
         stored = ctx.vault.set_secret(
             secret_name, password.secret_text, content_type=SECRET_CONTENT_TYPE, expires=password.end,
-            tags={"clusterResourceId": r.cluster_id[:256], "appId": r.client_id or "", "keyId": password.key_id,
-                  "remediationId": r.id})
+            tags={"appId": r.client_id or "", "keyId": password.key_id, "remediationId": r.id})
     except BaseException as err:
         ctx.directory.remove_password(object_id, password.key_id)
         if isinstance(err, RemediationError):
@@ -149,123 +215,255 @@ def mint_secret(ctx: StepContext, r: Remediation) -> Outcome:
                                 f" {stored.name}/{stored.version}")
 
 
-def start_reset(ctx: StepContext, r: Remediation) -> Outcome:
-    """Start the reset once per attempt and save its status URL before anything waits on it."""
-    if r.reset_status_url:
-        return Done("ResetStarted", "the reset was started by an earlier run")
-    if r.reset_started_at:
-        # An earlier run counted an attempt and may have died before saving the answer: look before calling.
-        earlier = _earlier_reset(ctx, r)
-        if earlier is not None:
-            return earlier
-    else:
-        # The last look before each disruptive write (a retry too): decided from the present, not the hint's moment.
-        cluster = ctx.clusters.get_cluster(r.cluster)
-        if cluster.busy:
-            return Wait(ctx.config.poll_seconds, "ClusterBusy", f"cluster is {cluster.provisioning_state}")
-        if r.source != "manual" and cluster.provisioning_state == "Succeeded" and cluster.last_modified_at \
-                and cluster.last_modified_at >= datetime.fromisoformat(r.created_at):
-            return Stop("FixedMeanwhile", f"the cluster was changed successfully at {cluster.last_modified_at}, after"
-                                          " the decision: its credentials work; not reset")
-    if r.reset_attempts >= MAX_RESET_ATTEMPTS:
-        raise PermanentError(f"the reset failed {r.reset_attempts} times", code="ResetFailed")
-    secret = ctx.secret or ctx.vault.get_secret(r.vault_secret_name or "", r.vault_secret_version or "")
-    previous = r.reset_started_at
-    r.reset_attempts += 1
-    r.reset_started_at = ctx.clock().isoformat()
-    ctx.checkpoint(r)
-    try:
-        r.reset_status_url = ctx.clusters.begin_reset_service_principal_profile(r.cluster, r.client_id or "", secret)
-    except OperationInProgressError as err:
-        # Refused before it began: not an attempt. Someone else's operation is running; ours starts after it.
-        r.reset_attempts -= 1
-        r.reset_started_at = previous
-        return Wait(ctx.config.poll_seconds, "ClusterBusy", f"another operation is running on the cluster: {err}")
-    return Done("ResetStarted", f"reset attempt {r.reset_attempts} started")
+def await_propagation(ctx: StepContext, r: Remediation) -> Outcome:
+    """Sign in as the application with the new secret until Entra ID accepts it several times in a row: a new
+    secret can take minutes to be accepted everywhere, and a reset with a secret not yet accepted fails."""
+    now = ctx.clock()
+    r.propagation_started_at = r.propagation_started_at or now.isoformat()
+    result = ctx.sign_in.sign_in(r.client_id or "", ctx.new_secret(r))
+    r.propagation_successes = r.propagation_successes + 1 if result.ok else 0
+    needed = ctx.config.propagation_successes
+    if r.propagation_successes >= needed:
+        return Done("SecretPropagated", f"Entra ID accepted the new secret {needed} times in a row")
+    if now - datetime.fromisoformat(r.propagation_started_at) > ctx.config.propagation_timeout:
+        raise PermanentError(f"Entra ID did not accept the new secret within {ctx.config.propagation_timeout}"
+                             f" (last: {result.code or 'accepted'})", code="SecretNotAccepted")
+    seen = "accepted" if result.ok else f"refused ({result.code})"
+    return Wait(ctx.config.propagation_interval_seconds, "AwaitingPropagation",
+                f"sign-in {seen}; {r.propagation_successes} of {needed} in a row")
 
 
-def await_reset(ctx: StepContext, r: Remediation) -> Outcome:
-    """Follow the reset to its end: by its status URL, or by the cluster when the URL was never saved."""
-    started = datetime.fromisoformat(r.reset_started_at or ctx.clock().isoformat())
-    elapsed = (ctx.clock() - started).total_seconds()
-    if elapsed < ctx.config.poll_seconds:
-        # A reset takes minutes: the first look comes one poll interval after the start, not at once.
-        return Wait(ctx.config.poll_seconds - elapsed, "ResetRunning", "reset started; first look scheduled")
-    if r.reset_status_url:
-        operation = ctx.clusters.get_operation(r.reset_status_url)
-        running, failed, error = not operation.finished, operation.finished and not operation.succeeded, operation.error
-    else:
-        cluster = ctx.clusters.get_cluster(r.cluster)
-        running, failed = cluster.busy, cluster.provisioning_state == "Failed"
-        error = f"provisioningState {cluster.provisioning_state}"
-    if running:
-        if ctx.clock() - started > ctx.config.reset_timeout:
-            raise PermanentError(f"the reset has not finished after {ctx.config.reset_timeout}", code="ResetTimedOut")
-        return Wait(ctx.config.poll_seconds, "ResetRunning", f"reset attempt {r.reset_attempts} is running")
+def apply_to_clusters(ctx: StepContext, r: Remediation) -> Outcome:
+    """Move every target to the new secret, each at its own pace; done when none is left running."""
+    waits = []
+    for target in r.targets:
+        if target.status.terminal:
+            continue
+        seconds = _advance(ctx, r, target)
+        ctx.checkpoint(r)
+        if seconds is not None:
+            waits.append(seconds)
+    summary = ", ".join(f"{n} {s.value.lower()}" for s in TargetStatus
+                        if (n := sum(1 for t in r.targets if t.status is s)))
+    if waits:
+        return Wait(min(waits), "ApplyingToClusters", summary)
+    failed = [t.cluster.name for t in r.targets if t.status is TargetStatus.FAILED]
     if failed:
-        return _retry_reset(ctx, r, error or "the reset failed")
-    return Done("ResetSucceeded", f"reset attempt {r.reset_attempts} succeeded")
+        raise PermanentError(f"the new secret could not be applied to {', '.join(failed)} ({summary})",
+                             code="ResetFailed" if len(failed) == len(r.targets) else "PartlyApplied")
+    r.verified_at = ctx.clock().isoformat()
+    return Done("Applied", summary)
 
 
-def verify_cluster(ctx: StepContext, r: Remediation) -> Outcome:
-    """The cluster is back: Succeeded, and still on the service principal the remediation reset."""
-    cluster = ctx.clusters.get_cluster(r.cluster)
-    if cluster.busy:
-        return Wait(ctx.config.poll_seconds, "ClusterBusy", f"cluster is {cluster.provisioning_state}")
-    if cluster.provisioning_state == "Failed":
-        return _retry_reset(ctx, r, "the cluster's provisioningState is Failed after the reset")
-    if (cluster.client_id or "").lower() != (r.client_id or "").lower():
-        raise PermanentError(f"the cluster now uses service principal {cluster.client_id}, not {r.client_id}:"
-                             " someone else changed it", code="ServicePrincipalChanged")
-    return Done("Verified", f"provisioningState {cluster.provisioning_state}")
+def retire_old_passwords(ctx: StepContext, r: Remediation) -> Outcome:
+    """After the grace period, remove what the rotation replaced (see the module's guarantees)."""
+    grace = ctx.config.retire_after
+    if grace <= timedelta(0):
+        return Done("Kept", "REMEDIATOR_RETIRE_AFTER_HOURS is 0: the replaced passwords are kept")
+    due = datetime.fromisoformat(r.verified_at or ctx.clock().isoformat()) + grace
+    now = ctx.clock()
+    if now < due:
+        return Wait((due - now).total_seconds(), "RetirementGrace", f"replaced passwords go after {due.isoformat()}")
+    app = ctx.directory.get_application_by_app_id(r.client_id or "")
+    moved_all = _moved_every_cluster(r)
+    for password in app.passwords:
+        expired = password.end is not None and password.end <= now
+        ours = (password.display_name or "").startswith(PASSWORD_PREFIX)
+        replaced = password.key_id in r.old_key_ids and moved_all and (ours or ctx.config.retire_foreign_passwords)
+        if password.key_id == r.new_key_id or not (expired or replaced):
+            continue
+        if any(entry["keyId"] == password.key_id for entry in r.retired):  # recorded by a run that died after
+            ctx.directory.remove_password(r.app_object_id or app.object_id, password.key_id)
+            continue
+        r.retired.append({"keyId": password.key_id, "hint": password.hint or "", "displayName":
+                          password.display_name or "", "endDateTime": password.end.isoformat() if password.end
+                          else "", "removedAt": now.isoformat(), "why": "expired" if expired else "replaced"})
+        ctx.checkpoint(r)  # recorded before it goes: a removal is never done unrecorded
+        ctx.directory.remove_password(r.app_object_id or app.object_id, password.key_id)
+    kept = "" if moved_all else "; unexpired ones kept: not every cluster using the application was moved"
+    return Done("Retired", f"{len(r.retired)} password(s) removed{kept}")
 
 
 STEPS: tuple[tuple[str, Step], ...] = (
+    ("discover_clusters", discover_clusters),
     ("mint_secret", mint_secret),
-    ("start_reset", start_reset),
-    ("await_reset", await_reset),
-    ("verify_cluster", verify_cluster),
+    ("await_propagation", await_propagation),
+    ("apply_to_clusters", apply_to_clusters),
+    ("retire_old_passwords", retire_old_passwords),
 )
-DRY_RUN_STEPS: tuple[tuple[str, Step], ...] = (("plan", plan),)
+PLAN_STEPS: tuple[tuple[str, Step], ...] = (("discover_clusters", discover_clusters), ("plan", plan))
 
 
 def steps_of(remediation: Remediation) -> tuple[tuple[str, Step], ...]:
-    return DRY_RUN_STEPS if remediation.dry_run else STEPS
+    return PLAN_STEPS if remediation.dry_run or remediation.observe else STEPS
 
 
 def step_names(remediation: Remediation) -> tuple[str, ...]:
     return tuple(name for name, _ in steps_of(remediation))
 
 
-# ------------------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------------------- one target
+
+
+def _advance(ctx: StepContext, r: Remediation, t: Target) -> float | None:
+    """Move one target one step along Pending -> Resetting -> Verifying -> Verified; seconds to wait, or None."""
+    now = ctx.clock()
+    if t.status is TargetStatus.PENDING:
+        return _start_reset(ctx, r, t, now)
+    started = datetime.fromisoformat(t.reset_started_at or now.isoformat())
+    if t.status is TargetStatus.RESETTING:
+        elapsed = (now - started).total_seconds()
+        if elapsed < ctx.config.poll_seconds:
+            return ctx.config.poll_seconds - elapsed  # a reset takes minutes: the first look waits one interval
+        if t.reset_status_url:
+            operation = ctx.clusters.get_operation(t.reset_status_url)
+            running, failed, error = not operation.finished, operation.finished and not operation.succeeded, \
+                operation.error
+        else:
+            cluster = ctx.clusters.get_cluster(t.cluster)
+            running, failed = cluster.busy, cluster.provisioning_state == "Failed"
+            error = f"provisioningState {cluster.provisioning_state}"
+        if running:
+            if now - started > ctx.config.reset_timeout:
+                t.set(TargetStatus.FAILED, "ResetTimedOut", f"the reset has not finished after"
+                                                            f" {ctx.config.reset_timeout}", now)
+                return None
+            return ctx.config.poll_seconds
+        if failed:
+            return _retry(ctx, t, error or "the reset failed", now)
+        t.set(TargetStatus.VERIFYING, "ResetSucceeded", f"reset attempt {t.reset_attempts} succeeded", now)
+    cluster = ctx.clusters.get_cluster(t.cluster)
+    if cluster.busy:
+        return ctx.config.poll_seconds
+    if cluster.provisioning_state == "Failed":
+        return _retry(ctx, t, "the cluster's provisioningState is Failed after the reset", now)
+    if (cluster.client_id or "").lower() != (r.client_id or "").lower():
+        t.set(TargetStatus.FAILED, "ServicePrincipalChanged", f"the cluster now uses service principal"
+                                                              f" {cluster.client_id}: someone else changed it", now)
+        return None
+    t.set(TargetStatus.VERIFIED, "Verified", f"provisioningState {cluster.provisioning_state} on the new secret", now)
+    return None
+
+
+def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> float | None:
+    if t.reset_status_url:
+        t.set(TargetStatus.RESETTING, "ResetStarted", "the reset was started by an earlier run", now)
+        return 0
+    try:
+        cluster = ctx.clusters.get_cluster(t.cluster)
+    except NotFoundError:
+        t.set(TargetStatus.SKIPPED, "ClusterGone", "the cluster no longer exists", now)
+        return None
+    if t.reset_started_at:
+        # An earlier run counted an attempt and may have died before saving the answer: look before calling.
+        started = datetime.fromisoformat(t.reset_started_at)
+        if cluster.busy:
+            t.set(TargetStatus.RESETTING, "ResetInProgress", f"a reset started by an earlier run is still running"
+                                                             f" ({cluster.provisioning_state})", now)
+            return ctx.config.poll_seconds
+        if cluster.provisioning_state == "Succeeded" and (cluster.last_modified_at is None
+                                                           or cluster.last_modified_at > started):
+            t.set(TargetStatus.VERIFYING, "ResetFinished", "the reset an earlier run started has finished", now)
+            return 0
+    else:
+        skip = _changed_under_us(r, t, cluster)
+        if skip:
+            t.set(TargetStatus.SKIPPED, *skip, now)
+            return None
+        if cluster.busy:
+            t.set(TargetStatus.PENDING, "ClusterBusy", f"the cluster is {cluster.provisioning_state}", now)
+            return ctx.config.poll_seconds
+    if t.not_before and now < datetime.fromisoformat(t.not_before):
+        return (datetime.fromisoformat(t.not_before) - now).total_seconds()
+    if t.reset_attempts >= MAX_RESET_ATTEMPTS:
+        t.set(TargetStatus.FAILED, "ResetFailed", f"the reset failed {t.reset_attempts} times", now)
+        return None
+    cap = ctx.config.guardrails.max_resets_per_hour
+    frees_at = ctx.ledger.reserve_reset(now, cap=cap, window_seconds=RESET_WINDOW_SECONDS)
+    if frees_at is not None:
+        t.set(TargetStatus.PENDING, "ResetCapReached", f"{cap} resets started in the last hour across the fleet"
+                                                       " (REMEDIATOR_MAX_RESETS_PER_HOUR)", now)
+        return max((frees_at - now).total_seconds(), 1.0)
+    previous = t.reset_started_at
+    t.reset_attempts += 1
+    t.reset_started_at = now.isoformat()
+    ctx.checkpoint(r)
+    try:
+        t.reset_status_url = ctx.clusters.begin_reset_service_principal_profile(t.cluster, r.client_id or "",
+                                                                                ctx.new_secret(r))
+    except OperationInProgressError as err:
+        # Refused before it began: not an attempt. Someone else's operation is running; ours starts after it.
+        t.reset_attempts -= 1
+        t.reset_started_at = previous
+        t.set(TargetStatus.PENDING, "ClusterBusy", f"another operation is running on the cluster: {err}", now)
+        return ctx.config.poll_seconds
+    t.set(TargetStatus.RESETTING, "ResetStarted", f"reset attempt {t.reset_attempts} started", now)
+    return ctx.config.poll_seconds
+
+
+def _changed_under_us(r: Remediation, t: Target, cluster: ClusterInfo) -> tuple[str, str] | None:
+    """The last look before a disruptive write, decided from the present rather than the hint's moment."""
+    if cluster.uses_managed_identity or (cluster.client_id or "").lower() != (r.client_id or "").lower():
+        return "ServicePrincipalChanged", f"the cluster now uses {cluster.client_id}, not {r.client_id}"
+    if r.source != "manual" and cluster.provisioning_state == "Succeeded" and cluster.last_modified_at \
+            and cluster.last_modified_at >= datetime.fromisoformat(r.created_at):
+        return "FixedMeanwhile", (f"the cluster was changed successfully at {cluster.last_modified_at}, after the"
+                                  " decision: its credentials work; not reset")
+    return None
+
+
+def _retry(ctx: StepContext, t: Target, error: str, now: datetime) -> float | None:
+    # A new secret can take minutes to be accepted everywhere, so a failed reset is tried again with backoff.
+    if t.reset_attempts >= MAX_RESET_ATTEMPTS:
+        t.set(TargetStatus.FAILED, "ResetFailed", f"the reset failed {t.reset_attempts} times; last: {error}", now)
+        return None
+    delay = backoff(ctx.config.retry_delay_seconds, t.reset_attempts)
+    log.warning("%s: reset attempt %s failed, retrying in %ss: %s", t.cluster.name, t.reset_attempts, delay, error)
+    t.reset_status_url, t.reset_started_at = None, None
+    t.not_before = (now + timedelta(seconds=delay)).isoformat()
+    t.set(TargetStatus.PENDING, "ResetFailed", f"reset attempt {t.reset_attempts} failed: {error}", now)
+    return delay
 
 
 def backoff(retry_delay_seconds: float, attempt: int) -> float:
     return min(retry_delay_seconds * 2 ** max(attempt - 1, 0), MAX_DELAY_SECONDS)
 
 
-def _retry_reset(ctx: StepContext, r: Remediation, error: str) -> Outcome:
-    # A new secret can take minutes to be accepted everywhere, so a failed reset is tried again with backoff.
-    if r.reset_attempts >= MAX_RESET_ATTEMPTS:
-        raise PermanentError(f"the reset failed {r.reset_attempts} times; last: {error}", code="ResetFailed")
-    r.reset_status_url = None
-    r.reset_started_at = None
-    delay = backoff(ctx.config.retry_delay_seconds, r.reset_attempts)
-    log.warning("remediation %s: reset attempt %s failed, retrying in %ss: %s", r.id, r.reset_attempts, delay, error)
-    return Retry("start_reset", delay, "ResetFailed", f"reset attempt {r.reset_attempts} failed: {error}")
+# ------------------------------------------------------------------------------------- helpers
 
 
-def _earlier_reset(ctx: StepContext, r: Remediation) -> Outcome | None:
-    """What became of a reset an earlier run may have started without saving its URL; None if it never began."""
-    cluster = ctx.clusters.get_cluster(r.cluster)
-    if cluster.busy:
-        return Done("ResetInProgress",
-                    f"a reset started by an earlier run is still running ({cluster.provisioning_state})")
-    started = datetime.fromisoformat(r.reset_started_at or "")
-    if cluster.provisioning_state == "Succeeded" and (cluster.last_modified_at is None
-                                                       or cluster.last_modified_at > started):
-        return Done("ResetFinished", "the reset an earlier run started has finished")
+def _guardrail_refusal(ctx: StepContext, cluster: ClusterId, info: ClusterInfo) -> tuple[str, str] | None:
+    """Why the guardrails keep a cluster out of the fan-out: scope, or the opt-out tag on it or its group."""
+    guardrails = ctx.config.guardrails
+    refusal = guardrails.scope.refusal(cluster)
+    if refusal:
+        return refusal
+    if info.uses_managed_identity:
+        return "ManagedIdentityCluster", "the cluster uses a managed identity"
+    if guardrails.opt_out.on(info.tags):
+        return "OptedOut", f"the cluster carries the opt-out tag {guardrails.opt_out}"
+    key = (cluster.subscription_id, cluster.resource_group.lower())
+    if key not in ctx.group_tags:
+        try:
+            ctx.group_tags[key] = ctx.resource_groups.get_tags(cluster.subscription_id, cluster.resource_group)
+        except NotFoundError:
+            ctx.group_tags[key] = {}
+    if guardrails.opt_out.on(ctx.group_tags[key]):
+        return "OptedOut", f"resource group {cluster.resource_group} carries the opt-out tag {guardrails.opt_out}"
     return None
+
+
+def _moved_every_cluster(r: Remediation) -> bool:
+    """Every cluster known to use the application holds the new secret: none can still need an old one."""
+    return r.application_expired and all(t.status is TargetStatus.VERIFIED for t in r.targets)
+
+
+def _retirement_plan(ctx: StepContext, r: Remediation) -> str:
+    if ctx.config.retire_after <= timedelta(0):
+        return "keep the replaced passwords (REMEDIATOR_RETIRE_AFTER_HOURS is 0)"
+    hours = ctx.config.retire_after.total_seconds() / 3600
+    return (f"{hours:g} h after every cluster is verified, remove the application's expired passwords"
+            " and, if every cluster using it was moved, the remediator's earlier ones")
 
 
 def _recover_minted_secret(ctx: StepContext, r: Remediation, secret_name: str) -> bool:

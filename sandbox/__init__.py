@@ -7,6 +7,11 @@ The real SDK clients talk to it unchanged except for their endpoint and CA setti
     with Sandbox(scenario="expired-secret") as sandbox:
         sandbox.endpoints["arm"], sandbox.ca_path, sandbox.remediator.client_id, sandbox.api_client_id, ...
 
+A fleet (many subscriptions, tagged resource groups, clusters sharing applications) comes from a named
+scenario (`Sandbox(scenario="fleet-50")`), a scenario file (`Sandbox(scenario_file=PATH)`) or a generated
+document (`Sandbox(fleet=fleets.fleet(clusters=200, seed=3))`); see sandbox/fleets.py. `subscription_ids` lists
+every subscription, the default `subscription_id` first.
+
 With `state_dir`, the state is written through to that directory after every request and a later
 `Sandbox(state_dir=...)` starts from it: same ids, ports, CA and world (see sandbox/persist.py).
 """
@@ -28,14 +33,17 @@ from azure.identity import ClientSecretCredential
 from sandbox.admin import AdminApi
 from sandbox.arm import ArmApi
 from sandbox.eventgrid import EventGridTopic
+from sandbox.fleets import FLEETS, build_fleet, load_scenario_file
 from sandbox.graph import GraphApi
 from sandbox.login import LoginApi
 from sandbox.persist import StateStore, dump_identities, load_identities
 from sandbox.server import Api, ApiServer
-from sandbox.state import SCENARIOS, Identity, SandboxState, build_scenario
+from sandbox.state import SCENARIOS as WORLD_SCENARIOS
+from sandbox.state import Identities, Identity, SandboxState, build_scenario
 from sandbox.vault import VaultApi
 
 __all__ = ["SCENARIOS", "Identity", "Sandbox", "configure_logging"]
+SCENARIOS = WORLD_SCENARIOS + tuple(FLEETS)
 
 
 def configure_logging(level: int) -> None:
@@ -47,13 +55,18 @@ def configure_logging(level: int) -> None:
 class Sandbox:
     """The sandbox's five HTTPS servers over one shared state. Use as a context manager, or start()/stop().
 
+    The world: `fleet` (a scenario document, as sandbox/fleets.py's `fleet()` makes), else `scenario_file` (the
+    same as JSON), else the named `scenario`. A fleet names its own subscriptions: `subscription_id` is for
+    named scenarios only.
+
     `state_dir`: keep the state there, written through after every request. If the directory holds a state
     already, that world is served (scenario and ids given here are ignored), on the same ports with the same CA.
     Without it, the state lives in memory and the CA in a temporary directory, both gone at stop().
     """
 
     def __init__(self, scenario: str = "expired-secret", *, tenant_id: str | None = None,
-                 subscription_id: str | None = None, state_dir: str | os.PathLike[str] | None = None) -> None:
+                 subscription_id: str | None = None, state_dir: str | os.PathLike[str] | None = None,
+                 scenario_file: str | os.PathLike[str] | None = None, fleet: dict[str, Any] | None = None) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._store = StateStore(self.state_dir) if self.state_dir else None
         loaded = self._store.load() if self._store else None
@@ -64,8 +77,13 @@ class Sandbox:
             self.scenario, self._ports = meta["scenario"], meta["ports"]
             identities = load_identities(meta["identities"])
         else:
-            self.scenario = scenario
-            self.state, identities = build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id)
+            try:
+                self.scenario, self.state, identities = _world(scenario, scenario_file, fleet, tenant_id,
+                                                               subscription_id)
+            except ValueError:  # a world that cannot be built must not keep the state directory locked
+                if self._store:
+                    self._store.close()
+                raise
         self._identities = identities
         self.remediator, self.operator, self.auditor = identities.remediator, identities.operator, identities.auditor
         # The remediator's API application: operators ask for tokens with `<api_app_id_uri>/.default`.
@@ -92,7 +110,8 @@ class Sandbox:
         # What a fault's `route` may name: each API's route labels, writes first.
         routes = {name: sorted({r.label for r in api.routes}, key=lambda label: (label.startswith("GET "), label))
                   for name, api in apis.items()}
-        apis["admin"] = AdminApi(self.state, arm, self._topic, self.operator.client_id, self.api_client_id, routes)
+        apis["admin"] = AdminApi(self.state, arm, self._topic, self.operator.client_id, self.api_client_id, routes,
+                                 remediator_app_id=self.remediator.client_id)
         for name, api in apis.items():
             server = login_server if api is login else ApiServer(api, context, self._ports.get(name, 0))
             self._servers.append(server)
@@ -152,9 +171,33 @@ class Sandbox:
         get-access-token --resource <app id uri>` gives one in Azure."""
         return self.credential(identity or self.operator).get_token(f"{self.api_app_id_uri}/.default").token
 
+    @property
+    def subscription_ids(self) -> tuple[str, ...]:
+        """Every subscription of the world, the default one (`subscription_id`) first."""
+        with self.state.lock:
+            return tuple(self.state.subscriptions)
+
     def snapshot(self) -> dict[str, Any]:
         """What GET /_sandbox/state returns: everything observable, no secret text."""
         return self.state.snapshot()
+
+
+def _world(scenario: str, scenario_file: str | os.PathLike[str] | None, fleet: dict[str, Any] | None,
+           tenant_id: str | None, subscription_id: str | None) -> tuple[str, SandboxState, Identities]:
+    """(what the world is called, the world, its identities), from the first of `fleet`, `scenario_file`,
+    `scenario` that is given."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if fleet is None and scenario_file is None and scenario not in FLEETS:
+        return (scenario, *build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id))
+    if subscription_id is not None:
+        raise ValueError("a fleet names its own subscriptions; subscription_id is for the named scenarios "
+                         f"{', '.join(WORLD_SCENARIOS)}")
+    if fleet is not None:
+        return ("fleet", *build_fleet(fleet, tenant_id=tenant_id))
+    if scenario_file is not None:
+        return (f"file:{scenario_file}", *build_fleet(load_scenario_file(scenario_file), tenant_id=tenant_id))
+    return (scenario, *build_fleet(FLEETS[scenario](), tenant_id=tenant_id))
 
 
 def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:

@@ -15,6 +15,9 @@ remediations, the auditor only read them) besides the function key.
 app runs in its own worker process (`python -m sandbox.worker`, log in `workerLog`), restarted whenever
 it dies: `kill -9` it, or post a `kill_worker` fault, and it comes back on the same port.
 
+`--scenario fleet-50` serves a fleet (sandbox/fleets.py); `--scenario-file PATH` the world of a scenario file
+(the format is in sandbox/README.md).
+
 `--state-dir DIR` keeps the sandbox's state in DIR, written through after every request: run the same
 command again (after Ctrl-C, SIGTERM or SIGKILL) and it serves the same world on the same ports with
 the same CA and ids. Without it, each run is a new world in a temporary directory.
@@ -33,13 +36,14 @@ import threading
 from pathlib import Path
 
 from sandbox import SCENARIOS, Sandbox, configure_logging
+from sandbox.fleets import ScenarioError
 
 
-def serve(scenario: str, with_functions: bool, state_dir: str | None = None) -> int:
+def serve(scenario: str, with_functions: bool, state_dir: str | None = None, scenario_file: str | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.ExitStack() as stack:
-        sandbox = stack.enter_context(Sandbox(scenario=scenario, state_dir=state_dir))
+        sandbox = stack.enter_context(Sandbox(scenario=scenario, state_dir=state_dir, scenario_file=scenario_file))
         identities = Path(sandbox.ca_path).with_name("identities.json")
         identities.touch(mode=0o600)
         identities.write_text(json.dumps({
@@ -84,14 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="The local Azure sandbox.")
     commands = parser.add_subparsers(dest="command", required=True)
     serving = commands.add_parser("serve", help="serve the sandbox until interrupted")
-    serving.add_argument("--scenario", choices=SCENARIOS, default="expired-secret")
+    world = serving.add_mutually_exclusive_group()
+    world.add_argument("--scenario", choices=SCENARIOS, default="expired-secret")
+    world.add_argument("--scenario-file", metavar="PATH", help="serve the world of a JSON scenario file")
     serving.add_argument("--no-functions", action="store_true", help="no Azurite and no function app")
     serving.add_argument("--verbose", action="store_true", help="log requests and function invocations")
     serving.add_argument("--state-dir", metavar="DIR", help="keep the state in DIR and start from it if it holds one "
-                         "(then --scenario is ignored)")
+                         "(then --scenario and --scenario-file are ignored)")
     args = parser.parse_args(argv)
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
-    return serve(args.scenario, with_functions=not args.no_functions, state_dir=args.state_dir)
+    try:
+        return serve(args.scenario, with_functions=not args.no_functions, state_dir=args.state_dir,
+                     scenario_file=args.scenario_file)
+    except ScenarioError as err:  # a scenario file that cannot be built: say why, without a traceback
+        parser.exit(2, f"python -m sandbox serve: {err}\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The sandbox's own control API under `/_sandbox/`: state, clock, faults, cluster operations, Event Grid.
+"""The sandbox's own control API under `/_sandbox/`: state, clock, faults, cluster operations, Event Grid, and
+building a fleet piece by piece (subscriptions, resource groups, applications, clusters; sandbox/fleets.py).
 
 Not part of Azure; tests, the demo and `python -m sandbox serve` users drive scenarios with it.
 """
@@ -12,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.arm import ArmApi
 from sandbox.eventgrid import EventGridTopic
+from sandbox.fleets import create_application, create_cluster, create_resource_group, create_subscription
 from sandbox.server import Api, Request, Response
-from sandbox.state import AFTER_COMMIT_FAULTS, BEFORE_FAULTS, ApiError, Fault, SandboxState
+from sandbox.state import AFTER_COMMIT_FAULTS, BEFORE_FAULTS, ApiError, Cluster, Fault, SandboxState
 
 REQUEST_FAULTS = BEFORE_FAULTS + AFTER_COMMIT_FAULTS
 WORLD_FAULTS = ("propagation_delay", "ingestion_delay", "reset_fails", "slow_operations")
@@ -24,10 +26,12 @@ class AdminApi(Api):
     counted = False
 
     def __init__(self, state: SandboxState, arm: ArmApi, topic: EventGridTopic, operator_app_id: str,
-                 api_client_id: str, routes: dict[str, list[str]]) -> None:
-        """`routes`: each API's route labels (what a fault's `route` may name), writes first."""
+                 api_client_id: str, routes: dict[str, list[str]], *, remediator_app_id: str) -> None:
+        """`routes`: each API's route labels (what a fault's `route` may name), writes first. Applications made
+        here are owned by `remediator_app_id` unless the body says otherwise."""
         super().__init__(state)
         self._arm, self._topic, self._operator, self._api = arm, topic, operator_app_id, api_client_id
+        self._remediator = remediator_app_id
         self._routes = routes
         self.route("GET", r"/_sandbox/state", "GET state", self.snapshot)
         self.route("POST", r"/_sandbox/clock", "POST clock", self.clock)
@@ -35,6 +39,12 @@ class AdminApi(Api):
         self.route("GET", r"/_sandbox/faults", "GET faults", self.faults)
         self.route("DELETE", r"/_sandbox/faults", "DELETE faults", self.clear_faults)
         self.route("POST", r"/_sandbox/clusters/(?P<name>[^/]+)/operate", "POST operate", self.operate)
+        self.route("POST", r"/_sandbox/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
+                   r"Microsoft\.ContainerService/managedClusters/(?P<name>[^/]+)/operate", "POST operate", self.operate)
+        self.route("POST", r"/_sandbox/subscriptions", "POST subscriptions", self.add_subscription)
+        self.route("POST", r"/_sandbox/resourcegroups", "POST resourcegroups", self.add_resource_group)
+        self.route("POST", r"/_sandbox/applications", "POST applications", self.add_application)
+        self.route("POST", r"/_sandbox/clusters", "POST clusters", self.add_cluster)
         self.route("POST", r"/_sandbox/eventgrid/subscriptions", "POST subscriptions", self.subscribe)
         self.route("GET", r"/_sandbox/eventgrid/subscriptions", "GET subscriptions", self.subscriptions)
         self.route("POST", r"/_sandbox/eventgrid/redeliver", "POST redeliver", self.redeliver)
@@ -112,13 +122,40 @@ class AdminApi(Api):
         self.state.clear_faults()
         return Response(204)
 
+    # ------------------------------------------------------------------ building a fleet
+
+    def add_subscription(self, request: Request) -> Response:
+        return Response(201, create_subscription(self.state, self._object(request)))
+
+    def add_resource_group(self, request: Request) -> Response:
+        group, created = create_resource_group(self.state, self._object(request))
+        return Response(201 if created else 200, group)
+
+    def add_application(self, request: Request) -> Response:
+        return Response(201, create_application(self.state, self._object(request), remediator_app_id=self._remediator))
+
+    def add_cluster(self, request: Request) -> Response:
+        return Response(201, create_cluster(self.state, self._object(request)))
+
+    # ------------------------------------------------------------------ cluster writes
+
+    def _operated(self, request: Request) -> Cluster:
+        """The cluster a request names: by full id, or by name, narrowed by `?subscriptionId=&resourceGroup=`."""
+        name = request.params["name"]
+        found = self.state.find_clusters(name, subscription_id=request.params.get("sub", request.query.get(
+            "subscriptionId")), resource_group=request.params.get("rg", request.query.get("resourceGroup")))
+        if not found:
+            raise ApiError(404, "ResourceNotFound", f"no cluster named {name} there")
+        if len(found) > 1:
+            raise ApiError(409, "AmbiguousCluster", f"{len(found)} clusters are named {name}: name one by "
+                           "?subscriptionId=&resourceGroup= or by its full id (POST /_sandbox<cluster id>/operate)")
+        return found[0]
+
     def operate(self, request: Request) -> Response:
         """A platform engineer's cluster write (an upgrade), finished at once: does it succeed?"""
         body = self._object(request)
         with self.state.lock:
-            cluster = next((c for c in self.state.clusters.values() if c.name == request.params["name"]), None)
-            if cluster is None:
-                raise ApiError(404, "ResourceNotFound", f"no cluster named {request.params['name']}")
+            cluster = self._operated(request)
             correlation = str(uuid.uuid4())
             operator = self.state.applications[self._operator]
             version = str(body.get("kubernetesVersion") or cluster.kubernetes_version)

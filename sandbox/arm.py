@@ -1,10 +1,12 @@
-"""Azure Resource Manager: AKS managed clusters, their long-running operations, the Activity Log.
+"""Azure Resource Manager: resource groups, AKS managed clusters, their long-running operations, the Activity Log,
+in every subscription of the state.
 
 URLs, bodies, status codes and the LRO protocol follow the official examples in
 `shared/reference/azure-rest-samples/` (ManagedClustersGet, ResetServicePrincipalProfile,
 GetActivityLogsFiltered). AKS checks a cluster's service principal by signing in as it
 (`SandboxState.sign_in`), so a bad secret fails writes with the same nesting real AKS uses:
-ServicePrincipalValidationClientError wrapping the AADSTS response.
+ServicePrincipalValidationClientError wrapping the AADSTS response. Lists of clusters come in
+pages of `SandboxState.cluster_page_size` with ARM's `nextLink`.
 """
 
 from __future__ import annotations
@@ -17,12 +19,24 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from sandbox.server import Api, Request, Response
-from sandbox.state import LOCATION, ApiError, Application, Cluster, Operation, SandboxState, parse_time, utc_iso
+from sandbox.state import (
+    LOCATION,
+    ApiError,
+    Application,
+    Cluster,
+    Operation,
+    ResourceGroup,
+    SandboxState,
+    parse_time,
+    utc_iso,
+)
 
 CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
 WRITE = "Microsoft.ContainerService/managedClusters/write"
 RESET = "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action"
 READ = "Microsoft.ContainerService/managedClusters/read"
+READ_GROUP = "Microsoft.Resources/subscriptions/resourceGroups/read"
+GROUP_TYPE = "Microsoft.Resources/resourceGroups"
 OPERATION_API_VERSION = "2017-08-31"
 ACTIVITY_PAGE = 100
 MAX_SECRET_BYTES = 190
@@ -46,6 +60,7 @@ class ArmApi(Api):
         clusters = rf"{sub}/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerService/managedClusters"
         one = rf"{clusters}/(?P<name>[^/]+)"
         operations = rf"{sub}/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)"
+        self.route("GET", rf"{sub}/resourceGroups/(?P<rg>[^/]+)", "GET resourcegroups/{rg}", self.get_resource_group)
         self.route("GET", one, "GET managedClusters/{name}", self.get_cluster)
         self.route("PUT", one, "PUT managedClusters/{name}", self.put_cluster)
         self.route("POST", rf"{one}/resetServicePrincipalProfile",
@@ -74,7 +89,7 @@ class ArmApi(Api):
         caller = self.state.caller(request.headers["authorization"], "arm")
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
-        if request.params["sub"].lower() != self.state.subscription_id:
+        if not self.state.has_subscription(request.params["sub"]):
             raise ApiError(404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not be "
                            "found.")
         if "*" not in caller.arm_actions and action not in caller.arm_actions:
@@ -84,19 +99,40 @@ class ArmApi(Api):
                 "granted, please refresh your credentials."))
         return caller
 
+    def _group(self, request: Request) -> ResourceGroup:
+        group = self.state.resource_group(request.params["rg"], request.params["sub"])
+        if group is None:
+            raise ApiError(404, "ResourceGroupNotFound", f"Resource group '{request.params['rg']}' could not be found.")
+        return group
+
     def _cluster(self, request: Request) -> Cluster:
         group, name = request.params["rg"], request.params["name"]
-        cluster = self.state.cluster(group, name)
+        cluster = self.state.cluster(group, name, request.params["sub"])
         if cluster is not None:
             return cluster
-        if not self.state.resource_group_exists(group):
-            raise ApiError(404, "ResourceGroupNotFound", f"Resource group '{group}' could not be found.")
+        self._group(request)
         raise ApiError(404, "ResourceNotFound", (
             f"The Resource 'Microsoft.ContainerService/managedClusters/{name}' under resource group '{group}' was "
             "not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"))
 
     def _scope(self, request: Request) -> str:
         return request.path.split("/resetServicePrincipalProfile")[0]
+
+    def _count_write(self, request: Request, kind: str) -> None:
+        """Count a write that reached an existing cluster, before any check: a refused one was still attempted."""
+        with self.state.lock:
+            cluster = self.state.clusters.get(
+                f"{request.params['sub']}/{request.params['rg']}/{request.params['name']}".lower())
+            if cluster is not None:
+                cluster.writes[kind] += 1
+
+    # ------------------------------------------------------------------ resource groups
+
+    def get_resource_group(self, request: Request) -> Response:
+        self._authorize(request, READ_GROUP, request.path)
+        group = self._group(request)
+        return Response(200, {"id": group.id, "name": group.name, "type": GROUP_TYPE, "location": group.location,
+                              "tags": dict(group.tags), "properties": {"provisioningState": "Succeeded"}})
 
     # ------------------------------------------------------------------ clusters
 
@@ -105,21 +141,34 @@ class ArmApi(Api):
         return Response(200, self.cluster_body(self._cluster(request)))
 
     def list_clusters(self, request: Request) -> Response:
+        """One page of the clusters of a subscription or of one of its resource groups, with `nextLink` if more."""
         self._authorize(request, READ, request.path)
+        subscription, group = request.params["sub"].lower(), request.params.get("rg")
+        if group is not None:
+            self._group(request)
+        start = _skip(request.query.get("$skipToken", "0"))
         with self.state.lock:
             self.state.settle()
-            group = request.params.get("rg")
-            found = [self.cluster_body(c) for c in self.state.clusters.values()
-                     if group is None or c.resource_group.lower() == group.lower()]
-        return Response(200, {"value": found})
+            size = self.state.cluster_page_size
+            found = [c for c in self.state.clusters.values() if c.subscription_id == subscription
+                     and (group is None or c.resource_group.lower() == group.lower())]
+            body: dict[str, Any] = {"value": [self.cluster_body(c) for c in found[start:start + size]]}
+        if start + size < len(found):
+            body["nextLink"] = self._next_link(request, start + size)
+        return Response(200, body)
+
+    def _next_link(self, request: Request, start: int) -> str:
+        query = {k: v for k, v in request.query.items() if k != "$skipToken"}
+        query["$skipToken"] = str(start)
+        return f"{self.base_url}{request.path}?{urlencode(query, quote_via=quote)}"
 
     def cluster_body(self, cluster: Cluster) -> dict[str, Any]:
-        sub = self.state.subscription_id
+        sub = cluster.subscription_id
         body: dict[str, Any] = {
             "id": f"/subscriptions/{sub}/resourcegroups/{cluster.resource_group}/providers/"
                   f"Microsoft.ContainerService/managedClusters/{cluster.name}",
             "location": LOCATION, "name": cluster.name, "type": CLUSTER_TYPE, "eTag": cluster.etag,
-            "tags": {}, "sku": {"name": "Base", "tier": "Free"},
+            "tags": dict(cluster.tags), "sku": {"name": "Base", "tier": "Free"},
             "properties": {
                 "provisioningState": cluster.provisioning_state,
                 "powerState": {"code": "Running"},
@@ -150,6 +199,7 @@ class ArmApi(Api):
         return body
 
     def put_cluster(self, request: Request) -> Response:
+        self._count_write(request, "put")
         caller = self._authorize(request, WRITE, self._scope(request))
         cluster = self._cluster(request)
         body = request.json()
@@ -160,7 +210,7 @@ class ArmApi(Api):
         version = properties.get("kubernetesVersion") or cluster.kubernetes_version
         correlation = _correlation(request)
         operation = self.begin_write(cluster, caller, correlation, str(version))
-        return Response(200, self.cluster_body(cluster), self._async_headers(operation.id, correlation))
+        return Response(200, self.cluster_body(cluster), self._async_headers(cluster, operation.id, correlation))
 
     def begin_write(self, cluster: Cluster, caller: Application, correlation: str, version: str) -> Operation:
         """Start a cluster write (an upgrade when the version changes); raise 409 while another runs."""
@@ -186,6 +236,7 @@ class ArmApi(Api):
                 operation.params["correlation"])
 
     def reset(self, request: Request) -> Response:
+        self._count_write(request, "reset")
         caller = self._authorize(request, RESET, self._scope(request))
         cluster = self._cluster(request)
         body = request.json()
@@ -211,8 +262,8 @@ class ArmApi(Api):
             cluster.provisioning_state = "Updating"
             operation = self.state.start_operation(cluster, "reset", {
                 "caller": caller.app_id, "correlation": correlation, "clientId": client_id, "secret": secret})
-        headers = self._async_headers(operation.id, correlation)
-        headers["Location"] = self._operation_url(operation.id, "operationresults")
+        headers = self._async_headers(cluster, operation.id, correlation)
+        headers["Location"] = self._operation_url(cluster.subscription_id, operation.id, "operationresults")
         return Response(202, None, headers)
 
     def _end_reset(self, operation: Operation) -> dict[str, Any] | None:
@@ -273,29 +324,35 @@ class ArmApi(Api):
 
     # ------------------------------------------------------------------ long-running operations
 
-    def _operation_url(self, operation_id: str, kind: str) -> str:
-        return (f"{self.base_url}/subscriptions/{self.state.subscription_id}/providers/Microsoft.ContainerService/"
+    def _operation_url(self, subscription_id: str, operation_id: str, kind: str) -> str:
+        return (f"{self.base_url}/subscriptions/{subscription_id}/providers/Microsoft.ContainerService/"
                 f"locations/{LOCATION}/{kind}/{operation_id}?api-version={OPERATION_API_VERSION}")
 
-    def _async_headers(self, operation_id: str, correlation: str) -> dict[str, str]:
-        return {"Azure-AsyncOperation": self._operation_url(operation_id, "operations"),
+    def _async_headers(self, cluster: Cluster, operation_id: str, correlation: str) -> dict[str, str]:
+        return {"Azure-AsyncOperation": self._operation_url(cluster.subscription_id, operation_id, "operations"),
                 "Retry-After": RETRY_AFTER, "x-ms-correlation-request-id": correlation}
+
+    def _operation(self, request: Request) -> Operation:
+        """The operation a status URL names, if it ran in that URL's subscription."""
+        operation = self.state.read_operation(request.params["op"])
+        with self.state.lock:
+            cluster = self.state.clusters.get(operation.cluster) if operation else None
+        if operation is None or cluster is None or cluster.subscription_id != request.params["sub"].lower():
+            raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
+        return operation
 
     def operation_status(self, request: Request) -> Response:
         self._authorize(request, "Microsoft.ContainerService/locations/operations/read", request.path)
-        operation = self.state.read_operation(request.params["op"])
-        if operation is None:
-            raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
+        operation = self._operation(request)
         headers = {"Retry-After": RETRY_AFTER} if operation.status == "InProgress" else {}
-        return Response(200, operation.body(self.state.subscription_id), headers)
+        return Response(200, operation.body(request.params["sub"].lower()), headers)
 
     def operation_result(self, request: Request) -> Response:
         self._authorize(request, "Microsoft.ContainerService/locations/operationresults/read", request.path)
-        operation = self.state.read_operation(request.params["op"])
-        if operation is None:
-            raise ApiError(404, "NotFound", f"Operation {request.params['op']} was not found.")
+        operation = self._operation(request)
         if operation.status == "InProgress":
-            return Response(202, None, {"Location": self._operation_url(operation.id, "operationresults"),
+            return Response(202, None, {"Location": self._operation_url(request.params["sub"].lower(), operation.id,
+                                                                        "operationresults"),
                                         "Retry-After": RETRY_AFTER})
         if operation.error:
             raise ApiError(400, operation.error["code"], operation.error["message"])
@@ -306,10 +363,11 @@ class ArmApi(Api):
     def activity_log(self, request: Request) -> Response:
         self._authorize(request, "Microsoft.Insights/eventtypes/values/read", request.path)
         since, until, narrowing = _parse_filter(request.query.get("$filter", ""))
+        subscription = request.params["sub"].lower()
         with self.state.lock:
             now = self.state.now()
-            entries = [e for e in self.state.activity_log
-                       if since <= parse_time(e["eventTimestamp"]) <= until
+            entries = [e for e in self.state.activity_log if e["subscriptionId"] == subscription
+                       and since <= parse_time(e["eventTimestamp"]) <= until
                        and parse_time(e["submissionTimestamp"]) <= now and _matches(e, narrowing)]
         entries.reverse()  # newest first, as the service returns them
         start = _skip(request.query.get("$skipToken", "0"))
@@ -319,9 +377,7 @@ class ArmApi(Api):
             page = [{k: v for k, v in entry.items() if k in selected} for entry in page]
         body: dict[str, Any] = {"value": copy.deepcopy(page)}
         if start + ACTIVITY_PAGE < len(entries):
-            query = {k: v for k, v in request.query.items() if k != "$skipToken"}
-            query["$skipToken"] = str(start + ACTIVITY_PAGE)
-            body["nextLink"] = f"{self.base_url}{request.path}?{urlencode(query, quote_via=quote)}"
+            body["nextLink"] = self._next_link(request, start + ACTIVITY_PAGE)
         return Response(200, body)
 
 

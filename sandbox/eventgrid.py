@@ -108,14 +108,14 @@ class EventGridTopic:
             "claims": entry["claims"], "correlationId": entry["correlationId"],
             "httpRequest": entry["httpRequest"], "resourceProvider": "Microsoft.ContainerService",
             "resourceUri": entry["resourceId"], "operationName": operation, "status": "Failed",
-            "subscriptionId": self._state.subscription_id, "tenantId": self._state.tenant_id,
+            "subscriptionId": entry["subscriptionId"], "tenantId": self._state.tenant_id,
             "resourceGroup": entry["resourceGroupName"],
         }
         for subscription in list(self.subscriptions):
             self._outbox.put((subscription, self._envelope(subscription.schema, event_type, data, entry)))
 
     def _envelope(self, schema: str, event_type: str, data: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
-        topic = f"/subscriptions/{self._state.subscription_id}"
+        topic = f"/subscriptions/{entry['subscriptionId']}"  # each subscription's own system topic
         if schema == "CloudEventSchemaV1_0":
             return {"specversion": "1.0", "type": event_type, "source": topic, "subject": data["resourceUri"],
                     "id": str(uuid.uuid4()), "time": entry["eventTimestamp"], "datacontenttype": "application/json",

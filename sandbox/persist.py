@@ -1,14 +1,15 @@
 """The sandbox's state on disk, so that `python -m sandbox serve --state-dir DIR` restarts where it stopped,
-also after a SIGKILL: same tenant, ids, ports, CA, applications (with their secrets), clusters, vault,
-Activity Log, tokens, operations in progress, clock offset and faults.
+also after a SIGKILL: same tenant, ids, ports, CA, subscriptions, resource groups (with their tags), applications
+(with their secrets), clusters (with their tags and write counts), vault, Activity Log, tokens, operations in
+progress, clock offset and faults.
 
 Layout of DIR (0700; every file but the CA certificate 0600, since they hold secret text or keys):
 
-- `state.<n>.json`: the world of a fixed size (ids, applications without passwords, clusters, counts,
-  faults, clock), generation n. After every request that changed anything, generation n+1 is written to
-  a temporary file, renamed into place, and n deleted: a restart takes the newest generation, which is
-  always whole. (Renamed onto a fresh name, not over the old file: ext4 flushes a file renamed over
-  another, 0.3-1 ms a save instead of 0.08 ms.)
+- `state.<n>.json`: the world of a fixed size (ids, subscriptions, resource groups, applications without
+  passwords, clusters, counts, faults, clock), generation n. After every request that changed anything,
+  generation n+1 is written to a temporary file, renamed into place, and n deleted: a restart takes the
+  newest generation, which is always whole. (Renamed onto a fresh name, not over the old file: ext4
+  flushes a file renamed over another, 0.3-1 ms a save instead of 0.08 ms.)
 - What grows, appended as it happens, so that a save costs the same in a world of any age:
   `passwords.jsonl` (with their text), `removed.jsonl` (removed passwords, as the state shows them),
   `vault.jsonl` (each set, attribute update or delete of a secret version), `activity.jsonl`,
@@ -28,6 +29,7 @@ import fcntl
 import json
 import os
 import threading
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,11 +45,16 @@ from sandbox.state import (
     Identity,
     Operation,
     Password,
+    ResourceGroup,
     SandboxState,
     SecretVersion,
+    Subscription,
 )
 
-FORMAT = 1
+# 2: subscriptions, resource groups, cluster subscriptions, tags and write counts. A format 1 directory (one
+# subscription, no groups) still loads: what it lacks is filled in as that world had it.
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 LOGS = ("passwords", "removed", "vault", "activity", "tokens", "operations")  # in the order they are replayed
 
 
@@ -99,9 +106,9 @@ class StateStore:
             return None
         self._generation = generations[-1]
         saved = json.loads(self._state_file(self._generation).read_bytes())
-        if saved.get("format") != FORMAT:
+        if saved.get("format") not in READABLE_FORMATS:
             raise ValueError(f"{self._state_file(self._generation)} has format {saved.get('format')!r}; this sandbox "
-                             f"reads {FORMAT}")
+                             f"reads {', '.join(map(str, READABLE_FORMATS))}")
         state = _load_state(saved)
         for name in LOGS:
             for record in self._read_log(name, saved["logs"][name]):
@@ -254,7 +261,10 @@ def _replay(state: SandboxState, name: str, record: Any) -> None:
         key, app_id, audience, expires = record
         state.tokens[key] = (app_id, audience, datetime.fromisoformat(expires))
     else:
-        state.operations[record["id"]] = _operation(record)
+        operation = _operation(record)
+        if operation.cluster.count("/") == 1:  # format 1 keyed clusters by group/name, in its one subscription
+            operation.cluster = f"{state.subscription_id}/{operation.cluster}"
+        state.operations[operation.id] = operation
 
 
 def _operation(record: dict[str, Any]) -> Operation:
@@ -268,13 +278,19 @@ def _operation(record: dict[str, Any]) -> Operation:
 def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
     return {
         "tenantId": state.tenant_id, "subscriptionId": state.subscription_id,
+        "subscriptions": [{"subscriptionId": s.subscription_id, "displayName": s.display_name}
+                          for s in state.subscriptions.values()],
+        "resourceGroups": [{"subscriptionId": g.subscription_id, "name": g.name, "location": g.location,
+                            "tags": g.tags} for g in state.resource_groups.values()],
+        "clusterPageSize": state.cluster_page_size,
         "clockOffsetSeconds": state.clock_offset.total_seconds(),
         "signingKey": signing_key_pem, "signingKeyId": state.signing_key_id,
         "applications": [_dump_application(a) for a in state.applications.values()],
-        "clusters": [{"resourceGroup": c.resource_group, "name": c.name, "clientId": c.client_id,
-                      "kubernetesVersion": c.kubernetes_version, "heldSecret": c._held_secret,
+        "clusters": [{"subscriptionId": c.subscription_id, "resourceGroup": c.resource_group, "name": c.name,
+                      "clientId": c.client_id, "kubernetesVersion": c.kubernetes_version, "heldSecret": c._held_secret,
                       "provisioningState": c.provisioning_state, "operation": c.operation, "etag": c.etag,
-                      "createdAt": _time(c.created_at), "lastModifiedAt": _time(c.last_modified_at)}
+                      "createdAt": _time(c.created_at), "lastModifiedAt": _time(c.last_modified_at),
+                      "tags": c.tags, "writes": c.writes}
                      for c in state.clusters.values()],
         "requests": state.requests,
         "responses": state.responses,
@@ -306,6 +322,12 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
     state = SandboxState(tenant_id=saved["tenantId"], subscription_id=saved["subscriptionId"], signing_key=key,
                          signing_key_id=saved["signingKeyId"])
     state.clock_offset = timedelta(seconds=saved["clockOffsetSeconds"])
+    for s in saved.get("subscriptions", ()):
+        state.subscriptions[s["subscriptionId"]] = Subscription(s["subscriptionId"], s["displayName"])
+    for g in saved.get("resourceGroups", ()):
+        group = ResourceGroup(g["subscriptionId"], g["name"], g["location"], g["tags"])
+        state.resource_groups[group.key] = group
+    state.cluster_page_size = saved.get("clusterPageSize", state.cluster_page_size)
     for a in saved["applications"]:
         state.applications[a["appId"]] = Application(
             object_id=a["objectId"], app_id=a["appId"], display_name=a["displayName"], owners=set(a["owners"]),
@@ -314,10 +336,15 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
             sp_object_id=a["spObjectId"], identifier_uris=a["identifierUris"], app_roles=a["appRoles"],
             granted_roles={k: set(v) for k, v in a["grantedRoles"].items()})
     for c in saved["clusters"]:
-        cluster = Cluster(c["resourceGroup"], c["name"], c["clientId"], c["kubernetesVersion"], c["heldSecret"],
-                          c["provisioningState"], c["operation"], c["etag"], _parsed(c.get("createdAt")),
-                          _parsed(c.get("lastModifiedAt")))
+        cluster = Cluster(
+            subscription_id=c.get("subscriptionId", state.subscription_id), resource_group=c["resourceGroup"],
+            name=c["name"], client_id=c["clientId"], kubernetes_version=c["kubernetesVersion"],
+            _held_secret=c["heldSecret"], provisioning_state=c["provisioningState"], operation=c["operation"],
+            etag=c["etag"], created_at=_parsed(c.get("createdAt")), last_modified_at=_parsed(c.get("lastModifiedAt")),
+            tags=c.get("tags", {}), writes=Counter(c.get("writes", {})))
         state.clusters[cluster.key] = cluster
+        if state.resource_group(cluster.resource_group, cluster.subscription_id) is None:  # format 1 had no groups
+            state.add_resource_group(cluster.resource_group, subscription_id=cluster.subscription_id)
     for api, routes in saved["requests"].items():
         state.requests[api].update(routes)
     for api, routes in saved["responses"].items():

@@ -1,4 +1,4 @@
-"""The sandbox's world: one tenant, one subscription, applications, clusters, a vault, a log.
+"""The sandbox's world: one tenant, its subscriptions and resource groups, applications, clusters, a vault, a log.
 
 Every API server reads and changes this one object under its lock, so the APIs agree with
 each other the way Azure's do: a password added through Graph signs in at the token
@@ -43,6 +43,8 @@ DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPasswo
 # How long an ARM operation runs. Below the 1 s Retry-After the API sends, so a client's first
 # status poll finds it done: one poll per operation, and every client goes through the protocol.
 DEFAULT_OPERATION_SECONDS = 0.5
+# Clusters per page of ARM's list APIs; a fleet larger than a page makes clients follow `nextLink`.
+DEFAULT_CLUSTER_PAGE_SIZE = 50
 
 # What each identity may do on ARM; the remediator's set is exactly infra/'s custom role.
 REMEDIATOR_ARM_ACTIONS = frozenset({
@@ -51,6 +53,7 @@ REMEDIATOR_ARM_ACTIONS = frozenset({
     "Microsoft.ContainerService/locations/operations/read",
     "Microsoft.ContainerService/locations/operationresults/read",
     "Microsoft.Insights/eventtypes/values/read",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",  # an opt-out tag may sit on the cluster's group
 })
 ALL_ACTIONS = frozenset({"*"})
 # Key Vault data actions of the remediator's custom data role on its vault (infra/): set, get, list; no delete.
@@ -141,7 +144,7 @@ class Operation:
 
     id: str
     kind: str  # "reset" or "write"
-    cluster: str  # cluster key (resource group/name, lower case)
+    cluster: str  # Cluster.key (subscription/resource group/name, lower case)
     started: datetime
     ready_at: datetime
     params: dict[str, Any] = field(default_factory=dict, repr=False)  # a reset's holds the secret, until it ends
@@ -162,7 +165,30 @@ class Operation:
 
 
 @dataclass
+class Subscription:
+    subscription_id: str  # lower case, as the state keys it
+    display_name: str
+
+
+@dataclass
+class ResourceGroup:
+    subscription_id: str
+    name: str
+    location: str = LOCATION
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.subscription_id}/{self.name}".lower()
+
+    @property
+    def id(self) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.name}"
+
+
+@dataclass
 class Cluster:
+    subscription_id: str
     resource_group: str
     name: str
     client_id: str  # "msi" for a managed identity cluster
@@ -174,10 +200,18 @@ class Cluster:
     # systemData: when it was created and last changed successfully (the sandbox's clock).
     created_at: datetime | None = None
     last_modified_at: datetime | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    # Write requests that reached the cluster's ARM routes, refused ones included ("reset", "put"): a test can
+    # prove that nobody wrote to a cluster it must leave alone.
+    writes: Counter[str] = field(default_factory=Counter)
 
     @property
     def key(self) -> str:
-        return f"{self.resource_group}/{self.name}".lower()
+        return f"{self.subscription_id}/{self.resource_group}/{self.name}".lower()
+
+    @property
+    def group_key(self) -> str:
+        return f"{self.subscription_id}/{self.resource_group}".lower()
 
 
 @dataclass
@@ -249,10 +283,14 @@ class SandboxState:
                  signing_key_id: str | None = None) -> None:
         self.lock = threading.RLock()
         self.tenant_id = tenant_id
-        self.subscription_id = subscription_id
+        self.subscription_id = subscription_id.lower()  # the first, default subscription
+        self.subscriptions: dict[str, Subscription] = {
+            self.subscription_id: Subscription(self.subscription_id, "sandbox")}
+        self.resource_groups: dict[str, ResourceGroup] = {}  # by ResourceGroup.key
         self.clock_offset = timedelta()
         self.applications: dict[str, Application] = {}  # by appId
         self.clusters: dict[str, Cluster] = {}  # by Cluster.key
+        self.cluster_page_size = DEFAULT_CLUSTER_PAGE_SIZE
         self.operations: dict[str, Operation] = {}
         self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token_key(token) -> (appId, audience, expires)
         # Entra ID signs every access token (RS256); its public key is served as the tenant's JWKS.
@@ -423,25 +461,63 @@ class SandboxState:
                 return None
             return self.applications.get(found[0])
 
+    # ------------------------------------------------------------------ subscriptions and resource groups
+
+    def add_subscription(self, subscription_id: str | None = None, display_name: str | None = None) -> Subscription:
+        with self.lock:
+            found = Subscription((subscription_id or str(uuid.uuid4())).lower(),
+                                 display_name or f"sandbox-{len(self.subscriptions) + 1}")
+            self.subscriptions[found.subscription_id] = found
+            return found
+
+    def has_subscription(self, subscription_id: str) -> bool:
+        with self.lock:
+            return subscription_id.lower() in self.subscriptions
+
+    def add_resource_group(self, name: str, *, subscription_id: str | None = None, location: str = LOCATION,
+                           tags: dict[str, str] | None = None) -> ResourceGroup:
+        """A new resource group, or the one of that name with these tags (ARM's create or update)."""
+        with self.lock:
+            group = ResourceGroup((subscription_id or self.subscription_id).lower(), name, location, dict(tags or {}))
+            existing = self.resource_groups.get(group.key)
+            if existing is not None:
+                existing.tags = group.tags
+                return existing
+            self.resource_groups[group.key] = group
+            return group
+
+    def resource_group(self, name: str, subscription_id: str | None = None) -> ResourceGroup | None:
+        with self.lock:
+            return self.resource_groups.get(f"{subscription_id or self.subscription_id}/{name}".lower())
+
     # ------------------------------------------------------------------ clusters
 
     def add_cluster(self, resource_group: str, name: str, *, client_id: str, secret: str | None,
-                    kubernetes_version: str = "1.29.7") -> Cluster:
+                    kubernetes_version: str = "1.29.7", subscription_id: str | None = None,
+                    tags: dict[str, str] | None = None) -> Cluster:
+        """A cluster (in the default subscription unless one is named); its resource group is made if missing."""
         with self.lock:
+            subscription = (subscription_id or self.subscription_id).lower()
+            group = self.resource_group(resource_group, subscription) or self.add_resource_group(
+                resource_group, subscription_id=subscription)
             created = self.now() - timedelta(days=400)  # clusters in scenarios predate their secrets
-            cluster = Cluster(resource_group, name, client_id, kubernetes_version, _held_secret=secret,
-                              created_at=created, last_modified_at=created)
+            cluster = Cluster(subscription, group.name, name, client_id, kubernetes_version, _held_secret=secret,
+                              created_at=created, last_modified_at=created, tags=dict(tags or {}))
             self.clusters[cluster.key] = cluster
             return cluster
 
-    def cluster(self, resource_group: str, name: str) -> Cluster | None:
+    def cluster(self, resource_group: str, name: str, subscription_id: str | None = None) -> Cluster | None:
         with self.lock:
             self.settle()
-            return self.clusters.get(f"{resource_group}/{name}".lower())
+            return self.clusters.get(f"{subscription_id or self.subscription_id}/{resource_group}/{name}".lower())
 
-    def resource_group_exists(self, resource_group: str) -> bool:
+    def find_clusters(self, name: str, *, subscription_id: str | None = None,
+                      resource_group: str | None = None) -> list[Cluster]:
+        """The clusters called `name`, narrowed to a subscription and a resource group when they are given."""
         with self.lock:
-            return any(c.resource_group.lower() == resource_group.lower() for c in self.clusters.values())
+            return [c for c in self.clusters.values() if c.name.lower() == name.lower()
+                    and (subscription_id is None or c.subscription_id == subscription_id.lower())
+                    and (resource_group is None or c.resource_group.lower() == resource_group.lower())]
 
     def sign_in_problem(self, client_id: str, secret: str) -> str | None:
         """Entra ID's response body (compact JSON, as adal quotes it) if `secret` cannot sign in as `client_id`."""
@@ -501,12 +577,12 @@ class SandboxState:
         """Append an Activity Log entry shaped as the REST API returns it; a failed end is also an event."""
         with self.lock:
             now = self.now()
-            resource_id = (f"/subscriptions/{self.subscription_id}/resourcegroups/{cluster.resource_group}"
+            resource_id = (f"/subscriptions/{cluster.subscription_id}/resourcegroups/{cluster.resource_group}"
                            f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}")
             event_id = str(uuid.uuid4())
             properties: dict[str, Any] = {"statusCode": status_code, "eventCategory": "Administrative",
                                           "entity": resource_id, "message": operation_name,
-                                          "hierarchy": f"{self.tenant_id}/{self.subscription_id}"}
+                                          "hierarchy": f"{self.tenant_id}/{cluster.subscription_id}"}
             if status_message is not None:
                 # The REST API returns statusMessage as a JSON-encoded string.
                 properties["statusMessage"] = json.dumps(status_message)
@@ -535,7 +611,7 @@ class SandboxState:
                 "subStatus": {"value": status_code, "localizedValue": status_code},
                 "eventTimestamp": utc_iso(now),
                 "submissionTimestamp": utc_iso(now + timedelta(seconds=self.ingestion_seconds)),
-                "subscriptionId": self.subscription_id, "tenantId": self.tenant_id,
+                "subscriptionId": cluster.subscription_id, "tenantId": self.tenant_id,
             }
             self.activity_log.append(entry)
             self._journal("activity", entry)
@@ -674,7 +750,10 @@ class SandboxState:
             now = self.now()
             return {
                 "now": utc_iso(now),
-                "clusters": [self._cluster_view(c) for c in self.clusters.values()],
+                "subscriptions": [{"subscriptionId": s.subscription_id, "displayName": s.display_name}
+                                  for s in self.subscriptions.values()],
+                "resourceGroups": [self.group_view(g) for g in self.resource_groups.values()],
+                "clusters": [self.cluster_view(c) for c in self.clusters.values()],
                 "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
                                   "passwords": [p.public(now) for p in a.passwords],
                                   "removedPasswords": [dict(r) for r in a.removed_passwords]}
@@ -693,18 +772,25 @@ class SandboxState:
                 "tokens": dict(self.tokens_issued),
             }
 
-    def _cluster_view(self, cluster: Cluster) -> dict[str, Any]:
-        held = None
-        if cluster._held_secret is not None:
-            app = self.applications.get(cluster.client_id)
-            held = next((p.key_id for p in (app.passwords if app else ())
-                         if secrets.compare_digest(p._text, cluster._held_secret)), None)
-        return {"id": (f"/subscriptions/{self.subscription_id}/resourceGroups/{cluster.resource_group}"
-                       f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}"),
-                "name": cluster.name, "resourceGroup": cluster.resource_group, "clientId": cluster.client_id,
-                "provisioningState": cluster.provisioning_state, "kubernetesVersion": cluster.kubernetes_version,
-                "secretValidNow": self.cluster_secret_problem(cluster) is None,
-                "heldKeyId": held}
+    def group_view(self, group: ResourceGroup) -> dict[str, Any]:
+        return {"id": group.id, "subscriptionId": group.subscription_id, "name": group.name,
+                "location": group.location, "tags": dict(group.tags)}
+
+    def cluster_view(self, cluster: Cluster) -> dict[str, Any]:
+        """A cluster as the state shows it: ids, tags, its secret's key id and validity (never its text), writes."""
+        with self.lock:
+            held = None
+            if cluster._held_secret is not None:
+                app = self.applications.get(cluster.client_id)
+                held = next((p.key_id for p in (app.passwords if app else ())
+                             if secrets.compare_digest(p._text, cluster._held_secret)), None)
+            return {"id": (f"/subscriptions/{cluster.subscription_id}/resourceGroups/{cluster.resource_group}"
+                           f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}"),
+                    "subscriptionId": cluster.subscription_id, "name": cluster.name,
+                    "resourceGroup": cluster.resource_group, "tags": dict(cluster.tags), "clientId": cluster.client_id,
+                    "provisioningState": cluster.provisioning_state, "kubernetesVersion": cluster.kubernetes_version,
+                    "secretValidNow": self.cluster_secret_problem(cluster) is None,
+                    "heldKeyId": held, "writes": {"reset": cluster.writes["reset"], "put": cluster.writes["put"]}}
 
 
 def new_secret_text() -> str:
@@ -729,16 +815,9 @@ class Identities:
     api_app_id_uri: str
 
 
-def build_scenario(scenario: str, *, tenant_id: str | None = None,
-                   subscription_id: str | None = None) -> tuple[SandboxState, Identities]:
-    """The world of a named scenario, with its identities.
-
-    expired-secret: rg-payments/aks-payments holds a password that expired three days ago;
-    rg-payments/aks-msi uses a managed identity; rg-platform/aks-healthy is fine.
-    healthy: the same, with aks-payments' password valid for another 200 days.
-    """
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+def new_world(*, tenant_id: str | None = None, subscription_id: str | None = None) -> tuple[SandboxState, Identities]:
+    """The tenant every scenario starts from: the remediator (Application.ReadWrite.OwnedBy, infra/'s ARM and vault
+    roles), an operator who may do anything, an auditor, the remediator's API application; no clusters yet."""
     state = SandboxState(tenant_id=tenant_id or str(uuid.uuid4()), subscription_id=subscription_id or str(uuid.uuid4()))
     now = state.now()
     remediator = state.add_application("aks-sp-remediator", graph_permission="Application.ReadWrite.OwnedBy",
@@ -755,8 +834,24 @@ def build_scenario(scenario: str, *, tenant_id: str | None = None,
     api.app_roles.update({API_READ_ROLE: str(uuid.uuid4()), API_WRITE_ROLE: str(uuid.uuid4())})
     operator.granted_roles[api.app_id] = {API_READ_ROLE, API_WRITE_ROLE}
     auditor.granted_roles[api.app_id] = {API_READ_ROLE}
+    return state, Identities(Identity(remediator.app_id, remediator_secret), Identity(operator.app_id, operator_secret),
+                             Identity(auditor.app_id, auditor_secret), api.app_id, api.identifier_uris[0])
 
-    payments = state.add_application("aks-payments-sp", owners={remediator.app_id})
+
+def build_scenario(scenario: str, *, tenant_id: str | None = None,
+                   subscription_id: str | None = None) -> tuple[SandboxState, Identities]:
+    """The world of a named scenario, with its identities (fleet scenarios: sandbox/fleets.py).
+
+    expired-secret: rg-payments/aks-payments holds a password that expired three days ago;
+    rg-payments/aks-msi uses a managed identity; rg-platform/aks-healthy is fine.
+    healthy: the same, with aks-payments' password valid for another 200 days.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    state, identities = new_world(tenant_id=tenant_id, subscription_id=subscription_id)
+    now = state.now()
+    owners = {identities.remediator.client_id}
+    payments = state.add_application("aks-payments-sp", owners=owners)
     if scenario == "expired-secret":
         start, end = now - timedelta(days=368), now - timedelta(days=3)
     else:
@@ -764,13 +859,12 @@ def build_scenario(scenario: str, *, tenant_id: str | None = None,
     _, payments_secret = state.add_password(payments, "rbac", start=start, end=end)
     state.add_cluster("rg-payments", "aks-payments", client_id=payments.app_id, secret=payments_secret)
     state.add_cluster("rg-payments", "aks-msi", client_id="msi", secret=None)
-    healthy = state.add_application("aks-healthy-sp", owners={remediator.app_id})
+    healthy = state.add_application("aks-healthy-sp", owners=owners)
     _, healthy_secret = state.add_password(healthy, "rbac", start=now - timedelta(days=30),
                                            end=now + timedelta(days=335))
     state.add_cluster("rg-platform", "aks-healthy", client_id=healthy.app_id, secret=healthy_secret,
                       kubernetes_version="1.30.4")
-    return state, Identities(Identity(remediator.app_id, remediator_secret), Identity(operator.app_id, operator_secret),
-                             Identity(auditor.app_id, auditor_secret), api.app_id, api.identifier_uris[0])
+    return state, identities
 
 
 SCENARIOS = ("expired-secret", "healthy")

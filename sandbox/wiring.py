@@ -8,9 +8,10 @@ from typing import Any
 def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str) -> dict[str, str]:
     """The same settings `local.settings.json` holds, filled in for this sandbox.
 
-    The retry delay and the reset poll are one second so that the demo and tests do not wait 30 s between
-    steps. The sweep schedule is the sample's: the timer's binding names it (`%REMEDIATOR_SWEEP_SCHEDULE%`),
-    and the host, like the runner, does not index a function whose binding names a missing setting.
+    The retry delay, the reset poll and the propagation test's interval are one second so that the demo and
+    tests do not wait 30 s between steps. The sweep schedule is the sample's: the timer's binding names it
+    (`%REMEDIATOR_SWEEP_SCHEDULE%`), and the host, like the runner, does not index a function whose binding
+    names a missing setting. Every subscription of the sandbox is in scope.
     """
     return {
         "AzureWebJobsStorage": storage_connection,
@@ -24,9 +25,14 @@ def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str)
         "REMEDIATOR_API_CLIENT_ID": sandbox.api_client_id,
         "REMEDIATOR_API_APP_ID_URI": sandbox.api_app_id_uri,
         "REMEDIATOR_CA_BUNDLE": sandbox.ca_path,
-        "REMEDIATOR_SUBSCRIPTION_IDS": sandbox.subscription_id,
+        "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(sandbox.subscription_ids),
         "REMEDIATOR_SWEEP_SCHEDULE": "0 */15 * * * *",
         "REMEDIATOR_RETRY_DELAY_SECONDS": "1",
         "REMEDIATOR_RESET_POLL_SECONDS": "1",
+        # Tested twice, a second apart, before any reset; and the replaced passwords kept, so a local rotation
+        # ends when its clusters are verified instead of a day later (pass overrides to see retirement).
+        "REMEDIATOR_PROPAGATION_SUCCESSES": "2",
+        "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS": "1",
+        "REMEDIATOR_RETIRE_AFTER_HOURS": "0",
         **overrides,
     }

@@ -27,6 +27,7 @@ from tests.fakes import (
     FakeDirectory,
     FakeIncidentStore,
     FakeQueue,
+    FakeResourceGroups,
     FakeSignIn,
     FakeStore,
     FakeVault,
@@ -46,7 +47,8 @@ SETTINGS = {"AZURE_TENANT_ID": "72f988bf-0000-4000-8000-000000000001", "REMEDIAT
             "AzureWebJobsStorage": "UseDevelopmentStorage=true", "REMEDIATOR_API_CLIENT_ID": "api",
             "REMEDIATOR_SUBSCRIPTION_IDS": SUB, "REMEDIATOR_RETRY_DELAY_SECONDS": "30",
             "REMEDIATOR_RESET_POLL_SECONDS": "30", "REMEDIATOR_LOOKUP_DELAY_SECONDS": "60",
-            "REMEDIATOR_LOOKUP_TIMEOUT_MINUTES": "30"}
+            "REMEDIATOR_LOOKUP_TIMEOUT_MINUTES": "30", "REMEDIATOR_PROPAGATION_SUCCESSES": "1",
+            "REMEDIATOR_RETIRE_AFTER_HOURS": "0"}
 
 
 def expired_secret_message(app_id: str) -> str:
@@ -80,6 +82,7 @@ class World:
     incidents: FakeIncidentStore
     lookups: FakeQueue
     sign_in: FakeSignIn
+    resource_groups: FakeResourceGroups
     services: Services
 
     @property
@@ -163,13 +166,13 @@ def make_world(settings: dict[str, str] | None = None) -> World:
     vault, store, incidents = FakeVault(faults), FakeStore(faults), FakeIncidentStore(faults)
     queue, poison, lookups = FakeQueue(clock, faults, "work"), FakeQueue(clock, faults, "poison"), \
         FakeQueue(clock, faults, "lookups")
-    activity_log, sign_in = FakeActivityLog(), FakeSignIn(directory, faults)
+    activity_log, sign_in, groups = FakeActivityLog(), FakeSignIn(directory, faults), FakeResourceGroups()
     services = bootstrap(Settings.from_env({**SETTINGS, **(settings or {})}), credential=object(),
-                         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, store=store,
-                         queue=queue, activity_log=activity_log, incidents=incidents, lookups=lookups,
+                         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=groups,
+                         store=store, queue=queue, activity_log=activity_log, incidents=incidents, lookups=lookups,
                          token_validator=object(), clock=clock)  # type: ignore[arg-type]
     return World(clock, faults, directory, clusters, vault, store, queue, poison, activity_log, incidents, lookups,
-                 sign_in, services)
+                 sign_in, groups, services)
 
 
 @pytest.fixture

@@ -208,6 +208,7 @@ class FakeCluster:
     provisioning_state: str = "Succeeded"
     last_modified_at: datetime | None = None
     operation: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class FakeClusters:
@@ -221,10 +222,15 @@ class FakeClusters:
         self.resets_started = 0
         self.reset_secrets: list[str] = []  # what each reset applied, to tell "re-imaged twice" apart
         self.healthy_resets: list[str] = []  # secrets applied to clusters whose own secret still signed in
+        self.resets_by_cluster: dict[str, int] = {}
+        self.failed_resets = 0
+        self.fail_resets = 0  # the next N resets end Failed inside AKS (an internal error)
 
-    def add(self, cluster: ClusterId, client_id: str, secret: str | None) -> FakeCluster:
+    def add(self, cluster: ClusterId, client_id: str, secret: str | None, *,
+            tags: dict[str, str] | None = None) -> FakeCluster:
         self.clusters[cluster.key] = found = FakeCluster(cluster, client_id, secret,
-                                                         last_modified_at=self.clock() - timedelta(days=30))
+                                                         last_modified_at=self.clock() - timedelta(days=30),
+                                                         tags=dict(tags or {}))
         return found
 
     def _get(self, cluster: ClusterId) -> FakeCluster:
@@ -240,19 +246,29 @@ class FakeClusters:
             if operation.status != "InProgress" or self.clock() < operation.ends_at:
                 continue
             found = self.clusters[operation.cluster_key]
-            ok = self.directory.accepts(found.client_id, operation.secret)
+            ok = self.directory.accepts(found.client_id, operation.secret) and not self.fail_resets
+            self.fail_resets = max(self.fail_resets - 1, 0)
             operation.status = "Succeeded" if ok else "Failed"
+            self.failed_resets += 0 if ok else 1
             found.provisioning_state = "Succeeded" if ok else "Failed"
             found.operation = None
             if ok:
                 found.held_secret = operation.secret
                 found.last_modified_at = operation.ends_at
 
+    @staticmethod
+    def _info(found: FakeCluster) -> ClusterInfo:
+        return ClusterInfo(str(found.id), found.id.name, "westeurope", found.client_id, found.provisioning_state,
+                           found.last_modified_at, dict(found.tags))
+
     @_calls("clusters.get_cluster")
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
-        found = self._get(cluster)
-        return ClusterInfo(str(found.id), found.id.name, "westeurope", found.client_id, found.provisioning_state,
-                           found.last_modified_at)
+        return self._info(self._get(cluster))
+
+    @_calls("clusters.list_clusters")
+    def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
+        self.settle()
+        return [self._info(c) for c in self.clusters.values() if c.id.subscription_id == subscription_id.lower()]
 
     @_calls("clusters.begin_reset")
     def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
@@ -261,6 +277,7 @@ class FakeClusters:
             raise OperationInProgressError("OperationNotAllowed: Operation is not allowed because there's an in"
                                            " progress reset service principal operation")
         self.resets_started += 1
+        self.resets_by_cluster[found.id.name] = self.resets_by_cluster.get(found.id.name, 0) + 1
         self.reset_secrets.append(secret.reveal())
         if self.directory.accepts(found.client_id, found.held_secret or ""):
             self.healthy_resets.append(secret.reveal())
@@ -295,6 +312,18 @@ class FakeClusters:
             self.settle()
         found.held_secret = self.directory.add_password_by_hand(found.client_id, expires_in=timedelta(days=365))
         found.provisioning_state, found.last_modified_at = "Succeeded", self.clock()
+
+
+class FakeResourceGroups:
+    """Resource groups' tags (ARM); a group nobody tagged has none."""
+
+    def __init__(self) -> None:
+        self.tags: dict[tuple[str, str], dict[str, str]] = {}
+        self.reads = 0
+
+    def get_tags(self, subscription_id: str, resource_group: str) -> dict[str, str]:
+        self.reads += 1
+        return dict(self.tags.get((subscription_id.lower(), resource_group.lower()), {}))
 
 
 class FakeVault:
@@ -375,6 +404,10 @@ class FakeStore:
 
     def list_recent(self, *, limit: int) -> list[Remediation]:
         return sorted(self.all(), key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def list_for_application(self, app_id: str, *, limit: int) -> list[Remediation]:
+        found = [self.get(i) for i, (entity, _) in self.rows.items() if entity.get("app_key") == app_id.lower()]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def list_active(self, *, limit: int) -> list[Remediation]:
         found = [self.get(i) for i, (entity, _) in self.rows.items() if entity["active"]]
@@ -459,6 +492,7 @@ class FakeIncidentStore:
         self.incidents: dict[str, dict[str, Any]] = {}
         self.decisions: list[dict[str, Any]] = []
         self.checkpoints: dict[str, datetime] = {}
+        self.reset_starts: list[datetime] = []  # the fleet's reset ledger: every slot taken
 
     @_calls("incidents.record_incident")
     def record_incident(self, incident_key: str, fields: dict[str, Any]) -> bool:
@@ -478,6 +512,13 @@ class FakeIncidentStore:
         found = [d for d in reversed(self.decisions)
                  if cluster_key is None or ClusterId.parse(d["clusterResourceId"]).key == cluster_key]
         return found[:limit]
+
+    def reserve_reset(self, now: datetime, *, cap: int, window_seconds: float) -> datetime | None:
+        recent = [t for t in self.reset_starts if t > now - timedelta(seconds=window_seconds)]
+        if len(recent) >= cap:
+            return (min(recent) if recent else now) + timedelta(seconds=window_seconds)
+        self.reset_starts.append(now)
+        return None
 
     def get_checkpoint(self, subscription_id: str) -> datetime | None:
         return self.checkpoints.get(subscription_id)

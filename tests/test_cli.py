@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,20 @@ def test_help_describes_the_command() -> None:
     command = run("classify", "--help")
     assert command.returncode == 0
     assert "--input" in command.stdout and "statusMessage" in command.stdout and "Blank lines" in command.stdout
+
+
+def test_the_operator_commands_are_listed_and_say_what_they_miss() -> None:
+    top = run("--help")
+    for command in ("list", "show", "decisions", "dry-run"):
+        assert command in top.stdout
+    for command in ("list", "show", "decisions", "dry-run"):
+        helped = run(command, "--help")
+        assert helped.returncode == 0
+        assert "--sandbox INFO_FILE" in helped.stdout and "REMEDIATOR_FUNCTION_KEY" in helped.stdout
+    # Without --api, --function-key and --app-id-uri (or their variables, or --sandbox): a usage error, not a trace.
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    completed = subprocess.run([sys.executable, "-m", "remediation", "list"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=60, check=False, env=env_free)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert "usage: python -m remediation list" in completed.stderr
+    assert "missing --api URL (or REMEDIATOR_API_URL)" in completed.stderr and "Traceback" not in completed.stderr

@@ -49,6 +49,8 @@ CUSTOM_ROLE_ACTIONS = {
     "Microsoft.ContainerService/locations/operations/read",
     "Microsoft.ContainerService/locations/operationresults/read",
     "Microsoft.Insights/eventtypes/values/read",
+    # A cluster's resource group, for its opt-out tag (remediation/adapters/resources.py).
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
 }
 # A connection string would bypass the identity (the identity-based __accountName form is used).
 FORBIDDEN_APP_SETTINGS = {"AzureWebJobsStorage"}

@@ -1,13 +1,14 @@
 """Invariants that must hold across every interleaving the world can produce (Hypothesis stateful testing).
 
-The world: one cluster whose secret expired, its Activity Log, the queues and a host that retries
-and poisons as Azure Functions does. The rules are what happens in production: operators' writes
-that fail and become events; events delivered once, twice or late; sweeps; operators' requests;
-work messages duplicated, lost or delayed; the worker killed at any adapter call, before or after
-the call takes effect; the clock jumping (even past the new secret's expiry); a person repairing
-the cluster by hand. After every step the invariants below hold; after the world calms down
-(no more crashes, the timer runs, an operator tries once more, the queues drain) the cluster
-works, every remediation has finished and no claim is left.
+The world: two clusters sharing one application whose secret expired (one rotation must serve both),
+their Activity Log, the queues and a host that retries and poisons as Azure Functions does. The rules
+are what happens in production: operators' writes that fail and become events; events delivered
+once, twice or late; sweeps; operators' requests; work messages duplicated, lost or delayed; the
+worker killed at any adapter call, before or after the call takes effect; the clock jumping (even
+past the new secret's expiry); a person repairing a cluster by hand. After every step the
+invariants below hold; after the world calms down (no more crashes, the timer runs, the operators
+try once more, the queues drain) both clusters work, every remediation has finished and no claim
+is left.
 """
 
 from __future__ import annotations
@@ -20,20 +21,25 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
+from remediation.ids import ClusterId
 from remediation.runner import STALLED_AFTER
 from remediation.service import RemediationRequest
-from tests.conftest import CLUSTER, SUB, make_world
+from tests.conftest import APP_ID, CLUSTER, SUB, make_world
 from tests.fakes import Crash, QueuedMessage
 from tests.test_service import CRASH_POINTS
+
+CO_TENANT = ClusterId(SUB, "rg-orders", "aks-orders")  # the same service principal as CLUSTER
+CLUSTERS = (CLUSTER, CO_TENANT)
 
 
 class RemediatorWorld(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.world = make_world()
+        self.world.clusters.add(CO_TENANT, APP_ID, "old-secret")
+        self.was_valid = dict.fromkeys(CLUSTERS, False)
         self.events: list[FailureEvent] = []
-        self.breakages = 1  # the cluster starts broken
-        self.was_valid = False
+        self.breakages = 2  # both clusters start broken
 
     # ----- the world ---------------------------------------------------------------------------------
 
@@ -47,14 +53,15 @@ class RemediatorWorld(RuleBasedStateMachine):
             return None
 
     def _observe_breakage(self) -> None:
-        valid = self.world.clusters.secret_valid(CLUSTER)
-        if self.was_valid and not valid:
-            self.breakages += 1
-        self.was_valid = valid
+        for cluster in CLUSTERS:
+            valid = self.world.clusters.secret_valid(cluster)
+            if self.was_valid[cluster] and not valid:
+                self.breakages += 1
+            self.was_valid[cluster] = valid
 
-    @rule()
-    def operator_writes(self) -> None:
-        event = self.world.operate()
+    @rule(cluster=st.sampled_from(CLUSTERS))
+    def operator_writes(self, cluster: ClusterId) -> None:
+        event = self.world.operate(cluster)
         if event is not None:
             self.events.append(event)
 
@@ -72,9 +79,9 @@ class RemediatorWorld(RuleBasedStateMachine):
     def sweep(self) -> None:
         self._trigger(self.world.detector.sweep, SUB)
 
-    @rule(force=st.booleans(), dry_run=st.booleans())
-    def operator_requests(self, force: bool, dry_run: bool) -> None:
-        self._trigger(self.world.remediations.request, RemediationRequest(CLUSTER, dry_run=dry_run, force=force))
+    @rule(cluster=st.sampled_from(CLUSTERS), force=st.booleans(), dry_run=st.booleans())
+    def operator_requests(self, cluster: ClusterId, force: bool, dry_run: bool) -> None:
+        self._trigger(self.world.remediations.request, RemediationRequest(cluster, dry_run=dry_run, force=force))
 
     @rule(rounds=st.integers(1, 3))
     def host_delivers(self, rounds: int) -> None:
@@ -107,10 +114,10 @@ class RemediatorWorld(RuleBasedStateMachine):
     def timer_resumes_stalled_work(self) -> None:
         self._trigger(self.world.remediations.resume_stalled)
 
-    @precondition(lambda self: not self.world.clusters.secret_valid(CLUSTER))
-    @rule()
-    def person_fixes_by_hand(self) -> None:
-        self.world.clusters.fix_by_hand(CLUSTER)
+    @rule(cluster=st.sampled_from(CLUSTERS))
+    def person_fixes_by_hand(self, cluster: ClusterId) -> None:
+        if not self.world.clusters.secret_valid(cluster):
+            self.world.clusters.fix_by_hand(cluster)
         self._observe_breakage()
 
     # ----- what must always hold ----------------------------------------------------------------------
@@ -164,11 +171,12 @@ class RemediatorWorld(RuleBasedStateMachine):
             world.clock.advance(seconds=STALLED_AFTER.total_seconds())
             world.remediations.resume_stalled()
             world.drain()
-            event = world.operate()  # the operator tries the upgrade again; a failure becomes an event
-            if event is not None:
-                world.detector.accept_event(event)
+            for cluster in CLUSTERS:
+                event = world.operate(cluster)  # each operator tries the upgrade again; a failure becomes an event
+                if event is not None:
+                    world.detector.accept_event(event)
             world.drain()
-        assert world.clusters.secret_valid(CLUSTER), [r.view() for r in world.store.all()]
+        assert all(world.clusters.secret_valid(c) for c in CLUSTERS), [r.view() for r in world.store.all()]
         assert self._unstored_live_passwords() == []
         assert all(r.status.terminal for r in world.store.all())
         # A worker that died between finishing and releasing left a claim (it never blocks: a claim on a

@@ -12,9 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from remediation.classify import Action, Classification, FailureKind
+from remediation.guardrails import Guardrails, Scope
 from remediation.model import Application, ClusterInfo, PasswordInfo, SignInResult, Status
 from remediation.reconcile import CHECKS, Act, Hint, Source, evaluate
-from remediation.record import Remediation
+from remediation.record import Remediation, Target, TargetStatus
 from tests.conftest import APP_ID, CLUSTER, SUB
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -31,24 +32,24 @@ def cluster(**changes) -> ClusterInfo:
                           **changes})
 
 
-def remediation(status: Status, *, finished: datetime | None = None, updated: datetime = NOW) -> Remediation:
+def rotation(status: Status, *, updated: datetime = NOW, target: TargetStatus = TargetStatus.PENDING,
+             target_at: datetime = NOW) -> Remediation:
     return Remediation(id="a" * 32, cluster_id=str(CLUSTER), dry_run=False, source="event", status=status,
-                       created_at=updated.isoformat(), updated_at=updated.isoformat(),
-                       finished_at=finished.isoformat() if finished else None, vault_secret_name="s",
-                       vault_secret_version="v")
+                       created_at=updated.isoformat(), updated_at=updated.isoformat(), client_id=APP_ID,
+                       targets=[Target(str(CLUSTER), target, updated_at=target_at.isoformat())])
 
 
 def observe(**facts) -> SimpleNamespace:
-    """An observation with every fact given: a healthy-looking world unless changed."""
-    base = {"subscriptions": (SUB,), "now": NOW, "cluster": cluster(), "remediations": [], "incident": None,
+    """The facts the checks read, given outright: a broken-looking world unless changed."""
+    base = {"guardrails": Guardrails(scope=Scope(subscriptions=frozenset({SUB}))), "now": NOW, "cluster": cluster(),
+            "group_tags": {}, "incident_remediation": None, "active": None, "repaired_at": None,
+            "failed": {True: [], False: []},
             "application": Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None,
                                                                            NOW - timedelta(days=3)),)),
             "stored_secret": None, "runner": SimpleNamespace(stalled=lambda r: r.updated_at < (
                 NOW - timedelta(hours=1)).isoformat())}
     o = SimpleNamespace(**{**base, **facts})
-    o.active = next((r for r in o.remediations if not r.status.terminal), None)
-    done = [r for r in o.remediations if r.status is Status.SUCCEEDED]
-    o.last_repair = done[0] if done else None
+    o.failures = lambda *, of_cluster: o.failed[of_cluster]
     return o
 
 
@@ -59,16 +60,24 @@ def event_hint(**changes) -> Hint:
 
 @pytest.mark.parametrize(("hint", "facts", "act", "code"), [
     (event_hint(), {}, Act.START, "Confirmed"),
-    (event_hint(), {"subscriptions": ("another",)}, Act.NONE, "OutOfScope"),
-    (event_hint(), {"incident": {"remediation_id": "a" * 32},
-                    "remediations": [remediation(Status.SUCCEEDED, finished=NOW)]}, Act.NONE, "DuplicateIncident"),
+    (event_hint(), {"guardrails": Guardrails(scope=Scope(subscriptions=frozenset({"another"})))}, Act.NONE,
+     "OutOfScope"),
+    (event_hint(), {"guardrails": Guardrails(scope=Scope(deny_resource_groups=frozenset({"rg-payments"})))},
+     Act.NONE, "DeniedResourceGroup"),
+    (event_hint(), {"incident_remediation": rotation(Status.SUCCEEDED)}, Act.NONE, "DuplicateIncident"),
     (event_hint(), {"cluster": None}, Act.NONE, "ClusterNotFound"),
     (event_hint(), {"cluster": cluster(client_id="msi")}, Act.NONE, "ManagedIdentityCluster"),
-    (event_hint(), {"remediations": [remediation(Status.WAITING)]}, Act.JOIN, "JoinedRunning"),
-    (event_hint(), {"remediations": [remediation(Status.WAITING, updated=NOW - timedelta(hours=2))]}, Act.RESUME,
+    (event_hint(), {"cluster": cluster(tags={"Aks-SP-Remediator": "OFF"})}, Act.NONE, "OptedOut"),
+    (event_hint(), {"group_tags": {"aks-sp-remediator": "off"}}, Act.NONE, "OptedOut"),
+    (event_hint(), {"active": rotation(Status.WAITING)}, Act.JOIN, "JoinedRunning"),
+    (event_hint(), {"active": rotation(Status.WAITING, updated=NOW - timedelta(hours=2))}, Act.RESUME,
      "ResumedStalled"),
-    (event_hint(), {"remediations": [remediation(Status.SUCCEEDED, finished=NOW - timedelta(minutes=1))]},
-     Act.NONE, "StaleBeforeRepair"),
+    (Hint(CLUSTER, Source.MANUAL), {"active": rotation(Status.WAITING, target=TargetStatus.VERIFIED)}, Act.NONE,
+     "AlreadyRepaired"),
+    (event_hint(), {"repaired_at": NOW - timedelta(minutes=1)}, Act.NONE, "StaleBeforeRepair"),
+    (event_hint(), {"failed": {True: [1, 2, 3], False: []}}, Act.NONE, "CircuitOpen"),
+    (event_hint(), {"failed": {True: [], False: [1, 2, 3]}}, Act.NONE, "CircuitOpen"),
+    (event_hint(), {"failed": {True: [1, 2], False: [1, 2]}}, Act.START, "Confirmed"),
     (event_hint(), {"cluster": cluster(last_modified_at=NOW - timedelta(minutes=1))}, Act.NONE,
      "StaleBeforeSuccess"),
     (event_hint(), {"cluster": cluster(last_modified_at=NOW, provisioning_state="Failed")}, Act.START, "Confirmed"),
@@ -83,8 +92,7 @@ def event_hint(**changes) -> Hint:
     (event_hint(classification=REFUSED), {"application": VALID_PASSWORD, "stored_secret": SignInResult(ok=True)},
      Act.NONE, "CredentialValid"),
     (Hint(CLUSTER, Source.MANUAL), {}, Act.START, "Requested"),
-    (Hint(CLUSTER, Source.MANUAL, dry_run=True), {"remediations": [remediation(Status.WAITING)]}, Act.START,
-     "DryRun"),
+    (Hint(CLUSTER, Source.MANUAL, dry_run=True), {"active": rotation(Status.WAITING)}, Act.START, "DryRun"),
     (Hint(CLUSTER, Source.MANUAL), {"stored_secret": SignInResult(ok=True)}, Act.NONE, "CredentialValid"),
     (Hint(CLUSTER, Source.MANUAL, force=True), {"stored_secret": SignInResult(ok=True)}, Act.START, "Requested"),
     (Hint(CLUSTER, Source.MANUAL), {"stored_secret": SignInResult(ok=False, code="AADSTS7000215")}, Act.START,
@@ -101,3 +109,4 @@ def test_the_checks_that_need_no_azure_call_come_first() -> None:
     names = [check.__name__ for check in CHECKS]
     assert names[:2] == ["out_of_scope", "already_acted"]
     assert names.index("running") < names.index("application_missing")  # Graph only when still undecided
+    assert names.index("stale") < names.index("running")  # an old failure never reopens a repaired cluster

@@ -166,16 +166,37 @@ def test_a_cluster_reads_like_the_managed_clusters_get_example(wire: Wire) -> No
     assert set(body["properties"]["servicePrincipalProfile"]) == {"clientId"}  # the secret is never returned
     assert body["type"] == reference["type"]
     listed = wire.arm("GET", f"/subscriptions/{wire.sandbox.subscription_id}/providers/"
-                             "Microsoft.ContainerService/managedClusters").json()["value"]
-    in_group = wire.arm("GET", wire.cluster_path("").rstrip("/")).json()["value"]
-    assert {c["name"] for c in listed} == {"aks-payments", "aks-msi", "aks-healthy"}
-    assert {c["name"] for c in in_group} == {"aks-payments", "aks-msi"}
+                             "Microsoft.ContainerService/managedClusters").json()
+    in_group = wire.arm("GET", wire.cluster_path("").rstrip("/")).json()
+    assert {c["name"] for c in listed["value"]} == {"aks-payments", "aks-msi", "aks-healthy"}
+    assert {c["name"] for c in in_group["value"]} == {"aks-payments", "aks-msi"}
+    assert "nextLink" not in listed and all(c["tags"] == {} for c in listed["value"])  # one page, no tags
+
+
+def test_the_scenarios_keep_their_world_in_one_subscription(sandbox: Sandbox) -> None:
+    state = sandbox.snapshot()
+    assert state["subscriptions"] == [{"subscriptionId": sandbox.subscription_id, "displayName": "sandbox"}]
+    assert sandbox.subscription_ids == (sandbox.subscription_id,)
+    assert [(g["name"], g["tags"]) for g in state["resourceGroups"]] == [("rg-payments", {}), ("rg-platform", {})]
+    clusters = [(c["subscriptionId"], c["resourceGroup"], c["name"], c["tags"], c["writes"]) for c in state["clusters"]]
+    assert clusters == [
+        (sandbox.subscription_id, "rg-payments", "aks-payments", {}, {"reset": 0, "put": 0}),
+        (sandbox.subscription_id, "rg-payments", "aks-msi", {}, {"reset": 0, "put": 0}),
+        (sandbox.subscription_id, "rg-platform", "aks-healthy", {}, {"reset": 0, "put": 0})]
+    group = Wire(sandbox, sandbox.remediator).arm("GET", f"/subscriptions/{sandbox.subscription_id}/resourcegroups/"
+                                                  "rg-payments", api_version="2024-03-01").json()
+    assert group == {"id": f"/subscriptions/{sandbox.subscription_id}/resourceGroups/rg-payments",
+                     "name": "rg-payments", "type": "Microsoft.Resources/resourceGroups", "location": "westeurope",
+                     "tags": {}, "properties": {"provisioningState": "Succeeded"}}
 
 
 def test_arm_refuses_like_arm(wire: Wire, sandbox: Sandbox) -> None:
     assert_arm_error(wire.arm("GET", wire.cluster_path(), api_version=None), 400, "MissingApiVersionParameter")
     assert_arm_error(wire.arm("GET", wire.cluster_path("aks-nope")), 404, "ResourceNotFound")
     assert_arm_error(wire.arm("GET", wire.cluster_path("aks-nope", "rg-nope")), 404, "ResourceGroupNotFound")
+    assert_arm_error(wire.arm("GET", wire.cluster_path("", "rg-nope").rstrip("/")), 404, "ResourceGroupNotFound")
+    assert_arm_error(wire.arm("GET", wire.cluster_path().replace(sandbox.subscription_id, "0" * 8 + "-0000-4000-8000-"
+                                                                 + "0" * 12)), 404, "SubscriptionNotFound")
     anonymous = requests.get(f"{sandbox.endpoints['arm']}{wire.cluster_path()}", params={"api-version": AKS_API},
                              verify=sandbox.ca_path)
     assert_arm_error(anonymous, 401, "AuthenticationFailed")
@@ -189,6 +210,9 @@ def test_arm_refuses_like_arm(wire: Wire, sandbox: Sandbox) -> None:
     forbidden = remediator.arm("PUT", wire.cluster_path(), json=cluster)
     assert_arm_error(forbidden, 403, "AuthorizationFailed")
     assert sandbox.remediator.client_id in forbidden.json()["error"]["message"]
+    # Refused, but it reached the cluster: counted there, so a test can prove nobody tried.
+    assert next(c for c in sandbox.snapshot()["clusters"] if c["name"] == "aks-payments")["writes"] == {
+        "reset": 0, "put": 1}
 
 
 def test_the_reset_is_a_long_running_operation_like_the_example(wire: Wire, sandbox: Sandbox) -> None:

@@ -17,7 +17,7 @@ from remediation.model import Status
 from remediation.reconcile import Decision
 from remediation.runner import LEASE, STALLED_AFTER, WorkItem
 from remediation.service import RemediationRequest
-from remediation.steps import MAX_RESET_ATTEMPTS, STEPS
+from remediation.steps import MAX_RESET_ATTEMPTS, STEPS, vault_secret_name
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World
 
 
@@ -37,7 +37,7 @@ def assert_repaired_once(world: World) -> None:
     [ours] = world.remediator_passwords()
     held = world.clusters.clusters[CLUSTER.key].held_secret
     assert world.directory.text_of(ours) == held
-    assert world.vault.current_value(CLUSTER.vault_secret_name) == held
+    assert world.vault.current_value(vault_secret_name(APP_ID)) == held
     assert world.store.claims == {}
 
 
@@ -50,12 +50,14 @@ def test_an_expired_secret_is_replaced_stored_applied_and_verified(world: World)
     remediation = remediation_of(world, decision)
     assert remediation.status is Status.SUCCEEDED
     assert list(remediation.steps) == [name for name, _ in STEPS]
-    assert [s.code for s in remediation.steps.values()] == ["SecretStored", "ResetStarted", "ResetSucceeded",
-                                                            "Verified"]
+    assert [s.code for s in remediation.steps.values()] == ["Discovered", "SecretStored", "SecretPropagated",
+                                                            "Applied", "Kept"]
+    [target] = remediation.targets
+    assert (target.cluster_id, target.status.value, target.code, target.reset_attempts) == (
+        str(CLUSTER), "Verified", "Verified", 1)
     assert_repaired_once(world)
-    version = world.vault.list_versions(CLUSTER.vault_secret_name)[-1]
-    assert version.tags == {"clusterResourceId": str(CLUSTER), "appId": APP_ID, "keyId": remediation.new_key_id,
-                            "remediationId": remediation.id}
+    version = world.vault.list_versions(vault_secret_name(APP_ID))[-1]
+    assert version.tags == {"appId": APP_ID, "keyId": remediation.new_key_id, "remediationId": remediation.id}
     held = world.clusters.clusters[CLUSTER.key].held_secret
     assert held not in json.dumps(world.store.rows[remediation.id][0])
     assert held not in json.dumps(remediation.view())
@@ -142,8 +144,7 @@ def test_a_worker_restarted_during_a_long_reset_waits_for_it_instead_of_starting
     world.drain()
     remediation = remediation_of(world, decision)
     assert remediation.status is Status.SUCCEEDED
-    assert remediation.steps["start_reset"].code == "ResetInProgress"
-    assert remediation.reset_attempts == 1
+    assert remediation.targets[0].reset_attempts == 1
     assert_repaired_once(world)
 
 
@@ -152,7 +153,7 @@ def test_a_worker_restarted_after_a_short_reset_ended_does_not_reset_again(world
     decision = request(world)
     world.faults.die_at("clusters.begin_reset", after=True)
     world.drain()
-    assert remediation_of(world, decision).steps["start_reset"].code == "ResetFinished"
+    assert remediation_of(world, decision).targets[0].reset_attempts == 1
     assert_repaired_once(world)
 
 
@@ -161,31 +162,52 @@ def test_someone_elses_operation_delays_the_reset_without_counting_as_an_attempt
     found.operation, found.provisioning_state = "theirs", "Upgrading"
     decision = request(world)
     world.deliver_visible()
-    remediation = remediation_of(world, decision)
-    assert remediation.reason.startswith("ClusterBusy") and remediation.reset_attempts == 0
+    target = remediation_of(world, decision).targets[0]
+    assert target.code == "ClusterBusy" and target.reset_attempts == 0
     found.operation, found.provisioning_state = None, "Succeeded"
     world.drain()
-    assert remediation_of(world, decision).reset_attempts == 1
+    assert remediation_of(world, decision).targets[0].reset_attempts == 1
     assert_repaired_once(world)
 
 
-def test_a_new_secret_that_has_not_propagated_yet_is_retried_with_backoff(world: World) -> None:
-    world.directory.propagation = timedelta(minutes=3)
+def test_a_new_secret_is_tested_until_it_signs_in_before_any_reset(world: World) -> None:
+    world.directory.propagation = timedelta(minutes=3)  # Entra ID accepts it only after three minutes
     decision = request(world)
     world.drain()
     remediation = remediation_of(world, decision)
-    assert remediation.status is Status.SUCCEEDED and remediation.reset_attempts > 1
-    assert world.clusters.secret_valid(CLUSTER)
+    assert remediation.status is Status.SUCCEEDED
+    assert remediation.steps["await_propagation"].code == "SecretPropagated"
+    assert world.clusters.failed_resets == 0 and remediation.targets[0].reset_attempts == 1
+    assert world.sign_in.sign_ins > 1  # it tried, and was refused, before
+
+
+def test_a_secret_entra_id_never_accepts_fails_the_rotation_before_any_reset(world: World) -> None:
+    world.directory.propagation = timedelta(days=30)
+    decision = request(world)
+    world.drain()
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.FAILED and remediation.error["code"] == "SecretNotAccepted"
+    assert world.clusters.resets_started == 0 and world.store.claims == {}
 
 
 def test_a_reset_that_keeps_failing_gives_up_after_bounded_attempts(world: World) -> None:
-    world.directory.propagation = timedelta(days=30)  # the new secret never signs in
+    world.clusters.fail_resets = 100  # AKS's own reset keeps failing
     decision = request(world)
     world.drain()
     remediation = remediation_of(world, decision)
     assert remediation.status is Status.FAILED and remediation.error["code"] == "ResetFailed"
+    assert remediation.targets[0].code == "ResetFailed"
     assert world.clusters.resets_started == MAX_RESET_ATTEMPTS
     assert world.store.claims == {}
+
+
+def test_a_reset_that_fails_once_is_retried_with_backoff(world: World) -> None:
+    world.clusters.fail_resets = 1
+    decision = request(world)
+    world.drain()
+    remediation = remediation_of(world, decision)
+    assert remediation.status is Status.SUCCEEDED and remediation.targets[0].reset_attempts == 2
+    assert world.clusters.secret_valid(CLUSTER)
 
 
 def test_a_reset_that_never_finishes_times_out(world: World) -> None:
@@ -193,7 +215,7 @@ def test_a_reset_that_never_finishes_times_out(world: World) -> None:
     decision = request(world)
     world.drain()
     remediation = remediation_of(world, decision)
-    assert remediation.status is Status.FAILED and remediation.error["code"] == "ResetTimedOut"
+    assert remediation.status is Status.FAILED and remediation.targets[0].code == "ResetTimedOut"
     assert world.clusters.resets_started == 1
 
 

@@ -79,6 +79,8 @@ param retryDelaySeconds int
 param lookupDelaySeconds int
 param lookupTimeoutMinutes int
 param sdkLogLevel string
+@description('The guardrails and rotation limits, one field per REMEDIATOR_ setting (main.bicep documents each).')
+param guardrails object
 param leaseSeconds int
 param resetTimeoutMinutes int
 
@@ -241,6 +243,58 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_LEASE_SECONDS'
           value: string(leaseSeconds)
+        }
+        {
+          name: 'REMEDIATOR_DENY_SUBSCRIPTION_IDS'
+          value: guardrails.denySubscriptionIds
+        }
+        {
+          name: 'REMEDIATOR_ALLOW_RESOURCE_GROUPS'
+          value: guardrails.allowResourceGroups
+        }
+        {
+          name: 'REMEDIATOR_DENY_RESOURCE_GROUPS'
+          value: guardrails.denyResourceGroups
+        }
+        {
+          name: 'REMEDIATOR_OPT_OUT_TAG'
+          value: guardrails.optOutTag
+        }
+        {
+          name: 'REMEDIATOR_MODE'
+          value: guardrails.mode
+        }
+        {
+          name: 'REMEDIATOR_MAX_RESETS_PER_HOUR'
+          value: string(guardrails.maxResetsPerHour)
+        }
+        {
+          name: 'REMEDIATOR_BREAKER_FAILURES'
+          value: string(guardrails.breakerFailures)
+        }
+        {
+          name: 'REMEDIATOR_BREAKER_WINDOW_HOURS'
+          value: string(guardrails.breakerWindowHours)
+        }
+        {
+          name: 'REMEDIATOR_RETIRE_AFTER_HOURS'
+          value: string(guardrails.retireAfterHours)
+        }
+        {
+          name: 'REMEDIATOR_RETIRE_FOREIGN_PASSWORDS'
+          value: string(guardrails.retireForeignPasswords)
+        }
+        {
+          name: 'REMEDIATOR_PROPAGATION_SUCCESSES'
+          value: string(guardrails.propagationSuccesses)
+        }
+        {
+          name: 'REMEDIATOR_PROPAGATION_INTERVAL_SECONDS'
+          value: string(guardrails.propagationIntervalSeconds)
+        }
+        {
+          name: 'REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES'
+          value: string(guardrails.propagationTimeoutMinutes)
         }
       ]
     }

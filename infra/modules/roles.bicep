@@ -25,6 +25,8 @@ var actions = [
   'Microsoft.ContainerService/locations/operationresults/read'
   // Activity Log: the entry behind a failure event, and the sweep.
   'Microsoft.Insights/eventtypes/values/read'
+  // A cluster's resource group: its tags may opt every cluster in it out (REMEDIATOR_OPT_OUT_TAG).
+  'Microsoft.Resources/subscriptions/resourceGroups/read'
 ]
 
 var extraScopes = [for id in extraSubscriptionIds: '/subscriptions/${id}']

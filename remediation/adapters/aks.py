@@ -1,6 +1,6 @@
 """Managed clusters through azure-mgmt-containerservice.
 
-Permissions: `Microsoft.ContainerService/managedClusters/read` (get),
+Permissions: `Microsoft.ContainerService/managedClusters/read` (get, list),
 `Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action` (reset), and
 `Microsoft.ContainerService/locations/operations/read` (the reset's status URL).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
@@ -50,13 +51,14 @@ class AksManagedClusters:
             found = self._client(cluster.subscription_id).managed_clusters.get(cluster.resource_group, cluster.name)
         except AzureError as err:
             raise translate(err, f"reading cluster {cluster.name}") from err
-        profile = found.service_principal_profile
-        return ClusterInfo(
-            id=found.id or str(cluster), name=found.name or cluster.name, location=found.location or "",
-            client_id=(profile.client_id if profile else None) or "msi",
-            provisioning_state=found.provisioning_state or "Unknown",
-            last_modified_at=found.system_data.last_modified_at if found.system_data else None,
-        )
+        return _info(found, str(cluster))
+
+    def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
+        """Every cluster of the subscription; the SDK follows ARM's nextLink pages."""
+        try:
+            return [_info(found, found.id or "") for found in self._client(subscription_id).managed_clusters.list()]
+        except AzureError as err:
+            raise translate(err, f"listing the clusters of subscription {subscription_id}") from err
 
     def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
         """POST the reset and return its `Azure-AsyncOperation` URL (or `Location`) at once.
@@ -96,3 +98,14 @@ class AksManagedClusters:
         error = body.get("error") or {}
         message = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ") if error else None
         return OperationStatus(status=str(body.get("status") or "InProgress"), error=message)
+
+
+def _info(found: Any, fallback_id: str) -> ClusterInfo:
+    profile = found.service_principal_profile
+    return ClusterInfo(
+        id=found.id or fallback_id, name=found.name or "", location=found.location or "",
+        client_id=(profile.client_id if profile else None) or "msi",
+        provisioning_state=found.provisioning_state or "Unknown",
+        last_modified_at=found.system_data.last_modified_at if found.system_data else None,
+        tags=dict(found.tags or {}),
+    )

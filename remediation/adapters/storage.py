@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -28,6 +28,7 @@ CLAIM_PARTITION = "cluster-claim"
 INCIDENT_PARTITION = "incident"
 DECISION_PARTITION = "decision"
 CHECKPOINT_PARTITION = "sweep-checkpoint"
+LEDGER_PARTITION = "reset-ledger"
 # Decision rows sort newest first: their RowKey starts with the time counted down from here.
 _FAR_FUTURE = 10**17
 # A queue message stays invisible at most 7 days.
@@ -119,6 +120,15 @@ class TableRemediationStore:
                 "PartitionKey eq @partition", parameters={"partition": REMEDIATION_PARTITION})]
         except AzureError as err:
             raise translate(err, "listing remediations") from err
+        return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
+
+    def list_for_application(self, app_id: str, *, limit: int) -> list[Remediation]:
+        try:
+            found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
+                "PartitionKey eq @partition and app_key eq @key",
+                parameters={"partition": REMEDIATION_PARTITION, "key": app_id.lower()})]
+        except AzureError as err:
+            raise translate(err, "listing the application's remediations") from err
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
 
     def list_active(self, *, limit: int) -> list[Remediation]:
@@ -235,6 +245,37 @@ class TableIncidentStore:
         except AzureError as err:
             raise translate(err, "listing decisions") from err
         return found
+
+    def reserve_reset(self, now: datetime, *, cap: int, window_seconds: float) -> datetime | None:
+        """The fleet's reset ledger: one entity listing the start times in the window, replaced ETag-checked,
+        so two workers can never both take the last slot."""
+        for _ in range(20):
+            try:
+                entity = self._table.get_entity(LEDGER_PARTITION, "resets")
+                etag, started = entity.metadata["etag"], json.loads(entity.get("started") or "[]")
+            except ResourceNotFoundError:
+                etag, started = None, []
+            except AzureError as err:
+                raise translate(err, "reading the reset ledger") from err
+            since = (now - timedelta(seconds=window_seconds)).isoformat()
+            started = sorted(t for t in started if t > since)
+            if len(started) >= cap:  # full: a slot frees when the oldest start leaves the window
+                oldest = datetime.fromisoformat(started[0]) if started else now
+                return oldest + timedelta(seconds=window_seconds)
+            fields = {"PartitionKey": LEDGER_PARTITION, "RowKey": "resets", "started": json.dumps([*started,
+                                                                                                 now.isoformat()])}
+            try:
+                if etag is None:
+                    self._table.create_entity(fields)
+                else:
+                    self._table.update_entity(fields, mode=UpdateMode.REPLACE, etag=etag,
+                                              match_condition=MatchConditions.IfNotModified)
+                return None
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # another worker took a slot meanwhile: count again
+            except AzureError as err:
+                raise translate(err, "taking a reset slot") from err
+        raise ConcurrencyError("the reset ledger kept changing; try again")
 
     def get_checkpoint(self, subscription_id: str) -> datetime | None:
         try:

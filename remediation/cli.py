@@ -1,0 +1,305 @@
+"""The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions` and `dry-run`.
+
+    python -m remediation list [--cluster ID] [--active] [--limit N] [--json]
+    python -m remediation show ID [--json]
+    python -m remediation decisions [--cluster ID] [--limit N] [--json]
+    python -m remediation dry-run CLUSTER_ID [--reason TEXT] [--wait SECONDS] [--json]
+
+Where and as whom, on every command: the deployed app with `--api URL --function-key KEY
+--app-id-uri URI` (or REMEDIATOR_API_URL, REMEDIATOR_FUNCTION_KEY, REMEDIATOR_API_APP_ID_URI) and
+a token from azure-identity for `<app id uri>/.default` (AzureCliCredential, what `az login` gives;
+`--credential default` for DefaultAzureCredential); or the local sandbox with `--sandbox INFO_FILE`,
+the JSON line `python -m sandbox serve` prints, as its operator identity (`--as auditor`: the
+read-only one).
+
+Exit status: 0 done; 1 the API answered an error (its code and message are printed); 2 the API was
+not asked: a usage error, a missing or malformed option, an unreachable API, no token. The function
+key, the token and the sandbox's client secrets are sent only in request headers and the token
+request; nothing printed (errors included) contains them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+from urllib.parse import quote
+
+from remediation import cli_render as render
+from remediation.cli_api import (
+    ENV_API,
+    ENV_APP_ID_URI,
+    ENV_KEY,
+    Answer,
+    ApiClient,
+    ApiError,
+    NotAsked,
+    UsageError,
+    field_of,
+    resolve_target,
+)
+from remediation.errors import InvalidInputError
+from remediation.ids import ClusterId
+
+MOST = 200  # the API's largest page
+TERMINAL = frozenset({"Succeeded", "Failed", "Planned"})
+_REMEDIATION_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_FULL_ID_LENGTH = 32  # uuid4().hex
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+Command = Callable[[argparse.Namespace, ApiClient, TextIO], int]
+
+
+def list_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    params = {"limit": str(args.limit)}
+    if args.cluster:
+        params["clusterResourceId"] = args.cluster
+    if args.active:
+        params["active"] = "true"
+    body = api.get("remediations", params).body
+    if args.json:
+        return _dump(body, out)
+    views = render.items(field_of(body, "value"))
+    if args.active:  # a cluster's list is not filtered by the API
+        views = [v for v in views if render.text(field_of(v, "status")) not in TERMINAL]
+    out.write(render.remediations_table(views, width=_width()) + "\n")
+    return 0
+
+
+def show_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    view = api.get(f"remediations/{quote(_full_id(args.id, api), safe='')}").body
+    if args.json:
+        return _dump(view, out)
+    out.write(render.timeline(view, width=_width()))
+    return 0
+
+
+def decisions_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    params = {"limit": str(args.limit)}
+    if args.cluster:
+        params["clusterResourceId"] = args.cluster
+    body = api.get("decisions", params).body
+    if args.json:
+        return _dump(body, out)
+    out.write(render.decisions_table(render.items(field_of(body, "value")), width=_width()) + "\n")
+    return 0
+
+
+def dry_run_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    """POST a dry run, then follow it (its Location) until it is planned, for at most --wait seconds.
+    Exit 1 if the API refuses it or the dry run fails; 0 if it is planned, or still running when the wait ends."""
+    request: dict[str, Any] = {"clusterResourceId": args.cluster_id, "dryRun": True}
+    if args.reason:
+        request["reason"] = args.reason
+    answer = api.post("remediations", request)
+    decision = field_of(answer.body, "decision")
+    view = _follow(api, answer, args.wait)
+    status = render.text(field_of(view, "status"))
+    if args.json:
+        _dump({**view, "decision": decision} if isinstance(view, dict) else view, out)
+        return 1 if status == "Failed" else 0
+    width = _width()
+    code, message = render.text(field_of(decision, "code")), render.text(field_of(decision, "message"))
+    joined = " (joined, already running)" if answer.status == 200 else ""
+    out.write(f"Decision {code}: {message}\n" if code else "")
+    out.write(f"Remediation {render.text(field_of(view, 'id'))}{joined} of "
+              f"{render.cluster_label(field_of(view, 'clusterResourceId'))}\n")
+    if status not in TERMINAL:
+        out.write(f"Still {status or 'unknown'} after {args.wait:g} s: `python -m remediation show "
+                  f"{render.text(field_of(view, 'id'))}` shows it once it is planned.\n")
+        return 0
+    out.write(f"{status}: {render.text(field_of(view, 'reason'))}\n\n")
+    if status == "Failed":
+        out.write(render.timeline(view, width=width))
+        return 1
+    out.write(render.plan_text(render.items(field_of(view, "plan")), width=width) + "\n")
+    return 0
+
+
+def _follow(api: ApiClient, answer: Answer, wait: float) -> Any:
+    view = answer.body
+    remediation_id = render.text(field_of(view, "id"))
+    if not remediation_id:
+        return view
+    url = answer.location if answer.location and api.same_origin(answer.location) else \
+        api.url(f"remediations/{quote(remediation_id, safe='')}")
+    deadline, delay = time.monotonic() + wait, 0.25
+    while render.text(field_of(view, "status")) not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 2, 2.0)
+        view = api.get_url(url).body
+    return view
+
+
+def _full_id(given: str, api: ApiClient) -> str:
+    """A full remediation id, or the one recent remediation whose id starts with `given` (the tables
+    show the first 8 characters)."""
+    if len(given) >= _FULL_ID_LENGTH:
+        return given
+    recent = render.items(field_of(api.get("remediations", {"limit": str(MOST)}).body, "value"))
+    found = sorted({render.text(field_of(r, "id")) for r in recent
+                    if render.text(field_of(r, "id")).lower().startswith(given.lower())})
+    if not found:
+        raise ApiError(404, "NotFound", f"no remediation id starts with {given} among the {MOST} most recent; "
+                                        "give the full id")
+    if len(found) > 1:
+        raise UsageError(f"{given} is the start of {len(found)} remediation ids: {', '.join(found[:5])}; give more")
+    return found[0]
+
+
+def _dump(body: Any, out: TextIO) -> int:
+    out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+def _width() -> int:
+    return max(shutil.get_terminal_size((120, 24)).columns, 60)
+
+
+# ------------------------------------------------------------------------------------------- arguments
+
+
+def _cluster_id(value: str) -> str:
+    try:
+        return str(ClusterId.parse(value))
+    except InvalidInputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
+def _remediation_id(value: str) -> str:
+    if not _REMEDIATION_ID.match(value):
+        raise argparse.ArgumentTypeError("a remediation id is letters, digits and dashes (the id, or its start)")
+    return value
+
+
+def _limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MOST:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 to {MOST}")
+    return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 <= seconds <= 600:
+        raise argparse.ArgumentTypeError("seconds from 0 to 600")
+    return seconds
+
+
+def _connection_options() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group(
+        "where and as whom", "The deployed app (--api, --function-key, --app-id-uri, each with its environment "
+        "variable; a token from the Azure CLI's login, or DefaultAzureCredential), or the local sandbox "
+        "(--sandbox).")
+    group.add_argument("--api", metavar="URL", help=f"the function app's base URL, e.g. "
+                       f"https://func-remediator.azurewebsites.net (default: ${ENV_API})")
+    group.add_argument("--function-key", metavar="KEY", help=f"the function key (default: ${ENV_KEY}; prefer the "
+                       "variable: a flag shows in the process list)")
+    group.add_argument("--app-id-uri", metavar="URI", help=f"the API's application ID URI; the token is for "
+                       f"<URI>/.default (default: ${ENV_APP_ID_URI})")
+    group.add_argument("--credential", choices=("cli", "default"), help="cli: AzureCliCredential, the account "
+                       "`az login` signed in (the default); default: DefaultAzureCredential")
+    group.add_argument("--sandbox", metavar="INFO_FILE", help="the local sandbox: a file holding the JSON line "
+                       "`python -m sandbox serve` prints (e.g. `python -m sandbox serve | tee .sandbox/info.json`)")
+    group.add_argument("--as", dest="identity", choices=("operator", "auditor"), help="with --sandbox: the "
+                       "operator identity (Remediations.Write, the default) or the auditor (Remediations.Read)")
+    return options
+
+
+def add_operator_commands(commands: Any) -> None:
+    """Add list, show, decisions and dry-run to `python -m remediation`'s subcommands."""
+    connection = _connection_options()
+    listing = commands.add_parser(
+        "list", parents=[connection], help="list remediations, newest first",
+        description="Remediations as a table, newest first: the fleet's, or one cluster's with --cluster.")
+    listing.add_argument("--cluster", type=_cluster_id, metavar="ID", help="one cluster's (its ARM resource id)")
+    listing.add_argument("--active", action="store_true", help="unfinished ones only")
+    listing.add_argument("--limit", type=_limit, default=50, metavar="N", help=f"at most N (1-{MOST}; default 50)")
+    listing.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    listing.set_defaults(run=_api_command(list_command, listing))
+
+    show = commands.add_parser(
+        "show", parents=[connection], help="show one remediation's timeline",
+        description="One remediation: cluster, application, status, cause and requester; each step with its time, "
+                    "code and detail; the clusters sharing its application and the passwords it retired; its error "
+                    "or plan.")
+    show.add_argument("id", type=_remediation_id, metavar="ID",
+                      help="the remediation id, or its start as `list` shows it")
+    show.add_argument("--json", action="store_true", help="print the API's JSON")
+    show.set_defaults(run=_api_command(show_command, show))
+
+    decisions = commands.add_parser(
+        "decisions", parents=[connection], help="list decisions with their reason codes",
+        description="What was decided for each hint (event, sweep, operator) and why, newest first.")
+    decisions.add_argument("--cluster", type=_cluster_id, metavar="ID", help="one cluster's (its ARM resource id)")
+    decisions.add_argument("--limit", type=_limit, default=50, metavar="N", help=f"at most N (1-{MOST}; default 50)")
+    decisions.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    decisions.set_defaults(run=_api_command(decisions_command, decisions))
+
+    dry_run = commands.add_parser(
+        "dry-run", parents=[connection], help="plan a remediation of one cluster; writes nothing to Azure",
+        description="Ask for a dry run (needs Remediations.Write): print the decision, wait for the plan and "
+                    "print it. Nothing is written to Azure.")
+    dry_run.add_argument("cluster_id", type=_cluster_id, metavar="CLUSTER_ID", help="the cluster's ARM resource id")
+    dry_run.add_argument("--reason", metavar="TEXT", help="why (recorded as the cause)")
+    dry_run.add_argument("--wait", type=_seconds, default=30.0, metavar="SECONDS",
+                         help="how long to wait for the plan (default 30; 0: do not wait)")
+    dry_run.add_argument("--json", action="store_true", help="print the remediation's JSON, with the decision")
+    dry_run.set_defaults(run=_api_command(dry_run_command, dry_run))
+
+
+def _api_command(command: Command, parser: argparse.ArgumentParser
+                 ) -> Callable[[argparse.Namespace, argparse.ArgumentParser], int]:
+    """The edge of every API command: resolve the target (a usage error exits 2 with `parser`'s usage), run,
+    and turn each failure into its message and exit status. Messages are scrubbed of the key, the client
+    secret and the token besides, though none is ever meant to hold them."""
+    def run(args: argparse.Namespace, _: argparse.ArgumentParser) -> int:
+        _quiet_azure_logs()
+        try:
+            target = resolve_target(args, os.environ)
+        except UsageError as err:
+            parser.error(str(err))
+        api = ApiClient(target)
+        try:
+            return command(args, api, sys.stdout)
+        except ApiError as err:
+            _complain(f"error: {err}", api)
+            return 1
+        except NotAsked as err:
+            _complain(f"error: {err}", api)
+            return 2
+        except UsageError as err:
+            _complain(f"error: {err}", api)
+            return 2
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            api.close()
+    return run
+
+
+def _quiet_azure_logs() -> None:
+    """azure-identity logs a failed sign-in at WARNING besides raising it, and with no handler configured
+    Python would print that to stderr: the error is printed once, by `run`, instead."""
+    azure = logging.getLogger("azure")
+    if not any(isinstance(handler, logging.NullHandler) for handler in azure.handlers):
+        azure.addHandler(logging.NullHandler())
+
+
+def _complain(message: str, api: ApiClient) -> None:
+    for secret in api.secrets():
+        message = message.replace(secret, "<redacted>")
+    print(message, file=sys.stderr)

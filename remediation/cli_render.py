@@ -1,0 +1,217 @@
+"""Text for the operator CLI: tables and a remediation's timeline, from the HTTP API's JSON views.
+
+Pure functions of the views. They tolerate any shape: a field that is missing, null or of an
+unexpected type renders as empty (or as its text), never as an exception, so a view that gains
+or loses fields (the fan-out `clusters`, `retiredPasswords`, `mode`) still renders. Text from
+the API is shown on one line with control characters replaced, so a reason cannot move the
+terminal's cursor or forge lines of output.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import unicodedata
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+ELLIPSIS = "…"
+SHORT_ID = 8
+_CLUSTER_ID = re.compile(r"/resourceGroups/(?P<rg>[^/]+)/providers/[^/]+/[^/]+/(?P<name>[^/]+)", re.IGNORECASE)
+_GAP = "  "
+
+
+def text(value: Any) -> str:
+    """Any JSON value as one line of printable text: None is empty; control characters become spaces."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    raw = value if isinstance(value, str) else str(value)
+    return "".join(" " if unicodedata.category(c).startswith("C") else c for c in raw).strip()
+
+
+def field(view: Any, *path: str) -> Any:
+    """`view[a][b]...`, or None where a level is missing or not an object."""
+    for key in path:
+        if not isinstance(view, dict):
+            return None
+        view = view.get(key)
+    return view
+
+
+def items(value: Any) -> list[Any]:
+    """A JSON array's items; anything else is no items."""
+    return list(value) if isinstance(value, list) else []
+
+
+def short_id(value: Any) -> str:
+    return text(value)[:SHORT_ID]
+
+
+def cluster_label(resource_id: Any) -> str:
+    """`resourceGroup/name` of an ARM id; the text itself if it is not one."""
+    raw = text(resource_id)
+    match = _CLUSTER_ID.search(raw)
+    return f"{match['rg']}/{match['name']}" if match else raw
+
+
+def when(value: Any) -> str:
+    """An ISO 8601 time as `YYYY-MM-DD HH:MM:SS` in UTC; other text as it is."""
+    raw = text(value)
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return raw
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def truncate(value: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    return value if len(value) <= width else value[:max(width - 1, 0)] + ELLIPSIS
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int, indent: str = "",
+          wrap: bool = False, widest: int = 44) -> str:
+    """Columns sized to their content (each at most `widest`); the last one takes what is left of `width`,
+    truncated with an ellipsis, or wrapped onto continuation lines with `wrap`."""
+    if not rows:
+        return ""
+    columns = len(headers)
+    sizes = [min(max(len(headers[i]), *(len(row[i]) for row in rows)), widest) for i in range(columns - 1)]
+    used = len(indent) + sum(sizes) + len(_GAP) * (columns - 1)
+    last = max(width - used, 20)
+    lines = []
+    for row in [list(headers), *rows]:
+        head = _GAP.join(truncate(cell, size).ljust(size) for cell, size in zip(row, sizes, strict=False))
+        prefix = indent + head + (_GAP if columns > 1 else "")
+        tail = row[-1]
+        if wrap and len(tail) > last:
+            pieces = textwrap.wrap(tail, last) or [""]
+            lines.append(prefix + pieces[0])
+            lines.extend(" " * len(prefix) + piece for piece in pieces[1:])
+        else:
+            lines.append((prefix + truncate(tail, last)).rstrip())
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------- lists
+
+
+def remediations_table(views: Sequence[Any], *, width: int) -> str:
+    if not views:
+        return "No remediations."
+    rows = [[short_id(field(v, "id")), _clusters_cell(v), _status_cell(v), text(field(v, "source")),
+             when(field(v, "createdAt")), text(field(v, "reason"))] for v in views]
+    return table(("ID", "CLUSTER", "STATUS", "SOURCE", "CREATED (UTC)", "REASON"), rows, width=width)
+
+
+def decisions_table(views: Sequence[Any], *, width: int) -> str:
+    if not views:
+        return "No decisions."
+    rows = [[when(field(d, "at")), cluster_label(field(d, "clusterResourceId")), text(field(d, "source")),
+             text(field(d, "code")), text(field(d, "act")), short_id(field(d, "remediationId")),
+             text(field(d, "message"))] for d in views]
+    return table(("TIME (UTC)", "CLUSTER", "SOURCE", "CODE", "ACT", "REMEDIATION", "MESSAGE"), rows, width=width)
+
+
+def _status_cell(view: Any) -> str:
+    status = text(field(view, "status"))
+    return f"{status} (dry run)" if field(view, "dryRun") is True and status != "Planned" else status
+
+
+def _clusters_cell(view: Any) -> str:
+    label = cluster_label(field(view, "clusterResourceId"))
+    others = [c for c in items(field(view, "clusters"))
+              if text(field(c, "clusterResourceId")).lower() != text(field(view, "clusterResourceId")).lower()]
+    return f"{label} +{len(others)}" if others else label
+
+
+# -------------------------------------------------------------------------------------------- timeline
+
+
+def timeline(view: Any, *, width: int) -> str:
+    """One remediation: a header of who, what and why; its steps in order; the fan-out over the clusters
+    sharing the application and the passwords retired; then its error or its plan. Never a secret: the
+    view holds none, and this shows only the view."""
+    kind = " (dry run)" if field(view, "dryRun") is True else ""
+    sections = [f"Remediation {text(field(view, 'id'))}{kind}", _header(view, width)]
+    steps = [[when(field(s, "at")), text(field(s, "name")), text(field(s, "code")), text(field(s, "detail"))]
+             for s in items(field(view, "steps"))]
+    sections.append("Steps\n" + (table(("TIME (UTC)", "STEP", "CODE", "DETAIL"), steps, width=width, indent="  ",
+                                       wrap=True) if steps else "  (none yet)"))
+    clusters = [[cluster_label(field(c, "clusterResourceId")), text(field(c, "status")), text(field(c, "code")),
+                 text(field(c, "resetAttempts")), when(field(c, "updatedAt")), text(field(c, "detail"))]
+                for c in items(field(view, "clusters"))]
+    if clusters:
+        sections.append("Clusters using this application\n" + table(
+            ("CLUSTER", "STATUS", "CODE", "RESETS", "UPDATED (UTC)", "DETAIL"), clusters, width=width, indent="  ",
+            wrap=True))
+    retired = [[text(field(p, "keyId")), text(field(p, "hint")), when(field(p, "endDateTime")),
+                when(field(p, "removedAt"))] for p in items(field(view, "retiredPasswords"))]
+    if retired:
+        sections.append("Retired passwords\n" + table(("KEY ID", "HINT", "ENDS (UTC)", "REMOVED (UTC)"), retired,
+                                                      width=width, indent="  "))
+    error = field(view, "error")
+    if error:
+        if isinstance(error, dict):
+            code, message = text(error.get("code")), text(error.get("message"))
+        else:
+            code, message = "", text(error)
+        sections.append("Error\n" + _wrapped(": ".join(p for p in (code, message) if p), width, "  "))
+    plan = items(field(view, "plan"))
+    if plan or "plan" in (view if isinstance(view, dict) else {}):
+        sections.append(plan_text(plan, width=width))
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def plan_text(plan: Sequence[Any], *, width: int) -> str:
+    if not plan:
+        return "Plan (nothing was written)\n  (not recorded yet)"
+    return "Plan (nothing was written)\n" + "\n".join(
+        _wrapped(text(line), width, f"  {number}. ", "     ") for number, line in enumerate(plan, start=1))
+
+
+def _header(view: Any, width: int) -> str:
+    requested = field(view, "requestedBy")
+    requester = ", ".join(f"{label} {text(field(requested, key))}" for key, label in
+                          (("objectId", "object"), ("appId", "app")) if field(requested, key)) \
+        if isinstance(requested, dict) else text(requested)
+    principal = field(view, "servicePrincipal")
+    vault = field(view, "keyVault")
+    status, reason = text(field(view, "status")), text(field(view, "reason"))
+    rows = [
+        ("cluster", cluster_label(field(view, "clusterResourceId"))),
+        ("resource id", text(field(view, "clusterResourceId"))),
+        ("status", f"{status}: {reason}" if status and reason else status or reason),
+        ("mode", text(field(view, "mode"))),
+        ("source", text(field(view, "source"))),
+        ("cause", text(field(view, "cause"))),
+        ("requested by", requester),
+        ("correlation id", text(field(view, "correlationId"))),
+        ("application", _pairs((("appId", field(principal, "clientId")),
+                                ("object", field(principal, "applicationObjectId"))))),
+        ("new password", _pairs((("keyId", field(principal, "newKeyId")),))),
+        ("key vault", _pairs((("secret", field(vault, "secretName")), ("version", field(vault, "version"))))),
+        ("reset attempts", text(field(view, "resetAttempts")) if field(view, "resetAttempts") else ""),
+        ("created", when(field(view, "createdAt"))),
+        ("updated", when(field(view, "updatedAt"))),
+        ("finished", when(field(view, "finishedAt"))),
+    ]
+    shown = [(label, value) for label, value in rows if value]
+    size = max(len(label) for label, _ in rows)  # the same layout whichever rows are shown
+    return "\n".join(_wrapped(value, width, f"  {label.ljust(size)}  ", " " * (size + 4)) for label, value in shown)
+
+
+def _pairs(pairs: Sequence[tuple[str, Any]]) -> str:
+    return ", ".join(f"{label} {text(value)}" for label, value in pairs if text(value))
+
+
+def _wrapped(value: str, width: int, first: str, rest: str | None = None) -> str:
+    return textwrap.fill(value, max(width, len(first) + 20), initial_indent=first,
+                         subsequent_indent=rest if rest is not None else first, break_on_hyphens=False,
+                         break_long_words=False) or first  # an id stays whole, to copy

@@ -1,0 +1,91 @@
+"""The limits operators put around the remediator, as plain values with pure checks.
+
+A reset re-images a cluster's nodes, so platform teams let the remediator near production
+only inside limits they set: which subscriptions and resource groups it may touch, an
+opt-out tag on a cluster or its resource group, an observe-only mode, a cap on resets per
+hour across the fleet, and a circuit breaker per cluster and per application. Settings
+(remediation/settings.py) builds one `Guardrails`; the reconcile's checks and the reset
+step apply it, and every refusal is a recorded decision with its reason code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from remediation.ids import ClusterId
+
+
+class Mode(StrEnum):
+    REMEDIATE = "remediate"  # decide and act
+    OBSERVE = "observe"  # decide, plan and record; write nothing to Azure
+
+
+def names(raw: str) -> frozenset[str]:
+    """A comma-separated setting as a set of lower-case entries (ARM names and ids are case-insensitive)."""
+    return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where the remediator may act. Empty allow lists allow all; deny lists win over allow lists.
+
+    Resource-group entries are a name (in any subscription) or `<subscription id>/<name>`.
+    """
+
+    subscriptions: frozenset[str] = frozenset()
+    deny_subscriptions: frozenset[str] = frozenset()
+    resource_groups: frozenset[str] = frozenset()
+    deny_resource_groups: frozenset[str] = frozenset()
+
+    def refusal(self, cluster: ClusterId) -> tuple[str, str] | None:
+        """(reason code, message) if the cluster is out of scope, else None."""
+        sub, group = cluster.subscription_id.lower(), cluster.resource_group.lower()
+        if sub in self.deny_subscriptions:
+            return "DeniedSubscription", f"subscription {sub} is on the deny list (REMEDIATOR_DENY_SUBSCRIPTION_IDS)"
+        if self.subscriptions and sub not in self.subscriptions:
+            return "OutOfScope", f"subscription {sub} is not one the remediator manages (REMEDIATOR_SUBSCRIPTION_IDS)"
+        if {group, f"{sub}/{group}"} & self.deny_resource_groups:
+            return "DeniedResourceGroup", (f"resource group {cluster.resource_group} is on the deny list"
+                                           " (REMEDIATOR_DENY_RESOURCE_GROUPS)")
+        if self.resource_groups and not {group, f"{sub}/{group}"} & self.resource_groups:
+            return "OutOfScope", (f"resource group {cluster.resource_group} is not on the allow list"
+                                  " (REMEDIATOR_ALLOW_RESOURCE_GROUPS)")
+        return None
+
+
+@dataclass(frozen=True)
+class OptOutTag:
+    """`key=value`: a cluster, or its resource group, carrying this tag is left alone (case-insensitive)."""
+
+    key: str = "aks-sp-remediator"
+    value: str = "off"
+
+    @classmethod
+    def parse(cls, raw: str) -> OptOutTag:
+        key, separator, value = raw.partition("=")
+        if not separator or not key.strip() or not value.strip():
+            raise ValueError(f"an opt-out tag is key=value, got {raw!r}")
+        return cls(key.strip(), value.strip())
+
+    def on(self, tags: Mapping[str, str] | None) -> bool:
+        return any(k.lower() == self.key.lower() and str(v).lower() == self.value.lower()
+                   for k, v in (tags or {}).items())
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    scope: Scope = field(default_factory=Scope)
+    opt_out: OptOutTag = field(default_factory=OptOutTag)
+    mode: Mode = Mode.REMEDIATE
+    max_resets_per_hour: int = 20  # across the fleet; 0 allows none
+    breaker_failures: int = 3  # failed remediations of one cluster or application in the window stop further ones
+    breaker_window: timedelta = timedelta(hours=24)
+
+    def breaker_open(self, failures_at: Iterable[object]) -> bool:
+        return self.breaker_failures > 0 and sum(1 for _ in failures_at) >= self.breaker_failures

@@ -1,0 +1,340 @@
+"""The operator CLI (`python -m remediation list|show|decisions|dry-run`) as an operator runs it against
+the local sandbox: `main()` in this process, over HTTP to the function app in its own worker process
+(as under the Functions host), with tokens from the sandbox's Entra ID stand-in.
+
+Every command's output, errors included, is checked for the function key, the identities' client
+secrets and any token (a JWT starts with `eyJ`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from remediation.__main__ import main
+from remediation.cli import _complain
+from remediation.cli_api import ApiClient, Target
+from remediation.cli_render import decisions_table, remediations_table, timeline
+from sandbox import Sandbox
+from sandbox.azurite import Azurite, free_port
+from sandbox.wiring import remediator_settings
+from sandbox.worker import WorkerProcess
+
+REASON = "checking before the change window"
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+ENV = ("REMEDIATOR_API_URL", "REMEDIATOR_FUNCTION_KEY", "REMEDIATOR_API_APP_ID_URI")
+
+
+@dataclass
+class Live:
+    sandbox: Sandbox
+    worker: WorkerProcess
+    info: Path
+    directory: Path
+
+    @property
+    def cluster_id(self) -> str:
+        return (f"/subscriptions/{self.sandbox.subscription_id}/resourceGroups/rg-payments"
+                "/providers/Microsoft.ContainerService/managedClusters/aks-payments")
+
+    @property
+    def secrets(self) -> list[str]:
+        return [self.worker.function_key, self.sandbox.operator.client_secret, self.sandbox.auditor.client_secret,
+                self.sandbox.remediator.client_secret]
+
+    def info_file(self, name: str, **changes: Any) -> Path:
+        """An info file like `serve`'s line, with some values changed."""
+        path = self.directory / name
+        path.write_text(json.dumps({**json.loads(self.info.read_text()), **changes}) + "\n")
+        return path
+
+
+@dataclass
+class Run:
+    status: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """Azurite, the sandbox and the function app in a worker process, and the info file `python -m sandbox
+    serve | tee info.json` would leave (its identities file beside it, as serve writes it)."""
+    directory = tmp_path_factory.mktemp("operator-cli")
+    with Azurite() as azurite, Sandbox(scenario="expired-secret") as sandbox:
+        worker = WorkerProcess(log_path=directory / "worker.log")
+        worker.start(remediator_settings(sandbox, azurite.connection_string))
+        try:
+            identities = directory / "identities.json"
+            identities.touch(mode=0o600)
+            identities.write_text(json.dumps({
+                "remediatorClientId": sandbox.remediator.client_id,
+                "remediatorClientSecret": sandbox.remediator.client_secret,
+                "operatorClientId": sandbox.operator.client_id, "operatorClientSecret": sandbox.operator.client_secret,
+                "auditorClientId": sandbox.auditor.client_id, "auditorClientSecret": sandbox.auditor.client_secret}))
+            info = directory / "info.json"
+            info.write_text(json.dumps({
+                **sandbox.endpoints, "functions": worker.url, "functionKey": worker.function_key,
+                "ca": sandbox.ca_path, "tenantId": sandbox.tenant_id, "subscriptionId": sandbox.subscription_id,
+                "remediatorClientId": sandbox.remediator.client_id, "operatorClientId": sandbox.operator.client_id,
+                "auditorClientId": sandbox.auditor.client_id, "apiClientId": sandbox.api_client_id,
+                "apiAppIdUri": sandbox.api_app_id_uri, "identitiesFile": str(identities), "stateDir": None,
+                "storage": azurite.connection_string, "workerLog": str(worker.log_path)}) + "\n")
+            yield Live(sandbox, worker, info, directory)
+        finally:
+            worker.stop()
+
+
+def run_main(live: Live, *args: str) -> Run:
+    """`python -m remediation ARGS` in this process; asserts its output holds no secret, token or traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            status = main(list(args))
+        except SystemExit as exit_:  # argparse's usage errors
+            status = exit_.code if isinstance(exit_.code, int) else 2
+    result = Run(status, out.getvalue(), err.getvalue())
+    for text in (result.out, result.err):
+        assert "eyJ" not in text, "a token was printed"
+        assert "Traceback" not in text
+        for secret in live.secrets:
+            assert secret not in text, "a secret was printed"
+    return result
+
+
+@pytest.fixture
+def cli(live: Live, monkeypatch: pytest.MonkeyPatch):
+    for name in ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "160")
+    return lambda *args: run_main(live, *args)
+
+
+@pytest.fixture(scope="module")
+def planned(live: Live) -> dict[str, Any]:
+    """One dry run through the CLI, with what Azure held before and after it and the writes Azure saw."""
+    before = _azure(live.sandbox)
+    live.sandbox.state.requests.clear()
+    run = run_main(live, "dry-run", live.cluster_id, "--reason", REASON, "--sandbox", str(live.info))
+    writes = [route for api in live.sandbox.snapshot()["requests"].values() for route in api
+              if route.startswith(WRITES)]
+    return {"run": run, "before": before, "after": _azure(live.sandbox), "writes": writes}
+
+
+def _azure(sandbox: Sandbox) -> dict[str, Any]:
+    snapshot = sandbox.snapshot()
+    clusters = [{k: c[k] for k in ("provisioningState", "clientId", "heldKeyId")} for c in snapshot["clusters"]]
+    return {"applications": snapshot["applications"], "keyVault": snapshot["keyVault"], "clusters": clusters}
+
+
+def _one_remediation(live: Live, cli) -> dict[str, Any]:
+    listed = cli("list", "--cluster", live.cluster_id, "--json", "--sandbox", str(live.info))
+    assert listed.status == 0, listed.err
+    [remediation] = json.loads(listed.out)["value"]
+    return remediation
+
+
+# ------------------------------------------------------------------------------------ against the sandbox
+
+
+def test_dry_run_prints_the_decision_and_the_plan_and_writes_nothing_to_azure(planned: dict[str, Any]) -> None:
+    run = planned["run"]
+    assert run.status == 0, run.err
+    assert "Decision DryRun: checking before the change window" in run.out  # the operator's own words
+    assert "of rg-payments/aks-payments" in run.out
+    assert "Planned: dry run planned" in run.out
+    plan = run.out.split("Plan (nothing was written)\n", 1)[1]
+    assert plan.startswith("  1. add a password named 'aks-sp-remediator ")
+    numbered = [line.split(".")[0].strip() for line in plan.splitlines() if not line.startswith("     ")]
+    assert numbered == [str(n) for n in range(1, len(numbered) + 1)] and len(numbered) >= 3
+    assert "az aks update-credentials -g rg-payments -n aks-payments" in " ".join(plan.split())  # wrapped lines
+    # Nothing written to Azure: the same passwords, secrets and cluster, and not one write but sign-ins.
+    assert planned["after"] == planned["before"]
+    assert [route for route in planned["writes"] if "token" not in route] == []
+
+
+def test_list_shows_the_dry_run_as_a_table(live: Live, cli, planned: dict[str, Any]) -> None:
+    remediation = _one_remediation(live, cli)
+    run = cli("list", "--sandbox", str(live.info))
+    assert run.status == 0, run.err
+    header, *rows = run.out.splitlines()
+    assert header.split() == ["ID", "CLUSTER", "STATUS", "SOURCE", "CREATED", "(UTC)", "REASON"]
+    [row] = [row for row in rows if row.startswith(remediation["id"][:8])]
+    assert row.split()[1:4] == ["rg-payments/aks-payments", "Planned", "manual"]
+    assert row.rstrip().endswith("dry run planned")
+    assert remediation["id"] not in run.out  # the short id, the table stays narrow
+    # --active: unfinished ones only; a planned dry run is finished.
+    active = cli("list", "--active", "--cluster", live.cluster_id, "--sandbox", str(live.info))
+    assert (active.status, active.out) == (0, "No remediations.\n")
+
+
+def test_show_prints_the_timeline_by_full_or_short_id(live: Live, cli, planned: dict[str, Any]) -> None:
+    remediation = _one_remediation(live, cli)
+    full = cli("show", remediation["id"], "--sandbox", str(live.info))
+    short = cli("show", remediation["id"][:8], "--sandbox", str(live.info))
+    assert full.status == short.status == 0, full.err + short.err
+    assert full.out == short.out
+    out = full.out
+    assert out.startswith(f"Remediation {remediation['id']} (dry run)\n")
+    operator = live.sandbox.state.applications[live.sandbox.operator.client_id]
+    for line in ("  cluster         rg-payments/aks-payments", "  status          Planned: dry run planned",
+                 "  source          manual", "  resource id     " + live.cluster_id,
+                 f"  requested by    object {operator.sp_object_id}, app {live.sandbox.operator.client_id}"):
+        assert line in out.splitlines(), line
+    steps = out.split("Steps\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert steps[0].split() == ["TIME", "(UTC)", "STEP", "CODE", "DETAIL"]
+    [plan_step] = [row for row in steps[1:] if row.split()[2:4] == ["plan", "Planned"]]
+    assert " ".join(plan_step.split()[4:]).startswith("dry run: nothing was written")
+    assert "Plan (nothing was written)\n  1. add a password" in out
+    as_json = cli("show", remediation["id"], "--json", "--sandbox", str(live.info))
+    assert json.loads(as_json.out) == remediation
+
+
+def test_decisions_show_the_reason_codes(live: Live, cli, planned: dict[str, Any]) -> None:
+    remediation = _one_remediation(live, cli)
+    run = cli("decisions", "--cluster", live.cluster_id, "--sandbox", str(live.info))
+    assert run.status == 0, run.err
+    header, *rows = run.out.splitlines()
+    assert header.split() == ["TIME", "(UTC)", "CLUSTER", "SOURCE", "CODE", "ACT", "REMEDIATION", "MESSAGE"]
+    [row] = [row for row in rows if remediation["id"][:8] in row]
+    assert row.split()[2:7] == ["rg-payments/aks-payments", "manual", "DryRun", "start", remediation["id"][:8]]
+    as_json = json.loads(cli("decisions", "--json", "--cluster", live.cluster_id, "--sandbox", str(live.info)).out)
+    assert [d["code"] for d in as_json["value"]] == ["DryRun"]
+
+
+def test_the_auditor_may_list_but_not_start_a_dry_run(live: Live, cli, planned: dict[str, Any]) -> None:
+    listed = cli("list", "--as", "auditor", "--sandbox", str(live.info))
+    assert listed.status == 0 and "rg-payments/aks-payments" in listed.out
+    count = len(json.loads(cli("list", "--json", "--sandbox", str(live.info)).out)["value"])
+
+    refused = cli("dry-run", live.cluster_id, "--as", "auditor", "--sandbox", str(live.info))
+
+    assert refused.status == 1
+    assert refused.out == ""
+    assert refused.err.startswith("error: 403 MissingRole: the caller (object id ")
+    assert "lacks the app role Remediations.Write" in refused.err
+    assert len(json.loads(cli("list", "--json", "--sandbox", str(live.info)).out)["value"]) == count
+
+
+def test_api_errors_exit_1_with_their_code_and_message(live: Live, cli) -> None:
+    unknown = cli("show", "0" * 32, "--sandbox", str(live.info))
+    assert unknown.status == 1 and unknown.err.startswith("error: 404 ") and unknown.out == ""
+    no_prefix = cli("show", "zzzz", "--sandbox", str(live.info))
+    assert no_prefix.status == 1 and "no remediation id starts with zzzz" in no_prefix.err
+    # A wrong function key: the host's empty 401, explained; the wrong key is not echoed either.
+    wrong_key = live.info_file("wrong-key.json", functionKey="not-the-key-" + "k" * 20)
+    refused = cli("list", "--sandbox", str(wrong_key))
+    assert refused.status == 1 and "401 Unauthorized: the function key was refused" in refused.err
+    assert "kkkk" not in refused.err
+    # A managed-identity cluster: the decision's reason code, as the API answers it.
+    decided = cli("dry-run", live.cluster_id.replace("aks-payments", "aks-msi"), "--sandbox", str(live.info))
+    assert decided.status == 1
+    assert decided.err.startswith("error: 409 ManagedIdentityCluster: cluster aks-msi uses a managed identity")
+
+
+def test_usage_and_connection_errors_exit_2_with_a_clear_message(live: Live, cli,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*args: str, says: str) -> None:
+        run = cli(*args)
+        assert run.status == 2, (args, run)
+        assert run.out == ""
+        assert says in run.err, (args, run.err)
+
+    refused("list", says="missing --api URL (or REMEDIATOR_API_URL), --function-key KEY")
+    refused("list", "--api", "not a url", "--function-key", "k", "--app-id-uri", "api://x",
+            says="--api must be the function app's base URL")
+    refused("list", "--api", "http://func.example.com", "--function-key", "k", "--app-id-uri", "api://x",
+            says="--api must use https")
+    refused("list", "--api", "https://func.example.com/?code=abc", "--function-key", "k", "--app-id-uri", "api://x",
+            says="no query")
+    refused("list", "--sandbox", str(live.directory / "absent.json"), says="cannot read --sandbox")
+    refused("list", "--sandbox", str(live.worker.log_path), says="does not start with a JSON line")
+    refused("list", "--sandbox", str(live.info_file("no-functions.json", functions=None)),
+            says="without the function app")
+    refused("list", "--sandbox", str(live.info), "--api", "https://x.example.com", says="drop --api")
+    refused("list", "--as", "auditor", says="--as chooses one of the sandbox's identities")
+    refused("dry-run", "/subscriptions/nope", "--sandbox", str(live.info), says="argument CLUSTER_ID")
+    refused("show", "../../admin", "--sandbox", str(live.info), says="argument ID")
+    refused("list", "--limit", "500", "--sandbox", str(live.info), says="from 1 to 200")
+    # The API not listening: said so, after the token was obtained (and not printed).
+    closed = live.info_file("closed.json", functions=f"http://127.0.0.1:{free_port()}")
+    refused("list", "--sandbox", str(closed), says="cannot reach the API at http://127.0.0.1:")
+    # The environment fills in the options; the Azure CLI's token is then asked for (no `az` here, or no
+    # login for this made-up API): no token, exit 2.
+    monkeypatch.setenv("REMEDIATOR_API_URL", live.worker.url)
+    monkeypatch.setenv("REMEDIATOR_FUNCTION_KEY", live.worker.function_key)
+    monkeypatch.setenv("REMEDIATOR_API_APP_ID_URI", live.sandbox.api_app_id_uri)
+    refused("list", says=f"cannot get a token for {live.sandbox.api_app_id_uri}/.default as the Azure CLI's account")
+
+
+def test_a_secret_in_an_error_message_is_scrubbed_before_it_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    # No message is built with one; this is the second line of defence, at the edge.
+    target = Target("https://func.example.com", function_key="function-key-123", scope="api://x/.default",
+                    credential=None, client_secret="client-secret-456")  # type: ignore[arg-type]
+    assert "function-key-123" not in repr(target) and "client-secret-456" not in repr(target)
+    api = ApiClient(target)
+    _complain("error: function-key-123 and client-secret-456", api)
+    api.close()
+    assert capsys.readouterr().err == "error: <redacted> and <redacted>\n"
+
+
+# ----------------------------------------------------------------------------------- rendering, offline
+
+
+FANNED_OUT = {
+    "id": "4c1d2e3f" + "0" * 24, "clusterResourceId": "/subscriptions/s/resourceGroups/rg-a/providers/"
+    "Microsoft.ContainerService/managedClusters/aks-a", "dryRun": False, "source": "event", "status": "Succeeded",
+    "mode": "remediate", "reason": "repaired", "cause": "AADSTS7000222", "requestedBy": None,
+    "createdAt": "2025-06-01T10:00:00+00:00", "updatedAt": "2025-06-01T10:05:00+00:00", "finishedAt": None,
+    "steps": [{"name": "mint_secret", "at": "2025-06-01T10:01:00+00:00", "code": "SecretMinted", "detail": "x" * 300}],
+    "servicePrincipal": {"clientId": "app-1", "applicationObjectId": None, "newKeyId": "key-new"},
+    "keyVault": None, "resetAttempts": 2,
+    "clusters": [{"clusterResourceId": "/subscriptions/s/resourceGroups/rg-a/providers/Microsoft.ContainerService/"
+                  "managedClusters/aks-a", "status": "Succeeded", "code": "Reset", "detail": "ok", "resetAttempts": 1,
+                  "updatedAt": "2025-06-01T10:04:00Z"},
+                 {"clusterResourceId": "/subscriptions/s/resourceGroups/rg-b/providers/Microsoft.ContainerService/"
+                  "managedClusters/aks-b", "status": "Failed", "code": None, "detail": None}],
+    "retiredPasswords": [{"keyId": "key-old", "hint": "abc", "endDateTime": "2025-05-01T00:00:00Z",
+                          "removedAt": "2025-06-01T10:05:00+00:00"}],
+    "error": {"code": "ResetFailed", "message": "aks-b did not come back"},
+}
+
+
+def test_the_fan_out_and_retired_passwords_are_shown_when_present() -> None:
+    out = timeline(FANNED_OUT, width=100)
+    lines = out.splitlines()
+    assert "  mode            remediate" in lines and "  application     appId app-1" in lines
+    clusters = out.split("Clusters using this application\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert clusters[1].split()[:6] == ["rg-a/aks-a", "Succeeded", "Reset", "1", "2025-06-01", "10:04:00"]
+    assert clusters[2].split() == ["rg-b/aks-b", "Failed"]
+    assert "key-old  abc   2025-05-01 00:00:00  2025-06-01 10:05:00" in out
+    assert "Error\n  ResetFailed: aks-b did not come back" in out
+    # The long detail is wrapped, not cut; only an ARM id runs over, kept whole to be copied.
+    assert all(len(line) <= 100 for line in lines if "/subscriptions/" not in line)
+    assert out.count("x") == 300
+    table = remediations_table([FANNED_OUT], width=100)
+    assert "rg-a/aks-a +1" in table  # and one more cluster
+
+
+@pytest.mark.parametrize("view", [{}, {"id": None, "steps": None, "clusters": [None, 3, {"status": None}],
+                                       "retiredPasswords": "no", "error": "boom", "plan": None},
+                                  {"requestedBy": "someone", "servicePrincipal": [], "createdAt": "yesterday"},
+                                  None, [], "text"])
+def test_any_shape_renders_without_a_crash(view: Any) -> None:
+    assert timeline(view, width=80).startswith("Remediation")
+    assert remediations_table([view], width=80)
+    assert decisions_table([view], width=80)
+
+
+def test_text_from_the_api_cannot_forge_lines_or_move_the_cursor() -> None:
+    view = {"id": "abc", "reason": "fine\n4c1d2e3f  forged/line  Succeeded\x1b[2J", "status": "Failed"}
+    table = remediations_table([view], width=120)
+    assert "\x1b" not in table and len(table.splitlines()) == 2
+    assert "\x1b" not in timeline(view, width=120)
