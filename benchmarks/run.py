@@ -9,6 +9,8 @@
 5. Classification throughput (benchmarks/bench_classify.py).
 6. The scenarios of benchmarks/scenarios.py: a storm of hints, a worker killed at every write and during
    a long reset, 2,000 hostile requests and events.
+7. The fleet scenarios of benchmarks/fleet.py: fleet-50 rotated per application with a 120 s propagation
+   delay, observe mode, the reset cap, the circuit breaker.
 """
 
 from __future__ import annotations
@@ -201,6 +203,8 @@ def main() -> None:
     subprocess.run([PY, str(ROOT / "benchmarks" / "bench_classify.py")], cwd=ROOT, check=True)
     # The outside tester's scenarios over HTTP with a killable worker (minutes: a 40 s reset is among them).
     subprocess.run([PY, str(ROOT / "benchmarks" / "scenarios.py")], cwd=ROOT, check=True)
+    # fleet-50: one rotation per application, the cap, observe mode, the breaker (minutes: 120 s propagation).
+    subprocess.run([PY, str(ROOT / "benchmarks" / "fleet.py")], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":
