@@ -46,3 +46,15 @@ param alertWebhookUrl = readEnvironmentVariable('REMEDIATOR_ALERT_WEBHOOK_URL', 
 // Microsoft Graph endpoint for a cloud main.bicep does not know (optional). Not named
 // REMEDIATOR_GRAPH_ENDPOINT: a local run's sandbox value must never reach a deployment.
 param graphEndpoint = readEnvironmentVariable('REMEDIATOR_GRAPH_ENDPOINT_OVERRIDE', '')
+
+// Guardrails (README.md: "One rotation per application, inside the operators' guardrails"), each read from
+// the azd environment variable of the same name as the app setting, e.g. `azd env set REMEDIATOR_MODE observe`.
+param mode = readEnvironmentVariable('REMEDIATOR_MODE', 'remediate')
+param denySubscriptionIds = readEnvironmentVariable('REMEDIATOR_DENY_SUBSCRIPTION_IDS', '')
+param allowResourceGroups = readEnvironmentVariable('REMEDIATOR_ALLOW_RESOURCE_GROUPS', '')
+param denyResourceGroups = readEnvironmentVariable('REMEDIATOR_DENY_RESOURCE_GROUPS', '')
+param optOutTag = readEnvironmentVariable('REMEDIATOR_OPT_OUT_TAG', 'aks-sp-remediator=off')
+param maxResetsPerHour = int(readEnvironmentVariable('REMEDIATOR_MAX_RESETS_PER_HOUR', '20'))
+param breakerFailures = int(readEnvironmentVariable('REMEDIATOR_BREAKER_FAILURES', '3'))
+param retireAfterHours = int(readEnvironmentVariable('REMEDIATOR_RETIRE_AFTER_HOURS', '24'))
+param retireForeignPasswords = bool(readEnvironmentVariable('REMEDIATOR_RETIRE_FOREIGN_PASSWORDS', 'false'))
