@@ -156,6 +156,9 @@ def figures(world: Fleet) -> dict[str, Any]:
 def rotate(document: dict[str, Any] | None = None, *, propagation_seconds: float = 120,
            retire_after_hours: float = 0.01, timeout: float = 900, **settings: str) -> dict[str, Any]:
     document = document or fleet()
+    # The default cap (20 an hour) would hold a fleet's second score of resets for an hour: the cap has its own
+    # scenario; here every cluster may go.
+    settings = {"REMEDIATOR_MAX_RESETS_PER_HOUR": "1000", **settings}
     with fleet_world(document, in_scope=2, propagation_seconds=propagation_seconds,
                      REMEDIATOR_RETIRE_AFTER_HOURS=str(retire_after_hours), **settings) as world:
         failed = every_upgrade_fails(world)

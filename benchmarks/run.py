@@ -152,11 +152,14 @@ def event_to_enqueue(runs: int = 2000) -> dict:
 
 # What one event-driven remediation needs at the least, by API: the steps' own calls (tokens and challenges aside).
 MINIMUM = {
-    "arm": "Activity Log list + GET cluster (the decision) + GET cluster (the last look before the reset)"
-           " + POST reset + 1 status poll + GET cluster (verify) = 6",
+    "arm": "Activity Log list + GET cluster (the decision) + GET resource group (its opt-out tag) + LIST clusters"
+           " (the fan-out: every password of the application ended) + GET cluster (the last look before the reset)"
+           " + POST reset + 1 status poll + GET cluster (verify) = 8; issue #8's 6 plus the guardrail and fan-out"
+           " reads of issue #9",
     "graph": "GET application (the decision: expiry, owner, object id) + POST addPassword = 2",
-    "vault": "PUT secret = 1 (+1 challenge 401); the reset reuses the secret in memory",
-    "login": "1 token per audience: ARM, Graph, Key Vault = 3",
+    "vault": "PUT secret = 1 (+1 challenge 401), + 1 GET for each propagation sign-in after the first invocation"
+             " (the test spans invocations, and the secret is kept nowhere but Key Vault)",
+    "login": "1 token per audience (ARM, Graph, Key Vault) + 1 sign-in as the application per propagation check",
 }
 
 
