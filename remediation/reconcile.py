@@ -79,6 +79,11 @@ class Hint:
     force: bool = False  # an operator asks to rotate even a cluster whose credentials look fine
 
     @property
+    def joined_by(self) -> str:
+        """How the cluster enters a rotation, for the record: its own failure, or a person's request."""
+        return "request" if self.source is Source.MANUAL else "hint"
+
+    @property
     def incident_key(self) -> str | None:
         if self.correlation_id is None:
             return None
@@ -390,10 +395,11 @@ class Reconciler:
         verdict = evaluate(hint, observation)
         decision = Decision(hint, verdict, at=now)
         if verdict.act is Act.JOIN:
-            decision = replace(decision, remediation=self._runner.join(observation.active, hint.cluster))
+            joined = self._runner.join(observation.active, hint.cluster, joined_by=hint.joined_by)
+            decision = replace(decision, remediation=joined)
         elif verdict.act is Act.RESUME:
             resumed = self._runner.resume(observation.active)
-            decision = replace(decision, remediation=self._runner.join(resumed, hint.cluster))
+            decision = replace(decision, remediation=self._runner.join(resumed, hint.cluster, joined_by=hint.joined_by))
         elif verdict.act is Act.START:
             decision = self._start(hint, verdict, observation, now)
         self._incidents.record_decision(decision.view())
@@ -427,12 +433,14 @@ class Reconciler:
             mode=Mode.OBSERVE.value if observe else Mode.REMEDIATE.value, correlation_id=hint.correlation_id,
             requested_by=hint.requested_by.view() if hint.requested_by else None,
             client_id=cluster.client_id, app_object_id=app.object_id,
-            old_key_ids=[p.key_id for p in app.passwords], targets=[Target(str(hint.cluster))])
+            old_key_ids=[p.key_id for p in app.passwords],
+            targets=[Target(str(hint.cluster), joined_by=hint.joined_by)])
         submission = self._runner.start(remediation)
         if not submission.created:
             joined = Verdict(Act.JOIN, "JoinedRunning", f"rotation {submission.remediation.id} of the cluster's"
                              " application started meanwhile: the cluster joins it", verdict.kind)
-            return Decision(hint, joined, self._runner.join(submission.remediation, hint.cluster), at=now)
+            return Decision(hint, joined, self._runner.join(submission.remediation, hint.cluster,
+                                                               joined_by=hint.joined_by), at=now)
         if observe:
             verdict = replace(verdict, message=f"{verdict.message} (observe mode: planned, nothing written)")
         return Decision(hint, verdict, submission.remediation, created=True, at=now)

@@ -55,7 +55,8 @@ class Target:
     reset_status_url: str | None = None
     not_before: str | None = None  # after a failed reset: no new attempt before then (backoff)
     updated_at: str | None = None
-    # Why it is in the rotation: "hint" (its own failure or a request), or "application" (it shares the app).
+    # Why it is in the rotation: "hint" (its own failure: an event or a sweep), "request" (an operator asked),
+    # or "application" (it shares the expired application).
     joined_by: str = "hint"
 
     @property

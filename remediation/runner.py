@@ -140,7 +140,8 @@ class RemediationRunner:
                  remediation.dry_run, remediation.source)
         return Submission(remediation, created=True)
 
-    def join(self, remediation: Remediation, cluster: ClusterId, *, attempts: int = 3) -> Remediation:
+    def join(self, remediation: Remediation, cluster: ClusterId, *, joined_by: str = "hint",
+             attempts: int = 3) -> Remediation:
         """Add a cluster of the rotation's application that broke meanwhile: its reset joins the fan-out (the
         apply and retire steps run again) and the rotation is woken with a new generation.
 
@@ -153,9 +154,9 @@ class RemediationRunner:
             if target:  # it was moved, skipped or failed earlier in this rotation, and has broken since: again
                 target.status, target.code, target.detail = TargetStatus.PENDING, "Rejoined", "a new failure"
                 target.reset_attempts, target.reset_started_at, target.reset_status_url = 0, None, None
-                target.not_before = None
+                target.not_before, target.joined_by = None, joined_by
             else:
-                remediation.targets.append(Target(str(cluster)))
+                remediation.targets.append(Target(str(cluster), joined_by=joined_by))
             order = tuple(name for name, _ in steps_of(remediation))
             if remediation.done("apply_to_clusters"):
                 remediation.undo_from("apply_to_clusters", order)

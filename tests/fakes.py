@@ -221,7 +221,8 @@ class FakeClusters:
         self.reset_seconds = 60.0
         self.resets_started = 0
         self.reset_secrets: list[str] = []  # what each reset applied, to tell "re-imaged twice" apart
-        self.healthy_resets: list[str] = []  # secrets applied to clusters whose own secret still signed in
+        # (cluster, secret) of each reset of a cluster whose own secret still signed in
+        self.healthy_resets: list[tuple[ClusterId, str]] = []
         self.resets_by_cluster: dict[str, int] = {}
         self.failed_resets = 0
         self.fail_resets = 0  # the next N resets end Failed inside AKS (an internal error)
@@ -280,7 +281,7 @@ class FakeClusters:
         self.resets_by_cluster[found.id.name] = self.resets_by_cluster.get(found.id.name, 0) + 1
         self.reset_secrets.append(secret.reveal())
         if self.directory.accepts(found.client_id, found.held_secret or ""):
-            self.healthy_resets.append(secret.reveal())
+            self.healthy_resets.append((found.id, secret.reveal()))
         operation = FakeOperation(uuid.uuid4().hex, found.id.key, secret.reveal(),
                                   self.clock() + timedelta(seconds=self.reset_seconds))
         self.operations[operation.id] = operation

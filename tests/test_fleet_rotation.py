@@ -95,6 +95,21 @@ def test_a_cluster_that_breaks_while_the_rotation_runs_joins_it() -> None:
                                                                                     "aks-payments-2": 1}
 
 
+def test_an_operators_request_that_joins_a_running_rotation_is_recorded_as_asked_for() -> None:
+    # A healthy cluster may be reset only because a person asked: the record must say who brought each in.
+    world = fleet()
+    world.directory.add_password_by_hand(APP_ID, expires_in=timedelta(days=90))
+    world.clusters.reset_seconds = 600
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.deliver_visible()
+    decision = world.remediations.request(RemediationRequest(SHARED[1], reason="move it too"))
+    assert decision.code == "JoinedRunning"
+    world.drain()
+    [rotation] = rotations(world)
+    assert {t.cluster.name: t.joined_by for t in rotation.targets} == {"aks-payments": "hint", "aks-orders": "request"}
+    assert [c["joinedBy"] for c in rotation.view()["clusters"]] == ["hint", "request"]
+
+
 def test_replaced_passwords_are_retired_after_the_grace_period_and_others_stay() -> None:
     world = fleet(REMEDIATOR_RETIRE_AFTER_HOURS="24")
     app = world.directory.apps[APP_ID]
