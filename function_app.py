@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 from collections import Counter
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -122,6 +123,19 @@ def list_decisions(req: func.HttpRequest) -> func.HttpResponse:
     except RemediationError as err:
         return _error_response(err, "list_decisions")
     return _json_response({"value": found}, 200)
+
+
+@app.route(route="orphans", methods=["GET"])
+def list_orphans(req: func.HttpRequest) -> func.HttpResponse:
+    """Applications the remediator owns or minted passwords for that no cluster it can see uses, with their
+    credentials' end dates and the command to delete them; nothing is deleted. Needs Remediations.Read."""
+    try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
+        found = services().remediations.orphans()
+    except RemediationError as err:
+        return _error_response(err, "list_orphans")
+    now = datetime.now(UTC)
+    return _json_response({"value": [o.view(now) for o in found]}, 200)
 
 
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=STORAGE_CONNECTION)

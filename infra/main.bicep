@@ -183,6 +183,20 @@ param propagationIntervalSeconds int = 10
 @minValue(1)
 param propagationTimeoutMinutes int = 20
 
+@description('REMEDIATOR_REPLACE_DELETED: a cluster whose application was deleted. plan: record the plan (steps and az commands) and change nothing; replace: create a new application and service principal, give it the old one\'s role assignments, reset the cluster. replace also deploys the role-delegation assignment below.')
+@allowed([
+  'plan'
+  'replace'
+])
+param replaceDeleted string = 'plan'
+
+@description('REMEDIATOR_ASSIGNABLE_ROLE_IDS: role definition GUIDs a replacement may be given, and the only ones the role-delegation condition lets the remediator assign. Defaults: Network Contributor, AcrPull, Private DNS Zone Contributor (what an AKS service principal typically holds on a subnet, a registry, a private zone).')
+param assignableRoleIds array = [
+  '4d97b98b-1d4f-4787-a291-c67834d212e7'
+  '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+  'b12aa53e-6015-4669-85d0-8515ebb3ae7f'
+]
+
 @description('REMEDIATOR_LEASE_SECONDS: how long one invocation holds a remediation (a dead worker\'s is taken over after it).')
 @minValue(60)
 param leaseSeconds int = 300
@@ -348,7 +362,10 @@ module functionApp 'modules/functionapp.bicep' = {
       propagationSuccesses: propagationSuccesses
       propagationIntervalSeconds: propagationIntervalSeconds
       propagationTimeoutMinutes: propagationTimeoutMinutes
+      replaceDeleted: replaceDeleted
+      assignableRoleIds: join(assignableRoleIds, ',')
     }
+    identityPrincipalId: identity.outputs.principalId
     leaseSeconds: leaseSeconds
   }
 }
@@ -438,6 +455,25 @@ module extraSubscriptionRoles 'modules/subscription-role-assignment.bicep' = [fo
   params: {
     identityPrincipalId: identity.outputs.principalId
     roleDefinitionId: roles.outputs.roleDefinitionId
+  }
+}]
+
+// Replacing a deleted application's service principal writes role assignments: only the
+// listed roles, only to service principals (the module's condition). Not deployed in plan mode.
+module roleDelegation 'modules/role-delegation.bicep' = if (replaceDeleted == 'replace') {
+  name: 'role-delegation-${resourceToken}'
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    assignableRoleIds: assignableRoleIds
+  }
+}
+
+module extraSubscriptionDelegations 'modules/role-delegation.bicep' = [for id in (replaceDeleted == 'replace' ? extraSubscriptionIds : []): {
+  name: 'role-delegation-${resourceToken}-${uniqueString(id)}'
+  scope: subscription(id)
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    assignableRoleIds: assignableRoleIds
   }
 }]
 

@@ -56,5 +56,12 @@ param denyResourceGroups = readEnvironmentVariable('REMEDIATOR_DENY_RESOURCE_GRO
 param optOutTag = readEnvironmentVariable('REMEDIATOR_OPT_OUT_TAG', 'aks-sp-remediator=off')
 param maxResetsPerHour = int(readEnvironmentVariable('REMEDIATOR_MAX_RESETS_PER_HOUR', '20'))
 param breakerFailures = int(readEnvironmentVariable('REMEDIATOR_BREAKER_FAILURES', '3'))
+// Deleted applications: plan (default) or replace; and the roles a replacement may be given.
+param replaceDeleted = readEnvironmentVariable('REMEDIATOR_REPLACE_DELETED', 'plan')
+param assignableRoleIds = empty(readEnvironmentVariable('REMEDIATOR_ASSIGNABLE_ROLE_IDS', '')) ? [
+  '4d97b98b-1d4f-4787-a291-c67834d212e7'
+  '7f951dda-4ed3-4680-a7ca-43fe172d538d'
+  'b12aa53e-6015-4669-85d0-8515ebb3ae7f'
+] : split(readEnvironmentVariable('REMEDIATOR_ASSIGNABLE_ROLE_IDS', ''), ',')
 param retireAfterHours = int(readEnvironmentVariable('REMEDIATOR_RETIRE_AFTER_HOURS', '24'))
 param retireForeignPasswords = bool(readEnvironmentVariable('REMEDIATOR_RETIRE_FOREIGN_PASSWORDS', 'false'))

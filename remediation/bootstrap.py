@@ -22,6 +22,7 @@ from remediation.ports import (
     ManagedClusters,
     RemediationStore,
     ResourceGroups,
+    RoleAssignments,
     SecretStore,
     SignIn,
     WorkQueue,
@@ -77,7 +78,7 @@ def step_config(settings: Settings) -> StepConfig:
         propagation_timeout=timedelta(minutes=settings.propagation_timeout_minutes),
         retire_after=timedelta(hours=settings.retire_after_hours),
         retire_foreign_passwords=settings.retire_foreign_passwords, guardrails=settings.guardrails,
-        subscriptions=settings.subscription_ids)
+        subscriptions=settings.subscription_ids, owner_id=settings.principal_id)
 
 
 def bootstrap(
@@ -89,6 +90,7 @@ def bootstrap(
     vault: SecretStore | None = None,
     sign_in: SignIn | None = None,
     resource_groups: ResourceGroups | None = None,
+    roles: RoleAssignments | None = None,
     store: RemediationStore | None = None,
     queue: WorkQueue | None = None,
     activity_log: ActivityLog | None = None,
@@ -160,12 +162,16 @@ def bootstrap(
         from remediation.adapters.resources import ArmResourceGroups
 
         resource_groups = ArmResourceGroups(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
+    if roles is None:
+        from remediation.adapters.roles import ArmRoleAssignments
+
+        roles = ArmRoleAssignments(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
     runner = RemediationRunner(
         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=resource_groups,
-        ledger=incidents, store=store, queue=queue, clock=clock, config=step_config(settings))
+        ledger=incidents, store=store, queue=queue, roles=roles, clock=clock, config=step_config(settings))
     reconciler = Reconciler(clusters=clusters, directory=directory, store=store, incidents=incidents, vault=vault,
                             sign_in=sign_in, resource_groups=resource_groups, runner=runner,
-                            guardrails=settings.guardrails, clock=clock)
+                            guardrails=settings.guardrails, owner_id=settings.principal_id, clock=clock)
     detector = IncidentDetector(
         activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler,
         scope=settings.guardrails.scope, clock=clock,
@@ -177,5 +183,7 @@ def bootstrap(
         token_validator = EntraTokenValidator(authority_host=settings.authority_host, tenant_id=settings.tenant_id,
                                               audiences=(settings.api_client_id, settings.api_app_id_uri),
                                               ca_bundle=settings.ca_bundle)
-    service = RemediationService(reconciler=reconciler, runner=runner, store=store, incidents=incidents)
+    service = RemediationService(reconciler=reconciler, runner=runner, store=store, incidents=incidents,
+                                 clusters=clusters, directory=directory, owner_id=settings.principal_id,
+                                 subscriptions=settings.subscription_ids, scope=settings.guardrails.scope)
     return Services(settings, service, detector, ApiAuthenticator(token_validator))

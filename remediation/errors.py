@@ -68,3 +68,9 @@ class ConcurrencyError(TransientError):
     """Another writer changed the record first (an ETag precondition failed)."""
 
     code = "ConcurrencyConflict"
+
+
+class PrincipalNotReplicatedError(TransientError):
+    """ARM does not see a principal created moments ago (PrincipalNotFound): replication, try again."""
+
+    code = "PrincipalNotFound"

@@ -3,7 +3,9 @@
 A reset re-images a cluster's nodes, so platform teams let the remediator near production
 only inside limits they set: which subscriptions and resource groups it may touch, an
 opt-out tag on a cluster or its resource group, an observe-only mode, a cap on resets per
-hour across the fleet, and a circuit breaker per cluster and per application. Settings
+hour across the fleet, a circuit breaker per cluster and per application, and whether a
+deleted service principal is replaced or only planned (with the roles a replacement may be
+given). Settings
 (remediation/settings.py) builds one `Guardrails`; the reconcile's checks and the reset
 step apply it, and every refusal is a recorded decision with its reason code.
 """
@@ -23,6 +25,13 @@ class Mode(StrEnum):
     OBSERVE = "observe"  # decide, plan and record; write nothing to Azure
 
 
+class Replacement(StrEnum):
+    """What happens when a cluster's application was deleted."""
+
+    PLAN = "plan"  # record the replacement as a dry run: its exact steps and the equivalent az commands
+    REPLACE = "replace"  # create a new application and service principal, carry the roles over, reset
+
+
 def names(raw: str) -> frozenset[str]:
     """A comma-separated setting as a set of lower-case entries (ARM names and ids are case-insensitive)."""
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
@@ -40,13 +49,19 @@ class Scope:
     resource_groups: frozenset[str] = frozenset()
     deny_resource_groups: frozenset[str] = frozenset()
 
-    def refusal(self, cluster: ClusterId) -> tuple[str, str] | None:
-        """(reason code, message) if the cluster is out of scope, else None."""
-        sub, group = cluster.subscription_id.lower(), cluster.resource_group.lower()
+    def refusal_of_subscription(self, subscription_id: str) -> tuple[str, str] | None:
+        sub = subscription_id.lower()
         if sub in self.deny_subscriptions:
             return "DeniedSubscription", f"subscription {sub} is on the deny list (REMEDIATOR_DENY_SUBSCRIPTION_IDS)"
         if self.subscriptions and sub not in self.subscriptions:
             return "OutOfScope", f"subscription {sub} is not one the remediator manages (REMEDIATOR_SUBSCRIPTION_IDS)"
+        return None
+
+    def refusal(self, cluster: ClusterId) -> tuple[str, str] | None:
+        """(reason code, message) if the cluster is out of scope, else None."""
+        sub, group = cluster.subscription_id.lower(), cluster.resource_group.lower()
+        if refusal := self.refusal_of_subscription(sub):
+            return refusal
         if {group, f"{sub}/{group}"} & self.deny_resource_groups:
             return "DeniedResourceGroup", (f"resource group {cluster.resource_group} is on the deny list"
                                            " (REMEDIATOR_DENY_RESOURCE_GROUPS)")
@@ -86,6 +101,10 @@ class Guardrails:
     max_resets_per_hour: int = 20  # across the fleet; 0 allows none
     breaker_failures: int = 3  # failed remediations of one cluster or application in the window stop further ones
     breaker_window: timedelta = timedelta(hours=24)
+    replacement: Replacement = Replacement.PLAN
+    # Role definition GUIDs a replacement may be given: the condition on the remediator's Role Based Access Control
+    # Administrator assignment (infra/) allows these and no others. Empty: any (Azure's condition still decides).
+    assignable_roles: frozenset[str] = frozenset()
 
     def breaker_open(self, failures_at: Iterable[object]) -> bool:
         return self.breaker_failures > 0 and sum(1 for _ in failures_at) >= self.breaker_failures

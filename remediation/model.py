@@ -36,6 +36,13 @@ class SecretText:
         raise TypeError("SecretText cannot be pickled")
 
 
+class Credential(StrEnum):
+    """Which of a cluster's secrets a remediation is about."""
+
+    SERVICE_PRINCIPAL = "servicePrincipal"  # servicePrincipalProfile: the cluster's identity towards Azure
+    AAD_SERVER = "aadServer"  # the legacy Azure AD integration's server application (aadProfile.serverAppSecret)
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     id: str
@@ -46,10 +53,22 @@ class ClusterInfo:
     # systemData.lastModifiedAt: when the cluster was last changed (a write that got past validation); None if unknown.
     last_modified_at: datetime | None = None
     tags: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    # The legacy Azure AD integration (aadProfile with managed false): its server and client applications.
+    aad_server_app_id: str | None = None
+    aad_client_app_id: str | None = None
+    aad_tenant_id: str | None = None
+    node_resource_group: str | None = None
+    subnet_ids: tuple[str, ...] = ()  # the agent pools' vnetSubnetID: scopes the service principal may need
 
     @property
     def uses_managed_identity(self) -> bool:
         return self.client_id.lower() == MSI_CLIENT_ID
+
+    def app_id_for(self, credential: Credential) -> str:
+        """The application whose secret the cluster holds for `credential` ("" if none)."""
+        if credential is Credential.AAD_SERVER:
+            return (self.aad_server_app_id or "").lower()
+        return "" if self.uses_managed_identity else self.client_id.lower()
 
     @property
     def busy(self) -> bool:
@@ -71,6 +90,33 @@ class Application:
     app_id: str
     display_name: str
     passwords: tuple[PasswordInfo, ...] = ()
+    owner_ids: frozenset[str] | None = None  # the owners' object ids, when read ($expand=owners)
+
+
+@dataclass(frozen=True)
+class DeletedPrincipal:
+    """A service principal in Entra ID's deleted items (kept 30 days after its application was deleted)."""
+
+    object_id: str
+    app_id: str
+    display_name: str
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    """An Azure role assignment: `role_definition_id` is the full ARM id, `scope` a resource id."""
+
+    id: str
+    name: str
+    scope: str
+    role_definition_id: str
+    principal_id: str
+    principal_type: str | None = None
+
+    @property
+    def role_guid(self) -> str:
+        return self.role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ from remediation.model import (
     ActivityLogEntry,
     Application,
     ClusterInfo,
+    DeletedPrincipal,
     NewPassword,
     OperationStatus,
+    RoleAssignment,
     SecretText,
     SignInResult,
     StoredSecretVersion,
@@ -36,6 +38,12 @@ class ManagedClusters(Protocol):
 
         Raises OperationInProgressError when AKS refuses because an operation is running on the cluster."""
 
+    def begin_reset_aad_profile(self, cluster: ClusterId, *, server_app_id: str, client_app_id: str,
+                                tenant_id: str | None, secret: SecretText) -> str:
+        """Start the legacy Azure AD profile's reset with a new server application secret; its status URL.
+
+        Raises OperationInProgressError as the service principal's reset does."""
+
     def get_operation(self, status_url: str) -> OperationStatus:
         """The status of a long-running operation, from the URL its start returned."""
 
@@ -53,6 +61,32 @@ class Directory(Protocol):
 
     def remove_password(self, object_id: str, key_id: str) -> None:
         """Idempotent: removing a password that is already gone succeeds."""
+
+    def find_deleted_service_principal(self, app_id: str) -> DeletedPrincipal | None:
+        """The application's service principal in Entra ID's deleted items, if it is there (deleted < 30 days)."""
+
+    def create_application(self, display_name: str, *, notes: str) -> Application:
+        """A new application, owned by the caller (Application.ReadWrite.OwnedBy)."""
+
+    def find_owned_application(self, owner_id: str, display_name: str) -> Application | None:
+        """The application named so among those `owner_id` owns (to find one a crashed run created)."""
+
+    def list_owned_applications(self, owner_id: str) -> list[Application]:
+        """Every application the service principal `owner_id` owns, with its passwords."""
+
+    def ensure_service_principal(self, app_id: str) -> str:
+        """The application's service principal's object id, created if it has none."""
+
+
+class RoleAssignments(Protocol):
+    def list_for_principal(self, subscription_id: str, principal_id: str) -> list[RoleAssignment]:
+        """The principal's role assignments at, above or below the subscription (all pages)."""
+
+    def create(self, scope: str, role_definition_id: str, principal_id: str, *, name: str) -> RoleAssignment:
+        """Assign the role (principalType ServicePrincipal). Idempotent: an equal assignment counts as made.
+
+        Raises PrincipalNotReplicatedError while ARM does not see the new principal yet, and PermanentError
+        (code AuthorizationFailed) when the remediator may not assign the role (its condition)."""
 
 
 class SignIn(Protocol):

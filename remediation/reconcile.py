@@ -4,8 +4,12 @@ An event, a sweep's Activity Log entry and an operator's request are only hints 
 cluster. What happens follows from what is true now, read once per decision: the cluster
 (does it exist, does it use a service principal, was it changed after the failure), its
 remediations (one running, or a repair newer than the failure), its application in Graph
-(gone, every password expired, the failing app its own), and, where we stored the cluster's
+(gone, every password expired, the failing app its own, owned by the remediator), Entra ID
+(does it still know a application Graph does not show), and, where we stored the cluster's
 current secret, whether that secret still signs in.
+
+A hint is about one of the cluster's credentials: its service principal, or the legacy Azure AD
+integration's server application when the failure names that application (or an operator asks).
 
 `CHECKS` is the policy: an ordered tuple of small pure functions of (hint, observation), each
 returning a Verdict (act, reason code, message) or None to pass to the next; the last one
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,9 +34,9 @@ from typing import Any
 from remediation.auth import Caller
 from remediation.classify import Action, Classification, FailureKind, refine_with_credential_dates
 from remediation.errors import NotFoundError
-from remediation.guardrails import Guardrails, Mode
+from remediation.guardrails import Guardrails, Mode, Replacement
 from remediation.ids import ClusterId
-from remediation.model import Application, ClusterInfo, SignInResult, Status
+from remediation.model import Application, ClusterInfo, Credential, SecretText, SignInResult, Status
 from remediation.ports import (
     Directory,
     IncidentStore,
@@ -77,6 +82,7 @@ class Hint:
     reason: str = ""  # an operator's words
     dry_run: bool = False
     force: bool = False  # an operator asks to rotate even a cluster whose credentials look fine
+    credential: Credential | None = None  # an operator's choice; else read from the failure (named applications)
 
     @property
     def joined_by(self) -> str:
@@ -97,6 +103,7 @@ class Verdict:
     code: str
     message: str
     kind: FailureKind | None = None
+    replace: bool = False  # the application is gone: a new one is to take its place
 
 
 @dataclass(frozen=True)
@@ -126,8 +133,9 @@ class Observation:
 
     def __init__(self, hint: Hint, *, clusters: ManagedClusters, directory: Directory, store: RemediationStore,
                  incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, resource_groups: ResourceGroups,
-                 runner: RemediationRunner, guardrails: Guardrails, now: datetime) -> None:
+                 runner: RemediationRunner, guardrails: Guardrails, owner_id: str, now: datetime) -> None:
         self._hint = hint
+        self.owner_id = owner_id
         self._clusters, self._directory, self._store = clusters, directory, store
         self._incidents, self._vault, self._sign_in = incidents, vault, sign_in
         self._resource_groups = resource_groups
@@ -143,6 +151,21 @@ class Observation:
             return None
 
     @cached_property
+    def credential(self) -> Credential:
+        """Which of the cluster's secrets the hint is about: the operator's choice, or the failure's application."""
+        if self._hint.credential is not None:
+            return self._hint.credential
+        server = self.cluster.aad_server_app_id if self.cluster else None
+        if server and server.lower() in self._hint.named_apps:
+            return Credential.AAD_SERVER
+        return Credential.SERVICE_PRINCIPAL
+
+    @property
+    def app_id(self) -> str:
+        """The application whose secret is in question ("" when the cluster holds none for the credential)."""
+        return self.cluster.app_id_for(self.credential) if self.cluster else ""
+
+    @cached_property
     def group_tags(self) -> dict[str, str]:
         try:
             return self._resource_groups.get_tags(self._hint.cluster.subscription_id, self._hint.cluster.resource_group)
@@ -152,8 +175,7 @@ class Observation:
     @cached_property
     def rotations(self) -> list[Remediation]:
         """The rotations of the cluster's application, newest first (they are what acts on the cluster)."""
-        client_id = self.cluster.client_id if self.cluster else ""
-        return self._store.list_for_application(client_id, limit=RECENT_REMEDIATIONS) if client_id else []
+        return self._store.list_for_application(self.app_id, limit=RECENT_REMEDIATIONS) if self.app_id else []
 
     @property
     def active(self) -> Remediation | None:
@@ -190,11 +212,17 @@ class Observation:
 
     @cached_property
     def application(self) -> Application | None:
-        """The cluster's application in Graph; None when Graph shows none (deleted, or not owned by us)."""
+        """The application in Graph (with its owners); None when Graph shows none: deleted, or not yet replicated."""
         try:
-            return self._directory.get_application_by_app_id(self.cluster.client_id if self.cluster else "")
+            return self._directory.get_application_by_app_id(self.app_id)
         except NotFoundError:
             return None
+
+    @cached_property
+    def entra_verdict(self) -> SignInResult:
+        """Entra ID's answer to a sign-in as the application with a throwaway secret: AADSTS700016 when the tenant
+        has no such application; a refused secret (AADSTS7000215) when it has one that Graph did not show."""
+        return self._sign_in.sign_in(self.app_id, SecretText(secrets.token_urlsafe(32)))
 
     @property
     def every_password_ended(self) -> bool:
@@ -213,7 +241,7 @@ class Observation:
         if cluster.last_modified_at and cluster.last_modified_at > repaired_at:
             return None
         secret = self._vault.get_secret(repair.vault_secret_name or "", repair.vault_secret_version)
-        return self._sign_in.sign_in(cluster.client_id, secret)
+        return self._sign_in.sign_in(self.app_id, secret)
 
 
 Check = Callable[[Hint, Observation], Verdict | None]
@@ -241,6 +269,11 @@ def cluster_missing(h: Hint, o: Observation) -> Verdict | None:
 
 
 def managed_identity(h: Hint, o: Observation) -> Verdict | None:
+    if o.credential is Credential.AAD_SERVER:
+        if o.cluster and not o.cluster.aad_server_app_id:
+            return Verdict(Act.NONE, "NoLegacyAzureAd", f"cluster {h.cluster.name} has no legacy Azure AD integration"
+                                                        " (no aadProfile server application): no server secret")
+        return None
     if o.cluster and o.cluster.uses_managed_identity:
         return Verdict(Act.NONE, "ManagedIdentityCluster", f"cluster {h.cluster.name} uses a managed identity, not a"
                                                            " service principal: there is no client secret to reset")
@@ -308,7 +341,7 @@ def not_a_secret_failure(h: Hint, o: Observation) -> Verdict | None:
 
 
 def other_application(h: Hint, o: Observation) -> Verdict | None:
-    client_id = (o.cluster.client_id if o.cluster else "").lower()
+    client_id = o.app_id
     if h.named_apps and client_id not in h.named_apps:
         return Verdict(Act.NONE, "OtherApplication", f"the failing secret belongs to app"
                        f" {', '.join(sorted(h.named_apps))}, not to the cluster's service principal {client_id}:"
@@ -316,13 +349,35 @@ def other_application(h: Hint, o: Observation) -> Verdict | None:
     return None
 
 
-def application_missing(h: Hint, o: Observation) -> Verdict | None:
-    if o.application is None:
-        client_id = o.cluster.client_id if o.cluster else ""
-        return Verdict(Act.NONE, "ApplicationNotFound", f"Graph shows no application with appId {client_id}: it was"
-                       " deleted (a new service principal is needed), or the remediator's identity is not one of its"
-                       " owners (add it: infra/README.md)", FailureKind.SP_NOT_FOUND)
-    return None
+def application_deleted(h: Hint, o: Observation) -> Verdict | None:
+    """Graph shows no application: replace it (or plan to) only when Entra ID confirms the tenant has none."""
+    if o.application is not None:
+        return None
+    app_id = o.app_id
+    if o.credential is Credential.AAD_SERVER:
+        return Verdict(Act.NONE, "ApplicationNotFound", f"the legacy Azure AD server application {app_id} does not"
+                       " exist: a new one needs an administrator's consent; migrate the cluster to AKS-managed Azure"
+                       " AD (az aks update --enable-aad)", FailureKind.SP_NOT_FOUND)
+    verdict = o.entra_verdict
+    if verdict.code != "AADSTS700016":
+        return Verdict(Act.NONE, "ApplicationNotFound", f"Graph shows no application {app_id}, but Entra ID still knows"
+                       f" it ({verdict.code or 'signed in'}): replication, or another tenant; nothing to replace",
+                       FailureKind.SP_NOT_FOUND)
+    plan_only = o.guardrails.replacement is Replacement.PLAN
+    return Verdict(Act.START, "ApplicationDeleted", f"application {app_id} no longer exists (Graph: not found;"
+                   " Entra ID: AADSTS700016): a new application and service principal are to replace it"
+                   + (" (REMEDIATOR_REPLACE_DELETED=plan: planned only)" if plan_only else ""),
+                   FailureKind.SP_NOT_FOUND, replace=True)
+
+
+def not_owned(h: Hint, o: Observation) -> Verdict | None:
+    """Graph lets the remediator read every application but change only those it owns: refuse before minting."""
+    app = o.application
+    if app is None or app.owner_ids is None or not o.owner_id or o.owner_id in app.owner_ids:
+        return None
+    return Verdict(Act.NONE, "ApplicationNotOwned", f"the remediator's identity ({o.owner_id}) is not an owner of"
+                   f" application {app.app_id}, so it may not add a password: az ad app owner add --id {app.app_id}"
+                   f" --owner-object-id {o.owner_id} (infra/README.md)")
 
 
 def dry_run(h: Hint, o: Observation) -> Verdict | None:
@@ -361,8 +416,8 @@ def confirmed(h: Hint, o: Observation) -> Verdict:
 
 
 CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, opted_out, stale,
-                             running, breaker, not_a_secret_failure, other_application, application_missing,
-                             dry_run)
+                             running, breaker, not_a_secret_failure, other_application, application_deleted,
+                             not_owned, dry_run)
 
 
 def evaluate(hint: Hint, observation: Observation) -> Verdict:
@@ -376,8 +431,9 @@ def evaluate(hint: Hint, observation: Observation) -> Verdict:
 class Reconciler:
     def __init__(self, *, clusters: ManagedClusters, directory: Directory, store: RemediationStore,
                  incidents: IncidentStore, vault: SecretStore, sign_in: SignIn, resource_groups: ResourceGroups,
-                 runner: RemediationRunner, guardrails: Guardrails = DEFAULT_GUARDRAILS,
+                 runner: RemediationRunner, guardrails: Guardrails = DEFAULT_GUARDRAILS, owner_id: str = "",
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._owner_id = owner_id.lower()
         self._clusters, self._directory, self._store = clusters, directory, store
         self._incidents, self._vault, self._sign_in = incidents, vault, sign_in
         self._resource_groups = resource_groups
@@ -391,7 +447,7 @@ class Reconciler:
         observation = Observation(hint, clusters=self._clusters, directory=self._directory, store=self._store,
                                   incidents=self._incidents, vault=self._vault, sign_in=self._sign_in,
                                   resource_groups=self._resource_groups, runner=self._runner,
-                                  guardrails=self._guardrails, now=now)
+                                  guardrails=self._guardrails, owner_id=self._owner_id, now=now)
         verdict = evaluate(hint, observation)
         decision = Decision(hint, verdict, at=now)
         if verdict.act is Act.JOIN:
@@ -422,18 +478,23 @@ class Reconciler:
             except NotFoundError:
                 remediation_id = earlier or remediation_id  # its recorder died before starting it: finish the job
         cluster, app = o.cluster, o.application
-        assert cluster is not None and app is not None
+        assert cluster is not None and (app is not None or verdict.replace)
         stamp = now.isoformat()
         observe = self._guardrails.mode is Mode.OBSERVE
+        # A replacement is only planned unless the operators chose to replace: it is recorded as a dry run.
+        plan_only = verdict.replace and self._guardrails.replacement is Replacement.PLAN
         remediation = Remediation(
-            id=remediation_id, cluster_id=str(hint.cluster), dry_run=hint.dry_run, source=hint.source.value,
-            status=Status.ACCEPTED, created_at=stamp, updated_at=stamp, reason="accepted",
+            id=remediation_id, cluster_id=str(hint.cluster), dry_run=hint.dry_run or plan_only,
+            source=hint.source.value, status=Status.ACCEPTED, created_at=stamp, updated_at=stamp, reason="accepted",
             cause=f"{verdict.code}: {verdict.message}"[:1000],
-            cause_kind=verdict.kind.value if verdict.kind else "requested", application_expired=o.every_password_ended,
+            cause_kind=verdict.kind.value if verdict.kind else "requested",
+            # A deleted application breaks every cluster using it, as every password ending does: all are moved.
+            application_expired=verdict.replace or o.every_password_ended,
             mode=Mode.OBSERVE.value if observe else Mode.REMEDIATE.value, correlation_id=hint.correlation_id,
+            credential=o.credential.value, replace=verdict.replace,
             requested_by=hint.requested_by.view() if hint.requested_by else None,
-            client_id=cluster.client_id, app_object_id=app.object_id,
-            old_key_ids=[p.key_id for p in app.passwords],
+            client_id=o.app_id, app_object_id=app.object_id if app else None,
+            old_key_ids=[p.key_id for p in app.passwords] if app else [],
             targets=[Target(str(hint.cluster), joined_by=hint.joined_by)])
         submission = self._runner.start(remediation)
         if not submission.created:

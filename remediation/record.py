@@ -1,4 +1,5 @@
-"""A remediation: one rotation of one application's secret, applied to every cluster it serves.
+"""A remediation: one rotation of one application's secret, applied to every cluster it serves, or the
+replacement of a deleted application by a new one.
 
 One record holds everything its steps need between queue messages. It never holds secret
 text: the secret lives only in Key Vault, and the record holds its name, version and Entra
@@ -9,6 +10,11 @@ or stale message never forks the chain.
 `targets` is the fan-out: each cluster the rotation applies the new secret to, with its own
 reset as a tracked, resumable sub-step (counted and timed before the call, its status URL saved
 before anything waits on it) and its outcome.
+
+`credential` says which secret of the clusters it is about: the service principal's, or the legacy
+Azure AD integration's server application's. `client_id` is always the application whose secret
+broke (its claim, its rotations). A replacement (`replace`) mints for a new application
+(`new_client_id`) and carries the deleted principal's role assignments (`role_assignments`) over.
 """
 
 from __future__ import annotations
@@ -21,10 +27,10 @@ from enum import StrEnum
 from typing import Any
 
 from remediation.ids import ClusterId
-from remediation.model import Status
+from remediation.model import Credential, Status
 
 # Fields Table storage cannot hold as they are: they travel as JSON strings.
-_JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by", "targets", "retired")
+_JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by", "targets", "retired", "role_assignments")
 
 
 def new_remediation_id() -> str:
@@ -98,6 +104,9 @@ class Remediation:
     # Every password of the application had ended: every cluster using it is broken, and the rotation moves all.
     application_expired: bool = False
     mode: str = "remediate"  # observe: plans and records, writes nothing to Azure
+    credential: str = Credential.SERVICE_PRINCIPAL.value
+    # The application is gone: a new one replaces it (with `dry_run`, only planned).
+    replace: bool = False
     requested_by: dict[str, str] | None = None  # the API caller's objectId and appId; None for events and sweeps
     correlation_id: str | None = None  # the incident that started it, if any
     generation: int = 0
@@ -115,6 +124,16 @@ class Remediation:
     vault_secret_version: str | None = None
     propagation_started_at: str | None = None
     propagation_successes: int = 0
+    # A replacement: the deleted principal, the new application (created once: `app_create_started_at` is set
+    # before the create, so a run that finds it set looks for the application before creating another), and the
+    # role assignments carried over: [{"scope", "roleDefinitionId", "name", "status", "detail"}].
+    old_principal_id: str | None = None
+    old_display_name: str | None = None
+    app_create_started_at: str | None = None
+    new_client_id: str | None = None
+    new_app_object_id: str | None = None
+    new_principal_id: str | None = None
+    role_assignments: list[dict[str, str]] = field(default_factory=list)
     verified_at: str | None = None  # every target finished
     retired: list[dict[str, str]] = field(default_factory=list)  # removed passwords: keyId, hint, end, removedAt
     transient_failures: int = 0
@@ -144,6 +163,19 @@ class Remediation:
     def observe(self) -> bool:
         return self.mode == "observe"
 
+    @property
+    def kind(self) -> Credential:
+        return Credential(self.credential)
+
+    @property
+    def secret_app_id(self) -> str:
+        """The application the new secret belongs to: the replacement, or the one rotated."""
+        return (self.new_client_id if self.replace else self.client_id) or ""
+
+    @property
+    def secret_app_object_id(self) -> str:
+        return (self.new_app_object_id if self.replace else self.app_object_id) or ""
+
     def target(self, cluster: ClusterId) -> Target | None:
         return next((t for t in self.targets if t.cluster.key == cluster.key), None)
 
@@ -166,6 +198,7 @@ class Remediation:
             "updatedAt": self.updated_at,
             "finishedAt": self.finished_at,
             "steps": [{"name": n, **asdict(s)} for n, s in self.steps.items()],
+            "credential": self.credential,
             "servicePrincipal": {"clientId": self.client_id, "applicationObjectId": self.app_object_id,
                                  "newKeyId": self.new_key_id},
             "keyVault": {"secretName": self.vault_secret_name, "version": self.vault_secret_version},
@@ -174,6 +207,10 @@ class Remediation:
             "resetAttempts": sum(t.reset_attempts for t in self.targets),
             "error": self.error,
         }
+        if self.replace:
+            body["replacement"] = {"oldPrincipalId": self.old_principal_id, "oldDisplayName": self.old_display_name,
+                                   "newClientId": self.new_client_id, "newApplicationObjectId": self.new_app_object_id,
+                                   "newPrincipalId": self.new_principal_id, "roleAssignments": self.role_assignments}
         if self.dry_run or self.observe:
             body["plan"] = self.plan
         return body
@@ -189,6 +226,7 @@ class Remediation:
         entity["requested_by"] = json.dumps(self.requested_by) if self.requested_by else None
         entity["targets"] = json.dumps([{**asdict(t), "status": t.status.value} for t in self.targets])
         entity["retired"] = json.dumps(self.retired)
+        entity["role_assignments"] = json.dumps(self.role_assignments)
         entity["cluster_key"] = ClusterId.parse(self.cluster_id).key  # to find a cluster's remediations
         entity["app_key"] = (self.client_id or "").lower()  # to find an application's
         entity["active"] = not self.status.terminal  # to find unfinished work
@@ -209,5 +247,6 @@ class Remediation:
             requested_by=json.loads(entity["requested_by"]) if entity.get("requested_by") else None,
             targets=[Target.of(t) for t in json.loads(entity.get("targets") or "[]")],
             retired=json.loads(entity.get("retired") or "[]"),
+            role_assignments=json.loads(entity.get("role_assignments") or "[]"),
             etag=etag,
         )

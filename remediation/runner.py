@@ -43,10 +43,12 @@ from remediation.ports import (
     ManagedClusters,
     RemediationStore,
     ResourceGroups,
+    RoleAssignments,
     SecretStore,
     SignIn,
     WorkQueue,
 )
+from remediation.procedures import steps_of
 from remediation.record import Remediation, Target, TargetStatus
 from remediation.steps import (
     MAX_DELAY_SECONDS,
@@ -57,7 +59,6 @@ from remediation.steps import (
     Stop,
     Wait,
     backoff,
-    steps_of,
 )
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,9 @@ class Submission:
 class RemediationRunner:
     def __init__(self, *, clusters: ManagedClusters, directory: Directory, vault: SecretStore, sign_in: SignIn,
                  resource_groups: ResourceGroups, ledger: IncidentStore, store: RemediationStore, queue: WorkQueue,
-                 config: StepConfig = DEFAULT_STEP_CONFIG,
+                 roles: RoleAssignments | None = None, config: StepConfig = DEFAULT_STEP_CONFIG,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._clusters, self._directory, self._vault = clusters, directory, vault
+        self._clusters, self._directory, self._vault, self._roles = clusters, directory, vault, roles
         self._sign_in, self._resource_groups, self._ledger = sign_in, resource_groups, ledger
         self._store, self._queue = store, queue
         self._config = config
@@ -250,7 +251,7 @@ class RemediationRunner:
 
     def _run(self, remediation: Remediation) -> Remediation:
         context = StepContext(self._clusters, self._directory, self._vault, self._sign_in, self._resource_groups,
-                              self._ledger, self._config, self._clock, checkpoint=self._save)
+                              self._ledger, self._config, self._clock, checkpoint=self._save, roles=self._roles)
         steps = steps_of(remediation)
         for name, step in steps:
             if remediation.done(name):

@@ -17,8 +17,11 @@ from typing import Any
 
 from remediation.auth import Caller
 from remediation.errors import InvalidInputError
+from remediation.guardrails import Scope
 from remediation.ids import ClusterId
-from remediation.ports import IncidentStore, RemediationStore
+from remediation.model import Credential
+from remediation.orphans import Orphan, find_orphans
+from remediation.ports import Directory, IncidentStore, ManagedClusters, RemediationStore
 from remediation.reconcile import Decision, Hint, Reconciler, Source
 from remediation.record import Remediation
 from remediation.runner import RemediationRunner, WorkItem, is_remediation_id
@@ -27,7 +30,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_REASON = 500
-_FIELDS = {"clusterResourceId", "dryRun", "reason", "force"}
+ANY_SCOPE = Scope()
+_FIELDS = {"clusterResourceId", "dryRun", "reason", "force", "credential"}
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,12 @@ class RemediationRequest:
     reason: str = ""
     force: bool = False
     requested_by: Caller | None = None
+    credential: Credential | None = None  # None: the service principal's
 
     @classmethod
     def from_json(cls, body: bytes, *, requested_by: Caller | None = None) -> RemediationRequest:
-        """Parse `{"clusterResourceId": str, "dryRun": bool, "reason": str, "force": bool}`; InvalidInputError."""
+        """Parse `{"clusterResourceId": str, "dryRun": bool, "reason": str, "force": bool, "credential":
+        "servicePrincipal" | "aadServer"}`; InvalidInputError."""
         if len(body) > MAX_BODY_BYTES:
             raise InvalidInputError(f"the request body is larger than {MAX_BODY_BYTES} bytes", code="BodyTooLarge")
         try:
@@ -67,21 +73,29 @@ class RemediationRequest:
         if not isinstance(reason, str) or len(reason) > MAX_REASON:
             raise InvalidInputError(f"reason must be a string of at most {MAX_REASON} characters",
                                     code="InvalidReason")
+        credential = data.get("credential", Credential.SERVICE_PRINCIPAL.value)
+        if credential not in {c.value for c in Credential}:
+            raise InvalidInputError("credential must be servicePrincipal (the cluster's service principal) or"
+                                    " aadServer (the legacy Azure AD integration's server application)",
+                                    code="InvalidCredential")
         return cls(ClusterId.parse(data["clusterResourceId"]), dry_run=dry_run, reason=reason, force=force,
-                   requested_by=requested_by)
+                   requested_by=requested_by, credential=Credential(credential))
 
     def hint(self) -> Hint:
         return Hint(self.cluster, Source.MANUAL, requested_by=self.requested_by, reason=self.reason,
-                    dry_run=self.dry_run, force=self.force)
+                    dry_run=self.dry_run, force=self.force, credential=self.credential)
 
 
 class RemediationService:
     def __init__(self, *, reconciler: Reconciler, runner: RemediationRunner, store: RemediationStore,
-                 incidents: IncidentStore) -> None:
+                 incidents: IncidentStore, clusters: ManagedClusters, directory: Directory, owner_id: str = "",
+                 subscriptions: tuple[str, ...] = (), scope: Scope = ANY_SCOPE) -> None:
         self._reconciler = reconciler
         self._runner = runner
         self._store = store
         self._incidents = incidents
+        self._clusters, self._directory = clusters, directory
+        self._owner_id, self._subscriptions, self._scope = owner_id, subscriptions, scope
 
     def request(self, request: RemediationRequest) -> Decision:
         """Decide an operator's request from the cluster's present state (remediation/reconcile.py)."""
@@ -103,6 +117,11 @@ class RemediationService:
 
     def list_decisions(self, cluster: ClusterId | None = None, *, limit: int = 50) -> list[dict[str, Any]]:
         return self._incidents.list_decisions(cluster_key=cluster.key if cluster else None, limit=limit)
+
+    def orphans(self) -> list[Orphan]:
+        """Applications the remediator owns or minted for that no cluster it can see uses (remediation/orphans.py)."""
+        return find_orphans(directory=self._directory, clusters=self._clusters, store=self._store,
+                            owner_id=self._owner_id, subscriptions=self._subscriptions, scope=self._scope)
 
     def advance(self, item: WorkItem) -> Remediation:
         return self._runner.advance(item)

@@ -12,13 +12,14 @@ is deployed to. Every other module takes its endpoints from `Settings` (a test g
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 from remediation.errors import ConfigurationError
-from remediation.guardrails import Guardrails, Mode, OptOutTag, Scope, names
+from remediation.guardrails import Guardrails, Mode, OptOutTag, Replacement, Scope, names
 
 # Storage names shared by the code, the function bindings and the Bicep.
 TABLE_NAME = "remediations"
@@ -31,6 +32,8 @@ PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 PUBLIC_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
 PUBLIC_STORAGE_SUFFIX = "core.windows.net"
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,23 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="24",
     ),
     SettingSpec(
+        "REMEDIATOR_REPLACE_DELETED",
+        "plan: a cluster whose application was deleted gets a recorded plan (steps and az commands); replace: a new"
+        " application and service principal with the old one's role assignments.",
+        default="plan",
+    ),
+    SettingSpec(
+        "REMEDIATOR_ASSIGNABLE_ROLE_IDS",
+        "Comma-separated role definition GUIDs a replacement may be given (the condition of the remediator's role"
+        " assignment administrator role, from the Bicep); a replacement needing another is planned, not started.",
+        default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_PRINCIPAL_ID",
+        "Object id of the remediator's own service principal (its managed identity): owner of what it creates.",
+        default="",
+    ),
+    SettingSpec(
         "REMEDIATOR_RETIRE_AFTER_HOURS",
         "Hours after every cluster is verified before the passwords a rotation replaced are removed; 0 keeps them.",
         default="24",
@@ -251,6 +271,7 @@ class Settings:
     api_app_id_uri: str = ""
     ca_bundle: str | None = None
     subscription_ids: tuple[str, ...] = ()
+    principal_id: str = ""
     sweep_schedule: str = "0 */15 * * * *"
     secret_lifetime_days: int = 180
     reset_poll_seconds: float = 30.0
@@ -327,6 +348,13 @@ class Settings:
         if mode_text not in {m.value for m in Mode}:
             problems.append(f"REMEDIATOR_MODE must be remediate or observe, got {mode_text!r}")
             mode_text = Mode.REMEDIATE.value
+        replacement = (get("REMEDIATOR_REPLACE_DELETED") or "").lower()
+        if replacement not in {r.value for r in Replacement}:
+            problems.append(f"REMEDIATOR_REPLACE_DELETED must be plan or replace, got {replacement!r}")
+            replacement = Replacement.PLAN.value
+        assignable = names(get("REMEDIATOR_ASSIGNABLE_ROLE_IDS") or "")
+        if bad := sorted(r for r in assignable if not _GUID.match(r)):
+            problems.append(f"REMEDIATOR_ASSIGNABLE_ROLE_IDS holds role definition GUIDs, got {bad[0]!r}")
         guardrails = Guardrails(
             scope=Scope(subscriptions=frozenset(s.lower() for s in subscriptions),
                         deny_subscriptions=names(get("REMEDIATOR_DENY_SUBSCRIPTION_IDS") or ""),
@@ -335,7 +363,8 @@ class Settings:
             opt_out=opt_out, mode=Mode(mode_text),
             max_resets_per_hour=whole("REMEDIATOR_MAX_RESETS_PER_HOUR"),
             breaker_failures=whole("REMEDIATOR_BREAKER_FAILURES"),
-            breaker_window=timedelta(hours=number("REMEDIATOR_BREAKER_WINDOW_HOURS")))
+            breaker_window=timedelta(hours=number("REMEDIATOR_BREAKER_WINDOW_HOURS")),
+            replacement=Replacement(replacement), assignable_roles=assignable)
         settings = cls(
             tenant_id=get("AZURE_TENANT_ID") or "",
             key_vault_url=(get("REMEDIATOR_KEY_VAULT_URL") or "").rstrip("/"),
@@ -352,6 +381,7 @@ class Settings:
             api_app_id_uri=(get("REMEDIATOR_API_APP_ID_URI") or f"api://{api_client_id}").rstrip("/"),
             ca_bundle=get("REMEDIATOR_CA_BUNDLE"),
             subscription_ids=subscriptions,
+            principal_id=(get("REMEDIATOR_PRINCIPAL_ID") or "").lower(),
             sweep_schedule=get("REMEDIATOR_SWEEP_SCHEDULE") or "",
             secret_lifetime_days=int(number("REMEDIATOR_SECRET_LIFETIME_DAYS")),
             reset_poll_seconds=number("REMEDIATOR_RESET_POLL_SECONDS"),

@@ -1,5 +1,6 @@
 """The steps of a rotation, in order, each a named function of (context, record) that returns
-Done, Wait, Retry or Stop with a reason code.
+Done, Wait, Retry or Stop with a reason code. (A replacement's own steps are in
+remediation/replacement.py; remediation/procedures.py says which steps a remediation runs.)
 
     discover_clusters     which clusters the application serves in scope (the fan-out), each checked
                           against the guardrails (scope, opt-out tag)
@@ -11,6 +12,10 @@ Done, Wait, Retry or Stop with a reason code.
 
 A dry run, and any remediation in observe mode, runs `discover_clusters` then `plan` and writes
 nothing to Azure.
+
+A rotation is about one credential of its clusters (`Remediation.credential`): the service
+principal's secret (reset with resetServicePrincipalProfile) or the legacy Azure AD
+integration's server application secret (reset with resetAADProfile); everything else is the same.
 
 Every step is idempotent and keyed by the remediation id: running it again after a crash, a
 duplicate message or a retry repeats no write that already happened. A step that is about to
@@ -43,8 +48,16 @@ from datetime import datetime, timedelta
 from remediation.errors import NotFoundError, OperationInProgressError, PermanentError, RemediationError, TransientError
 from remediation.guardrails import Guardrails
 from remediation.ids import ClusterId
-from remediation.model import ClusterInfo, SecretText
-from remediation.ports import Directory, IncidentStore, ManagedClusters, ResourceGroups, SecretStore, SignIn
+from remediation.model import ClusterInfo, Credential, SecretText
+from remediation.ports import (
+    Directory,
+    IncidentStore,
+    ManagedClusters,
+    ResourceGroups,
+    RoleAssignments,
+    SecretStore,
+    SignIn,
+)
 from remediation.record import Remediation, Target, TargetStatus
 
 log = logging.getLogger(__name__)
@@ -105,6 +118,7 @@ class StepConfig:
     retire_foreign_passwords: bool = False
     guardrails: Guardrails = field(default_factory=Guardrails)
     subscriptions: tuple[str, ...] = ()  # where the fan-out looks for clusters; empty: the hint's own
+    owner_id: str = ""  # the remediator's own service principal: owner of the applications a replacement creates
 
     @property
     def stalled_after(self) -> timedelta:
@@ -127,6 +141,7 @@ class StepContext:
     # The new secret, kept only for the rest of this invocation so later steps need not read it back.
     secret: SecretText | None = field(default=None, repr=False)
     group_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    roles: RoleAssignments | None = None  # a replacement's role assignments
 
     def new_secret(self, r: Remediation) -> SecretText:
         if self.secret is None:
@@ -157,7 +172,7 @@ def discover_clusters(ctx: StepContext, r: Remediation) -> Outcome:
         for sub in ctx.config.subscriptions or (r.cluster.subscription_id,):
             for info in ctx.clusters.list_clusters(sub):
                 cluster = ClusterId.parse(info.id)
-                if (info.client_id or "").lower() != (r.client_id or "").lower() or r.target(cluster):
+                if info.app_id_for(r.kind) != (r.client_id or "").lower() or r.target(cluster):
                     continue
                 target = Target(str(cluster), joined_by="application")
                 r.targets.append(target)
@@ -169,21 +184,40 @@ def discover_clusters(ctx: StepContext, r: Remediation) -> Outcome:
                               f" reset, {len(r.targets) - pending} skipped")
 
 
+def reset_command(r: Remediation, cluster: ClusterId, info: ClusterInfo | None = None) -> str:
+    """The `az` command that does what the reset of one cluster does (the secret left out)."""
+    head = f"az aks update-credentials -g {cluster.resource_group} -n {cluster.name} --subscription" \
+           f" {cluster.subscription_id}"
+    if r.kind is Credential.AAD_SERVER:
+        client = info.aad_client_app_id if info else "<its client application id>"
+        tenant = f" --aad-tenant-id {info.aad_tenant_id}" if info and info.aad_tenant_id else ""
+        return (f"{head} --reset-aad --aad-server-app-id {r.client_id} --aad-server-app-secret <the new secret>"
+                f" --aad-client-app-id {client}{tenant}")
+    app_id = r.secret_app_id or "<the new application's appId>"
+    return f"{head} --reset-service-principal --service-principal {app_id} --client-secret <the new secret>"
+
+
 def plan(ctx: StepContext, r: Remediation) -> Outcome:
-    """A dry run or observe mode: what a rotation would do, with the equivalent commands; writes nothing."""
+    """A dry run or observe mode: what the remediation would do, with the equivalent commands; writes nothing."""
     pending = [t.cluster for t in r.targets if t.status is TargetStatus.PENDING]
+    if r.replace:
+        from remediation.replacement import replacement_plan  # the replacement's own steps import these
+
+        head = replacement_plan(ctx, r)
+    else:
+        head = [f"add a password named '{password_name(r)}' to application {r.app_object_id} (appId {r.client_id}),"
+                f" valid {ctx.config.secret_lifetime.days} days: az ad app credential reset --id {r.client_id}"
+                f" --append --display-name '{password_name(r)}'",
+                f"store it in Key Vault as secret '{vault_secret_name(r.client_id or '')}'"]
+    what = "the legacy Azure AD profile" if r.kind is Credential.AAD_SERVER else "the service principal profile"
     r.plan = [
-        f"add a password named '{password_name(r)}' to application {r.app_object_id} (appId {r.client_id}),"
-        f" valid {ctx.config.secret_lifetime.days} days",
-        f"store it in Key Vault as secret '{vault_secret_name(r.client_id or '')}'",
+        *head,
         f"sign in as the application until Entra ID accepts the new secret {ctx.config.propagation_successes}"
         " times in a row",
-        *(f"reset the service principal profile of {c.name} (re-images its nodes): az aks update-credentials"
-          f" -g {c.resource_group} -n {c.name} --subscription {c.subscription_id} --reset-service-principal"
-          f" --service-principal {r.client_id} --client-secret <the new secret>" for c in pending),
+        *(f"reset {what} of {c.name} (re-images its nodes): {reset_command(r, c)}" for c in pending),
         *(f"skip {t.cluster.name}: {t.code}: {t.detail}" for t in r.targets if t.status is TargetStatus.SKIPPED),
-        "verify each cluster returns to provisioningState Succeeded on the same service principal",
-        _retirement_plan(ctx, r),
+        f"verify each cluster returns to provisioningState Succeeded on application {r.secret_app_id or 'the new one'}",
+        *([] if r.replace else [_retirement_plan(ctx, r)]),
     ]
     mode = "observe mode" if r.observe else "dry run"
     return Done("Planned", f"{mode}: nothing was written; {len(pending)} cluster(s) would be reset")
@@ -191,18 +225,18 @@ def plan(ctx: StepContext, r: Remediation) -> Outcome:
 
 def mint_secret(ctx: StepContext, r: Remediation) -> Outcome:
     """Add a password to the application and store its text in Key Vault straight away."""
-    secret_name = vault_secret_name(r.client_id or "")
+    secret_name = vault_secret_name(r.secret_app_id)
     if r.mint_started_at and _recover_minted_secret(ctx, r, secret_name):
         return Done("SecretRecovered", f"password {r.new_key_id} was stored by an earlier run of this remediation")
     r.mint_started_at = ctx.clock().isoformat()
     ctx.checkpoint(r)
-    object_id = r.app_object_id or ""
+    object_id = r.secret_app_object_id
     password = ctx.directory.add_password(object_id, password_name(r), ctx.clock() + ctx.config.secret_lifetime)
     # Graph shows the secret text only now: store it before anything else, or take the password back.
     try:
         stored = ctx.vault.set_secret(
             secret_name, password.secret_text, content_type=SECRET_CONTENT_TYPE, expires=password.end,
-            tags={"appId": r.client_id or "", "keyId": password.key_id, "remediationId": r.id})
+            tags={"appId": r.secret_app_id, "keyId": password.key_id, "remediationId": r.id})
     except BaseException as err:
         ctx.directory.remove_password(object_id, password.key_id)
         if isinstance(err, RemediationError):
@@ -220,7 +254,7 @@ def await_propagation(ctx: StepContext, r: Remediation) -> Outcome:
     secret can take minutes to be accepted everywhere, and a reset with a secret not yet accepted fails."""
     now = ctx.clock()
     r.propagation_started_at = r.propagation_started_at or now.isoformat()
-    result = ctx.sign_in.sign_in(r.client_id or "", ctx.new_secret(r))
+    result = ctx.sign_in.sign_in(r.secret_app_id, ctx.new_secret(r))
     r.propagation_successes = r.propagation_successes + 1 if result.ok else 0
     needed = ctx.config.propagation_successes
     if r.propagation_successes >= needed:
@@ -284,24 +318,6 @@ def retire_old_passwords(ctx: StepContext, r: Remediation) -> Outcome:
     return Done("Retired", f"{len(r.retired)} password(s) removed{kept}")
 
 
-STEPS: tuple[tuple[str, Step], ...] = (
-    ("discover_clusters", discover_clusters),
-    ("mint_secret", mint_secret),
-    ("await_propagation", await_propagation),
-    ("apply_to_clusters", apply_to_clusters),
-    ("retire_old_passwords", retire_old_passwords),
-)
-PLAN_STEPS: tuple[tuple[str, Step], ...] = (("discover_clusters", discover_clusters), ("plan", plan))
-
-
-def steps_of(remediation: Remediation) -> tuple[tuple[str, Step], ...]:
-    return PLAN_STEPS if remediation.dry_run or remediation.observe else STEPS
-
-
-def step_names(remediation: Remediation) -> tuple[str, ...]:
-    return tuple(name for name, _ in steps_of(remediation))
-
-
 # ------------------------------------------------------------------------------------- one target
 
 
@@ -337,9 +353,10 @@ def _advance(ctx: StepContext, r: Remediation, t: Target) -> float | None:
         return ctx.config.poll_seconds
     if cluster.provisioning_state == "Failed":
         return _retry(ctx, t, "the cluster's provisioningState is Failed after the reset", now)
-    if (cluster.client_id or "").lower() != (r.client_id or "").lower():
-        t.set(TargetStatus.FAILED, "ServicePrincipalChanged", f"the cluster now uses service principal"
-                                                              f" {cluster.client_id}: someone else changed it", now)
+    if cluster.app_id_for(r.kind) != r.secret_app_id.lower():
+        t.set(TargetStatus.FAILED, "ServicePrincipalChanged", f"the cluster now uses application"
+                                                              f" {cluster.app_id_for(r.kind)}: someone else changed it",
+              now)
         return None
     t.set(TargetStatus.VERIFIED, "Verified", f"provisioningState {cluster.provisioning_state} on the new secret", now)
     return None
@@ -389,8 +406,7 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
     t.reset_started_at = now.isoformat()
     ctx.checkpoint(r)
     try:
-        t.reset_status_url = ctx.clusters.begin_reset_service_principal_profile(t.cluster, r.client_id or "",
-                                                                                ctx.new_secret(r))
+        t.reset_status_url = _begin_reset(ctx, r, t.cluster, cluster)
     except OperationInProgressError as err:
         # Refused before it began: not an attempt. Someone else's operation is running; ours starts after it.
         t.reset_attempts -= 1
@@ -401,10 +417,19 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
     return ctx.config.poll_seconds
 
 
+def _begin_reset(ctx: StepContext, r: Remediation, cluster: ClusterId, info: ClusterInfo) -> str:
+    if r.kind is Credential.AAD_SERVER:
+        return ctx.clusters.begin_reset_aad_profile(cluster, server_app_id=r.client_id or "",
+                                                    client_app_id=info.aad_client_app_id or "",
+                                                    tenant_id=info.aad_tenant_id, secret=ctx.new_secret(r))
+    return ctx.clusters.begin_reset_service_principal_profile(cluster, r.secret_app_id, ctx.new_secret(r))
+
+
 def _changed_under_us(r: Remediation, t: Target, cluster: ClusterInfo) -> tuple[str, str] | None:
     """The last look before a disruptive write, decided from the present rather than the hint's moment."""
-    if cluster.uses_managed_identity or (cluster.client_id or "").lower() != (r.client_id or "").lower():
-        return "ServicePrincipalChanged", f"the cluster now uses {cluster.client_id}, not {r.client_id}"
+    if cluster.app_id_for(r.kind) != (r.client_id or "").lower():
+        return "ServicePrincipalChanged", (f"the cluster now uses {cluster.app_id_for(r.kind) or 'no application'},"
+                                           f" not {r.client_id}")
     if r.source != "manual" and cluster.provisioning_state == "Succeeded" and cluster.last_modified_at \
             and cluster.last_modified_at >= datetime.fromisoformat(r.created_at):
         return "FixedMeanwhile", (f"the cluster was changed successfully at {cluster.last_modified_at}, after the"
@@ -468,7 +493,7 @@ def _retirement_plan(ctx: StepContext, r: Remediation) -> str:
 
 def _recover_minted_secret(ctx: StepContext, r: Remediation, secret_name: str) -> bool:
     """After a crash between minting and recording: adopt a stored password, remove an unstored one."""
-    app = ctx.directory.get_application_by_app_id(r.client_id or "")
+    app = ctx.directory.get_application_by_app_id(r.secret_app_id)
     ours = {p.key_id for p in app.passwords if p.display_name == password_name(r)}
     if not ours:
         return False
@@ -477,7 +502,7 @@ def _recover_minted_secret(ctx: StepContext, r: Remediation, secret_name: str) -
     adopted = stored[-1] if stored else None
     for key_id in sorted(ours - {adopted.tags["keyId"] if adopted else ""}):
         log.warning("remediation %s: removing password %s whose secret was never stored", r.id, key_id)
-        ctx.directory.remove_password(r.app_object_id or app.object_id, key_id)
+        ctx.directory.remove_password(r.secret_app_object_id or app.object_id, key_id)
     if adopted is None:
         return False
     r.new_key_id, r.vault_secret_name, r.vault_secret_version = adopted.tags["keyId"], adopted.name, adopted.version

@@ -38,11 +38,11 @@ from sandbox.graph import GraphApi
 from sandbox.login import LoginApi
 from sandbox.persist import StateStore, dump_identities, load_identities
 from sandbox.server import Api, ApiServer
+from sandbox.state import DEFAULT_WORLD_OPTIONS, Identities, Identity, SandboxState, WorldOptions, build_scenario
 from sandbox.state import SCENARIOS as WORLD_SCENARIOS
-from sandbox.state import Identities, Identity, SandboxState, build_scenario
 from sandbox.vault import VaultApi
 
-__all__ = ["SCENARIOS", "Identity", "Sandbox", "configure_logging"]
+__all__ = ["SCENARIOS", "Identity", "Sandbox", "WorldOptions", "configure_logging"]
 SCENARIOS = WORLD_SCENARIOS + tuple(FLEETS)
 
 
@@ -62,11 +62,15 @@ class Sandbox:
     `state_dir`: keep the state there, written through after every request. If the directory holds a state
     already, that world is served (scenario and ids given here are ignored), on the same ports with the same CA.
     Without it, the state lives in memory and the CA in a temporary directory, both gone at stop().
+
+    `options`: what the remediator is granted beyond the deployed defaults (state.WorldOptions), e.g. the
+    role-delegation assignment infra/ deploys when REMEDIATOR_REPLACE_DELETED is replace.
     """
 
     def __init__(self, scenario: str = "expired-secret", *, tenant_id: str | None = None,
                  subscription_id: str | None = None, state_dir: str | os.PathLike[str] | None = None,
-                 scenario_file: str | os.PathLike[str] | None = None, fleet: dict[str, Any] | None = None) -> None:
+                 scenario_file: str | os.PathLike[str] | None = None, fleet: dict[str, Any] | None = None,
+                 options: WorldOptions = DEFAULT_WORLD_OPTIONS) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._store = StateStore(self.state_dir) if self.state_dir else None
         loaded = self._store.load() if self._store else None
@@ -79,7 +83,7 @@ class Sandbox:
         else:
             try:
                 self.scenario, self.state, identities = _world(scenario, scenario_file, fleet, tenant_id,
-                                                               subscription_id)
+                                                               subscription_id, options)
             except ValueError:  # a world that cannot be built must not keep the state directory locked
                 if self._store:
                     self._store.close()
@@ -183,21 +187,24 @@ class Sandbox:
 
 
 def _world(scenario: str, scenario_file: str | os.PathLike[str] | None, fleet: dict[str, Any] | None,
-           tenant_id: str | None, subscription_id: str | None) -> tuple[str, SandboxState, Identities]:
+           tenant_id: str | None, subscription_id: str | None,
+           options: WorldOptions = DEFAULT_WORLD_OPTIONS) -> tuple[str, SandboxState, Identities]:
     """(what the world is called, the world, its identities), from the first of `fleet`, `scenario_file`,
     `scenario` that is given."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     if fleet is None and scenario_file is None and scenario not in FLEETS:
-        return (scenario, *build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id))
+        return (scenario, *build_scenario(scenario, tenant_id=tenant_id, subscription_id=subscription_id,
+                                          options=options))
     if subscription_id is not None:
         raise ValueError("a fleet names its own subscriptions; subscription_id is for the named scenarios "
                          f"{', '.join(WORLD_SCENARIOS)}")
     if fleet is not None:
-        return ("fleet", *build_fleet(fleet, tenant_id=tenant_id))
+        return ("fleet", *build_fleet(fleet, tenant_id=tenant_id, options=options))
     if scenario_file is not None:
-        return (f"file:{scenario_file}", *build_fleet(load_scenario_file(scenario_file), tenant_id=tenant_id))
-    return (scenario, *build_fleet(FLEETS[scenario](), tenant_id=tenant_id))
+        return (f"file:{scenario_file}", *build_fleet(load_scenario_file(scenario_file), tenant_id=tenant_id,
+                                                      options=options))
+    return (scenario, *build_fleet(FLEETS[scenario](), tenant_id=tenant_id, options=options))
 
 
 def _write_atomically(path: Path, data: bytes, *, mode: int) -> None:

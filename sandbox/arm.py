@@ -1,12 +1,13 @@
 """Azure Resource Manager: resource groups, AKS managed clusters, their long-running operations, the Activity Log,
-in every subscription of the state.
+role assignments (sandbox/authorization.py), in every subscription of the state.
 
-URLs, bodies, status codes and the LRO protocol follow the official examples in
-`shared/reference/azure-rest-samples/` (ManagedClustersGet, ResetServicePrincipalProfile,
-GetActivityLogsFiltered). AKS checks a cluster's service principal by signing in as it
-(`SandboxState.sign_in`), so a bad secret fails writes with the same nesting real AKS uses:
-ServicePrincipalValidationClientError wrapping the AADSTS response. Lists of clusters come in
-pages of `SandboxState.cluster_page_size` with ARM's `nextLink`.
+URLs, bodies, status codes and the LRO protocol follow the official examples in `tests/reference/`
+(ManagedClustersGet, ResetServicePrincipalProfile, ResetAADProfile, GetActivityLogsFiltered). AKS checks a
+cluster's service principal by signing in as it (`SandboxState.sign_in`), so a bad secret fails writes with the
+same nesting real AKS uses: ServicePrincipalValidationClientError wrapping the AADSTS response. A cluster with the
+legacy Azure AD integration holds its server application's secret the same way; resetAADProfile checks the new one
+by signing in as the server application. Lists of clusters come in pages of `SandboxState.cluster_page_size` with
+ARM's `nextLink`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from sandbox.authorization import RoleAssignments
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
     LOCATION,
     ApiError,
     Application,
     Cluster,
+    LegacyAadProfile,
     Operation,
     ResourceGroup,
     SandboxState,
@@ -34,6 +37,7 @@ from sandbox.state import (
 CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
 WRITE = "Microsoft.ContainerService/managedClusters/write"
 RESET = "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action"
+RESET_AAD = "Microsoft.ContainerService/managedClusters/resetAADProfile/action"
 READ = "Microsoft.ContainerService/managedClusters/read"
 READ_GROUP = "Microsoft.Resources/subscriptions/resourceGroups/read"
 GROUP_TYPE = "Microsoft.Resources/resourceGroups"
@@ -44,7 +48,7 @@ MAX_SECRET_BYTES = 190
 RETRY_AFTER = "1"
 _FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+'([^']*)'\s*$", re.IGNORECASE)
 # How AKS names an operation in progress in its 409 (see _refuse_while_busy).
-_IN_PROGRESS = {"write": "update", "reset": "reset service principal profile"}
+_IN_PROGRESS = {"write": "update", "reset": "reset service principal profile", "reset_aad": "reset AAD profile"}
 _NARROWING = {"correlationid": "correlationId", "resourceprovider": "resourceProvider",
               "resourceuri": "resourceUri", "resourcegroupname": "resourceGroupName"}
 
@@ -55,7 +59,7 @@ class ArmApi(Api):
     def __init__(self, state: SandboxState) -> None:
         super().__init__(state)
         # Operations are data (they outlive a restart); these end them.
-        state.appliers.update(write=self._end_write, reset=self._end_reset)
+        state.appliers.update(write=self._end_write, reset=self._end_reset, reset_aad=self._end_reset_aad)
         sub = r"/subscriptions/(?P<sub>[^/]+)"
         clusters = rf"{sub}/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerService/managedClusters"
         one = rf"{clusters}/(?P<name>[^/]+)"
@@ -65,6 +69,7 @@ class ArmApi(Api):
         self.route("PUT", one, "PUT managedClusters/{name}", self.put_cluster)
         self.route("POST", rf"{one}/resetServicePrincipalProfile",
                    "POST managedClusters/{name}/resetServicePrincipalProfile", self.reset)
+        self.route("POST", rf"{one}/resetAADProfile", "POST managedClusters/{name}/resetAADProfile", self.reset_aad)
         self.route("GET", clusters, "GET resourceGroups/{rg}/managedClusters", self.list_clusters)
         self.route("GET", rf"{sub}/providers/Microsoft\.ContainerService/managedClusters", "GET managedClusters",
                    self.list_clusters)
@@ -74,6 +79,7 @@ class ArmApi(Api):
                    self.operation_result)
         self.route("GET", rf"{sub}/providers/microsoft\.insights/eventtypes/management/values",
                    "GET eventtypes/management/values", self.activity_log)
+        self.role_assignments = RoleAssignments(self)
 
     # ------------------------------------------------------------------ the checks every ARM request passes
 
@@ -116,7 +122,7 @@ class ArmApi(Api):
             "not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix"))
 
     def _scope(self, request: Request) -> str:
-        return request.path.split("/resetServicePrincipalProfile")[0]
+        return request.path.split("/resetServicePrincipalProfile")[0].split("/resetAADProfile")[0]
 
     def _count_write(self, request: Request, kind: str) -> None:
         """Count a write that reached an existing cluster, before any check: a refused one was still attempted."""
@@ -181,13 +187,21 @@ class ArmApi(Api):
                     "provisioningState": cluster.provisioning_state, "orchestratorVersion": cluster.kubernetes_version,
                     "currentOrchestratorVersion": cluster.kubernetes_version}],
                 "servicePrincipalProfile": {"clientId": cluster.client_id},
-                "nodeResourceGroup": f"MC_{cluster.resource_group}_{cluster.name}_{LOCATION}",
+                "nodeResourceGroup": cluster.node_resource_group,
                 "enableRBAC": True,
                 "networkProfile": {"networkPlugin": "kubenet", "podCidr": "10.244.0.0/16",
                                    "serviceCidr": "10.0.0.0/16", "dnsServiceIP": "10.0.0.10",
                                    "loadBalancerSku": "standard", "outboundType": "loadBalancer"},
             },
         }
+        if cluster.vnet_subnet_id:
+            body["properties"]["agentPoolProfiles"][0]["vnetSubnetID"] = cluster.vnet_subnet_id
+        if cluster.aad is not None:
+            # The legacy integration (managed false). serverAppSecret is left out, as AKS leaves out every secret it
+            # holds (servicePrincipalProfile.secret too); that it is absent rather than null is assumed.
+            body["properties"]["aadProfile"] = {"managed": False, "clientAppID": cluster.aad.client_app_id,
+                                                "serverAppID": cluster.aad.server_app_id,
+                                                "tenantID": cluster.aad.tenant_id}
         if cluster.created_at and cluster.last_modified_at:
             # ARM's systemData; the remediator reads lastModifiedAt to tell a failure from an older one.
             body["systemData"] = {"createdAt": utc_iso(cluster.created_at),
@@ -265,6 +279,53 @@ class ArmApi(Api):
         headers = self._async_headers(cluster, operation.id, correlation)
         headers["Location"] = self._operation_url(cluster.subscription_id, operation.id, "operationresults")
         return Response(202, None, headers)
+
+    def reset_aad(self, request: Request) -> Response:
+        """POST resetAADProfile (legacy Azure AD integration): the same long-running protocol as the service
+        principal reset (202, Location, Azure-AsyncOperation). The body is the ManagedClusterAADProfile azure-cli
+        sends: clientAppID, serverAppID and serverAppSecret required, tenantID optional (the subscription's tenant)."""
+        caller = self._authorize(request, RESET_AAD, self._scope(request))
+        cluster = self._cluster(request)
+        profile = _aad_request(request.json(), self.state.tenant_id)
+        if cluster.aad is None:  # AKS's wording is assumed: no public example of this refusal was found
+            raise ApiError(400, "BadRequest", "ResetAADProfile is not allowed: the managed cluster "
+                           f"{cluster.name} does not use the legacy Azure AD integration (aadProfile.managed false).")
+        correlation = _correlation(request)
+        with self.state.lock:
+            self._refuse_while_busy(cluster, caller, correlation, RESET_AAD, "POST")
+            self.state.log_operation(cluster=cluster, operation_name=RESET_AAD, correlation_id=correlation,
+                                     caller=caller, method="POST", status="Started", status_code="",
+                                     event_name="BeginRequest")
+            cluster.provisioning_state = "Updating"
+            operation = self.state.start_operation(cluster, "reset_aad", {
+                "caller": caller.app_id, "correlation": correlation, "clientAppID": profile.client_app_id,
+                "serverAppID": profile.server_app_id, "tenantID": profile.tenant_id,
+                "secret": profile._server_secret})
+        headers = self._async_headers(cluster, operation.id, correlation)
+        headers["Location"] = self._operation_url(cluster.subscription_id, operation.id, "operationresults")
+        return Response(202, None, headers)
+
+    def _end_reset_aad(self, operation: Operation) -> dict[str, Any] | None:
+        """AKS checks the new server secret by signing in as the server application, as it checks a service
+        principal's; a refused secret fails the operation with the AADSTS text (the error's code and wording are
+        assumed, modelled on the service principal's: no public text of this failure exists)."""
+        cluster, caller, correlation = self._operation_parts(operation)
+        params = operation.params
+        problem = self.state.sign_in_problem(params["serverAppID"], params["secret"])
+        if problem:
+            error = {"code": "InvalidAADProfile", "message": (
+                f"The credentials of the AAD server application {params['serverAppID']} in AADProfile were invalid. "
+                "Please see https://aka.ms/aks/aad-legacy for more details. (Details: adal: Refresh request failed. "
+                f"Status Code = '401'. Response body: {problem} Endpoint "
+                f"https://login.microsoftonline.com/{params['tenantID']}/oauth2/token?api-version=1.0)")}
+            cluster.provisioning_state = "Failed"
+            self.state.log_operation(cluster=cluster, operation_name=RESET_AAD, correlation_id=correlation,
+                                     caller=caller, method="POST", status="Failed", status_code="BadRequest",
+                                     status_message=_status_message(error))
+            return error
+        cluster.aad = LegacyAadProfile(params["clientAppID"], params["serverAppID"], params["tenantID"],
+                                       params["secret"])
+        return self._succeed(cluster, caller, correlation, RESET_AAD, "POST")
 
     def _end_reset(self, operation: Operation) -> dict[str, Any] | None:
         cluster, caller, correlation = self._operation_parts(operation)
@@ -387,6 +448,21 @@ def _status_message(error: dict[str, Any]) -> dict[str, Any]:
         "code": "ResourceOperationFailure",
         "message": "The resource operation completed with terminal provisioning state 'Failed'.",
         "details": [error]}}
+
+
+def _aad_request(body: Any, tenant_id: str) -> LegacyAadProfile:
+    """The resetAADProfile body as a profile; 400 InvalidParameter for a field missing (azure-cli requires all three:
+    "usage error: --reset-aad --aad-client-app-id ID --aad-server-app-id ID --aad-server-app-secret SECRET")."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                       "deserialized: expected a JSON object.")
+    for field in ("clientAppID", "serverAppID", "serverAppSecret"):
+        if not isinstance(body.get(field), str) or not body[field]:
+            raise ApiError(400, "InvalidParameter", f"Required parameter aadProfile.{field} is missing (null).")
+    tenant = body.get("tenantID") or tenant_id
+    if not isinstance(tenant, str):
+        raise ApiError(400, "InvalidParameter", "The value of parameter aadProfile.tenantID is invalid.")
+    return LegacyAadProfile(body["clientAppID"], body["serverAppID"], tenant, body["serverAppSecret"])
 
 
 def _correlation(request: Request) -> str:

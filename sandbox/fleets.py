@@ -25,12 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.state import (
+    DEFAULT_WORLD_OPTIONS,
     LOCATION,
     ApiError,
     Application,
     Identities,
     ResourceGroup,
     SandboxState,
+    WorldOptions,
     new_world,
     utc_iso,
 )
@@ -262,13 +264,14 @@ def load_scenario_file(path: str | Path) -> dict[str, Any]:
     return document
 
 
-def build_fleet(document: Any, *, tenant_id: str | None = None) -> tuple[SandboxState, Identities]:
+def build_fleet(document: Any, *, tenant_id: str | None = None,
+                options: WorldOptions = DEFAULT_WORLD_OPTIONS) -> tuple[SandboxState, Identities]:
     """The world of a scenario document: the identities every scenario has (state.new_world), then its
     subscriptions (the first is the default one), resource groups, applications and clusters, in that order."""
     document = _document(document)
     subscriptions = document.get("subscriptions") or [{}]
     first, display_name = _entry("subscriptions[0]", lambda: _subscription_body(subscriptions[0]))
-    state, identities = new_world(tenant_id=tenant_id, subscription_id=first)
+    state, identities = new_world(tenant_id=tenant_id, subscription_id=first, options=options)
     if display_name:
         state.subscriptions[state.subscription_id].display_name = display_name
     for index, body in enumerate(subscriptions[1:], start=1):

@@ -1,15 +1,15 @@
 """The sandbox's state on disk, so that `python -m sandbox serve --state-dir DIR` restarts where it stopped,
 also after a SIGKILL: same tenant, ids, ports, CA, subscriptions, resource groups (with their tags), applications
-(with their secrets), clusters (with their tags and write counts), vault, Activity Log, tokens, operations in
-progress, clock offset and faults.
+(with their secrets, deleted ones too), role assignments, clusters (with their tags, write counts and legacy Azure AD
+profiles), vault, Activity Log, tokens, operations in progress, clock offset and faults.
 
 Layout of DIR (0700; every file but the CA certificate 0600, since they hold secret text or keys):
 
 - `state.<n>.json`: the world of a fixed size (ids, subscriptions, resource groups, applications without
-  passwords, clusters, counts, faults, clock), generation n. After every request that changed anything,
-  generation n+1 is written to a temporary file, renamed into place, and n deleted: a restart takes the
-  newest generation, which is always whole. (Renamed onto a fresh name, not over the old file: ext4
-  flushes a file renamed over another, 0.3-1 ms a save instead of 0.08 ms.)
+  passwords, deleted applications, role assignments, clusters, counts, faults, clock), generation n. After every
+  request that changed anything, generation n+1 is written to a temporary file, renamed into place, and n
+  deleted: a restart takes the newest generation, which is always whole. (Renamed onto a fresh name, not over
+  the old file: ext4 flushes a file renamed over another, 0.3-1 ms a save instead of 0.08 ms.)
 - What grows, appended as it happens, so that a save costs the same in a world of any age:
   `passwords.jsonl` (with their text), `removed.jsonl` (removed passwords, as the state shows them),
   `vault.jsonl` (each set, attribute update or delete of a secret version), `activity.jsonl`,
@@ -38,14 +38,17 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.state import (
+    LOCATION,
     Application,
     Cluster,
     Fault,
     Identities,
     Identity,
+    LegacyAadProfile,
     Operation,
     Password,
     ResourceGroup,
+    RoleAssignment,
     SandboxState,
     SecretVersion,
     Subscription,
@@ -53,8 +56,11 @@ from sandbox.state import (
 
 # 2: subscriptions, resource groups, cluster subscriptions, tags and write counts. A format 1 directory (one
 # subscription, no groups) still loads: what it lacks is filled in as that world had it.
-FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# 3: applications' Graph permissions as a list, service principals made later, deleted applications, role
+# assignments, legacy Azure AD profiles, node resource groups and subnets. A format 2 directory loads as a world
+# without them (its applications' one permission becomes a list of one).
+FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
 LOGS = ("passwords", "removed", "vault", "activity", "tokens", "operations")  # in the order they are replayed
 
 
@@ -140,10 +146,9 @@ class StateStore:
         with state.lock:
             state.journal = []
             if not self._loaded:
-                state.journal += [("passwords", (a.app_id, p)) for a in state.applications.values()
-                                  for p in a.passwords]
-                state.journal += [("removed", (a.app_id, r)) for a in state.applications.values()
-                                  for r in a.removed_passwords]
+                every = [*state.applications.values(), *state.deleted_applications.values()]
+                state.journal += [("passwords", (a.app_id, p)) for a in every for p in a.passwords]
+                state.journal += [("removed", (a.app_id, r)) for a in every for r in a.removed_passwords]
                 state.journal += [("vault", ("set", name, v)) for name, versions in state.vault.items()
                                   for v in versions]
                 state.journal += [("activity", e) for e in state.activity_log]
@@ -237,15 +242,17 @@ def _log_record(name: str, item: Any) -> Any:
 
 def _replay(state: SandboxState, name: str, record: Any) -> None:
     """One line of a log, applied to a state loaded from its generation."""
-    if name == "passwords":
-        app_id, p = record
-        state.applications[app_id].passwords.append(Password(
-            p["keyId"], p["displayName"], p["hint"], datetime.fromisoformat(p["start"]),
-            datetime.fromisoformat(p["end"]), p["text"]))
-    elif name == "removed":
-        app = state.applications[record[0]]
-        app.passwords = [p for p in app.passwords if p.key_id != record[1]["keyId"]]
-        app.removed_passwords.append(record[1])
+    if name in ("passwords", "removed"):
+        app = state.application_record(record[0])
+        if app is None:  # deleted for good (30 days in the deleted items) since the line was written
+            return
+        if name == "passwords":
+            p = record[1]
+            app.passwords.append(Password(p["keyId"], p["displayName"], p["hint"], datetime.fromisoformat(p["start"]),
+                                          datetime.fromisoformat(p["end"]), p["text"]))
+        else:
+            app.passwords = [p for p in app.passwords if p.key_id != record[1]["keyId"]]
+            app.removed_passwords.append(record[1])
     elif name == "vault":
         change, secret, version = record
         if change == "set":
@@ -283,14 +290,18 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
         "resourceGroups": [{"subscriptionId": g.subscription_id, "name": g.name, "location": g.location,
                             "tags": g.tags} for g in state.resource_groups.values()],
         "clusterPageSize": state.cluster_page_size,
+        "roleAssignmentPageSize": state.role_assignment_page_size,
         "clockOffsetSeconds": state.clock_offset.total_seconds(),
         "signingKey": signing_key_pem, "signingKeyId": state.signing_key_id,
         "applications": [_dump_application(a) for a in state.applications.values()],
+        "deletedApplications": [_dump_application(a) for a in state.deleted_applications.values()],
+        "roleAssignments": [_dump_role_assignment(r) for r in state.role_assignments.values()],
         "clusters": [{"subscriptionId": c.subscription_id, "resourceGroup": c.resource_group, "name": c.name,
                       "clientId": c.client_id, "kubernetesVersion": c.kubernetes_version, "heldSecret": c._held_secret,
                       "provisioningState": c.provisioning_state, "operation": c.operation, "etag": c.etag,
                       "createdAt": _time(c.created_at), "lastModifiedAt": _time(c.last_modified_at),
-                      "tags": c.tags, "writes": c.writes}
+                      "tags": c.tags, "writes": c.writes, "nodeResourceGroup": c.node_resource_group,
+                      "vnetSubnetId": c.vnet_subnet_id, "aad": _dump_aad(c.aad)}
                      for c in state.clusters.values()],
         "requests": state.requests,
         "responses": state.responses,
@@ -298,16 +309,65 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
         "tokensIssued": state.tokens_issued,
         "faults": [vars(f) for f in state.faults],
         "world": {"propagationSeconds": state.propagation_seconds, "ingestionSeconds": state.ingestion_seconds,
-                  "resetFailures": state.reset_failures, "operationSeconds": state.operation_seconds},
+                  "resetFailures": state.reset_failures, "operationSeconds": state.operation_seconds,
+                  "principalReplicationSeconds": state.principal_replication_seconds,
+                  "replicationIgnoresPrincipalType": state.replication_ignores_principal_type},
     }
 
 
 def _dump_application(app: Application) -> dict[str, Any]:
     return {"objectId": app.object_id, "appId": app.app_id, "displayName": app.display_name,
-            "owners": sorted(app.owners), "graphPermission": app.graph_permission,
+            "owners": sorted(app.owners), "graphPermissions": sorted(app.graph_permissions),
             "armActions": sorted(app.arm_actions), "vaultDataActions": sorted(app.vault_data_actions),
             "spObjectId": app.sp_object_id, "identifierUris": app.identifier_uris, "appRoles": app.app_roles,
-            "grantedRoles": {k: sorted(v) for k, v in app.granted_roles.items()}}
+            "grantedRoles": {k: sorted(v) for k, v in app.granted_roles.items()},
+            "hasServicePrincipal": app.has_service_principal,
+            "servicePrincipalCreatedAt": _time(app.service_principal_created_at), "createdAt": _time(app.created_at),
+            "deletedAt": _time(app.deleted_at), "roleAssignmentCondition": app.role_assignment_condition}
+
+
+def _load_application(a: dict[str, Any]) -> Application:
+    # Format 2 kept one permission (or none) as "graphPermission".
+    permissions = a["graphPermissions"] if "graphPermissions" in a else [a["graphPermission"]] * bool(
+        a.get("graphPermission"))
+    return Application(
+        object_id=a["objectId"], app_id=a["appId"], display_name=a["displayName"], owners=set(a["owners"]),
+        graph_permissions=set(permissions), arm_actions=frozenset(a["armActions"]),
+        vault_data_actions=frozenset(a["vaultDataActions"]), sp_object_id=a["spObjectId"],
+        identifier_uris=a["identifierUris"], app_roles=a["appRoles"],
+        granted_roles={k: set(v) for k, v in a["grantedRoles"].items()},
+        has_service_principal=a.get("hasServicePrincipal", True),
+        service_principal_created_at=_parsed(a.get("servicePrincipalCreatedAt")),
+        created_at=_parsed(a.get("createdAt")), deleted_at=_parsed(a.get("deletedAt")),
+        role_assignment_condition=a.get("roleAssignmentCondition"))
+
+
+def _dump_role_assignment(r: RoleAssignment) -> dict[str, Any]:
+    return {"name": r.name, "scope": r.scope, "roleDefinitionId": r.role_definition_id, "principalId": r.principal_id,
+            "principalType": r.principal_type, "createdOn": r.created_on.isoformat(),
+            "updatedOn": r.updated_on.isoformat(), "createdBy": r.created_by, "updatedBy": r.updated_by,
+            "description": r.description, "condition": r.condition, "conditionVersion": r.condition_version}
+
+
+def _load_role_assignment(r: dict[str, Any]) -> RoleAssignment:
+    return RoleAssignment(
+        name=r["name"], scope=r["scope"], role_definition_id=r["roleDefinitionId"], principal_id=r["principalId"],
+        principal_type=r["principalType"], created_on=datetime.fromisoformat(r["createdOn"]),
+        updated_on=datetime.fromisoformat(r["updatedOn"]), created_by=r["createdBy"], updated_by=r["updatedBy"],
+        description=r["description"], condition=r["condition"], condition_version=r["conditionVersion"])
+
+
+def _dump_aad(aad: LegacyAadProfile | None) -> dict[str, Any] | None:
+    if aad is None:
+        return None
+    return {"clientAppId": aad.client_app_id, "serverAppId": aad.server_app_id, "tenantId": aad.tenant_id,
+            "serverSecret": aad._server_secret}
+
+
+def _load_aad(record: dict[str, Any] | None) -> LegacyAadProfile | None:
+    if record is None:
+        return None
+    return LegacyAadProfile(record["clientAppId"], record["serverAppId"], record["tenantId"], record["serverSecret"])
 
 
 def _dump_version(version: SecretVersion) -> dict[str, Any]:
@@ -328,20 +388,23 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
         group = ResourceGroup(g["subscriptionId"], g["name"], g["location"], g["tags"])
         state.resource_groups[group.key] = group
     state.cluster_page_size = saved.get("clusterPageSize", state.cluster_page_size)
+    state.role_assignment_page_size = saved.get("roleAssignmentPageSize", state.role_assignment_page_size)
     for a in saved["applications"]:
-        state.applications[a["appId"]] = Application(
-            object_id=a["objectId"], app_id=a["appId"], display_name=a["displayName"], owners=set(a["owners"]),
-            graph_permission=a["graphPermission"], arm_actions=frozenset(a["armActions"]),
-            vault_data_actions=frozenset(a["vaultDataActions"]),
-            sp_object_id=a["spObjectId"], identifier_uris=a["identifierUris"], app_roles=a["appRoles"],
-            granted_roles={k: set(v) for k, v in a["grantedRoles"].items()})
+        state.applications[a["appId"]] = _load_application(a)
+    for a in saved.get("deletedApplications", ()):
+        state.deleted_applications[a["appId"]] = _load_application(a)
+    for r in saved.get("roleAssignments", ()):
+        state.add_role_assignment(_load_role_assignment(r))
     for c in saved["clusters"]:
         cluster = Cluster(
             subscription_id=c.get("subscriptionId", state.subscription_id), resource_group=c["resourceGroup"],
             name=c["name"], client_id=c["clientId"], kubernetes_version=c["kubernetesVersion"],
             _held_secret=c["heldSecret"], provisioning_state=c["provisioningState"], operation=c["operation"],
             etag=c["etag"], created_at=_parsed(c.get("createdAt")), last_modified_at=_parsed(c.get("lastModifiedAt")),
-            tags=c.get("tags", {}), writes=Counter(c.get("writes", {})))
+            tags=c.get("tags", {}), writes=Counter(c.get("writes", {})), aad=_load_aad(c.get("aad")),
+            # Before format 3 a cluster's node resource group was only a name AKS's default gave it.
+            node_resource_group=c.get("nodeResourceGroup") or f"MC_{c['resourceGroup']}_{c['name']}_{LOCATION}",
+            vnet_subnet_id=c.get("vnetSubnetId"))
         state.clusters[cluster.key] = cluster
         if state.resource_group(cluster.resource_group, cluster.subscription_id) is None:  # format 1 had no groups
             state.add_resource_group(cluster.resource_group, subscription_id=cluster.subscription_id)
@@ -358,6 +421,8 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
     world = saved["world"]
     state.propagation_seconds, state.ingestion_seconds = world["propagationSeconds"], world["ingestionSeconds"]
     state.reset_failures, state.operation_seconds = world["resetFailures"], world["operationSeconds"]
+    state.principal_replication_seconds = world.get("principalReplicationSeconds", 0.0)
+    state.replication_ignores_principal_type = world.get("replicationIgnoresPrincipalType", False)
     return state
 
 

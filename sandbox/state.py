@@ -31,6 +31,8 @@ from typing import Any, Protocol
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox.rbac import BUILT_IN_ROLES, delegation_condition, role_definition_guid, role_name
+
 log = logging.getLogger("sandbox")
 LOCATION = "westeurope"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
@@ -45,17 +47,34 @@ DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPasswo
 DEFAULT_OPERATION_SECONDS = 0.5
 # Clusters per page of ARM's list APIs; a fleet larger than a page makes clients follow `nextLink`.
 DEFAULT_CLUSTER_PAGE_SIZE = 50
+# Role assignments per page of ARM's role assignment lists (ARM does not document its own page size; small enough
+# that a test sees `nextLink`).
+DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE = 50
 
 # What each identity may do on ARM; the remediator's set is exactly infra/'s custom role.
 REMEDIATOR_ARM_ACTIONS = frozenset({
+    "Microsoft.Authorization/roleAssignments/read",  # a replacement carries the old principal's assignments over
     "Microsoft.ContainerService/managedClusters/read",
     "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action",
+    "Microsoft.ContainerService/managedClusters/resetAADProfile/action",  # legacy Azure AD integration's server app
     "Microsoft.ContainerService/locations/operations/read",
     "Microsoft.ContainerService/locations/operationresults/read",
     "Microsoft.Insights/eventtypes/values/read",
     "Microsoft.Resources/subscriptions/resourceGroups/read",  # an opt-out tag may sit on the cluster's group
 })
 ALL_ACTIONS = frozenset({"*"})
+# What Role Based Access Control Administrator adds (f58310d9-...): write and delete role assignments, each under the
+# identity's condition (Application.role_assignment_condition).
+ROLE_ASSIGNMENT_WRITE_ACTIONS = frozenset({"Microsoft.Authorization/roleAssignments/write",
+                                           "Microsoft.Authorization/roleAssignments/delete"})
+# Microsoft Graph application permissions the sandbox knows, and what each lets an app do with applications and
+# service principals (permissions reference; serviceprincipal-get, application-get): every one of them reads all of
+# them; OwnedBy writes only what its identity owns; Read.All writes nothing.
+GRAPH_READ_ALL, GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL = (
+    "Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All")
+GRAPH_PERMISSIONS = frozenset({GRAPH_READ_ALL, GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL})
+# A deleted application or service principal stays in Graph's deleted items this long, then is gone for good.
+DELETED_ITEM_RETENTION = timedelta(days=30)
 # Key Vault data actions of the remediator's custom data role on its vault (infra/): set, get, list; no delete.
 REMEDIATOR_VAULT_DATA_ACTIONS = frozenset({
     "Microsoft.KeyVault/vaults/secrets/setSecret/action",
@@ -124,7 +143,7 @@ class Application:
     app_id: str
     display_name: str
     owners: set[str] = field(default_factory=set)  # appIds of identities that own it
-    graph_permission: str | None = None  # the application permission this app holds on Graph
+    graph_permissions: set[str] = field(default_factory=set)  # the application permissions it holds on Graph
     arm_actions: frozenset[str] = frozenset()
     vault_data_actions: frozenset[str] = frozenset()
     passwords: list[Password] = field(default_factory=list)
@@ -135,6 +154,16 @@ class Application:
     granted_roles: dict[str, set[str]] = field(default_factory=dict)
     # What removePassword took away, as the state shows it (keyId, hint, displayName, endDateTime, removedAt).
     removed_passwords: list[dict[str, str]] = field(default_factory=list)
+    # Applications of the scenarios come with their service principal; one made by Graph's POST /applications has
+    # none until POST /servicePrincipals (and cannot sign in before).
+    has_service_principal: bool = True
+    # When its service principal was made; None: before the world began, so every replica knows it (see
+    # SandboxState.principal_visible_to_arm).
+    service_principal_created_at: datetime | None = None
+    created_at: datetime | None = None  # None: before the world began
+    deleted_at: datetime | None = None  # set while it lies in Graph's deleted items
+    # An ABAC condition on the identity's role assignment writes and deletes (constrained delegation, sandbox/rbac.py).
+    role_assignment_condition: str | None = None
 
 
 @dataclass
@@ -187,6 +216,43 @@ class ResourceGroup:
 
 
 @dataclass
+class LegacyAadProfile:
+    """A cluster's legacy Azure AD integration (aadProfile with managed false): the server application's secret
+    is held by AKS, like a service principal's, and never shown."""
+
+    client_app_id: str
+    server_app_id: str
+    tenant_id: str
+    _server_secret: str = field(repr=False)
+
+
+@dataclass
+class RoleAssignment:
+    """An Azure RBAC role assignment (Microsoft.Authorization/roleAssignments, api-version 2022-04-01)."""
+
+    name: str  # a GUID, lower case; unique in the tenant
+    scope: str  # as the PUT's URL gave it
+    role_definition_id: str  # the role definition's GUID, lower case
+    principal_id: str
+    principal_type: str
+    created_on: datetime
+    updated_on: datetime
+    created_by: str | None = None
+    updated_by: str | None = None
+    description: str | None = None
+    condition: str | None = None
+    condition_version: str | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.scope}/providers/Microsoft.Authorization/roleAssignments/{self.name}"
+
+    @property
+    def subscription_id(self) -> str:
+        return self.scope.split("/")[2].lower()
+
+
+@dataclass
 class Cluster:
     subscription_id: str
     resource_group: str
@@ -204,6 +270,9 @@ class Cluster:
     # Write requests that reached the cluster's ARM routes, refused ones included ("reset", "put"): a test can
     # prove that nobody wrote to a cluster it must leave alone.
     writes: Counter[str] = field(default_factory=Counter)
+    aad: LegacyAadProfile | None = None
+    node_resource_group: str = ""  # add_cluster fills in AKS's default, MC_{group}_{name}_{location}
+    vnet_subnet_id: str | None = None
 
     @property
     def key(self) -> str:
@@ -289,6 +358,11 @@ class SandboxState:
         self.resource_groups: dict[str, ResourceGroup] = {}  # by ResourceGroup.key
         self.clock_offset = timedelta()
         self.applications: dict[str, Application] = {}  # by appId
+        # Graph's deleted items: soft-deleted applications (with their service principals), by appId, kept
+        # DELETED_ITEM_RETENTION from their deletedDateTime (purge_deleted).
+        self.deleted_applications: dict[str, Application] = {}
+        self.role_assignments: dict[str, RoleAssignment] = {}  # by name (a GUID, lower case)
+        self.role_assignment_page_size = DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE
         self.clusters: dict[str, Cluster] = {}  # by Cluster.key
         self.cluster_page_size = DEFAULT_CLUSTER_PAGE_SIZE
         self.operations: dict[str, Operation] = {}
@@ -314,6 +388,10 @@ class SandboxState:
         self.propagation_seconds = 0.0  # a new password signs in only after this long
         self.ingestion_seconds = 0.0  # an Activity Log entry is listed only after this long
         self.reset_failures = 0  # the next N resets fail inside AKS (an internal error)
+        # A new service principal reaches ARM's replica only this long after it was made; a role assignment write
+        # that names principalType skips the wait (Microsoft's fix), unless the fault says it does not help.
+        self.principal_replication_seconds = 0.0
+        self.replication_ignores_principal_type = False
         self.operation_seconds = DEFAULT_OPERATION_SECONDS
         self.on_failed_operation: Callable[[dict[str, Any]], None] = lambda entry: None
         # What ends an operation, by kind; the ARM API registers them (operations stay data, see Operation).
@@ -340,15 +418,76 @@ class SandboxState:
 
     # ------------------------------------------------------------------ directory and sign-in
 
-    def add_application(self, display_name: str, *, owners: set[str] | None = None, graph_permission: str | None = None,
-                        arm_actions: frozenset[str] = frozenset(),
-                        vault_data_actions: frozenset[str] = frozenset()) -> Application:
+    def add_application(self, display_name: str, *, owners: set[str] | None = None,
+                        graph_permissions: set[str] | frozenset[str] = frozenset(),
+                        arm_actions: frozenset[str] = frozenset(), vault_data_actions: frozenset[str] = frozenset(),
+                        with_service_principal: bool = True, created_at: datetime | None = None) -> Application:
+        """A new application. `with_service_principal=False` is Graph's POST /applications: no service principal yet."""
         with self.lock:
             app = Application(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), display_name=display_name,
-                              owners=set(owners or ()), graph_permission=graph_permission, arm_actions=arm_actions,
-                              vault_data_actions=vault_data_actions)
+                              owners=set(owners or ()), graph_permissions=set(graph_permissions),
+                              arm_actions=arm_actions, vault_data_actions=vault_data_actions,
+                              has_service_principal=with_service_principal, created_at=created_at)
             self.applications[app.app_id] = app
             return app
+
+    def application_by_object_id(self, object_id: str) -> Application | None:
+        with self.lock:
+            return next((a for a in self.applications.values() if a.object_id == object_id.lower()), None)
+
+    def service_principal(self, object_id: str) -> Application | None:
+        """The application whose service principal has this object id, if the directory has it (not deleted)."""
+        with self.lock:
+            return next((a for a in self.applications.values()
+                         if a.has_service_principal and a.sp_object_id == object_id.lower()), None)
+
+    def add_service_principal(self, app: Application) -> Application:
+        """Graph's POST /servicePrincipals for an application that has none: a new object, replicating from now."""
+        with self.lock:
+            app.has_service_principal = True
+            app.sp_object_id = str(uuid.uuid4())
+            app.service_principal_created_at = self.now()
+            return app
+
+    def principal_visible_to_arm(self, app: Application, *, principal_type_given: bool) -> bool:
+        """Whether ARM's directory replica knows the application's service principal now.
+
+        A principal made less than principal_replication_seconds ago is not replicated yet; a request that names
+        its principalType skips that lookup (Microsoft's documented fix), unless the fault ignores it."""
+        with self.lock:
+            if not app.has_service_principal:
+                return False
+            if app.service_principal_created_at is None or self.principal_replication_seconds <= 0:
+                return True
+            if principal_type_given and not self.replication_ignores_principal_type:
+                return True
+            age = (self.now() - app.service_principal_created_at).total_seconds()
+            return age >= self.principal_replication_seconds
+
+    def delete_application(self, app: Application) -> Application:
+        """Graph's DELETE /applications/{id}: the application and its service principal go to the deleted items,
+        where they stay DELETED_ITEM_RETENTION; its passwords stop signing in at once (it is no longer found)."""
+        with self.lock:
+            self.applications.pop(app.app_id, None)
+            app.deleted_at = self.now()
+            self.deleted_applications[app.app_id] = app
+            return app
+
+    def purge_deleted(self) -> None:
+        """Forget the deleted items older than DELETED_ITEM_RETENTION (Entra ID deletes them for good)."""
+        with self.lock:
+            now = self.now()
+            expired = [k for k, a in self.deleted_applications.items()
+                       if a.deleted_at is not None and now - a.deleted_at >= DELETED_ITEM_RETENTION]
+            for app_id in expired:
+                del self.deleted_applications[app_id]
+            if expired:
+                self.dirty = True
+
+    def application_record(self, app_id: str) -> Application | None:
+        """An application, whether in the directory or in its deleted items (for replaying saved passwords)."""
+        with self.lock:
+            return self.applications.get(app_id) or self.deleted_applications.get(app_id)
 
     def add_password(self, app: Application, display_name: str, *, start: datetime | None = None,
                      end: datetime | None = None) -> tuple[Password, str]:
@@ -389,6 +528,13 @@ class SandboxState:
             matching = [p for p in app.passwords if secrets.compare_digest(p._text, secret)]
             usable = [p for p in matching
                       if p.start <= now < p.end and (now - p.start).total_seconds() >= self.propagation_seconds]
+            if usable and not app.has_service_principal:
+                # Entra ID's words (field reports: Azure/Commercial-Marketplace-SaaS-Accelerator#830; Microsoft's
+                # Teams SDK troubleshooting page quotes the full response, HTTP 401 invalid_client). That the secret
+                # is checked before the service principal is assumed: a wrong secret still answers AADSTS7000215.
+                raise ApiError(401, "invalid_client", (
+                    f"AADSTS7000229: The client application {client_id} is missing service principal in the tenant "
+                    f"{self.tenant_id}. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119"))
             if usable:
                 return app
             if matching and all(p.end <= now for p in matching):
@@ -494,15 +640,21 @@ class SandboxState:
 
     def add_cluster(self, resource_group: str, name: str, *, client_id: str, secret: str | None,
                     kubernetes_version: str = "1.29.7", subscription_id: str | None = None,
-                    tags: dict[str, str] | None = None) -> Cluster:
-        """A cluster (in the default subscription unless one is named); its resource group is made if missing."""
+                    tags: dict[str, str] | None = None, node_resource_group: str | None = None,
+                    vnet_subnet_id: str | None = None, aad: LegacyAadProfile | None = None) -> Cluster:
+        """A cluster (in the default subscription unless one is named); its resource group is made if missing, and
+        so is its node resource group (AKS's default name: MC_{group}_{name}_{location}), as AKS makes it."""
         with self.lock:
             subscription = (subscription_id or self.subscription_id).lower()
             group = self.resource_group(resource_group, subscription) or self.add_resource_group(
                 resource_group, subscription_id=subscription)
+            nodes = node_resource_group or f"MC_{group.name}_{name}_{LOCATION}"
+            if self.resource_group(nodes, subscription) is None:
+                self.add_resource_group(nodes, subscription_id=subscription, location=group.location)
             created = self.now() - timedelta(days=400)  # clusters in scenarios predate their secrets
             cluster = Cluster(subscription, group.name, name, client_id, kubernetes_version, _held_secret=secret,
-                              created_at=created, last_modified_at=created, tags=dict(tags or {}))
+                              created_at=created, last_modified_at=created, tags=dict(tags or {}), aad=aad,
+                              node_resource_group=nodes, vnet_subnet_id=vnet_subnet_id)
             self.clusters[cluster.key] = cluster
             return cluster
 
@@ -532,6 +684,31 @@ class SandboxState:
         if cluster.client_id == "msi":
             return None
         return self.sign_in_problem(cluster.client_id, cluster._held_secret or "")
+
+    def aad_server_secret_problem(self, cluster: Cluster) -> str | None:
+        """Why the legacy Azure AD server application cannot sign in with the secret the cluster holds, or None (also
+        for a cluster without the legacy integration)."""
+        if cluster.aad is None:
+            return None
+        return self.sign_in_problem(cluster.aad.server_app_id, cluster.aad._server_secret)
+
+    # ------------------------------------------------------------------ role assignments
+
+    def add_role_assignment(self, assignment: RoleAssignment) -> RoleAssignment:
+        with self.lock:
+            self.role_assignments[assignment.name] = assignment
+            return assignment
+
+    def remove_role_assignment(self, name: str) -> RoleAssignment | None:
+        with self.lock:
+            return self.role_assignments.pop(name.lower(), None)
+
+    def role_assignment_like(self, scope: str, principal_id: str, role_definition_id: str) -> RoleAssignment | None:
+        """The assignment of this role to this principal at exactly this scope, under whatever name."""
+        with self.lock:
+            return next((a for a in self.role_assignments.values() if a.scope.lower() == scope.lower()
+                         and a.principal_id == principal_id.lower() and a.role_definition_id == role_definition_id),
+                        None)
 
     def start_operation(self, cluster: Cluster, kind: str, params: dict[str, Any]) -> Operation:
         """An operation of a kind in `appliers`, which ends it with `params` once its time has come."""
@@ -695,6 +872,9 @@ class SandboxState:
                 found.append({"kind": "reset_fails", "remaining": self.reset_failures})
             if self.operation_seconds != DEFAULT_OPERATION_SECONDS:
                 found.append({"kind": "slow_operations", "seconds": self.operation_seconds})
+            if self.principal_replication_seconds:
+                found.append({"kind": "principal_replication_delay", "seconds": self.principal_replication_seconds,
+                              "ignorePrincipalType": self.replication_ignores_principal_type})
             return found
 
     def clear_faults(self) -> None:
@@ -704,6 +884,8 @@ class SandboxState:
             self.propagation_seconds = self.ingestion_seconds = 0.0
             self.reset_failures = 0
             self.operation_seconds = DEFAULT_OPERATION_SECONDS
+            self.principal_replication_seconds = 0.0
+            self.replication_ignores_principal_type = False
 
     def kill_worker(self) -> None:
         """Call the hook that SIGKILLs the function worker (never under the lock: it waits for a process)."""
@@ -738,6 +920,11 @@ class SandboxState:
         with self.lock:
             return next((c._held_secret for c in self.clusters.values() if c.name == name), None)
 
+    def aad_server_secret_of_cluster(self, name: str) -> str | None:
+        """The legacy Azure AD server secret a cluster holds. Tests use it to prove the text appears nowhere else."""
+        with self.lock:
+            return next((c.aad._server_secret for c in self.clusters.values() if c.name == name and c.aad), None)
+
     def vault_current_value(self, name: str) -> str | None:
         with self.lock:
             versions = self.vault.get(name.lower())
@@ -747,6 +934,7 @@ class SandboxState:
         """Everything observable, without secret text."""
         with self.lock:
             self.settle()
+            self.purge_deleted()
             now = self.now()
             return {
                 "now": utc_iso(now),
@@ -755,9 +943,12 @@ class SandboxState:
                 "resourceGroups": [self.group_view(g) for g in self.resource_groups.values()],
                 "clusters": [self.cluster_view(c) for c in self.clusters.values()],
                 "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
+                                  "servicePrincipalObjectId": a.sp_object_id if a.has_service_principal else None,
                                   "passwords": [p.public(now) for p in a.passwords],
                                   "removedPasswords": [dict(r) for r in a.removed_passwords]}
                                  for a in self.applications.values()],
+                "deletedApplications": [deleted_view(a) for a in self.deleted_applications.values()],
+                "roleAssignments": [role_assignment_view(r) for r in self.role_assignments.values()],
                 "keyVault": {name: {"currentVersion": versions[-1].version,
                                     "versions": [{"version": v.version, "tags": dict(v.tags), "enabled": v.enabled,
                                                   "contentType": v.content_type, "exp": v.expires}
@@ -790,7 +981,32 @@ class SandboxState:
                     "resourceGroup": cluster.resource_group, "tags": dict(cluster.tags), "clientId": cluster.client_id,
                     "provisioningState": cluster.provisioning_state, "kubernetesVersion": cluster.kubernetes_version,
                     "secretValidNow": self.cluster_secret_problem(cluster) is None,
-                    "heldKeyId": held, "writes": {"reset": cluster.writes["reset"], "put": cluster.writes["put"]}}
+                    "heldKeyId": held, "writes": {"reset": cluster.writes["reset"], "put": cluster.writes["put"]},
+                    "nodeResourceGroup": cluster.node_resource_group, "vnetSubnetId": cluster.vnet_subnet_id,
+                    "aad": self._aad_view(cluster)}
+
+    def _aad_view(self, cluster: Cluster) -> dict[str, Any] | None:
+        """The legacy Azure AD profile: its ids, and whether the server secret it holds signs in now (never the
+        secret)."""
+        if cluster.aad is None:
+            return None
+        return {"clientAppId": cluster.aad.client_app_id, "serverAppId": cluster.aad.server_app_id,
+                "tenantId": cluster.aad.tenant_id,
+                "serverSecretValidNow": self.aad_server_secret_problem(cluster) is None}
+
+
+def deleted_view(app: Application) -> dict[str, Any]:
+    """A deleted application as the state (and the admin delete route) shows it."""
+    return {"appId": app.app_id, "objectId": app.object_id, "displayName": app.display_name,
+            "servicePrincipalObjectId": app.sp_object_id if app.has_service_principal else None,
+            "deletedDateTime": utc_iso(app.deleted_at) if app.deleted_at else None}
+
+
+def role_assignment_view(assignment: RoleAssignment) -> dict[str, Any]:
+    return {"id": assignment.id, "name": assignment.name, "scope": assignment.scope,
+            "roleDefinitionId": assignment.role_definition_id, "roleName": role_name(assignment.role_definition_id),
+            "principalId": assignment.principal_id, "principalType": assignment.principal_type,
+            "condition": assignment.condition}
 
 
 def new_secret_text() -> str:
@@ -815,15 +1031,42 @@ class Identities:
     api_app_id_uri: str
 
 
-def new_world(*, tenant_id: str | None = None, subscription_id: str | None = None) -> tuple[SandboxState, Identities]:
+@dataclass(frozen=True)
+class WorldOptions:
+    """What a world grants its remediator beyond infra/'s custom roles.
+
+    `remediator_graph_permissions`: its Graph application permissions (default what infra/graph.bicep grants:
+    OwnedBy, and Application.Read.All for Graph's deleted items).
+    `remediator_role_assignment_roles`: role definitions (built-in names or GUIDs) it may assign and remove, as
+    Role Based Access Control Administrator under the documented constraining condition, for service principals
+    only; None: it may only read role assignments."""
+
+    remediator_graph_permissions: frozenset[str] = frozenset({GRAPH_OWNED_BY, GRAPH_READ_ALL})
+    remediator_role_assignment_roles: frozenset[str] | None = None
+
+
+DEFAULT_WORLD_OPTIONS = WorldOptions()  # what infra/ deploys, nothing more
+
+
+def new_world(*, tenant_id: str | None = None, subscription_id: str | None = None,
+              options: WorldOptions = WorldOptions()) -> tuple[SandboxState, Identities]:
     """The tenant every scenario starts from: the remediator (Application.ReadWrite.OwnedBy, infra/'s ARM and vault
-    roles), an operator who may do anything, an auditor, the remediator's API application; no clusters yet."""
+    roles, and what `options` add), an operator who may do anything, an auditor, the remediator's API application;
+    no clusters yet."""
+    unknown = set(options.remediator_graph_permissions) - GRAPH_PERMISSIONS
+    if unknown:
+        raise ValueError(f"unknown Graph permission {sorted(unknown)[0]!r}; choose from {sorted(GRAPH_PERMISSIONS)}")
     state = SandboxState(tenant_id=tenant_id or str(uuid.uuid4()), subscription_id=subscription_id or str(uuid.uuid4()))
     now = state.now()
-    remediator = state.add_application("aks-sp-remediator", graph_permission="Application.ReadWrite.OwnedBy",
+    remediator = state.add_application("aks-sp-remediator", graph_permissions=options.remediator_graph_permissions,
                                        arm_actions=REMEDIATOR_ARM_ACTIONS,
                                        vault_data_actions=REMEDIATOR_VAULT_DATA_ACTIONS)
-    operator = state.add_application("platform-operator", graph_permission="Application.ReadWrite.All",
+    if options.remediator_role_assignment_roles is not None:
+        remediator.arm_actions |= ROLE_ASSIGNMENT_WRITE_ACTIONS
+        remediator.role_assignment_condition = delegation_condition(
+            [_role_guid(role) for role in sorted(options.remediator_role_assignment_roles)],
+            principal_types=("ServicePrincipal",))
+    operator = state.add_application("platform-operator", graph_permissions={GRAPH_READ_WRITE_ALL},
                                      arm_actions=ALL_ACTIONS, vault_data_actions=ALL_ACTIONS)
     auditor = state.add_application("platform-auditor")
     _, remediator_secret = state.add_password(remediator, "local run", start=now - timedelta(days=1))
@@ -838,8 +1081,15 @@ def new_world(*, tenant_id: str | None = None, subscription_id: str | None = Non
                              Identity(auditor.app_id, auditor_secret), api.app_id, api.identifier_uris[0])
 
 
-def build_scenario(scenario: str, *, tenant_id: str | None = None,
-                   subscription_id: str | None = None) -> tuple[SandboxState, Identities]:
+def _role_guid(role: str) -> str:
+    found = role_definition_guid(role)
+    if found is None:
+        raise ValueError(f"unknown role {role!r}: give a built-in role's name or GUID ({', '.join(BUILT_IN_ROLES)})")
+    return found
+
+
+def build_scenario(scenario: str, *, tenant_id: str | None = None, subscription_id: str | None = None,
+                   options: WorldOptions = WorldOptions()) -> tuple[SandboxState, Identities]:
     """The world of a named scenario, with its identities (fleet scenarios: sandbox/fleets.py).
 
     expired-secret: rg-payments/aks-payments holds a password that expired three days ago;
@@ -848,7 +1098,7 @@ def build_scenario(scenario: str, *, tenant_id: str | None = None,
     """
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    state, identities = new_world(tenant_id=tenant_id, subscription_id=subscription_id)
+    state, identities = new_world(tenant_id=tenant_id, subscription_id=subscription_id, options=options)
     now = state.now()
     owners = {identities.remediator.client_id}
     payments = state.add_application("aks-payments-sp", owners=owners)

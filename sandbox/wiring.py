@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.rbac import BUILT_IN_ROLES
+
+# main.bicep's assignableRoleIds default: what an AKS service principal typically holds on its subnet, registry and
+# private DNS zone.
+DEFAULT_ASSIGNABLE_ROLE_IDS = tuple(BUILT_IN_ROLES[name] for name in
+                                    ("Network Contributor", "AcrPull", "Private DNS Zone Contributor"))
+
 
 def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str) -> dict[str, str]:
     """The same settings `local.settings.json` holds, filled in for this sandbox.
@@ -34,5 +41,8 @@ def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str)
         "REMEDIATOR_PROPAGATION_SUCCESSES": "2",
         "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS": "1",
         "REMEDIATOR_RETIRE_AFTER_HOURS": "0",
+        # What infra/ sets from the identity's principal id and main.bicep's assignableRoleIds default.
+        "REMEDIATOR_PRINCIPAL_ID": sandbox.state.applications[sandbox.remediator.client_id].sp_object_id,
+        "REMEDIATOR_ASSIGNABLE_ROLE_IDS": ",".join(DEFAULT_ASSIGNABLE_ROLE_IDS),
         **overrides,
     }

@@ -20,6 +20,7 @@ from remediation.runner import WorkItem
 from remediation.settings import Settings
 from sandbox.azurite import Azurite
 from tests.fakes import (
+    REMEDIATOR_PRINCIPAL_ID,
     Crash,
     FakeActivityLog,
     FakeClock,
@@ -28,6 +29,7 @@ from tests.fakes import (
     FakeIncidentStore,
     FakeQueue,
     FakeResourceGroups,
+    FakeRoleAssignments,
     FakeSignIn,
     FakeStore,
     FakeVault,
@@ -48,7 +50,7 @@ SETTINGS = {"AZURE_TENANT_ID": "72f988bf-0000-4000-8000-000000000001", "REMEDIAT
             "REMEDIATOR_SUBSCRIPTION_IDS": SUB, "REMEDIATOR_RETRY_DELAY_SECONDS": "30",
             "REMEDIATOR_RESET_POLL_SECONDS": "30", "REMEDIATOR_LOOKUP_DELAY_SECONDS": "60",
             "REMEDIATOR_LOOKUP_TIMEOUT_MINUTES": "30", "REMEDIATOR_PROPAGATION_SUCCESSES": "1",
-            "REMEDIATOR_RETIRE_AFTER_HOURS": "0"}
+            "REMEDIATOR_RETIRE_AFTER_HOURS": "0", "REMEDIATOR_PRINCIPAL_ID": REMEDIATOR_PRINCIPAL_ID}
 
 
 def expired_secret_message(app_id: str) -> str:
@@ -83,6 +85,7 @@ class World:
     lookups: FakeQueue
     sign_in: FakeSignIn
     resource_groups: FakeResourceGroups
+    roles: FakeRoleAssignments
     services: Services
 
     @property
@@ -167,12 +170,13 @@ def make_world(settings: dict[str, str] | None = None) -> World:
     queue, poison, lookups = FakeQueue(clock, faults, "work"), FakeQueue(clock, faults, "poison"), \
         FakeQueue(clock, faults, "lookups")
     activity_log, sign_in, groups = FakeActivityLog(), FakeSignIn(directory, faults), FakeResourceGroups()
+    roles = FakeRoleAssignments(directory, clock, faults)
     services = bootstrap(Settings.from_env({**SETTINGS, **(settings or {})}), credential=object(),
                          clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=groups,
-                         store=store, queue=queue, activity_log=activity_log, incidents=incidents, lookups=lookups,
-                         token_validator=object(), clock=clock)  # type: ignore[arg-type]
+                         roles=roles, store=store, queue=queue, activity_log=activity_log, incidents=incidents,
+                         lookups=lookups, token_validator=object(), clock=clock)  # type: ignore[arg-type]
     return World(clock, faults, directory, clusters, vault, store, queue, poison, activity_log, incidents, lookups,
-                 sign_in, groups, services)
+                 sign_in, groups, roles, services)
 
 
 @pytest.fixture

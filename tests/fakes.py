@@ -19,15 +19,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from remediation.errors import ConcurrencyError, ConflictError, NotFoundError, OperationInProgressError
+from remediation.errors import (
+    ConcurrencyError,
+    ConflictError,
+    NotFoundError,
+    OperationInProgressError,
+    PermanentError,
+    PrincipalNotReplicatedError,
+)
 from remediation.ids import ClusterId
 from remediation.model import (
     ActivityLogEntry,
     Application,
     ClusterInfo,
+    DeletedPrincipal,
     NewPassword,
     OperationStatus,
     PasswordInfo,
+    RoleAssignment,
     SecretText,
     SignInResult,
     StoredSecretVersion,
@@ -100,28 +109,52 @@ class FakePassword:
     start: datetime | None = None
 
 
+REMEDIATOR_PRINCIPAL_ID = "0a0a0a0a-0000-4000-8000-00000000beef"  # the remediator's own service principal
+
+
 @dataclass
 class FakeApp:
     object_id: str
     app_id: str
     passwords: list[FakePassword] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    display_name: str = ""
+    owners: set[str] = field(default_factory=lambda: {REMEDIATOR_PRINCIPAL_ID})
+    sp_object_id: str | None = field(default_factory=lambda: str(uuid.uuid4()))  # None: no service principal yet
+    sp_created_at: datetime | None = None
+    deleted_at: datetime | None = None
 
 
 class FakeDirectory:
+    """Graph and Entra ID's directory. As Graph with Application.ReadWrite.OwnedBy: every application is readable,
+    only owned ones writable (403 otherwise); a deleted application's service principal stays in deleted items
+    for 30 days; an application made through Graph has no service principal until one is created."""
+
     def __init__(self, clock: FakeClock, faults: Faults) -> None:
         self.clock, self.faults = clock, faults
         self.apps: dict[str, FakeApp] = {}
+        self.deleted: dict[str, FakeApp] = {}  # appId -> the deleted application (with its service principal)
         self.fail_add_password: Exception | None = None
         # A new password signs in only this long after it was added (Entra ID's replication).
         self.propagation = timedelta()
         self.writes = 0
         self.added: list[str] = []  # keyIds of every password addPassword created
+        self.created: list[str] = []  # appIds of every application create_application made
+        self.unreplicated: set[str] = set()  # appIds Graph does not show yet, though Entra ID signs them in
 
-    def create_app(self, app_id: str, *, secret: str, expires_in: timedelta) -> FakeApp:
-        app = FakeApp(object_id=str(uuid.uuid4()), app_id=app_id)
+    def create_app(self, app_id: str, *, secret: str, expires_in: timedelta, owned: bool = True,
+                   display_name: str = "") -> FakeApp:
+        app = FakeApp(object_id=str(uuid.uuid4()), app_id=app_id, display_name=display_name or f"app {app_id}",
+                      owners={REMEDIATOR_PRINCIPAL_ID} if owned else set())
         app.passwords.append(FakePassword(str(uuid.uuid4()), "original", self.clock() + expires_in, secret))
         self.apps[app_id] = app
+        return app
+
+    def delete_app(self, app_id: str) -> FakeApp:
+        """Someone deletes the application (and with it its service principal): into deleted items."""
+        app = self.apps.pop(app_id)
+        app.deleted_at = self.clock()
+        self.deleted[app_id] = app
         return app
 
     def add_password_by_hand(self, app_id: str, *, expires_in: timedelta) -> str:
@@ -133,22 +166,68 @@ class FakeDirectory:
 
     def accepts(self, app_id: str, secret: str) -> bool:
         app, now = self.apps.get(app_id), self.clock()
-        return bool(app) and any(p.text == secret and p.end > now and (p.start is None or p.start + self.propagation
-                                                                        <= now) for p in app.passwords)
+        if app is None or app.sp_object_id is None:  # deleted, or no service principal: no sign-in at all
+            return False
+        return any(p.text == secret and p.end > now and (p.start is None or p.start + self.propagation <= now)
+                   for p in app.passwords)
 
     @_calls("directory.get_application")
     def get_application_by_app_id(self, app_id: str) -> Application:
         app = self.apps.get(app_id)
-        if app is None:
+        if app is None or app_id in self.unreplicated:
             raise NotFoundError(f"no application has appId {app_id}")
-        return Application(app.object_id, app.app_id, f"app {app_id}", tuple(
-            PasswordInfo(p.key_id, p.display_name, p.text[:3], None, p.end) for p in app.passwords))
+        return self._view(app)
+
+    @staticmethod
+    def _view(app: FakeApp) -> Application:
+        return Application(app.object_id, app.app_id, app.display_name, tuple(
+            PasswordInfo(p.key_id, p.display_name, p.text[:3], None, p.end) for p in app.passwords),
+            owner_ids=frozenset(app.owners))
 
     def _by_object_id(self, object_id: str) -> FakeApp:
         found = next((a for a in self.apps.values() if a.object_id == object_id), None)
         if found is None:
             raise NotFoundError(f"no application {object_id}")
+        if REMEDIATOR_PRINCIPAL_ID not in found.owners:
+            raise PermanentError("Authorization_RequestDenied: Insufficient privileges to complete the operation.",
+                                 code="Authorization_RequestDenied")
         return found
+
+    @_calls("directory.find_deleted")
+    def find_deleted_service_principal(self, app_id: str) -> DeletedPrincipal | None:
+        app = self.deleted.get(app_id)
+        if app is None or app.sp_object_id is None or self.clock() - (app.deleted_at or self.clock()) \
+                > timedelta(days=30):
+            return None
+        return DeletedPrincipal(app.sp_object_id, app.app_id, app.display_name, app.deleted_at)
+
+    @_calls("directory.create_application")
+    def create_application(self, display_name: str, *, notes: str) -> Application:
+        self.writes += 1
+        app = FakeApp(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), display_name=display_name,
+                      sp_object_id=None)
+        self.apps[app.app_id] = app
+        self.created.append(app.app_id)
+        return self._view(app)
+
+    def list_owned_applications(self, owner_id: str) -> list[Application]:
+        return [self._view(a) for a in self.apps.values() if owner_id in a.owners]
+
+    @_calls("directory.find_owned")
+    def find_owned_application(self, owner_id: str, display_name: str) -> Application | None:
+        return next((a for a in self.list_owned_applications(owner_id) if a.display_name == display_name), None)
+
+    @_calls("directory.ensure_service_principal")
+    def ensure_service_principal(self, app_id: str) -> str:
+        app = self.apps[app_id]
+        if app.sp_object_id is None:
+            self.writes += 1
+            app.sp_object_id, app.sp_created_at = str(uuid.uuid4()), self.clock()
+        return app.sp_object_id
+
+    def principal(self, object_id: str) -> FakeApp | None:
+        """The live application whose service principal has this object id."""
+        return next((a for a in self.apps.values() if a.sp_object_id == object_id), None)
 
     @_calls("directory.add_password")
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
@@ -188,7 +267,56 @@ class FakeSignIn:
         self.sign_ins += 1
         if self.directory.accepts(app_id, secret.reveal()):
             return SignInResult(ok=True)
+        if app_id not in self.directory.apps:
+            return SignInResult(ok=False, code="AADSTS700016", message="Application was not found in the directory.")
         return SignInResult(ok=False, code="AADSTS7000215", message="Invalid client secret provided.")
+
+
+class FakeRoleAssignments:
+    """ARM's role assignments: kept when their principal is deleted; a new principal is not seen for
+    `replication`; the remediator may assign only `assignable` roles (its condition), if set."""
+
+    def __init__(self, directory: FakeDirectory, clock: FakeClock, faults: Faults) -> None:
+        self.directory, self.clock, self.faults = directory, clock, faults
+        self.assignments: list[RoleAssignment] = []
+        self.replication = timedelta()
+        self.assignable: frozenset[str] | None = None
+        self.writes = 0
+
+    def plant(self, scope: str, role_guid: str, principal_id: str) -> RoleAssignment:
+        sub = scope.split("/subscriptions/", 1)[1].split("/", 1)[0]
+        assignment = RoleAssignment(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
+                                    str(uuid.uuid4()), scope, f"/subscriptions/{sub}/providers/Microsoft.Authorization"
+                                    f"/roleDefinitions/{role_guid}", principal_id, "ServicePrincipal")
+        self.assignments.append(assignment)
+        return assignment
+
+    def of(self, principal_id: str) -> set[tuple[str, str]]:
+        return {(a.scope.lower(), a.role_guid) for a in self.assignments if a.principal_id == principal_id}
+
+    @_calls("roles.list")
+    def list_for_principal(self, subscription_id: str, principal_id: str) -> list[RoleAssignment]:
+        return [a for a in self.assignments if a.principal_id == principal_id
+                and a.scope.lower().startswith(f"/subscriptions/{subscription_id.lower()}")]
+
+    @_calls("roles.create")
+    def create(self, scope: str, role_definition_id: str, principal_id: str, *, name: str) -> RoleAssignment:
+        role = role_definition_id.rsplit("/", 1)[-1].lower()
+        if self.assignable is not None and role not in self.assignable:
+            raise PermanentError(f"AuthorizationFailed: ABAC condition not fulfilled for role {role}",
+                                 code="AuthorizationFailed")
+        app = self.directory.principal(principal_id)
+        if app is None or self.clock() < (app.sp_created_at or self.clock()) + self.replication:
+            raise PrincipalNotReplicatedError(f"Principal {principal_id} does not exist in the directory")
+        existing = next((a for a in self.assignments if a.principal_id == principal_id
+                         and (a.scope.lower(), a.role_guid) == (scope.lower(), role)), None)
+        if existing:
+            return existing
+        self.writes += 1
+        created = RoleAssignment(f"{scope}/providers/Microsoft.Authorization/roleAssignments/{name}", name, scope,
+                                 role_definition_id, principal_id, "ServicePrincipal")
+        self.assignments.append(created)
+        return created
 
 
 @dataclass
@@ -198,6 +326,8 @@ class FakeOperation:
     secret: str = field(repr=False)
     ends_at: datetime
     status: str = "InProgress"
+    client_id: str = ""  # the application the reset moves the cluster to (the server application's for AAD)
+    kind: str = "servicePrincipal"  # or "aad": resetAADProfile
 
 
 @dataclass
@@ -209,6 +339,12 @@ class FakeCluster:
     last_modified_at: datetime | None = None
     operation: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # The legacy Azure AD integration: server and client applications, and the server secret the cluster holds.
+    aad_server_app_id: str | None = None
+    aad_client_app_id: str | None = None
+    aad_secret: str | None = field(default=None, repr=False)
+    node_resource_group: str | None = None
+    subnet_ids: tuple[str, ...] = ()
 
 
 class FakeClusters:
@@ -247,20 +383,26 @@ class FakeClusters:
             if operation.status != "InProgress" or self.clock() < operation.ends_at:
                 continue
             found = self.clusters[operation.cluster_key]
-            ok = self.directory.accepts(found.client_id, operation.secret) and not self.fail_resets
+            ok = self.directory.accepts(operation.client_id, operation.secret) and not self.fail_resets
             self.fail_resets = max(self.fail_resets - 1, 0)
             operation.status = "Succeeded" if ok else "Failed"
             self.failed_resets += 0 if ok else 1
             found.provisioning_state = "Succeeded" if ok else "Failed"
             found.operation = None
-            if ok:
-                found.held_secret = operation.secret
+            if ok and operation.kind == "aad":
+                found.aad_server_app_id, found.aad_secret = operation.client_id, operation.secret
+                found.last_modified_at = operation.ends_at
+            elif ok:
+                found.client_id, found.held_secret = operation.client_id, operation.secret
                 found.last_modified_at = operation.ends_at
 
     @staticmethod
     def _info(found: FakeCluster) -> ClusterInfo:
         return ClusterInfo(str(found.id), found.id.name, "westeurope", found.client_id, found.provisioning_state,
-                           found.last_modified_at, dict(found.tags))
+                           found.last_modified_at, dict(found.tags), aad_server_app_id=found.aad_server_app_id,
+                           aad_client_app_id=found.aad_client_app_id,
+                           aad_tenant_id="72f988bf-0000-4000-8000-000000000001" if found.aad_server_app_id else None,
+                           node_resource_group=found.node_resource_group, subnet_ids=found.subnet_ids)
 
     @_calls("clusters.get_cluster")
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
@@ -274,19 +416,32 @@ class FakeClusters:
     @_calls("clusters.begin_reset")
     def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
         found = self._get(cluster)
+        healthy = self.directory.accepts(found.client_id, found.held_secret or "")
+        return self._start(found, secret, client_id, "servicePrincipal", healthy)
+
+    @_calls("clusters.begin_reset")
+    def begin_reset_aad_profile(self, cluster: ClusterId, *, server_app_id: str, client_app_id: str,
+                                tenant_id: str | None, secret: SecretText) -> str:
+        found = self._get(cluster)
+        if not found.aad_server_app_id or client_app_id != found.aad_client_app_id:
+            raise PermanentError("BadRequest: the AAD profile's client application does not match", code="BadRequest")
+        healthy = self.directory.accepts(found.aad_server_app_id, found.aad_secret or "")
+        return self._start(found, secret, server_app_id, "aad", healthy)
+
+    def _start(self, found: FakeCluster, secret: SecretText, client_id: str, kind: str, healthy: bool) -> str:
         if found.operation is not None:
             raise OperationInProgressError("OperationNotAllowed: Operation is not allowed because there's an in"
                                            " progress reset service principal operation")
         self.resets_started += 1
         self.resets_by_cluster[found.id.name] = self.resets_by_cluster.get(found.id.name, 0) + 1
         self.reset_secrets.append(secret.reveal())
-        if self.directory.accepts(found.client_id, found.held_secret or ""):
+        if healthy:
             self.healthy_resets.append((found.id, secret.reveal()))
         operation = FakeOperation(uuid.uuid4().hex, found.id.key, secret.reveal(),
-                                  self.clock() + timedelta(seconds=self.reset_seconds))
+                                  self.clock() + timedelta(seconds=self.reset_seconds), client_id=client_id, kind=kind)
         self.operations[operation.id] = operation
         found.operation, found.provisioning_state = operation.id, "Resetting"
-        return OPERATIONS_URL.format(sub=cluster.subscription_id, id=operation.id)
+        return OPERATIONS_URL.format(sub=found.id.subscription_id, id=operation.id)
 
     @_calls("clusters.get_operation")
     def get_operation(self, status_url: str) -> OperationStatus:

@@ -166,11 +166,24 @@ def test_failures_that_are_not_a_bad_secret_change_nothing(world: World, code: s
     assert world.directory.writes == 0 and world.clusters.resets_started == 0
 
 
-def test_a_deleted_application_is_reported_not_rotated(world: World) -> None:
-    del world.directory.apps[APP_ID]
+def test_a_deleted_application_is_planned_for_replacement_not_rotated(world: World) -> None:
+    # Whatever the text says, Graph and Entra ID (AADSTS700016) agree the application is gone: by default the
+    # replacement is only planned (tests/test_replacement.py has the rest).
+    world.directory.delete_app(APP_ID)
     world.detector.accept_event(event_for(failed_write(world, AADSTS_INVALID), world))
     world.drain()
-    assert decisions(world) == ["ApplicationNotFound"] and world.incidents.decisions[0]["kind"] == "sp_not_found"
+    assert decisions(world) == ["ApplicationDeleted"] and world.incidents.decisions[0]["kind"] == "sp_not_found"
+    [plan] = remediations(world)
+    assert plan.status is Status.PLANNED and plan.replace and plan.dry_run
+    assert world.directory.writes == 0 and world.clusters.resets_started == 0
+
+
+def test_an_application_graph_does_not_show_but_entra_id_knows_is_left_alone(world: World) -> None:
+    # Graph and Entra ID replicate apart: "not found" from one alone is no reason to replace anything.
+    world.directory.unreplicated.add(APP_ID)
+    world.detector.accept_event(event_for(failed_write(world, AADSTS_INVALID), world))
+    world.drain()
+    assert decisions(world) == ["ApplicationNotFound"] and "AADSTS7000215" in world.incidents.decisions[0]["message"]
     assert remediations(world) == [] and world.clusters.resets_started == 0
 
 

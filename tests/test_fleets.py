@@ -332,9 +332,13 @@ def test_a_cluster_holds_only_a_password_its_application_has(running: Sandbox) -
                   "holdsPassword": apps["aks-healthy-sp"]["passwords"][0]["keyId"]}):
         refused = admin(wire, "clusters", {"resourceGroup": "rg-payments", "name": "aks-y", **body})
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "InvalidRequest"
-    # Not owned by the remediator: Graph's OwnedBy hides it.
-    assert Wire(running, running.remediator).graph("GET", "/applications", params={
-        "$filter": f"appId eq '{bare['appId']}'"}).json()["value"] == []
+    # Not owned by the remediator: OwnedBy reads every application but writes only those it owns.
+    remediator = Wire(running, running.remediator)
+    found = remediator.graph("GET", "/applications", params={"$filter": f"appId eq '{bare['appId']}'"}).json()
+    assert [a["appId"] for a in found["value"]] == [bare["appId"]]
+    refused = remediator.graph("POST", f"/applications/{found['value'][0]['id']}/addPassword",
+                               json={"passwordCredential": {"displayName": "x"}})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "Authorization_RequestDenied"
 
 
 # ---------------------------------------------------------------- scenario files and restarts

@@ -44,6 +44,9 @@ SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
 CUSTOM_ROLE_ACTIONS = {
     "Microsoft.ContainerService/managedClusters/read",
     "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action",
+    "Microsoft.ContainerService/managedClusters/resetAADProfile/action",
+    # A replacement reads the deleted principal's role assignments to carry them over.
+    "Microsoft.Authorization/roleAssignments/read",
     # The reset is a long-running operation: the SDK poller GETs its Azure-AsyncOperation
     # and Location URLs under .../providers/Microsoft.ContainerService/locations/{region}/.
     "Microsoft.ContainerService/locations/operations/read",
@@ -962,3 +965,48 @@ def test_endpoint_settings_come_from_the_environment_and_the_storage_account():
     params = _declarations(main, "parameter")
     assert params["armEndpoint"].named_children[-1].text.decode() == "environment().resourceManager"
     assert params["authorityHost"].named_children[-1].text.decode() == "environment().authentication.loginEndpoint"
+
+
+# ---------------------------------------------------------------- replacing a deleted application (issue 10)
+
+def _default_assignable_role_ids() -> list[str]:
+    main, _ = _main()
+    (declaration,) = [d for d in main.named_children if d.type == "parameter_declaration"
+                      and d.named_children[0].text.decode() == "assignableRoleIds"]
+    return [_literal(n) for n in _walk(declaration.named_children[-1]) if n.type == "string"]
+
+
+def test_the_role_delegation_condition_is_one_the_sandbox_enforces_and_names_only_the_assignable_roles():
+    # The sandbox refuses what this condition refuses: its parser is the one that judges every role assignment
+    # write in the end-to-end replacement tests, so the condition deployed is the one those tests ran under.
+    from sandbox.rbac import BUILT_IN_ROLES, parse_condition
+
+    text = (INFRA / "modules" / "role-delegation.bicep").read_text(encoding="utf-8")
+    (template,) = re.findall(r"^var condition = '(.*)'$", text, re.MULTILINE)
+    defaults = _default_assignable_role_ids()
+    condition = parse_condition(template.replace("\\'", "'").replace("${roles}", ", ".join(defaults)))
+    assert condition.write.role_ids == condition.delete.role_ids == frozenset(defaults)
+    assert condition.write.principal_types == condition.delete.principal_types == frozenset({"serviceprincipal"})
+    # Never a role that could widen the remediator's own rights or anyone's beyond an AKS cluster's needs.
+    assert {BUILT_IN_ROLES[name] for name in ("Network Contributor", "AcrPull", "Private DNS Zone Contributor")} \
+        == set(defaults)
+    for wide in ("Contributor", "Role Based Access Control Administrator"):
+        assert BUILT_IN_ROLES[wide] not in defaults
+
+
+def test_role_delegation_is_deployed_only_to_replace_and_on_every_subscription():
+    main = (INFRA / "main.bicep").read_text(encoding="utf-8")
+    assert "module roleDelegation 'modules/role-delegation.bicep' = if (replaceDeleted == 'replace')" in main
+    assert "(replaceDeleted == 'replace' ? extraSubscriptionIds : [])" in main
+
+
+def test_the_graph_grants_are_the_permissions_the_sandbox_gives_the_remediator():
+    from sandbox.state import GRAPH_OWNED_BY, GRAPH_READ_ALL, WorldOptions
+
+    text = (INFRA / "modules" / "graph.bicep").read_text(encoding="utf-8")
+    granted = set(re.findall(r"appRoleId: (\w+)", text))
+    ids = dict(re.findall(r"^var (\w+) = '([0-9a-f-]{36})'$", text, re.MULTILINE))
+    # Microsoft Graph's app role ids (permissions reference).
+    known = {"18a4783c-866b-4cc7-a460-3d5e5662c884": GRAPH_OWNED_BY,
+             "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30": GRAPH_READ_ALL}
+    assert {known[ids[name]] for name in granted} == set(WorldOptions().remediator_graph_permissions)

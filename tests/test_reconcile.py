@@ -13,7 +13,7 @@ import pytest
 
 from remediation.classify import Action, Classification, FailureKind
 from remediation.guardrails import Guardrails, Scope
-from remediation.model import Application, ClusterInfo, PasswordInfo, SignInResult, Status
+from remediation.model import Application, ClusterInfo, Credential, PasswordInfo, SignInResult, Status
 from remediation.reconcile import CHECKS, Act, Hint, Source, evaluate
 from remediation.record import Remediation, Target, TargetStatus
 from tests.conftest import APP_ID, CLUSTER, SUB
@@ -23,6 +23,8 @@ EXPIRED = Classification(FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "AADS
 QUOTA = Classification(FailureKind.NOT_SP, Action.NONE, "QuotaExceeded", "quota", "q")
 # The cluster's own token refresh refused with a 401: its credential, but which way it is bad the text cannot say.
 REFUSED = Classification(FailureKind.CREDENTIAL_REJECTED, Action.CONFIRM, "", "refused", "401")
+OWNER = "0a0a0a0a-0000-4000-8000-00000000beef"
+SERVER_APP = "99999999-2222-4333-8444-555555555555"
 VALID_PASSWORD = Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None, NOW + timedelta(days=90)),))
 
 
@@ -47,8 +49,12 @@ def observe(**facts) -> SimpleNamespace:
             "application": Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None,
                                                                            NOW - timedelta(days=3)),)),
             "stored_secret": None, "runner": SimpleNamespace(stalled=lambda r: r.updated_at < (
-                NOW - timedelta(hours=1)).isoformat())}
+                NOW - timedelta(hours=1)).isoformat()),
+            "credential": Credential.SERVICE_PRINCIPAL, "owner_id": OWNER,
+            # Entra ID's answer to a throwaway secret: the application exists (and the secret is wrong).
+            "entra_verdict": SignInResult(ok=False, code="AADSTS7000215")}
     o = SimpleNamespace(**{**base, **facts})
+    o.app_id = o.cluster.app_id_for(o.credential) if o.cluster else ""
     o.failures = lambda *, of_cluster: o.failed[of_cluster]
     return o
 
@@ -83,7 +89,24 @@ def event_hint(**changes) -> Hint:
     (event_hint(), {"cluster": cluster(last_modified_at=NOW, provisioning_state="Failed")}, Act.START, "Confirmed"),
     (event_hint(classification=QUOTA), {}, Act.NONE, "NotServicePrincipal"),
     (event_hint(named_apps=frozenset({"another-app"})), {}, Act.NONE, "OtherApplication"),
-    (event_hint(), {"application": None}, Act.NONE, "ApplicationNotFound"),
+    (event_hint(), {"application": None}, Act.NONE, "ApplicationNotFound"),  # Entra ID still knows it
+    (event_hint(), {"application": None, "entra_verdict": SignInResult(ok=False, code="AADSTS700016")}, Act.START,
+     "ApplicationDeleted"),
+    (Hint(CLUSTER, Source.MANUAL), {"application": None, "entra_verdict": SignInResult(ok=False, code="AADSTS700016")},
+     Act.START, "ApplicationDeleted"),
+    (event_hint(), {"application": Application("obj", APP_ID, "app", owner_ids=frozenset({"someone-else"}))},
+     Act.NONE, "ApplicationNotOwned"),
+    (Hint(CLUSTER, Source.MANUAL, dry_run=True), {"application": Application("obj", APP_ID, "app",
+                                                                             owner_ids=frozenset())},
+     Act.NONE, "ApplicationNotOwned"),
+    (Hint(CLUSTER, Source.MANUAL, credential=Credential.AAD_SERVER), {"credential": Credential.AAD_SERVER},
+     Act.NONE, "NoLegacyAzureAd"),
+    (Hint(CLUSTER, Source.MANUAL, credential=Credential.AAD_SERVER),
+     {"credential": Credential.AAD_SERVER, "cluster": cluster(client_id="msi", aad_server_app_id=SERVER_APP)},
+     Act.START, "Requested"),
+    (event_hint(named_apps=frozenset({SERVER_APP})),
+     {"credential": Credential.AAD_SERVER, "cluster": cluster(aad_server_app_id=SERVER_APP), "application": None,
+      "entra_verdict": SignInResult(ok=False, code="AADSTS700016")}, Act.NONE, "ApplicationNotFound"),
     (event_hint(classification=REFUSED), {}, Act.START, "Confirmed"),  # Graph: every password has ended
     (event_hint(classification=REFUSED), {"application": VALID_PASSWORD}, Act.NONE, "Unconfirmed"),
     (event_hint(classification=REFUSED), {"application": VALID_PASSWORD,
@@ -108,5 +131,6 @@ def test_the_checks_that_need_no_azure_call_come_first() -> None:
     # A hint refused for scope or as a duplicate costs no ARM or Graph call: those checks read nothing remote.
     names = [check.__name__ for check in CHECKS]
     assert names[:2] == ["out_of_scope", "already_acted"]
-    assert names.index("running") < names.index("application_missing")  # Graph only when still undecided
+    assert names.index("running") < names.index("application_deleted")  # Graph only when still undecided
+    assert names.index("application_deleted") < names.index("not_owned") < names.index("dry_run")
     assert names.index("stale") < names.index("running")  # an old failure never reopens a repaired cluster

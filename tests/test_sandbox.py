@@ -177,7 +177,10 @@ def test_the_scenarios_keep_their_world_in_one_subscription(sandbox: Sandbox) ->
     state = sandbox.snapshot()
     assert state["subscriptions"] == [{"subscriptionId": sandbox.subscription_id, "displayName": "sandbox"}]
     assert sandbox.subscription_ids == (sandbox.subscription_id,)
-    assert [(g["name"], g["tags"]) for g in state["resourceGroups"]] == [("rg-payments", {}), ("rg-platform", {})]
+    # Each cluster's node resource group exists too, under AKS's default name, as AKS makes it.
+    assert [(g["name"], g["tags"]) for g in state["resourceGroups"]] == [
+        ("rg-payments", {}), ("MC_rg-payments_aks-payments_westeurope", {}), ("MC_rg-payments_aks-msi_westeurope", {}),
+        ("rg-platform", {}), ("MC_rg-platform_aks-healthy_westeurope", {})]
     clusters = [(c["subscriptionId"], c["resourceGroup"], c["name"], c["tags"], c["writes"]) for c in state["clusters"]]
     assert clusters == [
         (sandbox.subscription_id, "rg-payments", "aks-payments", {}, {"reset": 0, "put": 0}),
@@ -324,14 +327,18 @@ def test_add_and_remove_password_match_the_graph_examples(wire: Wire, sandbox: S
     assert set(again.json()["error"]) == {"code", "message", "innerError"}
 
 
-def test_owned_by_sees_and_changes_only_owned_applications(sandbox: Sandbox) -> None:
+def test_owned_by_reads_every_application_and_changes_only_owned_ones(sandbox: Sandbox) -> None:
+    # Microsoft's permissions reference: Application.ReadWrite.OwnedBy (and Application.Read.All) read every
+    # application in the tenant; only writes are limited to those the caller owns.
     remediator = Wire(sandbox, sandbox.remediator)
     visible = {a["appId"] for a in remediator.graph("GET", "/applications").json()["value"]}
-    owned = {app_of(sandbox)["appId"], app_of(sandbox, "aks-healthy")["appId"]}
-    assert visible == owned  # not its own app, not the operator's
+    everyone = {a["appId"] for a in sandbox.snapshot()["applications"]}
+    assert visible == everyone and sandbox.operator.client_id in visible
     operator_app = next(a for a in sandbox.snapshot()["applications"] if a["appId"] == sandbox.operator.client_id)
     response = remediator.graph("POST", f"/applications/{operator_app['objectId']}/addPassword", json={})
-    assert response.status_code == 404 and response.json()["error"]["code"] == "Request_ResourceNotFound"
+    assert response.status_code == 403 and response.json()["error"]["code"] == "Authorization_RequestDenied"
+    assert all(a["passwords"] == operator_app["passwords"] for a in sandbox.snapshot()["applications"]
+               if a["appId"] == sandbox.operator.client_id)
     unsupported = remediator.graph("GET", "/applications", params={"$filter": "startswith(displayName,'a')"})
     assert unsupported.status_code == 400 and unsupported.json()["error"]["code"] == "Request_UnsupportedQuery"
     principals = remediator.graph("GET", "/servicePrincipals",

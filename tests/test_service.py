@@ -14,10 +14,11 @@ import pytest
 from remediation.errors import AuthenticationUnavailableError, InvalidInputError, TransientError
 from remediation.ids import ClusterId
 from remediation.model import Status
+from remediation.procedures import STEPS
 from remediation.reconcile import Decision
 from remediation.runner import LEASE, STALLED_AFTER, WorkItem
 from remediation.service import RemediationRequest
-from remediation.steps import MAX_RESET_ATTEMPTS, STEPS, vault_secret_name
+from remediation.steps import MAX_RESET_ATTEMPTS, vault_secret_name
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World
 
 

@@ -82,6 +82,8 @@ param sdkLogLevel string
 @description('The guardrails and rotation limits, one field per REMEDIATOR_ setting (main.bicep documents each).')
 param guardrails object
 param leaseSeconds int
+@description('Object id of the remediator identity\'s service principal: owner of what a replacement creates.')
+param identityPrincipalId string
 param resetTimeoutMinutes int
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -283,6 +285,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_RETIRE_FOREIGN_PASSWORDS'
           value: string(guardrails.retireForeignPasswords)
+        }
+        {
+          name: 'REMEDIATOR_REPLACE_DELETED'
+          value: guardrails.replaceDeleted
+        }
+        {
+          name: 'REMEDIATOR_ASSIGNABLE_ROLE_IDS'
+          value: guardrails.assignableRoleIds
+        }
+        {
+          name: 'REMEDIATOR_PRINCIPAL_ID'
+          value: identityPrincipalId
         }
         {
           name: 'REMEDIATOR_PROPAGATION_SUCCESSES'

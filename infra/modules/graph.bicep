@@ -15,6 +15,10 @@ param principalId string
 // Application.ReadWrite.OwnedBy ("Manage apps that this app creates or owns").
 var microsoftGraphAppId = '00000003-0000-0000-c000-000000000000'
 var applicationReadWriteOwnedBy = '18a4783c-866b-4cc7-a460-3d5e5662c884'
+// Application.Read.All ("Read all applications"): Graph's deleted items (a deleted
+// application's service principal, its name and role assignments' owner) need it; OwnedBy
+// alone cannot list them. It writes nothing.
+var applicationReadAll = '9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'
 
 resource microsoftGraph 'Microsoft.Graph/servicePrincipals@v1.0' existing = {
   appId: microsoftGraphAppId
@@ -26,4 +30,11 @@ resource ownedByGrant 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
   resourceId: microsoftGraph.id
 }
 
+resource readAllGrant 'Microsoft.Graph/appRoleAssignedTo@v1.0' = {
+  appRoleId: applicationReadAll
+  principalId: principalId
+  resourceId: microsoftGraph.id
+}
+
 output appRoleAssignmentId string = ownedByGrant.id
+output readAllAssignmentId string = readAllGrant.id

@@ -17,6 +17,9 @@ var actions = [
   'Microsoft.ContainerService/managedClusters/read'
   // begin_reset_service_principal_profile: POST .../resetServicePrincipalProfile.
   'Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action'
+  // begin_reset_aad_profile: a cluster on the legacy Azure AD integration whose server
+  // application's secret is invalid (POST .../resetAADProfile, the same LRO protocol).
+  'Microsoft.ContainerService/managedClusters/resetAADProfile/action'
   // The reset is a long-running operation: the SDK poller GETs the Azure-AsyncOperation
   // URL (.../providers/Microsoft.ContainerService/locations/{region}/operations/{id}) and
   // then the Location URL (.../locations/{region}/operationresults/{id}); ARM authorizes
@@ -27,6 +30,10 @@ var actions = [
   'Microsoft.Insights/eventtypes/values/read'
   // A cluster's resource group: its tags may opt every cluster in it out (REMEDIATOR_OPT_OUT_TAG).
   'Microsoft.Resources/subscriptions/resourceGroups/read'
+  // A deleted application's service principal: list its role assignments (assignedTo) to
+  // carry them over to the replacement, or to plan that. Writing them is the separate,
+  // condition-constrained role-delegation assignment (role-delegation.bicep).
+  'Microsoft.Authorization/roleAssignments/read'
 ]
 
 var extraScopes = [for id in extraSubscriptionIds: '/subscriptions/${id}']

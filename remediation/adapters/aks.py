@@ -1,8 +1,9 @@
 """Managed clusters through azure-mgmt-containerservice.
 
 Permissions: `Microsoft.ContainerService/managedClusters/read` (get, list),
-`Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action` (reset), and
-`Microsoft.ContainerService/locations/operations/read` (the reset's status URL).
+`Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action` (reset),
+`Microsoft.ContainerService/managedClusters/resetAADProfile/action` (the legacy Azure AD
+integration's reset), and `Microsoft.ContainerService/locations/operations/read` (status URLs).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 from azure.mgmt.containerservice import ContainerServiceClient
-from azure.mgmt.containerservice.models import ManagedClusterServicePrincipalProfile
+from azure.mgmt.containerservice.models import ManagedClusterAADProfile, ManagedClusterServicePrincipalProfile
 
 from remediation.adapters.azure_errors import translate
 from remediation.errors import PermanentError, TransientError
@@ -68,16 +69,28 @@ class AksManagedClusters:
         because it pickles the initial request, whose body holds the secret.
         """
         profile = ManagedClusterServicePrincipalProfile(client_id=client_id, secret=secret.reveal())
+        return self._begin(cluster, "reset", lambda client, **kw: client.managed_clusters
+                           .begin_reset_service_principal_profile(cluster.resource_group, cluster.name, profile, **kw))
+
+    def begin_reset_aad_profile(self, cluster: ClusterId, *, server_app_id: str, client_app_id: str,
+                                tenant_id: str | None, secret: SecretText) -> str:
+        """POST resetAADProfile with the server application's new secret, as `az aks update-credentials
+        --reset-aad` does (client and server app ids, tenant), and return its status URL at once."""
+        profile = ManagedClusterAADProfile(client_app_id=client_app_id, server_app_id=server_app_id,
+                                           server_app_secret=secret.reveal(), tenant_id=tenant_id)
+        return self._begin(cluster, "AAD profile reset", lambda client, **kw: client.managed_clusters
+                           .begin_reset_aad_profile(cluster.resource_group, cluster.name, profile, **kw))
+
+    def _begin(self, cluster: ClusterId, what: str, start: Any) -> str:
         try:
-            poller = self._client(cluster.subscription_id).managed_clusters.begin_reset_service_principal_profile(
-                cluster.resource_group, cluster.name, profile, polling=False,
-                cls=lambda response, _deserialized, _headers: response.http_response.headers)
+            poller = start(self._client(cluster.subscription_id), polling=False,
+                           cls=lambda response, _deserialized, _headers: response.http_response.headers)
             headers = poller.result()
         except AzureError as err:
-            raise translate(err, f"starting the reset of {cluster.name}") from err
+            raise translate(err, f"starting the {what} of {cluster.name}") from err
         url = headers.get("Azure-AsyncOperation") or headers.get("Location")
         if not url:
-            raise PermanentError(f"the reset of {cluster.name} started without a status URL", code="NoOperationUrl")
+            raise PermanentError(f"the {what} of {cluster.name} started without a status URL", code="NoOperationUrl")
         return url
 
     def get_operation(self, status_url: str) -> OperationStatus:
@@ -102,10 +115,18 @@ class AksManagedClusters:
 
 def _info(found: Any, fallback_id: str) -> ClusterInfo:
     profile = found.service_principal_profile
+    aad = found.aad_profile
+    legacy_aad = aad is not None and not aad.managed and bool(aad.server_app_id)
     return ClusterInfo(
         id=found.id or fallback_id, name=found.name or "", location=found.location or "",
         client_id=(profile.client_id if profile else None) or "msi",
         provisioning_state=found.provisioning_state or "Unknown",
         last_modified_at=found.system_data.last_modified_at if found.system_data else None,
         tags=dict(found.tags or {}),
+        aad_server_app_id=aad.server_app_id if legacy_aad else None,
+        aad_client_app_id=aad.client_app_id if legacy_aad else None,
+        aad_tenant_id=aad.tenant_id if legacy_aad else None,
+        node_resource_group=found.node_resource_group,
+        subnet_ids=tuple(dict.fromkeys(pool.vnet_subnet_id for pool in found.agent_pool_profiles or ()
+                                       if pool.vnet_subnet_id)),
     )

@@ -1,8 +1,10 @@
-"""Applications and their passwords in Microsoft Graph, through msgraph-sdk.
+"""Applications, their passwords and service principals in Microsoft Graph, through msgraph-sdk.
 
-Permission: the application permission `Application.ReadWrite.OwnedBy` (the remediator's
-identity must be an owner of each cluster's application), or the broad
-`Application.ReadWrite.All`.
+Permissions (application): `Application.ReadWrite.OwnedBy`, which reads every application and
+service principal in the tenant but changes only those the remediator's identity owns, and
+creates applications it then owns; and `Application.Read.All`, the least that reads Entra ID's
+deleted items (a deleted application's service principal, whose role assignments a
+replacement carries over). The broad `Application.ReadWrite.All` also works.
 
 Requests go through msgraph-sdk's `GraphRequestAdapter` (its middleware: retry with
 Retry-After, redirects, telemetry) as raw `RequestInformation` sent with
@@ -36,11 +38,12 @@ from msgraph_core import GraphClientFactory
 
 from remediation.adapters.azure_errors import TRANSIENT_STATUS, authentication_error, retry_after_seconds
 from remediation.errors import NotFoundError, PermanentError, RemediationError, TransientError
-from remediation.model import Application, NewPassword, PasswordInfo, SecretText
+from remediation.model import Application, DeletedPrincipal, NewPassword, PasswordInfo, SecretText
 
 T = TypeVar("T")
 _ERROR_MAP = {"XXX": ODataError}
 _GUID_CHARS = frozenset("0123456789abcdefABCDEF-")
+_APPLICATION_FIELDS = "id,appId,displayName,passwordCredentials"
 
 
 class GraphDirectory:
@@ -63,15 +66,55 @@ class GraphDirectory:
         self._lock = threading.Lock()
 
     def get_application_by_app_id(self, app_id: str) -> Application:
-        if not app_id or not set(app_id) <= _GUID_CHARS:
-            raise NotFoundError(f"{app_id!r} is not an application id", code="InvalidAppId")
-        select = "id,appId,displayName,passwordCredentials"
+        """The application with its passwords and its owners' object ids (one call: `$expand=owners`)."""
+        _check_guid(app_id, "application id")
+        url = (f"{self._base}/applications(appId='{app_id}')?$select={_APPLICATION_FIELDS}"
+               f"&$expand={quote('owners($select=id)')}")
+        return _application(self._send(Method.GET, url, None, f"looking up application {app_id}"))
+
+    def find_deleted_service_principal(self, app_id: str) -> DeletedPrincipal | None:
+        _check_guid(app_id, "application id")
         query = quote(f"appId eq '{app_id}'")
-        url = f"{self._base}/applications?$filter={query}&$select={select}"
-        found = self._send(Method.GET, url, None, f"looking up application {app_id}")["value"]
+        url = f"{self._base}/directory/deletedItems/microsoft.graph.servicePrincipal?$filter={query}"
+        found = self._send(Method.GET, url, None, f"looking for the deleted service principal of {app_id}")["value"]
         if not found:
-            raise NotFoundError(f"no application has appId {app_id}", code="ApplicationNotFound")
-        return _application(found[0])
+            return None
+        newest = max(found, key=lambda item: item.get("deletedDateTime") or "")
+        return DeletedPrincipal(object_id=newest["id"], app_id=newest["appId"],
+                                display_name=newest.get("displayName") or "",
+                                deleted_at=_parse_time(newest.get("deletedDateTime")))
+
+    def create_application(self, display_name: str, *, notes: str) -> Application:
+        created = self._send(Method.POST, f"{self._base}/applications",
+                             {"displayName": display_name, "notes": notes, "signInAudience": "AzureADMyOrg"},
+                             f"creating application {display_name!r}")
+        return _application(created)
+
+    def find_owned_application(self, owner_id: str, display_name: str) -> Application | None:
+        return next((a for a in self.list_owned_applications(owner_id) if a.display_name == display_name), None)
+
+    def list_owned_applications(self, owner_id: str) -> list[Application]:
+        _check_guid(owner_id, "owner object id")
+        url: str | None = (f"{self._base}/servicePrincipals/{owner_id}/ownedObjects/microsoft.graph.application"
+                           f"?$select={_APPLICATION_FIELDS}")
+        found: list[Application] = []
+        while url:  # Graph pages with @odata.nextLink
+            page = self._send(Method.GET, url, None, f"listing the applications {owner_id} owns")
+            found.extend(_application(item) for item in page.get("value") or ())
+            url = page.get("@odata.nextLink")
+        return found
+
+    def ensure_service_principal(self, app_id: str) -> str:
+        _check_guid(app_id, "application id")
+        try:
+            existing = self._send(Method.GET, f"{self._base}/servicePrincipals(appId='{app_id}')?$select=id", None,
+                                  f"looking up the service principal of {app_id}")
+            return existing["id"]
+        except NotFoundError:
+            pass
+        created = self._send(Method.POST, f"{self._base}/servicePrincipals", {"appId": app_id},
+                             f"creating the service principal of {app_id}")
+        return created["id"]
 
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
         body = {"passwordCredential": {"displayName": display_name, "endDateTime": end.isoformat()}}
@@ -142,7 +185,14 @@ def _translate(err: APIError, action: str) -> RemediationError:
     return PermanentError(message, code=code)
 
 
+def _check_guid(value: str, what: str) -> None:
+    # Ids go into URLs: anything but a GUID's characters is refused before it could change the request.
+    if not value or not set(value) <= _GUID_CHARS:
+        raise NotFoundError(f"{value!r} is not an {what}", code="InvalidId")
+
+
 def _application(data: dict[str, Any]) -> Application:
+    owners = data.get("owners")
     return Application(
         object_id=data["id"], app_id=data["appId"], display_name=data.get("displayName") or "",
         passwords=tuple(
@@ -150,6 +200,7 @@ def _application(data: dict[str, Any]) -> Application:
                          start=_parse_time(p.get("startDateTime")), end=_parse_time(p.get("endDateTime")))
             for p in data.get("passwordCredentials") or ()
         ),
+        owner_ids=frozenset(o["id"].lower() for o in owners if o.get("id")) if owners is not None else None,
     )
 
 
