@@ -18,7 +18,7 @@ from sandbox.server import Api, Request, Response
 from sandbox.state import AFTER_COMMIT_FAULTS, BEFORE_FAULTS, ApiError, Cluster, Fault, SandboxState
 
 REQUEST_FAULTS = BEFORE_FAULTS + AFTER_COMMIT_FAULTS
-WORLD_FAULTS = ("propagation_delay", "ingestion_delay", "reset_fails", "slow_operations")
+WORLD_FAULTS = ("propagation_delay", "ingestion_delay", "reset_fails", "slow_operations", "principal_replication_delay")
 
 
 class AdminApi(Api):
@@ -86,6 +86,14 @@ class AdminApi(Api):
                     self.state.ingestion_seconds = seconds
                 elif kind == "slow_operations":
                     self.state.operation_seconds = seconds
+                elif kind == "principal_replication_delay":
+                    # ARM's directory replica learns a new service principal this long after it is made;
+                    # `ignorePrincipalType`: naming principalType does not skip the wait (field reports).
+                    ignore = body.get("ignorePrincipalType", False)
+                    if not isinstance(ignore, bool):
+                        raise ApiError(400, "InvalidFault", "ignorePrincipalType must be true or false")
+                    self.state.principal_replication_seconds = seconds
+                    self.state.replication_ignores_principal_type = ignore
                 else:
                     self.state.reset_failures += count
         else:

@@ -30,6 +30,7 @@ from sandbox.state import (
     ApiError,
     Application,
     Identities,
+    LegacyAadProfile,
     ResourceGroup,
     SandboxState,
     WorldOptions,
@@ -198,12 +199,15 @@ def application_view(app: Application) -> dict[str, Any]:
 
 def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
     """`{"subscriptionId"?, "resourceGroup", "name", "applicationAppId"? | "managedIdentity": true, "holdsPassword"?,
-    "tags"?, "kubernetesVersion"?}` -> the cluster as the state shows it.
+    "tags"?, "kubernetesVersion"?, "vnetSubnetId"?, "legacyAad"?: {"serverAppId", "clientAppId",
+    "holdsPassword"?}}` -> the cluster as the state shows it.
 
     A service principal cluster holds one of its application's passwords: `holdsPassword` (a keyId), else the
-    newest."""
+    newest. `legacyAad`: the legacy Azure AD integration, holding one of its server application's passwords the
+    same way."""
     body = _fields(body, {"subscriptionId", "resourceGroup", "name", "applicationAppId", "managedIdentity",
-                          "holdsPassword", "tags", "kubernetesVersion"}, {"resourceGroup", "name"})
+                          "holdsPassword", "tags", "kubernetesVersion", "vnetSubnetId", "legacyAad"},
+                   {"resourceGroup", "name"})
     name = _required(body, "name", _CLUSTER_NAME, "1-63 letters, digits, '-' or '_', starting and ending with a "
                      "letter or digit")
     version = _required(body, "kubernetesVersion", _VERSION, "a version such as '1.30.4'", "1.29.7")
@@ -220,8 +224,13 @@ def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
             raise ApiError(409, "ClusterExists", f"The cluster '{name}' exists already in resource group "
                            f"'{group.name}'.")
         client_id, secret = ("msi", None) if managed else _held_password(state, body)
+        aad = _legacy_aad(state, body.get("legacyAad")) if "legacyAad" in body else None
+        subnet = _text(body, "vnetSubnetId", re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+                                                        r"Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+$",
+                                                        re.IGNORECASE), rule="a subnet's resource id")
         cluster = state.add_cluster(group.name, name, client_id=client_id, secret=secret, kubernetes_version=version,
-                                    subscription_id=group.subscription_id, tags=tags)
+                                    subscription_id=group.subscription_id, tags=tags, vnet_subnet_id=subnet,
+                                    aad=aad)
         return state.cluster_view(cluster)
 
 
@@ -231,6 +240,17 @@ def _group(state: SandboxState, body: dict[str, Any], name: str) -> ResourceGrou
     if group is None:
         raise ApiError(404, "ResourceGroupNotFound", f"Resource group '{name}' could not be found.")
     return group
+
+
+def _legacy_aad(state: SandboxState, body: Any) -> LegacyAadProfile:
+    """The legacy Azure AD profile of a new cluster: its server application's password held like a service
+    principal's (`holdsPassword`, else the newest)."""
+    body = _fields(body, {"serverAppId", "clientAppId", "holdsPassword"}, {"serverAppId", "clientAppId"})
+    server, secret = _held_password(state, {"applicationAppId": body["serverAppId"],
+                                            **({"holdsPassword": body["holdsPassword"]} if "holdsPassword" in body
+                                               else {})})
+    client = _required(body, "clientAppId", _GUID, "the appId (a GUID) of the legacy integration's client app")
+    return LegacyAadProfile(client.lower(), server, state.tenant_id, secret)
 
 
 def _held_password(state: SandboxState, body: dict[str, Any]) -> tuple[str, str]:

@@ -944,6 +944,7 @@ class SandboxState:
                 "clusters": [self.cluster_view(c) for c in self.clusters.values()],
                 "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
                                   "servicePrincipalObjectId": a.sp_object_id if a.has_service_principal else None,
+                                  "owners": sorted(a.owners),
                                   "passwords": [p.public(now) for p in a.passwords],
                                   "removedPasswords": [dict(r) for r in a.removed_passwords]}
                                  for a in self.applications.values()],

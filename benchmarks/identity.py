@@ -1,0 +1,269 @@
+"""Identity scenarios (issue 10), over HTTP against the sandbox with the function app in its own worker process.
+
+    replace   aks-payments' application is deleted (its service principal had Network Contributor on the
+              cluster's subnet, AcrPull on a registry, Private DNS Zone Contributor on a zone); the operator's
+              upgrade fails with AADSTS700016; with REMEDIATOR_REPLACE_DELETED=replace the remediator creates
+              an application and service principal it owns, gives it the same role assignments, resets the
+              cluster to it and verifies it
+    plan      the same with the default setting (plan): a recorded plan with its az commands, 0 writes
+    aad       a cluster on the legacy Azure AD integration whose server application's secrets expired: the
+              operator asks for its repair (credential aadServer); the secret is rotated and the AAD
+              profile reset
+    orphans   applications the remediator owns that no cluster uses any more, reported with their
+              passwords' end dates and the command to delete them; nothing deleted
+
+Everything the scenarios plant they plant as a platform team would: role assignments with ARM's PUT, the
+application's deletion with Graph's DELETE, both as the operator; clusters and applications through the
+sandbox's admin routes. `python benchmarks/identity.py [replace|plan|aad|orphans ...]` prints the figures;
+tests/test_identity_scenarios.py asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.fleet import Fleet  # noqa: E402
+from benchmarks.scenarios import VISIBILITY_SECONDS, _call  # noqa: E402
+from sandbox import Sandbox, WorldOptions  # noqa: E402
+from sandbox.azurite import Azurite  # noqa: E402
+from sandbox.rbac import BUILT_IN_ROLES  # noqa: E402
+from sandbox.wiring import remediator_settings  # noqa: E402
+from sandbox.worker import WorkerProcess  # noqa: E402
+
+FAST = {"REMEDIATOR_LEASE_SECONDS": "10", "REMEDIATOR_RETRY_DELAY_SECONDS": "1", "REMEDIATOR_RESET_POLL_SECONDS": "1",
+        "REMEDIATOR_PROPAGATION_SUCCESSES": "2", "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS": "1"}
+ROLES_API = "2022-04-01"
+# What infra/role-delegation.bicep grants in replace mode (main.bicep's assignableRoleIds default).
+DELEGATION = WorldOptions(remediator_role_assignment_roles=frozenset(
+    {"Network Contributor", "AcrPull", "Private DNS Zone Contributor"}))
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+class World(Fleet):
+    """A named sandbox scenario with the remediator's worker, and the operator's own ARM and Graph calls."""
+
+    def operator_call(self, method: str, api: str, path: str, body: Any = None) -> Any:
+        resource = {"arm": "https://management.azure.com", "graph": "https://graph.microsoft.com"}[api]
+        token = self.sandbox.credential(self.sandbox.operator).get_token(f"{resource}/.default").token
+        url = f"{self.sandbox.endpoints[api]}{'/v1.0' if api == 'graph' else ''}{path}"
+        status, payload = _call(method, url, body, headers={"Authorization": f"Bearer {token}"},
+                                ca=self.sandbox.ca_path)
+        if status >= 400:
+            raise RuntimeError(f"operator {method} {path}: {status} {payload[:300]!r}")
+        return json.loads(payload or b"null")
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        status, payload = _call(method, f"{self.worker.url}/api/{path.lstrip('/')}", body, headers={
+            "x-functions-key": self.worker.function_key,
+            "Authorization": f"Bearer {self.sandbox.api_token(self.sandbox.operator)}"})
+        return status, json.loads(payload or b"null")
+
+    def application(self, display_name: str) -> dict[str, Any]:
+        return next(a for a in self.snapshot()["applications"] if a["displayName"] == display_name)
+
+    def cluster(self, name: str) -> dict[str, Any]:
+        return next(c for c in self.clusters() if c["name"] == name)
+
+    def assign(self, scope: str, role: str, principal_id: str) -> dict[str, Any]:
+        return self.operator_call("PUT", "arm", f"{scope}/providers/Microsoft.Authorization/roleAssignments/"
+                                  f"{uuid.uuid4()}?api-version={ROLES_API}", {"properties": {
+                                      "roleDefinitionId": f"{scope.split('/resourceGroups/')[0]}/providers/"
+                                                          f"Microsoft.Authorization/roleDefinitions/"
+                                                          f"{BUILT_IN_ROLES[role]}",
+                                      "principalId": principal_id, "principalType": "ServicePrincipal"}})
+
+    def roles_of(self, principal_id: str) -> set[tuple[str, str, str]]:
+        """(scope, role name, principal type) of every assignment the principal has."""
+        return {(a["scope"].lower(), a["roleName"], a["principalType"]) for a in self.snapshot()["roleAssignments"]
+                if a["principalId"] == principal_id}
+
+    def writes_by_remediator(self) -> dict[str, int]:
+        calls = self.snapshot()["requestsByCaller"].get("aks-sp-remediator", {})
+        return {f"{api} {route}": n for api, routes in calls.items() if api in ("arm", "graph", "vault")
+                for route, n in routes.items() if route.split(" ")[0] in WRITES}
+
+    def calls_by_remediator(self) -> dict[str, int]:
+        calls = self.snapshot()["requestsByCaller"].get("aks-sp-remediator", {})
+        return {api: sum(routes.values()) for api, routes in calls.items()}
+
+
+@contextlib.contextmanager
+def identity_world(scenario: str = "healthy", *, options: WorldOptions = DELEGATION,
+                   **settings: str) -> Iterator[World]:
+    with Azurite() as azurite, Sandbox(scenario, options=options) as sandbox:
+        worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
+        worker.start(remediator_settings(sandbox, azurite.connection_string, **{**FAST, **settings}))
+        world = World(sandbox, worker, set(sandbox.subscription_ids), time.monotonic())
+        hook = (f"{worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure"
+                f"&code={worker.function_key}")
+        world.admin("POST", "eventgrid/subscriptions", {"endpointUrl": hook, "schema": "EventGridSchema"})
+        try:
+            yield world
+        finally:
+            worker.stop()
+
+
+def _deleted_application_with_roles(world: World) -> dict[str, Any]:
+    """aks-payments' service principal holds what an AKS cluster's typically does; then its application is
+    deleted. Returns what it was."""
+    sub = world.sandbox.subscription_id
+    for group in ("rg-network", "rg-shared"):
+        world.admin("POST", "resourcegroups", {"name": group})
+    old = world.application("aks-payments-sp")
+    principal = old["servicePrincipalObjectId"]
+    scopes = {
+        "Network Contributor": f"/subscriptions/{sub}/resourceGroups/rg-network/providers/Microsoft.Network/"
+                               "virtualNetworks/vnet-aks/subnets/aks-payments",
+        "AcrPull": f"/subscriptions/{sub}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/"
+                   "registries/acrplatform",
+        "Private DNS Zone Contributor": f"/subscriptions/{sub}/resourceGroups/rg-network/providers/"
+                                        "Microsoft.Network/privateDnsZones/privatelink.swedencentral.azmk8s.io",
+    }
+    for role, scope in scopes.items():
+        world.assign(scope, role, principal)
+    before = world.roles_of(principal)
+    world.operator_call("DELETE", "graph", f"/applications/{old['objectId']}")
+    return {"appId": old["appId"], "principalId": principal, "roles": before}
+
+
+def _upgrade_fails(world: World, name: str = "aks-payments") -> str:
+    attempt = world.admin("POST", f"{world.cluster(name)['id']}/operate", {"kubernetesVersion": "1.30.4"})
+    if attempt["succeeded"]:
+        raise RuntimeError(f"the upgrade of {name} was expected to fail")
+    return attempt["correlationId"]
+
+
+def replace(*, replication_seconds: float = 8, **settings: str) -> dict[str, Any]:
+    """`replication_seconds`: how long ARM's directory replica does not know the new service principal, even when
+    a request names its principalType (field reports say that does not always help)."""
+    with identity_world(REMEDIATOR_REPLACE_DELETED="replace", **settings) as world:
+        old = _deleted_application_with_roles(world)
+        world.admin("POST", "faults", {"kind": "principal_replication_delay", "seconds": replication_seconds,
+                                       "ignorePrincipalType": True})
+        _upgrade_fails(world)
+        world.wait(lambda: world.quiet() and world.cluster("aks-payments")["secretValidNow"], 300,
+                   "the replacement to finish and the cluster to be repaired")
+        cluster = world.cluster("aks-payments")
+        new = next(a for a in world.snapshot()["applications"] if a["appId"] == cluster["clientId"])
+        remediation = world.remediations()[0]
+        snapshot = world.snapshot()
+        return {
+            "seconds": round(time.monotonic() - world.started, 1),
+            "status": remediation["status"],
+            "newClientId": cluster["clientId"] != old["appId"],
+            "newApplication": new["displayName"],
+            "ownedByRemediator": world.sandbox.remediator.client_id in new["owners"],
+            "oldRoles": sorted(r[:2] for r in old["roles"]),
+            "oldRolesKept": world.roles_of(old["principalId"]) == old["roles"],
+            "rolesEqual": {r[:2] for r in world.roles_of(new["servicePrincipalObjectId"])}
+            == {r[:2] for r in old["roles"]},
+            "newPrincipalTypes": sorted({r[2] for r in world.roles_of(new["servicePrincipalObjectId"])}),
+            "resets": cluster["writes"]["reset"],
+            "secretValidNow": cluster["secretValidNow"],
+            "roleAssignmentAnswers": snapshot["responses"]["arm"].get("PUT roleAssignments/{name}", {}),
+            "vaultSecrets": len(snapshot["keyVault"]),
+            "remediatorWrites": world.writes_by_remediator(),
+            "remediatorCalls": world.calls_by_remediator(),
+        }
+
+
+def plan(**settings: str) -> dict[str, Any]:
+    with identity_world(options=WorldOptions(), **settings) as world:  # plan is the default
+        old = _deleted_application_with_roles(world)
+        _upgrade_fails(world)
+        world.wait(lambda: world.quiet() and bool(world.remediations()), 300, "the plan")
+        time.sleep(3)  # anything written would be visible by now
+        [remediation] = world.remediations()
+        _, shown = world.api("GET", f"remediations/{remediation['id']}")
+        return {
+            "seconds": round(time.monotonic() - world.started, 1),
+            "status": remediation["status"],
+            "plannedRoles": sorted((r["scope"].lower(), r["role"]) for r in (shown.get("replacement") or {})
+                                   .get("roleAssignments", [])),
+            "oldRoles": sorted((r[0], BUILT_IN_ROLES[r[1]]) for r in old["roles"]),
+            "plan": shown.get("plan") or [],
+            "remediatorWrites": world.writes_by_remediator(),
+            "resets": world.cluster("aks-payments")["writes"]["reset"],
+            "remediatorCalls": world.calls_by_remediator(),
+        }
+
+
+def aad(**settings: str) -> dict[str, Any]:
+    with identity_world(**settings) as world:
+        server = world.admin("POST", "applications", {"displayName": "aks-aad-server", "passwords": [
+            {"displayName": "aad server", "startDaysAgo": 400, "endInDays": -35}]})
+        client = world.admin("POST", "applications", {"displayName": "aks-aad-client", "ownedByRemediator": False})
+        healthy = world.application("aks-healthy-sp")
+        cluster = world.admin("POST", "clusters", {
+            "resourceGroup": "rg-platform", "name": "aks-legacy-aad", "applicationAppId": healthy["appId"],
+            "legacyAad": {"serverAppId": server["appId"], "clientAppId": client["appId"]}})
+        assert cluster["aad"]["serverSecretValidNow"] is False, cluster
+        status, started = world.api("POST", "remediations", {"clusterResourceId": cluster["id"],
+                                                             "credential": "aadServer"})
+        if status != 202:
+            raise RuntimeError(f"the repair was refused: {status} {started}")
+        world.wait(lambda: world.quiet() and world.cluster("aks-legacy-aad")["aad"]["serverSecretValidNow"], 300,
+                   "the AAD profile reset")
+        after = world.cluster("aks-legacy-aad")
+        snapshot = world.snapshot()
+        return {
+            "seconds": round(time.monotonic() - world.started, 1),
+            "status": world.remediations()[0]["status"],
+            "serverSecretValidNow": after["aad"]["serverSecretValidNow"],
+            "servicePrincipalUntouched": after["clientId"] == healthy["appId"] and after["secretValidNow"],
+            "resetAADProfile": snapshot["requests"]["arm"].get("POST managedClusters/{name}/resetAADProfile", 0),
+            "resetServicePrincipalProfile": after["writes"]["reset"],
+            "remediatorWrites": world.writes_by_remediator(),
+            "remediatorCalls": world.calls_by_remediator(),
+        }
+
+
+def orphans(**settings: str) -> dict[str, Any]:
+    with identity_world(**settings) as world:
+        planted = [
+            world.admin("POST", "applications", {"displayName": "aks-retired-sp", "passwords": [
+                {"displayName": "rbac", "startDaysAgo": 400, "endInDays": -35}]}),
+            world.admin("POST", "applications", {"displayName": "aks-old-dev-sp", "passwords": [
+                {"displayName": "rbac", "endInDays": 90}]}),
+        ]
+        world.admin("POST", "applications", {"displayName": "someone-elses-app", "ownedByRemediator": False})
+        status, report = world.api("GET", "orphans")
+        if status != 200:
+            raise RuntimeError(f"GET /api/orphans: {status} {report}")
+        listed = report["value"]
+        return {
+            "seconds": round(time.monotonic() - world.started, 1),
+            "listed": sorted(o["displayName"] for o in listed),
+            "planted": sorted(p["displayName"] for p in planted),
+            "exact": {o["appId"] for o in listed} == {p["appId"] for p in planted},
+            "deleteCommands": sorted(o["deleteCommand"] for o in listed),
+            "endDates": {o["displayName"]: [p["endDateTime"] for p in o["passwords"]] for o in listed},
+            "remediatorWrites": world.writes_by_remediator(),
+            "remediatorCalls": world.calls_by_remediator(),
+        }
+
+
+SCENARIOS = {"replace": replace, "plan": plan, "aad": aad, "orphans": orphans}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
+    args = parser.parse_args(argv)
+    for name in args.which:
+        print(f"identity {name}:", json.dumps(SCENARIOS[name]()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
