@@ -1,9 +1,12 @@
-"""The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions` and `dry-run`.
+"""The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions`, `dry-run` and
+`orphans`; and `doctor`, a check of this machine's Azure CLI cache (remediation/doctor.py).
 
     python -m remediation list [--cluster ID] [--active] [--limit N] [--json]
     python -m remediation show ID [--json]
     python -m remediation decisions [--cluster ID] [--limit N] [--json]
     python -m remediation dry-run CLUSTER_ID [--reason TEXT] [--wait SECONDS] [--json]
+    python -m remediation orphans [--json]
+    python -m remediation doctor [--file PATH] [--warn-days N] [--tenant ID] [--json]
 
 Where and as whom, on every command: the deployed app with `--api URL --function-key KEY
 --app-id-uri URI` (or REMEDIATOR_API_URL, REMEDIATOR_FUNCTION_KEY, REMEDIATOR_API_APP_ID_URI) and
@@ -29,10 +32,12 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
 from remediation import cli_render as render
+from remediation import doctor as doctor_module
 from remediation.cli_api import (
     ENV_API,
     ENV_APP_ID_URI,
@@ -42,10 +47,13 @@ from remediation.cli_api import (
     ApiError,
     NotAsked,
     UsageError,
+    azure_credential,
     field_of,
     resolve_target,
+    sandbox_graph_target,
+    token_tenant,
 )
-from remediation.errors import InvalidInputError
+from remediation.errors import InvalidInputError, RemediationError
 from remediation.ids import ClusterId
 
 MOST = 200  # the API's largest page
@@ -123,6 +131,26 @@ def dry_run_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
         out.write(render.timeline(view, width=width))
         return 1
     out.write(render.plan_text(render.items(field_of(view, "plan")), width=width) + "\n")
+    return 0
+
+
+def orphans_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    """Applications the remediator owns or minted passwords on that no cluster in scope uses; nothing deleted."""
+    body = api.get("orphans").body
+    if args.json:
+        return _dump(body, out)
+    found = render.items(field_of(body, "value"))
+    if not found:
+        out.write("No orphaned applications: every application the remediator owns or minted for is in use.\n")
+        return 0
+    for orphan in found:
+        out.write(f"{render.text(field_of(orphan, 'displayName'))} ({render.text(field_of(orphan, 'appId'))}): "
+                  f"{', '.join(render.text(r) for r in render.items(field_of(orphan, 'reasons')))}\n")
+        for password in render.items(field_of(orphan, "passwords")):
+            state = "expired" if field_of(password, "expired") else "ends"
+            out.write(f"    password {render.text(field_of(password, 'keyId'))} {state} "
+                      f"{render.text(field_of(password, 'endDateTime'))}\n")
+        out.write(f"    delete: {render.text(field_of(orphan, 'deleteCommand'))}\n")
     return 0
 
 
@@ -259,6 +287,81 @@ def add_operator_commands(commands: Any) -> None:
                          help="how long to wait for the plan (default 30; 0: do not wait)")
     dry_run.add_argument("--json", action="store_true", help="print the remediation's JSON, with the decision")
     dry_run.set_defaults(run=_api_command(dry_run_command, dry_run))
+
+    orphans = commands.add_parser(
+        "orphans", parents=[connection], help="list applications the remediator left that no cluster uses",
+        description="Applications the remediator owns, or that hold passwords it minted, that no cluster in its "
+                    "scope uses any more: their passwords' end dates and the command to delete each. Nothing is "
+                    "deleted.")
+    orphans.add_argument("--json", action="store_true", help="print the API's JSON")
+    orphans.set_defaults(run=_api_command(orphans_command, orphans))
+
+    doctor = commands.add_parser(
+        "doctor", help="check the Azure CLI's cached AKS service principal (~/.azure/aksServicePrincipal.json)",
+        description="`az aks create` reuses the service principal cached in ~/.azure/aksServicePrincipal.json, "
+                    "whose secret the CLI made valid for a year. For each cached entry: does the application "
+                    "exist (Graph), does the secret still sign in (Entra ID), when do its passwords end; a warning "
+                    "and the fix when it has expired or ends soon. The secret is never printed. Exit 0: all "
+                    "fine (or no cache); 1: a warning or error; 2: the check could not run.")
+    doctor.add_argument("--file", metavar="PATH", help=f"the cache (default {doctor_module.CACHE_FILE})")
+    doctor.add_argument("--warn-days", type=_days, default=doctor_module.WARN_DAYS, metavar="N",
+                        help=f"warn when a password ends within N days (default {doctor_module.WARN_DAYS})")
+    doctor.add_argument("--tenant", metavar="ID", help="the tenant the cached principals sign in to (default: "
+                        "$AZURE_TENANT_ID, else the signed-in account's)")
+    doctor.add_argument("--credential", choices=("cli", "default"), help="how to read Graph: cli (the account "
+                        "`az login` signed in, the default) or default (DefaultAzureCredential)")
+    doctor.add_argument("--sandbox", metavar="INFO_FILE", help="check against the local sandbox instead (the "
+                        "JSON line `python -m sandbox serve` prints), as its operator")
+    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
+    doctor.set_defaults(run=_doctor)
+
+
+def _days(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 3650:
+        raise argparse.ArgumentTypeError("a whole number of days from 0 to 3650")
+    return int(value)
+
+
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The edge of `doctor`: build Graph and the sign-in for Azure or the sandbox, run the check, print."""
+    _quiet_azure_logs()
+    path = doctor_module.cache_path(args.file)
+    try:
+        cached = doctor_module.read_cache(path) or []
+        findings: list[doctor_module.Finding] = []
+        if cached:  # no cache, nothing to sign in for
+            application, sign_in = doctor_clients(args, os.environ)
+            findings = doctor_module.run(cached, application=application, sign_in=sign_in,
+                                         warn_days=args.warn_days)
+    except (doctor_module.CacheError, UsageError, NotAsked, RemediationError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        _dump({"file": str(path), "findings": [f.view() for f in findings]}, sys.stdout)
+    else:
+        sys.stdout.write(doctor_module.render(findings, path))
+    return doctor_module.exit_status(findings)
+
+
+def doctor_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
+    """(application lookup, sign-in) against Azure, or the sandbox with --sandbox."""
+    from remediation.adapters.graph import GraphDirectory
+    from remediation.adapters.signin import EntraSignIn
+    from remediation.settings import PUBLIC_AUTHORITY_HOST, PUBLIC_GRAPH_ENDPOINT
+
+    if args.sandbox:
+        if args.credential or args.tenant:
+            raise UsageError("--sandbox names the tenant and the identity: drop --credential and --tenant")
+        target = sandbox_graph_target(Path(args.sandbox))
+        credential, graph_endpoint, authority, tenant, verify = target
+    else:
+        credential = azure_credential(args.credential or "cli")
+        graph_endpoint, authority, verify = PUBLIC_GRAPH_ENDPOINT, PUBLIC_AUTHORITY_HOST, True
+        tenant = args.tenant or environ.get("AZURE_TENANT_ID") or token_tenant(credential, graph_endpoint)
+    graph = GraphDirectory(credential, endpoint=graph_endpoint, ca_bundle=verify if isinstance(verify, str) else None)
+    sign_in = EntraSignIn(tenant_id=tenant, authority_host=authority, scope=f"{graph_endpoint}/.default",
+                          disable_instance_discovery=bool(args.sandbox), connection_verify=verify)
+    return graph.get_application_by_app_id, sign_in.sign_in
 
 
 def _api_command(command: Command, parser: argparse.ArgumentParser

@@ -91,11 +91,11 @@ def resolve_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Targ
         raise UsageError(f"missing {', '.join(missing)}; or --sandbox INFO_FILE for the local sandbox")
     assert api and key and app_id_uri
     return Target(base_url=_base_url(api), function_key=key, scope=_scope(app_id_uri),
-                  credential=_azure_credential(args.credential or "cli"),
+                  credential=azure_credential(args.credential or "cli"),
                   caller="DefaultAzureCredential" if args.credential == "default" else "the Azure CLI's account")
 
 
-def _azure_credential(kind: str) -> TokenCredential:
+def azure_credential(kind: str) -> TokenCredential:
     from azure.identity import AzureCliCredential, DefaultAzureCredential
 
     return DefaultAzureCredential() if kind == "default" else AzureCliCredential()
@@ -123,6 +123,40 @@ def _sandbox_target(path: Path, identity: str) -> Target:
     return Target(base_url=_base_url(info["functions"]), function_key=info["functionKey"],
                   scope=_scope(info["apiAppIdUri"]), credential=credential, verify=info["ca"],
                   caller=f"the sandbox's {identity} identity", client_secret=secret)
+
+
+def sandbox_graph_target(path: Path) -> tuple[TokenCredential, str, str, str, str]:
+    """(the sandbox operator's credential, Graph endpoint, login endpoint, tenant, CA file) from `python -m sandbox
+    serve`'s line: `doctor` reads Graph and signs in there instead of Azure."""
+    from azure.identity import ClientSecretCredential
+
+    info = _read_json_line(path, "--sandbox")
+    needed = ("graph", "login", "tenantId", "ca", "identitiesFile")
+    absent = [n for n in needed if not isinstance(field_of(info, n), str) or not info[n]]
+    if absent:
+        raise UsageError(f"--sandbox {path}: not `python -m sandbox serve`'s line (no {', '.join(absent)})")
+    identities = _read_json_line(path.parent / info["identitiesFile"], "the sandbox's identities file")
+    client_id, secret = field_of(identities, "operatorClientId"), field_of(identities, "operatorClientSecret")
+    if not isinstance(client_id, str) or not isinstance(secret, str):
+        raise UsageError(f"the sandbox's identities file {info['identitiesFile']} has no operator identity")
+    credential = ClientSecretCredential(info["tenantId"], client_id, secret, authority=info["login"],
+                                        disable_instance_discovery=True, connection_verify=info["ca"])
+    return credential, info["graph"], info["login"], info["tenantId"], info["ca"]
+
+
+def token_tenant(credential: TokenCredential, graph_endpoint: str) -> str:
+    """The tenant of the signed-in account: the `tid` claim of its Graph token (read, not verified: it only
+    names where to sign in)."""
+    import base64
+
+    try:
+        token = credential.get_token(f"{graph_endpoint}/.default").token
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return str(claims["tid"])
+    except Exception as err:  # noqa: BLE001 - any failure means the same: say how to give the tenant
+        raise NotAsked(f"could not tell the signed-in account's tenant ({type(err).__name__}): give --tenant "
+                       "or set AZURE_TENANT_ID") from None
 
 
 def field_of(document: Any, name: str) -> Any:

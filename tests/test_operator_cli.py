@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,10 @@ class Live:
 
     @property
     def secrets(self) -> list[str]:
+        # And every password text the sandbox holds: `doctor` reads cached secrets and must never print one.
+        held = [p._text for app in self.sandbox.state.applications.values() for p in app.passwords]
         return [self.worker.function_key, self.sandbox.operator.client_secret, self.sandbox.auditor.client_secret,
-                self.sandbox.remediator.client_secret]
+                self.sandbox.remediator.client_secret, *held]
 
     def info_file(self, name: str, **changes: Any) -> Path:
         """An info file like `serve`'s line, with some values changed."""
@@ -338,3 +341,59 @@ def test_text_from_the_api_cannot_forge_lines_or_move_the_cursor() -> None:
     table = remediations_table([view], width=120)
     assert "\x1b" not in table and len(table.splitlines()) == 2
     assert "\x1b" not in timeline(view, width=120)
+
+
+# ---------------------------------------------------------------- orphans and doctor (issue 10)
+
+
+def test_orphans_lists_an_unused_owned_application_with_its_end_dates_and_delete_command(live: Live, cli) -> None:
+    planted = live.sandbox.state.add_application("aks-left-behind", owners={live.sandbox.remediator.client_id})
+    live.sandbox.state.add_password(planted, "rbac")
+    run = cli("orphans", "--sandbox", str(live.info))
+    assert run.status == 0, run.err
+    assert f"aks-left-behind ({planted.app_id}): owned by the remediator" in run.out
+    assert f"delete: az ad app delete --id {planted.app_id}" in run.out
+    assert "aks-payments-sp" not in run.out and "aks-healthy-sp" not in run.out  # in use
+    listed = json.loads(cli("orphans", "--sandbox", str(live.info), "--json").out)["value"]
+    assert [o["appId"] for o in listed] == [planted.app_id] and listed[0]["passwords"][0]["endDateTime"]
+
+
+def _cache(live: Live, entries: dict[str, tuple[str, str]]) -> Path:
+    path = live.directory / "aksServicePrincipal.json"
+    path.write_text(json.dumps({sub: {"service_principal": app, "client_secret": secret}
+                                for sub, (app, secret) in entries.items()}))
+    return path
+
+
+def test_doctor_warns_of_an_expired_a_soon_ending_and_a_missing_cached_principal(live: Live, cli) -> None:
+    state = live.sandbox.state
+    expired = next(a for a in state.applications.values() if a.display_name == "aks-payments-sp")
+    healthy = next(a for a in state.applications.values() if a.display_name == "aks-healthy-sp")
+    soon = state.add_application("aks-cli-cached-sp")
+    state.add_password(soon, "rbac", end=state.now() + timedelta(days=10))
+    gone = "0b1f5f2e-0000-4000-8000-00000000dead"
+    path = _cache(live, {"sub-expired": (expired.app_id, state.secret_text_of_cluster("aks-payments")),
+                         "sub-valid": (healthy.app_id, state.secret_text_of_cluster("aks-healthy")),
+                         "sub-soon": (soon.app_id, soon.passwords[-1]._text),
+                         "sub-gone": (gone, "a-secret-of-a-deleted-app")})
+    run = cli("doctor", "--file", str(path), "--sandbox", str(live.info), "--json")
+    assert run.status == 1, run.err
+    assert "a-secret-of-a-deleted-app" not in run.out + run.err
+    found = {f["subscriptionId"]: f for f in json.loads(run.out)["findings"]}
+    assert (found["sub-expired"]["level"], found["sub-expired"]["code"]) == ("error", "CachedSecretRefused")
+    assert "expired" in found["sub-expired"]["message"]
+    assert "az ad app credential reset --id" in found["sub-expired"]["fix"]
+    assert (found["sub-valid"]["level"], found["sub-valid"]["code"]) == ("ok", "Valid")
+    assert (found["sub-soon"]["level"], found["sub-soon"]["code"]) == ("warning", "ExpiresSoon")
+    assert (found["sub-gone"]["level"], found["sub-gone"]["code"]) == ("error", "ApplicationNotFound")
+    text = cli("doctor", "--file", str(path), "--sandbox", str(live.info))
+    assert "[error] subscription sub-expired" in text.out and "fix: remove subscription sub-expired's entry" in text.out
+
+
+def test_doctor_without_a_cache_says_so_and_a_broken_cache_is_a_clear_error(live: Live, cli) -> None:
+    missing = cli("doctor", "--file", str(live.directory / "none.json"), "--sandbox", str(live.info))
+    assert missing.status == 0 and "No cached AKS service principal" in missing.out
+    broken = live.directory / "broken.json"
+    broken.write_text('{"sub": {"service_principal": "x", "client_secret": ')
+    run = cli("doctor", "--file", str(broken), "--sandbox", str(live.info))
+    assert run.status == 2 and "is not JSON" in run.err and "client_secret" not in run.err
