@@ -258,8 +258,11 @@ SCENARIOS = {"replace": replace, "plan": plan, "aad": aad, "orphans": orphans}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="*", default=list(SCENARIOS), choices=list(SCENARIOS))
+    parser.add_argument("which", nargs="*", default=list(SCENARIOS), help=f"any of {', '.join(SCENARIOS)}")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.which if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(SCENARIOS)}")
     for name in args.which:
         print(f"identity {name}:", json.dumps(SCENARIOS[name]()), flush=True)
     return 0

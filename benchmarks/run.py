@@ -11,6 +11,8 @@
    a long reset, 2,000 hostile requests and events.
 7. The fleet scenarios of benchmarks/fleet.py: fleet-50 rotated per application with a 120 s propagation
    delay, observe mode, the reset cap, the circuit breaker.
+8. The identity scenarios of benchmarks/identity.py: a deleted application replaced with its role
+   assignments, the same planned, a legacy Azure AD server secret rotated, the orphan report.
 """
 
 from __future__ import annotations
@@ -208,6 +210,8 @@ def main() -> None:
     subprocess.run([PY, str(ROOT / "benchmarks" / "scenarios.py")], cwd=ROOT, check=True)
     # fleet-50: one rotation per application, the cap, observe mode, the breaker (minutes: 120 s propagation).
     subprocess.run([PY, str(ROOT / "benchmarks" / "fleet.py")], cwd=ROOT, check=True)
+    # A deleted application replaced (roles carried over), planned, a legacy AAD secret, the orphan report.
+    subprocess.run([PY, str(ROOT / "benchmarks" / "identity.py")], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":
