@@ -5,6 +5,7 @@
               upgrade fails with AADSTS700016; with REMEDIATOR_REPLACE_DELETED=replace the remediator creates
               an application and service principal it owns, gives it the same role assignments, resets the
               cluster to it and verifies it
+    crashes   the same, with the worker killed just after each of the replacement's writes
     plan      the same with the default setting (plan): a recorded plan with its az commands, 0 writes
     aad       a cluster on the legacy Azure AD integration whose server application's secrets expired: the
               operator asks for its repair (credential aadServer); the secret is rotated and the AAD
@@ -24,6 +25,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -100,16 +102,21 @@ class World(Fleet):
 @contextlib.contextmanager
 def identity_world(scenario: str = "healthy", *, options: WorldOptions = DELEGATION,
                    **settings: str) -> Iterator[World]:
+    stop = threading.Event()
     with Azurite() as azurite, Sandbox(scenario, options=options) as sandbox:
         worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
         worker.start(remediator_settings(sandbox, azurite.connection_string, **{**FAST, **settings}))
         world = World(sandbox, worker, set(sandbox.subscription_ids), time.monotonic())
+        # A kill_worker fault kills it; keep_alive starts it again, as the host would.
+        sandbox.state.on_kill_worker = worker.kill
+        worker.keep_alive(stop, delay=0.2)
         hook = (f"{worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure"
                 f"&code={worker.function_key}")
         world.admin("POST", "eventgrid/subscriptions", {"endpointUrl": hook, "schema": "EventGridSchema"})
         try:
             yield world
         finally:
+            stop.set()
             worker.stop()
 
 
@@ -175,6 +182,43 @@ def replace(*, replication_seconds: float = 8, **settings: str) -> dict[str, Any
             "remediatorWrites": world.writes_by_remediator(),
             "remediatorCalls": world.calls_by_remediator(),
         }
+
+
+# The replacement's writes, in order: the worker is killed just after each one took effect.
+REPLACEMENT_WRITES = (("graph", "POST /applications"), ("graph", "POST /servicePrincipals"),
+                      ("graph", "POST /applications/{id}/addPassword"), ("vault", "PUT /secrets/{name}"),
+                      ("arm", "PUT roleAssignments/{name}"),
+                      ("arm", "POST managedClusters/{name}/resetServicePrincipalProfile"))
+
+
+def crashes(points: tuple[tuple[str, str], ...] = REPLACEMENT_WRITES, **settings: str) -> list[dict[str, Any]]:
+    """The replacement with the worker killed after each of its writes: one application, one service principal,
+    the same roles, one reset, every time; a password whose secret was lost with the worker is taken back."""
+    found = []
+    for api, route in points:
+        with identity_world(REMEDIATOR_REPLACE_DELETED="replace", **settings) as world:
+            old = _deleted_application_with_roles(world)
+            world.admin("POST", "faults", {"api": api, "route": route, "kind": "kill_worker", "when": "after",
+                                           "count": 1})
+            pid = world.worker.pid
+            _upgrade_fails(world)
+            world.wait(lambda: world.quiet() and world.cluster("aks-payments")["secretValidNow"], 300,
+                       f"the replacement to finish after a kill after {route}")
+            snapshot = world.snapshot()
+            new_apps = [a for a in snapshot["applications"] if "(aks-sp-remediator " in a["displayName"]]
+            new_roles = {r[:2] for app in new_apps for r in world.roles_of(app["servicePrincipalObjectId"])}
+            writes = world.writes_by_remediator()
+            cluster = world.cluster("aks-payments")
+            found.append({
+                "killedAfter": f"{api} {route}", "workerRestarted": world.worker.pid != pid,
+                "status": world.remediations()[0]["status"], "applicationsCreated": len(new_apps),
+                "servicePrincipalsCreated": writes.get("graph POST /servicePrincipals", 0),
+                "addPassword": writes.get("graph POST /applications/{id}/addPassword", 0),
+                "passwordsOnNewApplication": sum(len(a["passwords"]) for a in new_apps),
+                "rolesEqual": new_roles == {r[:2] for r in old["roles"]},
+                "resets": cluster["writes"]["reset"], "secretValidNow": cluster["secretValidNow"],
+                "seconds": round(time.monotonic() - world.started, 1)})
+    return found
 
 
 def plan(**settings: str) -> dict[str, Any]:
@@ -253,7 +297,7 @@ def orphans(**settings: str) -> dict[str, Any]:
         }
 
 
-SCENARIOS = {"replace": replace, "plan": plan, "aad": aad, "orphans": orphans}
+SCENARIOS = {"replace": replace, "crashes": crashes, "plan": plan, "aad": aad, "orphans": orphans}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,9 @@ report. The sandbox enforces the deployed Graph permissions and the role-delegat
 
 from __future__ import annotations
 
-from benchmarks.identity import aad, orphans, plan, replace
+import pytest
+
+from benchmarks.identity import REPLACEMENT_WRITES, aad, crashes, orphans, plan, replace
 from sandbox.rbac import BUILT_IN_ROLES
 
 CARRIED = ["AcrPull", "Network Contributor", "Private DNS Zone Contributor"]
@@ -25,6 +27,18 @@ def test_a_deleted_application_is_replaced_by_one_the_remediator_owns_with_the_s
     assert writes["graph POST /applications/{id}/addPassword"] == 1, writes
     assert writes["arm PUT roleAssignments/{name}"] >= len(CARRIED), writes
     assert figures["roleAssignmentAnswers"].get("400", 0) >= 1, figures  # it did meet PrincipalNotFound
+
+
+@pytest.mark.parametrize("point", [REPLACEMENT_WRITES[0], REPLACEMENT_WRITES[2], REPLACEMENT_WRITES[4]],
+                         ids=lambda point: point[1])
+def test_a_worker_killed_after_a_replacement_write_still_ends_with_one_of_everything(point) -> None:
+    # After creating the application (found again by name among the remediator's), after addPassword (the secret
+    # died with the worker: that password is removed and another minted), after a role assignment.
+    [figures] = crashes((point,))
+    assert figures["workerRestarted"] and figures["status"] == "Succeeded", figures
+    assert figures["applicationsCreated"] == figures["servicePrincipalsCreated"] == 1, figures
+    assert figures["passwordsOnNewApplication"] == 1 and figures["rolesEqual"], figures
+    assert figures["resets"] == 1 and figures["secretValidNow"], figures
 
 
 def test_with_the_default_setting_a_deleted_application_gets_a_plan_and_nothing_is_written() -> None:
