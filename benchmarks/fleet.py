@@ -71,20 +71,22 @@ class Fleet:
         return {(g["subscriptionId"], g["name"].lower()): g.get("tags") or {}
                 for g in self.snapshot()["resourceGroups"]}
 
-    def quiet(self) -> bool:
-        """Every remediation finished and no work queued."""
-        status, payload = _call("GET", f"{self.worker.url}/api/remediations?limit=200", None, headers={
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The remediator's HTTP API as the operator: (status, JSON body)."""
+        status, payload = _call(method, f"{self.worker.url}/api/{path.lstrip('/')}", body, headers={
             "x-functions-key": self.worker.function_key,
             "Authorization": f"Bearer {self.sandbox.api_token(self.sandbox.operator)}"})
-        listed = json.loads(payload or b"{}").get("value", []) if status == 200 else None
+        return status, json.loads(payload or b"null")
+
+    def quiet(self) -> bool:
+        """Every remediation finished and no work queued."""
+        status, body = self.api("GET", "remediations?limit=200")
+        listed = body.get("value", []) if status == 200 else None
         return listed is not None and all(r["status"] in ("Succeeded", "Failed", "Planned") for r in listed) \
             and bool(listed)
 
     def remediations(self) -> list[dict[str, Any]]:
-        _, payload = _call("GET", f"{self.worker.url}/api/remediations?limit=200", None, headers={
-            "x-functions-key": self.worker.function_key,
-            "Authorization": f"Bearer {self.sandbox.api_token(self.sandbox.operator)}"})
-        return json.loads(payload or b"{}").get("value", [])
+        return (self.api("GET", "remediations?limit=200")[1] or {}).get("value", [])
 
     def wait(self, probe: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -96,26 +98,37 @@ class Fleet:
 
 
 @contextlib.contextmanager
+def served(sandbox: Sandbox, azurite: Azurite, settings: dict[str, str], *,
+           kind: type[Fleet] = Fleet) -> Iterator[Any]:
+    """The function app on `sandbox` in a worker process, with `settings` over the local ones: restarted when it
+    dies (a kill_worker fault kills it), as the host would, and sent the sandbox's failure events by Event Grid.
+    The remediator manages the subscriptions REMEDIATOR_SUBSCRIPTION_IDS names (all by default)."""
+    stop = threading.Event()
+    worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
+    local = remediator_settings(sandbox, azurite.connection_string, **settings)
+    worker.start(local)
+    sandbox.state.on_kill_worker = worker.kill
+    worker.keep_alive(stop, delay=0.2)
+    world = kind(sandbox, worker, set(local["REMEDIATOR_SUBSCRIPTION_IDS"].split(",")), time.monotonic())
+    hook = f"{worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={worker.function_key}"
+    try:
+        world.admin("POST", "eventgrid/subscriptions", {"endpointUrl": hook, "schema": "EventGridSchema"})
+        yield world
+    finally:
+        stop.set()
+        worker.stop()
+
+
+@contextlib.contextmanager
 def fleet_world(document: dict[str, Any], *, in_scope: int | None = None, propagation_seconds: float = 120,
                 **settings: str) -> Iterator[Fleet]:
     """The fleet in the sandbox, the remediator managing its first `in_scope` subscriptions (all by default)."""
-    stop = threading.Event()
     with Azurite() as azurite, Sandbox(fleet=document) as sandbox:
         managed = list(sandbox.subscription_ids)[:in_scope]
-        worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
-        worker.start(remediator_settings(sandbox, azurite.connection_string, **{
-            **FAST, "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(managed), **settings}))
-        worker.keep_alive(stop)
-        world = Fleet(sandbox, worker, set(managed), time.monotonic())
-        world.admin("POST", "faults", {"kind": "propagation_delay", "seconds": propagation_seconds})
-        hook = (f"{worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure"
-                f"&code={worker.function_key}")
-        world.admin("POST", "eventgrid/subscriptions", {"endpointUrl": hook, "schema": "EventGridSchema"})
-        try:
+        with served(sandbox, azurite, {**FAST, "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(managed),
+                                       **settings}) as world:
+            world.admin("POST", "faults", {"kind": "propagation_delay", "seconds": propagation_seconds})
             yield world
-        finally:
-            stop.set()
-            worker.stop()
 
 
 def every_upgrade_fails(world: Fleet) -> int:
@@ -212,10 +225,7 @@ def breaker(*, failures: int = 2, cause: str = "resets") -> dict[str, Any]:
 
 
 def _decision_of(world: Fleet, correlation_id: str) -> dict[str, Any] | None:
-    _, payload = _call("GET", f"{world.worker.url}/api/decisions?limit=200", None, headers={
-        "x-functions-key": world.worker.function_key,
-        "Authorization": f"Bearer {world.sandbox.api_token(world.sandbox.operator)}"})
-    return next((d for d in json.loads(payload or b"{}").get("value", [])
+    return next((d for d in (world.api("GET", "decisions?limit=200")[1] or {}).get("value", [])
                  if d.get("correlationId") == correlation_id and d["code"] != "Waiting"), None)
 
 

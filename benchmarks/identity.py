@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import json
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,13 +33,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.fleet import Fleet  # noqa: E402
-from benchmarks.scenarios import VISIBILITY_SECONDS, _call  # noqa: E402
+from benchmarks.fleet import Fleet, served  # noqa: E402
+from benchmarks.scenarios import _call  # noqa: E402
 from sandbox import Sandbox, WorldOptions  # noqa: E402
 from sandbox.azurite import Azurite  # noqa: E402
 from sandbox.rbac import BUILT_IN_ROLES  # noqa: E402
-from sandbox.wiring import remediator_settings  # noqa: E402
-from sandbox.worker import WorkerProcess  # noqa: E402
 
 FAST = {"REMEDIATOR_LEASE_SECONDS": "10", "REMEDIATOR_RETRY_DELAY_SECONDS": "1", "REMEDIATOR_RESET_POLL_SECONDS": "1",
         "REMEDIATOR_PROPAGATION_SUCCESSES": "2", "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS": "1"}
@@ -63,12 +60,6 @@ class World(Fleet):
         if status >= 400:
             raise RuntimeError(f"operator {method} {path}: {status} {payload[:300]!r}")
         return json.loads(payload or b"null")
-
-    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        status, payload = _call(method, f"{self.worker.url}/api/{path.lstrip('/')}", body, headers={
-            "x-functions-key": self.worker.function_key,
-            "Authorization": f"Bearer {self.sandbox.api_token(self.sandbox.operator)}"})
-        return status, json.loads(payload or b"null")
 
     def application(self, display_name: str) -> dict[str, Any]:
         return next(a for a in self.snapshot()["applications"] if a["displayName"] == display_name)
@@ -102,22 +93,9 @@ class World(Fleet):
 @contextlib.contextmanager
 def identity_world(scenario: str = "healthy", *, options: WorldOptions = DELEGATION,
                    **settings: str) -> Iterator[World]:
-    stop = threading.Event()
-    with Azurite() as azurite, Sandbox(scenario, options=options) as sandbox:
-        worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
-        worker.start(remediator_settings(sandbox, azurite.connection_string, **{**FAST, **settings}))
-        world = World(sandbox, worker, set(sandbox.subscription_ids), time.monotonic())
-        # A kill_worker fault kills it; keep_alive starts it again, as the host would.
-        sandbox.state.on_kill_worker = worker.kill
-        worker.keep_alive(stop, delay=0.2)
-        hook = (f"{worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure"
-                f"&code={worker.function_key}")
-        world.admin("POST", "eventgrid/subscriptions", {"endpointUrl": hook, "schema": "EventGridSchema"})
-        try:
-            yield world
-        finally:
-            stop.set()
-            worker.stop()
+    with Azurite() as azurite, Sandbox(scenario, options=options) as sandbox, \
+            served(sandbox, azurite, {**FAST, **settings}, kind=World) as world:
+        yield world
 
 
 def _deleted_application_with_roles(world: World) -> dict[str, Any]:

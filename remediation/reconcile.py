@@ -5,7 +5,7 @@ cluster. What happens follows from what is true now, read once per decision: the
 (does it exist, does it use a service principal, was it changed after the failure), its
 remediations (one running, or a repair newer than the failure), its application in Graph
 (gone, every password expired, the failing app its own, owned by the remediator), Entra ID
-(does it still know a application Graph does not show), and, where we stored the cluster's
+(does it still know an application Graph does not show), and, where we stored the cluster's
 current secret, whether that secret still signs in.
 
 A hint is about one of the cluster's credentials: its service principal, or the legacy Azure AD

@@ -126,7 +126,8 @@ class Remediation:
     propagation_successes: int = 0
     # A replacement: the deleted principal, the new application (created once: `app_create_started_at` is set
     # before the create, so a run that finds it set looks for the application before creating another), and the
-    # role assignments carried over: [{"scope", "roleDefinitionId", "name", "status", "detail"}].
+    # role assignments carried over: [{"scope", "roleDefinitionId", "role", "status", "detail"}], from
+    # `roles_started_at` (ARM's replication wait has its own budget, apart from the secret's propagation).
     old_principal_id: str | None = None
     old_display_name: str | None = None
     app_create_started_at: str | None = None
@@ -134,6 +135,7 @@ class Remediation:
     new_app_object_id: str | None = None
     new_principal_id: str | None = None
     role_assignments: list[dict[str, str]] = field(default_factory=list)
+    roles_started_at: str | None = None
     verified_at: str | None = None  # every target finished
     retired: list[dict[str, str]] = field(default_factory=list)  # removed passwords: keyId, hint, end, removedAt
     transient_failures: int = 0

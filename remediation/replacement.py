@@ -95,7 +95,7 @@ def create_application(ctx: StepContext, r: Remediation) -> Outcome:
 def carry_over_roles(ctx: StepContext, r: Remediation) -> Outcome:
     """Give the new principal each role the old one held; wait while ARM does not see the new principal yet."""
     now = ctx.clock()
-    r.propagation_started_at = r.propagation_started_at or now.isoformat()
+    r.roles_started_at = r.roles_started_at or now.isoformat()
     for entry in r.role_assignments:
         if entry["status"] == ASSIGNED:
             continue
@@ -103,7 +103,7 @@ def carry_over_roles(ctx: StepContext, r: Remediation) -> Outcome:
         try:
             _roles(ctx).create(entry["scope"], entry["roleDefinitionId"], r.new_principal_id or "", name=name)
         except PrincipalNotReplicatedError as err:
-            waited = now - datetime.fromisoformat(r.propagation_started_at)
+            waited = now - datetime.fromisoformat(r.roles_started_at)
             if waited > ctx.config.propagation_timeout:
                 raise PermanentError(f"ARM still does not see service principal {r.new_principal_id} after"
                                      f" {waited}", code="PrincipalNotFound") from err

@@ -25,7 +25,7 @@ from tests.fakes import REMEDIATOR_PRINCIPAL_ID
 
 SHARED = ClusterId(SUB, "rg-orders", "aks-orders")
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
-ACR_PULL = "7f951dfd-4ed2-4b62-a9b1-3d3eb2cb5d89"
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
 SUBNET = f"/subscriptions/{SUB}/resourceGroups/rg-net/providers/Microsoft.Network/virtualNetworks/vnet/subnets/aks"
 REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-acr/providers/Microsoft.ContainerRegistry/registries/acr"
@@ -94,6 +94,21 @@ def test_set_to_replace_one_new_principal_with_the_old_roles_repairs_every_clust
     world.detector.accept_event(events[0])
     world.drain()
     assert len(world.directory.created) == 1 and len(replacements(world)) == 1
+
+
+def test_arms_replication_wait_is_timed_from_the_first_role_assignment_not_from_the_secrets_propagation() -> None:
+    # Entra ID accepts the new secret after 12 minutes; ARM sees the new principal 25 minutes after it was made.
+    # The role step has waited 13 minutes of its 20 when it succeeds: the two waits are separate budgets.
+    world, old = deleted_world(REMEDIATOR_REPLACE_DELETED="replace", REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES="20")
+    world.directory.propagation = timedelta(minutes=12)
+    world.roles.replication = timedelta(minutes=25)
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    [replacement] = replacements(world)
+    assert replacement.status is Status.SUCCEEDED, replacement.error
+    new = world.directory.apps[replacement.new_client_id]
+    assert world.roles.of(new.sp_object_id) == world.roles.of(old)
+    assert world.clusters.resets_by_cluster == {"aks-payments": 1, "aks-orders": 1}
 
 
 @pytest.mark.parametrize("call", ["directory.create_application", "directory.ensure_service_principal",
