@@ -40,6 +40,7 @@ from sandbox.persist import StateStore, dump_identities, load_identities
 from sandbox.server import Api, ApiServer
 from sandbox.state import DEFAULT_WORLD_OPTIONS, Identities, Identity, SandboxState, WorldOptions, build_scenario
 from sandbox.state import SCENARIOS as WORLD_SCENARIOS
+from sandbox.topics import TopicApi
 from sandbox.vault import VaultApi
 
 __all__ = ["SCENARIOS", "Identity", "Sandbox", "WorldOptions", "configure_logging"]
@@ -53,7 +54,7 @@ def configure_logging(level: int) -> None:
 
 
 class Sandbox:
-    """The sandbox's five HTTPS servers over one shared state. Use as a context manager, or start()/stop().
+    """The sandbox's HTTPS servers (one per API) over one shared state. Use as a context manager, or start()/stop().
 
     The world: `fleet` (a scenario document, as sandbox/fleets.py's `fleet()` makes), else `scenario_file` (the
     same as JSON), else the named `scenario`. A fleet names its own subscriptions: `subscription_id` is for
@@ -110,7 +111,8 @@ class Sandbox:
         arm = ArmApi(self.state)
         self._topic = EventGridTopic(self.state)
         apis: dict[str, Api] = {"arm": arm, "graph": GraphApi(self.state), "login": login,
-                                "vault": VaultApi(self.state, login_server.url)}
+                                "vault": VaultApi(self.state, login_server.url),
+                                "topic": TopicApi(self.state, senders={self.remediator.client_id})}
         # What a fault's `route` may name: each API's route labels, writes first.
         routes = {name: sorted({r.label for r in api.routes}, key=lambda label: (label.startswith("GET "), label))
                   for name, api in apis.items()}

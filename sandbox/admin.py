@@ -49,6 +49,7 @@ class AdminApi(Api):
         self.route("GET", r"/_sandbox/eventgrid/subscriptions", "GET subscriptions", self.subscriptions)
         self.route("POST", r"/_sandbox/eventgrid/redeliver", "POST redeliver", self.redeliver)
         self.route("POST", r"/_sandbox/tokens", "POST tokens", self.mint_token)
+        self.route("GET", r"/_sandbox/topics/events", "GET topic events", self.topic_events)
 
     def snapshot(self, request: Request) -> Response:
         return Response(200, self.state.snapshot())
@@ -197,6 +198,14 @@ class AdminApi(Api):
         if not isinstance(concurrency, int) or not 1 <= concurrency <= 256:
             raise ApiError(400, "InvalidRequest", "concurrency must be an integer from 1 to 256")
         return Response(200, {"statuses": self._topic.redeliver(times, concurrency=concurrency)})
+
+    def topic_events(self, request: Request) -> Response:
+        """What was published to the custom topic (sandbox/topics.py), oldest first: `{"value": [{"receivedAt",
+        "publisherAppId", "contentType", "event"}]}`; `?type=` keeps the events of that CloudEvents type."""
+        wanted = request.query.get("type")
+        with self.state.lock:
+            found = [dict(e) for e in self.state.topic_events if wanted is None or e["event"].get("type") == wanted]
+        return Response(200, {"value": found})
 
     def mint_token(self, request: Request) -> Response:
         """A token Entra ID would never issue, to prove the API refuses it: another audience, issuer or

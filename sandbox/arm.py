@@ -19,7 +19,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from sandbox import access
 from sandbox.authorization import RoleAssignments
+from sandbox.resourcegraph import ResourceGraph
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
     LOCATION,
@@ -40,6 +42,8 @@ RESET = "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile
 RESET_AAD = "Microsoft.ContainerService/managedClusters/resetAADProfile/action"
 READ = "Microsoft.ContainerService/managedClusters/read"
 READ_GROUP = "Microsoft.Resources/subscriptions/resourceGroups/read"
+MAINTENANCE_TYPE = "Microsoft.ContainerService/managedClusters/maintenanceConfigurations"
+MAINTENANCE_NAMES = ("default", "aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule")
 GROUP_TYPE = "Microsoft.Resources/resourceGroups"
 OPERATION_API_VERSION = "2017-08-31"
 ACTIVITY_PAGE = 100
@@ -70,6 +74,12 @@ class ArmApi(Api):
         self.route("POST", rf"{one}/resetServicePrincipalProfile",
                    "POST managedClusters/{name}/resetServicePrincipalProfile", self.reset)
         self.route("POST", rf"{one}/resetAADProfile", "POST managedClusters/{name}/resetAADProfile", self.reset_aad)
+        maintenance = "managedClusters/{name}/maintenanceConfigurations"
+        self.route("GET", rf"{one}/maintenanceConfigurations", f"GET {maintenance}", self.list_maintenance)
+        for method, handler in (("GET", self.get_maintenance), ("PUT", self.put_maintenance),
+                                ("DELETE", self.delete_maintenance)):
+            self.route(method, rf"{one}/maintenanceConfigurations/(?P<config>[^/]+)",
+                       f"{method} {maintenance}/{{config}}", handler)
         self.route("GET", clusters, "GET resourceGroups/{rg}/managedClusters", self.list_clusters)
         self.route("GET", rf"{sub}/providers/Microsoft\.ContainerService/managedClusters", "GET managedClusters",
                    self.list_clusters)
@@ -80,10 +90,31 @@ class ArmApi(Api):
         self.route("GET", rf"{sub}/providers/microsoft\.insights/eventtypes/management/values",
                    "GET eventtypes/management/values", self.activity_log)
         self.role_assignments = RoleAssignments(self)
+        self.resource_graph = ResourceGraph(self)
 
     # ------------------------------------------------------------------ the checks every ARM request passes
 
+    def error_body(self, err: ApiError) -> Any:
+        body: dict[str, Any] = {"code": err.code, "message": err.message}
+        if err.details is not None:  # Resource Graph's errors carry them
+            body["details"] = err.details
+        return {"error": body}
+
     def _authorize(self, request: Request, action: str, scope: str) -> Application:
+        """The caller, if it may perform `action` at `scope` in the request's subscription (sandbox/access.py)."""
+        caller = self._authenticate(request)
+        if not self.state.has_subscription(request.params["sub"]):
+            raise ApiError(404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not be "
+                           "found.")
+        if not access.permits(self.state, caller, action, scope):
+            raise ApiError(403, "AuthorizationFailed", (
+                f"The client '{caller.app_id}' with object id '{caller.sp_object_id}' does not have authorization "
+                f"to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently "
+                "granted, please refresh your credentials."))
+        return caller
+
+    def _authenticate(self, request: Request) -> Application:
+        """The calling identity, as ARM's front door checks it for every route: an api-version, a bearer token."""
         if "api-version" not in request.query:
             raise ApiError(400, "MissingApiVersionParameter",
                            "The api-version query parameter (?api-version=) is required for all requests.")
@@ -95,14 +126,6 @@ class ArmApi(Api):
         caller = self.state.caller(request.headers["authorization"], "arm")
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
-        if not self.state.has_subscription(request.params["sub"]):
-            raise ApiError(404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not be "
-                           "found.")
-        if "*" not in caller.arm_actions and action not in caller.arm_actions:
-            raise ApiError(403, "AuthorizationFailed", (
-                f"The client '{caller.app_id}' with object id '{caller.sp_object_id}' does not have authorization "
-                f"to perform action '{action}' over scope '{scope}' or the scope is invalid. If access was recently "
-                "granted, please refresh your credentials."))
         return caller
 
     def _group(self, request: Request) -> ResourceGroup:
@@ -163,6 +186,12 @@ class ArmApi(Api):
             body["nextLink"] = self._next_link(request, start + size)
         return Response(200, body)
 
+    def _system_identity(self, cluster: Cluster) -> dict[str, str]:
+        """A managed identity cluster's `identity` (ManagedClusterIdentity): system-assigned, its principal id stable
+        for the cluster (the sandbox keeps no object for it)."""
+        principal = uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:cluster-identity:{cluster.key}")
+        return {"type": "SystemAssigned", "principalId": str(principal), "tenantId": self.state.tenant_id}
+
     def _next_link(self, request: Request, start: int) -> str:
         query = {k: v for k, v in request.query.items() if k != "$skipToken"}
         query["$skipToken"] = str(start)
@@ -196,6 +225,8 @@ class ArmApi(Api):
         }
         if cluster.vnet_subnet_id:
             body["properties"]["agentPoolProfiles"][0]["vnetSubnetID"] = cluster.vnet_subnet_id
+        if cluster.client_id == "msi":
+            body["identity"] = self._system_identity(cluster)
         if cluster.aad is not None:
             # The legacy integration (managed false). serverAppSecret is left out, as AKS leaves out every secret it
             # holds (servicePrincipalProfile.secret too); that it is absent rather than null is assumed.
@@ -419,6 +450,54 @@ class ArmApi(Api):
             raise ApiError(400, operation.error["code"], operation.error["message"])
         return Response(204)
 
+    # ------------------------------------------------------------------ planned maintenance
+
+    def list_maintenance(self, request: Request) -> Response:
+        self._authorize(request, f"{MAINTENANCE_TYPE}/read", request.path)
+        cluster = self._cluster(request)
+        with self.state.lock:
+            return Response(200, {"value": [self.maintenance_body(cluster, name, properties)
+                                            for name, properties in cluster.maintenance_configurations.items()]})
+
+    def get_maintenance(self, request: Request) -> Response:
+        """404 for a configuration the cluster lacks: the status is what the SDK maps; the code and wording are
+        assumed (no public example of AKS's answer was found)."""
+        self._authorize(request, f"{MAINTENANCE_TYPE}/read", request.path)
+        cluster, name = self._cluster(request), _maintenance_name(request.params["config"])
+        with self.state.lock:
+            properties = cluster.maintenance_configurations.get(name or "")
+            if properties is None:
+                raise ApiError(404, "NotFound", f"The maintenance configuration '{request.params['config']}' of "
+                               f"managed cluster '{cluster.name}' was not found.")
+            return Response(200, self.maintenance_body(cluster, name or "", properties))
+
+    def put_maintenance(self, request: Request) -> Response:
+        """createOrUpdate: 201 for a new configuration, 200 for a replaced one, the body as stored."""
+        self._authorize(request, f"{MAINTENANCE_TYPE}/write", request.path)
+        cluster, body = self._cluster(request), request.json()
+        if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
+            raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                           "deserialized: 'properties' is required.")
+        name, properties = maintenance_configuration(request.params["config"], body["properties"], self.state.now())
+        with self.state.lock:
+            created = name not in cluster.maintenance_configurations
+            cluster.maintenance_configurations[name] = properties
+            return Response(201 if created else 200, self.maintenance_body(cluster, name, properties))
+
+    def delete_maintenance(self, request: Request) -> Response:
+        """200 when it was there, 204 when it was not (ARM's delete protocol, as the Delete example lists both)."""
+        self._authorize(request, f"{MAINTENANCE_TYPE}/delete", request.path)
+        cluster, name = self._cluster(request), _maintenance_name(request.params["config"])
+        with self.state.lock:
+            return Response(200 if cluster.maintenance_configurations.pop(name or "", None) is not None else 204)
+
+    def maintenance_body(self, cluster: Cluster, name: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """A configuration as MaintenanceConfigurationsGet / List show it (the legacy examples add "type", as here;
+        no systemData: the sandbox does not keep it)."""
+        return {"id": f"/subscriptions/{cluster.subscription_id}/resourcegroups/{cluster.resource_group}/providers/"
+                      f"Microsoft.ContainerService/managedClusters/{cluster.name}/maintenanceConfigurations/{name}",
+                "name": name, "type": MAINTENANCE_TYPE, "properties": copy.deepcopy(properties)}
+
     # ------------------------------------------------------------------ Activity Log
 
     def activity_log(self, request: Request) -> Response:
@@ -440,6 +519,116 @@ class ArmApi(Api):
         if start + ACTIVITY_PAGE < len(entries):
             body["nextLink"] = self._next_link(request, start + ACTIVITY_PAGE)
         return Response(200, body)
+
+
+def _maintenance_name(name: str) -> str | None:
+    return next((n for n in MAINTENANCE_NAMES if n.lower() == name.lower()), None)
+
+
+def _refuse(where: str, rule: str) -> ApiError:
+    # AKS's wording for these is assumed; only the config-name refusal below is quoted.
+    return ApiError(400, "InvalidParameter", f"The value of parameter {where} is invalid: {rule}.")
+
+
+def maintenance_configuration(name: str, properties: Any, now: datetime) -> tuple[str, dict[str, Any]]:
+    """(the configuration's name as AKS spells it, its `properties` as AKS stores them), or 400 InvalidParameter.
+
+    The name must be one of MAINTENANCE_NAMES (AKS's refusal, quoted in Azure/ARO-HCP#3260). The checks are the
+    2024-09-01 model's: `maintenanceWindow` (each kind's ranges, durationHours 4-24, startTime HH:mm, utcOffset
+    +/-HH:mm, dates YYYY-MM-DD), or the legacy timeInWeek/notAllowedTime, for `default` only; and `default` schedules
+    only weekly (the docs' table). A missing startDate becomes the date of `now` at the offset, as AKS stores "the
+    current date at creation time". Nulls (the kinds not chosen, as readers show them) are dropped."""
+    canonical = _maintenance_name(name)
+    if canonical is None:
+        raise ApiError(400, "InvalidParameter", "Only 'default', 'aksManagedAutoUpgradeSchedule' and "
+                       "'aksManagedNodeOSUpgradeSchedule' are allowed configNames for maintenance configuration.")
+    if not isinstance(properties, dict):
+        raise _refuse("properties", "it must be an object")
+    stored = _without_nulls(properties)
+    window = stored.get("maintenanceWindow")
+    if window is None:
+        if canonical != "default" or not isinstance(stored.get("timeInWeek"), list):
+            raise _refuse("properties.maintenanceWindow", "it is required")
+        for entry in stored["timeInWeek"]:
+            hours = entry.get("hourSlots", []) if isinstance(entry, dict) else None
+            if not isinstance(hours, list) or entry.get("day") not in _DAYS or not all(
+                    _allowed(h, range(24)) for h in hours):
+                raise _refuse("properties.timeInWeek", "each entry is a day of the week and hourSlots from 0 to 23")
+        spans = stored.get("notAllowedTime", [])
+        if not isinstance(spans, list) or not all(
+                isinstance(span, dict) and _is_time(span.get("start")) and _is_time(span.get("end")) for span in spans):
+            raise _refuse("properties.notAllowedTime", "each entry has a start and an end date-time")
+        return canonical, stored
+    if not isinstance(window, dict):
+        raise _refuse("properties.maintenanceWindow", "it must be an object")
+    schedule = window.get("schedule")
+    kinds = sorted(schedule) if isinstance(schedule, dict) else []
+    if len(kinds) != 1 or kinds[0] not in _SCHEDULE_RULES or not isinstance(schedule[kinds[0]], dict):
+        raise _refuse("maintenanceWindow.schedule", "exactly one of daily, weekly, absoluteMonthly and relativeMonthly")
+    if canonical == "default" and kinds[0] != "weekly":
+        raise _refuse("maintenanceWindow.schedule", "the default configuration only supports a weekly schedule")
+    for field, allowed in _SCHEDULE_RULES[kinds[0]].items():
+        if not _allowed(schedule[kinds[0]].get(field), allowed):
+            raise _refuse(f"maintenanceWindow.schedule.{kinds[0]}.{field}", "it is missing or out of range")
+    spans = window.get("notAllowedDates", [])
+    checks = {"durationHours": (_allowed(window.get("durationHours"), range(4, 25)), "whole hours from 4 to 24"),
+              "startTime": (_fits(r"([01]\d|2[0-3]):[0-5]\d", window.get("startTime")), "a time HH:mm"),
+              "utcOffset": ("utcOffset" not in window or _fits(r"[+-]\d{2}:[0-5]\d", window["utcOffset"]),
+                            "+HH:mm or -HH:mm"),
+              "startDate": ("startDate" not in window or _is_date(window["startDate"]), "a date YYYY-MM-DD"),
+              "notAllowedDates": (isinstance(spans, list) and all(
+                  isinstance(s, dict) and _is_date(s.get("start")) and _is_date(s.get("end")) for s in spans),
+                  "a list of {start, end} dates YYYY-MM-DD")}
+    if bad := next((field for field, (ok, _) in checks.items() if not ok), None):
+        raise _refuse(f"maintenanceWindow.{bad}", checks[bad][1])
+    if "startDate" not in window:
+        offset = window.get("utcOffset", "+00:00")
+        local = now + (1 if offset[0] == "+" else -1) * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
+        window["startDate"] = local.date().isoformat()
+    return canonical, stored
+
+
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_SCHEDULE_RULES: dict[str, dict[str, Any]] = {
+    "daily": {"intervalDays": range(1, 8)},
+    "weekly": {"intervalWeeks": range(1, 5), "dayOfWeek": _DAYS},
+    "absoluteMonthly": {"intervalMonths": range(1, 7), "dayOfMonth": range(1, 32)},
+    "relativeMonthly": {"intervalMonths": range(1, 7), "weekIndex": ("First", "Second", "Third", "Fourth", "Last"),
+                        "dayOfWeek": _DAYS},
+}
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _allowed(value: Any, allowed: range | tuple[str, ...]) -> bool:
+    """`value` is one of `allowed`: a whole number in the range (not a bool or a float), or one of the words."""
+    if isinstance(allowed, range):
+        return isinstance(value, int) and not isinstance(value, bool) and value in allowed
+    return value in allowed
+
+
+def _fits(pattern: str, value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(pattern, value) is not None
+
+
+def _is_date(value: Any) -> bool:
+    try:
+        return _fits(r"\d{4}-\d{2}-\d{2}", value) and bool(datetime.strptime(value, "%Y-%m-%d"))
+    except ValueError:
+        return False
+
+
+def _is_time(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and bool(parse_time(value))
+    except ValueError:
+        return False
 
 
 def _status_message(error: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from sandbox.arm import maintenance_configuration
 from sandbox.state import (
     DEFAULT_WORLD_OPTIONS,
     LOCATION,
@@ -200,13 +201,16 @@ def application_view(app: Application) -> dict[str, Any]:
 def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
     """`{"subscriptionId"?, "resourceGroup", "name", "applicationAppId"? | "managedIdentity": true, "holdsPassword"?,
     "tags"?, "kubernetesVersion"?, "vnetSubnetId"?, "legacyAad"?: {"serverAppId", "clientAppId",
-    "holdsPassword"?}}` -> the cluster as the state shows it.
+    "holdsPassword"?}, "maintenanceConfigurations"?: {configName: properties}}` -> the cluster as the state shows it.
 
     A service principal cluster holds one of its application's passwords: `holdsPassword` (a keyId), else the
     newest. `legacyAad`: the legacy Azure AD integration, holding one of its server application's passwords the
-    same way."""
+    same way. `maintenanceConfigurations`: its planned maintenance, each configuration's `properties` as ARM's PUT
+    takes them (default, aksManagedAutoUpgradeSchedule, aksManagedNodeOSUpgradeSchedule), checked as that PUT
+    checks them."""
     body = _fields(body, {"subscriptionId", "resourceGroup", "name", "applicationAppId", "managedIdentity",
-                          "holdsPassword", "tags", "kubernetesVersion", "vnetSubnetId", "legacyAad"},
+                          "holdsPassword", "tags", "kubernetesVersion", "vnetSubnetId", "legacyAad",
+                          "maintenanceConfigurations"},
                    {"resourceGroup", "name"})
     name = _required(body, "name", _CLUSTER_NAME, "1-63 letters, digits, '-' or '_', starting and ending with a "
                      "letter or digit")
@@ -218,6 +222,7 @@ def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
     if managed and "holdsPassword" in body:
         raise _bad("a managed identity cluster holds no password")
     tags = _tags(body)
+    maintenance = _maintenance(state, body)
     with state.lock:
         group = _group(state, body, group_name)
         if state.cluster(group.name, name, group.subscription_id) is not None:
@@ -231,7 +236,23 @@ def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
         cluster = state.add_cluster(group.name, name, client_id=client_id, secret=secret, kubernetes_version=version,
                                     subscription_id=group.subscription_id, tags=tags, vnet_subnet_id=subnet,
                                     aad=aad)
+        cluster.maintenance_configurations = maintenance
         return state.cluster_view(cluster)
+
+
+def _maintenance(state: SandboxState, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A new cluster's maintenance configurations by name, as ARM's PUT would store them (sandbox/arm.py)."""
+    given = body.get("maintenanceConfigurations", {})
+    if not isinstance(given, dict):
+        raise _bad("maintenanceConfigurations must be an object: configuration name -> its properties")
+    found = {}
+    for config, properties in given.items():
+        try:
+            name, stored = maintenance_configuration(config, properties, state.now())
+        except ApiError as err:
+            raise _bad(f"maintenanceConfigurations.{config}: {err.message}") from err
+        found[name] = stored
+    return found
 
 
 def _group(state: SandboxState, body: dict[str, Any], name: str) -> ResourceGroup:

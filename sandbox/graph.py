@@ -2,6 +2,8 @@
 
 Shapes follow the official examples in tests/reference/ (graph_application_addPassword_v1.0, _removePassword_,
 graph_application_create_v1.0, graph_servicePrincipal_create_v1.0, graph_directory_deletedItems_list_v1.0).
+JSON batching (`POST /$batch`) is sandbox/batching.py; a throttled request answers Graph's sample 429
+(graph_throttling_429_v1.0).
 
 Permissions as Microsoft documents them (permissions reference, serviceprincipal-get, application-get):
 every one of Application.Read.All, Application.ReadWrite.OwnedBy and Application.ReadWrite.All reads every
@@ -19,6 +21,7 @@ import re
 import uuid
 from typing import Any
 
+from sandbox.batching import JsonBatch
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
     GRAPH_OWNED_BY,
@@ -66,15 +69,18 @@ class GraphApi(Api):
         self.route("GET", rf"{deleted}/microsoft\.graph\.(?P<type>application|servicePrincipal)",
                    "GET /directory/deletedItems/{type}", self.list_deleted)
         self.route("GET", rf"{deleted}/(?P<id>{_GUID})", "GET /directory/deletedItems/{id}", self.get_deleted)
+        self.json_batch = JsonBatch(self)
 
     def error_body(self, err: ApiError) -> Any:
-        return {"error": {"code": err.code, "message": err.message, "innerError": {
-            "date": utc_iso(self.state.now())[:19], "request-id": str(uuid.uuid4()),
-            "client-request-id": str(uuid.uuid4())}}}
+        inner = {"date": utc_iso(self.state.now())[:19], "request-id": str(uuid.uuid4()),
+                 "client-request-id": str(uuid.uuid4())}
+        if err.status == 429:  # the throttling page's sample response
+            inner = {"code": "429", **inner, "message": "Please retry after", "status": "429"}
+        return {"error": {"code": err.code, "message": err.message, "innerError": inner}}
 
     def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
-        if kind == "throttle":
-            return ApiError(429, "TooManyRequests", "Too many requests.", {"Retry-After": f"{retry_after:g}"})
+        if kind == "throttle":  # Graph's words (throttling page, "Sample response")
+            return ApiError(429, "TooManyRequests", "Please retry again later.", {"Retry-After": f"{retry_after:g}"})
         return ApiError(status, "serviceNotAvailable" if status == 503 else "generalException",
                         "The service is temporarily unavailable.", {"Retry-After": f"{retry_after:g}"})
 

@@ -1,7 +1,7 @@
 """The sandbox's state on disk, so that `python -m sandbox serve --state-dir DIR` restarts where it stopped,
 also after a SIGKILL: same tenant, ids, ports, CA, subscriptions, resource groups (with their tags), applications
-(with their secrets, deleted ones too), role assignments, clusters (with their tags, write counts and legacy Azure AD
-profiles), vault, Activity Log, tokens, operations in progress, clock offset and faults.
+(with their secrets, deleted ones too), role assignments, clusters (with their tags, write counts, legacy Azure AD
+profiles and maintenance configurations), vault, Activity Log, tokens, operations in progress, clock offset and faults.
 
 Layout of DIR (0700; every file but the CA certificate 0600, since they hold secret text or keys):
 
@@ -301,7 +301,8 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
                       "provisioningState": c.provisioning_state, "operation": c.operation, "etag": c.etag,
                       "createdAt": _time(c.created_at), "lastModifiedAt": _time(c.last_modified_at),
                       "tags": c.tags, "writes": c.writes, "nodeResourceGroup": c.node_resource_group,
-                      "vnetSubnetId": c.vnet_subnet_id, "aad": _dump_aad(c.aad)}
+                      "vnetSubnetId": c.vnet_subnet_id, "aad": _dump_aad(c.aad),
+                      "maintenanceConfigurations": c.maintenance_configurations}
                      for c in state.clusters.values()],
         "requests": state.requests,
         "responses": state.responses,
@@ -404,7 +405,9 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
             tags=c.get("tags", {}), writes=Counter(c.get("writes", {})), aad=_load_aad(c.get("aad")),
             # Before format 3 a cluster's node resource group was only a name AKS's default gave it.
             node_resource_group=c.get("nodeResourceGroup") or f"MC_{c['resourceGroup']}_{c['name']}_{LOCATION}",
-            vnet_subnet_id=c.get("vnetSubnetId"))
+            vnet_subnet_id=c.get("vnetSubnetId"),
+            # Added within format 3: a directory written before has none.
+            maintenance_configurations=c.get("maintenanceConfigurations", {}))
         state.clusters[cluster.key] = cluster
         if state.resource_group(cluster.resource_group, cluster.subscription_id) is None:  # format 1 had no groups
             state.add_resource_group(cluster.resource_group, subscription_id=cluster.subscription_id)

@@ -91,6 +91,18 @@ class Api:
                         "The service is temporarily unavailable. Please retry.", _retry_header(status, retry_after))
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        response, kill = self.dispatch(method, target, headers, body)
+        # On disk before the client (or a worker about to die) hears anything: an answered write survives a kill.
+        self.state.commit(changed=method != "GET")
+        if kill:
+            self.state.kill_worker()
+        return response
+
+    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes, *,
+                 skip_faults: tuple[str, ...] = ()) -> tuple[Response, bool]:
+        """Route one request, count it under its route's label, answer it with the faults that hit it applied (but
+        none of the kinds in `skip_faults`), record the status; True if the worker must be killed. Nothing is
+        committed: `handle` does that once per HTTP call (a JSON batch dispatches each of its requests here)."""
         split = urlsplit(target)
         request_path = split.path
         for route in self.routes:
@@ -98,26 +110,23 @@ class Api:
             if match and route.method == method:
                 break
         else:
-            allowed = [r for r in self.routes if r.pattern.match(request_path)]
-            if allowed:
-                return self._error(ApiError(405, "MethodNotAllowed", f"The method {method} is not allowed here."))
-            return self._error(ApiError(404, "NotFound", f"No route for {method} {request_path}."))
+            if any(r.pattern.match(request_path) for r in self.routes):
+                refusal = ApiError(405, "MethodNotAllowed", f"The method {method} is not allowed here.")
+            else:
+                refusal = ApiError(404, "NotFound", f"No route for {method} {request_path}.")
+            return self._error(refusal), False
         if self.counted:
             self.state.count(self.name, route.label, headers.get("authorization"))
         request = Request(method, request_path, dict(parse_qsl(split.query, keep_blank_values=True)), headers, body,
                           {k: v for k, v in match.groupdict().items() if v is not None})
-        response, kill = self._answer(route, request)
+        response, kill = self._answer(route, request, skip_faults)
         if self.counted:
             self.state.record_response(self.name, route.label, response.status)
-        # On disk before the client (or a worker about to die) hears anything: an answered write survives a kill.
-        self.state.commit(changed=method != "GET")
-        if kill:
-            self.state.kill_worker()
-        return response
+        return response, kill
 
-    def _answer(self, route: Route, request: Request) -> tuple[Response, bool]:
+    def _answer(self, route: Route, request: Request, skip_faults: tuple[str, ...] = ()) -> tuple[Response, bool]:
         """The response, with the faults that hit this request applied; True if the worker must be killed."""
-        fault = self.state.take_fault(self.name, route.label, after_commit=False)
+        fault = self.state.take_fault(self.name, route.label, after_commit=False, skip_kinds=skip_faults)
         if fault and fault.kind == "latency":
             time.sleep(fault.seconds)
         elif fault and fault.kind == "kill_worker":  # when "before": the write never happens

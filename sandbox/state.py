@@ -38,6 +38,7 @@ LOCATION = "westeurope"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 VAULT_AUDIENCE = "https://vault.azure.net"
+EVENTGRID_AUDIENCE = "https://eventgrid.azure.net"  # Event Grid topics' data plane (sandbox/topics.py)
 TOKEN_LIFETIME = timedelta(hours=1)
 # The remediator's own API (infra/modules/api-app.bicep): its app roles, as Entra ID puts them in `roles`.
 API_READ_ROLE, API_WRITE_ROLE = "Remediations.Read", "Remediations.Write"
@@ -47,6 +48,10 @@ DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPasswo
 DEFAULT_OPERATION_SECONDS = 0.5
 # Clusters per page of ARM's list APIs; a fleet larger than a page makes clients follow `nextLink`.
 DEFAULT_CLUSTER_PAGE_SIZE = 50
+# Azure Resource Graph's documented example quota: 15 queries per user in every 5-second window
+# (guidance-for-throttled-requests; "subject to change").
+RESOURCE_GRAPH_QUOTA = 15
+RESOURCE_GRAPH_WINDOW_SECONDS = 5.0
 # Role assignments per page of ARM's role assignment lists (ARM does not document its own page size; small enough
 # that a test sees `nextLink`).
 DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE = 50
@@ -55,6 +60,7 @@ DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE = 50
 REMEDIATOR_ARM_ACTIONS = frozenset({
     "Microsoft.Authorization/roleAssignments/read",  # a replacement carries the old principal's assignments over
     "Microsoft.ContainerService/managedClusters/read",
+    "Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read",  # proactive rotation's windows
     "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action",
     "Microsoft.ContainerService/managedClusters/resetAADProfile/action",  # legacy Azure AD integration's server app
     "Microsoft.ContainerService/locations/operations/read",
@@ -273,6 +279,8 @@ class Cluster:
     aad: LegacyAadProfile | None = None
     node_resource_group: str = ""  # add_cluster fills in AKS's default, MC_{group}_{name}_{location}
     vnet_subnet_id: str | None = None
+    # Planned maintenance (ARM's maintenanceConfigurations): config name -> its `properties`, as stored (arm.py).
+    maintenance_configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -374,8 +382,10 @@ class SandboxState:
         # Which token audiences each API accepts: Azure's own, and the API's endpoint (audience = endpoint, as in
         # every cloud); Sandbox.start adds the endpoints.
         self.audiences: dict[str, set[str]] = {"arm": set(ARM_AUDIENCES), "graph": {GRAPH_AUDIENCE},
-                                               "vault": {VAULT_AUDIENCE}}
+                                               "vault": {VAULT_AUDIENCE}, "topic": {EVENTGRID_AUDIENCE}}
         self.vault: dict[str, list[SecretVersion]] = {}
+        # CloudEvents published to the custom topic (sandbox/topics.py), as received: not persisted.
+        self.topic_events: list[dict[str, Any]] = []
         self.deleted_secrets: dict[str, list[SecretVersion]] = {}
         self.activity_log: list[dict[str, Any]] = []
         self.requests: dict[str, Counter[str]] = defaultdict(Counter)
@@ -393,6 +403,9 @@ class SandboxState:
         self.principal_replication_seconds = 0.0
         self.replication_ignores_principal_type = False
         self.operation_seconds = DEFAULT_OPERATION_SECONDS
+        # Azure Resource Graph's per-user quota (sandbox/resourcegraph.py): this many queries per window.
+        self.resource_graph_quota = RESOURCE_GRAPH_QUOTA
+        self.resource_graph_window_seconds = RESOURCE_GRAPH_WINDOW_SECONDS
         self.on_failed_operation: Callable[[dict[str, Any]], None] = lambda entry: None
         # What ends an operation, by kind; the ARM API registers them (operations stay data, see Operation).
         self.appliers: dict[str, Callable[[Operation], dict[str, Any] | None]] = {}
@@ -844,14 +857,17 @@ class SandboxState:
         with self.lock:
             self.faults.append(fault)
 
-    def take_fault(self, api: str, route: str, *, after_commit: bool) -> Fault | None:
+    def take_fault(self, api: str, route: str, *, after_commit: bool, skip_kinds: tuple[str, ...] = ()) -> Fault | None:
         """The first active fault of `api` that hits this request (route label `route`) at this point, used up by one.
 
         `after_commit`: the handler answered 2xx and its write is committed; only faults that spoil that answer apply.
+        `skip_kinds`: faults of these kinds pass this request by, unused (a request inside a JSON batch does not
+        answer late: the batch's HTTP call does, once).
         """
         with self.lock:
             for fault in self.faults:
                 if (fault.api == api and fault.route in (None, route) and fault.after_commit == after_commit
+                        and fault.kind not in skip_kinds
                         and (fault.rate >= 1 or self.random.random() < fault.rate)):
                     fault.remaining -= 1
                     if fault.remaining <= 0:

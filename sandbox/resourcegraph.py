@@ -1,0 +1,273 @@
+"""Azure Resource Graph's query API on the ARM host: `POST /providers/Microsoft.ResourceGraph/resources`
+(api-version 2022-10-01 or 2021-03-01), for the query shape sandbox/kql.py reads.
+
+What follows Azure, and where from (copies in tests/reference/resourcegraph_*, each with its .source.txt):
+
+- Bodies: the `Resources` operation of the 2022-10-01 spec and its examples (BasicQuery, FirstPageQuery,
+  NextPageQuery, PropertiesQuery): `totalRecords`, `count`, `resultTruncated` as the strings "true"/"false",
+  `$skipToken`, `data` (objectArray, the spec's default: an object a row; table: `columns` and `rows`), `facets`.
+- Rows: the columns of ARG's `resources` table, filled from the cluster as ARM's GET serves it
+  (`ArmApi.cluster_body`), so that ARG and ARM agree; `type` and `resourceGroup` in lower case, as ARG stores them.
+- Paging (work-with-data, current text): `$top` 1-1000, default 1000; a result pages only when it has the `id`
+  column, otherwise `resultTruncated` is "true" and there is no `$skipToken`. The token continues the same query over
+  the same scopes; `$top` and `$skip` given with it override its page size and offset (the spec's words).
+- Visibility: only what the caller may read (`Microsoft.ContainerService/managedClusters/read` at the cluster, the
+  same check ARM's GET makes, sandbox/access.py). A query naming subscriptions none of which the caller reaches is
+  403 AccessDenied (field reports: Azure/azure-sdk-for-java#29924, microsoft/ARI#255); named subscriptions it cannot
+  reach, or that do not exist, are left out. Without subscriptions or management groups the query is tenant-wide;
+  the one management group is the tenant root group (named by the tenant id).
+- Throttling (guidance-for-throttled-requests): per user, `state.resource_graph_quota` queries (15) in each window
+  of `state.resource_graph_window_seconds` (5), the window starting with the user's first query after the last one
+  ended. Every answer past ARM's front door (api-version and token checks) carries `x-ms-user-quota-remaining` and
+  `x-ms-user-quota-resets-after` (hh:mm:ss); a query past the quota is 429 RateLimiting
+  (Azure/azure-cli-extensions#3325) with `Retry-After`, the seconds left in the window. A refused query uses quota
+  too (azure-powershell's recorded 400 answer says 13 remaining).
+- Errors, in ARG's shape `{"error": {"code", "message": "Please provide below info when asking for support:
+  timestamp = …, correlationId = ….", "details": [...]}}`: a query outside the supported shape is 400 BadRequest
+  with an InvalidQuery and a ParserFailure detail (line, characterPositionInLine, token: azure-powershell's
+  ResourceGraphQueryTests.ps1); a bad `$skipToken` 400 BadRequest with CouldNotDecodeSkipToken (microsoft/ARI#201).
+
+Assumed (no public text found): a malformed body, `$top`/`$skip` out of range, facets (not computed here), both
+subscriptions and management groups: 400 BadRequest with an `InvalidRequestContent` detail; an api-version other than
+the two: 400 NoRegisteredProviderFound in ARM's words; the ParserFailure detail's message explains what the sandbox
+reads (ARG's says "ParserFailure"), and it is also the answer for valid KQL beyond that shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import math
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sandbox import access, kql
+from sandbox.server import Request, Response
+from sandbox.state import ApiError, Application, Cluster, utc_iso
+
+if TYPE_CHECKING:
+    from sandbox.arm import ArmApi
+
+API_VERSIONS = ("2021-03-01", "2022-10-01")
+MAX_TOP = 1000
+READ = "Microsoft.ContainerService/managedClusters/read"
+ROUTE_LABEL = "POST Microsoft.ResourceGraph/resources"
+INVALID_QUERY = ("Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix "
+                 "the error before retrying.")
+THROTTLED = ("Client application has been throttled and should not attempt to repeat the request until an amount of "
+             "time has elapsed. Please see https://aka.ms/resourcegraph-throttling for help.")
+DENIED = "Access is denied to the requested resource. The user might not have enough permission."
+
+
+class ResourceGraph:
+    """The Resource Graph route of the ARM API (registered on it: ARG answers on ARM's host, behind its front door)."""
+
+    def __init__(self, arm: ArmApi) -> None:
+        self.arm, self.state = arm, arm.state
+        self._windows: dict[str, tuple[datetime, int]] = {}  # appId -> (its window's start, queries in it)
+        arm.route("POST", r"/providers/Microsoft\.ResourceGraph/resources", ROUTE_LABEL, self.resources)
+
+    def resources(self, request: Request) -> Response:
+        """One page of the query's rows, with the caller's quota in the headers (on refusals too)."""
+        caller = self.arm._authenticate(request)
+        if request.query["api-version"] not in API_VERSIONS:
+            raise ApiError(400, "NoRegisteredProviderFound", (
+                f"No registered resource provider found for location 'global' and API version "
+                f"'{request.query['api-version']}' for type 'resources'. The supported api-versions are "
+                f"'{', '.join(API_VERSIONS)}'. The supported locations are ''."))
+        quota = self._spend_quota(caller)
+        try:
+            return Response(200, self._result(request, caller), quota)
+        except ApiError as err:
+            err.headers = {**quota, **err.headers}
+            raise
+
+    # ------------------------------------------------------------------ the query
+
+    def _result(self, request: Request, caller: Application) -> dict[str, Any]:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise self._invalid_content("The request body must be a JSON object.")
+        text = body.get("query")
+        if not isinstance(text, str) or not text.strip():
+            raise self._invalid_content("'query' is required and must be a string.")
+        if body.get("facets"):
+            raise self._invalid_content("The sandbox does not compute facets: send none.")
+        query = self._parsed(text)
+        options = _options(body.get("options"), self._invalid_content)
+        subscriptions = self._scopes(caller, body)
+        rows = self._rows(caller, query, subscriptions)
+        fingerprint = _fingerprint(text, body)
+        start, size = self._page(options, fingerprint)
+        page = rows[start:start + size]
+        result: dict[str, Any] = {"totalRecords": len(rows), "count": len(page), "resultTruncated": "false",
+                                  "facets": []}
+        if start + len(page) < len(rows):
+            if query.pageable:
+                result["$skipToken"] = _token(fingerprint, start + len(page), size)
+            else:  # work-with-data: no id column, no paging; the rest is cut off
+                result["resultTruncated"] = "true"
+        result["data"] = _formatted(query, page, options["resultFormat"])
+        return result
+
+    def _parsed(self, text: str) -> kql.ClusterQuery:
+        try:
+            return kql.parse(text)
+        except kql.QueryError as err:
+            raise self._error(400, "BadRequest", {"code": "InvalidQuery", "message": INVALID_QUERY}, {
+                "code": "ParserFailure", "message": str(err), "line": err.line,
+                "characterPositionInLine": err.position, "token": err.token}) from err
+
+    def _scopes(self, caller: Application, body: dict[str, Any]) -> set[str]:
+        """The subscriptions the query searches: those it names (or the tenant's, for the tenant root group or no
+        scope at all) that the caller reaches."""
+        named = _strings(body, "subscriptions", self._invalid_content)
+        groups = _strings(body, "managementGroups", self._invalid_content)
+        if named and groups:
+            raise self._invalid_content("Give either subscriptions or managementGroups, not both.")
+        with self.state.lock:
+            everything = set(self.state.subscriptions)
+        if groups:
+            named = sorted(everything) if self.state.tenant_id.lower() in {g.lower() for g in groups} else []
+        wanted = {s.lower() for s in named} & everything if (named or groups) else everything
+        reached = {s for s in wanted if access.reaches(self.state, caller, s)}
+        if (named or groups) and not reached:
+            raise self._error(403, "AccessDenied", {"code": "AccessDenied", "message": DENIED})
+        return reached
+
+    def _rows(self, caller: Application, query: kql.ClusterQuery, subscriptions: set[str]) -> list[dict[str, Any]]:
+        """Every row of the query that the caller may read, in `id` order, shaped as the query projects it."""
+        with self.state.lock:
+            self.state.settle()
+            clusters = [c for c in self.state.clusters.values() if c.subscription_id in subscriptions]
+            bodies = [(c, self.arm.cluster_body(c)) for c in clusters]
+        found = [self._row(cluster, body) for cluster, body in bodies
+                 if access.permits(self.state, caller, READ, body["id"])]
+        found = [row for row in found if query.matches(row["type"])]
+        found.sort(key=lambda row: row["id"], reverse=query.descending)
+        return [query.shape(row) for row in found]
+
+    def _row(self, cluster: Cluster, body: dict[str, Any]) -> dict[str, Any]:
+        """The cluster as a row of ARG's resources table: ARM's body, in ARG's columns."""
+        return {"id": body["id"], "name": body["name"], "type": body["type"].lower(),
+                "tenantId": self.state.tenant_id, "kind": "", "location": body["location"],
+                "resourceGroup": cluster.resource_group.lower(), "subscriptionId": cluster.subscription_id,
+                "managedBy": "", "sku": body["sku"], "plan": None, "properties": body["properties"],
+                "tags": body["tags"], "identity": body.get("identity"), "zones": None, "extendedLocation": None}
+
+    def _page(self, options: dict[str, Any], fingerprint: str) -> tuple[int, int]:
+        """(the first row, the page size): from `$skip`/`$top`, or the token's, which they override."""
+        start, size = 0, MAX_TOP
+        if options["$skipToken"] is not None:
+            start, size = _untoken(options["$skipToken"], fingerprint, self._undecodable)
+        if options["$skip"] is not None:
+            start = options["$skip"]
+        if options["$top"] is not None:
+            size = options["$top"]
+        return start, size
+
+    # ------------------------------------------------------------------ throttling
+
+    def _spend_quota(self, caller: Application) -> dict[str, str]:
+        """One query of the caller's quota, and the quota headers after it; 429 RateLimiting when none is left."""
+        with self.state.lock:
+            now = self.state.now()
+            window = timedelta(seconds=self.state.resource_graph_window_seconds)
+            start, used = self._windows.get(caller.app_id, (now, 0))
+            if now >= start + window:
+                start, used = now, 0
+            left = math.ceil((start + window - now).total_seconds())
+            if used >= self.state.resource_graph_quota:
+                raise self._error(429, "RateLimiting", {"code": "RateLimiting", "message": THROTTLED},
+                                  headers={**_quota_headers(0, left), "Retry-After": str(max(left, 1))})
+            self._windows[caller.app_id] = (start, used + 1)
+            return _quota_headers(self.state.resource_graph_quota - used - 1, left)
+
+    # ------------------------------------------------------------------ errors
+
+    def _error(self, status: int, code: str, *details: dict[str, Any], headers: dict[str, str] | None = None
+               ) -> ApiError:
+        support = (f"Please provide below info when asking for support: timestamp = {utc_iso(self.state.now())}, "
+                   f"correlationId = {uuid.uuid4()}.")
+        return ApiError(status, code, support, headers, list(details))
+
+    def _invalid_content(self, message: str) -> ApiError:
+        return self._error(400, "BadRequest", {"code": "InvalidRequestContent", "message": message})
+
+    def _undecodable(self) -> ApiError:
+        return self._error(400, "BadRequest", {"code": "CouldNotDecodeSkipToken",
+                                               "message": "Skip token could not be decoded."})
+
+
+def _quota_headers(remaining: int, seconds: int) -> dict[str, str]:
+    hours, rest = divmod(max(seconds, 0), 3600)
+    return {"x-ms-user-quota-remaining": str(remaining),
+            "x-ms-user-quota-resets-after": f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"}
+
+
+def _strings(body: dict[str, Any], name: str, invalid: Any) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise invalid(f"'{name}' must be an array of strings.")
+    return value
+
+
+def _options(value: Any, invalid: Any) -> dict[str, Any]:
+    """QueryRequestOptions with their defaults; unknown options are ignored, as ARG's deserializer ignores them."""
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise invalid("'options' must be an object.")
+    options = {"$top": value.get("$top"), "$skip": value.get("$skip"), "$skipToken": value.get("$skipToken"),
+               "resultFormat": str(value.get("resultFormat") or "objectArray")}
+    if options["$top"] is not None and not _integer_in(options["$top"], 1, MAX_TOP):
+        raise invalid(f"'$top' must be an integer from 1 to {MAX_TOP}.")
+    if options["$skip"] is not None and not _integer_in(options["$skip"], 0, 2**31 - 1):
+        raise invalid("'$skip' must be an integer of at least 0.")
+    if options["$skipToken"] is not None and not isinstance(options["$skipToken"], str):
+        raise invalid("'$skipToken' must be a string.")
+    if options["resultFormat"].lower() not in ("objectarray", "table"):
+        raise invalid("'resultFormat' must be 'objectArray' or 'table'.")
+    return options
+
+
+def _integer_in(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _formatted(query: kql.ClusterQuery, page: list[dict[str, Any]], result_format: str) -> Any:
+    if result_format.lower() == "objectarray":
+        return page
+    columns = query.output
+    return {"columns": [{"name": c.name, "type": c.table_type} for c in columns],
+            "rows": [[row[c.name] for c in columns] for row in page]}
+
+
+def _fingerprint(text: str, body: dict[str, Any]) -> str:
+    """What a `$skipToken` is bound to: the query and its scopes (the spec: "together with the same query and scopes
+    used in the current request")."""
+    scope = {"query": text, "subscriptions": sorted(s.lower() for s in body.get("subscriptions") or []),
+             "managementGroups": sorted(g.lower() for g in body.get("managementGroups") or [])}
+    return hashlib.sha256(json.dumps(scope, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _token(fingerprint: str, start: int, size: int) -> str:
+    """An opaque continuation: base64 of the fingerprint, the next row and the page size."""
+    return base64.b64encode(json.dumps({"q": fingerprint, "skip": start, "top": size}).encode()).decode()
+
+
+def _untoken(token: str, fingerprint: str, undecodable: Any) -> tuple[int, int]:
+    try:
+        found = json.loads(base64.b64decode(token, validate=True))
+        start, size = found["skip"], found["top"]
+        valid = found["q"] == fingerprint and _integer_in(start, 0, 2**31 - 1) and _integer_in(size, 1, MAX_TOP)
+    except (binascii.Error, ValueError, TypeError, KeyError) as err:
+        raise undecodable() from err
+    if not valid:  # another query's or scopes' token, or one not made here
+        raise undecodable()
+    return start, size
