@@ -23,10 +23,11 @@ from remediation.errors import (
     TransientError,
 )
 from remediation.events import IgnoredEvent, parse_event
+from remediation.health import EXPIRED_NOW_LOG, CredentialCheck, Health
 from remediation.ids import ClusterId
 from remediation.runner import WorkItem
 from remediation.service import RemediationRequest
-from remediation.settings import INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
+from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
 
 if TYPE_CHECKING:
     from remediation.bootstrap import Services
@@ -138,6 +139,51 @@ def list_orphans(req: func.HttpRequest) -> func.HttpResponse:
     return _json_response({"value": [o.view(now) for o in found]}, 200)
 
 
+@app.route(route="health", methods=["GET"])
+def fleet_health(req: func.HttpRequest) -> func.HttpResponse:
+    """Every cluster in scope with its credential health (healthy, expiring within N days, expired now, application
+    missing, managed identity), read now from Resource Graph and Graph; nothing is written. `?health=expired,expiring`
+    keeps only those. Needs Remediations.Read."""
+    try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
+        wanted = _health_filter(req.params.get("health"))
+        report = services().health.report()
+    except RemediationError as err:
+        return _error_response(err, "fleet_health")
+    body = report.view()
+    if wanted:
+        body["value"] = [c for c in body["value"] if c["health"] in wanted]
+    return _json_response(body, 200)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%REMEDIATOR_HEALTH_SCHEDULE%", run_on_startup=False)
+def check_fleet_health(timer: func.TimerRequest) -> None:
+    """The daily fleet credential health check: report, remediate what expired, rotate opted-in clusters whose secret
+    ends soon inside their maintenance window (or queue a check for when it opens)."""
+    try:
+        report = services().health.check()
+    except RemediationError as err:
+        log.error("fleet health check failed: %s", err)
+        return
+    counts = report.counts
+    log.info("fleet health: %s clusters, %s applications: %s; nearest expiry in %s days", len(report.clusters),
+             report.applications, counts, report.days_to_nearest_expiry)
+    if counts[Health.EXPIRED]:
+        log.warning("%s %s", counts[Health.EXPIRED], EXPIRED_NOW_LOG)
+
+
+@app.queue_trigger(arg_name="message", queue_name=CHECK_QUEUE, connection=STORAGE_CONNECTION)
+def recheck_credential(message: func.QueueMessage) -> None:
+    """A cluster's maintenance window opens: decide its proactive rotation from what is true now."""
+    try:
+        check = CredentialCheck.from_message(message.get_body())
+    except InvalidInputError as err:
+        log.error("dropping queue message %s: %s", message.id, err)
+        return
+    decision = services().health.recheck(check)
+    log.info("credential check of %s: %s: %s", check.cluster.name, decision.code, decision.verdict.message)
+
+
 @app.queue_trigger(arg_name="message", queue_name=WORK_QUEUE, connection=STORAGE_CONNECTION)
 def advance_remediation(message: func.QueueMessage) -> None:
     """Run a remediation's next steps. A malformed, stale or duplicate message is logged and dropped;
@@ -228,6 +274,17 @@ def _limit(raw: str | None, default: int = 50, most: int = 200) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= most:
         raise InvalidInputError(f"limit must be a whole number from 1 to {most}", code="InvalidLimit")
     return int(raw)
+
+
+def _health_filter(raw: str | None) -> set[str]:
+    if not raw:
+        return set()
+    wanted = {part.strip() for part in raw.split(",") if part.strip()}
+    known = {h.value for h in Health}
+    if not wanted <= known:
+        raise InvalidInputError(f"health is a comma-separated list of {', '.join(sorted(known))}",
+                                code="InvalidHealthFilter")
+    return wanted
 
 
 def _flag(raw: str | None) -> bool:

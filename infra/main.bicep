@@ -99,6 +99,9 @@ param authorityHost string = environment().authentication.loginEndpoint
 @description('REMEDIATOR_SWEEP_SCHEDULE: NCRONTAB schedule of the Activity Log sweep.')
 param sweepSchedule string = '0 */15 * * * *'
 
+@description('REMEDIATOR_HEALTH_SCHEDULE: NCRONTAB schedule of the fleet credential health check (one Resource Graph query, Graph $batch reads; it acts on what it finds).')
+param healthSchedule string = '0 0 6 * * *'
+
 @description('REMEDIATOR_SECRET_LIFETIME_DAYS: lifetime of a minted client secret.')
 @minValue(1)
 param secretLifetimeDays int = 180
@@ -197,6 +200,17 @@ param assignableRoleIds array = [
   'b12aa53e-6015-4669-85d0-8515ebb3ae7f'
 ]
 
+// Proactive rotation (remediation/health.py, remediation/maintenance.py).
+@description('REMEDIATOR_EXPIRY_WARNING_DAYS: a secret ending within this many days is reported as expiring, and rotated ahead of expiry on opted-in clusters.')
+@minValue(0)
+param expiryWarningDays int = 30
+
+@description('REMEDIATOR_ROTATE_TAG: key=value tag that opts a cluster in to rotation ahead of expiry, inside its maintenance window.')
+param rotateTag string = 'aks-sp-remediator=rotate'
+
+@description('REMEDIATOR_ROTATION_WINDOW: window for rotating clusters that have no AKS planned maintenance configuration, such as \'Sat,Sun 01:00-05:00\' or \'Mon-Fri 22:00-02:00 +01:00\'; empty: such clusters are never rotated ahead.')
+param rotationWindow string = ''
+
 @description('REMEDIATOR_LEASE_SECONDS: how long one invocation holds a remediation (a dead worker\'s is taken over after it).')
 @minValue(60)
 param leaseSeconds int = 300
@@ -260,6 +274,20 @@ module monitoring 'modules/monitoring.bicep' = {
     tags: tags
     identityPrincipalId: identity.outputs.principalId
     dailyQuotaGb: logDailyQuotaGb
+  }
+}
+
+// Where the remediator publishes its outcome events (CloudEvents) for other teams to
+// subscribe to; its endpoint becomes REMEDIATOR_OUTCOME_TOPIC_ENDPOINT.
+module outcomeTopic 'modules/outcome-topic.bicep' = {
+  name: 'outcome-topic'
+  scope: rg
+  params: {
+    name: 'evgt-outcomes-${resourceToken}'
+    location: location
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+    workspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -341,6 +369,8 @@ module functionApp 'modules/functionapp.bicep' = {
     apiAppIdUri: apiAppIdUri
     subscriptionIds: subscriptionIds
     sweepSchedule: sweepSchedule
+    healthSchedule: healthSchedule
+    outcomeTopicEndpoint: outcomeTopic.outputs.endpoint
     secretLifetimeDays: secretLifetimeDays
     resetPollSeconds: resetPollSeconds
     retryDelaySeconds: retryDelaySeconds
@@ -364,6 +394,9 @@ module functionApp 'modules/functionapp.bicep' = {
       propagationTimeoutMinutes: propagationTimeoutMinutes
       replaceDeleted: replaceDeleted
       assignableRoleIds: join(assignableRoleIds, ',')
+      expiryWarningDays: expiryWarningDays
+      rotateTag: rotateTag
+      rotationWindow: rotationWindow
     }
     identityPrincipalId: identity.outputs.principalId
     leaseSeconds: leaseSeconds
@@ -501,5 +534,8 @@ output REMEDIATOR_API_APP_ID_URI string = apiAppIdUri
 output EVENT_GRID_SYSTEM_TOPIC_NAME string = systemTopicName
 output EVENT_GRID_SYSTEM_TOPIC_RESOURCE_GROUP string = systemTopicResourceGroup
 output EVENT_GRID_SUBSCRIPTION_NAME string = eventSubscriptionName
+// The outcome topic: other teams add event subscriptions to it (infra/README.md, Outcome events).
+output REMEDIATOR_OUTCOME_TOPIC_ID string = outcomeTopic.outputs.id
+output REMEDIATOR_OUTCOME_TOPIC_ENDPOINT string = outcomeTopic.outputs.endpoint
 output CUSTOM_ROLE_NAME string = roles.outputs.roleName
 output KEY_VAULT_ROLE_NAME string = keyVaultRole.outputs.roleName

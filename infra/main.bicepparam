@@ -65,3 +65,9 @@ param assignableRoleIds = empty(readEnvironmentVariable('REMEDIATOR_ASSIGNABLE_R
 ] : split(readEnvironmentVariable('REMEDIATOR_ASSIGNABLE_ROLE_IDS', ''), ',')
 param retireAfterHours = int(readEnvironmentVariable('REMEDIATOR_RETIRE_AFTER_HOURS', '24'))
 param retireForeignPasswords = bool(readEnvironmentVariable('REMEDIATOR_RETIRE_FOREIGN_PASSWORDS', 'false'))
+// Fleet credential health check and rotation ahead of expiry (README.md), from the azd environment variables of
+// the same names, e.g. `azd env set REMEDIATOR_ROTATION_WINDOW 'Sat,Sun 01:00-05:00'`.
+param healthSchedule = readEnvironmentVariable('REMEDIATOR_HEALTH_SCHEDULE', '0 0 6 * * *')
+param expiryWarningDays = int(readEnvironmentVariable('REMEDIATOR_EXPIRY_WARNING_DAYS', '30'))
+param rotateTag = readEnvironmentVariable('REMEDIATOR_ROTATE_TAG', 'aks-sp-remediator=rotate')
+param rotationWindow = readEnvironmentVariable('REMEDIATOR_ROTATION_WINDOW', '')

@@ -15,8 +15,10 @@ from typing import Any
 
 from remediation.auth import ApiAuthenticator, TokenValidator
 from remediation.detection import DetectionConfig, IncidentDetector
+from remediation.health import FleetHealth
 from remediation.ports import (
     ActivityLog,
+    ClusterInventory,
     Directory,
     IncidentStore,
     ManagedClusters,
@@ -30,7 +32,7 @@ from remediation.ports import (
 from remediation.reconcile import Reconciler
 from remediation.runner import RemediationRunner
 from remediation.service import RemediationService
-from remediation.settings import INCIDENT_QUEUE, PUBLIC_AUTHORITY_HOST, TABLE_NAME, WORK_QUEUE, Settings
+from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, PUBLIC_AUTHORITY_HOST, TABLE_NAME, WORK_QUEUE, Settings
 from remediation.steps import StepConfig
 
 # Loggers of the SDKs underneath: azure-core's HTTP logging policy logs every request's and response's
@@ -44,6 +46,7 @@ class Services:
     remediations: RemediationService
     detector: IncidentDetector
     api_auth: ApiAuthenticator
+    health: FleetHealth
 
 
 def quiet_sdk_loggers(level: str) -> None:
@@ -96,6 +99,8 @@ def bootstrap(
     activity_log: ActivityLog | None = None,
     incidents: IncidentStore | None = None,
     lookups: WorkQueue | None = None,
+    checks: WorkQueue | None = None,
+    inventory: ClusterInventory | None = None,
     token_validator: TokenValidator | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ensure_storage: bool = True,
@@ -132,7 +137,7 @@ def bootstrap(
         from remediation.adapters.monitor import MonitorActivityLog
 
         activity_log = MonitorActivityLog(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
-    if None in (store, queue, incidents, lookups):
+    if None in (store, queue, incidents, lookups, checks):
         from remediation.adapters.storage import (
             StorageTarget,
             StorageWorkQueue,
@@ -157,11 +162,16 @@ def bootstrap(
 
         queue = queue or work_queue(WORK_QUEUE)
         lookups = lookups or work_queue(INCIDENT_QUEUE)
-    assert store and queue and incidents and lookups
+        checks = checks or work_queue(CHECK_QUEUE)
+    assert store and queue and incidents and lookups and checks
     if resource_groups is None:
         from remediation.adapters.resources import ArmResourceGroups
 
         resource_groups = ArmResourceGroups(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
+    if inventory is None:
+        from remediation.adapters.resourcegraph import ResourceGraphClusters
+
+        inventory = ResourceGraphClusters(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
     if roles is None:
         from remediation.adapters.roles import ArmRoleAssignments
 
@@ -186,4 +196,6 @@ def bootstrap(
     service = RemediationService(reconciler=reconciler, runner=runner, store=store, incidents=incidents,
                                  clusters=clusters, directory=directory, owner_id=settings.principal_id,
                                  subscriptions=settings.subscription_ids, scope=settings.guardrails.scope)
-    return Services(settings, service, detector, ApiAuthenticator(token_validator))
+    health = FleetHealth(inventory=inventory, directory=directory, reconciler=reconciler, checks=checks,
+                         guardrails=settings.guardrails, subscriptions=settings.subscription_ids, clock=clock)
+    return Services(settings, service, detector, ApiAuthenticator(token_validator), health)

@@ -1,11 +1,12 @@
-"""The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions`, `dry-run` and
-`orphans`; and `doctor`, a check of this machine's Azure CLI cache (remediation/doctor.py).
+"""The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions`, `dry-run`,
+`orphans` and `health`; and `doctor`, a check of this machine's Azure CLI cache (remediation/doctor.py).
 
     python -m remediation list [--cluster ID] [--active] [--limit N] [--json]
     python -m remediation show ID [--json]
     python -m remediation decisions [--cluster ID] [--limit N] [--json]
     python -m remediation dry-run CLUSTER_ID [--reason TEXT] [--wait SECONDS] [--json]
     python -m remediation orphans [--json]
+    python -m remediation health [--only expired,expiring] [--json]
     python -m remediation doctor [--file PATH] [--warn-days N] [--tenant ID] [--json]
 
 Where and as whom, on every command: the deployed app with `--api URL --function-key KEY
@@ -154,6 +155,15 @@ def orphans_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
     return 0
 
 
+def health_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    """Every cluster's credential health, read now (Resource Graph, Graph); nothing is written."""
+    body = api.get("health", {"health": args.only} if args.only else None).body
+    if args.json:
+        return _dump(body, out)
+    out.write(render.health_table(body, width=_width()) + "\n")
+    return 0
+
+
 def _follow(api: ApiClient, answer: Answer, wait: float) -> Any:
     view = answer.body
     remediation_id = render.text(field_of(view, "id"))
@@ -295,6 +305,16 @@ def add_operator_commands(commands: Any) -> None:
                     "deleted.")
     orphans.add_argument("--json", action="store_true", help="print the API's JSON")
     orphans.set_defaults(run=_api_command(orphans_command, orphans))
+
+    health = commands.add_parser(
+        "health", parents=[connection], help="show every cluster's credential health",
+        description="Every service-principal cluster in scope, read now through Resource Graph and Graph: healthy,"
+                    " expiring within REMEDIATOR_EXPIRY_WARNING_DAYS, expired now, application missing, or managed"
+                    " identity; with the permanent fix (a managed identity). Nothing is written.")
+    health.add_argument("--only", metavar="HEALTH[,HEALTH]", help="only these (expired, expiring, healthy,"
+                                                                   " applicationMissing, managedIdentity)")
+    health.add_argument("--json", action="store_true", help="print the API's JSON")
+    health.set_defaults(run=_api_command(health_command, health))
 
     doctor = commands.add_parser(
         "doctor", help="check the Azure CLI's cached AKS service principal (~/.azure/aksServicePrincipal.json)",

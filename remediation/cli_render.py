@@ -119,6 +119,30 @@ def decisions_table(views: Sequence[Any], *, width: int) -> str:
     return table(("TIME (UTC)", "CLUSTER", "SOURCE", "CODE", "ACT", "REMEDIATION", "MESSAGE"), rows, width=width)
 
 
+def health_table(report: Any, *, width: int) -> str:
+    """The fleet's credential health: one row per cluster, the most urgent first, then the counts."""
+    views = sorted(items(field(report, "value")), key=lambda v: (_URGENCY.get(text(field(v, "health")), 9),
+                                                               field(v, "daysLeft") or 0, text(field(v, "name"))))
+    counts = field(report, "counts") or {}
+    summary = ", ".join(f"{text(counts.get(k))} {k}" for k in _URGENCY if isinstance(counts, dict) and k in counts)
+    nearest = field(report, "daysToNearestExpiry")
+    tail = (f"{len(views)} cluster(s), {text(field(report, 'applications'))} application(s): {summary}."
+            + (f" Nearest expiry in {nearest} days." if nearest is not None else ""))
+    if not views:
+        return "No clusters in scope.\n" + tail
+    rows = [[cluster_label(field(v, "clusterResourceId")), text(field(v, "health")),
+             "" if field(v, "daysLeft") is None else text(field(v, "daysLeft")), when(field(v, "endsAt")),
+             text(field(v, "appId")), text(field(v, "action", "code")), text(field(v, "message"))] for v in views]
+    headers = ("CLUSTER", "HEALTH", "DAYS LEFT", "ENDS (UTC)", "APP ID", "ACTION", "WHY")
+    migrate = sum(1 for v in views if field(v, "recommendation"))
+    advice = (f"\n{migrate} cluster(s) use a service principal: the permanent fix is a managed identity"
+              " (az aks update -g <group> -n <cluster> --enable-managed-identity); --json shows each command.")
+    return table(headers, rows, width=width) + "\n" + tail + (advice if migrate else "")
+
+
+_URGENCY = {"expired": 0, "applicationMissing": 1, "expiring": 2, "healthy": 3, "managedIdentity": 4}
+
+
 def _status_cell(view: Any) -> str:
     status = text(field(view, "status"))
     return f"{status} (dry run)" if field(view, "dryRun") is True and status != "Planned" else status

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from remediation.classify import apps_named, classify_status_message
@@ -136,6 +136,12 @@ class IncidentDetector:
         entry = next((e for e in entries if (c := _cluster_of(e)) and c.key == lookup.cluster.key), None)
         if entry is not None:
             return self._reconciler.decide(hint_for(entry, Source.EVENT))
+        if lookup.attempt == 0:
+            # The commonest breakage needs no Activity Log entry: Graph shows every password of the application
+            # ended. The entry, when it comes, is the same incident: a duplicate.
+            fast = self._reconciler.decide_if_expired(replace(hint, failed_at=lookup.first_seen))
+            if fast is not None:
+                return fast
         if now - lookup.first_seen >= self._config.lookup_timeout:
             verdict = Verdict(Act.NONE, "GaveUp", f"no failed Activity Log entry appeared within"
                                                   f" {self._config.lookup_timeout}")

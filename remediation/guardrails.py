@@ -16,8 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from remediation.ids import ClusterId
+
+if TYPE_CHECKING:
+    from remediation.maintenance import MaintenanceSchedule
 
 
 class Mode(StrEnum):
@@ -82,7 +86,7 @@ class OptOutTag:
     def parse(cls, raw: str) -> OptOutTag:
         key, separator, value = raw.partition("=")
         if not separator or not key.strip() or not value.strip():
-            raise ValueError(f"an opt-out tag is key=value, got {raw!r}")
+            raise ValueError(f"a tag is key=value, got {raw!r}")
         return cls(key.strip(), value.strip())
 
     def on(self, tags: Mapping[str, str] | None) -> bool:
@@ -91,6 +95,17 @@ class OptOutTag:
 
     def __str__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+@dataclass(frozen=True)
+class ProactiveRotation:
+    """Rotating a secret before it expires: only for clusters opted in by tag (on the cluster or its resource
+    group), only when their secret ends within `within`, and only inside their maintenance window (the AKS planned
+    maintenance configuration, else `window`, the operators' REMEDIATOR_ROTATION_WINDOW; neither: never)."""
+
+    opt_in: OptOutTag = field(default_factory=lambda: OptOutTag("aks-sp-remediator", "rotate"))
+    within: timedelta = timedelta(days=30)
+    window: MaintenanceSchedule | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ class Guardrails:
     # Role definition GUIDs a replacement may be given: the condition on the remediator's Role Based Access Control
     # Administrator assignment (infra/) allows these and no others. Empty: any (Azure's condition still decides).
     assignable_roles: frozenset[str] = frozenset()
+    rotation: ProactiveRotation = field(default_factory=ProactiveRotation)
 
     def breaker_open(self, failures_at: Iterable[object]) -> bool:
         return self.breaker_failures > 0 and sum(1 for _ in failures_at) >= self.breaker_failures

@@ -7,6 +7,7 @@ tests/fakes.py holds stateful fakes of the same protocols.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -47,6 +48,16 @@ class ManagedClusters(Protocol):
     def get_operation(self, status_url: str) -> OperationStatus:
         """The status of a long-running operation, from the URL its start returned."""
 
+    def list_maintenance_configurations(self, cluster: ClusterId) -> dict[str, dict[str, Any]]:
+        """The cluster's planned maintenance configurations by name (`default`, `aksManagedAutoUpgradeSchedule`,
+        `aksManagedNodeOSUpgradeSchedule`), each its REST `properties`; empty when it has none."""
+
+
+class ClusterInventory(Protocol):
+    def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
+        """Every managed cluster the remediator may read in the subscriptions, from one Resource Graph query
+        (all pages). Rows carry what Resource Graph projects: no lastModifiedAt, no agent pools."""
+
 
 class ResourceGroups(Protocol):
     def get_tags(self, subscription_id: str, resource_group: str) -> dict[str, str]:
@@ -56,6 +67,10 @@ class ResourceGroups(Protocol):
 class Directory(Protocol):
     def get_application_by_app_id(self, app_id: str) -> Application:
         """Raises NotFoundError if no application has this appId."""
+
+    def get_applications_by_app_ids(self, app_ids: Collection[str]) -> dict[str, Application | None]:
+        """Many applications with their passwords (not their owners), by lower-case appId, None for one Graph does
+        not have: Graph JSON batching, 20 per call. Raises TransientError when throttling outlasts the retries."""
 
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
 

@@ -33,9 +33,10 @@ from typing import Any
 
 from remediation.auth import Caller
 from remediation.classify import Action, Classification, FailureKind, refine_with_credential_dates
-from remediation.errors import NotFoundError
+from remediation.errors import InvalidInputError, NotFoundError
 from remediation.guardrails import Guardrails, Mode, Replacement
 from remediation.ids import ClusterId
+from remediation.maintenance import MaintenanceSchedule, choose_schedule
 from remediation.model import Application, ClusterInfo, Credential, SecretText, SignInResult, Status
 from remediation.ports import (
     Directory,
@@ -59,6 +60,8 @@ class Source(StrEnum):
     EVENT = "event"
     SWEEP = "sweep"
     MANUAL = "manual"
+    SCAN = "scan"  # the fleet health check found every password of the cluster's application ended
+    ROTATION = "rotation"  # the fleet health check found an opted-in cluster's secret ending soon
 
 
 class Act(StrEnum):
@@ -87,6 +90,8 @@ class Hint:
     @property
     def joined_by(self) -> str:
         """How the cluster enters a rotation, for the record: its own failure, or a person's request."""
+        if self.source in (Source.SCAN, Source.ROTATION):
+            return "healthCheck"
         return "request" if self.source is Source.MANUAL else "hint"
 
     @property
@@ -104,6 +109,7 @@ class Verdict:
     message: str
     kind: FailureKind | None = None
     replace: bool = False  # the application is gone: a new one is to take its place
+    next_chance: datetime | None = None  # when the same hint could be decided otherwise (a window opens)
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,38 @@ class Observation:
         app = self.application
         return app is not None and all(p.end is not None and p.end <= self.now for p in app.passwords)
 
+    @property
+    def held_password_end(self) -> datetime | None:
+        """When the secret the cluster holds ends, as far as Graph and our records tell: the password our last
+        repair gave it, if the cluster was not changed since; otherwise the soonest-ending valid password (the
+        cluster may hold any of them, so the soonest is when it may break). None: no password ends, or none left."""
+        app = self.application
+        if app is None:
+            return None
+        repair = next((r for r in self.rotations if claims(r) and r.new_key_id and (t := r.target(self._hint.cluster))
+                       and t.status is TargetStatus.VERIFIED), None)
+        cluster, repaired_at = self.cluster, self.repaired_at
+        unchanged = cluster is not None and repaired_at is not None and not (
+            cluster.last_modified_at and cluster.last_modified_at > repaired_at)
+        ours = next((p for p in app.passwords if repair and p.key_id == repair.new_key_id), None)
+        if ours is not None and unchanged:
+            return ours.end
+        valid = [p.end for p in app.passwords if p.end is not None and p.end > self.now]
+        return min(valid, default=None)
+
+    @cached_property
+    def maintenance(self) -> tuple[str, MaintenanceSchedule] | None:
+        """The window the cluster's nodes may be disrupted in: its AKS planned maintenance, else the operators'."""
+        chosen = choose_schedule(self._clusters.list_maintenance_configurations(self._hint.cluster))
+        if chosen is not None:
+            return f"maintenance configuration {chosen[0]}", chosen[1]
+        window = self.guardrails.rotation.window
+        return ("REMEDIATOR_ROTATION_WINDOW", window) if window is not None else None
+
+    @property
+    def open_window(self) -> tuple[datetime, datetime] | None:
+        return self.maintenance[1].window_at(self.now) if self.maintenance else None
+
     @cached_property
     def stored_secret(self) -> SignInResult | None:
         """Whether the secret our last rotation gave this cluster still signs in; None when we do not know the
@@ -245,6 +283,8 @@ class Observation:
 
 
 Check = Callable[[Hint, Observation], Verdict | None]
+# What a remediation started without a confirmed failure is about, by the hint that started it.
+_UNCONFIRMED_KIND = {Source.ROTATION: "expiring_secret", Source.MANUAL: "requested"}
 _INCIDENT_SOURCES = (Source.EVENT, Source.SWEEP)
 
 
@@ -287,6 +327,41 @@ def opted_out(h: Hint, o: Observation) -> Verdict | None:
     if tag.on(o.group_tags):
         return Verdict(Act.NONE, "OptedOut", f"resource group {h.cluster.resource_group} carries the opt-out tag"
                                              f" {tag}")
+    return None
+
+
+def not_due(h: Hint, o: Observation) -> Verdict | None:
+    """A health check's hint acts only on what Graph shows now: every password ended (the cluster is broken), or,
+    for an opted-in cluster inside its maintenance window, a secret ending within the warning period."""
+    if h.source not in (Source.SCAN, Source.ROTATION) or o.application is None:
+        return None  # an application gone is application_deleted's to decide
+    if o.every_password_ended:
+        return None
+    if h.source is Source.SCAN:
+        return Verdict(Act.NONE, "NotExpired", f"application {o.app_id} has a valid password: nothing has expired")
+    rotation = o.guardrails.rotation
+    if not rotation.opt_in.on(o.cluster.tags if o.cluster else None):
+        return Verdict(Act.NONE, "NotOptedIn", f"cluster {h.cluster.name} does not carry {rotation.opt_in}: secrets"
+                                               " are rotated ahead of expiry only on opt-in")
+    ends = o.held_password_end
+    if ends is None or ends > o.now + rotation.within:
+        return Verdict(Act.NONE, "NotExpiring", f"the cluster's secret ends {ends.isoformat() if ends else 'never'},"
+                                                f" not within {rotation.within.days} days")
+    try:
+        maintenance = o.maintenance
+    except InvalidInputError as err:
+        return Verdict(Act.NONE, "MaintenanceWindowUnreadable", f"the cluster's maintenance configuration cannot be"
+                                                                f" read, so no window is known: {err}")
+    if maintenance is None:
+        return Verdict(Act.NONE, "NoMaintenanceWindow", f"cluster {h.cluster.name} has no planned maintenance"
+                       " configuration and REMEDIATOR_ROTATION_WINDOW is empty: a reset re-images nodes, so it is"
+                       " never rotated ahead of expiry")
+    if o.open_window is None:
+        source, schedule = maintenance
+        upcoming = schedule.next_opening(o.now)
+        return Verdict(Act.NONE, "OutsideMaintenanceWindow", f"outside the cluster's window ({source}:"
+                       f" {schedule.describe()}); next opens {upcoming.isoformat() if upcoming else 'never'}",
+                       next_chance=upcoming)
     return None
 
 
@@ -394,6 +469,14 @@ def confirmed(h: Hint, o: Observation) -> Verdict:
             return Verdict(Act.NONE, "CredentialValid", "the secret the remediator stored for this cluster still"
                            " signs in; send force: true to rotate it anyway")
         return Verdict(Act.START, "Requested", h.reason or "requested by an operator")
+    if h.source in (Source.SCAN, Source.ROTATION):  # not_due let it through: Graph confirms it now
+        if o.every_password_ended:
+            return Verdict(Act.START, "ExpiredNow", f"every password of application {o.app_id} has ended (Graph):"
+                           " the cluster is broken whether or not a write failed yet", FailureKind.EXPIRED_SECRET)
+        ends = o.held_password_end
+        return Verdict(Act.START, "ExpiringSoon", f"the cluster's secret ends {ends.isoformat() if ends else ''},"
+                       f" within {o.guardrails.rotation.within.days} days, and its maintenance window is open:"
+                       " rotated ahead of expiry")
     c = h.classification
     assert c is not None  # not_a_secret_failure passed
     ends = [p.end for p in o.application.passwords if p.end is not None] if o.application else []
@@ -415,7 +498,7 @@ def confirmed(h: Hint, o: Observation) -> Verdict:
                    " still valid) nor a sign-in could confirm a bad secret: left to a person", refined.kind)
 
 
-CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, opted_out, stale,
+CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, opted_out, not_due, stale,
                              running, breaker, not_a_secret_failure, other_application, application_deleted,
                              not_owned, dry_run)
 
@@ -443,19 +526,41 @@ class Reconciler:
 
     def decide(self, hint: Hint) -> Decision:
         """Decide from the present, act at most once per observed breakage, and record the decision."""
-        now = self._clock()
-        observation = Observation(hint, clusters=self._clusters, directory=self._directory, store=self._store,
-                                  incidents=self._incidents, vault=self._vault, sign_in=self._sign_in,
-                                  resource_groups=self._resource_groups, runner=self._runner,
-                                  guardrails=self._guardrails, owner_id=self._owner_id, now=now)
+        return self._decide(hint, self._observe(hint))
+
+    def decide_if_expired(self, hint: Hint) -> Decision | None:
+        """The fast path for a failure event: when Graph shows that the cluster's application has no unexpired
+        password, the cluster is broken and the failure needs no Activity Log entry to be understood: decide it now
+        (as the entry would have been decided, with the same incident key). None when Graph does not confirm."""
+        graph_says = Classification(FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "GraphPasswordsEnded",
+                                    "a write failed and every password of the cluster's application has ended (Graph)",
+                                    "")
+        hint = replace(hint, classification=graph_says)
+        observation = self._observe(hint)  # the classification changes what is decided, not what is read
+        cluster = observation.cluster
+        if cluster is None or cluster.uses_managed_identity or observation.credential is not \
+                Credential.SERVICE_PRINCIPAL or observation.application is None or not observation.every_password_ended:
+            return None
+        return self._decide(hint, observation)
+
+    def _observe(self, hint: Hint) -> Observation:
+        return Observation(hint, clusters=self._clusters, directory=self._directory, store=self._store,
+                           incidents=self._incidents, vault=self._vault, sign_in=self._sign_in,
+                           resource_groups=self._resource_groups, runner=self._runner, guardrails=self._guardrails,
+                           owner_id=self._owner_id, now=self._clock())
+
+    def _decide(self, hint: Hint, observation: Observation) -> Decision:
+        now = observation.now
         verdict = evaluate(hint, observation)
         decision = Decision(hint, verdict, at=now)
+        not_after = _window_end(hint, observation) if verdict.act in (Act.JOIN, Act.RESUME) else None
         if verdict.act is Act.JOIN:
-            joined = self._runner.join(observation.active, hint.cluster, joined_by=hint.joined_by)
+            joined = self._runner.join(observation.active, hint.cluster, joined_by=hint.joined_by, not_after=not_after)
             decision = replace(decision, remediation=joined)
         elif verdict.act is Act.RESUME:
             resumed = self._runner.resume(observation.active)
-            decision = replace(decision, remediation=self._runner.join(resumed, hint.cluster, joined_by=hint.joined_by))
+            decision = replace(decision, remediation=self._runner.join(resumed, hint.cluster, joined_by=hint.joined_by,
+                                                                       not_after=not_after))
         elif verdict.act is Act.START:
             decision = self._start(hint, verdict, observation, now)
         self._incidents.record_decision(decision.view())
@@ -487,7 +592,7 @@ class Reconciler:
             id=remediation_id, cluster_id=str(hint.cluster), dry_run=hint.dry_run or plan_only,
             source=hint.source.value, status=Status.ACCEPTED, created_at=stamp, updated_at=stamp, reason="accepted",
             cause=f"{verdict.code}: {verdict.message}"[:1000],
-            cause_kind=verdict.kind.value if verdict.kind else "requested",
+            cause_kind=verdict.kind.value if verdict.kind else _UNCONFIRMED_KIND.get(hint.source, "requested"),
             # A deleted application breaks every cluster using it, as every password ending does: all are moved.
             application_expired=verdict.replace or o.every_password_ended,
             mode=Mode.OBSERVE.value if observe else Mode.REMEDIATE.value, correlation_id=hint.correlation_id,
@@ -495,13 +600,22 @@ class Reconciler:
             requested_by=hint.requested_by.view() if hint.requested_by else None,
             client_id=o.app_id, app_object_id=app.object_id if app else None,
             old_key_ids=[p.key_id for p in app.passwords] if app else [],
-            targets=[Target(str(hint.cluster), joined_by=hint.joined_by)])
+            targets=[Target(str(hint.cluster), joined_by=hint.joined_by, not_after=_window_end(hint, o))])
         submission = self._runner.start(remediation)
         if not submission.created:
             joined = Verdict(Act.JOIN, "JoinedRunning", f"rotation {submission.remediation.id} of the cluster's"
                              " application started meanwhile: the cluster joins it", verdict.kind)
             return Decision(hint, joined, self._runner.join(submission.remediation, hint.cluster,
-                                                               joined_by=hint.joined_by), at=now)
+                                                               joined_by=hint.joined_by,
+                                                               not_after=_window_end(hint, o)), at=now)
         if observe:
             verdict = replace(verdict, message=f"{verdict.message} (observe mode: planned, nothing written)")
         return Decision(hint, verdict, submission.remediation, created=True, at=now)
+
+
+def _window_end(hint: Hint, o: Observation) -> str | None:
+    """A proactive rotation resets the cluster only until its maintenance window closes (a broken one: any time)."""
+    if hint.source is not Source.ROTATION or o.every_password_ended:
+        return None
+    window = o.open_window
+    return window[1].isoformat() if window else None

@@ -60,9 +60,12 @@ class Target:
     reset_started_at: str | None = None
     reset_status_url: str | None = None
     not_before: str | None = None  # after a failed reset: no new attempt before then (backoff)
+    # A proactive rotation's target: no reset starts after then (its maintenance window's end).
+    not_after: str | None = None
     updated_at: str | None = None
     # Why it is in the rotation: "hint" (its own failure: an event or a sweep), "request" (an operator asked),
-    # or "application" (it shares the expired application).
+    # "healthCheck" (the fleet health check: expired now, or expiring in its window), or "application" (it
+    # shares the expired application).
     joined_by: str = "hint"
 
     @property
@@ -75,7 +78,7 @@ class Target:
     def view(self) -> dict[str, Any]:
         return {"clusterResourceId": self.cluster_id, "status": self.status.value, "code": self.code,
                 "detail": self.detail, "resetAttempts": self.reset_attempts, "updatedAt": self.updated_at,
-                "joinedBy": self.joined_by}
+                "joinedBy": self.joined_by, **({"notAfter": self.not_after} if self.not_after else {})}
 
     @classmethod
     def of(cls, data: dict[str, Any]) -> Target:

@@ -142,7 +142,7 @@ class RemediationRunner:
         return Submission(remediation, created=True)
 
     def join(self, remediation: Remediation, cluster: ClusterId, *, joined_by: str = "hint",
-             attempts: int = 3) -> Remediation:
+             not_after: str | None = None, attempts: int = 3) -> Remediation:
         """Add a cluster of the rotation's application that broke meanwhile: its reset joins the fan-out (the
         apply and retire steps run again) and the rotation is woken with a new generation.
 
@@ -155,9 +155,9 @@ class RemediationRunner:
             if target:  # it was moved, skipped or failed earlier in this rotation, and has broken since: again
                 target.status, target.code, target.detail = TargetStatus.PENDING, "Rejoined", "a new failure"
                 target.reset_attempts, target.reset_started_at, target.reset_status_url = 0, None, None
-                target.not_before, target.joined_by = None, joined_by
+                target.not_before, target.joined_by, target.not_after = None, joined_by, not_after
             else:
-                remediation.targets.append(Target(str(cluster), joined_by=joined_by))
+                remediation.targets.append(Target(str(cluster), joined_by=joined_by, not_after=not_after))
             order = tuple(name for name, _ in steps_of(remediation))
             if remediation.done("apply_to_clusters"):
                 remediation.undo_from("apply_to_clusters", order)

@@ -19,12 +19,14 @@ from datetime import timedelta
 from typing import Any
 
 from remediation.errors import ConfigurationError
-from remediation.guardrails import Guardrails, Mode, OptOutTag, Replacement, Scope, names
+from remediation.guardrails import Guardrails, Mode, OptOutTag, ProactiveRotation, Replacement, Scope, names
+from remediation.maintenance import parse_window_setting
 
 # Storage names shared by the code, the function bindings and the Bicep.
 TABLE_NAME = "remediations"
 WORK_QUEUE = "remediation-steps"
 INCIDENT_QUEUE = "incident-lookups"
+CHECK_QUEUE = "credential-checks"
 STORAGE_CONNECTION = "AzureWebJobsStorage"
 
 # Public-cloud defaults (Azure Resource Manager, Microsoft Graph, Entra ID, Storage).
@@ -207,6 +209,38 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="0 */15 * * * *",
     ),
     SettingSpec(
+        "REMEDIATOR_HEALTH_SCHEDULE",
+        "NCRONTAB schedule of the fleet credential health check (Resource Graph, Graph $batch; acts on what it finds).",
+        default="0 0 6 * * *",
+    ),
+    SettingSpec(
+        "REMEDIATOR_EXPIRY_WARNING_DAYS",
+        "A secret ending within this many days is reported as expiring (and rotated, on opted-in clusters).",
+        default="30",
+    ),
+    SettingSpec(
+        "REMEDIATOR_ROTATE_TAG",
+        "key=value: a cluster with this tag has its secret rotated ahead of expiry, inside its maintenance window.",
+        default="aks-sp-remediator=rotate",
+    ),
+    SettingSpec(
+        "REMEDIATOR_ROTATION_WINDOW",
+        "The window for proactive rotation of clusters without an AKS planned maintenance configuration, such as"
+        " 'Sat,Sun 01:00-05:00' or 'Mon-Fri 22:00-02:00 +01:00'; empty: such clusters are never rotated ahead.",
+        default="",
+    ),
+    SettingSpec(
+        "REMEDIATOR_OUTCOME_TOPIC_ENDPOINT",
+        "Event Grid custom topic endpoint that receives outcome events (CloudEvents); empty: none are sent.",
+        default="",
+    ),
+    SettingSpec(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "Application Insights connection string: the remediator's metrics and traces go there (OpenTelemetry);"
+        " empty: none are exported.",
+        default="",
+    ),
+    SettingSpec(
         "REMEDIATOR_SECRET_LIFETIME_DAYS",
         "Lifetime of a minted client secret, in days.",
         default="180",
@@ -287,6 +321,9 @@ class Settings:
     propagation_successes: int = 3
     propagation_interval_seconds: float = 10.0
     propagation_timeout_minutes: float = 20.0
+    health_schedule: str = "0 0 6 * * *"
+    outcome_topic_endpoint: str = ""
+    appinsights_connection_string: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -355,6 +392,18 @@ class Settings:
         assignable = names(get("REMEDIATOR_ASSIGNABLE_ROLE_IDS") or "")
         if bad := sorted(r for r in assignable if not _GUID.match(r)):
             problems.append(f"REMEDIATOR_ASSIGNABLE_ROLE_IDS holds role definition GUIDs, got {bad[0]!r}")
+        try:
+            opt_in = OptOutTag.parse(get("REMEDIATOR_ROTATE_TAG") or "")
+        except ValueError as err:
+            problems.append(f"REMEDIATOR_ROTATE_TAG: {err}")
+            opt_in = OptOutTag("aks-sp-remediator", "rotate")
+        try:
+            window = parse_window_setting(get("REMEDIATOR_ROTATION_WINDOW") or "")
+        except ConfigurationError as err:
+            problems.append(f"REMEDIATOR_ROTATION_WINDOW: {err}")
+            window = None
+        rotation = ProactiveRotation(opt_in=opt_in, within=timedelta(days=whole("REMEDIATOR_EXPIRY_WARNING_DAYS")),
+                                     window=window)
         guardrails = Guardrails(
             scope=Scope(subscriptions=frozenset(s.lower() for s in subscriptions),
                         deny_subscriptions=names(get("REMEDIATOR_DENY_SUBSCRIPTION_IDS") or ""),
@@ -364,7 +413,7 @@ class Settings:
             max_resets_per_hour=whole("REMEDIATOR_MAX_RESETS_PER_HOUR"),
             breaker_failures=whole("REMEDIATOR_BREAKER_FAILURES"),
             breaker_window=timedelta(hours=number("REMEDIATOR_BREAKER_WINDOW_HOURS")),
-            replacement=Replacement(replacement), assignable_roles=assignable)
+            replacement=Replacement(replacement), assignable_roles=assignable, rotation=rotation)
         settings = cls(
             tenant_id=get("AZURE_TENANT_ID") or "",
             key_vault_url=(get("REMEDIATOR_KEY_VAULT_URL") or "").rstrip("/"),
@@ -397,6 +446,9 @@ class Settings:
             propagation_successes=whole("REMEDIATOR_PROPAGATION_SUCCESSES"),
             propagation_interval_seconds=number("REMEDIATOR_PROPAGATION_INTERVAL_SECONDS"),
             propagation_timeout_minutes=number("REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES"),
+            health_schedule=get("REMEDIATOR_HEALTH_SCHEDULE") or "",
+            outcome_topic_endpoint=(get("REMEDIATOR_OUTCOME_TOPIC_ENDPOINT") or "").rstrip("/"),
+            appinsights_connection_string=get("APPLICATIONINSIGHTS_CONNECTION_STRING") or "",
         )
         if settings.sdk_log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             problems.append(f"REMEDIATOR_SDK_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got"

@@ -395,6 +395,11 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
     if t.reset_attempts >= MAX_RESET_ATTEMPTS:
         t.set(TargetStatus.FAILED, "ResetFailed", f"the reset failed {t.reset_attempts} times", now)
         return None
+    if t.not_after and now >= datetime.fromisoformat(t.not_after):
+        # A proactive rotation re-images nodes only inside the cluster's window; the next health check comes back.
+        t.set(TargetStatus.SKIPPED, "MaintenanceWindowClosed", f"the cluster's maintenance window closed at"
+                                                               f" {t.not_after} before its reset could start", now)
+        return None
     cap = ctx.config.guardrails.max_resets_per_hour
     frees_at = ctx.ledger.reserve_reset(now, cap=cap, window_seconds=RESET_WINDOW_SECONDS)
     if frees_at is not None:

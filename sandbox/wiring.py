@@ -34,6 +34,7 @@ def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str)
         "REMEDIATOR_CA_BUNDLE": sandbox.ca_path,
         "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(sandbox.subscription_ids),
         "REMEDIATOR_SWEEP_SCHEDULE": "0 */15 * * * *",
+        "REMEDIATOR_HEALTH_SCHEDULE": "0 0 6 * * *",
         "REMEDIATOR_RETRY_DELAY_SECONDS": "1",
         "REMEDIATOR_RESET_POLL_SECONDS": "1",
         # Tested twice, a second apart, before any reset; and the replaced passwords kept, so a local rotation

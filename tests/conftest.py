@@ -14,6 +14,7 @@ import pytest
 from remediation.bootstrap import Services, bootstrap
 from remediation.detection import IncidentLookup
 from remediation.events import FailureEvent
+from remediation.health import CredentialCheck
 from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry
 from remediation.runner import WorkItem
@@ -28,6 +29,7 @@ from tests.fakes import (
     FakeDirectory,
     FakeIncidentStore,
     FakeQueue,
+    FakeResourceGraph,
     FakeResourceGroups,
     FakeRoleAssignments,
     FakeSignIn,
@@ -83,6 +85,8 @@ class World:
     activity_log: FakeActivityLog
     incidents: FakeIncidentStore
     lookups: FakeQueue
+    checks: FakeQueue
+    inventory: FakeResourceGraph
     sign_in: FakeSignIn
     resource_groups: FakeResourceGroups
     roles: FakeRoleAssignments
@@ -115,13 +119,14 @@ class World:
 
     # ----- the host ---------------------------------------------------------------------------------
 
-    def deliver_visible(self, only: tuple[str, ...] = ("lookups", "work", "poison")) -> int:
+    def deliver_visible(self, only: tuple[str, ...] = ("lookups", "work", "poison", "checks")) -> int:
         delivered = 0
         handlers: tuple[tuple[FakeQueue, Callable[[QueuedMessage], Any]], ...] = (
             (self.lookups, lambda m: self.detector.look_up(IncidentLookup.from_message(json.dumps(m.body)))),
             (self.queue, lambda m: self.remediations.advance(WorkItem.from_message(json.dumps(m.body)))),
             (self.poison, lambda m: self.remediations.fail_poisoned(WorkItem.from_message(json.dumps(m.body)),
-                                                                    m.dequeue_count)))
+                                                                    m.dequeue_count)),
+            (self.checks, lambda m: self.services.health.recheck(CredentialCheck.from_message(json.dumps(m.body)))))
         for queue, handle in handlers:
             if queue.name not in only:
                 continue
@@ -149,7 +154,8 @@ class World:
         """Deliver messages until none is left, moving the clock to each next visible time."""
         for _ in range(max_rounds):
             if not self.deliver_visible():
-                upcoming = [at for q in (self.queue, self.lookups, self.poison) if (at := q.next_visible_at())]
+                upcoming = [at for q in (self.queue, self.lookups, self.poison, self.checks)
+                            if (at := q.next_visible_at())]
                 if not upcoming:
                     return
                 self.clock.now = max(self.clock.now, min(upcoming))
@@ -169,14 +175,16 @@ def make_world(settings: dict[str, str] | None = None) -> World:
     vault, store, incidents = FakeVault(faults), FakeStore(faults), FakeIncidentStore(faults)
     queue, poison, lookups = FakeQueue(clock, faults, "work"), FakeQueue(clock, faults, "poison"), \
         FakeQueue(clock, faults, "lookups")
+    checks, inventory = FakeQueue(clock, faults, "checks"), FakeResourceGraph(clusters)
     activity_log, sign_in, groups = FakeActivityLog(), FakeSignIn(directory, faults), FakeResourceGroups()
     roles = FakeRoleAssignments(directory, clock, faults)
     services = bootstrap(Settings.from_env({**SETTINGS, **(settings or {})}), credential=object(),
                          clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=groups,
                          roles=roles, store=store, queue=queue, activity_log=activity_log, incidents=incidents,
-                         lookups=lookups, token_validator=object(), clock=clock)  # type: ignore[arg-type]
+                         lookups=lookups, checks=checks, inventory=inventory, token_validator=object(),
+                         clock=clock)  # type: ignore[arg-type]
     return World(clock, faults, directory, clusters, vault, store, queue, poison, activity_log, incidents, lookups,
-                 sign_in, groups, roles, services)
+                 checks, inventory, sign_in, groups, roles, services)
 
 
 @pytest.fixture

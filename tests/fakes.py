@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -178,11 +178,17 @@ class FakeDirectory:
             raise NotFoundError(f"no application has appId {app_id}")
         return self._view(app)
 
+    @_calls("directory.get_applications")
+    def get_applications_by_app_ids(self, app_ids: Collection[str]) -> dict[str, Application | None]:
+        found = {a.lower(): self.apps.get(a.lower()) for a in app_ids}
+        return {a: None if app is None or a in self.unreplicated else self._view(app, owners=False)
+                for a, app in found.items()}
+
     @staticmethod
-    def _view(app: FakeApp) -> Application:
+    def _view(app: FakeApp, *, owners: bool = True) -> Application:
         return Application(app.object_id, app.app_id, app.display_name, tuple(
             PasswordInfo(p.key_id, p.display_name, p.text[:3], None, p.end) for p in app.passwords),
-            owner_ids=frozenset(app.owners))
+            owner_ids=frozenset(app.owners) if owners else None)
 
     def _by_object_id(self, object_id: str) -> FakeApp:
         found = next((a for a in self.apps.values() if a.object_id == object_id), None)
@@ -345,6 +351,20 @@ class FakeCluster:
     aad_secret: str | None = field(default=None, repr=False)
     node_resource_group: str | None = None
     subnet_ids: tuple[str, ...] = ()
+    # Planned maintenance configurations by name, each its REST `properties` (as ARM returns them).
+    maintenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeResourceGraph:
+    """Resource Graph over the fake AKS: one query lists every cluster of the subscriptions."""
+
+    def __init__(self, clusters: FakeClusters) -> None:
+        self._clusters = clusters
+        self.queries = 0
+
+    def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
+        self.queries += 1
+        return self._clusters.list_all(subscription_ids)
 
 
 class FakeClusters:
@@ -412,6 +432,17 @@ class FakeClusters:
     def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
         self.settle()
         return [self._info(c) for c in self.clusters.values() if c.id.subscription_id == subscription_id.lower()]
+
+    def list_all(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
+        """Resource Graph's view (ClusterInventory): every cluster of the subscriptions, by id."""
+        self.settle()
+        wanted = {s.lower() for s in subscription_ids}
+        return sorted((self._info(c) for c in self.clusters.values() if c.id.subscription_id in wanted),
+                      key=lambda info: info.id.lower())
+
+    @_calls("clusters.list_maintenance_configurations")
+    def list_maintenance_configurations(self, cluster: ClusterId) -> dict[str, dict[str, Any]]:
+        return dict(self._get(cluster).maintenance)
 
     @_calls("clusters.begin_reset")
     def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:

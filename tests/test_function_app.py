@@ -23,7 +23,7 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from remediation.ids import ClusterId
-from remediation.settings import INCIDENT_QUEUE, WORK_QUEUE
+from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
 from sandbox.runner import event_grid_input, functions_of, http_input, queue_input, timer_input
@@ -98,7 +98,7 @@ def app_settings(sandbox: Sandbox, azurite: Azurite, monkeypatch: pytest.MonkeyP
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     function_app.services.cache_clear()
-    for queue in (WORK_QUEUE, INCIDENT_QUEUE):
+    for queue in (WORK_QUEUE, INCIDENT_QUEUE, CHECK_QUEUE):
         client = QueueClient.from_connection_string(azurite.connection_string, queue)
         try:
             client.clear_messages()
@@ -134,9 +134,14 @@ def post(body: bytes, headers: dict[str, str]) -> func.HttpResponse:
                                                   headers={"Content-Type": "application/json", **headers}))
 
 
+# POSTs that only read: a Resource Graph query, a Graph JSON batch (of GETs), a token.
+READ_POSTS = frozenset({"POST Microsoft.ResourceGraph/resources", "POST /$batch", "POST token"})
+
+
 def writes(sandbox: Sandbox) -> int:
     counts = sandbox.snapshot()["requests"]
-    return sum(n for api in counts.values() for route, n in api.items() if not route.startswith("GET"))
+    return sum(n for api in counts.values() for route, n in api.items()
+               if not route.startswith("GET") and route not in READ_POSTS)
 
 
 def queued(azurite: Azurite, queue: str) -> list[dict]:
@@ -169,6 +174,9 @@ def test_bindings_are_what_the_host_expects() -> None:
                                                "queueName": WORK_QUEUE, "connection": "AzureWebJobsStorage"}
     assert bindings["on_resource_failure"]["type"] == "eventGridTrigger"
     assert bindings["sweep_activity_log"]["schedule"] == "%REMEDIATOR_SWEEP_SCHEDULE%"
+    assert bindings["check_fleet_health"]["schedule"] == "%REMEDIATOR_HEALTH_SCHEDULE%"
+    assert bindings["fleet_health"]["route"] == "health" and bindings["fleet_health"]["methods"] == ["GET"]
+    assert bindings["recheck_credential"]["queueName"] == CHECK_QUEUE
 
 
 def test_the_library_decodes_what_the_host_sends() -> None:
@@ -309,3 +317,50 @@ def test_the_timer_sweep_catches_a_failure_no_event_reported(app_settings, sandb
     call("sweep_activity_log", timer())  # the same incident again: decided once
     assert len(queued(azurite, WORK_QUEUE)) == 1
     assert writes(sandbox) == 0  # deciding writes nothing to Azure; the queue does the work
+
+
+# ----- fleet health (issue 11) ----------------------------------------------------------------------------
+
+
+def health(headers: dict[str, str], query: str = "") -> func.HttpResponse:
+    return call("fleet_health", http_request("GET", f"http://localhost:7071/api/health{query}", headers=headers))
+
+
+def test_the_health_report_only_reads_and_the_daily_check_acts_on_it(
+        app_settings, sandbox: Sandbox, azurite: Azurite, bearer: dict[str, str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    response = health(bearer)
+    assert response.status_code == 200
+    report = json.loads(response.get_body())
+    by_name = {c["name"]: c for c in report["value"]}
+    assert by_name["aks-payments"]["health"] == "expired" and by_name["aks-msi"]["health"] == "managedIdentity"
+    assert report["counts"]["expired"] == 1 and by_name["aks-payments"]["action"] is None
+    only = json.loads(health(bearer, "?health=managedIdentity").get_body())["value"]
+    assert [c["name"] for c in only] == ["aks-msi"]
+    assert writes(sandbox) == 0 and queued(azurite, WORK_QUEUE) == []
+
+    caplog.set_level(logging.INFO, logger="remediator")
+    call("check_fleet_health", timer())  # no write failed: the secret simply ended
+    [work] = queued(azurite, WORK_QUEUE)
+    remediation = function_app.services().remediations.get(work["remediationId"])
+    assert remediation.source == "scan" and remediation.cause.startswith("ExpiredNow: ")
+    assert any(r.getMessage() == "1 clusters expired now" and r.levelno == logging.WARNING for r in caplog.records)
+    call("check_fleet_health", timer())  # the next check while it runs: joined, not started again
+    assert len(queued(azurite, WORK_QUEUE)) == 1
+
+
+def test_a_bad_health_filter_is_a_400_and_a_reader_role_is_needed(app_settings, sandbox: Sandbox) -> None:
+    response = health({"Authorization": f"Bearer {sandbox.api_token()}"}, "?health=broken")
+    assert response.status_code == 400
+    assert json.loads(response.get_body())["error"]["code"] == "InvalidHealthFilter"
+    assert health({}).status_code == 401
+
+
+def test_a_malformed_credential_check_is_dropped_without_reads_or_writes(app_settings, sandbox: Sandbox,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    before = sandbox.snapshot()["requests"]
+    for body in (b"{", b'{"clusterResourceId": "/subscriptions/x", "due": "2026-01-01T00:00:00+00:00"}',
+                 json.dumps({"clusterResourceId": cluster_id(sandbox), "due": "2026-01-01T00:00:00"}).encode()):
+        assert call("recheck_credential", queue_message(body)) is None
+    assert sandbox.snapshot()["requests"] == before
+    assert sum("dropping queue message" in r.getMessage() for r in caplog.records) == 3

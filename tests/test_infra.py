@@ -34,7 +34,7 @@ import tree_sitter_bicep
 
 from remediation.alerts import POISON_MESSAGE, REMEDIATION_FAILED
 from remediation.events import CLUSTER_OPERATION_PREFIX, FAILURE_EVENT_TYPES
-from remediation.settings import INCIDENT_QUEUE, SETTINGS, TABLE_NAME, WORK_QUEUE
+from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, SETTINGS, TABLE_NAME, WORK_QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -42,7 +42,11 @@ SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
 
 # Exactly what the code calls on ARM (remediation/adapters/aks.py and monitor.py).
 CUSTOM_ROLE_ACTIONS = {
+    # Also covers the health check's Azure Resource Graph query (remediation/adapters/resourcegraph.py):
+    # Resource Graph returns the resources the caller may read and has no action of its own.
     "Microsoft.ContainerService/managedClusters/read",
+    # Proactive rotation reads the cluster's planned maintenance windows (remediation/adapters/aks.py).
+    "Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read",
     "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action",
     "Microsoft.ContainerService/managedClusters/resetAADProfile/action",
     # A replacement reads the deleted principal's role assignments to carry them over.
@@ -125,6 +129,8 @@ KEY_VAULT_DATA_ACTIONS = {
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+# EventGrid Data Sender (built-in; Microsoft Learn, "Azure built-in roles", Integration): events/send/action only.
+EVENT_GRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
 
 # Host names of Azure clouds' endpoints. Bicep takes them from environment() or from a
 # resource's properties; the only literals allowed are main.bicep's Microsoft Graph map.
@@ -593,7 +599,8 @@ def test_every_setting_is_in_the_local_settings_sample():
 
 def test_storage_creates_the_table_and_queues_the_code_uses():
     strings = {_literal(n) for n in _walk(_parse(INFRA / "modules" / "storage.bicep")) if n.type == "string"}
-    for name in (TABLE_NAME, WORK_QUEUE, f"{WORK_QUEUE}-poison", INCIDENT_QUEUE, f"{INCIDENT_QUEUE}-poison"):
+    for name in (TABLE_NAME, WORK_QUEUE, f"{WORK_QUEUE}-poison", INCIDENT_QUEUE, f"{INCIDENT_QUEUE}-poison",
+                 CHECK_QUEUE, f"{CHECK_QUEUE}-poison"):
         assert name in strings, f"storage.bicep does not create {name}"
 
 
@@ -829,6 +836,7 @@ def _diagnostic_categories(path: Path) -> set[str]:
 def test_key_vault_audit_and_event_grid_delivery_failures_go_to_log_analytics():
     assert _diagnostic_categories(INFRA / "modules" / "keyvault.bicep") == {"AuditEvent"}
     assert _diagnostic_categories(INFRA / "modules" / "eventgrid.bicep") == {"DeliveryFailures"}
+    assert _diagnostic_categories(INFRA / "modules" / "outcome-topic.bicep") == {"PublishFailures", "DeliveryFailures"}
 
 
 def test_log_alerts_search_for_the_lines_the_code_and_host_write():
@@ -839,6 +847,8 @@ def test_log_alerts_search_for_the_lines_the_code_and_host_write():
     poison = [q for q in queries if POISON_MESSAGE in q]
     assert poison and '"-poison"' in poison[0]
     assert [q for q in queries if f'"{REMEDIATION_FAILED}"' in q]
+    # Each rule searches exactly the span since its last run: no line is missed or counted twice.
+    assert all(_literal(a["frequency"]) == _literal(a["window"]) for a in alerts)
 
     (_, rule), = list(_resources(root, "Microsoft.Insights/scheduledQueryRules@"))
     rule = _properties(rule)
@@ -849,6 +859,21 @@ def test_log_alerts_search_for_the_lines_the_code_and_host_write():
     assert reader["scope"].text.decode() == "appInsights"
     assert "reader" in _identifiers(_properties(reader["properties"])["roleDefinitionId"])
     assert _literal(_variables(root)["reader"]) == READER_ROLE
+
+
+def test_an_alert_searches_for_the_health_checks_expired_clusters_line():
+    from remediation.health import EXPIRED_NOW_LOG  # logged as "<count> clusters expired now"
+
+    root = _parse(INFRA / "modules" / "alerts.bicep")
+    alerts = [_properties(a) for a in _variables(root)["logAlerts"].named_children if a.type == "object"]
+    (expired,) = [a for a in alerts if f'"{EXPIRED_NOW_LOG}"' in (_literal(a["query"]) or "")]
+    assert (_literal(expired["query"]) or "").startswith("traces | where message contains")
+    assert expired["severity"].text.decode() in ("1", "2")
+    # The check runs once a day: an hourly look finds its line within the hour.
+    assert _literal(expired["frequency"]) == _literal(expired["window"]) == "PT1H"
+    rule = _properties(_properties(next(_resources(root, "Microsoft.Insights/scheduledQueryRules@"))[1])["properties"])
+    assert rule["evaluationFrequency"].text.decode() == "alert.frequency"
+    assert rule["windowSize"].text.decode() == "alert.window"
 
 
 def test_dead_lettered_events_alert_on_this_environments_subscription():
@@ -881,6 +906,55 @@ def test_the_action_group_notifies_only_the_receivers_given():
     assert len(_literal(props["groupShortName"]) or "") <= 12
     assert props["emailReceivers"].text.decode().startswith("empty(alertEmail) ? [] :")
     assert props["webhookReceivers"].text.decode().startswith("empty(alertWebhookUrl) ? [] :")
+
+
+# ---------------------------------------------------------------- outcome events
+
+
+def test_the_outcome_topic_takes_cloud_events_from_the_remediator_identity_only():
+    root = _parse(INFRA / "modules" / "outcome-topic.bicep")
+    variables = _variables(root)
+    (symbol, topic), = list(_resources(root, "Microsoft.EventGrid/topics@"))
+    props = _properties(_properties(topic)["properties"])
+    assert _literal(props["inputSchema"]) == "CloudEventSchemaV1_0"
+    assert props["disableLocalAuth"].text.decode() == "true"  # Entra ID only: no access keys, no SAS
+    assert _literal(props["minimumTlsVersionAllowed"]) == "1.2"
+    # EventGrid Data Sender, on this topic alone, for the remediator identity's principal: the only grant here.
+    (_, assignment), = list(_resources(root, "Microsoft.Authorization/roleAssignments@"))
+    assignment = _properties(assignment)
+    assert assignment["scope"].text.decode() == symbol
+    grant = _properties(assignment["properties"])
+    assert grant["principalId"].text.decode() == "identityPrincipalId"
+    assert _literal(grant["principalType"]) == "ServicePrincipal"
+    (role,) = _identifiers(grant["roleDefinitionId"]) & set(variables)
+    assert _literal(variables[role]) == EVENT_GRID_DATA_SENDER
+    assert grant["roleDefinitionId"].text.decode().startswith("subscriptionResourceId(")
+    outputs = _declarations(root, "output")
+    assert outputs["endpoint"].named_children[-1].text.decode() == f"{symbol}.properties.endpoint"
+    assert outputs["id"].named_children[-1].text.decode() == f"{symbol}.id"
+
+    main, _ = _main()
+    modules = _declarations(main, "module")
+    topic_params = _properties(_properties(_body(modules["outcomeTopic"]))["params"])
+    assert topic_params["identityPrincipalId"].text.decode() == "identity.outputs.principalId"
+    assert topic_params["workspaceId"].text.decode() == "monitoring.outputs.workspaceId"
+    assert "resourceToken" in _identifiers(topic_params["name"])
+    assert _condition(modules["outcomeTopic"]) is None
+    # Its endpoint reaches the app as REMEDIATOR_OUTCOME_TOPIC_ENDPOINT ...
+    app_params = _properties(_properties(_body(modules["functionApp"]))["params"])
+    assert app_params["outcomeTopicEndpoint"].text.decode() == "outcomeTopic.outputs.endpoint"
+    assert _app_settings()["REMEDIATOR_OUTCOME_TOPIC_ENDPOINT"].text.decode() == "outcomeTopicEndpoint"
+    # ... and its id and endpoint reach other teams, who subscribe to it.
+    main_outputs = _declarations(main, "output")
+    assert main_outputs["REMEDIATOR_OUTCOME_TOPIC_ID"].named_children[-1].text.decode() == "outcomeTopic.outputs.id"
+    assert main_outputs["REMEDIATOR_OUTCOME_TOPIC_ENDPOINT"].named_children[-1].text.decode() == \
+        "outcomeTopic.outputs.endpoint"
+
+
+def test_no_other_file_grants_event_grid_data_sender():
+    offenders = [p.relative_to(INFRA) for p in INFRA.rglob("*.bicep")
+                 if EVENT_GRID_DATA_SENDER in p.read_text(encoding="utf-8") and p.name != "outcome-topic.bicep"]
+    assert offenders == []
 
 
 # ---------------------------------------------------------------- Key Vault rights

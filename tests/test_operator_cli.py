@@ -397,3 +397,25 @@ def test_doctor_without_a_cache_says_so_and_a_broken_cache_is_a_clear_error(live
     broken.write_text('{"sub": {"service_principal": "x", "client_secret": ')
     run = cli("doctor", "--file", str(broken), "--sandbox", str(live.info))
     assert run.status == 2 and "is not JSON" in run.err and "client_secret" not in run.err
+
+
+# ---------------------------------------------------------------- fleet health (issue 11)
+
+
+def test_health_prints_every_cluster_with_its_credential_health_and_writes_nothing(live: Live, cli) -> None:
+    before = _azure(live.sandbox)
+    run = cli("health", "--sandbox", str(live.info), "--as", "auditor")
+    assert run.status == 0, run.err
+    lines = run.out.splitlines()
+    assert lines[0].split()[:4] == ["CLUSTER", "HEALTH", "DAYS", "LEFT"]
+    assert any("aks-payments" in line and " expired " in line for line in lines), run.out
+    assert "1 expired" in run.out and "--enable-managed-identity" in run.out
+    listed = json.loads(cli("health", "--sandbox", str(live.info), "--only", "expired", "--json").out)
+    assert [c["name"] for c in listed["value"]] == ["aks-payments"]
+    assert listed["value"][0]["action"] is None  # the report only reads; the timer acts
+    assert _azure(live.sandbox) == before
+
+
+def test_health_refuses_an_unknown_filter_with_a_clear_error(live: Live, cli) -> None:
+    run = cli("health", "--sandbox", str(live.info), "--only", "broken")
+    assert run.status == 1 and "InvalidHealthFilter" in run.err, run

@@ -1,9 +1,10 @@
 // What an operator is told about: events Event Grid gave up on, work messages moved to a
-// poison queue, and remediations that ended Failed. One action group (e-mail and/or a
-// webhook, both optional: without either, the alerts still show in the portal's Alerts).
+// poison queue, remediations that ended Failed, and clusters the daily health check found
+// with an expired secret. One action group (e-mail and/or a webhook, both optional: without
+// either, the alerts still show in the portal's Alerts).
 //
 // The log search queries quote the exact log text the code and the Functions host write;
-// tests/test_infra.py checks them against remediation/alerts.py.
+// tests/test_infra.py checks them against remediation/alerts.py and remediation/health.py.
 
 @description('Region of the log search alert rules.')
 param location string
@@ -113,14 +114,19 @@ resource deadLettered 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
+// frequency is how often a rule runs and window the span it searches (equal: each line is
+// counted once). Lines that can come at any time are looked for every 5 minutes; the health
+// check's line comes once a day, so an hourly look is soon enough and costs a third.
 var logAlerts = [
   {
     name: 'alert-poison-message-${resourceToken}'
-    description: 'A work message failed 5 times and the Functions host moved it to a -poison queue: that remediation step or incident lookup will not run again by itself.'
+    description: 'A work message failed 5 times and the Functions host moved it to a -poison queue: that remediation step, incident lookup or credential check will not run again by itself.'
     severity: 2
     // The host's line: "Message has reached MaxDequeueCount of 5. Moving message to queue
     // 'remediation-steps-poison'." (remediation/alerts.py POISON_MESSAGE).
     query: 'traces | where message contains "Moving message to queue" and message contains "-poison"'
+    frequency: 'PT5M'
+    window: 'PT5M'
   }
   {
     name: 'alert-remediation-failed-${resourceToken}'
@@ -128,6 +134,18 @@ var logAlerts = [
     severity: 1
     // remediation/alerts.py REMEDIATION_FAILED, logged once per failed remediation.
     query: 'traces | where message contains "RemediationFailed"'
+    frequency: 'PT5M'
+    window: 'PT5M'
+  }
+  {
+    name: 'alert-clusters-expired-${resourceToken}'
+    description: 'The fleet health check found clusters whose service principal secret has already expired: every write to them (scale, upgrade) fails until it is replaced. The remediator starts their remediations itself (not in observe mode); a failed one raises the remediation-failed alert.'
+    severity: 2
+    // remediation/health.py EXPIRED_NOW_LOG, logged at WARNING by a health check that finds
+    // any, after their number: "3 clusters expired now".
+    query: 'traces | where message contains "clusters expired now"'
+    frequency: 'PT1H'
+    window: 'PT1H'
   }
 ]
 
@@ -148,8 +166,8 @@ resource logAlertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [fo
     scopes: [
       appInsights.id
     ]
-    evaluationFrequency: 'PT5M'
-    windowSize: 'PT5M'
+    evaluationFrequency: alert.frequency
+    windowSize: alert.window
     criteria: {
       allOf: [
         {

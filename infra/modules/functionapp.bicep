@@ -73,6 +73,9 @@ param apiClientId string
 param apiAppIdUri string
 param subscriptionIds string
 param sweepSchedule string
+param healthSchedule string
+@description('Endpoint of the Event Grid custom topic the app publishes outcome events to (outcome-topic.bicep).')
+param outcomeTopicEndpoint string
 param secretLifetimeDays int
 param resetPollSeconds int
 param retryDelaySeconds int
@@ -172,6 +175,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'AZURE_TENANT_ID'
           value: tenantId
         }
+        // The host and the app's own OpenTelemetry metrics and traces both go here, with the
+        // identity (the authentication string below): local auth is off on the component.
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
           value: applicationInsightsConnectionString
@@ -213,6 +218,15 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_SWEEP_SCHEDULE'
           value: sweepSchedule
+        }
+        {
+          name: 'REMEDIATOR_HEALTH_SCHEDULE'
+          value: healthSchedule
+        }
+        // Outcome events (CloudEvents) go to this topic, with the identity's Entra token.
+        {
+          name: 'REMEDIATOR_OUTCOME_TOPIC_ENDPOINT'
+          value: outcomeTopicEndpoint
         }
         {
           name: 'REMEDIATOR_SECRET_LIFETIME_DAYS'
@@ -309,6 +323,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES'
           value: string(guardrails.propagationTimeoutMinutes)
+        }
+        {
+          name: 'REMEDIATOR_EXPIRY_WARNING_DAYS'
+          value: string(guardrails.expiryWarningDays)
+        }
+        {
+          name: 'REMEDIATOR_ROTATE_TAG'
+          value: guardrails.rotateTag
+        }
+        {
+          name: 'REMEDIATOR_ROTATION_WINDOW'
+          value: guardrails.rotationWindow
         }
       ]
     }

@@ -13,8 +13,13 @@ param environmentName string
 param extraSubscriptionIds array = []
 
 var actions = [
-  // get_cluster: read servicePrincipalProfile.clientId and provisioningState.
+  // get_cluster: read servicePrincipalProfile.clientId and provisioningState. It is also all
+  // the health check's Azure Resource Graph query needs: Resource Graph has no action of its
+  // own and returns only the clusters the caller may read.
   'Microsoft.ContainerService/managedClusters/read'
+  // Proactive rotation resets a cluster only inside its planned maintenance window: list
+  // the cluster's AKS maintenance configurations (GET .../maintenanceConfigurations).
+  'Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read'
   // begin_reset_service_principal_profile: POST .../resetServicePrincipalProfile.
   'Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action'
   // begin_reset_aad_profile: a cluster on the legacy Azure AD integration whose server
@@ -45,7 +50,7 @@ resource remediatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
   name: guid(subscription().id, 'aks-sp-remediator', environmentName)
   properties: {
     roleName: 'AKS service-principal remediator (${environmentName}, ${take(subscription().subscriptionId, 8)})'
-    description: 'Read AKS clusters, reset a cluster service principal secret and follow that operation, read the Activity Log.'
+    description: 'Read AKS clusters and their planned maintenance windows, reset a cluster service principal secret and follow that operation, read the Activity Log.'
     type: 'CustomRole'
     permissions: [
       {

@@ -1,6 +1,7 @@
 // The app's storage account: Functions host storage (AzureWebJobsStorage), the remediation
-// table and work queues, the Flex Consumption deployment container and Event Grid's
-// dead-letter container. Shared keys are off: every caller uses Entra ID (RBAC).
+// table and work queues (remediation steps, incident lookups, credential checks), the Flex
+// Consumption deployment container and Event Grid's dead-letter container. Shared keys are
+// off: every caller uses Entra ID (RBAC).
 
 @description('Name of the storage account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -31,7 +32,8 @@ param deploymentContainerName string = 'app-package'
 @description('Blob container where Event Grid dead-letters undeliverable events.')
 param deadLetterContainerName string = 'eventgrid-deadletter'
 
-// Names the code shares (remediation/settings.py: TABLE_NAME, WORK_QUEUE, INCIDENT_QUEUE).
+// Names the code shares (remediation/settings.py: TABLE_NAME, WORK_QUEUE, INCIDENT_QUEUE,
+// CHECK_QUEUE).
 // The Functions host would create the queues and `<queue>-poison` on first use; creating
 // them here makes them visible (and monitorable) before the first failure arrives.
 var tableName = 'remediations'
@@ -40,6 +42,8 @@ var queueNames = [
   'remediation-steps-poison'
   'incident-lookups'
   'incident-lookups-poison'
+  'credential-checks'
+  'credential-checks-poison'
 ]
 
 // Built-in data roles, on this account only (documented minimum for identity-based
@@ -56,7 +60,7 @@ var accountRoles = [
   }
   {
     id: storageQueueDataContributor
-    why: 'Queue triggers and the app enqueueing remediation steps and incident lookups.'
+    why: 'Queue triggers and the app enqueueing remediation steps, incident lookups and credential checks.'
   }
   {
     id: storageTableDataContributor

@@ -61,6 +61,16 @@ class AksManagedClusters:
         except AzureError as err:
             raise translate(err, f"listing the clusters of subscription {subscription_id}") from err
 
+    def list_maintenance_configurations(self, cluster: ClusterId) -> dict[str, dict[str, Any]]:
+        """The cluster's planned maintenance configurations by name, each as ARM's REST `properties` (camelCase),
+        which remediation/maintenance.py reads. Needs managedClusters/maintenanceConfigurations/read."""
+        try:
+            found = self._client(cluster.subscription_id).maintenance_configurations.list_by_managed_cluster(
+                cluster.resource_group, cluster.name)
+            return {config.name: config.as_dict().get("properties", {}) for config in found if config.name}
+        except AzureError as err:
+            raise translate(err, f"reading the maintenance configurations of cluster {cluster.name}") from err
+
     def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
         """POST the reset and return its `Azure-AsyncOperation` URL (or `Location`) at once.
 

@@ -1,0 +1,117 @@
+"""Every managed cluster of many subscriptions from one Azure Resource Graph query, through
+azure-mgmt-resourcegraph.
+
+Permission: `Microsoft.ContainerService/managedClusters/read` in each subscription (Resource Graph
+shows only what the caller may read; the remediator's custom role grants it). One query answers
+for up to 1,000 subscriptions in pages of up to 1,000 rows, continued with `$skipToken`: a fleet of
+N clusters costs ceil(N / 1,000) calls where listing it through ARM costs one call per subscription
+and page.
+
+Throttling: Resource Graph allows a user about 15 queries per 5-second window and says what is left
+in `x-ms-user-quota-remaining` / `x-ms-user-quota-resets-after` on every answer. The adapter waits
+out the window before the next page when nothing is left, rather than spending a request on a 429;
+a 429 that comes anyway is retried by azure-core's retry policy after its `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError
+from azure.mgmt.resourcegraph import ResourceGraphClient
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+from remediation.adapters.azure_errors import translate
+from remediation.model import ClusterInfo
+
+log = logging.getLogger(__name__)
+
+PAGE_ROWS = 1000  # Resource Graph's most rows per page
+SUBSCRIPTIONS_PER_QUERY = 1000  # and most subscriptions per query
+# One line per column the remediator reads; `properties.*` paths are the managed cluster's REST properties.
+CLUSTERS_QUERY = """Resources
+| where type =~ 'microsoft.containerservice/managedclusters'
+| project id, name, location, resourceGroup, subscriptionId, tags,
+    clientId = properties.servicePrincipalProfile.clientId,
+    aadServerAppId = properties.aadProfile.serverAppID,
+    aadManaged = properties.aadProfile.managed,
+    provisioningState = properties.provisioningState,
+    identityType = identity.type
+| order by id asc"""
+
+
+class ResourceGraphClusters:
+    def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        # The SDK defaults to the public cloud's audience; each cloud's ARM is its own.
+        self._client = ResourceGraphClient(credential, base_url=endpoint,
+                                           credential_scopes=[f"{endpoint.rstrip('/')}/.default"],
+                                           connection_verify=connection_verify)
+        self._sleep = sleep
+        self.calls = 0  # queries sent, pages included (the benchmark reads it)
+
+    def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
+        """Every managed cluster the remediator may read in the subscriptions, ordered by id (all pages)."""
+        found: list[ClusterInfo] = []
+        subscriptions = list(dict.fromkeys(s.lower() for s in subscription_ids))
+        if not subscriptions:  # no scope set: every subscription the remediator may read (the tenant's)
+            return self._query(None)
+        for start in range(0, len(subscriptions), SUBSCRIPTIONS_PER_QUERY):
+            found.extend(self._query(subscriptions[start:start + SUBSCRIPTIONS_PER_QUERY]))
+        return found
+
+    def _query(self, subscriptions: list[str] | None) -> list[ClusterInfo]:
+        rows: list[ClusterInfo] = []
+        skip_token: str | None = None
+        while True:
+            request = QueryRequest(subscriptions=subscriptions, query=CLUSTERS_QUERY, options=QueryRequestOptions(
+                top=PAGE_ROWS, skip_token=skip_token, result_format="objectArray"))
+            headers: dict[str, str] = {}
+            try:
+                page = self._client.resources(request, cls=_keep_headers(headers))
+            except AzureError as err:
+                raise translate(err, f"querying Resource Graph for the clusters of"
+                                     f" {len(subscriptions) if subscriptions else 'every'} subscription(s)") from err
+            self.calls += 1
+            rows.extend(_cluster(row) for row in page.data or ())
+            skip_token = page.skip_token
+            if not skip_token:
+                return rows
+            self._respect_quota(headers)
+
+    def _respect_quota(self, headers: dict[str, str]) -> None:
+        remaining, resets = headers.get("x-ms-user-quota-remaining"), headers.get("x-ms-user-quota-resets-after")
+        if remaining is None or resets is None or not remaining.isdigit() or int(remaining) > 0:
+            return
+        wait = _hms_seconds(resets)
+        log.info("Resource Graph quota used up: waiting %.1f s for the next page", wait)
+        self._sleep(wait)
+
+
+def _keep_headers(into: dict[str, str]) -> Callable[[Any, Any, Any], Any]:
+    def keep(pipeline_response: Any, deserialized: Any, response_headers: Any) -> Any:
+        into.update({k.lower(): v for k, v in pipeline_response.http_response.headers.items()})
+        return deserialized
+    return keep
+
+
+def _hms_seconds(text: str) -> float:
+    """`hh:mm:ss` (Resource Graph's `x-ms-user-quota-resets-after`) as seconds; 1 s when unreadable."""
+    try:
+        hours, minutes, seconds = text.split(":")
+        return min(max(int(hours) * 3600 + int(minutes) * 60 + float(seconds), 0.0), 300.0)
+    except ValueError:
+        return 1.0
+
+
+def _cluster(row: dict[str, Any]) -> ClusterInfo:
+    legacy_aad = bool(row.get("aadServerAppId")) and not row.get("aadManaged")
+    return ClusterInfo(
+        id=row["id"], name=row.get("name") or "", location=row.get("location") or "",
+        # A managed-identity cluster's profile says "msi" (or has no profile at all).
+        client_id=row.get("clientId") or "msi", provisioning_state=row.get("provisioningState") or "Unknown",
+        tags=dict(row.get("tags") or {}), aad_server_app_id=row["aadServerAppId"] if legacy_aad else None)

@@ -1,0 +1,284 @@
+"""Fleet credential health: every service-principal cluster's secret, judged before it breaks.
+
+One Resource Graph query finds every cluster in scope across the subscriptions; one Graph `$batch`
+call per 20 applications reads their passwords' end dates. Each cluster is then judged by an
+ordered tuple of pure checks (`JUDGES`): managed identity, application missing, expired now,
+expiring within the warning period, healthy. Every service-principal cluster also gets the
+permanent fix as a recommendation (moving it to a managed identity), never applied.
+
+`report()` only reads. `check()` (the daily timer) also acts, through the reconcile like any other
+hint, so every guardrail applies and the decision follows from the cluster's present state:
+- expired now: the cluster is broken whether or not a write failed yet: remediated at once;
+- expiring, on a cluster opted in by tag: rotated if its maintenance window is open now; if the
+  window opens within `SCHEDULE_HORIZON`, a credential check is queued for that moment, when the
+  reconcile decides again from what is true then.
+
+Which password a cluster holds is not visible in Azure: a cluster is judged by the soonest-ending
+valid password of its application (the earliest it may break). The reconcile refines that with the
+remediator's own records before it acts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from remediation.errors import InvalidInputError, RemediationError
+from remediation.guardrails import Guardrails
+from remediation.ids import ClusterId
+from remediation.model import Application, ClusterInfo
+from remediation.ports import ClusterInventory, Directory, WorkQueue
+from remediation.reconcile import Decision, Hint, Reconciler, Source
+
+log = logging.getLogger(__name__)
+
+# Logged at WARNING by every health check that finds any ("3 clusters expired now"): infra/modules/alerts.bicep
+# alerts on it.
+EXPIRED_NOW_LOG = "clusters expired now"
+
+# A window opening this soon after a check gets a queued credential check at its opening; a later one is the
+# next daily check's to schedule. (A queue message may be delayed up to 7 days.)
+SCHEDULE_HORIZON = timedelta(hours=25)
+MAX_CHECK_MESSAGE = 2048
+MIGRATE_DOCS = "https://learn.microsoft.com/azure/aks/use-managed-identity#update-an-existing-cluster-to-use-managed-identity"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    EXPIRING = "expiring"  # the secret may end within the warning period
+    EXPIRED = "expired"  # every password of the application has ended: broken now
+    APPLICATION_MISSING = "applicationMissing"  # Graph has no such application (deleted, or another tenant)
+    MANAGED_IDENTITY = "managedIdentity"  # no secret at all: nothing to watch
+
+
+@dataclass(frozen=True)
+class Judgement:
+    health: Health
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """One cluster's credential health, with the permanent fix and what the check did. Never a secret."""
+
+    cluster: ClusterId
+    health: Health
+    code: str
+    message: str
+    app_id: str | None = None
+    ends_at: datetime | None = None  # the soonest-ending valid password; for an expired one, the last to end
+    days_left: float | None = None
+    tags: dict[str, str] = field(default_factory=dict, compare=False)
+    action: dict[str, Any] | None = None  # the reconcile's decision, when the check acted
+
+    @property
+    def recommendation(self) -> str | None:
+        if self.health is Health.MANAGED_IDENTITY:
+            return None
+        return (f"move to a managed identity, which has no secret to expire: az aks update -g"
+                f" {self.cluster.resource_group} -n {self.cluster.name} --subscription {self.cluster.subscription_id}"
+                f" --enable-managed-identity ({MIGRATE_DOCS}; it re-images nodes and changes the identity the"
+                " cluster's role assignments name)")
+
+    def view(self) -> dict[str, Any]:
+        return {"clusterResourceId": str(self.cluster), "name": self.cluster.name,
+                "resourceGroup": self.cluster.resource_group, "subscriptionId": self.cluster.subscription_id,
+                "health": self.health.value, "code": self.code, "message": self.message, "appId": self.app_id,
+                "endsAt": self.ends_at.isoformat() if self.ends_at else None,
+                "daysLeft": round(self.days_left, 1) if self.days_left is not None else None,
+                "recommendation": self.recommendation, "action": self.action}
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    at: datetime
+    within_days: int
+    clusters: tuple[ClusterHealth, ...]
+    applications: int
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        found = Counter(c.health.value for c in self.clusters)
+        return {h.value: found.get(h.value, 0) for h in Health}
+
+    @property
+    def days_to_nearest_expiry(self) -> float | None:
+        """Across clusters that still work: how long until the first one may break."""
+        return min((c.days_left for c in self.clusters
+                    if c.days_left is not None and c.health in (Health.HEALTHY, Health.EXPIRING)), default=None)
+
+    def view(self) -> dict[str, Any]:
+        nearest = self.days_to_nearest_expiry
+        return {"at": self.at.isoformat(), "expiringWithinDays": self.within_days, "counts": self.counts,
+                "applications": self.applications,
+                "daysToNearestExpiry": round(nearest, 1) if nearest is not None else None,
+                "value": [c.view() for c in self.clusters]}
+
+
+# ------------------------------------------------------------------------------------------ judging
+
+Judge = Callable[[ClusterInfo, "Application | None", datetime, timedelta], "Judgement | None"]
+
+
+def managed_identity(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> Judgement | None:
+    if c.uses_managed_identity:
+        return Judgement(Health.MANAGED_IDENTITY, "ManagedIdentity", "the cluster uses a managed identity: no secret")
+    return None
+
+
+def application_missing(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta
+                        ) -> Judgement | None:
+    if app is None:
+        return Judgement(Health.APPLICATION_MISSING, "ApplicationNotFound", f"Graph has no application {c.client_id}"
+                         " (deleted, or of another tenant): every cluster write fails; POST /api/remediations plans"
+                         " or makes its replacement")
+    return None
+
+
+def expired(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> Judgement | None:
+    assert app is not None
+    if all(p.end is not None and p.end <= now for p in app.passwords):
+        what = "has no password" if not app.passwords else "has only ended passwords"
+        return Judgement(Health.EXPIRED, "ExpiredNow", f"application {app.app_id} {what}: the cluster is broken")
+    return None
+
+
+def expiring(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> Judgement | None:
+    ends = soonest_valid_end(app, now)
+    if ends is not None and ends <= now + within:
+        return Judgement(Health.EXPIRING, "ExpiringSoon", f"a password of application {c.client_id} the cluster may"
+                         f" hold ends {ends.isoformat()}, within {within.days} days")
+    return None
+
+
+def healthy(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> Judgement:
+    ends = soonest_valid_end(app, now)
+    return Judgement(Health.HEALTHY, "Healthy", f"every valid password ends after {within.days} days" if ends
+                     else "its password never ends")
+
+
+JUDGES: tuple[Judge, ...] = (managed_identity, application_missing, expired, expiring)
+
+
+def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> ClusterHealth:
+    found = next((j for judge_ in JUDGES if (j := judge_(cluster, app, now, within))), None)
+    judgement = found or healthy(cluster, app, now, within)
+    ends = None
+    if app is not None:
+        ends = soonest_valid_end(app, now) if judgement.health is not Health.EXPIRED else max(
+            (p.end for p in app.passwords if p.end), default=None)
+    return ClusterHealth(
+        ClusterId.parse(cluster.id), judgement.health, judgement.code, judgement.message,
+        app_id=None if cluster.uses_managed_identity else cluster.client_id.lower(), ends_at=ends,
+        days_left=(ends - now).total_seconds() / 86400 if ends else None, tags=dict(cluster.tags))
+
+
+def soonest_valid_end(app: Application | None, now: datetime) -> datetime | None:
+    return min((p.end for p in (app.passwords if app else ()) if p.end is not None and p.end > now), default=None)
+
+
+# ------------------------------------------------------------------------------------------ the use case
+
+
+@dataclass(frozen=True)
+class CredentialCheck:
+    """A credential-checks queue message: decide a cluster's proactive rotation again when its window opens."""
+
+    cluster: ClusterId
+    due: datetime
+
+    def to_message(self) -> dict[str, str]:
+        return {"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}
+
+    @classmethod
+    def from_message(cls, body: str | bytes) -> CredentialCheck:
+        if len(body) > MAX_CHECK_MESSAGE:
+            raise InvalidInputError("a credential check message is too long", code="InvalidCheckMessage")
+        try:
+            data = json.loads(body)
+            check = cls(ClusterId.parse(data["clusterResourceId"]), datetime.fromisoformat(data["due"]))
+        except InvalidInputError:
+            raise
+        except (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError) as err:
+            raise InvalidInputError("a credential check message needs clusterResourceId and due",
+                                    code="InvalidCheckMessage") from err
+        if check.due.tzinfo is None:
+            raise InvalidInputError("due must carry a time zone", code="InvalidCheckMessage")
+        return check
+
+
+class FleetHealth:
+    def __init__(self, *, inventory: ClusterInventory, directory: Directory, reconciler: Reconciler,
+                 checks: WorkQueue, guardrails: Guardrails, subscriptions: Sequence[str],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._inventory, self._directory, self._reconciler = inventory, directory, reconciler
+        self._checks = checks
+        self._guardrails = guardrails
+        self._subscriptions = tuple(subscriptions)
+        self._clock = clock
+
+    def report(self) -> FleetReport:
+        """Every service-principal and managed-identity cluster in scope, judged; nothing is written."""
+        now = self._clock()
+        clusters = [c for c in self._inventory.list_clusters(self._subscriptions)
+                    if self._guardrails.scope.refusal(ClusterId.parse(c.id)) is None]
+        app_ids = {c.client_id.lower() for c in clusters if not c.uses_managed_identity}
+        apps = self._directory.get_applications_by_app_ids(app_ids) if app_ids else {}
+        within = self._guardrails.rotation.within
+        judged = tuple(judge(c, apps.get(c.client_id.lower()), now, within) for c in clusters)
+        return FleetReport(now, within.days, judged, len(app_ids))
+
+    def check(self) -> FleetReport:
+        """The report, then act on it: remediate what is expired now, rotate opted-in clusters whose secret ends
+        soon inside their window (or queue a check for when it opens). Each is a hint the reconcile decides."""
+        report = self.report()
+        acted = []
+        for found in report.clusters:
+            try:
+                decision = self._act(found)
+            except RemediationError as err:  # one cluster's trouble does not stop the fleet's check
+                log.error("health check of %s: %s", found.cluster.name, err)
+                acted.append(replace(found, action={"code": err.code, "message": str(err), "act": "none",
+                                                    "remediationId": None}))
+                continue
+            acted.append(found if decision is None else _with_action(found, decision))
+        return FleetReport(report.at, report.within_days, tuple(acted), report.applications, report.calls)
+
+    def recheck(self, check: CredentialCheck) -> Decision:
+        """A queued credential check: decided from the present, like the first time (and queued again if the
+        window is still ahead, say when the message came early)."""
+        decision = self._reconciler.decide(Hint(check.cluster, Source.ROTATION))
+        self._schedule(check.cluster, decision)
+        return decision
+
+    def _act(self, found: ClusterHealth) -> Decision | None:
+        if found.health is Health.EXPIRED:
+            return self._reconciler.decide(Hint(found.cluster, Source.SCAN))
+        if found.health is Health.EXPIRING and self._guardrails.rotation.opt_in.on(found.tags):
+            decision = self._reconciler.decide(Hint(found.cluster, Source.ROTATION))
+            self._schedule(found.cluster, decision)
+            return decision
+        return None
+
+    def _schedule(self, cluster: ClusterId, decision: Decision) -> None:
+        opens = decision.verdict.next_chance
+        now = self._clock()
+        if opens is None or not now < opens <= now + SCHEDULE_HORIZON:
+            return
+        self._checks.send(CredentialCheck(cluster, opens).to_message(), delay_seconds=(opens - now).total_seconds())
+        log.info("credential check of %s queued for %s, when its maintenance window opens", cluster.name,
+                 opens.isoformat())
+
+
+def _with_action(found: ClusterHealth, decision: Decision) -> ClusterHealth:
+    return replace(found, action={"code": decision.code, "message": decision.verdict.message,
+                                  "act": decision.verdict.act.value,
+                                  "remediationId": decision.remediation.id if decision.remediation else None})
