@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
+from remediation import telemetry
 from remediation.auth import READ_ROLE, WRITE_ROLE, ForbiddenError, UnauthorizedError
 from remediation.detection import IncidentLookup
 from remediation.errors import (
@@ -71,7 +72,9 @@ def start_remediation(req: func.HttpRequest) -> func.HttpResponse:
     running, or a JSON error saying why nothing was started (a decision's reason code)."""
     try:
         caller = services().api_auth.authenticate(req.headers.get("Authorization"), WRITE_ROLE)
-        decision = services().remediations.request(RemediationRequest.from_json(req.get_body(), requested_by=caller))
+        with telemetry.span("remediator.request", kind="server"):
+            decision = services().remediations.request(RemediationRequest.from_json(req.get_body(),
+                                                                                    requested_by=caller))
     except RemediationError as err:
         return _error_response(err, "start_remediation")
     if decision.remediation is None:
@@ -161,7 +164,8 @@ def check_fleet_health(timer: func.TimerRequest) -> None:
     """The daily fleet credential health check: report, remediate what expired, rotate opted-in clusters whose secret
     ends soon inside their maintenance window (or queue a check for when it opens)."""
     try:
-        report = services().health.check()
+        with telemetry.span("remediator.health_check"):
+            report = services().health.check()
     except RemediationError as err:
         log.error("fleet health check failed: %s", err)
         return
@@ -180,7 +184,9 @@ def recheck_credential(message: func.QueueMessage) -> None:
     except InvalidInputError as err:
         log.error("dropping queue message %s: %s", message.id, err)
         return
-    decision = services().health.recheck(check)
+    with telemetry.span("remediator.credential_check", carrier=telemetry.carrier_of(check.traceparent),
+                        kind="consumer", attributes={"remediator.cluster.resource_id": str(check.cluster)}):
+        decision = services().health.recheck(check)
     log.info("credential check of %s: %s: %s", check.cluster.name, decision.code, decision.verdict.message)
 
 
@@ -194,7 +200,10 @@ def advance_remediation(message: func.QueueMessage) -> None:
         log.error("dropping queue message %s: %s", message.id, err)
         return
     try:
-        remediation = services().remediations.advance(item)
+        with telemetry.span("remediator.advance", carrier=telemetry.carrier_of(item.traceparent), kind="consumer",
+                            attributes={"remediator.remediation.id": item.remediation_id,
+                                        "remediator.remediation.generation": item.generation}):
+            remediation = services().remediations.advance(item)
     except NotFoundError as err:
         log.error("dropping queue message %s: %s", message.id, err)
         return
@@ -228,7 +237,10 @@ def on_resource_failure(event: func.EventGridEvent) -> None:
             log.info("acknowledged event %s without work: %s (%s ignored so far)", _event_id(event), parsed.reason,
                      sum(ignored_events.values()))
             return
-        services().detector.accept_event(parsed)
+        with telemetry.span("remediator.failure_event", kind="consumer",
+                            attributes={"remediator.cluster.resource_id": str(parsed.cluster),
+                                        "remediator.correlation_id": parsed.correlation_id}):
+            services().detector.accept_event(parsed)
     except InvalidInputError as err:
         ignored_events["malformed"] += 1
         log.error("acknowledged malformed event %s: %s", _event_id(event), err)
@@ -242,7 +254,11 @@ def look_up_incident(message: func.QueueMessage) -> None:
     except InvalidInputError as err:
         log.error("dropping queue message %s: %s", message.id, err)
         return
-    decision = services().detector.look_up(lookup)
+    with telemetry.span("remediator.look_up_incident", carrier=telemetry.carrier_of(lookup.traceparent),
+                        kind="consumer", attributes={"remediator.cluster.resource_id": str(lookup.cluster),
+                                                     "remediator.correlation_id": lookup.correlation_id,
+                                                     "remediator.lookup.attempt": lookup.attempt}):
+        decision = services().detector.look_up(lookup)
     log.info("incident %s of %s: %s: %s", lookup.correlation_id, lookup.cluster.name, decision.code,
              decision.verdict.message)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -26,14 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from azure.identity import ClientSecretCredential  # noqa: E402
-
-from remediation.adapters.graph import GraphDirectory  # noqa: E402
-from remediation.adapters.resourcegraph import ResourceGraphClusters  # noqa: E402
-from remediation.guardrails import Guardrails  # noqa: E402
-from remediation.health import FleetHealth, FleetReport  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from sandbox.fleets import fleet  # noqa: E402
 from sandbox.state import Fault  # noqa: E402
@@ -54,27 +50,48 @@ def health_fleet(clusters: int, *, subscriptions: int = 20, seed: int = 11) -> d
     return document
 
 
+SCAN = r"""
+import json, sys, time
+from azure.identity import ClientSecretCredential
+from remediation.adapters.graph import GraphDirectory
+from remediation.adapters.resourcegraph import ResourceGraphClusters
+from remediation.guardrails import Guardrails
+from remediation.health import FleetHealth
+given = json.loads(sys.argv[1])
+credential = ClientSecretCredential(given["tenant"], given["client"], given["secret"], authority=given["login"],
+                                    disable_instance_discovery=True, connection_verify=given["ca"])
+inventory = ResourceGraphClusters(credential, endpoint=given["arm"], connection_verify=given["ca"])
+directory = GraphDirectory(credential, endpoint=given["graph"], ca_bundle=given["ca"])
+health = FleetHealth(inventory=inventory, directory=directory, reconciler=None, checks=None,
+                     guardrails=Guardrails(), subscriptions=given["subscriptions"])
+started, cpu = time.perf_counter(), time.process_time()
+report = health.report()
+print(json.dumps({"seconds": time.perf_counter() - started, "cpuSeconds": time.process_time() - cpu,
+                  "clusters": len(report.clusters), "applications": report.applications, "counts": report.counts,
+                  "resourceGraphCalls": inventory.calls, "graphBatchCalls": directory.batch_calls}))
+"""
+
+
 def scan(sandbox: Sandbox, *, latency: float = LATENCY, throttle_rate: float = 0.0) -> dict[str, Any]:
-    """One report over the whole fleet, timed from a cold start of the adapters (a token is fetched first)."""
+    """One report over the whole fleet, by the remediator's own adapters in a process of their own (as the function
+    app's worker is: the sandbox's work is not the remediator's), timed from a cold start of the adapters."""
     if throttle_rate:  # before the latency: a request takes the first fault that hits it
         sandbox.state.add_fault(Fault(kind="throttle", api="graph", remaining=FOREVER, rate=throttle_rate, status=429,
                                       route="GET /applications(appId=)", retry_after=1.0))
     for api in APIS:
         sandbox.state.add_fault(Fault(kind="latency", api=api, remaining=FOREVER, seconds=latency))
-    credential = ClientSecretCredential(sandbox.tenant_id, sandbox.remediator.client_id,
-                                        sandbox.remediator.client_secret, authority=sandbox.endpoints["login"],
-                                        disable_instance_discovery=True, connection_verify=sandbox.ca_path)
-    inventory = ResourceGraphClusters(credential, endpoint=sandbox.endpoints["arm"], connection_verify=sandbox.ca_path)
-    directory = GraphDirectory(credential, endpoint=sandbox.endpoints["graph"], ca_bundle=sandbox.ca_path)
-    health = FleetHealth(inventory=inventory, directory=directory, reconciler=None, checks=None,  # type: ignore[arg-type]
-                         guardrails=Guardrails(), subscriptions=sandbox.subscription_ids)
+    given = {"tenant": sandbox.tenant_id, "client": sandbox.remediator.client_id,
+             "secret": sandbox.remediator.client_secret, "login": sandbox.endpoints["login"],
+             "arm": sandbox.endpoints["arm"], "graph": sandbox.endpoints["graph"], "ca": sandbox.ca_path,
+             "subscriptions": list(sandbox.subscription_ids)}
     before = _requests(sandbox)
-    started = time.perf_counter()
-    report = health.report()
-    seconds = time.perf_counter() - started
+    child = subprocess.run([sys.executable, "-c", SCAN, json.dumps(given)], cwd=ROOT, capture_output=True, text=True,
+                           check=False)
+    if child.returncode:
+        raise RuntimeError(f"the scan failed: {child.stderr[-3000:]}")
     after = _requests(sandbox)
     sandbox.state.clear_faults()
-    return _figures(report, seconds, inventory, directory, before, after, sandbox)
+    return _figures(json.loads(child.stdout.strip().splitlines()[-1]), before, after, sandbox)
 
 
 def _requests(sandbox: Sandbox) -> dict[str, Counter[str]]:
@@ -82,22 +99,22 @@ def _requests(sandbox: Sandbox) -> dict[str, Counter[str]]:
         return {api: Counter(routes) for api, routes in sandbox.state.requests.items()}
 
 
-def _figures(report: FleetReport, seconds: float, inventory: ResourceGraphClusters, directory: GraphDirectory,
-             before: dict[str, Counter[str]], after: dict[str, Counter[str]], sandbox: Sandbox) -> dict[str, Any]:
-    calls = {api: sum((after.get(api, Counter()) - before.get(api, Counter())).values()) for api in after}
+def _figures(measured: dict[str, Any], before: dict[str, Counter[str]], after: dict[str, Counter[str]],
+             sandbox: Sandbox) -> dict[str, Any]:
     routes = {api: dict(after.get(api, Counter()) - before.get(api, Counter())) for api in after}
     with sandbox.state.lock:
         answers = {f"{api} {route}": dict(statuses) for api, by_route in sandbox.state.responses.items()
                    for route, statuses in by_route.items() if route in routes.get(api, {})}
-    clusters = len(report.clusters)
+    inner = {"GET /applications(appId=)"}  # requests inside a $batch: not HTTP calls of their own
+    http_calls = {api: sum(n for route, n in counted.items() if route not in inner) for api, counted in routes.items()}
+    clusters, applications = measured["clusters"], measured["applications"]
     return {
-        "clusters": clusters, "applications": report.applications, "seconds": round(seconds, 2),
-        "counts": report.counts, "resourceGraphCalls": inventory.calls,
+        **measured, "seconds": round(measured["seconds"], 2), "cpuSeconds": round(measured["cpuSeconds"], 2),
         "resourceGraphPages": math.ceil(clusters / 1000) or 1,
-        "graphBatchCalls": directory.batch_calls, "graphBatchCallsAllowed": math.ceil(report.applications / 20),
-        "graphBatchesWithThrottledRequests": max(directory.batch_calls - math.ceil(report.applications / 20), 0),
-        "callsByApi": calls, "routes": routes, "answers": answers,
-        "unhandled": 0,  # report() raised nothing: every throttled answer was waited out and asked again
+        "graphBatchCallsAllowed": math.ceil(applications / 20),
+        "httpCallsByApi": http_calls, "answers": answers,
+        "throttledAnswers": sum(statuses.get("429", 0) for statuses in answers.values()),
+        "unhandled": 0,  # the scan raised nothing: every throttled answer was waited out and asked again
     }
 
 
@@ -133,12 +150,14 @@ def main() -> None:
             print(f"{name}: {r['clusters']} clusters, {r['applications']} applications in {r['seconds']} s;"
                   f" Resource Graph calls {r['resourceGraphCalls']} (pages {r['resourceGraphPages']}); Graph $batch"
                   f" calls {r['graphBatchCalls']} (ceil(apps/20) = {r['graphBatchCallsAllowed']}); counts"
-                  f" {r['counts']}; answers {r['answers']}")
+                  f" {r['counts']}; CPU {r['cpuSeconds']} s; answers {r['answers']}")
     if "table" in results:
-        print("clusters | applications | seconds | Resource Graph calls | Graph $batch calls | all calls")
+        print("clusters | applications | seconds | CPU seconds | Resource Graph calls | Graph $batch calls |"
+              " all HTTP calls")
         for r in results["table"]:
-            print(f"{r['clusters']:>8} | {r['applications']:>12} | {r['seconds']:>7} | {r['resourceGraphCalls']:>20} |"
-                  f" {r['graphBatchCalls']:>18} | {sum(r['callsByApi'].values()):>9}")
+            calls = sum(r["httpCallsByApi"].values())
+            print(f"{r['clusters']:>8} | {r['applications']:>12} | {r['seconds']:>7} | {r['cpuSeconds']:>11} |"
+                  f" {r['resourceGraphCalls']:>20} | {r['graphBatchCalls']:>18} | {calls:>14}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from remediation import telemetry
 from remediation.auth import ApiAuthenticator, TokenValidator
 from remediation.detection import DetectionConfig, IncidentDetector
 from remediation.health import FleetHealth
@@ -22,6 +23,7 @@ from remediation.ports import (
     Directory,
     IncidentStore,
     ManagedClusters,
+    OutcomePublisher,
     RemediationStore,
     ResourceGroups,
     RoleAssignments,
@@ -70,6 +72,20 @@ def build_credential(settings: Settings) -> Any:
     return ManagedIdentityCredential(client_id=settings.client_id)
 
 
+def build_outcomes(settings: Settings, credential: Any) -> OutcomePublisher:
+    """The outcome topic's publisher, or one that publishes nothing when no topic is configured."""
+    from remediation.adapters.outcomes import EventGridOutcomes, NoOutcomes
+
+    if not settings.outcome_topic_endpoint:
+        return NoOutcomes()
+    endpoint = settings.outcome_topic_endpoint
+    if not endpoint.endswith("/api/events"):  # the topic's endpoint property includes it; accept either
+        endpoint += "/api/events"
+    # The source names the remediator: its API application's URI is stable and unique per deployment.
+    return EventGridOutcomes(endpoint, credential, source=settings.api_app_id_uri,
+                             connection_verify=settings.ca_bundle or True)
+
+
 def step_config(settings: Settings) -> StepConfig:
     return StepConfig(
         secret_lifetime=timedelta(days=settings.secret_lifetime_days), poll_seconds=settings.reset_poll_seconds,
@@ -101,6 +117,7 @@ def bootstrap(
     lookups: WorkQueue | None = None,
     checks: WorkQueue | None = None,
     inventory: ClusterInventory | None = None,
+    outcomes: OutcomePublisher | None = None,
     token_validator: TokenValidator | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ensure_storage: bool = True,
@@ -108,6 +125,7 @@ def bootstrap(
     """Build the use cases; `ensure_storage` creates the table and queues if missing (one call each)."""
     settings = settings or Settings.from_env()
     quiet_sdk_loggers(settings.sdk_log_level)
+    telemetry.configure(settings.appinsights_connection_string)
     verify: str | bool = settings.ca_bundle or True
     if credential is None:
         credential = build_credential(settings)
@@ -176,9 +194,12 @@ def bootstrap(
         from remediation.adapters.roles import ArmRoleAssignments
 
         roles = ArmRoleAssignments(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
+    if outcomes is None:
+        outcomes = build_outcomes(settings, credential)
     runner = RemediationRunner(
         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=resource_groups,
-        ledger=incidents, store=store, queue=queue, roles=roles, clock=clock, config=step_config(settings))
+        ledger=incidents, store=store, queue=queue, roles=roles, clock=clock, config=step_config(settings),
+        outcomes=outcomes)
     reconciler = Reconciler(clusters=clusters, directory=directory, store=store, incidents=incidents, vault=vault,
                             sign_in=sign_in, resource_groups=resource_groups, runner=runner,
                             guardrails=settings.guardrails, owner_id=settings.principal_id, clock=clock)
@@ -197,5 +218,6 @@ def bootstrap(
                                  clusters=clusters, directory=directory, owner_id=settings.principal_id,
                                  subscriptions=settings.subscription_ids, scope=settings.guardrails.scope)
     health = FleetHealth(inventory=inventory, directory=directory, reconciler=reconciler, checks=checks,
-                         guardrails=settings.guardrails, subscriptions=settings.subscription_ids, clock=clock)
+                         guardrails=settings.guardrails, subscriptions=settings.subscription_ids, outcomes=outcomes,
+                         clock=clock)
     return Services(settings, service, detector, ApiAuthenticator(token_validator), health)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from remediation import telemetry
 from remediation.classify import apps_named, classify_status_message
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
@@ -26,6 +27,7 @@ from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry
 from remediation.ports import ActivityLog, IncidentStore, WorkQueue
 from remediation.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
+from remediation.runner import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +52,14 @@ class IncidentLookup:
     correlation_id: str
     first_seen: datetime
     attempt: int = 0
+    traceparent: str | None = None  # the event's trace context: the lookup and the remediation join its trace
 
     def to_message(self) -> dict[str, object]:
-        return {"clusterResourceId": str(self.cluster), "correlationId": self.correlation_id,
-                "firstSeen": self.first_seen.isoformat(), "attempt": self.attempt}
+        body: dict[str, object] = {"clusterResourceId": str(self.cluster), "correlationId": self.correlation_id,
+                                   "firstSeen": self.first_seen.isoformat(), "attempt": self.attempt}
+        if self.traceparent:
+            body["traceparent"] = self.traceparent
+        return body
 
     @classmethod
     def from_message(cls, body: str | bytes) -> IncidentLookup:
@@ -62,7 +68,8 @@ class IncidentLookup:
         try:
             data = json.loads(body)
             lookup = cls(ClusterId.parse(data["clusterResourceId"], allow_child=True), str(data["correlationId"]),
-                         datetime.fromisoformat(data["firstSeen"]), int(data["attempt"]))
+                         datetime.fromisoformat(data["firstSeen"]), int(data["attempt"]),
+                         valid_traceparent(data.get("traceparent")))
         except InvalidInputError:
             raise
         except (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError) as err:
@@ -118,7 +125,8 @@ class IncidentDetector:
             log.info("failure event %s on %s: out of scope (%s); acknowledged", event.event_id,
                      event.cluster.name, self._scope.refusal(event.cluster))
             return None
-        lookup = IncidentLookup(event.cluster, event.correlation_id, min(seen, now))
+        lookup = IncidentLookup(event.cluster, event.correlation_id, min(seen, now),
+                                traceparent=telemetry.traceparent())
         self._lookups.send(lookup.to_message())
         log.info("failure event %s on %s queued for lookup (correlationId %s)",
                  event.event_id, event.cluster.name, event.correlation_id)
@@ -148,7 +156,8 @@ class IncidentDetector:
             log.warning("gave up on incident %s of %s: %s", lookup.correlation_id, lookup.cluster.name,
                         verdict.message)
             return self._record(Decision(hint, verdict, at=now))
-        retry = IncidentLookup(lookup.cluster, lookup.correlation_id, lookup.first_seen, lookup.attempt + 1)
+        retry = IncidentLookup(lookup.cluster, lookup.correlation_id, lookup.first_seen, lookup.attempt + 1,
+                               lookup.traceparent)
         self._lookups.send(retry.to_message(), delay_seconds=self._config.lookup_delay_seconds)
         return Decision(hint, Verdict(Act.NONE, "Waiting", f"Activity Log entry not there yet (attempt"
                                                            f" {retry.attempt})"), at=now)

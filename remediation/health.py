@@ -29,12 +29,15 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from remediation import telemetry
 from remediation.errors import InvalidInputError, RemediationError
 from remediation.guardrails import Guardrails
 from remediation.ids import ClusterId
-from remediation.model import Application, ClusterInfo
-from remediation.ports import ClusterInventory, Directory, WorkQueue
+from remediation.model import Application, ClusterInfo, Credential
+from remediation.outcomes import OutcomeEvent, credential_expired, credential_expiring
+from remediation.ports import ClusterInventory, Directory, OutcomePublisher, WorkQueue
 from remediation.reconcile import Decision, Hint, Reconciler, Source
+from remediation.runner import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,13 @@ EXPIRED_NOW_LOG = "clusters expired now"
 # next daily check's to schedule. (A queue message may be delayed up to 7 days.)
 SCHEDULE_HORIZON = timedelta(hours=25)
 MAX_CHECK_MESSAGE = 2048
+PUBLISH_BATCH = 100  # events per Event Grid request (a request carries at most 1 MB)
 MIGRATE_DOCS = "https://learn.microsoft.com/azure/aks/use-managed-identity#update-an-existing-cluster-to-use-managed-identity"
+
+
+# Telemetry's health states are snake_case, as OpenTelemetry attribute values are.
+_METRIC_STATE = {"healthy": "healthy", "expiring": "expiring", "expired": "expired",
+                 "applicationMissing": "application_missing", "managedIdentity": "managed_identity"}
 
 
 class Health(StrEnum):
@@ -102,7 +111,6 @@ class FleetReport:
     within_days: int
     clusters: tuple[ClusterHealth, ...]
     applications: int
-    calls: dict[str, int] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -168,7 +176,8 @@ def healthy(c: ClusterInfo, app: Application | None, now: datetime, within: time
 JUDGES: tuple[Judge, ...] = (managed_identity, application_missing, expired, expiring)
 
 
-def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> ClusterHealth:
+def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: timedelta, *,
+          cluster_id: ClusterId | None = None) -> ClusterHealth:
     found = next((j for judge_ in JUDGES if (j := judge_(cluster, app, now, within))), None)
     judgement = found or healthy(cluster, app, now, within)
     ends = None
@@ -176,7 +185,7 @@ def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: 
         ends = soonest_valid_end(app, now) if judgement.health is not Health.EXPIRED else max(
             (p.end for p in app.passwords if p.end), default=None)
     return ClusterHealth(
-        ClusterId.parse(cluster.id), judgement.health, judgement.code, judgement.message,
+        cluster_id or ClusterId.parse(cluster.id), judgement.health, judgement.code, judgement.message,
         app_id=None if cluster.uses_managed_identity else cluster.client_id.lower(), ends_at=ends,
         days_left=(ends - now).total_seconds() / 86400 if ends else None, tags=dict(cluster.tags))
 
@@ -194,9 +203,13 @@ class CredentialCheck:
 
     cluster: ClusterId
     due: datetime
+    traceparent: str | None = None
 
     def to_message(self) -> dict[str, str]:
-        return {"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}
+        body = {"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}
+        if self.traceparent:
+            body["traceparent"] = self.traceparent
+        return body
 
     @classmethod
     def from_message(cls, body: str | bytes) -> CredentialCheck:
@@ -204,7 +217,8 @@ class CredentialCheck:
             raise InvalidInputError("a credential check message is too long", code="InvalidCheckMessage")
         try:
             data = json.loads(body)
-            check = cls(ClusterId.parse(data["clusterResourceId"]), datetime.fromisoformat(data["due"]))
+            check = cls(ClusterId.parse(data["clusterResourceId"]), datetime.fromisoformat(data["due"]),
+                        valid_traceparent(data.get("traceparent")))
         except InvalidInputError:
             raise
         except (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError) as err:
@@ -218,9 +232,10 @@ class CredentialCheck:
 class FleetHealth:
     def __init__(self, *, inventory: ClusterInventory, directory: Directory, reconciler: Reconciler,
                  checks: WorkQueue, guardrails: Guardrails, subscriptions: Sequence[str],
+                 outcomes: OutcomePublisher | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._inventory, self._directory, self._reconciler = inventory, directory, reconciler
-        self._checks = checks
+        self._checks, self._outcomes = checks, outcomes
         self._guardrails = guardrails
         self._subscriptions = tuple(subscriptions)
         self._clock = clock
@@ -228,13 +243,16 @@ class FleetHealth:
     def report(self) -> FleetReport:
         """Every service-principal and managed-identity cluster in scope, judged; nothing is written."""
         now = self._clock()
-        clusters = [c for c in self._inventory.list_clusters(self._subscriptions)
-                    if self._guardrails.scope.refusal(ClusterId.parse(c.id)) is None]
-        app_ids = {c.client_id.lower() for c in clusters if not c.uses_managed_identity}
+        listed = ((ClusterId.parse(c.id), c) for c in self._inventory.list_clusters(self._subscriptions))
+        clusters = [(cid, c) for cid, c in listed if self._guardrails.scope.refusal(cid) is None]
+        app_ids = {c.client_id.lower() for _, c in clusters if not c.uses_managed_identity}
         apps = self._directory.get_applications_by_app_ids(app_ids) if app_ids else {}
         within = self._guardrails.rotation.within
-        judged = tuple(judge(c, apps.get(c.client_id.lower()), now, within) for c in clusters)
-        return FleetReport(now, within.days, judged, len(app_ids))
+        judged = tuple(judge(c, apps.get(c.client_id.lower()), now, within, cluster_id=cid) for cid, c in clusters)
+        report = FleetReport(now, within.days, judged, len(app_ids))
+        telemetry.record_fleet_health({_METRIC_STATE[k]: n for k, n in report.counts.items()},
+                                      report.days_to_nearest_expiry)
+        return report
 
     def check(self) -> FleetReport:
         """The report, then act on it: remediate what is expired now, rotate opted-in clusters whose secret ends
@@ -250,7 +268,22 @@ class FleetHealth:
                                                     "remediationId": None}))
                 continue
             acted.append(found if decision is None else _with_action(found, decision))
-        return FleetReport(report.at, report.within_days, tuple(acted), report.applications, report.calls)
+        checked = FleetReport(report.at, report.within_days, tuple(acted), report.applications)
+        self._announce(checked)
+        return checked
+
+    def _announce(self, report: FleetReport) -> None:
+        """An event per cluster expired now or expiring, for other teams (the same cluster, application and end date
+        give the same event id every day, so a subscriber can drop repeats). A failed publish is logged."""
+        if self._outcomes is None:
+            return
+        events = [_credential_event(c, report.at) for c in report.clusters
+                  if c.health in (Health.EXPIRED, Health.EXPIRING) and c.app_id]
+        try:
+            for start in range(0, len(events), PUBLISH_BATCH):
+                self._outcomes.publish(events[start:start + PUBLISH_BATCH])
+        except RemediationError as err:
+            log.warning("health check: %s credential event(s) not published: %s", len(events), err)
 
     def recheck(self, check: CredentialCheck) -> Decision:
         """A queued credential check: decided from the present, like the first time (and queued again if the
@@ -273,9 +306,20 @@ class FleetHealth:
         now = self._clock()
         if opens is None or not now < opens <= now + SCHEDULE_HORIZON:
             return
-        self._checks.send(CredentialCheck(cluster, opens).to_message(), delay_seconds=(opens - now).total_seconds())
+        self._checks.send(CredentialCheck(cluster, opens, telemetry.traceparent()).to_message(),
+                          delay_seconds=(opens - now).total_seconds())
         log.info("credential check of %s queued for %s, when its maintenance window opens", cluster.name,
                  opens.isoformat())
+
+
+def _credential_event(found: ClusterHealth, at: datetime) -> OutcomeEvent:
+    if found.health is Health.EXPIRED:
+        return credential_expired(str(found.cluster), application_id=found.app_id or "",
+                                  credential=Credential.SERVICE_PRINCIPAL.value, ended_at=found.ends_at, detected_at=at,
+                                  remediation_id=(found.action or {}).get("remediationId"))
+    assert found.ends_at is not None
+    return credential_expiring(str(found.cluster), application_id=found.app_id or "",
+                               credential=Credential.SERVICE_PRINCIPAL.value, ends_at=found.ends_at, detected_at=at)
 
 
 def _with_action(found: ClusterHealth, decision: Decision) -> ClusterHealth:

@@ -24,6 +24,7 @@ from remediation.model import (
     SignInResult,
     StoredSecretVersion,
 )
+from remediation.outcomes import OutcomeEvent
 from remediation.record import Remediation
 
 
@@ -189,3 +190,9 @@ class IncidentStore(Protocol):
     def get_checkpoint(self, subscription_id: str) -> datetime | None: ...
 
     def set_checkpoint(self, subscription_id: str, at: datetime) -> None: ...
+
+
+class OutcomePublisher(Protocol):
+    def publish(self, events: Sequence[OutcomeEvent]) -> None:
+        """Publish these events in one request (all or none). TransientError when worth trying again (429, 5xx, the
+        connection), PermanentError otherwise (no permission, a refused event)."""

@@ -29,15 +29,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remediation.auth import Caller
 from remediation.classify import Action, Classification, FailureKind, refine_with_credential_dates
 from remediation.errors import InvalidInputError, NotFoundError
 from remediation.guardrails import Guardrails, Mode, Replacement
 from remediation.ids import ClusterId
-from remediation.maintenance import MaintenanceSchedule, choose_schedule
 from remediation.model import Application, ClusterInfo, Credential, SecretText, SignInResult, Status
+
+if TYPE_CHECKING:
+    from remediation.maintenance import MaintenanceSchedule
 from remediation.ports import (
     Directory,
     IncidentStore,
@@ -257,6 +259,8 @@ class Observation:
     @cached_property
     def maintenance(self) -> tuple[str, MaintenanceSchedule] | None:
         """The window the cluster's nodes may be disrupted in: its AKS planned maintenance, else the operators'."""
+        from remediation.maintenance import choose_schedule  # only a proactive rotation needs it: not at import
+
         chosen = choose_schedule(self._clusters.list_maintenance_configurations(self._hint.cluster))
         if chosen is not None:
             return f"maintenance configuration {chosen[0]}", chosen[1]
@@ -596,6 +600,7 @@ class Reconciler:
             # A deleted application breaks every cluster using it, as every password ending does: all are moved.
             application_expired=verdict.replace or o.every_password_ended,
             mode=Mode.OBSERVE.value if observe else Mode.REMEDIATE.value, correlation_id=hint.correlation_id,
+            failed_at=hint.failed_at.isoformat() if hint.failed_at else None,
             credential=o.credential.value, replace=verdict.replace,
             requested_by=hint.requested_by.view() if hint.requested_by else None,
             client_id=o.app_id, app_object_id=app.object_id if app else None,

@@ -146,6 +146,7 @@ class Remediation:
     error: dict[str, str] | None = None
     lease_until: str | None = None
     finished_at: str | None = None
+    failed_at: str | None = None  # when the failure it repairs happened (the Activity Log entry's time), if known
     # Storage's optimistic-concurrency token; not part of the public view.
     etag: str | None = field(default=None, compare=False)
 

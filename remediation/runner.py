@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from remediation import telemetry
 from remediation.alerts import REMEDIATION_FAILED
 from remediation.errors import (
     ConcurrencyError,
@@ -33,14 +35,17 @@ from remediation.errors import (
     InvalidInputError,
     NotFoundError,
     PermanentError,
+    RemediationError,
     TransientError,
 )
 from remediation.ids import ClusterId
 from remediation.model import Status
+from remediation.outcomes import remediation_finished
 from remediation.ports import (
     Directory,
     IncidentStore,
     ManagedClusters,
+    OutcomePublisher,
     RemediationStore,
     ResourceGroups,
     RoleAssignments,
@@ -65,6 +70,7 @@ log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_FAILURES = 10
 MAX_MESSAGE_BYTES = 1024
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 DEFAULT_STEP_CONFIG = StepConfig()
 LEASE = DEFAULT_STEP_CONFIG.lease
 STALLED_AFTER = DEFAULT_STEP_CONFIG.stalled_after
@@ -76,9 +82,13 @@ class WorkItem:
 
     remediation_id: str
     generation: int = 0
+    traceparent: str | None = None  # the sender's trace context, so one incident is one trace across hops
 
     def to_message(self) -> dict[str, object]:
-        return {"remediationId": self.remediation_id, "generation": self.generation}
+        body: dict[str, object] = {"remediationId": self.remediation_id, "generation": self.generation}
+        if self.traceparent:
+            body["traceparent"] = self.traceparent
+        return body
 
     @classmethod
     def from_message(cls, body: str | bytes) -> WorkItem:
@@ -95,7 +105,13 @@ class WorkItem:
             raise InvalidInputError("remediationId must be 32 lower-case hex characters", code="InvalidWorkMessage")
         if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**31:
             raise InvalidInputError("generation must be a non-negative integer", code="InvalidWorkMessage")
-        return cls(remediation_id, generation)
+        return cls(remediation_id, generation, valid_traceparent(data.get("traceparent")))
+
+
+def valid_traceparent(value: object) -> str | None:
+    """A message's W3C traceparent if it is one (version-traceid-spanid-flags), else None: a bad one is ignored, as
+    tracing must never stop work."""
+    return value if isinstance(value, str) and _TRACEPARENT.fullmatch(value) else None
 
 
 def is_remediation_id(value: str) -> bool:
@@ -112,11 +128,13 @@ class RemediationRunner:
     def __init__(self, *, clusters: ManagedClusters, directory: Directory, vault: SecretStore, sign_in: SignIn,
                  resource_groups: ResourceGroups, ledger: IncidentStore, store: RemediationStore, queue: WorkQueue,
                  roles: RoleAssignments | None = None, config: StepConfig = DEFAULT_STEP_CONFIG,
+                 outcomes: OutcomePublisher | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clusters, self._directory, self._vault, self._roles = clusters, directory, vault, roles
         self._sign_in, self._resource_groups, self._ledger = sign_in, resource_groups, ledger
         self._store, self._queue = store, queue
         self._config = config
+        self._outcomes = outcomes
         self._clock = clock
 
     # ----- starting and resuming --------------------------------------------------------------
@@ -136,7 +154,7 @@ class RemediationRunner:
             remediation = self._store.create(remediation)
         except ConflictError:
             remediation = self._store.get(remediation.id)
-        self._queue.send(WorkItem(remediation.id, remediation.generation).to_message())
+        self._queue.send(WorkItem(remediation.id, remediation.generation, telemetry.traceparent()).to_message())
         log.info("remediation %s accepted for %s (dry run: %s, source: %s)", remediation.id, remediation.cluster,
                  remediation.dry_run, remediation.source)
         return Submission(remediation, created=True)
@@ -282,7 +300,7 @@ class RemediationRunner:
         remediation.reason = f"{code}: {detail}"
         remediation.lease_until = None
         remediation = self._save(remediation)
-        self._queue.send(WorkItem(remediation.id, remediation.generation).to_message(),
+        self._queue.send(WorkItem(remediation.id, remediation.generation, telemetry.traceparent()).to_message(),
                          delay_seconds=min(max(seconds, 0), MAX_DELAY_SECONDS))
         return remediation
 
@@ -307,6 +325,7 @@ class RemediationRunner:
         remediation = self._save(remediation)
         self._release_claim(remediation)
         log.info("remediation %s %s", remediation.id, remediation.status.value.lower())
+        self._announce(remediation)
         return remediation
 
     def _fail(self, remediation: Remediation, code: str, message: str) -> Remediation:
@@ -323,7 +342,21 @@ class RemediationRunner:
         self._release_claim(remediation)
         # One line per failed remediation, with a fixed marker: infra/'s alert rule searches for it.
         log.error("%s: remediation %s failed at %s: %s: %s", REMEDIATION_FAILED, remediation.id, step, code, message)
+        self._announce(remediation)
         return remediation
+
+    def _announce(self, remediation: Remediation) -> None:
+        """Tell the world a remediation finished: its metrics, and an outcome event for other teams. After the record
+        is saved, so both describe what is on record; a publish that fails is logged, not retried (the record and the
+        remediator's own alerts stay the truth; a re-publish would carry the same event id)."""
+        failed_at = datetime.fromisoformat(remediation.failed_at) if remediation.failed_at else None
+        telemetry.record_remediation_finished(remediation, failed_at=failed_at)
+        if self._outcomes is None:
+            return
+        try:
+            self._outcomes.publish([remediation_finished(remediation)])
+        except RemediationError as err:
+            log.warning("remediation %s: its outcome event was not published: %s", remediation.id, err)
 
     def _release_after_crash(self, remediation: Remediation) -> None:
         """An unexpected error: free the lease so the host's retry of this message can run at once."""

@@ -20,7 +20,6 @@ from typing import Any
 
 from remediation.errors import ConfigurationError
 from remediation.guardrails import Guardrails, Mode, OptOutTag, ProactiveRotation, Replacement, Scope, names
-from remediation.maintenance import parse_window_setting
 
 # Storage names shared by the code, the function bindings and the Bicep.
 TABLE_NAME = "remediations"
@@ -397,6 +396,8 @@ class Settings:
         except ValueError as err:
             problems.append(f"REMEDIATOR_ROTATE_TAG: {err}")
             opt_in = OptOutTag("aks-sp-remediator", "rotate")
+        from remediation.maintenance import parse_window_setting  # settings are read once, at bootstrap
+
         try:
             window = parse_window_setting(get("REMEDIATOR_ROTATION_WINDOW") or "")
         except ConfigurationError as err:

@@ -35,6 +35,7 @@ def remediator_settings(sandbox: Any, storage_connection: str, **overrides: str)
         "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(sandbox.subscription_ids),
         "REMEDIATOR_SWEEP_SCHEDULE": "0 */15 * * * *",
         "REMEDIATOR_HEALTH_SCHEDULE": "0 0 6 * * *",
+        "REMEDIATOR_OUTCOME_TOPIC_ENDPOINT": f"{sandbox.endpoints['topic']}/api/events",
         "REMEDIATOR_RETRY_DELAY_SECONDS": "1",
         "REMEDIATOR_RESET_POLL_SECONDS": "1",
         # Tested twice, a second apart, before any reset; and the replaced passwords kept, so a local rotation

@@ -28,6 +28,7 @@ from tests.fakes import (
     FakeClusters,
     FakeDirectory,
     FakeIncidentStore,
+    FakeOutcomes,
     FakeQueue,
     FakeResourceGraph,
     FakeResourceGroups,
@@ -87,6 +88,7 @@ class World:
     lookups: FakeQueue
     checks: FakeQueue
     inventory: FakeResourceGraph
+    outcomes: FakeOutcomes
     sign_in: FakeSignIn
     resource_groups: FakeResourceGroups
     roles: FakeRoleAssignments
@@ -175,16 +177,16 @@ def make_world(settings: dict[str, str] | None = None) -> World:
     vault, store, incidents = FakeVault(faults), FakeStore(faults), FakeIncidentStore(faults)
     queue, poison, lookups = FakeQueue(clock, faults, "work"), FakeQueue(clock, faults, "poison"), \
         FakeQueue(clock, faults, "lookups")
-    checks, inventory = FakeQueue(clock, faults, "checks"), FakeResourceGraph(clusters)
+    checks, inventory, outcomes = FakeQueue(clock, faults, "checks"), FakeResourceGraph(clusters), FakeOutcomes()
     activity_log, sign_in, groups = FakeActivityLog(), FakeSignIn(directory, faults), FakeResourceGroups()
     roles = FakeRoleAssignments(directory, clock, faults)
     services = bootstrap(Settings.from_env({**SETTINGS, **(settings or {})}), credential=object(),
                          clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=groups,
                          roles=roles, store=store, queue=queue, activity_log=activity_log, incidents=incidents,
-                         lookups=lookups, checks=checks, inventory=inventory, token_validator=object(),
-                         clock=clock)  # type: ignore[arg-type]
+                         lookups=lookups, checks=checks, inventory=inventory, outcomes=outcomes,
+                         token_validator=object(), clock=clock)  # type: ignore[arg-type]
     return World(clock, faults, directory, clusters, vault, store, queue, poison, activity_log, incidents, lookups,
-                 checks, inventory, sign_in, groups, roles, services)
+                 checks, inventory, outcomes, sign_in, groups, roles, services)
 
 
 @pytest.fixture

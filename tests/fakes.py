@@ -26,6 +26,7 @@ from remediation.errors import (
     OperationInProgressError,
     PermanentError,
     PrincipalNotReplicatedError,
+    RemediationError,
 )
 from remediation.ids import ClusterId
 from remediation.model import (
@@ -41,6 +42,7 @@ from remediation.model import (
     SignInResult,
     StoredSecretVersion,
 )
+from remediation.outcomes import OutcomeEvent
 from remediation.record import Remediation
 
 OPERATIONS_URL = "https://management.azure.com/subscriptions/{sub}/providers/Microsoft.ContainerService/locations/" \
@@ -353,6 +355,22 @@ class FakeCluster:
     subnet_ids: tuple[str, ...] = ()
     # Planned maintenance configurations by name, each its REST `properties` (as ARM returns them).
     maintenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class FakeOutcomes:
+    """The outcome topic: what was published, in order; `refuse` makes the next publishes fail as Event Grid would."""
+
+    def __init__(self) -> None:
+        self.published: list[OutcomeEvent] = []
+        self.refuse: RemediationError | None = None
+
+    def publish(self, events: Sequence[OutcomeEvent]) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.published.extend(events)
+
+    def types(self) -> list[str]:
+        return [e.type for e in self.published]
 
 
 class FakeResourceGraph:

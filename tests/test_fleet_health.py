@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from remediation.errors import PermanentError
 from remediation.health import Health
 from remediation.ids import ClusterId
 from remediation.model import Status
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, make_world
+from tests.otel import install_for_tests
 
 ROTATE = {"aks-sp-remediator": "rotate"}
 OTHER_APP = "22222222-3333-4444-8555-666666666666"
@@ -238,3 +240,52 @@ def _entry_for(world: World, event):
 
     return ActivityLogEntry(event.correlation_id, str(event.cluster), event.operation_name, "EndRequest", "Failed",
                             event.event_time, expired_secret_message(APP_ID))
+
+
+# ----------------------------------------------------------------------------------------------- telemetry
+
+
+def test_a_health_check_and_the_remediation_it_starts_show_in_metrics_and_outcome_events(world: World) -> None:
+    with install_for_tests() as otel:
+        world.services.health.check()
+        gauge = {p.attributes["health"]: p.value for p in otel.points("remediator.cluster.count")}
+        assert gauge["expired"] == 1 and gauge["managed_identity"] == 1 and gauge["healthy"] == 0
+        assert otel.points("remediator.credential.time_to_expiry") == []  # no cluster's secret still works
+        world.drain()
+        [finished] = otel.points("remediator.remediations")
+        assert finished.attributes == {"outcome": "succeeded", "kind": "expired_secret", "dry_run": False,
+                                       "mode": "remediate", "credential": "servicePrincipal"}
+        [repair] = otel.points("remediator.failure_to_repair.duration")
+        assert repair.count == 1 and repair.attributes["since"] == "accepted"  # no failed write to time it from
+
+        world.clock.advance(days=1)
+        world.services.health.check()
+        gauge = {p.attributes["health"]: p.value for p in otel.points("remediator.cluster.count")}
+        assert gauge["expired"] == 0 and gauge["healthy"] == 1
+        [days] = otel.points("remediator.credential.time_to_expiry")
+        assert 178 * 86400 < days.value < 180 * 86400  # the new secret's lifetime, less the day
+    assert world.outcomes.types() == ["Remediator.Cluster.CredentialExpired", "Remediator.Remediation.Succeeded"]
+    expired, succeeded = world.outcomes.published
+    assert expired.subject == succeeded.subject == str(CLUSTER)
+    assert expired.data["remediationId"] == succeeded.data["remediationId"]
+
+
+def test_an_outcome_topic_that_refuses_does_not_fail_the_remediation(world: World) -> None:
+    world.outcomes.refuse = PermanentError("refused (401)", code="EventGridUnauthorized")
+    report = world.services.health.check()
+    world.drain()
+    remediation = world.store.get((_health(report, CLUSTER).action or {})["remediationId"])
+    assert remediation.status is Status.SUCCEEDED and world.outcomes.published == []
+
+
+def test_a_fast_path_remediation_times_its_repair_from_the_failure(world: World) -> None:
+    event = world.operate()
+    assert event is not None
+    world.activity_log.entries.clear()
+    world.clock.advance(minutes=2)  # Event Grid delivered it two minutes later
+    with install_for_tests() as otel:
+        lookup = world.detector.accept_event(event)
+        assert lookup is not None
+        world.drain()
+        [repair] = otel.points("remediator.failure_to_repair.duration")
+        assert repair.attributes["since"] == "failure" and repair.sum >= 120

@@ -28,6 +28,7 @@ from sandbox import Sandbox
 from sandbox.azurite import Azurite
 from sandbox.runner import event_grid_input, functions_of, http_input, queue_input, timer_input
 from sandbox.wiring import remediator_settings
+from tests.otel import install_for_tests
 
 FUNCTIONS = {f.get_function_name(): f for f in functions_of(function_app.app)}
 FAILURE = "Microsoft.Resources.ResourceWriteFailure"
@@ -364,3 +365,32 @@ def test_a_malformed_credential_check_is_dropped_without_reads_or_writes(app_set
         assert call("recheck_credential", queue_message(body)) is None
     assert sandbox.snapshot()["requests"] == before
     assert sum("dropping queue message" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_one_incident_is_one_trace_across_the_queue_hops(app_settings, sandbox: Sandbox, azurite: Azurite) -> None:
+    """The failure event, its lookup (the fast path: the application's passwords all ended) and every step of the
+    remediation it starts, through two queues, are spans of one trace, each the child of the hop before."""
+    with install_for_tests() as otel:
+        call("on_resource_failure", event_grid_event(failure({
+            "resourceUri": cluster_id(sandbox), "operationName": "Microsoft.ContainerService/managedClusters/write",
+            "correlationId": str(uuid.uuid4()), "status": "Failed"})))
+        [lookup] = queued(azurite, INCIDENT_QUEUE)
+        assert len(lookup["traceparent"].split("-")) == 4
+        deliver(azurite, INCIDENT_QUEUE, "look_up_incident", until=lambda: bool(queued(azurite, WORK_QUEUE)))
+        [work] = queued(azurite, WORK_QUEUE)
+        remediation_id = work["remediationId"]
+        deliver(azurite, WORK_QUEUE, "advance_remediation", timeout=60,
+                until=lambda: function_app.services().remediations.get(remediation_id).status.terminal)
+        spans = otel.spans()
+        names = [s.name for s in spans]
+        assert names[:2] == ["remediator.failure_event", "remediator.look_up_incident"]
+        assert names.count("remediator.advance") >= 2
+        assert len({s.context.trace_id for s in spans}) == 1  # one trace
+        by_id = {s.context.span_id: s for s in spans}
+        assert all(s.parent is not None and s.parent.span_id in by_id for s in spans[1:])
+        [finished] = [p for p in otel.points("remediator.remediations") if p.attributes["outcome"] == "succeeded"]
+        assert finished.value == 1 and finished.attributes["kind"] == "expired_secret"
+    published = [e["event"] for e in sandbox.state.topic_events]
+    assert [e["type"] for e in published] == ["Remediator.Remediation.Succeeded"]
+    assert published[0]["subject"].lower() == cluster_id(sandbox).lower()
+    assert published[0]["data"]["remediationId"] == remediation_id
