@@ -130,10 +130,12 @@ def health_table(report: Any, *, width: int) -> str:
             + (f" Nearest expiry in {nearest} days." if nearest is not None else ""))
     if not views:
         return "No clusters in scope.\n" + tail
+    acted = any(field(v, "action") for v in views)  # the daily check's report says what it did; GET's does not
     rows = [[cluster_label(field(v, "clusterResourceId")), text(field(v, "health")),
              "" if field(v, "daysLeft") is None else text(field(v, "daysLeft")), when(field(v, "endsAt")),
-             text(field(v, "appId")), text(field(v, "action", "code")), text(field(v, "message"))] for v in views]
-    headers = ("CLUSTER", "HEALTH", "DAYS LEFT", "ENDS (UTC)", "APP ID", "ACTION", "WHY")
+             text(field(v, "appId")), *([text(field(v, "action", "code"))] if acted else []),
+             text(field(v, "message"))] for v in views]
+    headers = ("CLUSTER", "HEALTH", "DAYS LEFT", "ENDS (UTC)", "APP ID", *(("ACTION",) if acted else ()), "WHY")
     migrate = sum(1 for v in views if field(v, "recommendation"))
     advice = (f"\n{migrate} cluster(s) use a service principal: the permanent fix is a managed identity"
               " (az aks update -g <group> -n <cluster> --enable-managed-identity); --json shows each command.")

@@ -398,6 +398,7 @@ class FakeClusters:
         # (cluster, secret) of each reset of a cluster whose own secret still signed in
         self.healthy_resets: list[tuple[ClusterId, str]] = []
         self.resets_by_cluster: dict[str, int] = {}
+        self.reset_log: list[tuple[ClusterId, datetime, bool]] = []  # (cluster, when it started, its secret worked)
         self.failed_resets = 0
         self.fail_resets = 0  # the next N resets end Failed inside AKS (an internal error)
 
@@ -486,6 +487,7 @@ class FakeClusters:
         self.reset_secrets.append(secret.reveal())
         if healthy:
             self.healthy_resets.append((found.id, secret.reveal()))
+        self.reset_log.append((found.id, self.clock(), healthy))
         operation = FakeOperation(uuid.uuid4().hex, found.id.key, secret.reveal(),
                                   self.clock() + timedelta(seconds=self.reset_seconds), client_id=client_id, kind=kind)
         self.operations[operation.id] = operation

@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
 from remediation.ids import ClusterId
+from remediation.maintenance import choose_schedule
 from remediation.runner import STALLED_AFTER
 from remediation.service import RemediationRequest
 from tests.conftest import APP_ID, CLUSTER, SUB, make_world
@@ -189,3 +190,96 @@ class RemediatorWorld(RuleBasedStateMachine):
 RemediatorWorld.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
                                              suppress_health_check=[HealthCheck.too_slow])
 TestRemediatorWorld = RemediatorWorld.TestCase
+
+
+# ---------------------------------------------------------------------------------- proactive rotation (issue 11)
+
+NODE_OS_WINDOW = {"aksManagedNodeOSUpgradeSchedule": {"maintenanceWindow": {
+    "schedule": {"daily": {"intervalDays": 1}}, "durationHours": 4, "startTime": "01:00", "utcOffset": "+00:00",
+    "startDate": "2026-01-01"}}}
+OPT_IN = {"aks-sp-remediator": "rotate"}
+
+
+class ProactiveWorld(RuleBasedStateMachine):
+    """Two clusters share an application whose secret ends in 20 days: CLUSTER is opted in and has a node OS window
+    (01:00-05:00 UTC daily), CO_TENANT is not. Daily checks (and extra ones), queued credential checks delivered,
+    duplicated or lost, crashes anywhere and the clock moving by minutes to months: proactive resets happen only to
+    opted-in clusters, only inside their window, and never twice for one secret."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = make_world({"REMEDIATOR_EXPIRY_WARNING_DAYS": "30"})
+        self.world.directory.apps[APP_ID].passwords[0].end = self.world.clock() + timedelta(days=20)
+        self.world.clusters.add(CO_TENANT, APP_ID, "old-secret")
+        found = self.world.clusters.clusters[CLUSTER.key]
+        found.tags.update(OPT_IN)
+        found.maintenance.update(NODE_OS_WINDOW)
+        self.window = choose_schedule(NODE_OS_WINDOW)[1]
+
+    def _trigger(self, call, *args):  # noqa: ANN001, ANN202
+        try:
+            return call(*args)
+        except Crash:
+            self.world.faults.restart()
+            return None
+
+    @rule()
+    def health_check(self) -> None:
+        self._trigger(self.world.services.health.check)
+
+    @rule(rounds=st.integers(1, 3))
+    def host_delivers(self, rounds: int) -> None:
+        for _ in range(rounds):
+            self.world.deliver_visible()
+
+    @precondition(lambda self: any(q.messages for q in (self.world.checks, self.world.queue)))
+    @rule()
+    def time_passes_until_a_message_is_due(self) -> None:
+        queues = (self.world.checks, self.world.queue, self.world.lookups)
+        self.world.clock.now = max(self.world.clock.now, min(at for q in queues if (at := q.next_visible_at())))
+        self.world.deliver_visible()
+
+    @precondition(lambda self: self.world.checks.messages)
+    @rule(data=st.data(), what=st.sampled_from(["lose", "duplicate", "early"]))
+    def check_message_mishap(self, data: st.DataObject, what: str) -> None:
+        messages = self.world.checks.messages
+        message = data.draw(st.sampled_from(messages))
+        if what == "lose":
+            messages.remove(message)
+        elif what == "duplicate":
+            messages.append(QueuedMessage(message.visible_at, dict(message.body)))
+        else:  # a clock skew between the sender and the queue: it arrives before the window opens
+            message.visible_at -= timedelta(minutes=data.draw(st.integers(1, 90)))
+
+    @rule(point=st.sampled_from(CRASH_POINTS))
+    def worker_dies_at(self, point: tuple[str, bool]) -> None:
+        call, after = point
+        self.world.faults.die_at(call, after=after)
+
+    @rule(seconds=st.sampled_from([60, 1800, 3 * 3600, 86_400, 10 * 86_400, 150 * 86_400]))
+    def clock_jumps(self, seconds: int) -> None:
+        self.world.clock.advance(seconds=seconds)
+
+    @invariant()
+    def a_working_cluster_is_reset_only_when_opted_in_and_inside_its_window(self) -> None:
+        for cluster, started, healthy in self.world.clusters.reset_log:
+            if healthy:
+                assert cluster.key == CLUSTER.key, (cluster, started)
+                assert self.window.window_at(started) is not None, started
+
+    @invariant()
+    def a_secret_is_rotated_ahead_of_expiry_once(self) -> None:
+        # Proactive resets of one cluster are at least a secret's lifetime less the warning period apart.
+        starts = [at for cluster, at, healthy in self.world.clusters.reset_log
+                  if healthy and cluster.key == CLUSTER.key]
+        assert all(b - a >= timedelta(days=180 - 30) for a, b in zip(starts, starts[1:], strict=False)), starts
+
+    @invariant()
+    def one_active_remediation_per_application(self) -> None:
+        active = [r for r in self.world.store.all() if not r.dry_run and not r.status.terminal]
+        assert len(active) <= 1, [r.id for r in active]
+
+
+TestProactiveRotation = ProactiveWorld.TestCase
+TestProactiveRotation.settings = settings(max_examples=60, stateful_step_count=30, deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow])
