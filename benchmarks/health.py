@@ -5,7 +5,7 @@
                 once, with no failed write anywhere (the Activity Log stays empty)
               - aks-window: opted in (aks-sp-remediator=rotate), its secret ends in 10 days, its AKS planned
                 maintenance window (aksManagedNodeOSUpgradeSchedule) is open: rotated now
-              - aks-later: the same, but its window opens at the next whole minute: nothing now; a credential
+              - aks-later: the same, but its window opens 20-80 s after the check: nothing now; a credential
                 check is queued for the opening, and it is rotated then
               - aks-not-opted-in (expiring, window open, no tag), aks-opted-out (expired, tagged off), aks-fine
                 (opted in, 300 days left), aks-msi (a managed identity): no write at all
@@ -52,8 +52,9 @@ def node_os_window(start: datetime, hours: int = 4) -> dict[str, Any]:
 
 
 def health_document(now: datetime) -> dict[str, Any]:
+    """The fleet; aks-later's window is set by the platform team just before the check (`set_window`), so that it
+    opens after the check however long the set-up took."""
     open_now = node_os_window(now - timedelta(hours=1))
-    opens_soon = node_os_window((now + timedelta(minutes=1)).replace(second=0, microsecond=0))
 
     def app(name: str, days: float) -> dict[str, Any]:
         return {"displayName": name, "ownedByRemediator": True,
@@ -78,7 +79,7 @@ def health_document(now: datetime) -> dict[str, Any]:
                              app("sp-opted-out", -3), app("sp-fine", 300)],
             "clusters": [cluster("aks-expired-1", "sp-expired"), cluster("aks-expired-2", "sp-expired"),
                          cluster("aks-window", "sp-window", ROTATE, open_now),
-                         cluster("aks-later", "sp-later", ROTATE, opens_soon),
+                         cluster("aks-later", "sp-later", ROTATE),
                          cluster("aks-not-opted-in", "sp-not-in", {}, open_now),
                          cluster("aks-opted-out", "sp-opted-out", OPT_OUT),
                          cluster("aks-fine", "sp-fine", ROTATE, open_now), cluster("aks-msi", None)]}
@@ -93,6 +94,17 @@ class World(Fleet):
                                 headers={"x-functions-key": self.worker.function_key})
         if status != 202:
             raise RuntimeError(f"timer {function}: {status} {payload[:200]!r}")
+
+    def set_window(self, name: str, start: datetime) -> None:
+        """The platform team sets the cluster's node OS window (ARM's PUT, as `az aks maintenanceconfiguration add`)."""
+        cluster = self.cluster(name)
+        (config, properties), = node_os_window(start).items()
+        token = self.sandbox.credential(self.sandbox.operator).get_token("https://management.azure.com/.default").token
+        status, payload = _call("PUT", f"{self.sandbox.endpoints['arm']}{cluster['id']}/maintenanceConfigurations/"
+                                       f"{config}?api-version=2024-09-01", {"properties": properties},
+                                headers={"Authorization": f"Bearer {token}"}, ca=self.sandbox.ca_path)
+        if status >= 300:
+            raise RuntimeError(f"setting {name}'s window: {status} {payload[:300]!r}")
 
     def resets(self, name: str) -> int:
         return self.cluster(name)["writes"]["reset"]
@@ -113,13 +125,15 @@ def health_world(document: dict[str, Any] | None = None, *, scenario: str = "exp
 def check(*, timeout: float = 240) -> dict[str, Any]:
     now = datetime.now(UTC)
     with health_world(health_document(now)) as world:
+        # A window opening at the first whole minute at least 20 s from now: after the check has decided.
+        opens = (datetime.now(UTC) + timedelta(seconds=80)).replace(second=0, microsecond=0)
+        world.set_window("aks-later", opens)
         started = time.monotonic()
         world.run_timer("check_fleet_health")
         world.wait(lambda: all(world.cluster(n)["secretValidNow"] for n in ("aks-expired-1", "aks-expired-2"))
                    and world.resets("aks-window") == 1 and world.quiet(), timeout,
                    "the expired and open-window repairs")
         first = round(time.monotonic() - started, 1)
-        opens = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
         later_before_window = sum(1 for at in resets_of(world, "aks-later") if at < opens)
         world.wait(lambda: world.resets("aks-later") == 1 and world.quiet(), timeout, "aks-later's rotation")
         snapshot = world.snapshot()

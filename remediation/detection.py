@@ -12,13 +12,12 @@ Guarantees:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from remediation import telemetry
+from remediation import messages, telemetry
 from remediation.classify import apps_named, classify_status_message
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
@@ -27,7 +26,6 @@ from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry
 from remediation.ports import ActivityLog, IncidentStore, WorkQueue
 from remediation.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
-from remediation.runner import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +61,11 @@ class IncidentLookup:
 
     @classmethod
     def from_message(cls, body: str | bytes) -> IncidentLookup:
-        if len(body) > MAX_LOOKUP_MESSAGE:
-            raise InvalidInputError("an incident message is too long", code="InvalidIncidentMessage")
-        try:
-            data = json.loads(body)
-            lookup = cls(ClusterId.parse(data["clusterResourceId"], allow_child=True), str(data["correlationId"]),
-                         datetime.fromisoformat(data["firstSeen"]), int(data["attempt"]),
-                         valid_traceparent(data.get("traceparent")))
-        except InvalidInputError:
-            raise
-        except (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError) as err:
-            raise InvalidInputError("an incident message needs clusterResourceId, correlationId, firstSeen, attempt",
-                                    code="InvalidIncidentMessage") from err
+        lookup = messages.decode(body, most=MAX_LOOKUP_MESSAGE, code="InvalidIncidentMessage",
+                                 needs="clusterResourceId, correlationId, firstSeen, attempt", build=lambda data: cls(
+                                     ClusterId.parse(data["clusterResourceId"], allow_child=True),
+                                     str(data["correlationId"]), datetime.fromisoformat(data["firstSeen"]),
+                                     int(data["attempt"]), messages.valid_traceparent(data.get("traceparent"))))
         if lookup.first_seen.tzinfo is None:
             raise InvalidInputError("firstSeen must carry a time zone", code="InvalidIncidentMessage")
         if not 0 <= lookup.attempt <= MAX_ATTEMPTS or not 0 < len(lookup.correlation_id) <= 64:

@@ -20,7 +20,6 @@ remediator's own records before it acts.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from remediation import telemetry
+from remediation import messages, telemetry
 from remediation.errors import InvalidInputError, RemediationError
 from remediation.guardrails import Guardrails
 from remediation.ids import ClusterId
@@ -37,7 +36,6 @@ from remediation.model import Application, ClusterInfo, Credential
 from remediation.outcomes import OutcomeEvent, credential_expired, credential_expiring
 from remediation.ports import ClusterInventory, Directory, OutcomePublisher, WorkQueue
 from remediation.reconcile import Decision, Hint, Reconciler, Source
-from remediation.runner import valid_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -213,17 +211,10 @@ class CredentialCheck:
 
     @classmethod
     def from_message(cls, body: str | bytes) -> CredentialCheck:
-        if len(body) > MAX_CHECK_MESSAGE:
-            raise InvalidInputError("a credential check message is too long", code="InvalidCheckMessage")
-        try:
-            data = json.loads(body)
-            check = cls(ClusterId.parse(data["clusterResourceId"]), datetime.fromisoformat(data["due"]),
-                        valid_traceparent(data.get("traceparent")))
-        except InvalidInputError:
-            raise
-        except (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError) as err:
-            raise InvalidInputError("a credential check message needs clusterResourceId and due",
-                                    code="InvalidCheckMessage") from err
+        check = messages.decode(body, most=MAX_CHECK_MESSAGE, code="InvalidCheckMessage",
+                                needs="clusterResourceId and due", build=lambda data: cls(
+                                    ClusterId.parse(data["clusterResourceId"]), datetime.fromisoformat(data["due"]),
+                                    messages.valid_traceparent(data.get("traceparent"))))
         if check.due.tzinfo is None:
             raise InvalidInputError("due must carry a time zone", code="InvalidCheckMessage")
         return check

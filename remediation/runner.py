@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ from remediation.errors import (
     TransientError,
 )
 from remediation.ids import ClusterId
+from remediation.messages import valid_traceparent
 from remediation.model import Status
 from remediation.outcomes import remediation_finished
 from remediation.ports import (
@@ -70,7 +70,6 @@ log = logging.getLogger(__name__)
 
 MAX_TRANSIENT_FAILURES = 10
 MAX_MESSAGE_BYTES = 1024
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 DEFAULT_STEP_CONFIG = StepConfig()
 LEASE = DEFAULT_STEP_CONFIG.lease
 STALLED_AFTER = DEFAULT_STEP_CONFIG.stalled_after
@@ -106,12 +105,6 @@ class WorkItem:
         if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**31:
             raise InvalidInputError("generation must be a non-negative integer", code="InvalidWorkMessage")
         return cls(remediation_id, generation, valid_traceparent(data.get("traceparent")))
-
-
-def valid_traceparent(value: object) -> str | None:
-    """A message's W3C traceparent if it is one (version-traceid-spanid-flags), else None: a bad one is ignored, as
-    tracing must never stop work."""
-    return value if isinstance(value, str) and _TRACEPARENT.fullmatch(value) else None
 
 
 def is_remediation_id(value: str) -> bool:
