@@ -126,7 +126,8 @@ def planned(live: Live) -> dict[str, Any]:
     before = _azure(live.sandbox)
     live.sandbox.state.requests.clear()
     run = run_main(live, "dry-run", live.cluster_id, "--reason", REASON, "--sandbox", str(live.info))
-    writes = [route for api in live.sandbox.snapshot()["requests"].values() for route in api
+    # The outcome topic is told the plan (a Remediator.Remediation.Planned event): a notice, not a change to Azure.
+    writes = [route for name, api in live.sandbox.snapshot()["requests"].items() if name != "topic" for route in api
               if route.startswith(WRITES)]
     return {"run": run, "before": before, "after": _azure(live.sandbox), "writes": writes}
 
