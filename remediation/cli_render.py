@@ -142,7 +142,7 @@ def health_table(report: Any, *, width: int) -> str:
     return table(headers, rows, width=width) + "\n" + tail + (advice if migrate else "")
 
 
-_URGENCY = {"expired": 0, "applicationMissing": 1, "expiring": 2, "healthy": 3, "managedIdentity": 4}
+_URGENCY = {"expired": 0, "applicationMissing": 1, "unknown": 2, "expiring": 3, "healthy": 4, "managedIdentity": 5}
 
 
 def _status_cell(view: Any) -> str:

@@ -2,9 +2,10 @@
 
 One Resource Graph query finds every cluster in scope across the subscriptions; one Graph `$batch`
 call per 20 applications reads their passwords' end dates. Each cluster is then judged by an
-ordered tuple of pure checks (`JUDGES`): managed identity, application missing, expired now,
-expiring within the warning period, healthy. Every service-principal cluster also gets the
-permanent fix as a recommendation (moving it to a managed identity), never applied.
+ordered tuple of pure checks (`JUDGES`): managed identity, unknown (Graph kept throttling its
+application's read), application missing, expired now, expiring within the warning period, healthy.
+Every service-principal cluster also gets the permanent fix as a recommendation (moving it to a
+managed identity), never applied.
 
 `report()` only reads. `check()` (the daily timer) also acts, through the reconcile like any other
 hint, so every guardrail applies and the decision follows from the cluster's present state:
@@ -53,7 +54,8 @@ MIGRATE_DOCS = "https://learn.microsoft.com/azure/aks/use-managed-identity#updat
 
 # Telemetry's health states are snake_case, as OpenTelemetry attribute values are.
 _METRIC_STATE = {"healthy": "healthy", "expiring": "expiring", "expired": "expired",
-                 "applicationMissing": "application_missing", "managedIdentity": "managed_identity"}
+                 "applicationMissing": "application_missing", "managedIdentity": "managed_identity",
+                 "unknown": "unknown"}
 
 
 class Health(StrEnum):
@@ -62,6 +64,7 @@ class Health(StrEnum):
     EXPIRED = "expired"  # every password of the application has ended: broken now
     APPLICATION_MISSING = "applicationMissing"  # Graph has no such application (deleted, or another tenant)
     MANAGED_IDENTITY = "managedIdentity"  # no secret at all: nothing to watch
+    UNKNOWN = "unknown"  # Graph kept throttling the read of its application: judged on the next check
 
 
 @dataclass(frozen=True)
@@ -132,11 +135,19 @@ class FleetReport:
 # ------------------------------------------------------------------------------------------ judging
 
 Judge = Callable[[ClusterInfo, "Application | None", datetime, timedelta], "Judgement | None"]
+UNREAD = Application(object_id="", app_id="", display_name="(unread)")  # what Graph did not answer for
 
 
 def managed_identity(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> Judgement | None:
     if c.uses_managed_identity:
         return Judgement(Health.MANAGED_IDENTITY, "ManagedIdentity", "the cluster uses a managed identity: no secret")
+    return None
+
+
+def unread(c: ClusterInfo, app: Application | None, now: datetime, within: timedelta) -> Judgement | None:
+    if app is UNREAD:
+        return Judgement(Health.UNKNOWN, "Unread", f"Graph kept throttling the read of application {c.client_id}:"
+                         " judged on the next check")
     return None
 
 
@@ -171,7 +182,7 @@ def healthy(c: ClusterInfo, app: Application | None, now: datetime, within: time
                      else "its password never ends")
 
 
-JUDGES: tuple[Judge, ...] = (managed_identity, application_missing, expired, expiring)
+JUDGES: tuple[Judge, ...] = (managed_identity, unread, application_missing, expired, expiring)
 
 
 def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: timedelta, *,
@@ -179,7 +190,7 @@ def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: 
     found = next((j for judge_ in JUDGES if (j := judge_(cluster, app, now, within))), None)
     judgement = found or healthy(cluster, app, now, within)
     ends = None
-    if app is not None:
+    if app is not None and app is not UNREAD:
         ends = soonest_valid_end(app, now) if judgement.health is not Health.EXPIRED else max(
             (p.end for p in app.passwords if p.end), default=None)
     return ClusterHealth(
@@ -239,7 +250,8 @@ class FleetHealth:
         app_ids = {c.client_id.lower() for _, c in clusters if not c.uses_managed_identity}
         apps = self._directory.get_applications_by_app_ids(app_ids) if app_ids else {}
         within = self._guardrails.rotation.within
-        judged = tuple(judge(c, apps.get(c.client_id.lower()), now, within, cluster_id=cid) for cid, c in clusters)
+        judged = tuple(judge(c, apps.get(c.client_id.lower(), UNREAD), now, within, cluster_id=cid)
+                       for cid, c in clusters)
         report = FleetReport(now, within.days, judged, len(app_ids))
         telemetry.record_fleet_health({_METRIC_STATE[k]: n for k, n in report.counts.items()},
                                       report.days_to_nearest_expiry)

@@ -71,7 +71,8 @@ class Directory(Protocol):
 
     def get_applications_by_app_ids(self, app_ids: Collection[str]) -> dict[str, Application | None]:
         """Many applications with their passwords (not their owners), by lower-case appId, None for one Graph does
-        not have: Graph JSON batching, 20 per call. Raises TransientError when throttling outlasts the retries."""
+        not have: Graph JSON batching, 20 per call. An appId Graph kept throttling past the retries is left out of
+        the answer: unread, which is not the same as missing."""
 
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
 

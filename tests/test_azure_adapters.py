@@ -225,3 +225,76 @@ def test_signing_in_with_a_secret_gives_entra_ids_verdict(sandbox: Sandbox, grap
     admin(sandbox, "/_sandbox/faults", {"api": "login", "kind": "error", "status": 503, "count": 10})
     with pytest.raises(TransientError):
         sign_in.sign_in(app_id, fresh.secret_text)
+
+
+# ---------------------------------------------------------------- fleet reads (issue 11)
+
+
+def test_resource_graph_lists_every_cluster_across_pages_as_the_remediator_reads_them() -> None:
+    from remediation.adapters.resourcegraph import ResourceGraphClusters
+    from sandbox.fleets import fleet
+
+    with Sandbox(fleet=fleet(clusters=1100, subscriptions=3, applications=40, managed_identity=7)) as sandbox:
+        inventory = ResourceGraphClusters(credential(sandbox), endpoint=sandbox.endpoints["arm"],
+                                          connection_verify=sandbox.ca_path)
+        listed = inventory.list_clusters(sandbox.subscription_ids)
+        only_first = inventory.list_clusters(sandbox.subscription_ids[:1])
+        served = {c["id"].lower(): c for c in sandbox.snapshot()["clusters"]}
+    assert inventory.calls == 2 + 1  # 1,100 rows are two pages; one subscription's fit in one
+    assert len(listed) == 1100 and [c.id for c in listed] == sorted(c.id for c in listed)
+    assert sum(c.uses_managed_identity for c in listed) == 7
+    for info in listed:  # what ARM's GET would say of each cluster
+        cluster_state = served[info.id.lower()]
+        assert info.client_id.lower() == cluster_state["clientId"].lower()
+        assert info.tags == (cluster_state.get("tags") or {})
+    assert {ClusterId.parse(c.id).subscription_id for c in only_first} == {sandbox.subscription_ids[0].lower()}
+
+
+def test_graph_batches_reads_20_at_a_time_and_tells_missing_from_unread(sandbox: Sandbox) -> None:
+    apps = [admin(sandbox, "/_sandbox/applications", {"displayName": f"sp-{n}", "passwords": [{"endInDays": n + 1}]})
+            for n in range(44)]
+    missing = str(uuid.uuid4())
+    graph = GraphDirectory(credential(sandbox), endpoint=sandbox.endpoints["graph"], ca_bundle=sandbox.ca_path)
+    found = graph.get_applications_by_app_ids([a["appId"].upper() for a in apps] + [missing])
+    assert graph.batch_calls == 3 and sandbox.snapshot()["requests"]["graph"]["POST /$batch"] == 3
+    assert found[missing] is None
+    for app in apps:
+        read = found[app["appId"].lower()]
+        assert read is not None and [p.key_id for p in read.passwords] == [app["passwords"][0]["keyId"]]
+    with pytest.raises(NotFoundError):
+        graph.get_applications_by_app_ids(["x'); DROP"])
+
+
+def test_graph_reads_again_only_what_it_throttled_and_leaves_out_what_it_kept_throttling(
+        sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    from remediation.adapters import graph as graph_module
+
+    apps = [admin(sandbox, "/_sandbox/applications", {"displayName": f"sp-{n}", "passwords": [{"endInDays": 30}]})
+            for n in range(10)]
+    ids = [a["appId"] for a in apps]
+    graph = GraphDirectory(credential(sandbox), endpoint=sandbox.endpoints["graph"], ca_bundle=sandbox.ca_path)
+    admin(sandbox, "/_sandbox/faults", {"api": "graph", "kind": "throttle", "route": "GET /applications(appId=)",
+                                        "count": 3, "retryAfter": 0})
+    assert set(graph.get_applications_by_app_ids(ids)) == {i.lower() for i in ids}  # the three were asked again
+    assert graph.batch_calls == 2
+    monkeypatch.setattr(graph_module, "BATCH_ATTEMPTS", 2)
+    admin(sandbox, "/_sandbox/faults", {"api": "graph", "kind": "throttle", "route": "GET /applications(appId=)",
+                                        "count": 1000, "retryAfter": 0})
+    assert graph.get_applications_by_app_ids(ids[:3]) == {}  # unread, not missing: the report says "unknown"
+
+
+def test_aks_reads_a_clusters_maintenance_configurations(aks: AksManagedClusters, sandbox: Sandbox) -> None:
+    window = {"maintenanceWindow": {"schedule": {"weekly": {"intervalWeeks": 1, "dayOfWeek": "Saturday"}},
+                                    "durationHours": 4, "startTime": "01:00", "utcOffset": "+02:00",
+                                    "startDate": "2026-01-03"}}
+    assert aks.list_maintenance_configurations(cluster(sandbox)) == {}
+    token = credential(sandbox, sandbox.operator).get_token("https://management.azure.com/.default").token
+    request = urllib.request.Request(
+        f"{sandbox.endpoints['arm']}{cluster(sandbox)}/maintenanceConfigurations/aksManagedNodeOSUpgradeSchedule"
+        "?api-version=2024-09-01", data=json.dumps({"properties": window}).encode(), method="PUT",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    urllib.request.urlopen(request, context=ssl.create_default_context(cafile=sandbox.ca_path)).close()
+    read = aks.list_maintenance_configurations(cluster(sandbox))
+    assert list(read) == ["aksManagedNodeOSUpgradeSchedule"]
+    assert read["aksManagedNodeOSUpgradeSchedule"]["maintenanceWindow"]["schedule"] == window["maintenanceWindow"][
+        "schedule"]

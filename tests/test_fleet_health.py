@@ -55,7 +55,7 @@ def test_the_report_judges_every_cluster_and_writes_nothing(world: World) -> Non
         CLUSTER.name: Health.EXPIRED, MSI_CLUSTER.name: Health.MANAGED_IDENTITY,
         expiring.name: Health.EXPIRING, orphaned.name: Health.APPLICATION_MISSING}
     assert report.counts == {"healthy": 0, "expiring": 1, "expired": 1, "applicationMissing": 1,
-                             "managedIdentity": 1}
+                             "managedIdentity": 1, "unknown": 0}
     assert round(report.days_to_nearest_expiry or 0) == 12
     assert report.applications == 3
     assert _health(report, MSI_CLUSTER).recommendation is None
@@ -289,3 +289,13 @@ def test_a_fast_path_remediation_times_its_repair_from_the_failure(world: World)
         world.drain()
         [repair] = otel.points("remediator.failure_to_repair.duration")
         assert repair.attributes["since"] == "failure" and repair.sum >= 120
+
+
+def test_an_application_graph_kept_throttling_is_unknown_and_left_alone(world: World) -> None:
+    world.directory.throttled.add(APP_ID)
+
+    report = world.services.health.check()
+
+    assert _health(report, CLUSTER).health is Health.UNKNOWN and _health(report, CLUSTER).action is None
+    assert report.counts["unknown"] == 1 and report.counts["managedIdentity"] == 1
+    assert world.store.rows == {} and world.directory.writes == 0

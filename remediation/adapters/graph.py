@@ -87,9 +87,8 @@ class GraphDirectory:
         return _application(self._send(Method.GET, url, None, f"looking up application {app_id}"))
 
     def get_applications_by_app_ids(self, app_ids: Collection[str]) -> dict[str, Application | None]:
-        """Each application with its passwords (no owners), by lower-case appId; None where Graph has none.
-
-        Raises TransientError when Graph still throttles a request after BATCH_ATTEMPTS rounds."""
+        """Each application with its passwords (no owners), by lower-case appId; None where Graph has none. An appId
+        Graph still throttled after BATCH_ATTEMPTS rounds is left out of the answer (unread, not missing)."""
         wanted = sorted({a.lower() for a in app_ids})
         for app_id in wanted:
             _check_guid(app_id, "application id")
@@ -112,8 +111,10 @@ class GraphDirectory:
             log.info("Graph throttled %s of the batched reads: again in %.1f s (round %s)", len(pending), max(waits),
                      attempt + 1)
             await asyncio.sleep(min(max(waits), MAX_BATCH_WAIT))
-        raise TransientError(f"Graph still throttles reading {len(pending)} application(s) after {BATCH_ATTEMPTS}"
-                             " rounds", retry_after=max(waits))
+        # A fleet's report is worth more with a few unknowns than not at all: those are left out, and said so.
+        log.warning("Graph still throttles reading %s application(s) after %s rounds: they are left unread",
+                    len(pending), BATCH_ATTEMPTS)
+        return found
 
     async def _one_batch(self, app_ids: list[str], gate: asyncio.Semaphore
                          ) -> tuple[dict[str, Application | None], list[str], float]:
@@ -139,7 +140,8 @@ class GraphDirectory:
                 answered[app_id] = None
             elif status in TRANSIENT_STATUS:
                 throttled.append(app_id)
-                wait = max(wait, retry_after_seconds(_lower_keys(response.get("headers"))) or 1.0)
+                asked = retry_after_seconds(_lower_keys(response.get("headers")))
+                wait = max(wait, 1.0 if asked is None else asked)
             else:
                 error = (response.get("body") or {}).get("error") or {}
                 raise PermanentError(f"reading application {app_id}: {error.get('code', status)}:"
