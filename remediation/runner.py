@@ -218,8 +218,11 @@ class RemediationRunner:
         remediation = self._store.get(item.remediation_id)
         if remediation.status.terminal:
             log.info("remediation %s is already %s: message dropped", remediation.id, remediation.status.value)
-            # A worker that died between finishing and releasing left the claim: the host's retry releases it.
+            # A worker that died between finishing and releasing left the claim, or between finishing and telling
+            # the outcome topic: the host's retry of its message releases the claim and publishes again (the same
+            # event id, so a subscriber that saw it once drops it).
             self._release_claim(remediation)
+            self._publish(remediation)
             return remediation
         if item.generation != remediation.generation:
             log.info("remediation %s: message of generation %s dropped (current %s)", remediation.id,
@@ -340,10 +343,13 @@ class RemediationRunner:
 
     def _announce(self, remediation: Remediation) -> None:
         """Tell the world a remediation finished: its metrics, and an outcome event for other teams. After the record
-        is saved, so both describe what is on record; a publish that fails is logged, not retried (the record and the
-        remediator's own alerts stay the truth; a re-publish would carry the same event id)."""
+        is saved, so both describe what is on record. A publish that fails is logged (the record and the remediator's
+        own alerts stay the truth); a worker that dies before it publishes leaves that to the message's retry."""
         failed_at = datetime.fromisoformat(remediation.failed_at) if remediation.failed_at else None
         telemetry.record_remediation_finished(remediation, failed_at=failed_at)
+        self._publish(remediation)
+
+    def _publish(self, remediation: Remediation) -> None:
         if self._outcomes is None:
             return
         try:

@@ -177,7 +177,7 @@ def make_world(settings: dict[str, str] | None = None) -> World:
     vault, store, incidents = FakeVault(faults), FakeStore(faults), FakeIncidentStore(faults)
     queue, poison, lookups = FakeQueue(clock, faults, "work"), FakeQueue(clock, faults, "poison"), \
         FakeQueue(clock, faults, "lookups")
-    checks, inventory, outcomes = FakeQueue(clock, faults, "checks"), FakeResourceGraph(clusters), FakeOutcomes()
+    checks, inventory, outcomes = FakeQueue(clock, faults, "checks"), FakeResourceGraph(clusters), FakeOutcomes(faults)
     activity_log, sign_in, groups = FakeActivityLog(), FakeSignIn(directory, faults), FakeResourceGroups()
     roles = FakeRoleAssignments(directory, clock, faults)
     services = bootstrap(Settings.from_env({**SETTINGS, **(settings or {})}), credential=object(),

@@ -362,10 +362,12 @@ class FakeCluster:
 class FakeOutcomes:
     """The outcome topic: what was published, in order; `refuse` makes the next publishes fail as Event Grid would."""
 
-    def __init__(self) -> None:
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
         self.published: list[OutcomeEvent] = []
         self.refuse: RemediationError | None = None
 
+    @_calls("outcomes.publish")
     def publish(self, events: Sequence[OutcomeEvent]) -> None:
         if self.refuse is not None:
             raise self.refuse

@@ -9,6 +9,7 @@ from remediation.errors import PermanentError
 from remediation.health import Health
 from remediation.ids import ClusterId
 from remediation.model import Status
+from remediation.service import RemediationRequest
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, make_world
 from tests.otel import install_for_tests
 
@@ -299,3 +300,14 @@ def test_an_application_graph_kept_throttling_is_unknown_and_left_alone(world: W
     assert _health(report, CLUSTER).health is Health.UNKNOWN and _health(report, CLUSTER).action is None
     assert report.counts["unknown"] == 1 and report.counts["managedIdentity"] == 1
     assert world.store.rows == {} and world.directory.writes == 0
+
+
+def test_a_worker_that_dies_before_publishing_an_outcome_leaves_it_to_the_messages_retry(world: World) -> None:
+    world.services.remediations.request(RemediationRequest(CLUSTER, reason="before the release"))
+    world.faults.die_at("outcomes.publish")
+    with install_for_tests() as otel:
+        world.drain()
+        [finished] = otel.points("remediator.remediations")
+        assert finished.value == 1  # counted once, though told twice
+    assert world.faults.crashes == 1
+    assert world.outcomes.types() == ["Remediator.Remediation.Succeeded"]
