@@ -31,5 +31,5 @@ def test_a_failure_on_an_expired_application_is_acted_on_before_the_activity_log
     figures = fastpath(ingestion_seconds=300)
     assert figures["status"] == "Succeeded" and figures["resets"] == 1, figures
     assert figures["decision"] == ["Confirmed"], figures
-    assert figures["activityLogEntriesVisibleWhenRepaired"] == 0, figures  # still 5 minutes away
-    assert figures["secondsFromFailureToRemediationStarted"] < 30, figures
+    # Repaired while the Activity Log still showed nothing (its entry was 5 minutes away): it did not wait for it.
+    assert figures["activityLogEntriesVisibleWhenRepaired"] == 0, figures

@@ -338,22 +338,18 @@ def test_configure_without_a_connection_string_sets_nothing_up() -> None:
 
 
 COLD_IMPORT = """
-import json, sys, time
-start = time.perf_counter()
+import json, sys
 import function_app
-elapsed = time.perf_counter() - start
-print(json.dumps({"seconds": elapsed, "loaded": sorted(m for m in sys.modules if m == "azure.monitor.opentelemetry"
-      or m.startswith(("azure.monitor.opentelemetry.", "opentelemetry.sdk")))}))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(HEAVY))))
 """
+# What made a cold import slow when it was imported at module level: the SDKs and the telemetry distro load at
+# bootstrap (the first invocation), never at import. The import's time itself is measured, not asserted:
+# `make bench` prints it (benchmarks/run.py, median of 5 fresh processes; budget 0.5 s).
+HEAVY = ("opentelemetry", "azure.monitor", "azure.eventgrid", "azure.mgmt", "azure.identity", "azure.keyvault",
+         "azure.data", "azure.storage", "azure.core", "msgraph", "kiota", "httpx", "jwt")
 
 
-def test_a_cold_import_of_function_app_stays_cheap() -> None:
-    """The budget is 0.5 s of import time in a fresh interpreter; the best of three runs, against CI noise. Nothing
-    of the OpenTelemetry SDK or the Azure Monitor distro may load at import (they load at bootstrap)."""
-    runs = []
-    for _ in range(3):
-        done = run_python(COLD_IMPORT)
-        assert done.returncode == 0, done.stderr[-3000:]
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert all(run["loaded"] == [] for run in runs), runs[0]["loaded"]
-    assert min(run["seconds"] for run in runs) < 0.5, [round(run["seconds"], 3) for run in runs]
+def test_a_cold_import_of_function_app_loads_no_sdk_and_no_telemetry() -> None:
+    done = run_python(f"HEAVY = {HEAVY!r}" + COLD_IMPORT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
