@@ -114,7 +114,6 @@ def _figures(measured: dict[str, Any], before: dict[str, Counter[str]], after: d
         "graphBatchCallsAllowed": math.ceil(applications / 20),
         "httpCallsByApi": http_calls, "answers": answers,
         "throttledAnswers": sum(statuses.get("429", 0) for statuses in answers.values()),
-        "unhandled": 0,  # the scan raised nothing: every throttled answer was waited out and asked again
     }
 
 

@@ -5,7 +5,9 @@ Guarantees:
 - Events and Activity Log entries are hints; `Reconciler.decide` decides each from the
   cluster's present state, and acts at most once per incident however often it arrives.
 - A lookup whose Activity Log entry has not appeared yet is retried from the queue, and
-  given up, with the reason recorded, after `lookup_timeout`.
+  given up, with the reason recorded, after `lookup_timeout`; unless Graph shows that the
+  cluster's application has no unexpired password, when it is decided at once (the fast path,
+  under the same incident key the entry would carry).
 - Times are bounded: an event from the far past or the future is refused at the edge, so a
   lookup always ends.
 """
@@ -53,11 +55,8 @@ class IncidentLookup:
     traceparent: str | None = None  # the event's trace context: the lookup and the remediation join its trace
 
     def to_message(self) -> dict[str, object]:
-        body: dict[str, object] = {"clusterResourceId": str(self.cluster), "correlationId": self.correlation_id,
-                                   "firstSeen": self.first_seen.isoformat(), "attempt": self.attempt}
-        if self.traceparent:
-            body["traceparent"] = self.traceparent
-        return body
+        return messages.traced({"clusterResourceId": str(self.cluster), "correlationId": self.correlation_id,
+                                "firstSeen": self.first_seen.isoformat(), "attempt": self.attempt}, self.traceparent)
 
     @classmethod
     def from_message(cls, body: str | bytes) -> IncidentLookup:

@@ -22,6 +22,7 @@ remediator's own records before it acts.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,12 +51,6 @@ SCHEDULE_HORIZON = timedelta(hours=25)
 MAX_CHECK_MESSAGE = 2048
 PUBLISH_BATCH = 100  # events per Event Grid request (a request carries at most 1 MB)
 MIGRATE_DOCS = "https://learn.microsoft.com/azure/aks/use-managed-identity#update-an-existing-cluster-to-use-managed-identity"
-
-
-# Telemetry's health states are snake_case, as OpenTelemetry attribute values are.
-_METRIC_STATE = {"healthy": "healthy", "expiring": "expiring", "expired": "expired",
-                 "applicationMissing": "application_missing", "managedIdentity": "managed_identity",
-                 "unknown": "unknown"}
 
 
 class Health(StrEnum):
@@ -199,6 +194,10 @@ def judge(cluster: ClusterInfo, app: Application | None, now: datetime, within: 
         days_left=(ends - now).total_seconds() / 86400 if ends else None, tags=dict(cluster.tags))
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def soonest_valid_end(app: Application | None, now: datetime) -> datetime | None:
     return min((p.end for p in (app.passwords if app else ()) if p.end is not None and p.end > now), default=None)
 
@@ -215,10 +214,7 @@ class CredentialCheck:
     traceparent: str | None = None
 
     def to_message(self) -> dict[str, str]:
-        body = {"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}
-        if self.traceparent:
-            body["traceparent"] = self.traceparent
-        return body
+        return messages.traced({"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}, self.traceparent)
 
     @classmethod
     def from_message(cls, body: str | bytes) -> CredentialCheck:
@@ -253,7 +249,8 @@ class FleetHealth:
         judged = tuple(judge(c, apps.get(c.client_id.lower(), UNREAD), now, within, cluster_id=cid)
                        for cid, c in clusters)
         report = FleetReport(now, within.days, judged, len(app_ids))
-        telemetry.record_fleet_health({_METRIC_STATE[k]: n for k, n in report.counts.items()},
+        # Telemetry's health states are snake_case, as OpenTelemetry attribute values are.
+        telemetry.record_fleet_health({_snake(k): n for k, n in report.counts.items()},
                                       report.days_to_nearest_expiry)
         return report
 

@@ -31,6 +31,11 @@ def decode(body: str | bytes, *, most: int, code: str, needs: str, build: Callab
         raise InvalidInputError(f"the message needs {needs}", code=code) from err
 
 
+def traced(body: dict[str, Any], traceparent: str | None) -> dict[str, Any]:
+    """The message with the sender's trace context, if there is one (telemetry off: none)."""
+    return {**body, "traceparent": traceparent} if traceparent else body
+
+
 def valid_traceparent(value: object) -> str | None:
     """A message's W3C traceparent if it is one (version-traceid-spanid-flags), else None: a bad one is ignored, as
     tracing must never stop work."""

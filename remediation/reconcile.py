@@ -245,13 +245,9 @@ class Observation:
         app = self.application
         if app is None:
             return None
-        repair = next((r for r in self.rotations if claims(r) and r.new_key_id and (t := r.target(self._hint.cluster))
-                       and t.status is TargetStatus.VERIFIED), None)
-        cluster, repaired_at = self.cluster, self.repaired_at
-        unchanged = cluster is not None and repaired_at is not None and not (
-            cluster.last_modified_at and cluster.last_modified_at > repaired_at)
+        repair = self.current_repair
         ours = next((p for p in app.passwords if repair and p.key_id == repair.new_key_id), None)
-        if ours is not None and unchanged:
+        if ours is not None:
             return ours.end
         valid = [p.end for p in app.passwords if p.end is not None and p.end > self.now]
         return min(valid, default=None)
@@ -275,15 +271,22 @@ class Observation:
     def stored_secret(self) -> SignInResult | None:
         """Whether the secret our last rotation gave this cluster still signs in; None when we do not know the
         cluster's current secret (never repaired by us, or the cluster changed after our repair)."""
-        repaired_at, cluster = self.repaired_at, self.cluster
-        repair = next((r for r in self.rotations if claims(r) and (t := r.target(self._hint.cluster))
-                       and t.status is TargetStatus.VERIFIED), None)
-        if repaired_at is None or cluster is None or repair is None or not repair.vault_secret_version:
-            return None
-        if cluster.last_modified_at and cluster.last_modified_at > repaired_at:
+        repair = self.current_repair
+        if repair is None or not repair.vault_secret_version:
             return None
         secret = self._vault.get_secret(repair.vault_secret_name or "", repair.vault_secret_version)
         return self._sign_in.sign_in(self.app_id, secret)
+
+    @cached_property
+    def current_repair(self) -> Remediation | None:
+        """The rotation that last moved this cluster to a new secret and verified it, while that secret is what the
+        cluster holds as far as we know: None if we never repaired it, or it was changed after our repair."""
+        repaired_at, cluster = self.repaired_at, self.cluster
+        if repaired_at is None or cluster is None or (cluster.last_modified_at
+                                                      and cluster.last_modified_at > repaired_at):
+            return None
+        return next((r for r in self.rotations if claims(r) and (t := r.target(self._hint.cluster))
+                     and t.status is TargetStatus.VERIFIED), None)
 
 
 Check = Callable[[Hint, Observation], Verdict | None]

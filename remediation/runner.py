@@ -38,7 +38,7 @@ from remediation.errors import (
     TransientError,
 )
 from remediation.ids import ClusterId
-from remediation.messages import valid_traceparent
+from remediation.messages import traced, valid_traceparent
 from remediation.model import Status
 from remediation.outcomes import remediation_finished
 from remediation.ports import (
@@ -84,10 +84,7 @@ class WorkItem:
     traceparent: str | None = None  # the sender's trace context, so one incident is one trace across hops
 
     def to_message(self) -> dict[str, object]:
-        body: dict[str, object] = {"remediationId": self.remediation_id, "generation": self.generation}
-        if self.traceparent:
-            body["traceparent"] = self.traceparent
-        return body
+        return traced({"remediationId": self.remediation_id, "generation": self.generation}, self.traceparent)
 
     @classmethod
     def from_message(cls, body: str | bytes) -> WorkItem:

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from remediation.errors import PermanentError
+from remediation.events import FailureEvent
 from remediation.health import Health
 from remediation.ids import ClusterId
-from remediation.model import Status
+from remediation.model import ActivityLogEntry, Status
 from remediation.service import RemediationRequest
-from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, make_world
+from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, expired_secret_message, make_world
 from tests.otel import install_for_tests
 
 ROTATE = {"aks-sp-remediator": "rotate"}
@@ -235,10 +236,7 @@ def test_a_failure_event_on_an_application_with_a_valid_password_waits_for_the_a
     assert _resets(world) == 0
 
 
-def _entry_for(world: World, event):
-    from remediation.model import ActivityLogEntry
-    from tests.conftest import expired_secret_message
-
+def _entry_for(world: World, event: FailureEvent) -> ActivityLogEntry:
     return ActivityLogEntry(event.correlation_id, str(event.cluster), event.operation_name, "EndRequest", "Failed",
                             event.event_time, expired_secret_message(APP_ID))
 
