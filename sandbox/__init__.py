@@ -125,7 +125,7 @@ class Sandbox:
             self._ports[name] = server.port
             if name in self.state.audiences:
                 self.state.audiences[name].add(server.url)  # in every cloud an API's endpoint is its audience
-        self.state.login_url = login_server.url
+        self.state.login_url, self.state.graph_url = login_server.url, self.endpoints["graph"]
         if self._store:
             self._store.attach(self.state, {"scenario": self.scenario, "identities": dump_identities(self._identities),
                                             "ports": dict(self._ports)})

@@ -2,12 +2,13 @@
 the same resources.
 
 An identity's own `arm_actions` (infra/'s custom roles, and the operator's `*`) hold in every subscription of the
-world, as before. On top of them, a role assignment (sandbox/authorization.py) of a built-in role in `ROLE_ACTIONS`
-grants that role's actions at its scope and below, as Azure RBAC does: Reader on one subscription lets an identity
-read that subscription's clusters, and no others'. Roles outside `ROLE_ACTIONS` grant nothing here (the sandbox
-serves no network, registry or storage resources to use them on), and an assignment with an ABAC condition grants
-nothing either: a condition the sandbox does not evaluate must never widen access (sandbox/rbac.py evaluates only
-the delegation template, which constrains role assignment writes, not reads).
+world, as before. On top of them, a role assignment (sandbox/authorization.py) of a built-in role in `GRANTING_ROLES`
+grants that role's actions (their definitions: sandbox/rbac.py) at its scope and below, as Azure RBAC does: Reader
+on one subscription lets an identity read that subscription's clusters, and no others'. Roles outside
+`GRANTING_ROLES` grant nothing here (the sandbox serves no network, registry or storage resources to use them on),
+and an assignment with an ABAC condition grants nothing either: a condition the sandbox does not evaluate must never
+widen access (sandbox/rbac.py evaluates only the delegation template, which constrains role assignment writes, not
+reads).
 
 Pure functions over the state; callers hold no lock.
 """
@@ -17,21 +18,14 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from sandbox.rbac import BUILT_IN_ROLES
+from sandbox.rbac import BUILT_IN_ROLE_DEFINITIONS, BUILT_IN_ROLES
 from sandbox.state import Application, SandboxState
 
-# Actions and NotActions of the built-in roles that grant ARM access here (built-in roles reference,
-# learn.microsoft.com/azure/role-based-access-control/built-in-roles: Reader, Contributor).
+# The built-in roles whose assignments grant ARM access here, with their Actions and NotActions (sandbox/rbac.py).
+GRANTING_ROLES = ("Reader", "Contributor")
 ROLE_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    BUILT_IN_ROLES["Reader"]: (("*/read",), ()),
-    BUILT_IN_ROLES["Contributor"]: (("*",), (
-        "Microsoft.Authorization/*/Delete", "Microsoft.Authorization/*/Write",
-        "Microsoft.Authorization/elevateAccess/Action", "Microsoft.Blueprint/blueprintAssignments/write",
-        "Microsoft.Blueprint/blueprintAssignments/delete", "Microsoft.Compute/galleries/share/action",
-        "Microsoft.Purview/consents/write", "Microsoft.Purview/consents/delete",
-        "Microsoft.Resources/deploymentStacks/manageDenySetting/action", "Microsoft.Subscription/cancel/action",
-        "Microsoft.Subscription/enable/action")),
-}
+    BUILT_IN_ROLES[name]: (BUILT_IN_ROLE_DEFINITIONS[BUILT_IN_ROLES[name]].actions,
+                           BUILT_IN_ROLE_DEFINITIONS[BUILT_IN_ROLES[name]].not_actions) for name in GRANTING_ROLES}
 
 
 def permits(state: SandboxState, caller: Application, action: str, scope: str) -> bool:

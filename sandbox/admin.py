@@ -1,5 +1,7 @@
-"""The sandbox's own control API under `/_sandbox/`: state, clock, faults, cluster operations, Event Grid, and
-building a fleet piece by piece (subscriptions, resource groups, applications, clusters; sandbox/fleets.py).
+"""The sandbox's own control API under `/_sandbox/`: state, clock, faults, cluster operations, Event Grid, building
+a fleet piece by piece (subscriptions, resource groups, applications, clusters; sandbox/fleets.py), an application's
+Graph permissions and directory roles, and what a deployment preflight reads: the cloud's name, the Flex Consumption
+regions, other deployments of the remediator.
 
 Not part of Azure; tests, the demo and `python -m sandbox serve` users drive scenarios with it.
 """
@@ -13,7 +15,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.arm import ArmApi
 from sandbox.eventgrid import EventGridTopic
-from sandbox.fleets import create_application, create_cluster, create_resource_group, create_subscription
+from sandbox.fleets import (
+    create_application,
+    create_cluster,
+    create_remediator,
+    create_resource_group,
+    create_subscription,
+    update_application_grants,
+)
 from sandbox.server import Api, Request, Response
 from sandbox.state import AFTER_COMMIT_FAULTS, BEFORE_FAULTS, ApiError, Cluster, Fault, SandboxState
 
@@ -44,6 +53,11 @@ class AdminApi(Api):
         self.route("POST", r"/_sandbox/subscriptions", "POST subscriptions", self.add_subscription)
         self.route("POST", r"/_sandbox/resourcegroups", "POST resourcegroups", self.add_resource_group)
         self.route("POST", r"/_sandbox/applications", "POST applications", self.add_application)
+        self.route("PATCH", r"/_sandbox/applications/(?P<appid>[^/]+)", "PATCH applications/{appId}",
+                   self.update_application)
+        self.route("POST", r"/_sandbox/remediators", "POST remediators", self.add_remediator)
+        self.route("POST", r"/_sandbox/cloud", "POST cloud", self.set_cloud)
+        self.route("POST", r"/_sandbox/flexregions", "POST flexregions", self.set_flex_regions)
         self.route("POST", r"/_sandbox/clusters", "POST clusters", self.add_cluster)
         self.route("POST", r"/_sandbox/eventgrid/subscriptions", "POST subscriptions", self.subscribe)
         self.route("GET", r"/_sandbox/eventgrid/subscriptions", "GET subscriptions", self.subscriptions)
@@ -145,6 +159,34 @@ class AdminApi(Api):
 
     def add_cluster(self, request: Request) -> Response:
         return Response(201, create_cluster(self.state, self._object(request)))
+
+    def update_application(self, request: Request) -> Response:
+        return Response(200, update_application_grants(self.state, request.params["appid"], self._object(request)))
+
+    def add_remediator(self, request: Request) -> Response:
+        planted, created = create_remediator(self.state, self._object(request))
+        return Response(201 if created else 200, planted)
+
+    # ------------------------------------------------------------------ what a deployment preflight reads
+
+    def set_cloud(self, request: Request) -> Response:
+        """`{"name"}`: what GET /metadata/endpoints calls the cloud."""
+        name = self._object(request).get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ApiError(400, "InvalidRequest", "name must be a non-empty string, such as AzureCloud")
+        with self.state.lock:
+            self.state.cloud_name = name
+        return Response(200, {"name": name})
+
+    def set_flex_regions(self, request: Request) -> Response:
+        """`{"regions": [display names]}`: the regions that offer the Flex Consumption plan."""
+        regions = self._object(request).get("regions")
+        if not isinstance(regions, list) or not all(isinstance(r, str) and r.strip() for r in regions):
+            raise ApiError(400, "InvalidRequest", "regions must be a list of region display names, such as "
+                           "'West Europe'")
+        with self.state.lock:
+            self.state.flex_regions = list(dict.fromkeys(regions))
+        return Response(200, {"regions": list(dict.fromkeys(regions))})
 
     # ------------------------------------------------------------------ cluster writes
 

@@ -20,7 +20,8 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from sandbox import access
-from sandbox.authorization import RoleAssignments
+from sandbox.authorization import RoleAssignments, RoleDefinitions
+from sandbox.deployment import DeploymentRoutes
 from sandbox.resourcegraph import ResourceGraph
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
@@ -90,7 +91,9 @@ class ArmApi(Api):
         self.route("GET", rf"{sub}/providers/microsoft\.insights/eventtypes/management/values",
                    "GET eventtypes/management/values", self.activity_log)
         self.role_assignments = RoleAssignments(self)
+        self.role_definitions = RoleDefinitions(self)
         self.resource_graph = ResourceGraph(self)
+        self.deployment = DeploymentRoutes(self)
 
     # ------------------------------------------------------------------ the checks every ARM request passes
 
@@ -127,6 +130,16 @@ class ArmApi(Api):
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
         return caller
+
+    def require_api_version(self, request: Request, supported: tuple[str, ...], resource_type: str,
+                            location: str = "global") -> None:
+        """400 NoRegisteredProviderFound in ARM's words unless the request's api-version is one the resource type
+        takes (call after `_authenticate`, which makes sure there is one)."""
+        if request.query["api-version"] not in supported:
+            raise ApiError(400, "NoRegisteredProviderFound", (
+                f"No registered resource provider found for location '{location}' and API version "
+                f"'{request.query['api-version']}' for type '{resource_type}'. The supported api-versions are "
+                f"'{', '.join(supported)}'. The supported locations are ''."))
 
     def _group(self, request: Request) -> ResourceGroup:
         group = self.state.resource_group(request.params["rg"], request.params["sub"])

@@ -1,5 +1,6 @@
 """ARM role assignments: Microsoft.Authorization/roleAssignments, api-version 2022-04-01, at any scope of the world
-(a subscription, a resource group, or any resource id under one: a subnet, a registry, a private DNS zone...).
+(a subscription, a resource group, or any resource id under one: a subnet, a registry, a private DNS zone...); and
+the built-in role definitions (`RoleDefinitions`).
 
 URLs, bodies and status codes follow tests/reference/authorization_RoleAssignments_* (Create, Get, Delete,
 ListForScope; the docs' list with `$filter`). Errors in ARM's words where Microsoft or field reports show them:
@@ -17,7 +18,8 @@ ListForScope; the docs' list with `$filter`). Errors in ARM's words where Micros
   Azure RBAC: "Tenant ID, application ID, principal ID, and scope are not allowed to be updated."; a deployment
   reports it as BadRequest).
 - 403 AuthorizationFailed without the action, and in its ABAC wording when the caller's condition (sandbox/rbac.py)
-  is not fulfilled (microsoft/AzureTRE#4278).
+  is not fulfilled (microsoft/AzureTRE#4278): the role, principal type or principal (an excluded one, the
+  remediator itself) the condition does not allow.
 - 400 UnsupportedQuery for a `$filter` ARM does not take (its words: Azure/azure-rest-api-specs#28255).
 
 Undocumented, chosen as most plausible: a PUT with the same name and the same content answers 201 again (the
@@ -35,7 +37,14 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
-from sandbox.rbac import DELETE_ACTION, WRITE_ACTION, is_guid, parse_condition, role_definition_guid
+from sandbox.rbac import (
+    BUILT_IN_ROLE_DEFINITIONS,
+    DELETE_ACTION,
+    WRITE_ACTION,
+    is_guid,
+    parse_condition,
+    role_definition_guid,
+)
 from sandbox.server import Request, Response
 from sandbox.state import ApiError, Application, RoleAssignment, utc_iso
 
@@ -111,7 +120,7 @@ class RoleAssignments:
                            "assignment ID must be a GUID.")
         wanted = _wanted(request)
         if caller.role_assignment_condition and not parse_condition(caller.role_assignment_condition).allows_write(
-                wanted["role"], wanted["principalType"]):
+                wanted["role"], wanted["principalType"], wanted["principalId"]):
             raise self._abac_refusal(caller, WRITE_ACTION, request.path)
         principal_type = self._resolved_principal_type(wanted["principalId"], wanted["principalType"])
         with self.state.lock:
@@ -162,7 +171,8 @@ class RoleAssignments:
             if found is None:
                 return Response(204)
             if caller.role_assignment_condition and not parse_condition(
-                    caller.role_assignment_condition).allows_delete(found.role_definition_id, found.principal_type):
+                    caller.role_assignment_condition).allows_delete(found.role_definition_id, found.principal_type,
+                                                                    found.principal_id):
                 raise self._abac_refusal(caller, DELETE_ACTION, request.path)
             self.state.remove_role_assignment(found.name)
             return Response(200, self.body(found))
@@ -265,3 +275,45 @@ def _skip(token: str) -> int:
     if not token.isdigit():
         raise ApiError(400, "BadRequest", "The $skipToken is invalid.")
     return int(token)
+
+
+class RoleDefinitions:
+    """`GET {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}` (RoleDefinitions_Get, api-version
+    2022-04-01; tests/reference/authorization_RoleDefinitions_Get_2022-04-01.json) for the built-in roles of
+    sandbox/rbac.py: `{"id", "type", "name", "properties": {"roleName", "type": "BuiltInRole", "description",
+    "assignableScopes": ["/"], "permissions": [{"actions", "notActions", "dataActions", "notDataActions"}]}}`, the id
+    under the scope's subscription as ARM answers it there. An unknown GUID is 404 RoleDefinitionDoesNotExist, in the
+    words of the assignment routes' 400.
+
+    Assumed: reading a definition needs Microsoft.Authorization/roleDefinitions/read at the scope, checked as every
+    ARM read is (Reader's `*/read` has it; a caller with no access to the subscription is 403 AuthorizationFailed, as
+    field reports show for the role definition routes); the 404 status for an unknown definition (the spec gives no
+    example); an api-version other than 2022-04-01 is 400 NoRegisteredProviderFound."""
+
+    API_VERSIONS = ("2022-04-01",)
+    READ = "Microsoft.Authorization/roleDefinitions/read"
+
+    def __init__(self, arm: ArmApi) -> None:
+        self.arm = arm
+        arm.route("GET", rf"{_SCOPE}/providers/Microsoft\.Authorization/roleDefinitions/(?P<name>[^/]+)",
+                  "GET roleDefinitions/{name}", self.get)
+
+    def get(self, request: Request) -> Response:
+        self.arm._authenticate(request)
+        self.arm.require_api_version(request, self.API_VERSIONS, "roleDefinitions")
+        self.arm._authorize(request, self.READ, request.path)
+        if request.params.get("rg") is not None:
+            self.arm._group(request)
+        guid = request.params["name"].lower()
+        definition = BUILT_IN_ROLE_DEFINITIONS.get(guid)
+        if definition is None:
+            raise ApiError(404, "RoleDefinitionDoesNotExist", f"The specified role definition with ID "
+                           f"'{request.params['name']}' does not exist.")
+        return Response(200, {
+            "properties": {"roleName": definition.name, "type": "BuiltInRole", "description": definition.description,
+                           "assignableScopes": ["/"],
+                           "permissions": [{"actions": list(definition.actions),
+                                            "notActions": list(definition.not_actions), "dataActions": [],
+                                            "notDataActions": []}]},
+            "id": f"/subscriptions/{request.params['sub']}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
+            "type": "Microsoft.Authorization/roleDefinitions", "name": guid})

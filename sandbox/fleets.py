@@ -3,7 +3,8 @@
 Three ways to make one, all through the same checked builders (`create_*`, one per admin route):
 
 - piece by piece over the admin API (`POST /_sandbox/subscriptions`, `/resourcegroups`, `/applications`,
-  `/clusters`; sandbox/admin.py);
+  `/clusters`; sandbox/admin.py), which also plants other deployments of the remediator (`POST /_sandbox/remediators`)
+  and changes an application's Graph permissions and directory roles (`PATCH /_sandbox/applications/{appId}`);
 - a scenario document (a JSON file for `serve --scenario-file`, or a dict for `Sandbox(fleet=...)`): the same
   bodies in lists, except that a cluster names its application by `displayName` (`"application"`), since
   appIds are made when the world is;
@@ -20,20 +21,26 @@ import json
 import random
 import re
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sandbox.arm import maintenance_configuration
+from sandbox.directory import DIRECTORY_ROLES, directory_role_template
 from sandbox.state import (
     DEFAULT_WORLD_OPTIONS,
+    GRAPH_PERMISSIONS,
     LOCATION,
     ApiError,
     Application,
+    FunctionSite,
     Identities,
     LegacyAadProfile,
     ResourceGroup,
     SandboxState,
+    SystemTopic,
+    SystemTopicSubscription,
     WorldOptions,
     new_world,
     utc_iso,
@@ -45,6 +52,7 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 # ARM's rules for names: resource groups (1-90 of letters, digits, - _ . ( ), not ending in '.'), AKS clusters
 # (1-63 of letters, digits, - _, starting and ending alphanumeric), locations.
 _GROUP_NAME = re.compile(r"^[-\w.()]{0,89}[-\w()]$")
+_SITE_NAME = re.compile(r"^[a-zA-Z0-9](?:[-a-zA-Z0-9]{0,58}[a-zA-Z0-9])$")  # Microsoft.Web/sites: 2-60
 _CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9](?:[-_a-zA-Z0-9]{0,61}[a-zA-Z0-9])?$")
 _LOCATION = re.compile(r"^[a-z0-9]{1,40}$")
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
@@ -166,12 +174,15 @@ def create_resource_group(state: SandboxState, body: Any) -> tuple[dict[str, Any
 
 def create_application(state: SandboxState, body: Any, *, remediator_app_id: str) -> dict[str, Any]:
     """`{"displayName", "ownedByRemediator"?: true, "passwords"?: [{"displayName"?, "startDaysAgo"?: 30,
-    "endInDays"}]}` -> `{"appId", "objectId", "displayName", "passwords": [{"keyId", "hint", "endDateTime"}]}`.
+    "endInDays"}], "withSecret"?: false}` -> `{"appId", "objectId", "displayName", "passwords": [{"keyId", "hint",
+    "endDateTime"}]}`.
 
-    A password's text is kept in the state (clusters hold it) and never answered."""
-    body = _fields(body, {"displayName", "ownedByRemediator", "passwords"}, {"displayName"})
+    A password's text is kept in the state (clusters hold it) and never answered, but for `withSecret`: one more
+    password, valid from a day ago for a year, whose text is answered once, as `clientSecret` (a test signs in with
+    it as Graph's addPassword caller would)."""
+    body = _fields(body, {"displayName", "ownedByRemediator", "passwords", "withSecret"}, {"displayName"})
     display_name = _required(body, "displayName")
-    owned = _flag(body, "ownedByRemediator", True)
+    owned, with_secret = _flag(body, "ownedByRemediator", True), _flag(body, "withSecret", False)
     specs = body.get("passwords", [])
     if not isinstance(specs, list) or len(specs) > MAX_PASSWORDS:
         raise _bad(f"passwords must be a list of at most {MAX_PASSWORDS} objects")
@@ -182,7 +193,9 @@ def create_application(state: SandboxState, body: Any, *, remediator_app_id: str
         for label, start_days_ago, end_in_days in lifetimes:
             state.add_password(app, label, start=now - timedelta(days=start_days_ago),
                                end=now + timedelta(days=end_in_days))
-        return application_view(app)
+        secret = state.add_password(app, "sandbox sign-in", start=now - timedelta(days=1),
+                                    end=now + timedelta(days=365))[1] if with_secret else None
+        return application_view(app) | ({"clientSecret": secret} if secret else {})
 
 
 def _password_lifetime(spec: Any) -> tuple[str, float, float]:
@@ -196,6 +209,98 @@ def _password_lifetime(spec: Any) -> tuple[str, float, float]:
 def application_view(app: Application) -> dict[str, Any]:
     return {"appId": app.app_id, "objectId": app.object_id, "displayName": app.display_name,
             "passwords": [{"keyId": p.key_id, "hint": p.hint, "endDateTime": utc_iso(p.end)} for p in app.passwords]}
+
+
+def update_application_grants(state: SandboxState, app_id: str, body: Any) -> dict[str, Any]:
+    """`{"graphPermissions"?: [names], "directoryRoles"?: [role names or template ids]}`: each given list replaces
+    the application's grants of that kind (Graph app roles, Entra directory roles) -> `{"appId", "objectId",
+    "displayName", "servicePrincipalObjectId", "graphPermissions", "directoryRoles"}`."""
+    body = _fields(body, {"graphPermissions", "directoryRoles"})
+    permissions = _names(body, "graphPermissions", lambda name: name if name in GRAPH_PERMISSIONS else None,
+                         f"one of {', '.join(sorted(GRAPH_PERMISSIONS))}")
+    roles = _names(body, "directoryRoles", lambda role: (found := directory_role_template(role)) and found.template_id,
+                   f"a role name or template id of {', '.join(r.display_name for r in DIRECTORY_ROLES.values())}")
+    with state.lock:
+        app = state.applications.get(app_id.lower())
+        if app is None:
+            raise ApiError(404, "ApplicationNotFound", f"No application has the appId '{app_id}'.")
+        if permissions is not None:
+            app.graph_permissions = permissions
+        if roles is not None:
+            app.directory_roles = roles
+        return {"appId": app.app_id, "objectId": app.object_id, "displayName": app.display_name,
+                "servicePrincipalObjectId": app.sp_object_id if app.has_service_principal else None,
+                "graphPermissions": sorted(app.graph_permissions), "directoryRoles": sorted(app.directory_roles)}
+
+
+def _names(body: dict[str, Any], name: str, known: Callable[[str], str | None], rule: str) -> set[str] | None:
+    """A list field of names, each mapped by `known` (None: unknown, refused); None when the field is absent."""
+    if name not in body:
+        return None
+    values = body[name]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise _bad(f"{name} must be a list of strings")
+    mapped = [known(v) for v in values]
+    unknown = next((v for v, found in zip(values, mapped, strict=True) if found is None), None)
+    if unknown is not None:
+        raise _bad(f"{name}: {unknown!r} is not {rule}")
+    return {found for found in mapped if found is not None}
+
+
+# What the remediator's Bicep leaves in Azure besides the function app (infra/modules/eventgrid*.bicep): the event
+# subscription that feeds its Event Grid trigger, on the subscription's one Azure Resource Manager system topic.
+REMEDIATOR_FUNCTION = "on_resource_failure"
+FAILURE_EVENT_TYPES = ("Microsoft.Resources.ResourceWriteFailure", "Microsoft.Resources.ResourceActionFailure")
+SUBSCRIPTION_TOPIC_TYPE = "Microsoft.Resources.Subscriptions"
+EVENT_SUBSCRIPTION_PREFIX = "aks-cluster-failures-"
+MAX_EVENT_SUBSCRIPTION_NAME = 64  # Event Grid's naming rules: event subscriptions 3-64 characters
+
+
+def create_remediator(state: SandboxState, body: Any) -> tuple[dict[str, Any], bool]:
+    """`{"subscriptionId"?, "resourceGroup", "name", "location"?, "tags"?, "appSettings", "eventSubscription"?: true}`
+    -> (`{"resourceGroupId", "siteId", "systemTopicId"?, "eventSubscriptionId"?}`, whether the function app is new).
+
+    Another deployment of the remediator, as its Bicep leaves it: the resource group (made if missing), the function
+    app (created or replaced), and with `eventSubscription` the subscription's Microsoft.Resources.Subscriptions
+    system topic (the one it has, else `evgt-arm-<subscription id prefix>` in this resource group) with the event
+    subscription `aks-cluster-failures-<name>` to the function `on_resource_failure`."""
+    body = _fields(body, {"subscriptionId", "resourceGroup", "name", "location", "tags", "appSettings",
+                          "eventSubscription"}, {"resourceGroup", "name", "appSettings"})
+    name = _required(body, "name", _SITE_NAME, "2-60 letters, digits or '-', starting and ending alphanumeric")
+    group_name = _required(body, "resourceGroup", _GROUP_NAME, "a resource group name ARM takes")
+    location = _text(body, "location", _LOCATION, rule="an Azure region such as 'westeurope'")
+    tags, settings, subscribe = _tags(body), _settings(body), _flag(body, "eventSubscription", True)
+    if subscribe and len(f"{EVENT_SUBSCRIPTION_PREFIX}{name}") > MAX_EVENT_SUBSCRIPTION_NAME:
+        raise _bad(f"name makes the event subscription's name longer than Event Grid's "
+                   f"{MAX_EVENT_SUBSCRIPTION_NAME} characters: give a shorter one, or eventSubscription false")
+    with state.lock:
+        subscription = _subscription_of(state, body)
+        group = state.resource_group(group_name, subscription) or state.add_resource_group(
+            group_name, subscription_id=subscription, location=location or LOCATION)
+        site, created = state.put_site(FunctionSite(subscription, group.name, name, location or group.location, tags,
+                                                    settings))
+        answer = {"resourceGroupId": group.id, "siteId": site.id}
+        if subscribe:
+            answer |= _subscribe_remediator(state, group, site)
+        return answer, created
+
+
+def _subscribe_remediator(state: SandboxState, group: ResourceGroup, site: FunctionSite) -> dict[str, str]:
+    source = f"/subscriptions/{group.subscription_id}"
+    topic = state.system_topic_of_source(source) or state.add_system_topic(SystemTopic(
+        group.subscription_id, group.name, f"evgt-arm-{group.subscription_id[:8]}", source, SUBSCRIPTION_TOPIC_TYPE))
+    subscription = SystemTopicSubscription(f"{EVENT_SUBSCRIPTION_PREFIX}{site.name}",
+                                           f"{site.id}/functions/{REMEDIATOR_FUNCTION}", list(FAILURE_EVENT_TYPES))
+    topic.event_subscriptions[subscription.name] = subscription
+    return {"systemTopicId": topic.id, "eventSubscriptionId": f"{topic.id}/eventSubscriptions/{subscription.name}"}
+
+
+def _settings(body: dict[str, Any]) -> dict[str, str]:
+    settings = body.get("appSettings")
+    if not isinstance(settings, dict) or not all(isinstance(k, str) and k and isinstance(v, str)
+                                                 for k, v in settings.items()):
+        raise _bad("appSettings must be an object of string values")
+    return dict(settings)
 
 
 def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:

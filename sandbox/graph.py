@@ -1,36 +1,84 @@
-"""Microsoft Graph v1.0: applications (with their passwords and owners), service principals, deleted items.
+"""Microsoft Graph v1.0: applications (with their passwords, owners, api and app roles), service principals (the
+tenant's and Microsoft Graph's own), their app role assignments and directory roles, deleted items.
 
 Shapes follow the official examples in tests/reference/ (graph_application_addPassword_v1.0, _removePassword_,
-graph_application_create_v1.0, graph_servicePrincipal_create_v1.0, graph_directory_deletedItems_list_v1.0).
-JSON batching (`POST /$batch`) is sandbox/batching.py; a throttled request answers Graph's sample 429
-(graph_throttling_429_v1.0).
+graph_application_create_v1.0, graph_application_upsert_v1.0, graph_servicePrincipal_create_v1.0,
+graph_servicePrincipal_list_appRoleAssignments_v1.0, graph_directoryRole_get_v1.0,
+graph_directory_deletedItems_list_v1.0). JSON batching (`POST /$batch`) is sandbox/batching.py; a throttled request
+answers Graph's sample 429 (graph_throttling_429_v1.0).
 
 Permissions as Microsoft documents them (permissions reference, serviceprincipal-get, application-get):
 every one of Application.Read.All, Application.ReadWrite.OwnedBy and Application.ReadWrite.All reads every
 application and service principal in the tenant ("The Application.ReadWrite.OwnedBy permission allows an app to
 call GET /applications and GET /servicePrincipals to list all applications and service principals in the
-tenant"). Writes (addPassword, removePassword, PATCH, DELETE, POST /servicePrincipals for an application) need
-ReadWrite.All, or OwnedBy on an application the caller owns: otherwise 403 Authorization_RequestDenied. Creating
-an application needs OwnedBy or ReadWrite.All. Deleted items need Application.Read.All (the least privileged
-permission, directory-deleteditems-list/-get) or ReadWrite.All; OwnedBy alone is refused.
+tenant"); AppRoleAssignment.ReadWrite.All alone reads none. Writes (addPassword, removePassword, PATCH, DELETE,
+POST /servicePrincipals for an application) need ReadWrite.All, or OwnedBy on an application the caller owns:
+otherwise 403 Authorization_RequestDenied. Creating an application (POST, or the upsert that creates) needs OwnedBy
+or ReadWrite.All. Deleted items (directory-deleteditems-list/-get), a service principal's app role assignments
+(serviceprincipal-list-approleassignments) and its transitive memberships (serviceprincipal-list-transitivememberof)
+need Application.Read.All (the least privileged) or ReadWrite.All; OwnedBy alone is refused.
+
+Writing applications as the Microsoft Graph Bicep extension, `az` and the SDKs do:
+
+- `PATCH /applications(uniqueName='{name}')` (application-upsert): with `Prefer: create-if-missing` it creates a
+  missing application (201 and the application, which is assigned the uniqueName; the body must hold displayName),
+  without it a missing one is 404; an existing one is updated (204). `uniqueName` is the client-provided alternate
+  key: set on create, immutable after (the application resource: "Immutable").
+- `POST /applications`, `PATCH /applications/{id}` and the upsert store displayName, uniqueName (create only),
+  identifierUris, signInAudience, appRoles and api; other properties are accepted and ignored.
+- Graph refuses a pre-authorization of a scope the application does not have yet: an id in
+  `api.preAuthorizedApplications[*].delegatedPermissionIds` that is not among the `api.oauth2PermissionScopes` ids of
+  the application as stored before the request (so a scope added by the same request does not count, and on create
+  nothing does) is 400 InvalidValue, "Property api.preAuthorizedApplications.delegatedPermissionIds has a Permission
+  Id that cannot be found in the AppPermissions sets.", `details: [{"target":
+  "api.preAuthorizedApplications.delegatedPermissionIds", "code": "InvalidValue"}]` (Graph's answer, quoted in
+  microsoftgraph/microsoft-graph-docs#12675; the two-step fix, microsoftgraph/microsoft-graph-docs-contrib#1395).
+  Nothing is written when a request is refused.
+
+Assumed (Graph documents PATCH as "update the properties given", not how a complex property merges): top-level
+properties given replace the stored ones; within `api`, the sub-properties given replace the stored ones and the others
+are kept, arrays (oauth2PermissionScopes, preAuthorizedApplications, ...) being replaced whole. That is what an
+idempotent re-deploy of the full `api` needs, and what a later PATCH of `api.preAuthorizedApplications` alone (the
+two-step fix) needs to keep its scopes. Also assumed: the wording of refusals of a uniqueName change or clash (400
+Request_BadRequest, 409 Request_MultipleObjectsWithSameKeyValue), and that uniqueName is matched case-sensitively.
+
+Reads of a principal's grants: `GET /servicePrincipals/{id}/appRoleAssignments` lists the app roles it holds, Graph's
+application permissions (resource: Microsoft Graph's service principal) and the roles of the tenant's own APIs;
+`GET /servicePrincipals/{id}/transitiveMemberOf[/microsoft.graph.directoryRole]` its directory roles (the sandbox has
+no groups), `$select` honoured (it does not require `ConsistencyLevel: eventual` here: assumed). Assumed: an
+assignment's id (base64url of the principal's and the assignment's GUIDs, 43 characters as Graph's are) and its
+createdDateTime (the principal's creation: the sandbox does not keep when a grant was made). `/me` with an app-only
+token is Graph's 400 BadRequest, "/me request is only valid with delegated authentication flow." (quoted in
+microsoftgraph/msgraph-sdk-php#1163).
 """
 
 from __future__ import annotations
 
+import base64
+import copy
 import re
 import uuid
 from typing import Any
 
 from sandbox.batching import JsonBatch
+from sandbox.directory import (
+    DIRECTORY_ROLES,
+    GRAPH_APPLICATION_PERMISSIONS,
+    MICROSOFT_GRAPH_APP_ID,
+    MICROSOFT_TENANT_ID,
+    DirectoryRoleTemplate,
+    directory_role_object_id,
+)
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
+    GRAPH_APPLICATION_READERS,
     GRAPH_OWNED_BY,
-    GRAPH_PERMISSIONS,
     GRAPH_READ_ALL,
     GRAPH_READ_WRITE_ALL,
     ApiError,
     Application,
     SandboxState,
+    default_api,
     parse_time,
     utc_iso,
 )
@@ -40,6 +88,11 @@ _OWNERS_EXPAND = re.compile(r"^owners(?:\(\$select=(?P<select>[A-Za-z,\s]+)\))?$
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 OWNED_OBJECTS_PAGE = 100  # Graph's default page for directory objects; $top may ask for 1-999
 CREATED_LONG_AGO = "2025-01-01T00:00:00Z"  # createdDateTime of the applications a scenario starts with
+ME_REFUSAL = "/me request is only valid with delegated authentication flow."
+PREAUTHORIZED_TARGET = "api.preAuthorizedApplications.delegatedPermissionIds"
+SIGN_IN_AUDIENCES = ("AzureADMyOrg", "AzureADMultipleOrgs", "AzureADandPersonalMicrosoftAccount",
+                     "PersonalMicrosoftAccount")
+DIRECTORY_ROLE_FIELDS = ("id", "deletedDateTime", "description", "displayName", "roleTemplateId")
 
 
 class GraphApi(Api):
@@ -54,6 +107,9 @@ class GraphApi(Api):
         self.route("POST", r"/v1\.0/applications", "POST /applications", self.create_application)
         self.route("GET", r"/v1\.0/applications\(appId='(?P<appid>[^']*)'\)", "GET /applications(appId=)",
                    self.get_by_app_id)
+        unique = r"/v1\.0/applications\(uniqueName='(?P<unique>[^']*)'\)"
+        self.route("GET", unique, "GET /applications(uniqueName=)", self.get_by_unique_name)
+        self.route("PATCH", unique, "PATCH /applications(uniqueName=)", self.upsert_application)
         self.route("GET", app, "GET /applications/{id}", self.get_application)
         self.route("PATCH", app, "PATCH /applications/{id}", self.update_application)
         self.route("DELETE", app, "DELETE /applications/{id}", self.delete_application)
@@ -66,6 +122,12 @@ class GraphApi(Api):
         self.route("GET", principal, "GET /servicePrincipals/{id}", self.get_service_principal)
         self.route("GET", rf"{principal}/ownedObjects(?P<cast>/microsoft\.graph\.application)?",
                    "GET /servicePrincipals/{id}/ownedObjects", self.owned_objects)
+        self.route("GET", rf"{principal}/appRoleAssignments", "GET /servicePrincipals/{id}/appRoleAssignments",
+                   self.app_role_assignments)
+        self.route("GET", rf"{principal}/transitiveMemberOf(?P<cast>/microsoft\.graph\.directoryRole)?",
+                   "GET /servicePrincipals/{id}/transitiveMemberOf", self.transitive_member_of)
+        for method in ("GET", "POST", "PATCH", "DELETE"):
+            self.route(method, r"/v1\.0/me(?:/.*)?", f"{method} /me", self.me)
         self.route("GET", rf"{deleted}/microsoft\.graph\.(?P<type>application|servicePrincipal)",
                    "GET /directory/deletedItems/{type}", self.list_deleted)
         self.route("GET", rf"{deleted}/(?P<id>{_GUID})", "GET /directory/deletedItems/{id}", self.get_deleted)
@@ -76,7 +138,8 @@ class GraphApi(Api):
                  "client-request-id": str(uuid.uuid4())}
         if err.status == 429:  # the throttling page's sample response
             inner = {"code": "429", **inner, "message": "Please retry after", "status": "429"}
-        return {"error": {"code": err.code, "message": err.message, "innerError": inner}}
+        details = {"details": err.details} if err.details is not None else {}
+        return {"error": {"code": err.code, "message": err.message, **details, "innerError": inner}}
 
     def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
         if kind == "throttle":  # Graph's words (throttling page, "Sample response")
@@ -89,12 +152,17 @@ class GraphApi(Api):
 
     # ------------------------------------------------------------------ who may do what
 
-    def _caller(self, request: Request) -> Application:
-        """The calling application, which must hold one of the Graph permissions the sandbox knows."""
+    def _authenticated(self, request: Request) -> Application:
+        """The calling application, whose token Graph accepts."""
         caller = self.state.caller(request.headers.get("authorization"), "graph")
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
-        if not caller.graph_permissions & GRAPH_PERMISSIONS:
+        return caller
+
+    def _caller(self, request: Request) -> Application:
+        """The calling application, which must hold a Graph permission that reads applications."""
+        caller = self._authenticated(request)
+        if not caller.graph_permissions & GRAPH_APPLICATION_READERS:
             raise _denied()
         return caller
 
@@ -109,7 +177,8 @@ class GraphApi(Api):
         if not caller.graph_permissions & {GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL}:
             raise _denied()
 
-    def _may_read_deleted(self, caller: Application) -> None:
+    def _may_read_all(self, caller: Application) -> None:
+        """Application.Read.All or ReadWrite.All: deleted items, app role assignments, memberships."""
         if not caller.graph_permissions & {GRAPH_READ_ALL, GRAPH_READ_WRITE_ALL}:
             raise _denied()
 
@@ -122,7 +191,7 @@ class GraphApi(Api):
     # ------------------------------------------------------------------ bodies
 
     def application_body(self, app: Application) -> dict[str, Any]:
-        """An application with the properties graph_application_create_v1.0.json shows."""
+        """An application with the properties graph_application_create_v1.0.json and the upsert example show."""
         return {
             "id": app.object_id, "deletedDateTime": utc_iso(app.deleted_at) if app.deleted_at else None,
             "isFallbackPublicClient": None, "appId": app.app_id, "applicationTemplateId": None,
@@ -130,15 +199,15 @@ class GraphApi(Api):
             "createdDateTime": utc_iso(app.created_at) if app.created_at else CREATED_LONG_AGO,
             "displayName": app.display_name, "isDeviceOnlyAuthSupported": None, "groupMembershipClaims": None,
             "optionalClaims": None, "addIns": [], "publisherDomain": "sandbox.onmicrosoft.com",
-            "samlMetadataUrl": None, "signInAudience": "AzureADMyOrg", "tags": [], "tokenEncryptionKeyId": None,
-            "api": {"requestedAccessTokenVersion": 2, "acceptMappedClaims": None, "knownClientApplications": [],
-                    "oauth2PermissionScopes": [], "preAuthorizedApplications": []},
-            "appRoles": [_app_role(value, role_id) for value, role_id in app.app_roles.items()],
+            "samlMetadataUrl": None, "signInAudience": app.sign_in_audience, "tags": [], "tokenEncryptionKeyId": None,
+            "api": copy.deepcopy(app.api), "appRoles": copy.deepcopy(app.app_role_objects),
             "publicClient": {"redirectUris": []}, "info": _INFO, "keyCredentials": [],
             "parentalControlSettings": {"countriesBlockedForMinors": [], "legalAgeGroupRule": "Allow"},
             "passwordCredentials": [p.graph() for p in app.passwords], "requiredResourceAccess": [],
+            "uniqueName": app.unique_name,
             "web": {"redirectUris": [], "homePageUrl": None, "logoutUrl": None,
                     "implicitGrantSettings": {"enableIdTokenIssuance": False, "enableAccessTokenIssuance": False}},
+            "windows": None,
         }
 
     def service_principal_body(self, app: Application) -> dict[str, Any]:
@@ -146,11 +215,12 @@ class GraphApi(Api):
         return {
             "id": app.sp_object_id, "deletedDateTime": utc_iso(app.deleted_at) if app.deleted_at else None,
             "accountEnabled": True, "appDisplayName": app.display_name, "appId": app.app_id,
-            "appOwnerOrganizationId": self.state.tenant_id, "appRoleAssignmentRequired": False,
+            "appOwnerOrganizationId": MICROSOFT_TENANT_ID if app.app_id == MICROSOFT_GRAPH_APP_ID
+            else self.state.tenant_id, "appRoleAssignmentRequired": False,
             "displayName": app.display_name, "homepage": None, "logoutUrl": None, "publisherName": "sandbox",
             "replyUrls": [], "servicePrincipalNames": [app.app_id, *app.identifier_uris],
             "servicePrincipalType": "Application", "tags": [], "addIns": [],
-            "appRoles": [_app_role(value, role_id) for value, role_id in app.app_roles.items()], "info": _INFO,
+            "appRoles": copy.deepcopy(app.app_role_objects), "info": _INFO,
             "keyCredentials": [], "oauth2PermissionScopes": [], "passwordCredentials": [],
         }
 
@@ -205,36 +275,72 @@ class GraphApi(Api):
             raise _not_found(request.params["appid"])
         return Response(200, self._shaped(app, request))
 
+    def get_by_unique_name(self, request: Request) -> Response:
+        self._caller(request)
+        app = self.state.application_by_unique_name(request.params["unique"])
+        if app is None:
+            raise _not_found(request.params["unique"])
+        return Response(200, self._shaped(app, request))
+
     def create_application(self, request: Request) -> Response:
         """POST /applications: a new application with no service principal. Its creator becomes an owner: Graph's
         pages do not say so, field reports do (msgraph-sdk-powershell#829: "the owner is automatically set to the
         ServicePrincipal of the main application"), and OwnedBy's "apps that this app creates or owns" implies it."""
         caller = self._caller(request)
         self._may_create(caller)
-        body = request.json(code="BadRequest")
-        name = body.get("displayName") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not name.strip():
-            raise ApiError(400, "Request_BadRequest", "Invalid value specified for property 'displayName' of "
-                           "resource 'Application'.")
-        app = self.state.add_application(name, owners={caller.app_id}, with_service_principal=False,
-                                         created_at=self.state.now())
-        return Response(201, {"@odata.context": self._context("applications/$entity"), **self.application_body(app)})
+        changes = application_changes(request.json(code="BadRequest"), None)
+        return self._created(caller, changes)
 
     def update_application(self, request: Request) -> Response:
-        """PATCH: the sandbox changes displayName only (other properties are accepted and ignored)."""
+        """PATCH /applications/{id}: the properties given (see the module's docstring for how `api` merges)."""
         caller = self._caller(request)
         app = self._by_object_id(request)
         self._may_write(caller, app)
         body = request.json(code="BadRequest")
-        if not isinstance(body, dict):
-            raise ApiError(400, "BadRequest", "Empty Payload. JSON content expected.")
-        name = body.get("displayName", app.display_name)
-        if not isinstance(name, str) or not name.strip():
-            raise ApiError(400, "Request_BadRequest", "Invalid value specified for property 'displayName' of "
-                           "resource 'Application'.")
-        with self.state.lock:
-            app.display_name = name
+        with self.state.lock:  # checked against the application as stored, and written, as one step
+            self._apply(app, application_changes(body, app))
         return Response(204)
+
+    def upsert_application(self, request: Request) -> Response:
+        """PATCH /applications(uniqueName='...'): updates the application of that uniqueName (204), or, with
+        `Prefer: create-if-missing`, creates it when there is none (201); without the header a missing one is 404."""
+        caller = self._caller(request)
+        unique_name = request.params["unique"]
+        body = request.json(code="BadRequest")
+        if isinstance(body, dict) and body.get("uniqueName", unique_name) != unique_name:
+            raise _invalid("uniqueName")
+        with self.state.lock:
+            app = self.state.application_by_unique_name(unique_name)
+            if app is not None:
+                self._may_write(caller, app)
+                self._apply(app, application_changes(body, app))
+                return Response(204)
+            if "create-if-missing" not in request.headers.get("prefer", "").lower():
+                raise _not_found(unique_name)
+            self._may_create(caller)
+            changes = application_changes(body, None)
+            return self._created(caller, {**changes, "uniqueName": unique_name})
+
+    def _created(self, caller: Application, changes: dict[str, Any]) -> Response:
+        """A new application with these properties, owned by its creator: 201 and its body."""
+        with self.state.lock:
+            if changes.get("uniqueName") and self.state.application_by_unique_name(changes["uniqueName"]):
+                raise ApiError(409, "Request_MultipleObjectsWithSameKeyValue", "Another object with the same value "
+                               f"for property uniqueName already exists: '{changes['uniqueName']}'.")
+            app = self.state.add_application(changes["displayName"], owners={caller.app_id},
+                                             with_service_principal=False, created_at=self.state.now())
+            self._apply(app, changes)
+        return Response(201, {"@odata.context": self._context("applications/$entity"), **self.application_body(app)})
+
+    def _apply(self, app: Application, changes: dict[str, Any]) -> None:
+        """Write checked changes (application_changes) to the stored application."""
+        with self.state.lock:
+            app.display_name = changes.get("displayName", app.display_name)
+            app.unique_name = changes.get("uniqueName", app.unique_name)
+            app.identifier_uris = changes.get("identifierUris", app.identifier_uris)
+            app.sign_in_audience = changes.get("signInAudience", app.sign_in_audience)
+            app.app_role_objects = changes.get("appRoles", app.app_role_objects)
+            app.api = changes.get("api", app.api)
 
     def delete_application(self, request: Request) -> Response:
         """The application and its service principal go to the deleted items for 30 days; its passwords stop
@@ -284,15 +390,14 @@ class GraphApi(Api):
         self._caller(request)
         wanted = _app_id_filter(request, "ServicePrincipal")
         with self.state.lock:
-            found = [self.service_principal_body(a) for a in self.state.applications.values()
-                     if a.has_service_principal and (wanted is None or a.app_id == wanted)]
+            found = [self.service_principal_body(a) for a in self.state.service_principals()
+                     if wanted is None or a.app_id == wanted]
         return Response(200, {"@odata.context": self._context("servicePrincipals"), "value": found})
 
     def _principal(self, request: Request) -> Application:
         """The application whose service principal the URL names, by object id or by appId."""
         if "appid" in request.params:
-            app = self.state.applications.get(request.params["appid"].lower())
-            found = app if app is not None and app.has_service_principal else None
+            found = self.state.service_principal_by_app_id(request.params["appid"])
         else:
             found = self.state.service_principal(request.params["id"])
         if found is None:
@@ -344,11 +449,64 @@ class GraphApi(Api):
             body["@odata.nextLink"] = (f"{self.base_url}{request.path}?$top={size}&$skiptoken={start + size}")
         return Response(200, body)
 
+    # ------------------------------------------------------------------ what a principal holds
+
+    def app_role_assignments(self, request: Request) -> Response:
+        """The app roles granted to the service principal: Microsoft Graph's application permissions, then the roles
+        of the tenant's APIs (appRoleAssignment objects, serviceprincipal-list-approleassignments)."""
+        self._may_read_all(self._caller(request))
+        principal = self._principal(request)
+        with self.state.lock:
+            graph = self.state.microsoft_graph
+            granted = [(graph, GRAPH_APPLICATION_PERMISSIONS[p].id) for p in sorted(principal.graph_permissions)]
+            for api_app_id, roles in sorted(principal.granted_roles.items()):
+                api = self.state.service_principal_by_app_id(api_app_id)
+                granted += [(api, api.app_roles[role]) for role in sorted(roles) if api and role in api.app_roles]
+            value = [self._assignment(principal, resource, role_id) for resource, role_id in granted]
+        return Response(200, {"@odata.context": self._context("appRoleAssignments"), "value": value})
+
+    def _assignment(self, principal: Application, resource: Application, role_id: str) -> dict[str, Any]:
+        key = uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:app-role-assignment:{principal.sp_object_id}:"
+                                             f"{resource.sp_object_id}:{role_id}")
+        raw = uuid.UUID(principal.sp_object_id).bytes_le + key.bytes_le
+        return {"id": base64.urlsafe_b64encode(raw).decode().rstrip("="), "deletedDateTime": None,
+                "appRoleId": role_id,
+                "createdDateTime": utc_iso(principal.created_at) if principal.created_at else CREATED_LONG_AGO,
+                "principalDisplayName": principal.display_name, "principalId": principal.sp_object_id,
+                "principalType": "ServicePrincipal", "resourceDisplayName": resource.display_name,
+                "resourceId": resource.sp_object_id}
+
+    def transitive_member_of(self, request: Request) -> Response:
+        """The directory roles the service principal holds (the sandbox has no groups), as directoryRole objects;
+        `$select` picks their properties. Cast to microsoft.graph.directoryRole or not, the same objects."""
+        self._may_read_all(self._caller(request))
+        principal = self._principal(request)
+        fields = _role_fields(request)
+        with self.state.lock:
+            roles = [DIRECTORY_ROLES[t] for t in sorted(principal.directory_roles) if t in DIRECTORY_ROLES]
+        value = [{"@odata.type": "#microsoft.graph.directoryRole",
+                  **{k: v for k, v in self._directory_role(role).items() if k in fields}} for role in roles]
+        what = "directoryRoles" if request.params.get("cast") else "directoryObjects"
+        if "$select" in request.query:
+            what += f"({','.join(f for f in DIRECTORY_ROLE_FIELDS if f in fields)})"
+        return Response(200, {"@odata.context": self._context(what), "value": value})
+
+    def _directory_role(self, role: DirectoryRoleTemplate) -> dict[str, Any]:
+        """A built-in role activated in the tenant (directoryrole-get)."""
+        return {"id": directory_role_object_id(self.state.tenant_id, role.template_id), "deletedDateTime": None,
+                "description": role.description, "displayName": role.display_name,
+                "roleTemplateId": role.template_id}
+
+    def me(self, request: Request) -> Response:
+        """`/me` has no signed-in user with an application's token (every token the sandbox issues)."""
+        self._authenticated(request)
+        raise ApiError(400, "BadRequest", ME_REFUSAL)
+
     # ------------------------------------------------------------------ deleted items
 
     def list_deleted(self, request: Request) -> Response:
         """GET /directory/deletedItems/microsoft.graph.application (or .servicePrincipal), `$filter=appId eq`."""
-        self._may_read_deleted(self._caller(request))
+        self._may_read_all(self._caller(request))
         kind = request.params["type"].lower()
         wanted = _app_id_filter(request, "Application" if kind == "application" else "ServicePrincipal")
         self.state.purge_deleted()
@@ -362,7 +520,7 @@ class GraphApi(Api):
 
     def get_deleted(self, request: Request) -> Response:
         """One deleted application or service principal, by its object id."""
-        self._may_read_deleted(self._caller(request))
+        self._may_read_all(self._caller(request))
         object_id = request.params["id"].lower()
         self.state.purge_deleted()
         with self.state.lock:
@@ -382,9 +540,63 @@ _INFO = {"termsOfServiceUrl": None, "supportUrl": None, "privacyStatementUrl": N
          "logoUrl": None}
 
 
-def _app_role(value: str, role_id: str) -> dict[str, Any]:
-    return {"allowedMemberTypes": ["Application"], "description": value, "displayName": value, "id": role_id,
-            "isEnabled": True, "origin": "Application", "value": value}
+def application_changes(body: Any, stored: Application | None) -> dict[str, Any]:
+    """The properties a POST, PATCH or upsert body sets, checked, `api` already merged with the stored one (None: the
+    application is new). ApiError as Graph refuses a body, before anything is written."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "Empty Payload. JSON content expected.")
+    changes = copy.deepcopy({k: body[k] for k in _WRITABLE if k in body})
+    if stored is None or "displayName" in changes:
+        _require(isinstance(changes.get("displayName"), str) and changes["displayName"].strip(), "displayName")
+    if "uniqueName" in changes:
+        _require(isinstance(changes["uniqueName"], str) and changes["uniqueName"], "uniqueName")
+        _require(stored is None or stored.unique_name == changes["uniqueName"], "uniqueName")  # immutable
+    _require(_strings(changes.get("identifierUris", [])), "identifierUris")
+    _require(changes.get("signInAudience", SIGN_IN_AUDIENCES[0]) in SIGN_IN_AUDIENCES, "signInAudience")
+    _require(_objects_with_ids(changes.get("appRoles", [])), "appRoles")
+    if "api" in changes:
+        changes["api"] = _merged_api(changes["api"], stored)
+    return changes
+
+
+_WRITABLE = ("displayName", "uniqueName", "identifierUris", "signInAudience", "appRoles", "api")
+
+
+def _merged_api(api: Any, stored: Application | None) -> dict[str, Any]:
+    """The stored `api` with the given sub-properties laid over it, checked; a pre-authorization must name scopes
+    the application had before this request."""
+    _require(isinstance(api, dict), "api")
+    _require(_objects_with_ids(api.get("oauth2PermissionScopes", [])), "api")
+    preauthorized = api.get("preAuthorizedApplications", [])
+    _require(isinstance(preauthorized, list) and all(
+        isinstance(p, dict) and isinstance(p.get("appId"), str) and _strings(p.get("delegatedPermissionIds", []))
+        for p in preauthorized), "api")
+    known = {scope["id"].lower() for scope in (stored.api if stored else default_api())["oauth2PermissionScopes"]}
+    if any(i.lower() not in known for p in preauthorized for i in p.get("delegatedPermissionIds", [])):
+        raise ApiError(400, "InvalidValue", f"Property {PREAUTHORIZED_TARGET} has a Permission Id that cannot be "
+                       "found in the AppPermissions sets.", details=[{"target": PREAUTHORIZED_TARGET,
+                                                                      "code": "InvalidValue"}])
+    return {**(copy.deepcopy(stored.api) if stored else default_api()), **api}
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _objects_with_ids(value: Any) -> bool:
+    """A list of objects, each with a GUID `id` (appRoles, oauth2PermissionScopes)."""
+    return isinstance(value, list) and all(
+        isinstance(v, dict) and isinstance(v.get("id"), str) and re.fullmatch(_GUID, v["id"]) for v in value)
+
+
+def _require(ok: Any, field: str) -> None:
+    if not ok:
+        raise _invalid(field)
+
+
+def _invalid(field: str) -> ApiError:
+    return ApiError(400, "Request_BadRequest", f"Invalid value specified for property '{field}' of resource "
+                    "'Application'.")
 
 
 def _denied() -> ApiError:
@@ -397,7 +609,7 @@ def _not_found(identifier: str) -> ApiError:
 
 
 _SELECTABLE = frozenset({"id", "deletedDateTime", "isFallbackPublicClient", "appId", "applicationTemplateId",
-                         "identifierUris", "createdDateTime", "displayName", "isDeviceOnlyAuthSupported",
+                         "uniqueName", "identifierUris", "createdDateTime", "displayName", "isDeviceOnlyAuthSupported",
                          "groupMembershipClaims", "optionalClaims", "addIns", "publisherDomain", "samlMetadataUrl",
                          "signInAudience", "tags", "tokenEncryptionKeyId", "api", "appRoles", "publicClient", "info",
                          "keyCredentials", "parentalControlSettings", "passwordCredentials",
@@ -412,6 +624,18 @@ def _select(request: Request) -> set[str] | None:
     if unknown:
         raise ApiError(400, "Request_BadRequest", f"Could not find a property named '{sorted(unknown)[0]}' on "
                        "type 'microsoft.graph.application'.")
+    return fields
+
+
+def _role_fields(request: Request) -> set[str]:
+    """The directoryRole properties `$select` asks for; all of them without it."""
+    if "$select" not in request.query:
+        return set(DIRECTORY_ROLE_FIELDS)
+    fields = {f.strip() for f in request.query["$select"].split(",") if f.strip()}
+    unknown = sorted(fields - set(DIRECTORY_ROLE_FIELDS))
+    if unknown:
+        raise ApiError(400, "Request_BadRequest", f"Could not find a property named '{unknown[0]}' on type "
+                       "'microsoft.graph.directoryRole'.")
     return fields
 
 

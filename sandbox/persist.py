@@ -1,12 +1,15 @@
 """The sandbox's state on disk, so that `python -m sandbox serve --state-dir DIR` restarts where it stopped,
 also after a SIGKILL: same tenant, ids, ports, CA, subscriptions, resource groups (with their tags), applications
-(with their secrets, deleted ones too), role assignments, clusters (with their tags, write counts, legacy Azure AD
-profiles and maintenance configurations), vault, Activity Log, tokens, operations in progress, clock offset and faults.
+(with their secrets, deleted ones too, uniqueName, api, appRoles, Graph permissions and directory roles), role
+assignments, clusters (with their tags, write counts, legacy Azure AD profiles and maintenance configurations), function
+apps (with their app settings), Event Grid system topics and their event subscriptions, the cloud's name, the Flex
+Consumption regions, vault, Activity Log, tokens, operations in progress, clock offset and faults.
 
 Layout of DIR (0700; every file but the CA certificate 0600, since they hold secret text or keys):
 
 - `state.<n>.json`: the world of a fixed size (ids, subscriptions, resource groups, applications without
-  passwords, deleted applications, role assignments, clusters, counts, faults, clock), generation n. After every
+  passwords, deleted applications, role assignments, clusters, function apps with their app settings, system
+  topics, the cloud's name and Flex regions, counts, faults, clock), generation n. After every
   request that changed anything, generation n+1 is written to a temporary file, renamed into place, and n
   deleted: a restart takes the newest generation, which is always whole. (Renamed onto a fresh name, not over
   the old file: ext4 flushes a file renamed over another, 0.3-1 ms a save instead of 0.08 ms.)
@@ -37,11 +40,15 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox.directory import app_role
 from sandbox.state import (
+    DEFAULT_CLOUD_NAME,
+    DEFAULT_FLEX_REGIONS,
     LOCATION,
     Application,
     Cluster,
     Fault,
+    FunctionSite,
     Identities,
     Identity,
     LegacyAadProfile,
@@ -52,6 +59,9 @@ from sandbox.state import (
     SandboxState,
     SecretVersion,
     Subscription,
+    SystemTopic,
+    SystemTopicSubscription,
+    default_api,
 )
 
 # 2: subscriptions, resource groups, cluster subscriptions, tags and write counts. A format 1 directory (one
@@ -59,8 +69,11 @@ from sandbox.state import (
 # 3: applications' Graph permissions as a list, service principals made later, deleted applications, role
 # assignments, legacy Azure AD profiles, node resource groups and subnets. A format 2 directory loads as a world
 # without them (its applications' one permission becomes a list of one).
-FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+# 4: applications' uniqueName, api, appRoles (the full objects; format 3 kept value -> id), signInAudience and
+# directory roles; the cloud's name, the Flex Consumption regions, function apps and Event Grid system topics. A
+# format 3 directory loads with none of them: no directory roles, Graph's defaults, the default cloud and regions.
+FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 LOGS = ("passwords", "removed", "vault", "activity", "tokens", "operations")  # in the order they are replayed
 
 
@@ -304,6 +317,9 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
                       "vnetSubnetId": c.vnet_subnet_id, "aad": _dump_aad(c.aad),
                       "maintenanceConfigurations": c.maintenance_configurations}
                      for c in state.clusters.values()],
+        "cloudName": state.cloud_name, "flexRegions": state.flex_regions,
+        "functionApps": [_dump_site(site) for site in state.sites.values()],
+        "systemTopics": [_dump_topic(topic) for topic in state.system_topics.values()],
         "requests": state.requests,
         "responses": state.responses,
         "requestsByCaller": state.requests_by_caller,
@@ -320,7 +336,9 @@ def _dump_application(app: Application) -> dict[str, Any]:
     return {"objectId": app.object_id, "appId": app.app_id, "displayName": app.display_name,
             "owners": sorted(app.owners), "graphPermissions": sorted(app.graph_permissions),
             "armActions": sorted(app.arm_actions), "vaultDataActions": sorted(app.vault_data_actions),
-            "spObjectId": app.sp_object_id, "identifierUris": app.identifier_uris, "appRoles": app.app_roles,
+            "spObjectId": app.sp_object_id, "identifierUris": app.identifier_uris, "appRoles": app.app_role_objects,
+            "uniqueName": app.unique_name, "api": app.api, "signInAudience": app.sign_in_audience,
+            "directoryRoles": sorted(app.directory_roles),
             "grantedRoles": {k: sorted(v) for k, v in app.granted_roles.items()},
             "hasServicePrincipal": app.has_service_principal,
             "servicePrincipalCreatedAt": _time(app.service_principal_created_at), "createdAt": _time(app.created_at),
@@ -335,12 +353,43 @@ def _load_application(a: dict[str, Any]) -> Application:
         object_id=a["objectId"], app_id=a["appId"], display_name=a["displayName"], owners=set(a["owners"]),
         graph_permissions=set(permissions), arm_actions=frozenset(a["armActions"]),
         vault_data_actions=frozenset(a["vaultDataActions"]), sp_object_id=a["spObjectId"],
-        identifier_uris=a["identifierUris"], app_roles=a["appRoles"],
+        identifier_uris=a["identifierUris"], app_role_objects=_app_roles(a["appRoles"]),
+        unique_name=a.get("uniqueName"), api=a.get("api") or default_api(),
+        sign_in_audience=a.get("signInAudience", "AzureADMyOrg"), directory_roles=set(a.get("directoryRoles", ())),
         granted_roles={k: set(v) for k, v in a["grantedRoles"].items()},
         has_service_principal=a.get("hasServicePrincipal", True),
         service_principal_created_at=_parsed(a.get("servicePrincipalCreatedAt")),
         created_at=_parsed(a.get("createdAt")), deleted_at=_parsed(a.get("deletedAt")),
         role_assignment_condition=a.get("roleAssignmentCondition"))
+
+
+def _app_roles(saved: list[dict[str, Any]] | dict[str, str]) -> list[dict[str, Any]]:
+    """The appRole objects; format 3 kept only value -> id (roles of the sandbox's API application)."""
+    if isinstance(saved, dict):
+        return [app_role(value, role_id) for value, role_id in saved.items()]
+    return saved
+
+
+def _dump_site(site: FunctionSite) -> dict[str, Any]:
+    return {"subscriptionId": site.subscription_id, "resourceGroup": site.resource_group, "name": site.name,
+            "location": site.location, "tags": site.tags, "appSettings": site.app_settings, "kind": site.kind}
+
+
+def _load_site(s: dict[str, Any]) -> FunctionSite:
+    return FunctionSite(s["subscriptionId"], s["resourceGroup"], s["name"], s["location"], s["tags"],
+                        s["appSettings"], s["kind"])
+
+
+def _dump_topic(topic: SystemTopic) -> dict[str, Any]:
+    return {"subscriptionId": topic.subscription_id, "resourceGroup": topic.resource_group, "name": topic.name,
+            "source": topic.source, "topicType": topic.topic_type, "metricResourceId": topic.metric_resource_id,
+            "tags": topic.tags, "eventSubscriptions": [vars(e) for e in topic.event_subscriptions.values()]}
+
+
+def _load_topic(t: dict[str, Any]) -> SystemTopic:
+    subscriptions = [SystemTopicSubscription(**e) for e in t["eventSubscriptions"]]
+    return SystemTopic(t["subscriptionId"], t["resourceGroup"], t["name"], t["source"], t["topicType"],
+                       t["metricResourceId"], t["tags"], {e.name: e for e in subscriptions})
 
 
 def _dump_role_assignment(r: RoleAssignment) -> dict[str, Any]:
@@ -411,6 +460,12 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
         state.clusters[cluster.key] = cluster
         if state.resource_group(cluster.resource_group, cluster.subscription_id) is None:  # format 1 had no groups
             state.add_resource_group(cluster.resource_group, subscription_id=cluster.subscription_id)
+    state.cloud_name = saved.get("cloudName", DEFAULT_CLOUD_NAME)  # added in format 4, as what follows
+    state.flex_regions = list(saved.get("flexRegions", DEFAULT_FLEX_REGIONS))
+    for site in map(_load_site, saved.get("functionApps", ())):
+        state.sites[site.key] = site
+    for topic in map(_load_topic, saved.get("systemTopics", ())):
+        state.system_topics[topic.key] = topic
     for api, routes in saved["requests"].items():
         state.requests[api].update(routes)
     for api, routes in saved["responses"].items():

@@ -6,16 +6,19 @@ What follows Azure, and where from (copies in tests/reference/resourcegraph_*, e
 - Bodies: the `Resources` operation of the 2022-10-01 spec and its examples (BasicQuery, FirstPageQuery,
   NextPageQuery, PropertiesQuery): `totalRecords`, `count`, `resultTruncated` as the strings "true"/"false",
   `$skipToken`, `data` (objectArray, the spec's default: an object a row; table: `columns` and `rows`), `facets`.
-- Rows: the columns of ARG's `resources` table, filled from the cluster as ARM's GET serves it
-  (`ArmApi.cluster_body`), so that ARG and ARM agree; `type` and `resourceGroup` in lower case, as ARG stores them.
+- Rows: the columns of ARG's `resources` table, filled from the resource as ARM's GET serves it (clusters:
+  `ArmApi.cluster_body`; function apps, `microsoft.web/sites`: sandbox/deployment.py's `site_body`), so that ARG and
+  ARM agree; `type` and `resourceGroup` in lower case, as ARG stores them, `location` the programmatic name
+  (`westeurope`, where Microsoft.Web's GET says `West Europe`), `kind` the site's (`functionapp,linux`).
 - Paging (work-with-data, current text): `$top` 1-1000, default 1000; a result pages only when it has the `id`
   column, otherwise `resultTruncated` is "true" and there is no `$skipToken`. The token continues the same query over
   the same scopes; `$top` and `$skip` given with it override its page size and offset (the spec's words).
-- Visibility: only what the caller may read (`Microsoft.ContainerService/managedClusters/read` at the cluster, the
-  same check ARM's GET makes, sandbox/access.py). A query naming subscriptions none of which the caller reaches is
-  403 AccessDenied (field reports: Azure/azure-sdk-for-java#29924, microsoft/ARI#255); named subscriptions it cannot
-  reach, or that do not exist, are left out. Without subscriptions or management groups the query is tenant-wide;
-  the one management group is the tenant root group (named by the tenant id).
+- Visibility: only what the caller may read (`Microsoft.ContainerService/managedClusters/read` at the cluster,
+  `Microsoft.Web/sites/read` at the function app: the same check ARM's GET makes, sandbox/access.py). A query naming
+  subscriptions none of which the caller reaches is 403 AccessDenied (field reports: Azure/azure-sdk-for-java#29924,
+  microsoft/ARI#255); named subscriptions it cannot reach, or that do not exist, are left out. Without subscriptions
+  or management groups the query is tenant-wide; the one management group is the tenant root group (named by the
+  tenant id).
 - Throttling (guidance-for-throttled-requests): per user, `state.resource_graph_quota` queries (15) in each window
   of `state.resource_graph_window_seconds` (5), the window starting with the user's first query after the last one
   ended. Every answer past ARM's front door (api-version and token checks) carries `x-ms-user-quota-remaining` and
@@ -41,19 +44,22 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sandbox import access, kql
+from sandbox.deployment import site_body
 from sandbox.server import Request, Response
-from sandbox.state import ApiError, Application, Cluster, utc_iso
+from sandbox.state import ApiError, Application, utc_iso
 
 if TYPE_CHECKING:
     from sandbox.arm import ArmApi
 
 API_VERSIONS = ("2021-03-01", "2022-10-01")
 MAX_TOP = 1000
-READ = "Microsoft.ContainerService/managedClusters/read"
+CLUSTER_TYPE, READ = "microsoft.containerservice/managedclusters", "Microsoft.ContainerService/managedClusters/read"
+SITE_TYPE, SITE_READ = "microsoft.web/sites", "Microsoft.Web/sites/read"
 ROUTE_LABEL = "POST Microsoft.ResourceGraph/resources"
 INVALID_QUERY = ("Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix "
                  "the error before retrying.")
@@ -77,11 +83,7 @@ class ResourceGraph:
     def resources(self, request: Request) -> Response:
         """One page of the query's rows, with the caller's quota in the headers (on refusals too)."""
         caller = self.arm._authenticate(request)
-        if request.query["api-version"] not in API_VERSIONS:
-            raise ApiError(400, "NoRegisteredProviderFound", (
-                f"No registered resource provider found for location 'global' and API version "
-                f"'{request.query['api-version']}' for type 'resources'. The supported api-versions are "
-                f"'{', '.join(API_VERSIONS)}'. The supported locations are ''."))
+        self.arm.require_api_version(request, API_VERSIONS, "resources")
         quota = self._spend_quota(caller)
         try:
             return Response(200, self._result(request, caller), quota)
@@ -150,22 +152,38 @@ class ResourceGraph:
 
     def _rows(self, caller: Application, query: kql.ClusterQuery, subscriptions: set[str]) -> list[dict[str, Any]]:
         """Every row of the query that the caller may read, in `id` order, shaped as the query projects it."""
-        with self.state.lock:
-            self.state.settle()
-            clusters = [c for c in self.state.clusters.values() if c.subscription_id in subscriptions]
-            bodies = [(c, self.arm.cluster_body(c)) for c in clusters]
-        found = [self._row(cluster, body) for cluster, body in bodies
-                 if access.permits(self.state, caller, READ, body["id"])]
-        found = [row for row in found if query.matches(row["type"])]
+        found: list[dict[str, Any]] = []
+        for row_type, (read, rows) in self._sources().items():
+            if query.matches(row_type):  # only the types the query asks for are built
+                found += [row for row in rows(subscriptions) if access.permits(self.state, caller, read, row["id"])]
         found.sort(key=lambda row: row["id"], reverse=query.descending)
         return [query.shape(row) for row in found]
 
-    def _row(self, cluster: Cluster, body: dict[str, Any]) -> dict[str, Any]:
-        """The cluster as a row of ARG's resources table: ARM's body, in ARG's columns."""
+    def _sources(self) -> dict[str, tuple[str, Callable[[set[str]], list[dict[str, Any]]]]]:
+        """The resource types ARG serves here (as it stores them, lower case): the action that reads one, and the
+        function that makes their rows in the given subscriptions."""
+        return {CLUSTER_TYPE: (READ, self._cluster_rows), SITE_TYPE: (SITE_READ, self._site_rows)}
+
+    def _cluster_rows(self, subscriptions: set[str]) -> list[dict[str, Any]]:
+        with self.state.lock:
+            self.state.settle()
+            clusters = [c for c in self.state.clusters.values() if c.subscription_id in subscriptions]
+            return [self._row(c.resource_group, c.subscription_id, self.arm.cluster_body(c)) for c in clusters]
+
+    def _site_rows(self, subscriptions: set[str]) -> list[dict[str, Any]]:
+        with self.state.lock:
+            sites = [s for s in self.state.sites.values() if s.subscription_id in subscriptions]
+            rows = [self._row(s.resource_group, s.subscription_id, site_body(s)) for s in sites]
+        for row, site in zip(rows, sites, strict=True):
+            row.update(kind=site.kind, location=site.location.lower(), sku=None)  # ARG's names, not ARM's display
+        return rows
+
+    def _row(self, resource_group: str, subscription_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A resource as a row of ARG's resources table: ARM's body, in ARG's columns."""
         return {"id": body["id"], "name": body["name"], "type": body["type"].lower(),
-                "tenantId": self.state.tenant_id, "kind": "", "location": body["location"],
-                "resourceGroup": cluster.resource_group.lower(), "subscriptionId": cluster.subscription_id,
-                "managedBy": "", "sku": body["sku"], "plan": None, "properties": body["properties"],
+                "tenantId": self.state.tenant_id, "kind": body.get("kind", ""), "location": body["location"],
+                "resourceGroup": resource_group.lower(), "subscriptionId": subscription_id,
+                "managedBy": "", "sku": body.get("sku"), "plan": None, "properties": body["properties"],
                 "tags": body["tags"], "identity": body.get("identity"), "zones": None, "extendedLocation": None}
 
     def _page(self, options: dict[str, Any], fingerprint: str) -> tuple[int, int]:

@@ -31,6 +31,18 @@ from typing import Any, Protocol
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from sandbox.directory import (
+    GRAPH_APP_ROLE_ASSIGNMENT_WRITE,
+    GRAPH_APPLICATION_PERMISSIONS,
+    GRAPH_OWNED_BY,
+    GRAPH_READ_ALL,
+    GRAPH_READ_WRITE_ALL,
+    MICROSOFT_GRAPH_APP_ID,
+    MICROSOFT_GRAPH_NAME,
+    PRIVILEGED_ROLE_ADMINISTRATOR,
+    app_role,
+    microsoft_graph_principal_id,
+)
 from sandbox.rbac import BUILT_IN_ROLES, delegation_condition, role_definition_guid, role_name
 
 log = logging.getLogger("sandbox")
@@ -52,6 +64,12 @@ DEFAULT_CLUSTER_PAGE_SIZE = 50
 # (guidance-for-throttled-requests; "subject to change").
 RESOURCE_GRAPH_QUOTA = 15
 RESOURCE_GRAPH_WINDOW_SECONDS = 5.0
+# What GET /metadata/endpoints calls the cloud (`name`), as Azure's public cloud does.
+DEFAULT_CLOUD_NAME = "AzureCloud"
+# The regions that offer the Flex Consumption plan (display names, as Microsoft.Web's geoRegions name them). Assumed:
+# a plausible list, not a copy of Azure's current one, which grows; what matters is that it holds some and not others.
+DEFAULT_FLEX_REGIONS = ("Australia East", "East Asia", "East US", "East US 2", "North Europe", "Southeast Asia",
+                        "Sweden Central", "UK South", "West Europe", "West US 2", "West US 3")
 # Role assignments per page of ARM's role assignment lists (ARM does not document its own page size; small enough
 # that a test sees `nextLink`).
 DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE = 50
@@ -69,16 +87,15 @@ REMEDIATOR_ARM_ACTIONS = frozenset({
     "Microsoft.Resources/subscriptions/resourceGroups/read",  # an opt-out tag may sit on the cluster's group
 })
 ALL_ACTIONS = frozenset({"*"})
-# What Role Based Access Control Administrator adds (f58310d9-...): write and delete role assignments, each under the
-# identity's condition (Application.role_assignment_condition).
-ROLE_ASSIGNMENT_WRITE_ACTIONS = frozenset({"Microsoft.Authorization/roleAssignments/write",
-                                           "Microsoft.Authorization/roleAssignments/delete"})
-# Microsoft Graph application permissions the sandbox knows, and what each lets an app do with applications and
-# service principals (permissions reference; serviceprincipal-get, application-get): every one of them reads all of
-# them; OwnedBy writes only what its identity owns; Read.All writes nothing.
-GRAPH_READ_ALL, GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL = (
-    "Application.Read.All", "Application.ReadWrite.OwnedBy", "Application.ReadWrite.All")
-GRAPH_PERMISSIONS = frozenset({GRAPH_READ_ALL, GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL})
+# What infra/'s role assignment writer role adds with REMEDIATOR_REPLACE_DELETED=replace: write role assignments (not
+# delete them), under the identity's condition (Application.role_assignment_condition).
+ROLE_ASSIGNMENT_WRITE_ACTIONS = frozenset({"Microsoft.Authorization/roleAssignments/write"})
+# Microsoft Graph application permissions the sandbox knows (sandbox/directory.py). What each lets an app do with
+# applications and service principals (permissions reference; serviceprincipal-get, application-get): each of the
+# Application.* ones reads all of them; OwnedBy writes only what its identity owns; Read.All writes nothing.
+# AppRoleAssignment.ReadWrite.All manages app role assignments and consent grants: alone it reads no application.
+GRAPH_PERMISSIONS = frozenset(GRAPH_APPLICATION_PERMISSIONS)
+GRAPH_APPLICATION_READERS = frozenset({GRAPH_READ_ALL, GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL})
 # A deleted application or service principal stays in Graph's deleted items this long, then is gone for good.
 DELETED_ITEM_RETENTION = timedelta(days=30)
 # Key Vault data actions of the remediator's custom data role on its vault (infra/): set, get, list; no delete.
@@ -155,7 +172,13 @@ class Application:
     passwords: list[Password] = field(default_factory=list)
     sp_object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     identifier_uris: list[str] = field(default_factory=list)
-    app_roles: dict[str, str] = field(default_factory=dict)  # value -> id, for an application that is an API
+    # Its appRoles, as Graph shows them (an application that is an API publishes them; `app_roles` maps value -> id).
+    app_role_objects: list[dict[str, Any]] = field(default_factory=list)
+    # Graph's client-provided alternate key (upsert: PATCH /applications(uniqueName='...')); immutable once set.
+    unique_name: str | None = None
+    api: dict[str, Any] = field(default_factory=lambda: default_api())  # Graph's apiApplication
+    sign_in_audience: str = "AzureADMyOrg"
+    directory_roles: set[str] = field(default_factory=set)  # Entra directory roles it holds: role template ids
     # App roles this application was granted on other applications (APIs): their appId -> role values.
     granted_roles: dict[str, set[str]] = field(default_factory=dict)
     # What removePassword took away, as the state shows it (keyId, hint, displayName, endDateTime, removedAt).
@@ -170,6 +193,17 @@ class Application:
     deleted_at: datetime | None = None  # set while it lies in Graph's deleted items
     # An ABAC condition on the identity's role assignment writes and deletes (constrained delegation, sandbox/rbac.py).
     role_assignment_condition: str | None = None
+
+    @property
+    def app_roles(self) -> dict[str, str]:
+        """Its app roles, value -> id."""
+        return {r["value"]: r["id"] for r in self.app_role_objects if r.get("value")}
+
+
+def default_api() -> dict[str, Any]:
+    """A new application's `api`, as Graph answers it (application-post-applications, the create example)."""
+    return {"requestedAccessTokenVersion": 2, "acceptMappedClaims": None, "knownClientApplications": [],
+            "oauth2PermissionScopes": [], "preAuthorizedApplications": []}
 
 
 @dataclass
@@ -292,6 +326,64 @@ class Cluster:
 
 
 @dataclass
+class FunctionSite:
+    """A function app as ARM knows it (Microsoft.Web/sites): where it is, its tags and app settings. The sandbox runs
+    no code for it: the remediator's own function app is the function worker (sandbox/worker.py)."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+    location: str  # ARM's programmatic name, e.g. westeurope
+    tags: dict[str, str] = field(default_factory=dict)
+    app_settings: dict[str, str] = field(default_factory=dict, repr=False)  # may name secrets (…_KEY): never shown
+    kind: str = "functionapp,linux"
+
+    @property
+    def key(self) -> str:
+        return f"{self.subscription_id}/{self.resource_group}/{self.name}".lower()
+
+    @property
+    def id(self) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/Microsoft.Web/" \
+               f"sites/{self.name}"
+
+
+@dataclass
+class SystemTopicSubscription:
+    """An event subscription of a system topic, as ARM shows it (delivery to webhooks is sandbox/eventgrid.py's)."""
+
+    name: str
+    destination_resource_id: str  # an Azure Function: <site id>/functions/<function name>
+    included_event_types: list[str]
+    max_events_per_batch: int = 1
+    preferred_batch_size_kb: int = 64
+    delivery_schema: str = "EventGridSchema"
+
+
+@dataclass
+class SystemTopic:
+    """An Event Grid system topic (Microsoft.EventGrid/systemTopics) and its event subscriptions, by name."""
+
+    subscription_id: str
+    resource_group: str
+    name: str
+    source: str  # the resource it publishes the events of, e.g. /subscriptions/{id}
+    topic_type: str
+    metric_resource_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    tags: dict[str, str] = field(default_factory=dict)
+    event_subscriptions: dict[str, SystemTopicSubscription] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.subscription_id}/{self.resource_group}/{self.name}".lower()
+
+    @property
+    def id(self) -> str:
+        return f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}/providers/" \
+               f"Microsoft.EventGrid/systemTopics/{self.name}"
+
+
+@dataclass
 class SecretVersion:
     version: str
     _value: str = field(repr=False)
@@ -373,12 +465,25 @@ class SandboxState:
         self.role_assignment_page_size = DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE
         self.clusters: dict[str, Cluster] = {}  # by Cluster.key
         self.cluster_page_size = DEFAULT_CLUSTER_PAGE_SIZE
+        # Deployment-time ARM resources (sandbox/deployment.py): function apps, Event Grid system topics.
+        self.sites: dict[str, FunctionSite] = {}  # by FunctionSite.key
+        self.system_topics: dict[str, SystemTopic] = {}  # by SystemTopic.key
+        self.cloud_name = DEFAULT_CLOUD_NAME
+        self.flex_regions: list[str] = list(DEFAULT_FLEX_REGIONS)
+        # Microsoft Graph's service principal: in every tenant, an application of Microsoft's tenant, so not one of
+        # `applications` (Graph lists only the tenant's own there). Derived from the tenant: never saved.
+        self.microsoft_graph = Application(
+            object_id=microsoft_graph_principal_id(tenant_id), app_id=MICROSOFT_GRAPH_APP_ID,
+            display_name=MICROSOFT_GRAPH_NAME, sp_object_id=microsoft_graph_principal_id(tenant_id),
+            identifier_uris=["https://graph.microsoft.com"],
+            app_role_objects=[p.app_role() for p in GRAPH_APPLICATION_PERMISSIONS.values()])
         self.operations: dict[str, Operation] = {}
         self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token_key(token) -> (appId, audience, expires)
         # Entra ID signs every access token (RS256); its public key is served as the tenant's JWKS.
         self.signing_key = signing_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.signing_key_id = signing_key_id or uuid.uuid4().hex
         self.login_url = ""  # the token endpoint's base URL: tokens' issuer is <login_url>/<tenant>/v2.0
+        self.graph_url = ""  # Graph's base URL (the cloud's metadata names it); Sandbox.start sets both
         # Which token audiences each API accepts: Azure's own, and the API's endpoint (audience = endpoint, as in
         # every cloud); Sandbox.start adds the endpoints.
         self.audiences: dict[str, set[str]] = {"arm": set(ARM_AUDIENCES), "graph": {GRAPH_AUDIENCE},
@@ -449,10 +554,24 @@ class SandboxState:
             return next((a for a in self.applications.values() if a.object_id == object_id.lower()), None)
 
     def service_principal(self, object_id: str) -> Application | None:
-        """The application whose service principal has this object id, if the directory has it (not deleted)."""
+        """The application whose service principal has this object id, if the directory has it (not deleted);
+        Microsoft Graph's too."""
         with self.lock:
-            return next((a for a in self.applications.values()
-                         if a.has_service_principal and a.sp_object_id == object_id.lower()), None)
+            return next((a for a in self.service_principals() if a.sp_object_id == object_id.lower()), None)
+
+    def service_principal_by_app_id(self, app_id: str) -> Application | None:
+        """The application of the service principal for this appId, if the directory has one; Microsoft Graph's too."""
+        with self.lock:
+            return next((a for a in self.service_principals() if a.app_id == app_id.lower()), None)
+
+    def service_principals(self) -> list[Application]:
+        """The applications the tenant has service principals of: its own, then Microsoft Graph."""
+        with self.lock:
+            return [*(a for a in self.applications.values() if a.has_service_principal), self.microsoft_graph]
+
+    def application_by_unique_name(self, unique_name: str) -> Application | None:
+        with self.lock:
+            return next((a for a in self.applications.values() if a.unique_name == unique_name), None)
 
     def add_service_principal(self, app: Application) -> Application:
         """Graph's POST /servicePrincipals for an application that has none: a new object, replicating from now."""
@@ -648,6 +767,33 @@ class SandboxState:
     def resource_group(self, name: str, subscription_id: str | None = None) -> ResourceGroup | None:
         with self.lock:
             return self.resource_groups.get(f"{subscription_id or self.subscription_id}/{name}".lower())
+
+    # ------------------------------------------------------------------ function apps and Event Grid system topics
+
+    def put_site(self, site: FunctionSite) -> tuple[FunctionSite, bool]:
+        """Create or replace a function app (ARM's create or update); True if it is new."""
+        with self.lock:
+            created = site.key not in self.sites
+            self.sites[site.key] = site
+            return site, created
+
+    def site(self, resource_group: str, name: str, subscription_id: str) -> FunctionSite | None:
+        with self.lock:
+            return self.sites.get(f"{subscription_id}/{resource_group}/{name}".lower())
+
+    def system_topic(self, resource_group: str, name: str, subscription_id: str) -> SystemTopic | None:
+        with self.lock:
+            return self.system_topics.get(f"{subscription_id}/{resource_group}/{name}".lower())
+
+    def system_topic_of_source(self, source: str) -> SystemTopic | None:
+        """The system topic of a source: Event Grid allows one per source (learn.microsoft.com, system-topics)."""
+        with self.lock:
+            return next((t for t in self.system_topics.values() if t.source.lower() == source.lower()), None)
+
+    def add_system_topic(self, topic: SystemTopic) -> SystemTopic:
+        with self.lock:
+            self.system_topics[topic.key] = topic
+            return topic
 
     # ------------------------------------------------------------------ clusters
 
@@ -959,13 +1105,18 @@ class SandboxState:
                 "resourceGroups": [self.group_view(g) for g in self.resource_groups.values()],
                 "clusters": [self.cluster_view(c) for c in self.clusters.values()],
                 "applications": [{"objectId": a.object_id, "appId": a.app_id, "displayName": a.display_name,
+                                  "uniqueName": a.unique_name,
                                   "servicePrincipalObjectId": a.sp_object_id if a.has_service_principal else None,
-                                  "owners": sorted(a.owners),
+                                  "owners": sorted(a.owners), "graphPermissions": sorted(a.graph_permissions),
+                                  "directoryRoles": sorted(a.directory_roles),
                                   "passwords": [p.public(now) for p in a.passwords],
                                   "removedPasswords": [dict(r) for r in a.removed_passwords]}
                                  for a in self.applications.values()],
                 "deletedApplications": [deleted_view(a) for a in self.deleted_applications.values()],
                 "roleAssignments": [role_assignment_view(r) for r in self.role_assignments.values()],
+                "cloudName": self.cloud_name, "flexRegions": list(self.flex_regions),
+                "functionApps": [site_view(a) for a in self.sites.values()],
+                "systemTopics": [system_topic_view(t) for t in self.system_topics.values()],
                 "keyVault": {name: {"currentVersion": versions[-1].version,
                                     "versions": [{"version": v.version, "tags": dict(v.tags), "enabled": v.enabled,
                                                   "contentType": v.content_type, "exp": v.expires}
@@ -1019,6 +1170,27 @@ def deleted_view(app: Application) -> dict[str, Any]:
             "deletedDateTime": utc_iso(app.deleted_at) if app.deleted_at else None}
 
 
+# App settings whose values the state never shows (names ending so hold keys, secrets or connection strings).
+SECRET_SETTING_SUFFIXES = ("KEY", "SECRET", "CONNECTION_STRING")
+
+
+def site_view(site: FunctionSite) -> dict[str, Any]:
+    """A function app as the state shows it: its app settings with the values of secret-named ones blanked."""
+    return {"id": site.id, "subscriptionId": site.subscription_id, "resourceGroup": site.resource_group,
+            "name": site.name, "location": site.location, "kind": site.kind, "tags": dict(site.tags),
+            "appSettings": {name: "" if name.upper().endswith(SECRET_SETTING_SUFFIXES) else value
+                            for name, value in site.app_settings.items()}}
+
+
+def system_topic_view(topic: SystemTopic) -> dict[str, Any]:
+    return {"id": topic.id, "subscriptionId": topic.subscription_id, "resourceGroup": topic.resource_group,
+            "name": topic.name, "source": topic.source, "topicType": topic.topic_type,
+            "eventSubscriptions": [{"id": f"{topic.id}/eventSubscriptions/{e.name}", "name": e.name,
+                                    "destinationResourceId": e.destination_resource_id,
+                                    "includedEventTypes": list(e.included_event_types)}
+                                   for e in topic.event_subscriptions.values()]}
+
+
 def role_assignment_view(assignment: RoleAssignment) -> dict[str, Any]:
     return {"id": assignment.id, "name": assignment.name, "scope": assignment.scope,
             "roleDefinitionId": assignment.role_definition_id, "roleName": role_name(assignment.role_definition_id),
@@ -1054,9 +1226,10 @@ class WorldOptions:
 
     `remediator_graph_permissions`: its Graph application permissions (default what infra/graph.bicep grants:
     OwnedBy, and Application.Read.All for Graph's deleted items).
-    `remediator_role_assignment_roles`: role definitions (built-in names or GUIDs) it may assign and remove, as
-    Role Based Access Control Administrator under the documented constraining condition, for service principals
-    only; None: it may only read role assignments."""
+    `remediator_role_assignment_roles`: role definitions (built-in names or GUIDs) it may assign, as infra/'s role
+    assignment writer role (roleAssignments/write, no delete) under the documented constraining condition, for
+    service principals only and never for itself (the condition excludes its own principal id, as infra/ deploys
+    it); None: it may only read role assignments."""
 
     remediator_graph_permissions: frozenset[str] = frozenset({GRAPH_OWNED_BY, GRAPH_READ_ALL})
     remediator_role_assignment_roles: frozenset[str] | None = None
@@ -1068,8 +1241,9 @@ DEFAULT_WORLD_OPTIONS = WorldOptions()  # what infra/ deploys, nothing more
 def new_world(*, tenant_id: str | None = None, subscription_id: str | None = None,
               options: WorldOptions = WorldOptions()) -> tuple[SandboxState, Identities]:
     """The tenant every scenario starts from: the remediator (Application.ReadWrite.OwnedBy, infra/'s ARM and vault
-    roles, and what `options` add), an operator who may do anything, an auditor, the remediator's API application;
-    no clusters yet."""
+    roles, and what `options` add), an operator who may do anything (on Graph: Application.ReadWrite.All,
+    AppRoleAssignment.ReadWrite.All and the directory role Privileged Role Administrator), an auditor, the
+    remediator's API application; no clusters yet."""
     unknown = set(options.remediator_graph_permissions) - GRAPH_PERMISSIONS
     if unknown:
         raise ValueError(f"unknown Graph permission {sorted(unknown)[0]!r}; choose from {sorted(GRAPH_PERMISSIONS)}")
@@ -1080,18 +1254,23 @@ def new_world(*, tenant_id: str | None = None, subscription_id: str | None = Non
                                        vault_data_actions=REMEDIATOR_VAULT_DATA_ACTIONS)
     if options.remediator_role_assignment_roles is not None:
         remediator.arm_actions |= ROLE_ASSIGNMENT_WRITE_ACTIONS
+        # As infra/ deploys it: these roles, to service principals only, never to the remediator itself.
         remediator.role_assignment_condition = delegation_condition(
             [_role_guid(role) for role in sorted(options.remediator_role_assignment_roles)],
-            principal_types=("ServicePrincipal",))
-    operator = state.add_application("platform-operator", graph_permissions={GRAPH_READ_WRITE_ALL},
+            principal_types=("ServicePrincipal",), excluded_principals=(remediator.sp_object_id,))
+    # The deployer: it may also grant Graph app roles and directory roles, as the template's Graph modules need.
+    operator = state.add_application("platform-operator",
+                                     graph_permissions={GRAPH_READ_WRITE_ALL, GRAPH_APP_ROLE_ASSIGNMENT_WRITE},
                                      arm_actions=ALL_ACTIONS, vault_data_actions=ALL_ACTIONS)
+    operator.directory_roles.add(PRIVILEGED_ROLE_ADMINISTRATOR)
     auditor = state.add_application("platform-auditor")
     _, remediator_secret = state.add_password(remediator, "local run", start=now - timedelta(days=1))
     _, operator_secret = state.add_password(operator, "local run", start=now - timedelta(days=1))
     _, auditor_secret = state.add_password(auditor, "local run", start=now - timedelta(days=1))
     api = state.add_application("aks-sp-remediator-api")
     api.identifier_uris.append(f"api://{state.tenant_id}/aks-sp-remediator")
-    api.app_roles.update({API_READ_ROLE: str(uuid.uuid4()), API_WRITE_ROLE: str(uuid.uuid4())})
+    api.app_role_objects += [app_role(role, str(uuid.uuid4()), member_types=("User", "Application"))
+                             for role in (API_READ_ROLE, API_WRITE_ROLE)]
     operator.granted_roles[api.app_id] = {API_READ_ROLE, API_WRITE_ROLE}
     auditor.granted_roles[api.app_id] = {API_READ_ROLE}
     return state, Identities(Identity(remediator.app_id, remediator_secret), Identity(operator.app_id, operator_secret),
