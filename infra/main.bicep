@@ -23,8 +23,13 @@ param resourceGroupName string = ''
 @description('More subscriptions the remediator may act on. It gets its custom role there and sweeps their Activity Log; failure events come only from this subscription\'s system topic.')
 param extraSubscriptionIds array = []
 
-@description('Grant the identity the Microsoft Graph app role Application.ReadWrite.OwnedBy with the Graph Bicep extension. Needs a deployer allowed to grant app roles; false to grant it by hand (infra/README.md).')
-param grantGraphPermission bool = true
+@description('Grant the identity the Microsoft Graph app roles Application.ReadWrite.OwnedBy and Application.Read.All with the Graph Bicep extension: \'true\', \'false\' (grant them by hand, infra/README.md), or empty for on in the public cloud (AzureCloud) only, the one cloud the extension supports. Needs a deployer allowed to grant app roles (python -m remediation preflight checks).')
+@allowed([
+  ''
+  'true'
+  'false'
+])
+param grantGraphPermission string = ''
 
 @description('Create (or update) the Event Grid subscription to the on_resource_failure function. Needs the function code deployed first: azure.yaml\'s hooks set it true only for the provision that runs after the code is deployed. False leaves an existing subscription in place (incremental mode).')
 param deployEventSubscription bool = false
@@ -39,8 +44,13 @@ param existingSystemTopicResourceGroup string = ''
 @maxLength(64)
 param keyVaultNameSalt string = ''
 
-@description('Create the remediator API\'s Entra application with the Graph Bicep extension. False when the tenant does not allow it: then give existingApiClientId (infra/README.md shows az ad app create).')
-param createApiApplication bool = true
+@description('Create the remediator API\'s Entra application with the Graph Bicep extension: \'true\', \'false\' (then give existingApiClientId; infra/README.md shows az ad app create), or empty for on in the public cloud (AzureCloud) only, the one cloud the extension supports.')
+@allowed([
+  ''
+  'true'
+  'false'
+])
+param createApiApplication string = ''
 
 @description('Client id of an API application created by hand (createApiApplication false).')
 param existingApiClientId string = ''
@@ -77,10 +87,14 @@ param keyVaultPublicNetworkAccess string = 'Enabled'
 ])
 param storageSkuName string = 'Standard_LRS'
 
-@description('Most instances the Flex Consumption app may scale out to (ARM allows about 200 writes per subscription per principal).')
-@minValue(1)
+// Flex Consumption's lowest maximum is 40 and its highest 1,000 (Microsoft Learn, event-driven
+// scaling, "Limit scale-out"; lower values were a preview in a few regions), and the cap holds
+// per function group (each queue or timer function scales on its own), so it bounds cost, not
+// ARM writes: REMEDIATOR_MAX_RESETS_PER_HOUR and the circuit breaker bound those.
+@description('Most instances each function group of the Flex Consumption app may scale out to (40-1000). A cost bound, not a bound on writes to Azure: the reset cap and the breaker are.')
+@minValue(40)
 @maxValue(1000)
-param maximumInstanceCount int = 10
+param maximumInstanceCount int = 40
 
 @description('Daily Log Analytics ingestion cap in GB, a cost guard; -1 for none.')
 param logDailyQuotaGb int = 1
@@ -219,6 +233,8 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = {
   'azd-env-name': environmentName
 }
+// On the function app only (remediation/preflight.py REMEDIATOR_TAG).
+var remediatorTag = 'aks-sp-remediator-environment'
 var subscriptionIds = join(concat([
   subscription().subscriptionId
 ], extraSubscriptionIds), ',')
@@ -233,6 +249,21 @@ var graphEndpoints = {
 }
 // An unknown cloud fails here (no such key) unless graphEndpoint is given.
 var effectiveGraphEndpoint = empty(graphEndpoint) ? graphEndpoints[environment().name] : graphEndpoint
+
+// The Microsoft Graph Bicep extension is supported in the public cloud only (Microsoft Learn,
+// Microsoft Graph Bicep "Known limitations": "only supported in the Azure public cloud"), so
+// elsewhere both Graph modules are off unless asked for; `python -m remediation preflight`
+// refuses an explicit 'true' there and prints the manual steps (infra/README.md).
+var graphExtensionSupported = environment().name == 'AzureCloud'
+var grantGraph = empty(grantGraphPermission) ? graphExtensionSupported : bool(grantGraphPermission)
+var createApi = empty(createApiApplication) ? graphExtensionSupported : bool(createApiApplication)
+
+// The provision azure.yaml's postdeploy hook starts, after the code is deployed (and minutes
+// after the identity was created). The Event Grid subscription needs the function to exist,
+// and the Graph app-role grant to the identity waits for it too: an appRoleAssignedTo for a
+// managed identity created in the same deployment can fail on Entra ID replication
+// (microsoftgraph/msgraph-bicep-types#193, "Not a valid reference update").
+var lateStage = deployEventSubscription
 
 // 'kv-rem-' + 13 characters: within Key Vault's 24.
 var keyVaultName = 'kv-rem-${empty(keyVaultNameSalt) ? resourceToken : uniqueString(resourceToken, keyVaultNameSalt)}'
@@ -328,20 +359,65 @@ module keyVault 'modules/keyvault.bicep' = {
   }
 }
 
-module apiApp 'modules/api-app.bicep' = if (createApiApplication) {
+// The API's application in two stages of one deployment: Graph refuses a write whose
+// api.preAuthorizedApplications names a scope the stored application does not have yet, so a
+// scope and its pre-authorization cannot be created in one request
+// (microsoftgraph/microsoft-graph-docs-contrib#1395: "Property
+// api.preAuthorizedApplications.delegatedPermissionIds has a Permission Id that cannot be found
+// in the AppPermissions sets"). Stage one writes the application with its scope; stage two, the
+// same application once the scope exists, with Azure CLI pre-authorized for it. Both run on
+// every deployment, so a re-deployment converges too.
+var apiUniqueName = 'aks-sp-remediator-api-${resourceToken}'
+var apiApplication = {
+  uniqueName: apiUniqueName
+  displayName: 'AKS SP remediator API (${environmentName}, ${resourceToken})'
+  identifierUri: 'api://${tenant().tenantId}/aks-sp-remediator-${resourceToken}'
+}
+
+module apiApp 'modules/api-app.bicep' = if (createApi) {
   name: 'api-app'
   scope: rg
   params: {
-    uniqueName: 'aks-sp-remediator-api-${resourceToken}'
-    displayName: 'AKS SP remediator API (${environmentName}, ${resourceToken})'
-    identifierUri: 'api://${tenant().tenantId}/aks-sp-remediator-${resourceToken}'
+    uniqueName: apiApplication.uniqueName
+    displayName: apiApplication.displayName
+    identifierUri: apiApplication.identifierUri
+    preAuthorizedClientAppIds: []
+  }
+}
+
+module apiAppPreAuthorization 'modules/api-app.bicep' = if (createApi) {
+  name: 'api-app-preauthorization'
+  scope: rg
+  dependsOn: [
+    apiApp
+  ]
+  params: {
+    uniqueName: apiApplication.uniqueName
+    displayName: apiApplication.displayName
+    identifierUri: apiApplication.identifierUri
+    preAuthorizedClientAppIds: [
+      azureCliAppId
+    ]
+  }
+}
+
+module apiAccess 'modules/api-access.bicep' = if (createApi) {
+  name: 'api-access'
+  scope: rg
+  params: {
+    apiAppId: apiAppPreAuthorization!.outputs.clientId
+    writeRoleId: apiAppPreAuthorization!.outputs.writeRoleId
+    readRoleId: apiAppPreAuthorization!.outputs.readRoleId
     writerPrincipalIds: union(apiWriterPrincipalIds, [])
     readerPrincipalIds: union(apiReaderPrincipalIds, [])
   }
 }
 
-var apiClientId = createApiApplication ? apiApp!.outputs.clientId : existingApiClientId
-var apiAppIdUri = createApiApplication ? apiApp!.outputs.appIdUri : (empty(existingApiAppIdUri) ? 'api://${existingApiClientId}' : existingApiAppIdUri)
+// Azure CLI's public client application (the same id in every tenant): operators get API tokens
+// with `az account get-access-token --resource <app id uri>` without a consent prompt.
+var azureCliAppId = '04b07795-8ddb-461a-bbee-02f9e1bf7b46'
+var apiClientId = createApi ? apiAppPreAuthorization!.outputs.clientId : existingApiClientId
+var apiAppIdUri = createApi ? apiAppPreAuthorization!.outputs.appIdUri : (empty(existingApiAppIdUri) ? 'api://${existingApiClientId}' : existingApiAppIdUri)
 
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
@@ -350,7 +426,12 @@ module functionApp 'modules/functionapp.bicep' = {
     name: 'func-remediator-${resourceToken}'
     planName: 'plan-${resourceToken}'
     location: location
-    tags: tags
+    // The tag marks a deployed remediator: `python -m remediation preflight` finds the others
+    // acting on a subscription by it (through Resource Graph) and reads their scope from
+    // their app settings.
+    tags: union(tags, {
+      '${remediatorTag}': environmentName
+    })
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     storageAccountName: storage.outputs.name
@@ -393,7 +474,7 @@ module functionApp 'modules/functionapp.bicep' = {
       propagationIntervalSeconds: propagationIntervalSeconds
       propagationTimeoutMinutes: propagationTimeoutMinutes
       replaceDeleted: replaceDeleted
-      assignableRoleIds: join(assignableRoleIds, ',')
+      assignableRoleIds: join(assignableRoles, ',')
       expiryWarningDays: expiryWarningDays
       rotateTag: rotateTag
       rotationWindow: rotationWindow
@@ -466,6 +547,8 @@ module alerts 'modules/alerts.bicep' = {
     tags: tags
     resourceToken: resourceToken
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    workspaceName: monitoring.outputs.workspaceName
+    dailyCapSet: logDailyQuotaGb > 0
     systemTopicId: systemTopicId
     eventSubscriptionName: eventSubscriptionName
     alertEmail: alertEmail
@@ -478,6 +561,7 @@ module roles 'modules/roles.bicep' = {
   params: {
     identityPrincipalId: identity.outputs.principalId
     environmentName: environmentName
+    resourceToken: resourceToken
     extraSubscriptionIds: extraSubscriptionIds
   }
 }
@@ -491,26 +575,60 @@ module extraSubscriptionRoles 'modules/subscription-role-assignment.bicep' = [fo
   }
 }]
 
-// Replacing a deleted application's service principal writes role assignments: only the
-// listed roles, only to service principals (the module's condition). Not deployed in plan mode.
-module roleDelegation 'modules/role-delegation.bicep' = if (replaceDeleted == 'replace') {
-  name: 'role-delegation-${resourceToken}'
+// Replacing a deleted application's service principal writes role assignments: a custom role
+// with exactly roleAssignments/write and /delete, under a condition that allows only the listed
+// roles, only to service principals, never to the remediator itself. Not deployed in plan mode.
+// The role GUIDs are trimmed and emptied entries dropped: a trailing comma in
+// REMEDIATOR_ASSIGNABLE_ROLE_IDS must not reach the condition (the preflight also checks each
+// is the GUID of an existing role definition).
+var replaces = replaceDeleted == 'replace'
+var trimmedRoleIds = [for id in assignableRoleIds: toLower(trim(id))]
+var assignableRoles = filter(trimmedRoleIds, id => !empty(id))
+
+module roleAssignmentWriter 'modules/role-assignment-writer-role.bicep' = if (replaces) {
+  name: 'role-writer-${resourceToken}'
   params: {
-    identityPrincipalId: identity.outputs.principalId
-    assignableRoleIds: assignableRoleIds
+    environmentName: environmentName
+    resourceToken: resourceToken
+    extraSubscriptionIds: extraSubscriptionIds
   }
 }
 
-module extraSubscriptionDelegations 'modules/role-delegation.bicep' = [for id in (replaceDeleted == 'replace' ? extraSubscriptionIds : []): {
+module roleDelegation 'modules/role-delegation.bicep' = if (replaces) {
+  name: 'role-delegation-${resourceToken}'
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    roleDefinitionId: roleAssignmentWriter!.outputs.roleDefinitionId
+    assignableRoleIds: assignableRoles
+  }
+}
+
+module extraSubscriptionDelegations 'modules/role-delegation.bicep' = [for id in (replaces ? extraSubscriptionIds : []): {
   name: 'role-delegation-${resourceToken}-${uniqueString(id)}'
   scope: subscription(id)
   params: {
     identityPrincipalId: identity.outputs.principalId
-    assignableRoleIds: assignableRoleIds
+    roleDefinitionId: roleAssignmentWriter!.outputs.roleDefinitionId
+    assignableRoleIds: assignableRoles
   }
 }]
 
-module graph 'modules/graph.bicep' = if (grantGraphPermission) {
+// Every role assignment the identity writes raises an alert: the one write it may make to
+// Azure RBAC deserves a person's look even when it is right.
+module roleAssignmentAlert 'modules/role-assignment-alert.bicep' = if (replaces) {
+  name: 'role-assignment-alert'
+  scope: rg
+  params: {
+    resourceToken: resourceToken
+    tags: tags
+    identityPrincipalId: identity.outputs.principalId
+    identityClientId: identity.outputs.clientId
+    actionGroupId: alerts.outputs.actionGroupId
+  }
+}
+
+// In the late stage only (see lateStage): the identity is minutes old by then.
+module graph 'modules/graph.bicep' = if (grantGraph && lateStage) {
   name: 'graph'
   scope: rg
   params: {

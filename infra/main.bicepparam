@@ -19,15 +19,18 @@ param existingSystemTopicResourceGroup = readEnvironmentVariable('EVENT_GRID_SYS
 // azure.yaml's hooks keep it: created by preprovision, cleared by postdown.
 param keyVaultNameSalt = readEnvironmentVariable('REMEDIATOR_VAULT_SALT', '')
 
-// false when the deployer cannot grant Microsoft Graph app roles (see infra/README.md).
-param grantGraphPermission = bool(readEnvironmentVariable('GRANT_GRAPH_PERMISSION', 'true'))
+// The two Graph modules: 'true', 'false', or unset for on in the public cloud only (the
+// Microsoft Graph Bicep extension's one cloud). false when the deployer cannot grant Microsoft
+// Graph app roles or create applications (`python -m remediation preflight` says which; the
+// manual steps are in infra/README.md).
+param grantGraphPermission = readEnvironmentVariable('GRANT_GRAPH_PERMISSION', '')
 
 // Comma-separated ids of more subscriptions to act on (optional).
 param extraSubscriptionIds = empty(readEnvironmentVariable('REMEDIATOR_EXTRA_SUBSCRIPTION_IDS', '')) ? [] : split(readEnvironmentVariable('REMEDIATOR_EXTRA_SUBSCRIPTION_IDS', ''), ',')
 
 // The API's Entra application: created here unless REMEDIATOR_CREATE_API_APP is false, in
 // which case give the client id (and app ID URI) of one made by hand.
-param createApiApplication = bool(readEnvironmentVariable('REMEDIATOR_CREATE_API_APP', 'true'))
+param createApiApplication = readEnvironmentVariable('REMEDIATOR_CREATE_API_APP', '')
 param existingApiClientId = readEnvironmentVariable('REMEDIATOR_EXISTING_API_CLIENT_ID', '')
 param existingApiAppIdUri = readEnvironmentVariable('REMEDIATOR_EXISTING_API_APP_ID_URI', '')
 
@@ -42,6 +45,8 @@ param apiReaderPrincipalIds = readers
 // Where alerts go (both optional).
 param alertEmail = readEnvironmentVariable('REMEDIATOR_ALERT_EMAIL', '')
 param alertWebhookUrl = readEnvironmentVariable('REMEDIATOR_ALERT_WEBHOOK_URL', '')
+// The Log Analytics daily cap in GB (-1: none); an alert fires when it is reached.
+param logDailyQuotaGb = int(readEnvironmentVariable('REMEDIATOR_LOG_DAILY_QUOTA_GB', '1'))
 
 // Microsoft Graph endpoint for a cloud main.bicep does not know (optional). Not named
 // REMEDIATOR_GRAPH_ENDPOINT: a local run's sandbox value must never reach a deployment.

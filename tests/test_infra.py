@@ -1,23 +1,13 @@
-"""The Bicep in infra/: it parses, checkov passes it, its roles grant no wildcard, and it
-sets every app setting the code reads (remediation/settings.py).
+"""The Bicep in infra/: it parses, checkov passes it, its roles grant no wildcard, it sets every app setting the
+code reads (remediation/settings.py), and it respects the rules of the real platform that nothing here can deploy
+to check: each such rule is a test that names its source.
 
-Two parsers read the Bicep, and both predate syntax this template uses, so the text is
-adjusted first, the same way every time (see `_for_parsers`):
-- `extension microsoftGraphV1` (modules/graph.bicep) became a keyword in Bicep 0.30; the
-  tree-sitter grammar and checkov's pycep parser reject it. The statement is commented
-  out, on its own line, so line numbers (and checkov's skip comments) stay put.
-- A .bicepparam `param name = value` has no type, which the grammar requires; it is read
-  as `var name = value`, which has the same expression grammar.
-- checkov's pycep grammar lists the functions it knows by name, and `objectKeys` (used on an
-  existing system topic's identities) is not among them; it is renamed to `string`, which
-  takes the same single argument, for both parsers.
+The Bicep is read through tests/bicep.py (tree-sitter, with the rewrites both parsers need: see its docstring).
 """
 
 from __future__ import annotations
 
 import ast
-import functools
-import hashlib
 import json
 import os
 import re
@@ -30,14 +20,13 @@ from pathlib import Path
 
 import pytest
 import tree_sitter
-import tree_sitter_bicep
 
 from remediation.alerts import POISON_MESSAGE, REMEDIATION_FAILED
 from remediation.events import CLUSTER_OPERATION_PREFIX, FAILURE_EVENT_TYPES
 from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, SETTINGS, TABLE_NAME, WORK_QUEUE
+from tests import bicep
+from tests.bicep import INFRA, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-INFRA = ROOT / "infra"
 SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
 
 # Exactly what the code calls on ARM (remediation/adapters/aks.py and monitor.py).
@@ -127,6 +116,7 @@ KEY_VAULT_DATA_ACTIONS = {
     "Microsoft.KeyVault/vaults/secrets/readMetadata/action",
 }
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+RBAC_ADMINISTRATOR = "f58310d9-a9f6-439a-9e8d-f62e7b41a168"  # Role Based Access Control Administrator (built-in)
 AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 READER_ROLE = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 # EventGrid Data Sender (built-in; Microsoft Learn, "Azure built-in roles", Integration): events/send/action only.
@@ -141,243 +131,29 @@ CLOUD_HOST_MARKERS = (
 GRAPH_ENDPOINT_MAP = "graphEndpoints"
 CHECKOV_TIMEOUT_SECONDS = 120
 
-_EXTENSION_STATEMENT = re.compile(r"^extension[ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*$", re.MULTILINE)
-_BICEPPARAM_PARAM = re.compile(r"^param([ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*=)", re.MULTILINE)
 _SKIP_COMMENT = re.compile(r"checkov:skip=([A-Z0-9_]+)(?::(.*))?")
-_UNKNOWN_TO_PYCEP = re.compile(r"\bobjectKeys\(")
 
 
 # ---------------------------------------------------------------- reading the Bicep
 
 
-def _bicep_files() -> list[Path]:
-    return sorted(INFRA.rglob("*.bicep"))
-
-
-def _for_parsers(path: Path, text: str) -> str:
-    """The file's text with the syntax the parsers predate rewritten (module docstring)."""
-    text = _EXTENSION_STATEMENT.sub(lambda m: "// " + m.group(0), text)
-    text = _UNKNOWN_TO_PYCEP.sub("string(", text)
-    if path.suffix == ".bicepparam":
-        text = _BICEPPARAM_PARAM.sub(r"var\1", text)
-    return text
-
-
-@functools.cache
-def _parser() -> tree_sitter.Parser:
-    return tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
-
-
-def _parse(path: Path, text: str | None = None) -> tree_sitter.Node:
-    source = path.read_text(encoding="utf-8") if text is None else text
-    return _parser().parse(_for_parsers(path, source).encode("utf-8")).root_node
-
-
-def _syntax_errors(root: tree_sitter.Node) -> list[str]:
-    found = []
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if node.is_error or node.is_missing:
-            kind = "missing " + node.type if node.is_missing else "unexpected text"
-            line, column = node.start_point
-            found.append(f"line {line + 1}, column {column + 1}: {kind} {node.text.decode()[:60]!r}")
-        elif node.has_error:
-            stack.extend(node.children)
-    return sorted(found)
-
-
-def _walk(node: tree_sitter.Node) -> Iterator[tree_sitter.Node]:
-    yield node
-    for child in node.named_children:
-        yield from _walk(child)
-
-
-def _literal(node: tree_sitter.Node) -> str | None:
-    """The value of a plain string literal; None for anything else (interpolation, references)."""
-    if node.type != "string":
-        return None
-    parts = []
-    for child in node.named_children:
-        if child.type == "string_content":
-            parts.append(child.text.decode())
-        elif child.type == "escape_sequence":
-            parts.append(child.text.decode()[1:])
-        else:
-            return None
-    return "".join(parts)
-
-
-def _key(prop: tree_sitter.Node) -> str:
-    key = prop.named_children[0]
-    return _literal(key) if key.type == "string" else key.text.decode()
-
-
-def _value(prop: tree_sitter.Node) -> tree_sitter.Node:
-    return prop.named_children[-1]
-
-
-def _properties(obj: tree_sitter.Node) -> dict[str, tree_sitter.Node]:
-    return {_key(p): _value(p) for p in obj.named_children if p.type == "object_property"}
-
-
-def _variables(root: tree_sitter.Node) -> dict[str, tree_sitter.Node]:
-    return {d.named_children[0].text.decode(): d.named_children[-1]
-            for d in root.named_children if d.type == "variable_declaration"}
-
-
-def _resources(root: tree_sitter.Node, type_prefix: str) -> Iterator[tuple[str, tree_sitter.Node]]:
-    """(symbolic name, body object) of each resource of that type, conditional or looped too."""
-    for declaration in root.named_children:
-        if declaration.type != "resource_declaration":
-            continue
-        type_string = _literal(declaration.named_children[1]) or ""
-        if not type_string.lower().startswith(type_prefix.lower()):
-            continue
-        bodies = [n for n in _walk(declaration) if n.type == "object"]
-        if bodies:
-            yield declaration.named_children[0].text.decode(), bodies[0]
-
-
-def _string_list(node: tree_sitter.Node, variables: dict[str, tree_sitter.Node], where: str) -> list[str]:
-    """A literal array of literal strings, through one variable reference; fails otherwise."""
-    if node.type == "identifier" and node.text.decode() in variables:
-        node = variables[node.text.decode()]
-    assert node.type == "array", f"{where}: expected a literal array, got {node.text.decode()[:80]!r}"
-    values = []
-    for element in node.named_children:
-        if element.type == "comment":
-            continue
-        value = _literal(element)
-        assert value is not None, f"{where}: cannot verify the non-literal entry {element.text.decode()!r}"
-        values.append(value)
-    return values
-
-
-def _app_settings() -> dict[str, tree_sitter.Node]:
-    """Every `{ name: '...', value: ... }` in an `appSettings: [...]` array under infra/."""
-    settings: dict[str, tree_sitter.Node] = {}
-    for path in _bicep_files():
-        for node in _walk(_parse(path)):
-            if node.type != "object_property" or _key(node) != "appSettings":
-                continue
-            array = _value(node)
-            assert array.type == "array", f"{path.name}: appSettings must be a literal array"
-            for entry in array.named_children:
-                if entry.type != "object":
-                    continue
-                props = _properties(entry)
-                name = _literal(props["name"])
-                assert name is not None, f"{path.name}: app setting {props['name'].text.decode()!r} is not a literal"
-                assert name not in settings, f"app setting {name} is set twice"
-                settings[name] = props["value"]
-    return settings
-
-
-def _declarations(root: tree_sitter.Node, kind: str) -> dict[str, tree_sitter.Node]:
-    """Declarations of one kind ("module", "resource", "parameter", "variable", "output") by name."""
-    return {d.named_children[0].text.decode(): d for d in root.named_children if d.type == f"{kind}_declaration"}
-
-
-def _is_existing(declaration: tree_sitter.Node) -> bool:
-    """`resource x 'T@v' existing = ...` (the grammar has no node for the keyword)."""
-    head = declaration.text.decode().split("=", 1)[0]
-    return re.search(r"\bexisting\s*$", head) is not None
-
-
-def _body(declaration: tree_sitter.Node) -> tree_sitter.Node:
-    """The object of a resource or module declaration, conditional or looped."""
-    return next(n for n in _walk(declaration) if n.type == "object")
-
-
-def _condition(declaration: tree_sitter.Node) -> tree_sitter.Node | None:
-    """The expression of `= if (...)`, or None for an unconditional declaration."""
-    for child in declaration.named_children:
-        if child.type == "if_statement":
-            return child.named_children[0]
-    return None
-
-
-def _identifiers(node: tree_sitter.Node) -> set[str]:
-    return {n.text.decode() for n in _walk(node) if n.type == "identifier"}
-
-
-def _decorated(root: tree_sitter.Node, declaration: tree_sitter.Node, decorator: str) -> bool:
-    previous = declaration.prev_named_sibling
-    return previous is not None and previous.type == "decorators" and any(
-        d.text.decode().startswith(f"@{decorator}(") for d in previous.named_children)
-
-
-def _evaluate(node: tree_sitter.Node, scope: dict[str, object], variables: dict[str, tree_sitter.Node]) -> object:
-    """The value of a small expression subset (enough for main.bicep's topic-sharing variables).
-
-    `scope` holds parameter values; variables are evaluated from their declarations."""
-    kind = node.type
-    if kind == "parenthesized_expression":
-        return _evaluate(node.named_children[0], scope, variables)
-    if kind == "identifier":
-        name = node.text.decode()
-        if name in scope:
-            return scope[name]
-        return _evaluate(variables[name], scope, variables)
-    if kind == "string":
-        parts = []
-        for child in node.named_children:
-            if child.type == "string_content":
-                parts.append(child.text.decode())
-            else:  # interpolation
-                parts.append(str(_evaluate(child.named_children[0], scope, variables)))
-        return "".join(parts)
-    if kind == "boolean":
-        return node.text.decode() == "true"
-    if kind == "unary_expression" and node.text.decode().startswith("!"):
-        return not _evaluate(node.named_children[0], scope, variables)
-    if kind == "ternary_expression":
-        test, yes, no = node.named_children
-        return _evaluate(yes if _evaluate(test, scope, variables) else no, scope, variables)
-    if kind == "binary_expression":
-        left, right = node.named_children
-        operator = node.text.decode()[left.end_byte - node.start_byte:right.start_byte - node.start_byte].strip()
-        if operator == "&&":
-            return _evaluate(left, scope, variables) and _evaluate(right, scope, variables)
-        if operator == "||":
-            return _evaluate(left, scope, variables) or _evaluate(right, scope, variables)
-        values = _evaluate(left, scope, variables), _evaluate(right, scope, variables)
-        if operator in ("==", "!="):
-            return (values[0] == values[1]) == (operator == "==")
-    if kind == "call_expression":
-        function = node.named_children[0].text.decode()
-        args = [_evaluate(a, scope, variables) for a in node.named_children[1].named_children]
-        functions = {"empty": lambda v: len(v) == 0, "toLower": str.lower,
-                     # A stand-in with uniqueString's shape: 13 characters, deterministic.
-                     "uniqueString": lambda *v: hashlib.sha256("|".join(v).encode()).hexdigest()[:13]}
-        if function in functions:
-            return functions[function](*args)
-    raise NotImplementedError(f"cannot evaluate {node.text.decode()!r}")
-
-
-def _type(declaration: tree_sitter.Node) -> str:
-    """A resource declaration's type, lower-cased, without the API version."""
-    return (_literal(declaration.named_children[1]) or "").split("@")[0].lower()
-
-
 def _flex_violations(path: Path, text: str | None = None) -> list[str]:
     """Every property or app setting that Flex rejects or ignores on a site whose plan is FC1."""
-    resources = _declarations(_parse(path, text), "resource")
+    resources = bicep.declarations(bicep.parse(path, text), "resource")
 
     def props(node: tree_sitter.Node | None) -> dict[str, tree_sitter.Node]:
         if node is not None and node.type == "resource_declaration":
-            node = _body(node)
-        return _properties(node) if node is not None and node.type == "object" else {}
+            node = bicep.body(node)
+        return bicep.properties(node) if node is not None and node.type == "object" else {}
 
     def literal(values: dict[str, tree_sitter.Node], key: str) -> str:
-        return (_literal(values[key]) or "") if key in values else ""
+        return (bicep.literal(values[key]) or "") if key in values else ""
 
     def rejected(names: Iterator[str] | dict[str, tree_sitter.Node], table: dict[str, str], where: str) -> list[str]:
         lowered = {k.lower(): why for k, why in table.items()}
         return [f"{path.name} {where}.{name}: {lowered[name.lower()]}" for name in names if name.lower() in lowered]
 
-    flex_plans = {symbol for symbol, d in resources.items() if _type(d) == "microsoft.web/serverfarms"
+    flex_plans = {symbol for symbol, d in resources.items() if bicep.resource_type(d) == "microsoft.web/serverfarms"
                   and (literal(props(props(d).get("sku")), "name").upper() == "FC1"
                        or literal(props(props(d).get("sku")), "tier").lower() == "flexconsumption")}
     found: list[str] = []
@@ -385,7 +161,8 @@ def _flex_violations(path: Path, text: str | None = None) -> list[str]:
     for symbol, declaration in resources.items():
         site = props(props(declaration).get("properties"))
         farm = site["serverFarmId"].text.decode().split(".")[0] if "serverFarmId" in site else ""
-        if _type(declaration) != "microsoft.web/sites" or ("functionAppConfig" not in site and farm not in flex_plans):
+        if bicep.resource_type(declaration) != "microsoft.web/sites" or (
+                "functionAppConfig" not in site and farm not in flex_plans):
             continue
         flex_sites.add(symbol)
         config = props(site.get("siteConfig"))
@@ -397,7 +174,7 @@ def _flex_violations(path: Path, text: str | None = None) -> list[str]:
     # The same settings as child resources of a Flex site: sites/config 'web' and 'appsettings'.
     for symbol, declaration in resources.items():
         child = props(declaration)
-        if _type(declaration) != "microsoft.web/sites/config" or \
+        if bicep.resource_type(declaration) != "microsoft.web/sites/config" or \
                 "parent" not in child or child["parent"].text.decode() not in flex_sites:
             continue
         tables = {"web": FLEX_REJECTED_SITE_CONFIG, "appsettings": FLEX_REJECTED_APP_SETTINGS}
@@ -413,44 +190,44 @@ def _flex_violations(path: Path, text: str | None = None) -> list[str]:
 def test_the_parser_reports_syntax_errors():
     # The parse test below is only worth something if a broken file fails it.
     broken = "resource sa 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: 'x'\n  kind:\n"
-    assert _syntax_errors(_parse(INFRA / "broken.bicep", broken))
-    assert _syntax_errors(_parse(INFRA / "broken.bicepparam", "using 'main.bicep'\nparam x = \n"))
+    assert bicep.syntax_errors(bicep.parse(INFRA / "broken.bicep", broken))
+    assert bicep.syntax_errors(bicep.parse(INFRA / "broken.bicepparam", "using 'main.bicep'\nparam x = \n"))
 
 
-@pytest.mark.parametrize("path", _bicep_files() + sorted(INFRA.rglob("*.bicepparam")),
+@pytest.mark.parametrize("path", bicep.bicep_files() + sorted(INFRA.rglob("*.bicepparam")),
                          ids=lambda p: str(p.relative_to(INFRA)))
 def test_bicep_file_parses(path: Path):
-    assert _syntax_errors(_parse(path)) == []
+    assert bicep.syntax_errors(bicep.parse(path)) == []
 
 
 def test_only_plain_extension_statements_are_hidden_from_the_parsers():
     # The rewrite hides `extension <alias>` and nothing else: any other use of the word
     # (with a config block, a registry reference) is left for the parsers to judge.
-    for path in _bicep_files():
+    for path in bicep.bicep_files():
         text = path.read_text(encoding="utf-8")
         words = len(re.findall(r"^\s*extension\b", text, re.MULTILINE))
-        assert words == len(_EXTENSION_STATEMENT.findall(text)), path.name
+        assert words == len(bicep.EXTENSION_STATEMENT.findall(text)), path.name
 
 
 def test_extension_aliases_are_configured():
     aliases = json.loads((INFRA / "bicepconfig.json").read_text(encoding="utf-8")).get("extensions", {})
-    for path in _bicep_files():
-        for statement in _EXTENSION_STATEMENT.findall(path.read_text(encoding="utf-8")):
+    for path in bicep.bicep_files():
+        for statement in bicep.EXTENSION_STATEMENT.findall(path.read_text(encoding="utf-8")):
             alias = statement.split()[1]
             assert alias in aliases, f"{path.name} uses extension {alias}, missing from bicepconfig.json"
             assert aliases[alias].startswith("br:mcr.microsoft.com/bicep/extensions/"), aliases[alias]
 
 
 def test_modules_exist():
-    for path in _bicep_files():
-        for declaration in _parse(path).named_children:
+    for path in bicep.bicep_files():
+        for declaration in bicep.parse(path).named_children:
             if declaration.type == "module_declaration":
-                target = _literal(declaration.named_children[1])
+                target = bicep.literal(declaration.named_children[1])
                 assert target and (path.parent / target).is_file(), f"{path.name}: module {target} not found"
 
 
 def test_parameter_file_sets_only_declared_parameters():
-    main = _parse(INFRA / "main.bicep")
+    main = bicep.parse(INFRA / "main.bicep")
     declared = {d.named_children[0].text.decode() for d in main.named_children if d.type == "parameter_declaration"}
     text = (INFRA / "main.bicepparam").read_text(encoding="utf-8")
     assert re.search(r"^using 'main\.bicep'", text, re.MULTILINE)
@@ -484,7 +261,7 @@ def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     copy = tmp_path_factory.mktemp("checkov") / "infra"
     shutil.copytree(INFRA, copy)
     for path in copy.rglob("*.bicep"):
-        path.write_text(_for_parsers(path, path.read_text(encoding="utf-8")), encoding="utf-8")
+        path.write_text(bicep.for_parsers(path, path.read_text(encoding="utf-8")), encoding="utf-8")
     started = time.monotonic()
     run = subprocess.run(
         [checkov, "-d", str(copy), "--framework", "bicep", "--skip-download", "-o", "json"],
@@ -496,9 +273,9 @@ def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert run.returncode in (0, 1), f"checkov exited {run.returncode}: {run.stderr[-2000:]}"
     data = json.loads(run.stdout)
     reports = data if isinstance(data, list) else [data]
-    bicep = [r for r in reports if r.get("check_type") == "bicep"]
-    assert bicep, f"checkov produced no bicep report (took {elapsed:.1f} s): {run.stdout[:500]}"
-    return bicep[0]
+    found = [r for r in reports if r.get("check_type") == "bicep"]
+    assert found, f"checkov produced no bicep report (took {elapsed:.1f} s): {run.stdout[:500]}"
+    return found[0]
 
 
 def test_checkov_parses_every_file(checkov_report: dict):
@@ -519,7 +296,7 @@ def test_checkov_reports_no_failed_checks(checkov_report: dict):
 
 def test_every_checkov_skip_is_justified_and_used(checkov_report: dict):
     comments = set()
-    for path in _bicep_files():
+    for path in bicep.bicep_files():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             match = _SKIP_COMMENT.search(line)
             if not match:
@@ -540,28 +317,29 @@ def test_every_checkov_skip_is_justified_and_used(checkov_report: dict):
 
 def test_role_definitions_grant_no_wildcards():
     seen = 0
-    for path in _bicep_files():
-        root = _parse(path)
-        variables = _variables(root)
-        for symbol, body in _resources(root, "Microsoft.Authorization/roleDefinitions@"):
+    for path in bicep.bicep_files():
+        root = bicep.parse(path)
+        variables = bicep.variables(root)
+        for symbol, body in bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"):
             seen += 1
-            permissions = _properties(_properties(body)["properties"])["permissions"]
+            permissions = bicep.properties(bicep.properties(body)["properties"])["permissions"]
             for entry in permissions.named_children:
                 if entry.type != "object":
                     continue
-                for field, value in _properties(entry).items():
-                    for action in _string_list(value, variables, f"{path.name} {symbol}.{field}"):
+                for field, value in bicep.properties(entry).items():
+                    for action in bicep.string_list(value, variables, f"{path.name} {symbol}.{field}"):
                         assert "*" not in action, f"{path.name} {symbol}.{field}: wildcard {action!r}"
     assert seen, "no role definition found under infra/"
 
 
 def test_custom_role_actions_are_exactly_what_the_code_calls():
-    root = _parse(INFRA / "modules" / "roles.bicep")
-    variables = _variables(root)
-    (symbol, body), = list(_resources(root, "Microsoft.Authorization/roleDefinitions@"))
-    permissions = _properties(_properties(body)["properties"])["permissions"]
+    root = bicep.parse(INFRA / "modules" / "roles.bicep")
+    variables = bicep.variables(root)
+    (symbol, body), = list(bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"))
+    permissions = bicep.properties(bicep.properties(body)["properties"])["permissions"]
     (entry,) = [e for e in permissions.named_children if e.type == "object"]
-    fields = {k: _string_list(v, variables, f"roles.bicep {symbol}.{k}") for k, v in _properties(entry).items()}
+    fields = {k: bicep.string_list(v, variables, f"roles.bicep {symbol}.{k}")
+              for k, v in bicep.properties(entry).items()}
     assert sorted(fields["actions"]) == sorted(CUSTOM_ROLE_ACTIONS)
     assert len(fields["actions"]) == len(set(fields["actions"]))
     assert fields.get("dataActions", []) == []
@@ -571,20 +349,20 @@ def test_custom_role_actions_are_exactly_what_the_code_calls():
 
 
 def test_every_deployed_setting_is_set_by_the_bicep():
-    names = set(_app_settings())
+    names = set(bicep.app_settings())
     deployed = {spec.name for spec in SETTINGS if spec.deployed}
     assert sorted(deployed - names) == []
 
 
 def test_local_only_settings_are_not_deployed():
     local_only = {spec.name for spec in SETTINGS if not spec.deployed}
-    assert sorted(local_only & set(_app_settings())) == []
+    assert sorted(local_only & set(bicep.app_settings())) == []
 
 
 def test_app_settings_use_the_identity_and_suit_flex_consumption():
-    settings = _app_settings()
+    settings = bicep.app_settings()
     assert sorted(FORBIDDEN_APP_SETTINGS & set(settings)) == []
-    assert _literal(settings["AzureWebJobsStorage__credential"]) == "managedidentity"
+    assert bicep.literal(settings["AzureWebJobsStorage__credential"]) == "managedidentity"
     client_id = settings["AZURE_CLIENT_ID"].text.decode()
     assert settings["AzureWebJobsStorage__clientId"].text.decode() == client_id
     assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in settings
@@ -598,17 +376,18 @@ def test_every_setting_is_in_the_local_settings_sample():
 
 
 def test_storage_creates_the_table_and_queues_the_code_uses():
-    strings = {_literal(n) for n in _walk(_parse(INFRA / "modules" / "storage.bicep")) if n.type == "string"}
+    strings = {bicep.literal(n) for n in bicep.walk(bicep.parse(INFRA / "modules" / "storage.bicep"))
+               if n.type == "string"}
     for name in (TABLE_NAME, WORK_QUEUE, f"{WORK_QUEUE}-poison", INCIDENT_QUEUE, f"{INCIDENT_QUEUE}-poison",
                  CHECK_QUEUE, f"{CHECK_QUEUE}-poison"):
         assert name in strings, f"storage.bicep does not create {name}"
 
 
 def test_event_subscription_targets_the_event_grid_function_and_its_filter():
-    root = _parse(INFRA / "modules" / "eventgrid-subscription.bicep")
+    root = bicep.parse(INFRA / "modules" / "eventgrid-subscription.bicep")
     params = {d.named_children[0].text.decode(): d.named_children[-1]
               for d in root.named_children if d.type == "parameter_declaration"}
-    function_name = _literal(params["functionName"])
+    function_name = bicep.literal(params["functionName"])
     # The Event Grid trigger in function_app.py carries that name (read with ast: no import).
     module = ast.parse((ROOT / "function_app.py").read_text(encoding="utf-8"))
     triggers = {f.name for f in module.body if isinstance(f, ast.FunctionDef)
@@ -616,18 +395,18 @@ def test_event_subscription_targets_the_event_grid_function_and_its_filter():
                 if isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "event_grid_trigger"}
     assert function_name in triggers, f"{function_name} is not an Event Grid trigger in function_app.py"
 
-    (_, body), = list(_resources(root, "Microsoft.EventGrid/systemTopics/eventSubscriptions@"))
-    props = _properties(_properties(body)["properties"])
-    destination = _properties(props["destination"])
-    assert _literal(destination["endpointType"]) == "AzureFunction"
+    (_, body), = list(bicep.resources(root, "Microsoft.EventGrid/systemTopics/eventSubscriptions@"))
+    props = bicep.properties(bicep.properties(body)["properties"])
+    destination = bicep.properties(props["destination"])
+    assert bicep.literal(destination["endpointType"]) == "AzureFunction"
     assert destination["properties"].text.decode().count("/functions/${functionName}") == 1
-    event_filter = _properties(props["filter"])
-    assert set(_string_list(event_filter["includedEventTypes"], {}, "includedEventTypes")) == FAILURE_EVENT_TYPES
+    event_filter = bicep.properties(props["filter"])
+    assert set(bicep.string_list(event_filter["includedEventTypes"], {}, "includedEventTypes")) == FAILURE_EVENT_TYPES
     (advanced,) = [a for a in event_filter["advancedFilters"].named_children if a.type == "object"]
-    advanced = _properties(advanced)
-    assert _literal(advanced["operatorType"]) == "StringBeginsWith"
-    assert _literal(advanced["key"]) == "data.operationName"
-    prefixes = _string_list(advanced["values"], {}, "advancedFilters.values")
+    advanced = bicep.properties(advanced)
+    assert bicep.literal(advanced["operatorType"]) == "StringBeginsWith"
+    assert bicep.literal(advanced["key"]) == "data.operationName"
+    prefixes = bicep.string_list(advanced["values"], {}, "advancedFilters.values")
     assert [p.lower() for p in prefixes] == [CLUSTER_OPERATION_PREFIX]
     assert "deadLetterWithResourceIdentity" in props
 
@@ -636,9 +415,9 @@ def test_event_subscription_targets_the_event_grid_function_and_its_filter():
 
 
 def test_flex_sites_set_nothing_flex_rejects_or_ignores():
-    flex_files = [p for p in _bicep_files() if "FC1" in p.read_text(encoding="utf-8")]
+    flex_files = [p for p in bicep.bicep_files() if "FC1" in p.read_text(encoding="utf-8")]
     assert flex_files, "no Flex Consumption plan found under infra/"
-    assert [v for path in _bicep_files() for v in _flex_violations(path)] == []
+    assert [v for path in bicep.bicep_files() for v in _flex_violations(path)] == []
 
 
 _SYNTHETIC_SITE = """
@@ -691,9 +470,10 @@ def test_the_flex_check_catches_a_rejected_property_and_only_on_flex():
 
 
 def test_ftp_stays_off_through_the_publishing_credentials_policies():
-    root = _parse(INFRA / "modules" / "functionapp.bicep")
-    policies = {_literal(_properties(body)["name"]): _properties(_properties(body)["properties"])["allow"].text.decode()
-                for _, body in _resources(root, "Microsoft.Web/sites/basicPublishingCredentialsPolicies@")}
+    root = bicep.parse(INFRA / "modules" / "functionapp.bicep")
+    policies = {bicep.literal(bicep.properties(body)["name"]):
+                bicep.properties(bicep.properties(body)["properties"])["allow"].text.decode()
+                for _, body in bicep.resources(root, "Microsoft.Web/sites/basicPublishingCredentialsPolicies@")}
     assert policies == {"ftp": "false", "scm": "false"}
 
 
@@ -701,26 +481,26 @@ def test_ftp_stays_off_through_the_publishing_credentials_policies():
 
 
 def _main() -> tuple[tree_sitter.Node, dict[str, tree_sitter.Node]]:
-    root = _parse(INFRA / "main.bicep")
-    return root, _variables(root)
+    root = bicep.parse(INFRA / "main.bicep")
+    return root, bicep.variables(root)
 
 
 def test_deployments_outside_the_environments_group_carry_its_resource_token():
     # Subscription-scope deployment names are shared by every environment in a subscription
     # (and tied to one region); so are names in another environment's resource group.
     checked = 0
-    for path in _bicep_files():
-        root = _parse(path)
+    for path in bicep.bicep_files():
+        root = bicep.parse(path)
         if not re.search(r"^targetScope\s*=\s*'subscription'", path.read_text(encoding="utf-8"), re.MULTILINE):
             continue
-        own_groups = {name for name, d in _declarations(root, "resource").items() if not _is_existing(d)
-                      and (_literal(d.named_children[1]) or "").startswith("Microsoft.Resources/resourceGroups@")}
-        for symbol, declaration in _declarations(root, "module").items():
-            props = _properties(_body(declaration))
+        own_groups = {name for name, d in bicep.declarations(root, "resource").items() if not bicep.is_existing(d)
+                      and (bicep.literal(d.named_children[1]) or "").startswith("Microsoft.Resources/resourceGroups@")}
+        for symbol, declaration in bicep.declarations(root, "module").items():
+            props = bicep.properties(bicep.body(declaration))
             if "scope" in props and props["scope"].text.decode() in own_groups:
                 continue
             checked += 1
-            assert "resourceToken" in _identifiers(props["name"]), \
+            assert "resourceToken" in bicep.identifiers(props["name"]), \
                 f"{path.name}: module {symbol} deploys outside the environment's group as {props['name'].text.decode()}"
     assert checked >= 4  # roles, extra subscriptions, Key Vault role, shared-topic modules
 
@@ -735,43 +515,43 @@ def test_a_second_environment_reuses_the_subscriptions_system_topic(topic_group:
     scope = {"environmentName": "second", "resourceGroupName": "", "resourceToken": "tok2",
              "existingSystemTopicName": "evgt-arm-tok1" if topic_group else "",
              "existingSystemTopicResourceGroup": topic_group}
-    modules = _declarations(root, "module")
-    topic_condition = _condition(modules["eventGrid"])
-    assert _literal(modules["eventGrid"].named_children[1]) == "modules/eventgrid.bicep"
-    assert _evaluate(topic_condition, scope, variables) is creates_topic
+    modules = bicep.declarations(root, "module")
+    topic_condition = bicep.condition(modules["eventGrid"])
+    assert bicep.literal(modules["eventGrid"].named_children[1]) == "modules/eventgrid.bicep"
+    assert bicep.evaluate(topic_condition, scope, variables) is creates_topic
     # No other file declares (rather than references) a system topic.
-    declared = [(path.name, symbol) for path in _bicep_files()
-                for symbol, d in _declarations(_parse(path), "resource").items()
-                if (_literal(d.named_children[1]) or "").startswith("Microsoft.EventGrid/systemTopics@")
-                and not _is_existing(d)]
+    declared = [(path.name, symbol) for path in bicep.bicep_files()
+                for symbol, d in bicep.declarations(bicep.parse(path), "resource").items()
+                if (bicep.literal(d.named_children[1]) or "").startswith("Microsoft.EventGrid/systemTopics@")
+                and not bicep.is_existing(d)]
     assert declared == [("eventgrid.bicep", "systemTopic")]
 
     expected_group = "rg-second" if creates_topic else "rg-first"
-    assert _evaluate(variables["systemTopicResourceGroup"], scope, variables) == expected_group
-    assert _evaluate(variables["systemTopicName"], scope, variables) == ("evgt-arm-tok2" if creates_topic
+    assert bicep.evaluate(variables["systemTopicResourceGroup"], scope, variables) == expected_group
+    assert bicep.evaluate(variables["systemTopicName"], scope, variables) == ("evgt-arm-tok2" if creates_topic
                                                                           else "evgt-arm-tok1")
-    subscription = _properties(_body(modules["eventSubscription"]))
+    subscription = bicep.properties(bicep.body(modules["eventSubscription"]))
     assert subscription["scope"].text.decode() == "resourceGroup(systemTopicResourceGroup)"
-    params = _properties(subscription["params"])
+    params = bicep.properties(subscription["params"])
     assert params["name"].text.decode() == "eventSubscriptionName"
-    assert _evaluate(variables["eventSubscriptionName"], scope, variables) == "aks-cluster-failures-tok2"
+    assert bicep.evaluate(variables["eventSubscriptionName"], scope, variables) == "aks-cluster-failures-tok2"
     # Dead-lettering on a shared topic uses the topic's identity, which gets write access here.
     for symbol in ("sharedTopicIdentity", "sharedTopicDeadLetter"):
-        assert _evaluate(_condition(modules[symbol]), scope, variables) is not creates_topic
-    writer = _properties(_properties(_body(modules["sharedTopicDeadLetter"]))["params"])
-    assert "sharedTopicIdentity" in _identifiers(writer["principalId"])
-    assert "sharedTopicIdentity" in _identifiers(params["deadLetterIdentityId"])
-    assert {"eventGrid", "sharedTopicDeadLetter"} <= _identifiers(subscription["dependsOn"])
+        assert bicep.evaluate(bicep.condition(modules[symbol]), scope, variables) is not creates_topic
+    writer = bicep.properties(bicep.properties(bicep.body(modules["sharedTopicDeadLetter"]))["params"])
+    assert "sharedTopicIdentity" in bicep.identifiers(writer["principalId"])
+    assert "sharedTopicIdentity" in bicep.identifiers(params["deadLetterIdentityId"])
+    assert {"eventGrid", "sharedTopicDeadLetter"} <= bicep.identifiers(subscription["dependsOn"])
     reader = (INFRA / "modules" / "eventgrid-topic-identity.bicep").read_text(encoding="utf-8")
     assert "objectKeys(systemTopic.identity" in reader
 
 
 def test_the_key_vault_name_is_salted_per_deployment_generation():
     root, variables = _main()
-    assert "keyVaultNameSalt" in _declarations(root, "parameter")
+    assert "keyVaultNameSalt" in bicep.declarations(root, "parameter")
 
     def name(salt: str) -> str:
-        value = _evaluate(variables["keyVaultName"], {"resourceToken": "abcdefghijklm", "keyVaultNameSalt": salt},
+        value = bicep.evaluate(variables["keyVaultName"], {"resourceToken": "abcdefghijklm", "keyVaultNameSalt": salt},
                           variables)
         assert isinstance(value, str) and 3 <= len(value) <= 24, value
         return value
@@ -779,8 +559,8 @@ def test_the_key_vault_name_is_salted_per_deployment_generation():
     assert name("") == "kv-rem-abcdefghijklm"  # unsalted: environments provisioned before the salt
     assert name("0a1b2c3d") == name("0a1b2c3d") != name("9f8e7d6c")
     assert name("0a1b2c3d") != name("")
-    keyvault = _properties(_body(_declarations(root, "module")["keyVault"]))
-    assert _properties(keyvault["params"])["name"].text.decode() == "keyVaultName"
+    keyvault = bicep.properties(bicep.body(bicep.declarations(root, "module")["keyVault"]))
+    assert bicep.properties(keyvault["params"])["name"].text.decode() == "keyVaultName"
     bicepparam = (INFRA / "main.bicepparam").read_text(encoding="utf-8")
     assert "param keyVaultNameSalt = readEnvironmentVariable('REMEDIATOR_VAULT_SALT', '')" in bicepparam
 
@@ -791,33 +571,50 @@ def test_the_key_vault_name_is_salted_per_deployment_generation():
 def test_the_api_application_matches_what_the_app_validates():
     from remediation.auth import API_ROLES  # the roles the HTTP API checks
 
-    root = _parse(INFRA / "modules" / "api-app.bicep")
-    variables = _variables(root)
-    (_, body), = [(s, b) for s, b in _resources(root, "Microsoft.Graph/applications@")]
-    app = _properties(body)
-    assert _literal(app["signInAudience"]) == "AzureADMyOrg"
-    roles = [_properties(r) for r in app["appRoles"].named_children if r.type == "object"]
-    values = {_literal(r["value"]) for r in roles}
-    assert values == {"Remediations.Read", "Remediations.Write"} == set(API_ROLES)
-    for role in roles:
-        assert _string_list(role["allowedMemberTypes"], {}, "allowedMemberTypes") == ["User", "Application"]
-        assert role["isEnabled"].text.decode() == "true"
-        role_id = role["id"].text.decode()
-        assert variables[role_id].text.decode().startswith("guid("), f"{role_id} must be a stable guid()"
-    api = _properties(app["api"])
-    assert api["requestedAccessTokenVersion"].text.decode() == "2"
-    (scope,) = [_properties(s) for s in api["oauth2PermissionScopes"].named_children if s.type == "object"]
-    assert _literal(scope["value"]) == "user_impersonation"
-    (pre,) = [_properties(s) for s in api["preAuthorizedApplications"].named_children if s.type == "object"]
-    assert _literal(variables[pre["appId"].text.decode()]) == AZURE_CLI_APP_ID
-    assert _identifiers(pre["delegatedPermissionIds"]) == {scope["id"].text.decode()}
+    final = bicep.api_application_stages()[-1]
+    app = bicep.api_application(final)
+    assert app["signInAudience"] == "AzureADMyOrg"
+    assert app["identifierUris"] == ["api://tid/aks-sp-remediator-tok"]
+    assert {r["value"] for r in app["appRoles"]} == {"Remediations.Read", "Remediations.Write"} == set(API_ROLES)
+    for role in app["appRoles"]:
+        assert role["allowedMemberTypes"] == ["User", "Application"] and role["isEnabled"] is True
+    assert app["api"]["requestedAccessTokenVersion"] == 2
+    (scope,) = app["api"]["oauth2PermissionScopes"]
+    assert scope["value"] == "user_impersonation"
+    assert app["api"]["preAuthorizedApplications"] == [{"appId": AZURE_CLI_APP_ID,
+                                                        "delegatedPermissionIds": [scope["id"]]}]
+    # Stable ids: a re-deployment keeps the roles and the scope (guid() of the unique name).
+    assert bicep.api_application(final) == app
+    root = bicep.parse(INFRA / "modules" / "api-app.bicep")
+    variables = bicep.variables(root)
+    for name in ("writeRoleId", "readRoleId", "userImpersonationId"):
+        assert variables[name].text.decode().startswith("guid(uniqueName"), f"{name} must be a stable guid()"
 
     main, _ = _main()
-    module = _properties(_properties(_body(_declarations(main, "module")["apiApp"]))["params"])
-    assert module["identifierUri"].text.decode() == "'api://${tenant().tenantId}/aks-sp-remediator-${resourceToken}'"
-    assert "resourceToken" in _identifiers(module["uniqueName"])
-    outputs = set(_declarations(main, "output"))
+    assert "resourceToken" in bicep.identifiers(bicep.variables(main)["apiUniqueName"])
+    outputs = set(bicep.declarations(main, "output"))
     assert {"REMEDIATOR_API_CLIENT_ID", "REMEDIATOR_API_APP_ID_URI", "FUNCTION_APP_URL"} <= outputs
+
+
+def test_no_stage_pre_authorizes_a_scope_it_creates():
+    # Graph refuses api.preAuthorizedApplications naming a scope that the stored application does not have yet,
+    # which includes one created in the same request: "Property api.preAuthorizedApplications.delegatedPermissionIds
+    # has a Permission Id that cannot be found in the AppPermissions sets" (microsoftgraph/microsoft-graph-docs-
+    # contrib#1395; microsoft-graph-docs#12675). So: the scope first, the pre-authorization in a later stage.
+    stages = [bicep.api_application(params) for params in bicep.api_application_stages()]
+    assert len(stages) == 2
+    scopes_before: set[str] = set()
+    for app in stages:
+        pre_authorized = {i for p in app["api"]["preAuthorizedApplications"] for i in p["delegatedPermissionIds"]}
+        assert pre_authorized <= scopes_before, "a stage pre-authorizes a scope the application does not have yet"
+        scopes_before |= {s["id"] for s in app["api"]["oauth2PermissionScopes"]}
+    # Every stage writes the same application (one uniqueName), and the last one pre-authorizes Azure CLI.
+    assert len({app["uniqueName"] for app in stages}) == 1
+    assert stages[-1]["api"]["preAuthorizedApplications"]
+    main, _ = _main()
+    modules = bicep.declarations(main, "module")
+    access = bicep.properties(bicep.properties(bicep.body(modules["apiAccess"]))["params"])
+    assert "apiAppPreAuthorization" in bicep.identifiers(access["apiAppId"])
 
 
 # ---------------------------------------------------------------- diagnostics and alerts
@@ -825,10 +622,10 @@ def test_the_api_application_matches_what_the_app_validates():
 
 def _diagnostic_categories(path: Path) -> set[str]:
     categories = set()
-    for _, body in _resources(_parse(path), "Microsoft.Insights/diagnosticSettings@"):
-        props = _properties(_properties(body)["properties"])
+    for _, body in bicep.resources(bicep.parse(path), "Microsoft.Insights/diagnosticSettings@"):
+        props = bicep.properties(bicep.properties(body)["properties"])
         assert "workspaceId" in props
-        categories |= {_literal(_properties(log)["category"])
+        categories |= {bicep.literal(bicep.properties(log)["category"])
                        for log in props["logs"].named_children if log.type == "object"}
     return categories
 
@@ -840,70 +637,70 @@ def test_key_vault_audit_and_event_grid_delivery_failures_go_to_log_analytics():
 
 
 def test_log_alerts_search_for_the_lines_the_code_and_host_write():
-    root = _parse(INFRA / "modules" / "alerts.bicep")
-    alerts = [_properties(a) for a in _variables(root)["logAlerts"].named_children if a.type == "object"]
-    queries = [_literal(a["query"]) or "" for a in alerts]
+    root = bicep.parse(INFRA / "modules" / "alerts.bicep")
+    alerts = [bicep.properties(a) for a in bicep.variables(root)["logAlerts"].named_children if a.type == "object"]
+    queries = [bicep.literal(a["query"]) or "" for a in alerts]
     assert all(q.startswith("traces") for q in queries)
     poison = [q for q in queries if POISON_MESSAGE in q]
     assert poison and '"-poison"' in poison[0]
     assert [q for q in queries if f'"{REMEDIATION_FAILED}"' in q]
     # Each rule searches exactly the span since its last run: no line is missed or counted twice.
-    assert all(_literal(a["frequency"]) == _literal(a["window"]) for a in alerts)
+    assert all(bicep.literal(a["frequency"]) == bicep.literal(a["window"]) for a in alerts)
 
-    (_, rule), = list(_resources(root, "Microsoft.Insights/scheduledQueryRules@"))
-    rule = _properties(rule)
-    assert _literal(_properties(rule["identity"])["type"]) == "SystemAssigned"
-    assert _properties(rule["properties"])["scopes"].text.decode().split() == ["[", "appInsights.id", "]"]
-    (_, reader), = list(_resources(root, "Microsoft.Authorization/roleAssignments@"))
-    reader = _properties(reader)
+    rule = bicep.properties(dict(bicep.resources(root, "Microsoft.Insights/scheduledQueryRules@"))["logAlertRules"])
+    assert bicep.literal(bicep.properties(rule["identity"])["type"]) == "SystemAssigned"
+    assert bicep.properties(rule["properties"])["scopes"].text.decode().split() == ["[", "appInsights.id", "]"]
+    readers = dict(bicep.resources(root, "Microsoft.Authorization/roleAssignments@"))
+    reader = bicep.properties(readers["logAlertReaders"])
     assert reader["scope"].text.decode() == "appInsights"
-    assert "reader" in _identifiers(_properties(reader["properties"])["roleDefinitionId"])
-    assert _literal(_variables(root)["reader"]) == READER_ROLE
+    assert "reader" in bicep.identifiers(bicep.properties(reader["properties"])["roleDefinitionId"])
+    assert bicep.literal(bicep.variables(root)["reader"]) == READER_ROLE
 
 
 def test_an_alert_searches_for_the_health_checks_expired_clusters_line():
     from remediation.health import EXPIRED_NOW_LOG  # logged as "<count> clusters expired now"
 
-    root = _parse(INFRA / "modules" / "alerts.bicep")
-    alerts = [_properties(a) for a in _variables(root)["logAlerts"].named_children if a.type == "object"]
-    (expired,) = [a for a in alerts if f'"{EXPIRED_NOW_LOG}"' in (_literal(a["query"]) or "")]
-    assert (_literal(expired["query"]) or "").startswith("traces | where message contains")
+    root = bicep.parse(INFRA / "modules" / "alerts.bicep")
+    alerts = [bicep.properties(a) for a in bicep.variables(root)["logAlerts"].named_children if a.type == "object"]
+    (expired,) = [a for a in alerts if f'"{EXPIRED_NOW_LOG}"' in (bicep.literal(a["query"]) or "")]
+    assert (bicep.literal(expired["query"]) or "").startswith("traces | where message contains")
     assert expired["severity"].text.decode() in ("1", "2")
     # The check runs once a day: an hourly look finds its line within the hour.
-    assert _literal(expired["frequency"]) == _literal(expired["window"]) == "PT1H"
-    rule = _properties(_properties(next(_resources(root, "Microsoft.Insights/scheduledQueryRules@"))[1])["properties"])
+    assert bicep.literal(expired["frequency"]) == bicep.literal(expired["window"]) == "PT1H"
+    looped = dict(bicep.resources(root, "Microsoft.Insights/scheduledQueryRules@"))["logAlertRules"]
+    rule = bicep.properties(bicep.properties(looped)["properties"])
     assert rule["evaluationFrequency"].text.decode() == "alert.frequency"
     assert rule["windowSize"].text.decode() == "alert.window"
 
 
 def test_dead_lettered_events_alert_on_this_environments_subscription():
-    root = _parse(INFRA / "modules" / "alerts.bicep")
-    (_, alert), = list(_resources(root, "Microsoft.Insights/metricAlerts@"))
-    props = _properties(_properties(alert)["properties"])
+    root = bicep.parse(INFRA / "modules" / "alerts.bicep")
+    (_, alert), = list(bicep.resources(root, "Microsoft.Insights/metricAlerts@"))
+    props = bicep.properties(bicep.properties(alert)["properties"])
     assert props["scopes"].text.decode().split() == ["[", "systemTopicId", "]"]
-    criteria = _properties(props["criteria"])["allOf"]
-    (criterion,) = [_properties(c) for c in criteria.named_children if c.type == "object"]
-    assert _literal(criterion["metricName"]) == "DeadLetteredCount"
-    assert _literal(criterion["metricNamespace"]) == "Microsoft.EventGrid/systemTopics"
-    assert _literal(criterion["operator"]) == "GreaterThan" and criterion["threshold"].text.decode() == "0"
-    (dimension,) = [_properties(d) for d in criterion["dimensions"].named_children if d.type == "object"]
-    assert _literal(dimension["name"]) == "EventSubscriptionName"
-    assert "eventSubscriptionName" in _identifiers(dimension["values"])
+    criteria = bicep.properties(props["criteria"])["allOf"]
+    (criterion,) = [bicep.properties(c) for c in criteria.named_children if c.type == "object"]
+    assert bicep.literal(criterion["metricName"]) == "DeadLetteredCount"
+    assert bicep.literal(criterion["metricNamespace"]) == "Microsoft.EventGrid/systemTopics"
+    assert bicep.literal(criterion["operator"]) == "GreaterThan" and criterion["threshold"].text.decode() == "0"
+    (dimension,) = [bicep.properties(d) for d in criterion["dimensions"].named_children if d.type == "object"]
+    assert bicep.literal(dimension["name"]) == "EventSubscriptionName"
+    assert "eventSubscriptionName" in bicep.identifiers(dimension["values"])
     main, _ = _main()
-    params = _properties(_properties(_body(_declarations(main, "module")["alerts"]))["params"])
+    params = bicep.properties(bicep.properties(bicep.body(bicep.declarations(main, "module")["alerts"]))["params"])
     assert params["eventSubscriptionName"].text.decode() == "eventSubscriptionName"
     assert params["systemTopicId"].text.decode() == "systemTopicId"
 
 
 def test_the_action_group_notifies_only_the_receivers_given():
     for path in (INFRA / "main.bicep", INFRA / "modules" / "alerts.bicep"):
-        root = _parse(path)
-        webhook = _declarations(root, "parameter")["alertWebhookUrl"]
-        assert _decorated(root, webhook, "secure"), f"{path.name}: alertWebhookUrl may carry a token: make it @secure"
-    root = _parse(INFRA / "modules" / "alerts.bicep")
-    (_, group), = list(_resources(root, "Microsoft.Insights/actionGroups@"))
-    props = _properties(_properties(group)["properties"])
-    assert len(_literal(props["groupShortName"]) or "") <= 12
+        root = bicep.parse(path)
+        webhook = bicep.declarations(root, "parameter")["alertWebhookUrl"]
+        assert bicep.decorated(webhook, "secure"), f"{path.name}: alertWebhookUrl may carry a token: make it @secure"
+    root = bicep.parse(INFRA / "modules" / "alerts.bicep")
+    (_, group), = list(bicep.resources(root, "Microsoft.Insights/actionGroups@"))
+    props = bicep.properties(bicep.properties(group)["properties"])
+    assert len(bicep.literal(props["groupShortName"]) or "") <= 12
     assert props["emailReceivers"].text.decode().startswith("empty(alertEmail) ? [] :")
     assert props["webhookReceivers"].text.decode().startswith("empty(alertWebhookUrl) ? [] :")
 
@@ -912,40 +709,40 @@ def test_the_action_group_notifies_only_the_receivers_given():
 
 
 def test_the_outcome_topic_takes_cloud_events_from_the_remediator_identity_only():
-    root = _parse(INFRA / "modules" / "outcome-topic.bicep")
-    variables = _variables(root)
-    (symbol, topic), = list(_resources(root, "Microsoft.EventGrid/topics@"))
-    props = _properties(_properties(topic)["properties"])
-    assert _literal(props["inputSchema"]) == "CloudEventSchemaV1_0"
+    root = bicep.parse(INFRA / "modules" / "outcome-topic.bicep")
+    variables = bicep.variables(root)
+    (symbol, topic), = list(bicep.resources(root, "Microsoft.EventGrid/topics@"))
+    props = bicep.properties(bicep.properties(topic)["properties"])
+    assert bicep.literal(props["inputSchema"]) == "CloudEventSchemaV1_0"
     assert props["disableLocalAuth"].text.decode() == "true"  # Entra ID only: no access keys, no SAS
-    assert _literal(props["minimumTlsVersionAllowed"]) == "1.2"
+    assert bicep.literal(props["minimumTlsVersionAllowed"]) == "1.2"
     # EventGrid Data Sender, on this topic alone, for the remediator identity's principal: the only grant here.
-    (_, assignment), = list(_resources(root, "Microsoft.Authorization/roleAssignments@"))
-    assignment = _properties(assignment)
+    (_, assignment), = list(bicep.resources(root, "Microsoft.Authorization/roleAssignments@"))
+    assignment = bicep.properties(assignment)
     assert assignment["scope"].text.decode() == symbol
-    grant = _properties(assignment["properties"])
+    grant = bicep.properties(assignment["properties"])
     assert grant["principalId"].text.decode() == "identityPrincipalId"
-    assert _literal(grant["principalType"]) == "ServicePrincipal"
-    (role,) = _identifiers(grant["roleDefinitionId"]) & set(variables)
-    assert _literal(variables[role]) == EVENT_GRID_DATA_SENDER
+    assert bicep.literal(grant["principalType"]) == "ServicePrincipal"
+    (role,) = bicep.identifiers(grant["roleDefinitionId"]) & set(variables)
+    assert bicep.literal(variables[role]) == EVENT_GRID_DATA_SENDER
     assert grant["roleDefinitionId"].text.decode().startswith("subscriptionResourceId(")
-    outputs = _declarations(root, "output")
+    outputs = bicep.declarations(root, "output")
     assert outputs["endpoint"].named_children[-1].text.decode() == f"{symbol}.properties.endpoint"
     assert outputs["id"].named_children[-1].text.decode() == f"{symbol}.id"
 
     main, _ = _main()
-    modules = _declarations(main, "module")
-    topic_params = _properties(_properties(_body(modules["outcomeTopic"]))["params"])
+    modules = bicep.declarations(main, "module")
+    topic_params = bicep.properties(bicep.properties(bicep.body(modules["outcomeTopic"]))["params"])
     assert topic_params["identityPrincipalId"].text.decode() == "identity.outputs.principalId"
     assert topic_params["workspaceId"].text.decode() == "monitoring.outputs.workspaceId"
-    assert "resourceToken" in _identifiers(topic_params["name"])
-    assert _condition(modules["outcomeTopic"]) is None
+    assert "resourceToken" in bicep.identifiers(topic_params["name"])
+    assert bicep.condition(modules["outcomeTopic"]) is None
     # Its endpoint reaches the app as REMEDIATOR_OUTCOME_TOPIC_ENDPOINT ...
-    app_params = _properties(_properties(_body(modules["functionApp"]))["params"])
+    app_params = bicep.properties(bicep.properties(bicep.body(modules["functionApp"]))["params"])
     assert app_params["outcomeTopicEndpoint"].text.decode() == "outcomeTopic.outputs.endpoint"
-    assert _app_settings()["REMEDIATOR_OUTCOME_TOPIC_ENDPOINT"].text.decode() == "outcomeTopicEndpoint"
+    assert bicep.app_settings()["REMEDIATOR_OUTCOME_TOPIC_ENDPOINT"].text.decode() == "outcomeTopicEndpoint"
     # ... and its id and endpoint reach other teams, who subscribe to it.
-    main_outputs = _declarations(main, "output")
+    main_outputs = bicep.declarations(main, "output")
     assert main_outputs["REMEDIATOR_OUTCOME_TOPIC_ID"].named_children[-1].text.decode() == "outcomeTopic.outputs.id"
     assert main_outputs["REMEDIATOR_OUTCOME_TOPIC_ENDPOINT"].named_children[-1].text.decode() == \
         "outcomeTopic.outputs.endpoint"
@@ -961,38 +758,40 @@ def test_no_other_file_grants_event_grid_data_sender():
 
 
 def test_the_key_vault_role_grants_exactly_what_the_code_does():
-    root = _parse(INFRA / "modules" / "keyvault-secrets-role.bicep")
-    variables = _variables(root)
-    (symbol, body), = list(_resources(root, "Microsoft.Authorization/roleDefinitions@"))
-    props = _properties(_properties(body)["properties"])
+    root = bicep.parse(INFRA / "modules" / "keyvault-secrets-role.bicep")
+    variables = bicep.variables(root)
+    (symbol, body), = list(bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"))
+    props = bicep.properties(bicep.properties(body)["properties"])
     (entry,) = [e for e in props["permissions"].named_children if e.type == "object"]
-    fields = {k: _string_list(v, variables, f"{symbol}.{k}") for k, v in _properties(entry).items()}
+    fields = {k: bicep.string_list(v, variables, f"{symbol}.{k}") for k, v in bicep.properties(entry).items()}
     assert sorted(fields["dataActions"]) == sorted(KEY_VAULT_DATA_ACTIONS)
     assert {k: v for k, v in fields.items() if k != "dataActions"} == {"actions": [], "notActions": [],
                                                                        "notDataActions": []}
     assert props["assignableScopes"].text.decode().split() == ["[", "subscription().id", "]"]
-    assert "resourceToken" in _identifiers(_properties(body)["name"])
+    assert "resourceToken" in bicep.identifiers(bicep.properties(body)["name"])
 
 
 def test_the_sandbox_grants_the_remediator_exactly_the_deployed_roles():
     # The sandbox refuses what these roles do not allow, so the end-to-end tests prove the roles suffice.
-    from sandbox.state import REMEDIATOR_ARM_ACTIONS, REMEDIATOR_VAULT_DATA_ACTIONS
+    from sandbox.state import REMEDIATOR_ARM_ACTIONS, REMEDIATOR_VAULT_DATA_ACTIONS, ROLE_ASSIGNMENT_WRITE_ACTIONS
 
     assert REMEDIATOR_ARM_ACTIONS == CUSTOM_ROLE_ACTIONS
     assert REMEDIATOR_VAULT_DATA_ACTIONS == KEY_VAULT_DATA_ACTIONS
+    root = bicep.parse(INFRA / "modules" / "role-assignment-writer-role.bicep")
+    assert set(bicep.string_list(bicep.variables(root)["actions"], {}, "actions")) == ROLE_ASSIGNMENT_WRITE_ACTIONS
 
 
 def test_the_vault_assignment_uses_the_custom_role_and_no_file_names_secrets_officer():
     offenders = [p.relative_to(INFRA) for p in INFRA.rglob("*") if p.is_file()
                  and KEY_VAULT_SECRETS_OFFICER in p.read_text(encoding="utf-8", errors="replace")]
     assert offenders == []
-    root = _parse(INFRA / "modules" / "keyvault.bicep")
-    (_, assignment), = list(_resources(root, "Microsoft.Authorization/roleAssignments@"))
-    assignment = _properties(assignment)
+    root = bicep.parse(INFRA / "modules" / "keyvault.bicep")
+    (_, assignment), = list(bicep.resources(root, "Microsoft.Authorization/roleAssignments@"))
+    assignment = bicep.properties(assignment)
     assert assignment["scope"].text.decode() == "vault"
-    assert _properties(assignment["properties"])["roleDefinitionId"].text.decode() == "secretsRoleDefinitionId"
+    assert bicep.properties(assignment["properties"])["roleDefinitionId"].text.decode() == "secretsRoleDefinitionId"
     main, _ = _main()
-    params = _properties(_properties(_body(_declarations(main, "module")["keyVault"]))["params"])
+    params = bicep.properties(bicep.properties(bicep.body(bicep.declarations(main, "module")["keyVault"]))["params"])
     assert params["secretsRoleDefinitionId"].text.decode() == "keyVaultRole.outputs.roleDefinitionId"
 
 
@@ -1000,11 +799,11 @@ def test_the_vault_assignment_uses_the_custom_role_and_no_file_names_secrets_off
 
 
 def _cloud_hosts(path: Path, text: str | None = None) -> list[str]:
-    root = _parse(path, text)
+    root = bicep.parse(path, text)
     allowed = [d for d in root.named_children if d.type == "variable_declaration"
                and d.named_children[0].text.decode() == GRAPH_ENDPOINT_MAP and path.name == "main.bicep"]
     found = []
-    for node in _walk(root):
+    for node in bicep.walk(root):
         if node.type != "string" or any(a.start_byte <= node.start_byte < a.end_byte for a in allowed):
             continue
         value = node.text.decode().lower()
@@ -1014,20 +813,20 @@ def _cloud_hosts(path: Path, text: str | None = None) -> list[str]:
 
 
 def test_no_bicep_file_hard_codes_a_cloud_host():
-    files = _bicep_files() + sorted(INFRA.rglob("*.bicepparam"))
+    files = bicep.bicep_files() + sorted(INFRA.rglob("*.bicepparam"))
     assert [h for path in files for h in _cloud_hosts(path)] == []
     # The check bites: a literal ARM or storage host outside the Graph map is reported.
     planted = "var a = 'https://management.azure.com/'\nvar b = 'x.blob.core.windows.net'\n"
     assert len(_cloud_hosts(INFRA / "x.bicep", planted)) == 2
     main, variables = _main()
-    graph = _properties(variables[GRAPH_ENDPOINT_MAP])
+    graph = bicep.properties(variables[GRAPH_ENDPOINT_MAP])
     assert set(graph) == {"AzureCloud", "AzureUSGovernment", "AzureChinaCloud"}
     assert variables["effectiveGraphEndpoint"].text.decode() == \
         "empty(graphEndpoint) ? graphEndpoints[environment().name] : graphEndpoint"
 
 
 def test_endpoint_settings_come_from_the_environment_and_the_storage_account():
-    settings = _app_settings()
+    settings = bicep.app_settings()
     for name, param in (("AzureWebJobsStorage__blobServiceUri", "storageBlobEndpoint"),
                         ("AzureWebJobsStorage__queueServiceUri", "storageQueueEndpoint"),
                         ("AzureWebJobsStorage__tableServiceUri", "storageTableEndpoint")):
@@ -1036,7 +835,7 @@ def test_endpoint_settings_come_from_the_environment_and_the_storage_account():
     for service in ("blob", "queue", "table"):
         assert f"account.properties.primaryEndpoints.{service}" in storage
     main, _ = _main()
-    params = _declarations(main, "parameter")
+    params = bicep.declarations(main, "parameter")
     assert params["armEndpoint"].named_children[-1].text.decode() == "environment().resourceManager"
     assert params["authorityHost"].named_children[-1].text.decode() == "environment().authentication.loginEndpoint"
 
@@ -1047,7 +846,19 @@ def _default_assignable_role_ids() -> list[str]:
     main, _ = _main()
     (declaration,) = [d for d in main.named_children if d.type == "parameter_declaration"
                       and d.named_children[0].text.decode() == "assignableRoleIds"]
-    return [_literal(n) for n in _walk(declaration.named_children[-1]) if n.type == "string"]
+    return [bicep.literal(n) for n in bicep.walk(declaration.named_children[-1]) if n.type == "string"]
+
+
+REMEDIATOR_PRINCIPAL = "0f6c2b1e-7e3a-4c55-9a51-2d0e8f3b6a11"
+ANOTHER_PRINCIPAL = "5b2a9c40-1f7d-4e8b-b6c3-9e0d1a2f3c44"
+
+
+def _deployed_condition(role_ids: list[str]) -> str:
+    """role-delegation.bicep's condition as deployed for these roles and REMEDIATOR_PRINCIPAL."""
+    root = bicep.parse(INFRA / "modules" / "role-delegation.bicep")
+    return bicep.evaluate(bicep.variables(root)["condition"],
+                          {"assignableRoleIds": role_ids, "identityPrincipalId": REMEDIATOR_PRINCIPAL},
+                          bicep.variables(root))
 
 
 def test_the_role_delegation_condition_is_one_the_sandbox_enforces_and_names_only_the_assignable_roles():
@@ -1055,10 +866,8 @@ def test_the_role_delegation_condition_is_one_the_sandbox_enforces_and_names_onl
     # write in the end-to-end replacement tests, so the condition deployed is the one those tests ran under.
     from sandbox.rbac import BUILT_IN_ROLES, parse_condition
 
-    text = (INFRA / "modules" / "role-delegation.bicep").read_text(encoding="utf-8")
-    (template,) = re.findall(r"^var condition = '(.*)'$", text, re.MULTILINE)
     defaults = _default_assignable_role_ids()
-    condition = parse_condition(template.replace("\\'", "'").replace("${roles}", ", ".join(defaults)))
+    condition = parse_condition(_deployed_condition(defaults))
     assert condition.write.role_ids == condition.delete.role_ids == frozenset(defaults)
     assert condition.write.principal_types == condition.delete.principal_types == frozenset({"serviceprincipal"})
     # Never a role that could widen the remediator's own rights or anyone's beyond an AKS cluster's needs.
@@ -1068,10 +877,87 @@ def test_the_role_delegation_condition_is_one_the_sandbox_enforces_and_names_onl
         assert BUILT_IN_ROLES[wide] not in defaults
 
 
+def test_the_remediator_cannot_give_a_role_to_itself():
+    # The remediator is itself a service principal: a condition that limits only roles and principal type would let
+    # it assign any listed role to itself at subscription scope. The PrincipalId attribute of role assignment writes
+    # and deletes takes ForAnyOfAllValues:GuidNotEquals (Microsoft Learn, "Azure role assignment condition format and
+    # syntax" / "authorization actions and attributes"); the sandbox evaluates it (sandbox/rbac.py).
+    from sandbox.rbac import BUILT_IN_ROLES, parse_condition
+
+    network = BUILT_IN_ROLES["Network Contributor"]
+    condition = parse_condition(_deployed_condition([network]))
+    assert condition.write.excluded_principals == condition.delete.excluded_principals == frozenset(
+        {REMEDIATOR_PRINCIPAL})
+    assert condition.allows_write(network, "ServicePrincipal", ANOTHER_PRINCIPAL)
+    assert not condition.allows_write(network, "ServicePrincipal", REMEDIATOR_PRINCIPAL)
+    assert not condition.allows_write(BUILT_IN_ROLES["Contributor"], "ServicePrincipal", ANOTHER_PRINCIPAL)
+    assert not condition.allows_write(network, "User", ANOTHER_PRINCIPAL)
+
+
+def test_assignable_role_ids_are_trimmed_before_they_reach_the_condition():
+    # A trailing comma or a space in REMEDIATOR_ASSIGNABLE_ROLE_IDS once produced "{a, b, }", which ARM refuses as an
+    # invalid condition: main.bicep trims, lower-cases and drops empty entries (the preflight also checks that each
+    # is the GUID of an existing role definition).
+    from sandbox.rbac import parse_condition
+
+    main, variables = _main()
+    given = [" 4D97B98B-1D4F-4787-A291-C67834D212E7", "7f951dda-4ed3-4680-a7ca-43fe172d538d ", ""]
+    roles = bicep.evaluate(variables["assignableRoles"], {"assignableRoleIds": given}, variables)
+    assert roles == ["4d97b98b-1d4f-4787-a291-c67834d212e7", "7f951dda-4ed3-4680-a7ca-43fe172d538d"]
+    assert parse_condition(_deployed_condition(roles)).write.role_ids == frozenset(roles)
+    for module in ("roleDelegation", "extraSubscriptionDelegations"):
+        params = bicep.properties(bicep.properties(bicep.body(bicep.declarations(main, "module")[module]))["params"])
+        assert params["assignableRoleIds"].text.decode() == "assignableRoles"
+
+
 def test_role_delegation_is_deployed_only_to_replace_and_on_every_subscription():
-    main = (INFRA / "main.bicep").read_text(encoding="utf-8")
-    assert "module roleDelegation 'modules/role-delegation.bicep' = if (replaceDeleted == 'replace')" in main
-    assert "(replaceDeleted == 'replace' ? extraSubscriptionIds : [])" in main
+    main, variables = _main()
+    modules = bicep.declarations(main, "module")
+    for mode, deployed in (("replace", True), ("plan", False)):
+        scope = {"replaceDeleted": mode, "extraSubscriptionIds": ["sub-b", "sub-c"]}
+        for name in ("roleAssignmentWriter", "roleDelegation", "roleAssignmentAlert"):
+            assert bicep.evaluate(bicep.condition(modules[name]), scope, variables) is deployed, (name, mode)
+        loop = next(n for n in bicep.walk(modules["extraSubscriptionDelegations"]) if n.type == "for_statement")
+        assert len(bicep.evaluate(loop.named_children[1], scope, variables)) == (2 if deployed else 0)
+
+
+def test_replacement_holds_a_custom_role_with_exactly_role_assignment_write():
+    # Role Based Access Control Administrator (f58310d9-...) also grants */read and Microsoft.Support/* on every
+    # subscription it is assigned in (built-in roles reference), and an ABAC condition constrains only role
+    # assignment writes and deletes: the rest would be unconditional. The code writes assignments and never deletes
+    # one (remediation/adapters/roles.py), so the role holds exactly that.
+    root = bicep.parse(INFRA / "modules" / "role-assignment-writer-role.bicep")
+    variables = bicep.variables(root)
+    (symbol, body), = list(bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"))
+    (entry,) = [e for e in bicep.properties(bicep.properties(body)["properties"])["permissions"].named_children
+                if e.type == "object"]
+    fields = {k: bicep.string_list(v, variables, f"{symbol}.{k}") for k, v in bicep.properties(entry).items()}
+    assert fields == {"actions": ["Microsoft.Authorization/roleAssignments/write"], "notActions": [],
+                      "dataActions": [], "notDataActions": []}
+    offenders = [p.name for p in INFRA.rglob("*") if p.is_file()
+                 and RBAC_ADMINISTRATOR in p.read_text(encoding="utf-8", errors="replace")]
+    assert offenders == []
+    delegation = bicep.parse(INFRA / "modules" / "role-delegation.bicep")
+    (_, assignment), = list(bicep.resources(delegation, "Microsoft.Authorization/roleAssignments@"))
+    grant = bicep.properties(bicep.properties(assignment)["properties"])
+    assert grant["roleDefinitionId"].text.decode() == "roleDefinitionId"
+    assert grant["condition"].text.decode() == "condition" and bicep.literal(grant["conditionVersion"]) == "2.0"
+
+
+def test_role_assignments_the_identity_writes_raise_an_alert():
+    root = bicep.parse(INFRA / "modules" / "role-assignment-alert.bicep")
+    (_, alert), = list(bicep.resources(root, "Microsoft.Insights/activityLogAlerts@"))
+    props = bicep.evaluate(bicep.properties(alert)["properties"],
+                           {"identityPrincipalId": "pid", "identityClientId": "cid", "actionGroupId": "ag",
+                            "subscription()": {"id": "/subscriptions/s"}}, bicep.variables(root))
+    assert props["scopes"] == ["/subscriptions/s"] and props["enabled"] is True
+    conditions = props["condition"]["allOf"]
+    # Activity Log alerts must test `category` (Microsoft.Insights/activityLogAlerts 2020-10-01).
+    assert {"field": "category", "equals": "Administrative"} in conditions
+    assert {"field": "operationName", "equals": "Microsoft.Authorization/roleAssignments/write"} in conditions
+    (callers,) = [c["anyOf"] for c in conditions if "anyOf" in c]
+    assert {c["equals"] for c in callers if c["field"] == "caller"} == {"pid", "cid"}
+    assert props["actions"]["actionGroups"] == [{"actionGroupId": "ag"}]
 
 
 def test_the_graph_grants_are_the_permissions_the_sandbox_gives_the_remediator():
@@ -1084,3 +970,170 @@ def test_the_graph_grants_are_the_permissions_the_sandbox_gives_the_remediator()
     known = {"18a4783c-866b-4cc7-a460-3d5e5662c884": GRAPH_OWNED_BY,
              "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30": GRAPH_READ_ALL}
     assert {known[ids[name]] for name in granted} == set(WorldOptions().remediator_graph_permissions)
+
+
+# ---------------------------------------------------------------- rules of the real platform, each with its source
+# None of these can be seen by deploying here (there is no Azure): each test encodes the rule and names where it is
+# written, and fails if the template breaks it again.
+
+_EVENT_DRIVEN_SCALING = ("https://learn.microsoft.com/azure/azure-functions/event-driven-scaling"
+                         "#flex-consumption-plan")
+_GRAPH_BICEP_LIMITS = "https://learn.microsoft.com/graph/templates/known-issues-graph-bicep"
+_HOST_JSON = "https://learn.microsoft.com/azure/azure-functions/functions-host-json#applicationinsightssamplingsettings"
+_RESOURCE_SPECIFIC = ("https://learn.microsoft.com/azure/azure-monitor/essentials/resource-logs"
+                      "#resource-specific")
+_DAILY_CAP = "https://learn.microsoft.com/azure/azure-monitor/logs/daily-cap#alert-when-daily-cap-is-reached"
+
+
+def test_flex_maximum_instance_count_is_at_least_the_platform_minimum():
+    # "Currently the lowest maximum instance count value is 40, and the highest supported maximum instance count
+    # value is 1000" (_EVENT_DRIVEN_SCALING; lower values were a preview in a few regions, and 40 is accepted in
+    # every region). The cap holds per function group, so it bounds cost, not writes to Azure.
+    for path, name in ((INFRA / "main.bicep", "maximumInstanceCount"),
+                       (INFRA / "modules" / "functionapp.bicep", "maximumInstanceCount")):
+        declaration = bicep.declarations(bicep.parse(path), "parameter")[name]
+        assert bicep.decorator_argument(declaration, "minValue") == "40", f"{path.name}: {_EVENT_DRIVEN_SCALING}"
+        assert bicep.decorator_argument(declaration, "maxValue") == "1000", path.name
+    main, _ = _main()
+    assert bicep.parameter_default(main, "maximumInstanceCount").text.decode() == "40"
+    description = bicep.decorator_argument(bicep.declarations(main, "parameter")["maximumInstanceCount"],
+                                           "description") or ""
+    assert "ARM allows" not in description and "not a bound on writes" in description
+
+
+@pytest.mark.parametrize(("cloud", "given", "on"), [
+    ("AzureCloud", "", True), ("AzureUSGovernment", "", False), ("AzureChinaCloud", "", False),
+    ("AzureCloud", "false", False), ("AzureUSGovernment", "true", True)])
+def test_the_graph_modules_are_off_by_default_outside_the_public_cloud(cloud: str, given: str, on: bool):
+    # The Microsoft Graph Bicep extension "is only supported in the Azure public cloud" (_GRAPH_BICEP_LIMITS). An
+    # explicit 'true' elsewhere is honoured here and refused by `python -m remediation preflight`.
+    main, variables = _main()
+    scope = {"environment()": {"name": cloud}, "grantGraphPermission": given, "createApiApplication": given,
+             "deployEventSubscription": True}
+    assert bicep.evaluate(variables["grantGraph"], scope, variables) is on
+    assert bicep.evaluate(variables["createApi"], scope, variables) is on
+    modules = bicep.declarations(main, "module")
+    for name in ("apiApp", "apiAppPreAuthorization", "apiAccess", "graph"):
+        assert bicep.evaluate(bicep.condition(modules[name]), scope, variables) is on, name
+    for name in ("grantGraphPermission", "createApiApplication"):
+        assert bicep.parameter_default(main, name).text.decode() == "''"
+    bicepparam = (INFRA / "main.bicepparam").read_text(encoding="utf-8")
+    assert "param grantGraphPermission = readEnvironmentVariable('GRANT_GRAPH_PERMISSION', '')" in bicepparam
+    assert "param createApiApplication = readEnvironmentVariable('REMEDIATOR_CREATE_API_APP', '')" in bicepparam
+
+
+def test_the_identity_is_granted_its_graph_permissions_only_in_the_late_stage():
+    # An appRoleAssignedTo for a managed identity created in the same deployment can fail on Entra ID replication
+    # ("Not a valid reference update"; microsoftgraph/msgraph-bicep-types#193). The grant waits for the provision
+    # azure.yaml's postdeploy hook starts, minutes later, after the code is deployed.
+    main, variables = _main()
+    graph = bicep.declarations(main, "module")["graph"]
+    assert variables["lateStage"].text.decode() == "deployEventSubscription"
+    for late in (False, True):
+        scope = {"environment()": {"name": "AzureCloud"}, "grantGraphPermission": "", "deployEventSubscription": late}
+        assert bicep.evaluate(bicep.condition(graph), scope, variables) is late
+    hooks = (ROOT / "azure.yaml").read_text(encoding="utf-8")
+    assert "REMEDIATOR_PROVISION_PHASE=events azd provision --no-prompt" in hooks
+
+
+def test_each_custom_role_is_keyed_per_deployment():
+    # A role definition's name (a GUID) and roleName are unique in the tenant: two deployments that reuse an
+    # environment name (another region or resource group) and share one definition overwrite each other's
+    # assignableScopes. Every custom role is keyed by the resource token (subscription, environment, region).
+    for path in sorted((INFRA / "modules").glob("*.bicep")):
+        for symbol, body in bicep.resources(bicep.parse(path), "Microsoft.Authorization/roleDefinitions@"):
+            props = bicep.properties(body)
+            assert "resourceToken" in bicep.identifiers(props["name"]), f"{path.name} {symbol}: name"
+            role_name = bicep.properties(props["properties"])["roleName"]
+            assert "resourceToken" in bicep.identifiers(role_name), f"{path.name} {symbol}: roleName"
+    main, _ = _main()
+    for module in ("roles", "keyVaultRole", "roleAssignmentWriter"):
+        params = bicep.properties(bicep.properties(bicep.body(bicep.declarations(main, "module")[module]))["params"])
+        assert params["resourceToken"].text.decode() == "resourceToken", module
+
+
+def test_the_alerts_read_traces_that_sampling_keeps():
+    # Adaptive sampling drops telemetry items of every type not in samplingSettings.excludedTypes (_HOST_JSON): in
+    # a storm of failures, when the alerts matter most, the very lines they count. Traces are excluded.
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    excluded = {t.strip().lower() for t in sampling["excludedTypes"].split(";")}
+    root = bicep.parse(INFRA / "modules" / "alerts.bicep")
+    alerts = [bicep.properties(a) for a in bicep.variables(root)["logAlerts"].named_children if a.type == "object"]
+    tables = {(bicep.literal(a["query"]) or "").split()[0].lower() for a in alerts}
+    assert tables == {"traces"}
+    assert sampling["isEnabled"] is False or {"trace", "request", "exception"} <= excluded, _HOST_JSON
+
+
+_RESOURCE_SPECIFIC_TABLES = {  # diagnostic category -> its resource-specific table (Azure Monitor tables reference)
+    "DeliveryFailures": "AegDeliveryFailureLogs", "PublishFailures": "AegPublishFailureLogs",
+    "AuditEvent": "AZKVAuditLogs"}
+
+
+def test_diagnostics_land_in_the_resource_specific_tables_the_readme_names():
+    # Without logAnalyticsDestinationType 'Dedicated' a diagnostic setting writes to AzureDiagnostics, not to the
+    # resource-specific tables (_RESOURCE_SPECIFIC); the README's queries read those.
+    readme = (INFRA / "README.md").read_text(encoding="utf-8")
+    seen = set()
+    for path in bicep_files_with("Microsoft.Insights/diagnosticSettings@"):
+        for symbol, body in bicep.resources(bicep.parse(path), "Microsoft.Insights/diagnosticSettings@"):
+            props = bicep.properties(bicep.properties(body)["properties"])
+            assert bicep.literal(props["logAnalyticsDestinationType"]) == "Dedicated", f"{path.name} {symbol}"
+            seen |= {bicep.literal(bicep.properties(log)["category"])
+                     for log in props["logs"].named_children if log.type == "object"}
+    assert seen == set(_RESOURCE_SPECIFIC_TABLES)
+    for category in seen:
+        assert _RESOURCE_SPECIFIC_TABLES[category] in readme, f"infra/README.md does not name {category}'s table"
+    assert "AzureDiagnostics |" not in readme
+
+
+def bicep_files_with(resource_type: str) -> list[Path]:
+    return [p for p in bicep.bicep_files() if resource_type.split("@")[0] in p.read_text(encoding="utf-8")]
+
+
+def test_an_alert_says_when_the_daily_cap_stops_ingestion():
+    # When the daily cap is reached ingestion stops for the rest of the day, and with it every log alert; Microsoft
+    # documents the rule that says so (_DAILY_CAP), on the workspace, with exactly this query.
+    root = bicep.parse(INFRA / "modules" / "alerts.bicep")
+    variables = bicep.variables(root)
+    assert bicep.literal(variables["dailyCapQuery"]) == \
+        '_LogOperation | where Category =~ "Ingestion" | where Detail contains "OverQuota"'
+    rules = bicep.declarations(root, "resource")
+    rule = bicep.properties(bicep.body(rules["dailyCapReached"]))
+    props = bicep.properties(rule["properties"])
+    assert props["scopes"].text.decode().split() == ["[", "workspace.id", "]"]
+    assert bicep.literal(props["evaluationFrequency"]) == bicep.literal(props["windowSize"]) == "PT5M"
+    assert bicep.condition(rules["dailyCapReached"]).text.decode().strip("()") == "dailyCapSet"
+    reader = bicep.properties(bicep.body(rules["dailyCapReader"]))
+    assert reader["scope"].text.decode() == "workspace"
+    main, variables = _main()
+    params = bicep.properties(bicep.properties(bicep.body(bicep.declarations(main, "module")["alerts"]))["params"])
+    for quota, alerted in ((1, True), (-1, False)):
+        assert bicep.evaluate(params["dailyCapSet"], {"logDailyQuotaGb": quota}, variables) is alerted
+
+
+def _readme_permission_rows() -> list[list[str]]:
+    """The rows of infra/README.md's table of what the remediator identity gets (Scope | Role | Why | Code)."""
+    text = (INFRA / "README.md").read_text(encoding="utf-8")
+    section = text.split("What the remediator identity gets, and why:", 1)[1].split("\n\n", 2)[1]
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in section.splitlines()]
+    return [row for row in rows[2:] if len(row) == 4]
+
+
+def test_every_permission_the_identity_holds_names_the_code_that_needs_it():
+    # "infra/README.md lists, for each permission the remediator holds, the code path that needs it": every action
+    # of the custom roles is in the table, and every code name the table gives exists in the code.
+    rows = _readme_permission_rows()
+    held = set(CUSTOM_ROLE_ACTIONS) | KEY_VAULT_DATA_ACTIONS | {"Microsoft.Authorization/roleAssignments/write"}
+    for action in held:
+        matching = [row for row in rows if f"`{action}`" in row[1] or f"`{action}`" in row[0]]
+        assert matching, f"infra/README.md's permission table does not list {action}"
+        assert all(row[3] for row in matching), f"{action}: no code named"
+    code = [*(ROOT / "remediation").rglob("*.py"), ROOT / "function_app.py"]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in code)
+    for row in rows:
+        for name in re.findall(r"`([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)`", row[3]):
+            *owner, member = name.split(".")
+            if owner and owner[0][0].isupper():
+                assert f"class {owner[0]}" in source, f"infra/README.md names {name}: no class {owner[0]}"
+            assert re.search(rf"\b{re.escape(member)}\b", source), f"infra/README.md names {name}: not in the code"

@@ -18,6 +18,12 @@ param resourceToken string
 @description('Name of the Application Insights component (in this resource group) the log alerts query.')
 param applicationInsightsName string
 
+@description('Name of the Log Analytics workspace (in this resource group) behind the component.')
+param workspaceName string
+
+@description('Whether the workspace has a daily ingestion cap (logDailyQuotaGb is not -1): then an alert says when it was reached.')
+param dailyCapSet bool
+
 @description('Resource id of the Event Grid system topic this environment receives events from (possibly shared).')
 param systemTopicId string
 
@@ -36,6 +42,10 @@ var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+  name: workspaceName
 }
 
 resource operators 'Microsoft.Insights/actionGroups@2023-01-01' = {
@@ -203,5 +213,63 @@ resource logAlertReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
     description: 'Log search alert ${alert.name} queries this component with its own identity.'
   }
 }]
+
+// The daily cap stops ingestion for the rest of the day, and with it every log alert above:
+// this rule says so when it happens. The query is the one Microsoft documents for it
+// (Microsoft Learn, "Set daily cap on Log Analytics workspace", "Alert when daily cap is
+// reached"); the cap writes its event to the workspace's Operation table even when it stops
+// everything else.
+var dailyCapQuery = '_LogOperation | where Category =~ "Ingestion" | where Detail contains "OverQuota"'
+
+resource dailyCapReached 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = if (dailyCapSet) {
+  name: 'alert-daily-cap-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    description: 'The Log Analytics daily cap was reached: logs (and the log alerts that read them) stop until the cap resets. Raise logDailyQuotaGb (REMEDIATOR_LOG_DAILY_QUOTA_GB) or find what logs so much.'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspace.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    criteria: {
+      allOf: [
+        {
+          query: dailyCapQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: [
+        operators.id
+      ]
+    }
+    autoMitigate: false
+  }
+}
+
+resource dailyCapReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (dailyCapSet) {
+  name: guid(workspace.id, 'alert-daily-cap-${resourceToken}', reader)
+  scope: workspace
+  properties: {
+    principalId: dailyCapReached!.identity.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', reader)
+    description: 'Log search alert alert-daily-cap-${resourceToken} queries this workspace with its own identity.'
+  }
+}
 
 output actionGroupId string = operators.id

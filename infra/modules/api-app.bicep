@@ -4,6 +4,13 @@
 // must hold Remediations.Write (start remediations) or Remediations.Read (read them).
 // The function app validates exactly that (REMEDIATOR_API_CLIENT_ID).
 //
+// main.bicep deploys this module twice in one deployment, stage by stage: first with no
+// pre-authorized clients, then (once the scope exists) with Azure CLI pre-authorized for the
+// scope. Graph refuses a pre-authorization of a scope that is created in the same request
+// (microsoftgraph/microsoft-graph-docs-contrib#1395); sandbox/graph.py refuses it the same
+// way, and tests/test_graph_deployment.py deploys both stages against it. The service
+// principal and the app role assignments are api-access.bicep.
+//
 // Operators get a token with Azure CLI, which is pre-authorized for the delegated scope so
 // that no consent prompt (AADSTS65001) stands in the way:
 //   az account get-access-token --resource <app id uri> --query accessToken -o tsv
@@ -19,16 +26,11 @@ param displayName string
 @description('Application ID URI. The application cannot name its own appId (a cycle), so api://<tenant id>/<unique string>.')
 param identifierUri string
 
-@description('Object ids of users, groups or service principals given Remediations.Write and Remediations.Read.')
-param writerPrincipalIds array = []
+@description('Client applications pre-authorized for the user_impersonation scope: empty in the first stage, which creates the scope; the second stage names Azure CLI.')
+param preAuthorizedClientAppIds array = []
 
-@description('Object ids of users, groups or service principals given Remediations.Read only.')
-param readerPrincipalIds array = []
-
-// Azure CLI's public client application (the same id in every tenant).
-var azureCliAppId = '04b07795-8ddb-461a-bbee-02f9e1bf7b46'
-
-// Stable ids: re-deploying must not re-create roles (that would orphan assignments).
+// Stable ids: re-deploying must not re-create roles or the scope (that would orphan
+// assignments and pre-authorizations).
 var writeRoleId = guid(uniqueName, 'Remediations.Write')
 var readRoleId = guid(uniqueName, 'Remediations.Read')
 var userImpersonationId = guid(uniqueName, 'user_impersonation')
@@ -55,14 +57,12 @@ resource api 'Microsoft.Graph/applications@v1.0' = {
         userConsentDescription: 'Call the remediator API as you; your app roles decide what you may do.'
       }
     ]
-    preAuthorizedApplications: [
-      {
-        appId: azureCliAppId
-        delegatedPermissionIds: [
-          userImpersonationId
-        ]
-      }
-    ]
+    preAuthorizedApplications: [for clientAppId in preAuthorizedClientAppIds: {
+      appId: clientAppId
+      delegatedPermissionIds: [
+        userImpersonationId
+      ]
+    }]
   }
   appRoles: [
     {
@@ -90,35 +90,8 @@ resource api 'Microsoft.Graph/applications@v1.0' = {
   ]
 }
 
-resource apiPrincipal 'Microsoft.Graph/servicePrincipals@v1.0' = {
-  appId: api.appId
-  // Only principals with an app role assignment get a token for the API at all; the roles
-  // claim then decides what each may do.
-  appRoleAssignmentRequired: true
-}
-
-// Writers get both roles; readers who are also writers are skipped (one assignment per
-// principal and role: a duplicate in one deployment would conflict).
-var readersOnly = filter(readerPrincipalIds, id => !contains(writerPrincipalIds, id))
-
-resource writerWrite 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for id in writerPrincipalIds: {
-  appRoleId: writeRoleId
-  principalId: id
-  resourceId: apiPrincipal.id
-}]
-
-resource writerRead 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for id in writerPrincipalIds: {
-  appRoleId: readRoleId
-  principalId: id
-  resourceId: apiPrincipal.id
-}]
-
-resource readerRead 'Microsoft.Graph/appRoleAssignedTo@v1.0' = [for id in readersOnly: {
-  appRoleId: readRoleId
-  principalId: id
-  resourceId: apiPrincipal.id
-}]
-
 output clientId string = api.appId
 output appIdUri string = identifierUri
-output servicePrincipalId string = apiPrincipal.id
+output writeRoleId string = writeRoleId
+output readRoleId string = readRoleId
+output scopeId string = userImpersonationId

@@ -42,6 +42,10 @@ resource deliveryFailures 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
   scope: systemTopic
   properties: {
     workspaceId: workspaceId
+    // Resource-specific tables (AegDeliveryFailureLogs, AZKVAuditLogs, ...), which the README's
+    // queries read; without it the logs land in AzureDiagnostics (Microsoft Learn, "Diagnostic
+    // settings in Azure Monitor", resource-specific mode).
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         category: 'DeliveryFailures'

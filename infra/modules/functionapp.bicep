@@ -50,8 +50,8 @@ param deploymentContainerName string
 @description('Application Insights connection string (holds no secret: local auth is disabled).')
 param applicationInsightsConnectionString string
 
-@description('Upper bound of instances the plan may scale out to.')
-@minValue(1)
+@description('Upper bound of instances each function group may scale out to (Flex Consumption: 40 to 1,000).')
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 

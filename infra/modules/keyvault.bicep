@@ -81,6 +81,10 @@ resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   scope: vault
   properties: {
     workspaceId: workspaceId
+    // Resource-specific tables (AegDeliveryFailureLogs, AZKVAuditLogs, ...), which the README's
+    // queries read; without it the logs land in AzureDiagnostics (Microsoft Learn, "Diagnostic
+    // settings in Azure Monitor", resource-specific mode).
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         category: 'AuditEvent'

@@ -73,3 +73,4 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
 output applicationInsightsName string = appInsights.name
 output connectionString string = appInsights.properties.ConnectionString
 output workspaceId string = workspace.id
+output workspaceName string = workspace.name

@@ -64,6 +64,10 @@ resource failures 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   scope: topic
   properties: {
     workspaceId: workspaceId
+    // Resource-specific tables (AegDeliveryFailureLogs, AZKVAuditLogs, ...), which the README's
+    // queries read; without it the logs land in AzureDiagnostics (Microsoft Learn, "Diagnostic
+    // settings in Azure Monitor", resource-specific mode).
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         category: 'PublishFailures'

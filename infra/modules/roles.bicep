@@ -6,8 +6,11 @@ targetScope = 'subscription'
 @description('Principal id of the remediator identity.')
 param identityPrincipalId string
 
-@description('Environment name, to keep the role name unique per deployment.')
+@description('Environment name, for the role\'s display name.')
 param environmentName string
+
+@description('The environment\'s resource token: one role definition per deployment, so two deployments that reuse an environment name (another region, another resource group) neither share nor overwrite each other\'s assignable scopes.')
+param resourceToken string
 
 @description('Other subscriptions the identity may be assigned this role on (their ids).')
 param extraSubscriptionIds array = []
@@ -47,9 +50,9 @@ var assignableScopes = concat([
 ], extraScopes)
 
 resource remediatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = {
-  name: guid(subscription().id, 'aks-sp-remediator', environmentName)
+  name: guid(subscription().id, 'aks-sp-remediator', resourceToken)
   properties: {
-    roleName: 'AKS service-principal remediator (${environmentName}, ${take(subscription().subscriptionId, 8)})'
+    roleName: 'AKS service-principal remediator (${environmentName}, ${resourceToken})'
     description: 'Read AKS clusters and their planned maintenance windows, reset a cluster service principal secret and follow that operation, read the Activity Log.'
     type: 'CustomRole'
     permissions: [

@@ -2,8 +2,9 @@
 
 Used by a replacement to carry a deleted service principal's role assignments over to the new one.
 Permissions: `Microsoft.Authorization/roleAssignments/read` (in the remediator's custom role) and
-`.../write` from Role Based Access Control Administrator, whose condition (infra/) allows only the
-configured role definitions, and only for service principals.
+`.../write` from the role assignment writer role (infra/modules/role-assignment-writer-role.bicep), whose
+condition allows only the configured role definitions, only for service principals, and never the
+remediator's own principal.
 
 The caller names each assignment from (scope, principal, role), as Microsoft recommends
 (remediation/replacement.py), so creating one again after a crash finds the first: ARM answers 201
