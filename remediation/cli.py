@@ -51,11 +51,13 @@ from remediation.cli_api import (
     azure_credential,
     field_of,
     resolve_target,
-    sandbox_graph_target,
+    sandbox_azure,
     token_tenant,
 )
-from remediation.errors import InvalidInputError, RemediationError
+from remediation.errors import AuthenticationUnavailableError, InvalidInputError, RemediationError
 from remediation.ids import ClusterId
+from remediation.preflight import PUBLIC_CLOUD
+from remediation.settings import CLOUD_ENDPOINTS
 
 MOST = 200  # the API's largest page
 TERMINAL = frozenset({"Succeeded", "Failed", "Planned"})
@@ -334,6 +336,65 @@ def add_operator_commands(commands: Any) -> None:
                         "JSON line `python -m sandbox serve` prints), as its operator")
     doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
     doctor.set_defaults(run=_doctor)
+    add_preflight_command(commands)
+
+
+def add_preflight_command(commands: Any) -> None:
+    preflight = commands.add_parser(
+        "preflight", help="check, before `azd up`, what would make the deployment fail or overlap another remediator",
+        description="Read the deployment from the environment (the azd environment, as infra/main.bicepparam reads "
+                    "it) and check with the deployer's own sign-in: the cloud (the Graph Bicep extension is public "
+                    "cloud only), Flex Consumption in the region, the Entra roles the Graph modules need, another "
+                    "remediator acting on the same clusters, and REMEDIATOR_ASSIGNABLE_ROLE_IDS. Writes nothing. "
+                    "Exit 0: ready (warnings allowed); 1: a check failed; 2: the preflight could not run.")
+    preflight.add_argument("--cloud", default=PUBLIC_CLOUD, metavar="NAME",
+                           help=f"the cloud azd deploys to: {', '.join(CLOUD_ENDPOINTS)} (default {PUBLIC_CLOUD}; "
+                                "azure.yaml's hook passes `azd config get cloud.name`)")
+    preflight.add_argument("--credential", choices=("azd", "cli", "default"), default="azd",
+                           help="who signs in: azd (`azd auth login`, the default), cli (`az login`) or default "
+                                "(DefaultAzureCredential)")
+    preflight.add_argument("--sandbox", metavar="INFO_FILE", help="rehearse against the local sandbox (the JSON line "
+                           "`python -m sandbox serve` prints), as its operator")
+    preflight.add_argument("--json", action="store_true", help="print the findings as JSON")
+    preflight.set_defaults(run=_preflight)
+
+
+def _preflight(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """The edge of `preflight`: read the deployment, build the reader for Azure or the sandbox, gather, check, print.
+    Exit 2 when it cannot run: its input, the sign-in, or an answer it cannot read at all."""
+    from remediation import preflight
+
+    try:
+        from remediation.adapters.deployment import AzureDeploymentReader
+    except ImportError as err:
+        print(f"error: {err.name} is not installed: python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
+              file=sys.stderr)
+        return 2
+    _quiet_azure_logs()
+    cloud = args.cloud.strip().strip('"') or PUBLIC_CLOUD
+    try:
+        deployment = preflight.Deployment.from_environment(os.environ, cloud=cloud)
+        if args.sandbox:
+            sandbox = sandbox_azure(Path(args.sandbox))
+            reader = AzureDeploymentReader(sandbox.credential, arm_endpoint=sandbox.arm, graph_endpoint=sandbox.graph,
+                                           connection_verify=sandbox.ca)
+        elif cloud in CLOUD_ENDPOINTS:
+            arm, graph = CLOUD_ENDPOINTS[cloud]
+            reader = AzureDeploymentReader(azure_credential(args.credential), arm_endpoint=arm, graph_endpoint=graph)
+        else:
+            raise UsageError(f"unknown cloud {cloud!r}: one of {', '.join(CLOUD_ENDPOINTS)}")
+        report = preflight.run(deployment, preflight.gather(deployment, reader))
+    except (InvalidInputError, UsageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except AuthenticationUnavailableError as err:
+        print(f"error: {err} (sign in with `azd auth login`, or choose --credential)", file=sys.stderr)
+        return 2
+    if args.json:
+        _dump(report.view(), sys.stdout)
+    else:
+        sys.stdout.write(preflight.render(report))
+    return report.exit_status
 
 
 def _days(value: str) -> int:
@@ -372,8 +433,9 @@ def doctor_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
     if args.sandbox:
         if args.credential or args.tenant:
             raise UsageError("--sandbox names the tenant and the identity: drop --credential and --tenant")
-        target = sandbox_graph_target(Path(args.sandbox))
-        credential, graph_endpoint, authority, tenant, verify = target
+        sandbox = sandbox_azure(Path(args.sandbox))
+        credential, graph_endpoint, authority, tenant, verify = (sandbox.credential, sandbox.graph, sandbox.login,
+                                                                 sandbox.tenant_id, sandbox.ca)
     else:
         credential = azure_credential(args.credential or "cli")
         graph_endpoint, authority, verify = PUBLIC_GRAPH_ENDPOINT, PUBLIC_AUTHORITY_HOST, True

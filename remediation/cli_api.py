@@ -96,8 +96,11 @@ def resolve_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Targ
 
 
 def azure_credential(kind: str) -> TokenCredential:
-    from azure.identity import AzureCliCredential, DefaultAzureCredential
+    """cli: the account `az login` signed in; azd: `azd auth login`'s; default: DefaultAzureCredential."""
+    from azure.identity import AzureCliCredential, AzureDeveloperCliCredential, DefaultAzureCredential
 
+    if kind == "azd":
+        return AzureDeveloperCliCredential()
     return DefaultAzureCredential() if kind == "default" else AzureCliCredential()
 
 
@@ -125,13 +128,25 @@ def _sandbox_target(path: Path, identity: str) -> Target:
                   caller=f"the sandbox's {identity} identity", client_secret=secret)
 
 
-def sandbox_graph_target(path: Path) -> tuple[TokenCredential, str, str, str, str]:
-    """(the sandbox operator's credential, Graph endpoint, login endpoint, tenant, CA file) from `python -m sandbox
-    serve`'s line: `doctor` reads Graph and signs in there instead of Azure."""
+@dataclass(frozen=True)
+class SandboxAzure:
+    """The local sandbox as Azure: its operator identity's credential, its endpoints and its CA file."""
+
+    credential: TokenCredential = field(repr=False)
+    arm: str
+    graph: str
+    login: str
+    tenant_id: str
+    ca: str
+
+
+def sandbox_azure(path: Path) -> SandboxAzure:
+    """The sandbox `python -m sandbox serve`'s line describes, signed in as its operator: `doctor` and `preflight`
+    read Graph and ARM there instead of Azure."""
     from azure.identity import ClientSecretCredential
 
     info = _read_json_line(path, "--sandbox")
-    needed = ("graph", "login", "tenantId", "ca", "identitiesFile")
+    needed = ("arm", "graph", "login", "tenantId", "ca", "identitiesFile")
     absent = [n for n in needed if not isinstance(field_of(info, n), str) or not info[n]]
     if absent:
         raise UsageError(f"--sandbox {path}: not `python -m sandbox serve`'s line (no {', '.join(absent)})")
@@ -141,7 +156,7 @@ def sandbox_graph_target(path: Path) -> tuple[TokenCredential, str, str, str, st
         raise UsageError(f"the sandbox's identities file {info['identitiesFile']} has no operator identity")
     credential = ClientSecretCredential(info["tenantId"], client_id, secret, authority=info["login"],
                                         disable_instance_discovery=True, connection_verify=info["ca"])
-    return credential, info["graph"], info["login"], info["tenantId"], info["ca"]
+    return SandboxAzure(credential, info["arm"], info["graph"], info["login"], info["tenantId"], info["ca"])
 
 
 def token_tenant(credential: TokenCredential, graph_endpoint: str) -> str:

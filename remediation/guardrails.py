@@ -36,6 +36,9 @@ class Replacement(StrEnum):
     REPLACE = "replace"  # create a new application and service principal, carry the roles over, reset
 
 
+ANY = "*"  # a subscription or resource group a scope reaches without naming it (Scope.overlap)
+
+
 def names(raw: str) -> frozenset[str]:
     """A comma-separated setting as a set of lower-case entries (ARM names and ids are case-insensitive)."""
     return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())
@@ -63,16 +66,52 @@ class Scope:
 
     def refusal(self, cluster: ClusterId) -> tuple[str, str] | None:
         """(reason code, message) if the cluster is out of scope, else None."""
-        sub, group = cluster.subscription_id.lower(), cluster.resource_group.lower()
+        return self._refusal(cluster.subscription_id, cluster.resource_group)
+
+    def _refusal(self, subscription_id: str, resource_group: str) -> tuple[str, str] | None:
+        sub, group = subscription_id.lower(), resource_group.lower()
         if refusal := self.refusal_of_subscription(sub):
             return refusal
         if {group, f"{sub}/{group}"} & self.deny_resource_groups:
-            return "DeniedResourceGroup", (f"resource group {cluster.resource_group} is on the deny list"
+            return "DeniedResourceGroup", (f"resource group {resource_group} is on the deny list"
                                            " (REMEDIATOR_DENY_RESOURCE_GROUPS)")
         if self.resource_groups and not {group, f"{sub}/{group}"} & self.resource_groups:
-            return "OutOfScope", (f"resource group {cluster.resource_group} is not on the allow list"
+            return "OutOfScope", (f"resource group {resource_group} is not on the allow list"
                                   " (REMEDIATOR_ALLOW_RESOURCE_GROUPS)")
         return None
+
+    def overlap(self, other: Scope) -> tuple[str, str] | None:
+        """A (subscription, resource group) where both scopes may act, or None when no cluster is in both.
+
+        A scope without a subscription list, or without an allow list of groups, reaches names it does not list;
+        such a place is reported as `ANY` ("*"): an empty allow list on both sides always overlaps, since deny lists
+        are finite."""
+        subscriptions = self._candidate_subscriptions(other)
+        for sub in sorted(subscriptions):
+            for group in sorted(self._candidate_groups(other, sub)):
+                if self._refusal(sub, group) is None and other._refusal(sub, group) is None:
+                    return sub, group
+        return None
+
+    def _candidate_subscriptions(self, other: Scope) -> set[str]:
+        mine, theirs = self.subscriptions or {ANY}, other.subscriptions or {ANY}
+        named = {entry.split("/", 1)[0] for entry in self.resource_groups | other.resource_groups if "/" in entry}
+        if ANY in mine and ANY in theirs:
+            return {ANY} | named | set(self.subscriptions) | set(other.subscriptions)
+        if ANY in mine:
+            return set(theirs)
+        if ANY in theirs:
+            return set(mine)
+        return set(mine) & set(theirs)
+
+    def _candidate_groups(self, other: Scope, sub: str) -> set[str]:
+        def listed(scope: Scope) -> set[str]:
+            return {entry.split("/", 1)[1] if "/" in entry else entry for entry in scope.resource_groups
+                    if "/" not in entry or entry.split("/", 1)[0] == sub}
+        groups = listed(self) | listed(other)
+        if not self.resource_groups or not other.resource_groups:
+            groups.add(ANY)
+        return groups
 
 
 @dataclass(frozen=True)

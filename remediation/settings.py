@@ -33,6 +33,14 @@ PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 PUBLIC_GRAPH_ENDPOINT = "https://graph.microsoft.com"
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
 PUBLIC_STORAGE_SUFFIX = "core.windows.net"
+# Each cloud's ARM and Microsoft Graph endpoints, by the name azd and az give it (Microsoft Learn: national clouds;
+# Microsoft Graph national cloud deployments). The app is told its endpoints by its settings; the operator's tools
+# (`python -m remediation preflight --cloud NAME`) look them up here.
+CLOUD_ENDPOINTS = {
+    "AzureCloud": (PUBLIC_ARM_ENDPOINT, PUBLIC_GRAPH_ENDPOINT),
+    "AzureUSGovernment": ("https://management.usgovcloudapi.net", "https://graph.microsoft.us"),
+    "AzureChinaCloud": ("https://management.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn"),
+}
 
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

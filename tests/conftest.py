@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +205,22 @@ def azurite() -> Iterator[Azurite]:
 def unique_name() -> str:
     """A fresh table/queue name, so tests sharing one Azurite never see each other's rows."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+def sandbox_info_file(sandbox: Any, directory: Path) -> Path:
+    """The line `python -m sandbox serve | tee info.json` leaves (without the function app), and its identities file
+    beside it (mode 0600, as serve writes it): what `python -m remediation ... --sandbox INFO_FILE` reads."""
+    identities = directory / "identities.json"
+    identities.touch(mode=0o600)
+    identities.write_text(json.dumps({
+        "remediatorClientId": sandbox.remediator.client_id, "remediatorClientSecret": sandbox.remediator.client_secret,
+        "operatorClientId": sandbox.operator.client_id, "operatorClientSecret": sandbox.operator.client_secret,
+        "auditorClientId": sandbox.auditor.client_id, "auditorClientSecret": sandbox.auditor.client_secret}))
+    info = directory / "info.json"
+    info.write_text(json.dumps({
+        **sandbox.endpoints, "functions": None, "functionKey": None, "ca": sandbox.ca_path,
+        "tenantId": sandbox.tenant_id, "subscriptionId": sandbox.subscription_id,
+        "remediatorClientId": sandbox.remediator.client_id, "operatorClientId": sandbox.operator.client_id,
+        "auditorClientId": sandbox.auditor.client_id, "apiClientId": sandbox.api_client_id,
+        "apiAppIdUri": sandbox.api_app_id_uri, "identitiesFile": str(identities), "stateDir": None}) + "\n")
+    return info

@@ -126,7 +126,18 @@ def down():
 
 
 args = sys.argv[1:]
-if args[:2] == ["env", "set"]:
+if args[:2] == ["config", "get"]:
+    # azd's user configuration (`azd config set cloud.name AzureUSGovernment`): a JSON value, or an error.
+    import json
+    config_file = os.path.join(STATE, "config.json")
+    config = json.load(open(config_file)) if os.path.exists(config_file) else {}
+    value = config
+    for part in args[2].split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        fail(f"no value at path: {args[2]}")
+    print(json.dumps(value))
+elif args[:2] == ["env", "set"]:
     write_env({**read_env(), args[2]: args[3]})
 elif args[:2] == ["env", "get-value"]:
     env = read_env()
@@ -171,18 +182,23 @@ class Azd:
         self.set_env({"AZURE_ENV_NAME": "dev", "AZURE_LOCATION": "swedencentral"})
         self.set_world({"vaults": {}, "vault": None, "soft_deleted_vaults": [], "code_deployed": False,
                         "event_subscription": False, "provisions": []})
+        # The preflight has tests of its own below; the sequences above are about the other hooks' work.
         self.process_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-                            "FAKE_AZD_STATE": str(self.state)}
+                            "FAKE_AZD_STATE": str(self.state), "REMEDIATOR_SKIP_PREFLIGHT": "true"}
 
     def set_env(self, env: dict[str, str]) -> None:
         (self.state / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
+
+    def set_config(self, config: dict) -> None:
+        (self.state / "config.json").write_text(json.dumps(config), encoding="utf-8")
 
     def set_world(self, world: dict) -> None:
         (self.state / "world.json").write_text(json.dumps(world), encoding="utf-8")
 
     def __call__(self, *args: str, ok: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+        # azd runs hooks in the project's directory.
         done = subprocess.run(["azd", *args], env={**self.process_env, **extra_env}, capture_output=True, text=True,
-                              timeout=60)
+                              timeout=120, cwd=ROOT)
         assert (done.returncode == 0) == ok, f"azd {' '.join(args)}: exit {done.returncode}\n{done.stderr}"
         return done
 
@@ -300,6 +316,50 @@ def test_without_the_postdown_hook_up_after_down_collides_with_the_soft_deleted_
     assert "soft-deleted" in azd("up", ok=False).stderr
 
 
+# ---------------------------------------------------------------- the preflight in preprovision
+
+# Stands in for the Python that runs `python -m remediation preflight`: records its arguments, answers as told.
+RECORDING_PYTHON = """#!/bin/sh
+printf '%s\\n' "$*" >> "$FAKE_AZD_STATE/preflights"
+exit "${PREFLIGHT_EXIT:-0}"
+"""
+
+
+def _recording_python(azd: Azd, tmp_path: Path) -> dict[str, str]:
+    python = tmp_path / "python"
+    python.write_text(RECORDING_PYTHON, encoding="utf-8")
+    python.chmod(0o755)
+    return {"REMEDIATOR_SKIP_PREFLIGHT": "", "REMEDIATOR_PYTHON": str(python)}
+
+
+def _preflights(azd: Azd) -> list[str]:
+    path = azd.state / "preflights"
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def test_the_preflight_runs_once_per_up_before_anything_is_provisioned(azd: Azd, tmp_path: Path):
+    env = _recording_python(azd, tmp_path)
+    azd("up", **env)
+    # Before the first provision only: the events provision after the code deployment does not repeat it.
+    assert _preflights(azd) == ["-m remediation preflight --credential azd --cloud AzureCloud"]
+    assert len(azd.world["provisions"]) == 2
+    azd.set_config({"cloud": {"name": "AzureUSGovernment"}})
+    azd("provision", "--no-prompt", REMEDIATOR_PREFLIGHT_ARGS="--sandbox info.json --json", **env)
+    assert _preflights(azd)[-1] == ("-m remediation preflight --credential azd --cloud AzureUSGovernment "
+                                    "--sandbox info.json --json")
+
+
+def test_a_failed_preflight_stops_up_before_anything_is_created(azd: Azd, tmp_path: Path):
+    refused = azd("up", ok=False, PREFLIGHT_EXIT="1", **_recording_python(azd, tmp_path))
+    assert "preprovision" in refused.stderr
+    assert azd.world["provisions"] == [] and not azd.world["code_deployed"]
+
+
+def test_skipping_the_preflight_says_so(azd: Azd):
+    done = azd("up", REMEDIATOR_SKIP_PREFLIGHT="true")
+    assert "Skipping the preflight (REMEDIATOR_SKIP_PREFLIGHT=true)." in done.stdout
+
+
 # ---------------------------------------------------------------- azure.yaml itself
 
 
@@ -307,7 +367,7 @@ def test_azd_version_is_pinned_to_one_that_builds_bicepparam_after_hooks(config:
     assert config["requiredVersions"]["azd"] == ">= 1.18.0"
 
 
-_COMMAND = re.compile(r"\bazd (env set [A-Z_]+|env get-value [A-Z_]+|provision --no-prompt)")
+_COMMAND = re.compile(r"\bazd (env set [A-Z_]+|env get-value [A-Z_]+|provision --no-prompt|config get [a-z.]+)")
 _VARIABLE = re.compile(r"\b(?:REMEDIATOR|DEPLOY|EVENT_GRID|AZURE)_[A-Z_]+\b")
 
 

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 _ERROR_MAP = {"XXX": ODataError}
 _GUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 _APPLICATION_FIELDS = "id,appId,displayName,passwordCredentials"
+MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's own application, in every tenant
 BATCH_SIZE = 20  # Graph's most requests per $batch
 BATCHES_IN_FLIGHT = 8  # batch calls at once: a 20,000-cluster fleet is 1,000 calls
 BATCH_ATTEMPTS = 6  # rounds for requests Graph throttled inside a batch
@@ -173,13 +174,38 @@ class GraphDirectory:
 
     def list_owned_applications(self, owner_id: str) -> list[Application]:
         _check_guid(owner_id, "owner object id")
-        url: str | None = (f"{self._base}/servicePrincipals/{owner_id}/ownedObjects/microsoft.graph.application"
-                           f"?$select={_APPLICATION_FIELDS}")
-        found: list[Application] = []
-        while url:  # Graph pages with @odata.nextLink
-            page = self._send(Method.GET, url, None, f"listing the applications {owner_id} owns")
-            found.extend(_application(item) for item in page.get("value") or ())
-            url = page.get("@odata.nextLink")
+        url = f"{self._base}/servicePrincipals/{owner_id}/ownedObjects/microsoft.graph.application" \
+              f"?$select={_APPLICATION_FIELDS}"
+        return [_application(item) for item in self._pages(url, f"listing the applications {owner_id} owns")]
+
+    def list_directory_role_templates(self, object_id: str, *, user: bool) -> frozenset[str]:
+        """The template ids of the Entra roles a principal holds now, directly or through a group (a role only
+        eligible in Privileged Identity Management is not listed until activated). A user's are read as `/me`,
+        which the signed-in user may always read; a service principal's need Application.Read.All or more."""
+        _check_guid(object_id, "object id")
+        who = "me" if user else f"servicePrincipals/{object_id}"
+        url = f"{self._base}/{who}/transitiveMemberOf/microsoft.graph.directoryRole" \
+              "?$select=id,displayName,roleTemplateId"
+        roles = self._pages(url, f"reading the Entra roles of {who}")
+        return frozenset(role["roleTemplateId"].lower() for role in roles if role.get("roleTemplateId"))
+
+    def list_graph_app_roles(self, principal_id: str) -> frozenset[str]:
+        """The ids of the Microsoft Graph application permissions (app roles) a service principal holds."""
+        _check_guid(principal_id, "service principal object id")
+        graph = self._send(Method.GET, f"{self._base}/servicePrincipals(appId='{MICROSOFT_GRAPH_APP_ID}')?$select=id",
+                           None, "looking up Microsoft Graph's service principal")["id"]
+        url = f"{self._base}/servicePrincipals/{principal_id}/appRoleAssignments"
+        return frozenset(a["appRoleId"].lower() for a in self._pages(url, f"reading the app roles of {principal_id}")
+                         if str(a.get("resourceId", "")).lower() == graph.lower() and a.get("appRoleId"))
+
+    def _pages(self, url: str, action: str) -> list[dict[str, Any]]:
+        """Every item of a Graph collection, following @odata.nextLink."""
+        found: list[dict[str, Any]] = []
+        next_url: str | None = url
+        while next_url:
+            page = self._send(Method.GET, next_url, None, action)
+            found.extend(page.get("value") or ())
+            next_url = page.get("@odata.nextLink")
         return found
 
     def ensure_service_principal(self, app_id: str) -> str:

@@ -56,28 +56,30 @@ class ResourceGraphClusters:
 
     def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
         """Every managed cluster the remediator may read in the subscriptions, ordered by id (all pages)."""
-        found: list[ClusterInfo] = []
-        subscriptions = list(dict.fromkeys(s.lower() for s in subscription_ids))
-        if not subscriptions:  # no scope set: every subscription the remediator may read (the tenant's)
-            return self._query(None)
-        for start in range(0, len(subscriptions), SUBSCRIPTIONS_PER_QUERY):
-            found.extend(self._query(subscriptions[start:start + SUBSCRIPTIONS_PER_QUERY]))
-        return found
+        return [_cluster(row) for row in self.query(CLUSTERS_QUERY, subscription_ids)]
 
-    def _query(self, subscriptions: list[str] | None) -> list[ClusterInfo]:
-        rows: list[ClusterInfo] = []
+    def query(self, query: str, subscription_ids: Sequence[str] | None) -> list[dict[str, Any]]:
+        """Every row of `query` (all pages) in the subscriptions; none given: every one the caller may read."""
+        subscriptions = list(dict.fromkeys(s.lower() for s in subscription_ids or ()))
+        if not subscriptions:  # no scope set: every subscription the caller may read (the tenant's)
+            return self._pages(query, None)
+        return [row for start in range(0, len(subscriptions), SUBSCRIPTIONS_PER_QUERY)
+                for row in self._pages(query, subscriptions[start:start + SUBSCRIPTIONS_PER_QUERY])]
+
+    def _pages(self, query: str, subscriptions: list[str] | None) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
         skip_token: str | None = None
         while True:
-            request = QueryRequest(subscriptions=subscriptions, query=CLUSTERS_QUERY, options=QueryRequestOptions(
+            request = QueryRequest(subscriptions=subscriptions, query=query, options=QueryRequestOptions(
                 top=PAGE_ROWS, skip_token=skip_token, result_format="objectArray"))
             headers: dict[str, str] = {}
             try:
                 page = self._client.resources(request, cls=_keep_headers(headers))
             except AzureError as err:
-                raise translate(err, f"querying Resource Graph for the clusters of"
+                raise translate(err, f"querying Resource Graph over"
                                      f" {len(subscriptions) if subscriptions else 'every'} subscription(s)") from err
             self.calls += 1
-            rows.extend(_cluster(row) for row in page.data or ())
+            rows.extend(page.data or ())
             skip_token = page.skip_token
             if not skip_token:
                 return rows
