@@ -355,6 +355,32 @@ def test_a_failed_preflight_stops_up_before_anything_is_created(azd: Azd, tmp_pa
     assert azd.world["provisions"] == [] and not azd.world["code_deployed"]
 
 
+def test_up_stops_at_the_real_preflight_when_another_remediator_acts_on_the_subscription(azd: Azd, tmp_path: Path):
+    # The hook runs `python -m remediation preflight` itself, against the sandbox (REMEDIATOR_PREFLIGHT_ARGS), where
+    # a first environment's remediator acts on every cluster of the subscription.
+    from sandbox import Sandbox
+    from tests.conftest import sandbox_info_file
+    from tests.test_sandbox import Wire
+
+    with Sandbox(scenario="healthy") as sandbox:
+        planted = Wire(sandbox).admin("remediators", {
+            "resourceGroup": "rg-first", "name": "func-remediator-first",
+            "tags": {"aks-sp-remediator-environment": "first"},
+            "appSettings": {"REMEDIATOR_SUBSCRIPTION_IDS": sandbox.subscription_id}})
+        assert planted.status_code == 201, planted.text
+        azd("env", "set", "AZURE_SUBSCRIPTION_ID", sandbox.subscription_id)
+        env = {"REMEDIATOR_SKIP_PREFLIGHT": "", "REMEDIATOR_PYTHON": sys.executable,
+               "REMEDIATOR_PREFLIGHT_ARGS": f"--sandbox {sandbox_info_file(sandbox, tmp_path)}"}
+        refused = azd("up", ok=False, **env)
+        assert "OverlappingRemediator" in refused.stdout and "func-remediator-first" in refused.stdout
+        assert "1 check(s) failed: nothing was deployed." in refused.stdout
+        assert azd.world["provisions"] == []
+        # Observe-only, this environment may share the clusters: up goes on.
+        azd("env", "set", "REMEDIATOR_MODE", "observe")
+        done = azd("up", **env)
+        assert "Ready to deploy." in done.stdout and len(azd.world["provisions"]) == 2
+
+
 def test_skipping_the_preflight_says_so(azd: Azd):
     done = azd("up", REMEDIATOR_SKIP_PREFLIGHT="true")
     assert "Skipping the preflight (REMEDIATOR_SKIP_PREFLIGHT=true)." in done.stdout
