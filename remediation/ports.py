@@ -145,17 +145,16 @@ class RemediationStore(Protocol):
     def list_recent(self, *, limit: int) -> list[Remediation]:
         """The fleet's remediations, newest first."""
 
-    def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
-        """Claim a cluster for a remediation; False if a claim exists already."""
+    def create_claimed(self, remediation: Remediation, claim_key: str, *, replacing: str | None = None) -> bool:
+        """Record the remediation and the claim naming it in one atomic write (a new claim, or, with `replacing`, the
+        one read with that ETag); False, writing nothing, if the claim exists or changed. ConflictError if the record
+        exists."""
 
     def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
         """The claiming remediation's id and the claim's ETag, or None."""
 
     def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
-        """(cluster key, remediation id) of every claim."""
-
-    def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
-        """Take over a claim; False if it changed since it was read."""
+        """(claim key, remediation id) of every claim."""
 
     def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
         """Release the claim if (and only if) this remediation holds it."""

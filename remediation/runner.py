@@ -15,7 +15,9 @@ messages, so the rules that keep a remediation single-threaded live here, in one
 - A remediation that made no progress for longer than the lease plus its longest wait has
   lost its chain (a message lost, a send that failed): `resume` takes it over.
 - At most one rotation per application is active, so at most one per cluster: a table claim on the
-  application, insert-if-absent. A cluster of that application that breaks meanwhile joins it.
+  application, written in one transaction with the record it names (insert-if-absent, or replacing a
+  finished holder's claim by its ETag), so no worker ever sees a claim whose record is still to come.
+  A cluster of that application that breaks meanwhile joins it.
 """
 
 from __future__ import annotations
@@ -130,24 +132,47 @@ class RemediationRunner:
     # ----- starting and resuming --------------------------------------------------------------
 
     def start(self, remediation: Remediation) -> Submission:
-        """Claim the cluster, record the remediation and send its first message; or join the one that runs.
+        """Record the remediation with its application's claim and send its first message; or join the rotation
+        that holds the claim.
 
-        Crash-safe in any order: the claim is taken first (a claim naming no record is stale and
-        taken over), and a record that exists already (an earlier run died after creating it) is reused.
+        The claim and the record are one write (Store.create_claimed): two workers admitting the same application at
+        once cannot both win, and a worker that sees a claim can read the record it names. A claim whose holder has
+        finished (or names no record: a claim left by an older version) is taken over by its ETag. A start that
+        died after its write finds its own claim and record and sends the first message again.
         """
-        if claims(remediation):
-            holder = self._claim(claim_key(remediation), remediation.id)
-            if holder != remediation.id:
-                log.info("cluster %s already has active remediation %s", remediation.cluster, holder)
-                return Submission(self._store.get(holder), created=False)
-        try:
-            remediation = self._store.create(remediation)
-        except ConflictError:
-            remediation = self._store.get(remediation.id)
+        if not claims(remediation):
+            try:
+                return self._accepted(self._store.create(remediation))
+            except ConflictError:
+                return self._accepted(self._store.get(remediation.id))
+        key = claim_key(remediation)
+        for _ in range(3):
+            claim = self._store.get_claim(key)
+            if claim is not None:
+                holder, etag = claim
+                if holder == remediation.id:
+                    return self._accepted(self._store.get(holder))
+                running = self._running(holder)
+                if running is not None:
+                    log.info("cluster %s already has active remediation %s", remediation.cluster, holder)
+                    return Submission(running, created=False)
+            if self._store.create_claimed(remediation, key, replacing=claim[1] if claim else None):
+                return self._accepted(remediation)
+        raise TransientError("the application's claim kept changing; try again")
+
+    def _accepted(self, remediation: Remediation) -> Submission:
         self._queue.send(WorkItem(remediation.id, remediation.generation, telemetry.traceparent()).to_message())
         log.info("remediation %s accepted for %s (dry run: %s, source: %s)", remediation.id, remediation.cluster,
                  remediation.dry_run, remediation.source)
         return Submission(remediation, created=True)
+
+    def _running(self, remediation_id: str) -> Remediation | None:
+        """The remediation, if it has not finished; None if it has, or if there is no such record."""
+        try:
+            found = self._store.get(remediation_id)
+        except NotFoundError:
+            return None
+        return None if found.status.terminal else found
 
     def join(self, remediation: Remediation, cluster: ClusterId, *, joined_by: str = "hint",
              not_after: str | None = None, attempts: int = 3) -> Remediation:
@@ -200,7 +225,7 @@ class RemediationRunner:
                 except ConcurrencyError:
                     continue  # it moved meanwhile: not stalled after all
         for cluster_key, holder in self._store.list_claims(limit=limit):
-            if not self._is_active(holder):
+            if self._running(holder) is None:
                 self._store.delete_claim(cluster_key, holder)
         return resumed
 
@@ -366,28 +391,7 @@ class RemediationRunner:
         remediation.updated_at = self._clock().isoformat()
         return self._store.save(remediation)
 
-    # ----- the cluster claim ---------------------------------------------------------------------
-
-    def _claim(self, cluster_key: str, remediation_id: str) -> str:
-        """Claim the cluster; returns the id of the remediation that holds the claim afterwards."""
-        for _ in range(3):
-            if self._store.create_claim(cluster_key, remediation_id):
-                return remediation_id
-            claim = self._store.get_claim(cluster_key)
-            if claim is None:
-                continue
-            holder, etag = claim
-            if self._is_active(holder):
-                return holder
-            if self._store.replace_claim(cluster_key, remediation_id, etag):
-                return remediation_id
-        raise TransientError("the cluster's claim kept changing; try again")
-
-    def _is_active(self, remediation_id: str) -> bool:
-        try:
-            return not self._store.get(remediation_id).status.terminal
-        except NotFoundError:
-            return False
+    # ----- the application claim -----------------------------------------------------------------
 
     def _release_claim(self, remediation: Remediation) -> None:
         if claims(remediation):

@@ -65,15 +65,21 @@ class FakeClock:
 
 
 class Faults:
-    """Where the process dies: `die_at("directory.add_password", after=True)`; cleared by `restart()`."""
+    """Where the process dies: `die_at("directory.add_password", after=True)`; cleared by `restart()`. And what
+    another worker does meanwhile: `meanwhile("store.create_claimed", action)` runs `action` once, right before (or
+    `after=True`, right after) that call, as a second worker on the same storage would."""
 
     def __init__(self) -> None:
         self.planned: dict[tuple[str, bool], int] = {}
+        self.interleaved: dict[tuple[str, bool], Callable[[], Any]] = {}
         self.dead = False
         self.crashes = 0
 
     def die_at(self, call: str, *, after: bool = False, times: int = 1) -> None:
         self.planned[(call, after)] = times
+
+    def meanwhile(self, call: str, action: Callable[[], Any], *, after: bool = False) -> None:
+        self.interleaved[(call, after)] = action
 
     def restart(self) -> None:
         self.dead = False
@@ -81,6 +87,8 @@ class Faults:
     def check(self, call: str, *, after: bool) -> None:
         if self.dead:
             raise Crash(f"the process is dead (at {call})")
+        if (action := self.interleaved.pop((call, after), None)) is not None:
+            action()
         left = self.planned.get((call, after), 0)
         if left:
             self.planned[(call, after)] = left - 1
@@ -624,11 +632,17 @@ class FakeStore:
         found = [self.get(i) for i, (entity, _) in self.rows.items() if entity["active"]]
         return sorted(found, key=lambda r: r.updated_at)[:limit]
 
-    @_calls("store.create_claim")
-    def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
-        if cluster_key in self.claims:
+    @_calls("store.create_claimed")
+    def create_claimed(self, remediation: Remediation, claim_key: str, *, replacing: str | None = None) -> bool:
+        """One transaction, as Azure Tables makes it: the claim and the record, or neither."""
+        held = self.claims.get(claim_key)
+        if (held is not None) if replacing is None else (held is None or held[1] != replacing):
             return False
-        self.claims[cluster_key] = (remediation_id, self._etag())
+        if remediation.id in self.rows:
+            raise ConflictError(f"remediation {remediation.id} exists already")
+        remediation.etag = self._etag()
+        self.rows[remediation.id] = (remediation.to_entity(), remediation.etag)
+        self.claims[claim_key] = (remediation.id, self._etag())
         return True
 
     def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
@@ -636,12 +650,6 @@ class FakeStore:
 
     def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
         return [(key, holder) for key, (holder, _) in self.claims.items()][:limit]
-
-    def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
-        if self.claims.get(cluster_key, (None, None))[1] != etag:
-            return False
-        self.claims[cluster_key] = (remediation_id, self._etag())
-        return True
 
     @_calls("store.delete_claim")
     def delete_claim(self, cluster_key: str, remediation_id: str) -> None:

@@ -147,7 +147,7 @@ def test_a_new_breakage_after_the_repair_is_repaired_again(world: World) -> None
 
 def test_a_crash_between_recording_the_incident_and_starting_is_finished_by_the_retry(world: World) -> None:
     event = world.operate()
-    world.faults.die_at("store.create_claim")  # recorded the incident, then died: the host retries the lookup
+    world.faults.die_at("store.create_claimed")  # recorded the incident, then died: the host retries the lookup
     world.detector.accept_event(event)
     world.drain()
     world.detector.accept_event(event)  # and Event Grid delivers again

@@ -42,6 +42,22 @@ def assert_repaired_once(world: World) -> None:
     assert world.store.claims == {}
 
 
+@pytest.mark.parametrize("after", [False, True], ids=["before-the-first-write", "after-the-first-write"])
+def test_two_workers_admitting_one_application_at_once_start_one_rotation(world: World, after: bool) -> None:
+    # A second request, on another worker with the same storage, arrives while the first is writing its admission.
+    # Before the claim and its record were one write, a worker that found a claim whose record was still to come took
+    # the claim over, and both started a rotation: two passwords, two resets.
+    second: list[Decision] = []
+    world.faults.meanwhile("store.create_claimed", lambda: second.append(request(world)), after=after)
+    first = request(world)
+    assert second and first.remediation and second[0].remediation
+    assert first.remediation.id == second[0].remediation.id
+    assert sorted([first.created, second[0].created]) == [False, True]
+    world.drain()
+    assert len(world.store.rows) == 1
+    assert_repaired_once(world)
+
+
 def test_an_expired_secret_is_replaced_stored_applied_and_verified(world: World) -> None:
     assert not world.clusters.secret_valid(CLUSTER)
     decision = request(world)

@@ -70,28 +70,44 @@ def test_unknown_remediation_is_not_found(store: TableRemediationStore) -> None:
         store.get(new_remediation_id())
 
 
-def test_only_one_of_many_racing_claims_wins(store: TableRemediationStore) -> None:
+def test_only_one_of_many_racing_claimed_records_is_written(store: TableRemediationStore) -> None:
+    # Each worker writes its record and the application's claim in one transaction: one wins whole, the others write
+    # nothing, so no worker ever sees a claim whose record is still to come (the race that let two rotations start).
+    contenders = [a_remediation() for _ in range(8)]
     winners: list[str] = []
-    ids = [new_remediation_id() for _ in range(8)]
 
-    def claim(remediation_id: str) -> None:
-        if store.create_claim("cluster-key", remediation_id):
-            winners.append(remediation_id)
+    def admit(remediation: Remediation) -> None:
+        if store.create_claimed(remediation, "app-key"):
+            winners.append(remediation.id)
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in ids]
+    threads = [threading.Thread(target=admit, args=(r,)) for r in contenders]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert len(winners) == 1
-    holder, etag = store.get_claim("cluster-key")
-    assert holder == winners[0]
-    assert store.replace_claim("cluster-key", ids[0], etag) is True
-    assert store.replace_claim("cluster-key", ids[1], etag) is False  # the etag is stale now
-    store.delete_claim("cluster-key", ids[1])  # not the holder: nothing happens
-    assert store.get_claim("cluster-key")[0] == ids[0]
-    store.delete_claim("cluster-key", ids[0])
-    assert store.get_claim("cluster-key") is None
+    holder, etag = store.get_claim("app-key")
+    assert holder == winners[0] and store.get(holder).id == holder
+    assert [r.id for r in store.list_recent(limit=50)] == winners  # the losers wrote no record; the claim is no record
+    assert store.list_claims(limit=10) == [("app-key", holder)]
+
+
+def test_a_claim_is_taken_over_by_its_etag_and_released_only_by_its_holder(store: TableRemediationStore) -> None:
+    first, second, third = a_remediation(), a_remediation(), a_remediation()
+    assert store.create_claimed(first, "app-key")
+    _, etag = store.get_claim("app-key")
+    assert store.create_claimed(second, "app-key", replacing=etag) is True
+    assert store.create_claimed(third, "app-key", replacing=etag) is False  # the etag is stale now: nothing written
+    with pytest.raises(NotFoundError):
+        store.get(third.id)
+    with pytest.raises(ConflictError):  # a record that exists already
+        store.create_claimed(a_remediation_with_id(first.id), "other-key")
+    assert store.get_claim("other-key") is None  # ... and its claim went with it
+    store.delete_claim("app-key", first.id)  # not the holder: nothing happens
+    assert store.get_claim("app-key")[0] == second.id
+    store.delete_claim("app-key", second.id)
+    assert store.get_claim("app-key") is None
+    assert store.create_claimed(third, "app-key", replacing=etag) is False  # a released claim is gone, not stale
 
 
 def test_messages_are_base64_for_the_functions_host_and_honour_the_delay(azurite: Azurite, unique_name: str) -> None:

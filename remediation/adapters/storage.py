@@ -15,7 +15,7 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from remediation.adapters.azure_errors import translate
@@ -24,11 +24,16 @@ from remediation.ids import ClusterId
 from remediation.record import Remediation
 
 REMEDIATION_PARTITION = "remediation"
-CLAIM_PARTITION = "cluster-claim"
+# An application's claim is a row in the records' own partition, so that a claim and the record it names are written
+# in one entity group transaction (Azure Tables: atomic within one partition). '~' sorts after every record id (hex),
+# which keeps claims out of record listings. Rows in the former claim partition, "cluster-claim", are no longer read.
+CLAIM_ROW_PREFIX = "~claim~"
 INCIDENT_PARTITION = "incident"
 DECISION_PARTITION = "decision"
 CHECKPOINT_PARTITION = "sweep-checkpoint"
 LEDGER_PARTITION = "reset-ledger"
+# How a transaction's claim operation fails when another worker holds or changed the claim.
+_CLAIM_LOST = frozenset({"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"})
 # Decision rows sort newest first: their RowKey starts with the time counted down from here.
 _FAR_FUTURE = 10**17
 # A queue message stays invisible at most 7 days.
@@ -117,7 +122,8 @@ class TableRemediationStore:
     def list_recent(self, *, limit: int) -> list[Remediation]:
         try:
             found = [Remediation.from_entity(dict(e), etag=e.metadata.get("etag")) for e in self._table.query_entities(
-                "PartitionKey eq @partition", parameters={"partition": REMEDIATION_PARTITION})]
+                "PartitionKey eq @partition and RowKey lt @claims",
+                parameters={"partition": REMEDIATION_PARTITION, "claims": CLAIM_ROW_PREFIX})]
         except AzureError as err:
             raise translate(err, "listing remediations") from err
         return sorted(found, key=lambda r: r.created_at, reverse=True)[:limit]
@@ -139,59 +145,63 @@ class TableRemediationStore:
             raise translate(err, "listing unfinished remediations") from err
         return sorted(found, key=lambda r: r.updated_at)[:limit]
 
-    def create_claim(self, cluster_key: str, remediation_id: str) -> bool:
+    def create_claimed(self, remediation: Remediation, claim_key: str, *, replacing: str | None = None) -> bool:
+        """Record the remediation and, in the same transaction, the claim `claim_key` naming it: a new claim, or (with
+        `replacing`, the ETag it was read with) one that named a finished remediation. Both are written, or neither:
+        False when the claim exists, or changed since it was read; ConflictError when the record exists."""
+        claim = {"PartitionKey": REMEDIATION_PARTITION, "RowKey": CLAIM_ROW_PREFIX + claim_key,
+                 "remediation_id": remediation.id}
+        claiming: tuple[Any, ...] = ("create", claim) if replacing is None else (
+            "update", claim, {"mode": UpdateMode.REPLACE, "etag": replacing,
+                              "match_condition": MatchConditions.IfNotModified})
+        record = {"PartitionKey": REMEDIATION_PARTITION, "RowKey": remediation.id, **remediation.to_entity()}
         try:
-            self._table.create_entity({"PartitionKey": CLAIM_PARTITION, "RowKey": cluster_key,
-                                       "remediation_id": remediation_id})
-        except ResourceExistsError:
-            return False
+            results = self._table.submit_transaction([claiming, ("create", record)])
+        except TableTransactionError as err:
+            code = str(getattr(err.error_code, "value", err.error_code))
+            if err.index == 0 and code in _CLAIM_LOST:  # the claim: taken, changed or gone since it was read
+                return False
+            if err.index == 1 and code == "EntityAlreadyExists":
+                raise ConflictError(f"remediation {remediation.id} exists already", code="RemediationExists") from err
+            raise translate(err, f"recording remediation {remediation.id} with its claim") from err
         except AzureError as err:
-            raise translate(err, "claiming the cluster") from err
+            raise translate(err, f"recording remediation {remediation.id} with its claim") from err
+        remediation.etag = results[1].get("etag")
         return True
 
     def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
         try:
-            entity = self._table.get_entity(CLAIM_PARTITION, cluster_key)
+            entity = self._table.get_entity(REMEDIATION_PARTITION, CLAIM_ROW_PREFIX + cluster_key)
         except ResourceNotFoundError:
             return None
         except AzureError as err:
-            raise translate(err, "reading the cluster's claim") from err
+            raise translate(err, "reading the application's claim") from err
         return entity["remediation_id"], entity.metadata["etag"]
 
     def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
         try:
             found = []
-            for entity in self._table.query_entities("PartitionKey eq @partition",
-                                                     parameters={"partition": CLAIM_PARTITION}):
-                found.append((entity["RowKey"], entity["remediation_id"]))
+            for entity in self._table.query_entities("PartitionKey eq @partition and RowKey ge @claims",
+                                                     parameters={"partition": REMEDIATION_PARTITION,
+                                                                 "claims": CLAIM_ROW_PREFIX}):
+                found.append((entity["RowKey"][len(CLAIM_ROW_PREFIX):], entity["remediation_id"]))
                 if len(found) >= limit:
                     break
         except AzureError as err:
-            raise translate(err, "listing cluster claims") from err
+            raise translate(err, "listing application claims") from err
         return found
-
-    def replace_claim(self, cluster_key: str, remediation_id: str, etag: str) -> bool:
-        try:
-            self._table.update_entity(
-                {"PartitionKey": CLAIM_PARTITION, "RowKey": cluster_key, "remediation_id": remediation_id},
-                mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return False
-        except AzureError as err:
-            raise translate(err, "taking over the cluster's claim") from err
-        return True
 
     def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
         claim = self.get_claim(cluster_key)
         if claim is None or claim[0] != remediation_id:
             return
         try:
-            self._table.delete_entity(CLAIM_PARTITION, cluster_key, etag=claim[1],
+            self._table.delete_entity(REMEDIATION_PARTITION, CLAIM_ROW_PREFIX + cluster_key, etag=claim[1],
                                       match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             pass  # someone else holds it now: theirs to release
         except AzureError as err:
-            raise translate(err, "releasing the cluster's claim") from err
+            raise translate(err, "releasing the application's claim") from err
 
 
 class TableIncidentStore:
