@@ -17,6 +17,8 @@
    the same with Graph throttling, and a table at 200, 2,000 and 20,000 clusters.
 10. The credential health scenarios of benchmarks/health.py: expired now, expiring inside and outside the
    maintenance window, opted out; the fast path with the Activity Log 5 minutes late.
+11. The deployment preflight of benchmarks/preflight.py: a fresh process, as azd's hook runs it, with 50 ms on every
+   request, on a fresh tenant and on one where another remediator acts on the subscription.
 """
 
 from __future__ import annotations
@@ -220,6 +222,8 @@ def main() -> None:
     subprocess.run([PY, str(ROOT / "benchmarks" / "fleet_health.py")], cwd=ROOT, check=True)
     # Expired now, expiring in and out of the window, opted out; the fast path with a 5-minute-late Activity Log.
     subprocess.run([PY, str(ROOT / "benchmarks" / "health.py")], cwd=ROOT, check=True)
+    # What `python -m remediation preflight` costs before every `azd up`.
+    subprocess.run([PY, str(ROOT / "benchmarks" / "preflight.py")], cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
@@ -261,9 +262,11 @@ def region_name(name: str) -> str:
 
 
 def gather(deployment: Deployment, reader: DeploymentReader) -> Facts:
-    """Every fact the checks need; a read that fails leaves its fact unknown, with why. A sign-in that fails is
-    raised (AuthenticationUnavailableError): with nothing readable, the preflight has not run."""
+    """Every fact the checks need, read side by side (they are independent, and each is a few round trips); a read
+    that fails leaves its fact unknown, with why. A sign-in that fails is raised (AuthenticationUnavailableError):
+    with nothing readable, the preflight has not run."""
     unknown: dict[str, str] = {}
+    role_ids = deployment.assignable_roles()[0]
 
     def read(fact: str, call: Callable[[], object]) -> object:
         try:
@@ -274,23 +277,28 @@ def gather(deployment: Deployment, reader: DeploymentReader) -> Facts:
             unknown[fact] = str(err)
             return None
 
-    cloud = read("cloud", reader.get_cloud_name)
-    regions = read("region", lambda: reader.list_flex_regions(deployment.subscription_id))
-    deployer = read("entra-roles", reader.get_deployer)
-    found = read("other-remediators", lambda: reader.list_remediators(deployment.subscriptions)) or []
-    remediators = tuple(_with_settings(r, reader) for r in found if not _is_this_deployment(r, deployment))
-    definitions: dict[str, RoleDefinition | None] = {}
-    for role_id in deployment.assignable_roles()[0]:
-        try:
-            definitions[role_id] = reader.get_role_definition(deployment.subscription_id, role_id)
-        except AuthenticationUnavailableError:
-            raise
-        except RemediationError as err:
-            unknown[f"role {role_id}"] = str(err)
+    def remediators() -> tuple[DeployedRemediator, ...]:
+        found = read("other-remediators", lambda: reader.list_remediators(deployment.subscriptions)) or []
+        return tuple(_with_settings(r, reader) for r in found if not _is_this_deployment(r, deployment))
+
+    reads: dict[str, Callable[[], object]] = {
+        "cloud": lambda: read("cloud", reader.get_cloud_name),
+        "region": lambda: read("region", lambda: reader.list_flex_regions(deployment.subscription_id)),
+        "deployer": lambda: read("entra-roles", reader.get_deployer),
+        "remediators": remediators,
+        **{f"role {r}": (lambda r=r: read(f"role {r}", lambda: reader.get_role_definition(
+            deployment.subscription_id, r))) for r in role_ids}}
+    with ThreadPoolExecutor(max_workers=len(reads)) as pool:
+        futures = {name: pool.submit(call) for name, call in reads.items()}
+        got = {name: future.result() for name, future in futures.items()}
+    cloud, regions, deployer = got["cloud"], got["region"], got["deployer"]
     return Facts(cloud=cloud if isinstance(cloud, str) else None,
                  flex_regions=frozenset(region_name(r) for r in regions) if isinstance(regions, list) else None,
-                 deployer=deployer if isinstance(deployer, Deployer) else None, remediators=remediators,
-                 role_definitions=definitions, unknown=unknown)
+                 deployer=deployer if isinstance(deployer, Deployer) else None,
+                 remediators=got["remediators"],  # type: ignore[arg-type]
+                 role_definitions={r: got[f"role {r}"] for r in role_ids  # type: ignore[misc]
+                                   if f"role {r}" not in unknown},
+                 unknown=unknown)
 
 
 def _is_this_deployment(remediator: DeployedRemediator, deployment: Deployment) -> bool:
