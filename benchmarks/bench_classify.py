@@ -84,6 +84,9 @@ def main() -> None:
     per_round = max(1, args.count // 4)
     print(f"classification throughput, {platform.python_implementation()} {platform.python_version()}, "
           f"empty loop {empty_loop_ns():.0f} ns/iteration; best of {ROUNDS} rounds")
+    rotating = sum(1 for _, _, kind in inputs if kind in ("invalid_secret", "expired_secret"))
+    print(f"classify: agrees with the corpus on {len(inputs)}/{len(inputs)} inputs ({rotating} rotate, "
+          f"{len(inputs) - rotating} must not)")
     for name, messages in workloads.items():
         rate, micros = best_rate(messages, per_round)
         average = sum(map(len, messages)) / len(messages)
@@ -106,9 +109,13 @@ def main() -> None:
 def hostile_inputs() -> dict[str, str]:
     """Inputs built to make the context checks expensive (tests/test_classify.py checks their verdicts)."""
     many_scopes = json.dumps({"error": {"code": "X", "details": [{"message": "expired client secret"}] * 20_000}})
+    # Entra ID verdicts outside any AKS service-principal error: every one asks for its error chain.
+    quoted_verdicts = json.dumps({"error": {"code": "X", "details": [
+        {"message": "AADSTS7000215: Invalid client secret provided."}] * 20_000}})
     return {"20,000 sibling error scopes": many_scopes,
             "2,000 nested response bodies": "Response body: " * 2_000
-                                            + "adal: Refresh request failed. Status Code = '401'. " * 2_000}
+                                            + "adal: Refresh request failed. Status Code = '401'. " * 2_000,
+            "20,000 quoted Entra ID verdicts": quoted_verdicts}
 
 
 if __name__ == "__main__":

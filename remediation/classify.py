@@ -6,9 +6,14 @@ text names a bad client secret *of the cluster's own service principal*, and a f
 known other cause (quota, subnet, VM size, policy, the caller's own permissions or token, an
 operation already in progress, an RBAC gap or replication delay of the service principal)
 never rotates, even when it also mentions credentials. Secret wording ("expired client
-secret", "invalid client secret", ...) and error codes that other services share count only
-in AKS service-principal context (``_AKS_SP_CONTEXT``), so another component's expired
-secret (an ingress controller's, a pipeline's, a registry's) does not reset the cluster.
+secret", "invalid client secret", ...), error codes that other services share and Entra ID's own
+verdicts (AADSTS7000215, ...) count only in AKS service-principal context (``_AKS_SP_CONTEXT``),
+so another component's expired secret (an ingress controller's, a pipeline's, a registry's) does
+not reset the cluster. An Entra ID verdict counts only in the AKS service-principal *error chain*
+(the error object it sits in or one enclosing it), never in a sibling detail; and a refused
+request value (``InvalidParameter``: a tag, a parameter) is a trap, so a verdict quoted in one
+(anyone who may tag the cluster chooses that text) is ``NOT_SP``. Text can still be forged, so the
+caller confirms a bad-secret verdict with Graph or a sign-in wherever it can (``reconcile``).
 
 ``CREDENTIAL_REJECTED`` (action ``CONFIRM``) is the cluster's own credential refused with
 HTTP 401 on a token refresh, without Entra ID saying why: invalid, expired and deleted look the
@@ -146,16 +151,24 @@ class Codes:
 
 
 class Aadsts:
-    """Entra ID error codes (``AADSTS7000215``); the evidence runs to the end of the code's sentence."""
+    """Entra ID error codes (``AADSTS7000215``) in ``context``'s error chain; the evidence runs to the end of the code's
+    sentence.
 
-    def __init__(self, *numbers: str, any_number: bool = False) -> None:
+    Entra ID's verdict is on whatever secret was presented to it, and any text can quote one: another component's
+    failed sign-in, or a value someone wrote into a tag. So a code counts only where ``context`` matches in the
+    chain of the error object it sits in (its own text and code, or an enclosing object's), as ``Phrase`` does;
+    every mention is tried, outermost first, so a quote elsewhere neither decides nor hides the chain's own verdict.
+    """
+
+    def __init__(self, *numbers: str, any_number: bool = False, context: str) -> None:
         self.numbers = frozenset(numbers)
         self.any_number = any_number
+        self.context = _lowercase_pattern(context)
         self.triggers: frozenset[bytes] | None = None
 
     def find(self, scanned: _Scanned) -> tuple[int, str, str] | None:
-        for number, offset in scanned.aadsts.items():  # in order of first appearance
-            if self.any_number or number in self.numbers:
+        for number, offset, index in scanned.aadsts:  # in text order, one per number and fragment
+            if (self.any_number or number in self.numbers) and scanned.in_chain(index, self.context):
                 sentence = _AADSTS_SENTENCE.match(scanned.lowered, offset)
                 end = sentence.end() if sentence else offset + 6 + len(number)
                 return offset, scanned.text[offset:end], f"AADSTS{number}"
@@ -211,6 +224,8 @@ _QUOTA = "The operation hit a quota or capacity limit, not a credential problem.
 _SUBNET = "The cluster's subnet or address plan is the problem, not its credentials."
 _VM_SIZE = "The requested VM size is not available or not allowed, not a credential problem."
 _POLICY = "An Azure Policy assignment denied the request, not a credential problem."
+_REQUEST_INPUT = ("Azure refused a value of the request itself (a parameter, a tag, a template); credential text in "
+                  "its message quotes that value and is no verdict on the cluster's secret.")
 _CALLER = "The caller's own identity lacks permission for the operation; the cluster's secret is not involved."
 _CALLER_TOKEN = ("Azure Resource Manager refused the caller's access token itself (expired, malformed, or issued for "
                  "another tenant or audience); no client secret was judged.")
@@ -266,6 +281,13 @@ RULES: tuple[Rule, ...] = (
          Codes("VMSizeNotSupported", "VMSizeNotSupportedForWindowsAgentPool", "InvalidVMSize",
                "UnsupportedGen2VMSize")),
     Rule("policy", NOT_SP, _POLICY, Codes("RequestDisallowedByPolicy")),
+    # A value of the request refused (ARM and AKS echo it back in the message): whatever credential words it holds are
+    # that value quoted (a tag that reads "AADSTS7000215 ...", issue 2), never a verdict on the cluster's secret. ARM's
+    # own refusals of a tag (a value over 256 characters, a name with < > % & \ ? /) quote the tag in full, with
+    # whatever AKS wording its writer put in: they are this trap whatever else the text says.
+    Rule("request_input", NOT_SP, _REQUEST_INPUT,
+         Codes("InvalidParameter", "InvalidRequestContent", "InvalidRequestFormat", "InvalidTemplate",
+               "InvalidTagValueLength", "InvalidTagNameCharacters", "InvalidTagName")),
     Rule("caller_authorization", NOT_SP, _CALLER, Codes("AuthorizationFailed", "LinkedAuthorizationFailed")),
     # ARM's 401s for a token it received: the caller's (the operator's, a pipeline's, a driver's cached) token, never
     # a verdict on a client secret. Such a 401 must not be read as the cluster's credential being refused.
@@ -315,27 +337,32 @@ RULES: tuple[Rule, ...] = (
          "Azure refused the operation in the cluster's current state or quota; not a credential problem.",
          Codes("OperationNotAllowed")),
     # --- 3. Entra ID's own verdict: outranks the generic wording AKS wraps it in, and the bare 401. ----
-    # Not scoped to AKS context (the caller checks that the app the text names is the cluster's, and Graph).
+    # Only in the AKS service-principal error chain (issue 2): the error object the code sits in, or one enclosing it,
+    # must be AKS's service-principal error (_AKS_SP_CONTEXT: ServicePrincipalValidationClientError, "credentials in
+    # ServicePrincipalProfile", the cluster's cloud provider, ...). Quoted anywhere else (another component's sign-in,
+    # a sibling detail, a tag value) it is not the cluster's verdict, and the text falls through to NOT_SP.
     Rule("aadsts_expired", FailureKind.EXPIRED_SECRET,
-         "Entra ID rejected the cluster's client secret because it has expired.", Aadsts("7000222")),
+         "Entra ID rejected the cluster's client secret because it has expired.",
+         Aadsts("7000222", context=_AKS_SP_CONTEXT)),
     Rule("aadsts_invalid", FailureKind.INVALID_SECRET,
          "Entra ID rejected the cluster's client secret as invalid (rotated elsewhere, mistyped or expired).",
-         Aadsts("7000215", "50012")),
+         Aadsts("7000215", "50012", context=_AKS_SP_CONTEXT)),
     Rule("aadsts_app_not_found", FailureKind.SP_NOT_FOUND,
          "Entra ID has no application with the cluster's client id in the tenant (deleted, or the wrong tenant).",
-         Aadsts("700016", "70001")),
-    # A token request that never got Entra ID's verdict says nothing about the secret.
+         Aadsts("700016", "70001", context=_AKS_SP_CONTEXT)),
+    # A token request that never got Entra ID's verdict says nothing about the secret. Only in the AKS service-principal
+    # error chain, as the verdicts above: another component's refresh beside a timeout of its own (Rancher's "Timeout
+    # waiting for ssh key", rancher/rancher#30432) is not the cluster's service principal at all.
     Rule("aad_unreachable", SP_OTHER,
          "Azure could not reach Entra ID to check the service principal (a network or service fault); "
          "the secret was not judged, so it is not rotated.",
          Phrase(r"i/o timeout", r"timed out", r"timeout\b", r"context deadline exceeded", r"connection refused",
                 r"connection reset", r"no such host", r"dial tcp", r"TLS handshake", r"temporarily unavailable",
                 words=("timeout", "timed", "deadline", "refused", "reset", "host", "dial", "tls", "unavailable"),
-                context=r"ServicePrincipalValidationClientError|error getting token|Refresh request failed|\badal\b"
-                        r"|login\.microsoftonline|ServicePrincipalProfile|service principal")),
+                context=_AKS_SP_CONTEXT)),
     Rule("aadsts_other", SP_OTHER,
          "Entra ID refused the service principal's sign-in for a reason other than a bad secret (see the AADSTS "
-         "code); rotating would not help.", Aadsts(any_number=True)),
+         "code); rotating would not help.", Aadsts(any_number=True, context=_AKS_SP_CONTEXT)),
     # --- 4. Service-principal codes without an Entra ID verdict. ------------------------------------
     # InvalidClientSecret is AKS's (MS Learn), but also MSAL's error name and other services'; the
     # InvalidServicePrincipalCredential(s) codes are Azure Red Hat OpenShift's too, which sends InvalidServicePrincipal-
@@ -476,7 +503,9 @@ def refine_with_credential_dates(c: Classification, *, newest_password_end: date
     newest one has ended, every one has, so the cluster's secret has expired.
 
     - ``INVALID_SECRET``: Entra ID answers AADSTS7000215 ("invalid") for expired secrets too; Graph's end dates
-      tell the two apart. It becomes ``EXPIRED_SECRET``; either way the action is ``ROTATE_SECRET``.
+      tell the two apart. It becomes ``EXPIRED_SECRET``; either way the action is ``ROTATE_SECRET``. When it (or an
+      ``EXPIRED_SECRET`` read from the text) comes back while a password is still valid, only the text says the
+      secret is bad: where the caller holds the secret it gave the cluster, it signs in with it before acting.
     - ``CREDENTIAL_REJECTED`` (action ``CONFIRM``): a 401 on the cluster's token refresh, cause unknown. It becomes
       ``EXPIRED_SECRET`` (``ROTATE_SECRET``). When it comes back unchanged, the dates did not confirm anything
       and the caller must not rotate on the text: if Graph has no such application, treat it as ``SP_NOT_FOUND``
@@ -554,7 +583,7 @@ class _Scanned:
     """
 
     __slots__ = ("texts", "codes", "scopes", "parents", "explicit_codes", "text", "lowered", "starts", "words",
-                 "aadsts", "_budget", "_found_in", "_found_in_fragment")
+                 "aadsts", "_budget", "_found_in", "_found_in_fragment", "_found_in_scope", "_scope_fragments")
 
     def __init__(self, tree: Any) -> None:
         self.texts: list[str] = []
@@ -565,6 +594,8 @@ class _Scanned:
         self._budget = MAX_TEXT_CHARS
         self._found_in: dict[re.Pattern[str], tuple[frozenset[int], frozenset[int]]] = {}
         self._found_in_fragment: dict[tuple[re.Pattern[str], int], bool] = {}
+        self._found_in_scope: dict[tuple[re.Pattern[str], int], bool] = {}
+        self._scope_fragments: dict[int, list[int]] = {}  # per scope: its own fragments (not its children's)
         self._walk(tree, "", 0, 0)
         self.text = "\n".join(self.texts)
         self.lowered = self.text.lower()
@@ -578,10 +609,15 @@ class _Scanned:
             self.starts.append(offset)
             offset += len(text) + 1
         self.words = frozenset(self.lowered.encode("ascii", "replace").translate(_TO_SPACE).split())
-        self.aadsts: dict[str, int] = {}
+        # (number, offset, fragment) of each AADSTS code, the first of each number in each fragment, in text order.
+        self.aadsts: list[tuple[str, int, int]] = []
         if "aadsts" in self.lowered:
+            seen: set[tuple[str, int]] = set()
             for match in _AADSTS.finditer(self.lowered):
-                self.aadsts.setdefault(match.group(1), match.start())
+                number, index = match.group(1), self.fragment_index(match.start())
+                if (number, index) not in seen:
+                    seen.add((number, index))
+                    self.aadsts.append((number, match.start(), index))
 
     def fragment_index(self, offset: int) -> int:
         return bisect.bisect_right(self.starts, offset) - 1
@@ -592,10 +628,17 @@ class _Scanned:
             return True
         if len(self.texts) == 1:  # free text: nothing else to scan
             return False
-        found, _ = self._scopes_matching(pattern)
+        # Innermost first: AKS's own error object (its code, its message) is usually right around the hit, so the
+        # long texts further out are seldom searched. Each scope is judged once per pattern, each fragment searched
+        # once: never more than one scan of the text, however many hits ask.
         scope = self.scopes[index]
         while scope >= 0:
-            if scope in found:
+            key = (pattern, scope)
+            known = self._found_in_scope.get(key)
+            if known is None:
+                known = self._found_in_scope[key] = any(
+                    self._fragment_matches(fragment, pattern) for fragment in self._scope_fragments.get(scope, ()))
+            if known:
                 return True
             scope = self.parents[scope]
         return False
@@ -698,6 +741,7 @@ class _Scanned:
         self._budget -= len(text) + 1
         self.texts.append(text)
         self.codes.append(code)
+        self._scope_fragments.setdefault(scope, []).append(len(self.scopes))
         self.scopes.append(scope)
 
 

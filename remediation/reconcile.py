@@ -488,21 +488,34 @@ def confirmed(h: Hint, o: Observation) -> Verdict:
     assert c is not None  # not_a_secret_failure passed
     ends = [p.end for p in o.application.passwords if p.end is not None] if o.application else []
     refined = refine_with_credential_dates(c, newest_password_end=max(ends, default=None), now=o.now)
-    if refined.kind in (FailureKind.INVALID_SECRET, FailureKind.EXPIRED_SECRET):
+    bad_secret = refined.kind in (FailureKind.INVALID_SECRET, FailureKind.EXPIRED_SECRET)
+    # A bad-secret verdict is the failure's text, and text can quote anyone's verdict (issue 2). It stands alone only
+    # when Graph backs it (no password is valid now) or nothing can test it (we hold no secret the cluster holds);
+    # otherwise the stored secret signs in first, as for a refused credential below: a reset re-images the nodes.
+    if bad_secret and (not _password_valid_now(o) or o.stored_secret is None):
         return Verdict(Act.START, "Confirmed", refined.reason, refined.kind)
     if refined.kind is FailureKind.SP_NOT_FOUND:
         return Verdict(Act.NONE, "ApplicationExists", "the failure says the service principal was not found, but"
                        " Graph shows its application: replication delay or another tenant; nothing to rotate",
                        refined.kind)
+    what = ("the failure says the cluster's secret is bad while Graph shows a valid password" if bad_secret
+            else "the cluster's credential was refused")
     check = o.stored_secret
     if check is not None and not check.ok:
-        return Verdict(Act.START, "ConfirmedBySignIn", f"the cluster's credential was refused and its secret no"
-                       f" longer signs in ({check.code})", FailureKind.INVALID_SECRET)
+        return Verdict(Act.START, "ConfirmedBySignIn", f"{what}, and the secret the remediator stored for it no"
+                       f" longer signs in ({check.code})", refined.kind if bad_secret else FailureKind.INVALID_SECRET)
     if check is not None:
-        return Verdict(Act.NONE, "CredentialValid", "the cluster's credential was refused, but the secret the"
-                       " remediator stored for it signs in: not rotated", refined.kind)
+        return Verdict(Act.NONE, "CredentialValid", f"{what}, but the secret the remediator stored for it signs in:"
+                       " not rotated", refined.kind)
     return Verdict(Act.NONE, "Unconfirmed", "the cluster's credential was refused, but neither Graph (a password is"
                    " still valid) nor a sign-in could confirm a bad secret: left to a person", refined.kind)
+
+
+def _password_valid_now(o: Observation) -> bool:
+    """Whether Graph shows a password of the cluster's application that Entra ID accepts now (started, not ended)."""
+    app = o.application
+    return app is not None and any((p.start is None or p.start <= o.now) and (p.end is None or p.end > o.now)
+                                   for p in app.passwords)
 
 
 CHECKS: tuple[Check, ...] = (out_of_scope, already_acted, cluster_missing, managed_identity, opted_out, not_due, stale,

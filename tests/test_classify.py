@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from remediation.classify import (
     EVIDENCE_LIMIT,
     MAX_TEXT_CHARS,
     RULES,
+    Aadsts,
     Action,
     Classification,
     Codes,
@@ -178,7 +180,8 @@ def test_the_aadsts_verdict_outranks_the_wording_aks_wraps_it_in() -> None:
 
 
 def test_expired_outranks_invalid_when_entra_id_says_both() -> None:
-    text = "AADSTS7000215: Invalid client secret provided. AADSTS7000222: The provided client secret keys are expired."
+    text = ("The credentials in ServicePrincipalProfile were invalid. AADSTS7000215: Invalid client secret provided. "
+            "AADSTS7000222: The provided client secret keys are expired.")
     assert classify_message(text).kind is FailureKind.EXPIRED_SECRET
 
 
@@ -311,6 +314,14 @@ def test_every_code_that_can_rotate_needs_secret_wording_and_aks_context() -> No
     assert len(phrases) == 3 and all(rule.matcher.context is not None for rule in phrases)
 
 
+def test_every_entra_id_verdict_counts_only_in_the_aks_service_principal_chain() -> None:
+    entra = [rule for rule in RULES if isinstance(rule.matcher, Aadsts)]
+    assert {rule.name for rule in entra} == {"aadsts_expired", "aadsts_invalid", "aadsts_app_not_found",
+                                             "aadsts_other"}
+    aks_context = next(rule for rule in RULES if rule.name == "invalid_phrase").matcher.context
+    assert all(rule.matcher.context == aks_context for rule in entra)
+
+
 # ------------------------------------------------------------------------- the cluster's credential refused
 
 def test_a_401_on_the_cloud_providers_refresh_is_credential_rejected_and_asks_for_confirmation() -> None:
@@ -372,8 +383,6 @@ def test_only_a_401_is_the_credential_refused(status: str) -> None:
     assert classify_message(CLOUD_PROVIDER_401.replace("'401'", f"'{status}'")).kind is FailureKind.NOT_SP
 
 
-@pytest.mark.xfail(strict=True, reason="AADSTS verdicts are not scoped to AKS context yet (issue #8 keeps them "
-                                       "winning); the caller's named-app and Graph checks guard them")
 def test_another_components_aadsts_verdict_is_not_read_as_the_clusters() -> None:
     # AGIC's own service principal (Azure/application-gateway-kubernetes-ingress#791), old wording naming no app.
     agic = ("Failed fetching config for App Gateway instance. Will retry in 10s. Error: azure.BearerAuthorizer#"
@@ -384,10 +393,100 @@ def test_another_components_aadsts_verdict_is_not_read_as_the_clusters() -> None
     assert classify_message(agic).action is Action.NONE
 
 
+# ------------------------------------- Entra ID verdicts count only in the AKS service-principal error chain
+
+QUOTED_VERDICT = ("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the "
+                  "client secret value, not the client secret ID.")
+
+
+def refused_over_a_tag(code: str, value: str = QUOTED_VERDICT) -> dict[str, Any]:
+    """An Activity Log entry as the REST API returns it: a write to the cluster refused over a tag `value` that anyone
+    allowed to tag the cluster chose (the envelope is entry-spvce-7000215's; ARM's synchronous 400 has no status)."""
+    entry = copy.deepcopy(next(case["entry"] for case in CORPUS if case["id"] == "entry-spvce-7000215"))
+    entry["properties"]["statusMessage"] = json.dumps({"error": {
+        "code": code, "target": "tags['owner-note']",
+        "message": f"The value '{value}' of tag 'owner-note' is not valid: a tag value may hold at most 256 "
+                   "characters."}})
+    return entry
+
+
+def test_an_entra_verdict_quoted_in_an_invalid_parameter_error_is_not_sp() -> None:
+    # The issue's attack: a healthy cluster's write refused over a tag value that quotes AADSTS7000215.
+    result = classify_activity_log_entry(refused_over_a_tag("InvalidParameter"))
+    assert (result.kind, result.action) == (FailureKind.NOT_SP, Action.NONE), result
+
+
+@pytest.mark.parametrize("entry", [
+    # Under a carrier code, with no AKS service-principal error around it: only the scoping stops it.
+    refused_over_a_tag("BadRequest"),
+    # The quote dressed in AKS's words, or as a whole AKS error document, inside a refused parameter.
+    refused_over_a_tag("InvalidParameter",
+                       f"The credentials in ServicePrincipalProfile were invalid. {QUOTED_VERDICT}"),
+    refused_over_a_tag("InvalidParameter", json.dumps({"code": "ServicePrincipalValidationClientError",
+                                                       "message": QUOTED_VERDICT})),
+], ids=["carrier-code", "aks-wording-in-the-value", "aks-document-in-the-value"])
+def test_an_entra_verdict_quoted_outside_the_aks_chain_is_not_sp(entry: dict[str, Any]) -> None:
+    result = classify_activity_log_entry(entry)
+    assert (result.kind, result.action) == (FailureKind.NOT_SP, Action.NONE), result
+
+
+def arm_refuses_a_tag(code: str, value: str) -> str:
+    """ARM's synchronous 400 for a tag, as the Activity Log's statusMessage holds it. The wording is the one
+    Microsoft's Az.Migrate module reproduces from ARM (Azure/azure-powershell, New-AzMigrateServerReplication.ps1);
+    sandbox/arm.py answers the same."""
+    message = {"InvalidTagValueLength": f"Tag value too large. Following tag value '{value}' exceeded the maximum "
+                                        "length. Maximum allowed length for tag value - '256' characters.",
+               "InvalidTagNameCharacters": f"The tag names '{value}' have reserved characters '<,>,%,&,\\,?,/' or "
+                                           "control characters."}[code]
+    return json.dumps({"error": {"code": code, "message": message}})
+
+
+# What a writer of tags chooses: the verdict alone, or dressed in the AKS service-principal error's own words and
+# naming the cluster's application, so that neither the scoping nor the named-app check can tell it apart.
+DRESSED_VERDICT = ("The credentials in ServicePrincipalProfile were invalid. Please see https://aka.ms/aks-sp-help "
+                   "for more details. (Details: adal: Refresh request failed. Status Code = '401'. "
+                   f"{QUOTED_VERDICT[:-1]}, for a secret added to app '11111111-2222-4333-8444-555555555555'.)")
+
+
+@pytest.mark.parametrize("code", ["InvalidTagValueLength", "InvalidTagNameCharacters"])
+@pytest.mark.parametrize("value", [QUOTED_VERDICT + " " * 250, DRESSED_VERDICT + " " * 60],
+                         ids=["quoted", "dressed"])
+def test_arm_refusing_a_tag_that_quotes_an_entra_verdict_is_a_refused_request_value(code: str, value: str) -> None:
+    result = classify_status_message(arm_refuses_a_tag(code, value))
+    request_input = next(rule for rule in RULES if rule.name == "request_input")
+    assert (result.kind, result.action, result.code, result.reason) == (
+        FailureKind.NOT_SP, Action.NONE, code, request_input.description), result
+
+
+def test_a_sibling_aks_error_lends_no_chain_to_a_quoted_entra_verdict() -> None:
+    siblings = status_message({"code": "ServicePrincipalValidationClientError", "message": "Validation pending."},
+                              {"code": "BadRequest", "message": f"Tag value '{QUOTED_VERDICT}' is not valid."})
+    result = classify_status_message(siblings)
+    assert result.action is Action.NONE and result.kind is not FailureKind.INVALID_SECRET, result
+
+
+def test_an_entra_verdict_in_the_nested_errors_of_an_aks_service_principal_error_decides() -> None:
+    nested = {"code": "ServicePrincipalValidationClientError", "message": "Validation failed.",
+              "details": [{"code": "Unauthorized", "message": f"adal: Refresh request failed. {QUOTED_VERDICT}"}]}
+    result = classify_status_message(status_message(nested))
+    assert (result.kind, result.action, result.code) == (
+        FailureKind.INVALID_SECRET, Action.ROTATE_SECRET, "AADSTS7000215")
+
+
+def test_a_quoted_verdict_before_the_chains_own_does_not_hide_or_replace_it() -> None:
+    quoted = {"code": "BadRequest", "message": "Tag value 'AADSTS7000222: The provided client secret keys are "
+                                               "expired.' is not valid."}
+    own = {"code": "ServicePrincipalValidationClientError", "message": (
+        "The credentials in ServicePrincipalProfile were invalid. AADSTS700016: Application with identifier 'a' was "
+        "not found in the directory 't'.")}
+    result = classify_status_message(status_message(quoted, own))
+    assert (result.kind, result.code) == (FailureKind.SP_NOT_FOUND, "AADSTS700016"), result
+
+
 def test_inputs_built_to_make_scoping_expensive_still_get_a_verdict() -> None:
     # Their cost is measured by `make bench` (benchmarks/bench_classify.py), not asserted here.
-    many_scopes, deep = hostile_inputs().values()
-    for value in (many_scopes, deep, many_scopes[:MAX_TEXT_CHARS]):
+    hostile = list(hostile_inputs().values())
+    for value in (*hostile, hostile[0][:MAX_TEXT_CHARS]):
         assert classify_status_message(value).action is Action.NONE
 
 
@@ -430,7 +529,8 @@ def test_a_refused_credential_stays_to_be_confirmed_unless_every_password_ended(
 
 
 @pytest.mark.parametrize("text", ["SubnetIsFull: no room", "Service principal clientID: 1 not found in Active "
-                                  "Directory tenant 2", "AADSTS7000222: The provided client secret keys are expired."])
+                                  "Directory tenant 2", "The credentials in ServicePrincipalProfile were invalid. "
+                                  "AADSTS7000222: The provided client secret keys are expired."])
 def test_other_kinds_are_never_refined(text: str) -> None:
     classification = classify_message(text)
     assert refine_with_credential_dates(classification, newest_password_end=NOW - timedelta(days=400),

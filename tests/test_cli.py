@@ -28,7 +28,9 @@ def output_lines(completed: subprocess.CompletedProcess[str]) -> list[dict[str, 
 
 def test_classify_answers_each_input_line_in_order() -> None:
     lines = [
-        json.dumps({"message": "AADSTS7000222: The provided client secret keys for app 'x' are expired."}),
+        # An Entra ID verdict counts only in AKS's service-principal error (classify.py): with AKS's words around it.
+        json.dumps({"message": "The credentials in ServicePrincipalProfile were invalid. AADSTS7000222: The provided "
+                               "client secret keys for app 'x' are expired."}),
         json.dumps(SPVCE_ENTRY),
         "{this is not json",
         "",  # blank: skipped, no output

@@ -6,23 +6,29 @@ test_service.py; this file pins what each reason code means and the order the ch
 
 from __future__ import annotations
 
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 
 from remediation.classify import Action, Classification, FailureKind
+from remediation.errors import TransientError
+from remediation.events import FailureEvent
 from remediation.guardrails import Guardrails, Scope
-from remediation.model import Application, ClusterInfo, Credential, PasswordInfo, SignInResult, Status
+from remediation.model import ActivityLogEntry, Application, ClusterInfo, Credential, PasswordInfo, SignInResult, Status
 from remediation.reconcile import CHECKS, Act, Hint, Source, evaluate
 from remediation.record import Remediation, Target, TargetStatus
-from tests.conftest import APP_ID, CLUSTER, SUB
+from tests.conftest import APP_ID, CLUSTER, SUB, World
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 EXPIRED = Classification(FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "AADSTS7000222", "expired", "e")
 QUOTA = Classification(FailureKind.NOT_SP, Action.NONE, "QuotaExceeded", "quota", "q")
 # The cluster's own token refresh refused with a 401: its credential, but which way it is bad the text cannot say.
 REFUSED = Classification(FailureKind.CREDENTIAL_REJECTED, Action.CONFIRM, "", "refused", "401")
+# Entra ID's verdict as the text reports it: anyone able to put text in the failure can write one (issue 2).
+INVALID = Classification(FailureKind.INVALID_SECRET, Action.ROTATE_SECRET, "AADSTS7000215", "invalid", "i")
 OWNER = "0a0a0a0a-0000-4000-8000-00000000beef"
 SERVER_APP = "99999999-2222-4333-8444-555555555555"
 VALID_PASSWORD = Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None, NOW + timedelta(days=90)),))
@@ -114,6 +120,18 @@ def event_hint(**changes) -> Hint:
      Act.START, "ConfirmedBySignIn"),
     (event_hint(classification=REFUSED), {"application": VALID_PASSWORD, "stored_secret": SignInResult(ok=True)},
      Act.NONE, "CredentialValid"),
+    # A bad-secret verdict while Graph shows a valid password: the secret stored for the cluster is asked first.
+    (event_hint(classification=INVALID), {"application": VALID_PASSWORD, "stored_secret": SignInResult(ok=True)},
+     Act.NONE, "CredentialValid"),
+    (event_hint(), {"application": VALID_PASSWORD, "stored_secret": SignInResult(ok=True)}, Act.NONE,
+     "CredentialValid"),
+    (event_hint(classification=INVALID), {"application": VALID_PASSWORD,
+                                          "stored_secret": SignInResult(ok=False, code="AADSTS7000215")},
+     Act.START, "ConfirmedBySignIn"),
+    # No stored secret (never repaired by us, or changed since): the verdict stands, as for a secret rotated elsewhere.
+    (event_hint(classification=INVALID), {"application": VALID_PASSWORD}, Act.START, "Confirmed"),
+    # Graph shows every password ended: Graph confirms, no sign-in is needed.
+    (event_hint(classification=INVALID), {"stored_secret": SignInResult(ok=True)}, Act.START, "Confirmed"),
     (Hint(CLUSTER, Source.MANUAL), {}, Act.START, "Requested"),
     (Hint(CLUSTER, Source.MANUAL, dry_run=True), {"active": rotation(Status.WAITING)}, Act.START, "DryRun"),
     (Hint(CLUSTER, Source.MANUAL), {"stored_secret": SignInResult(ok=True)}, Act.NONE, "CredentialValid"),
@@ -134,3 +152,93 @@ def test_the_checks_that_need_no_azure_call_come_first() -> None:
     assert names.index("running") < names.index("application_deleted")  # Graph only when still undecided
     assert names.index("application_deleted") < names.index("not_owned") < names.index("dry_run")
     assert names.index("stale") < names.index("running")  # an old failure never reopens a repaired cluster
+
+
+# ------------------------------------------------------------------ a healthy cluster is never reset on text (issue 2)
+
+QUOTED_VERDICT = ("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the "
+                  "client secret value, not the client secret ID.")
+# The issue's attack: a write refused over a tag value anyone allowed to tag the cluster chose.
+TAG_QUOTE = json.dumps({"error": {"code": "InvalidParameter", "target": "tags['owner-note']", "message": (
+    f"The value '{QUOTED_VERDICT}' of tag 'owner-note' is not valid: a tag value may hold at most 256 characters.")}})
+# AKS's own words for a refused secret (MS Learn, ServicePrincipalValidationClientError): what the cluster's real
+# breakage says, and what forged text can say too.
+AKS_REFUSED = json.dumps({"status": "Failed", "error": {
+    "code": "ResourceOperationFailure", "message": "The resource operation completed with terminal provisioning state"
+    " 'Failed'.", "details": [{"code": "ServicePrincipalValidationClientError", "message": (
+        "The credentials in ServicePrincipalProfile were invalid. Please see https://aka.ms/aks-sp-help for more "
+        "details. (Details: adal: Refresh request failed. Status Code = '401'. Response body: "
+        + json.dumps({"error": "invalid_client", "error_description": QUOTED_VERDICT, "error_codes": [7000215]})
+        + ")")}]}})
+
+
+def failed_write(world: World, status_message: str) -> FailureEvent:
+    """A write to the cluster failed with `status_message` in the Activity Log, and Event Grid says so."""
+    correlation = str(uuid.uuid4())
+    world.activity_log.entries.append(ActivityLogEntry(
+        correlation, str(CLUSTER), "Microsoft.ContainerService/managedClusters/write", "EndRequest", "Failed",
+        world.clock() - timedelta(seconds=5), status_message))
+    return FailureEvent(event_id=str(uuid.uuid4()), event_type="Microsoft.Resources.ResourceWriteFailure",
+                        cluster=CLUSTER, resource_uri=str(CLUSTER),
+                        operation_name="Microsoft.ContainerService/managedClusters/write", correlation_id=correlation,
+                        event_time=world.clock())
+
+
+def test_text_alone_never_resets_a_healthy_cluster_and_a_real_breakage_later_is_repaired_once(world: World) -> None:
+    # A month ago the cluster's secret expired and the remediator repaired it: it holds the new secret in Key Vault,
+    # and Graph shows that password valid for 150 more days.
+    world.detector.accept_event(world.operate())
+    world.drain()
+    assert world.clusters.resets_started == 1 and world.clusters.secret_valid(CLUSTER)
+    world.clock.advance(days=30)
+
+    # The attack: a tag value quoting Entra ID's verdict; then the verdict in AKS's own error shape, which text alone
+    # cannot tell from a real one. The cluster is healthy all along.
+    world.detector.accept_event(failed_write(world, TAG_QUOTE))
+    world.drain()
+    world.clock.advance(minutes=5)
+    world.detector.accept_event(failed_write(world, AKS_REFUSED))
+    world.drain()
+    first, tag, forged = world.incidents.decisions
+    assert (tag["code"], tag["kind"]) == ("NotServicePrincipal", "not_sp"), tag
+    assert (forged["code"], forged["act"]) == ("CredentialValid", "none"), forged
+    assert world.clusters.resets_started == 1 and world.clusters.healthy_resets == []
+    assert len(world.directory.added) == 1 and len(world.store.all()) == 1
+    assert not world.clusters.write_fails(CLUSTER)  # nothing was broken
+
+    # Ten days later someone replaces the application's passwords by hand and gives the cluster none of them: the
+    # cluster's writes now fail with the same AKS words, and the stored secret no longer signs in.
+    world.clock.advance(days=10)
+    world.directory.apps[APP_ID].passwords.clear()
+    world.directory.add_password_by_hand(APP_ID, expires_in=timedelta(days=365))
+    assert world.clusters.write_fails(CLUSTER)
+    breakage = failed_write(world, AKS_REFUSED)
+    world.detector.accept_event(breakage)
+    world.drain()
+    world.detector.accept_event(breakage)  # Event Grid delivers at least once
+    world.drain()
+    assert [d["code"] for d in world.incidents.decisions[3:]] == ["ConfirmedBySignIn", "DuplicateIncident"]
+    assert world.clusters.resets_started == 2 and world.clusters.healthy_resets == []
+    assert [r.status for r in world.store.all()] == [Status.SUCCEEDED, Status.SUCCEEDED]
+    assert world.clusters.secret_valid(CLUSTER) and world.operate() is None
+
+
+def test_a_sign_in_that_cannot_reach_entra_id_resets_nothing_now_and_is_decided_on_the_retry(world: World) -> None:
+    world.detector.accept_event(world.operate())
+    world.drain()
+    world.clock.advance(days=30)  # repaired a month ago: the remediator holds the secret the cluster holds
+
+    def entra_id_unreachable() -> None:
+        raise TransientError("could not reach Entra ID to sign in")
+
+    # The next sign-in meets an Entra ID outage: no verdict on the secret, so no decision either way yet.
+    world.faults.meanwhile("sign_in.sign_in", entra_id_unreachable)
+    world.detector.accept_event(failed_write(world, AKS_REFUSED))
+    world.deliver_visible(only=("lookups",))
+    assert world.clusters.resets_started == 1 and len(world.directory.added) == 1
+    assert [d["code"] for d in world.incidents.decisions] == ["Confirmed"]  # nothing recorded for the failure yet
+    assert len(world.lookups.messages) == 1  # the host puts the lookup back: tried again, not refused for good
+
+    world.drain()
+    assert world.incidents.decisions[-1]["code"] == "CredentialValid", world.incidents.decisions[-1]
+    assert world.clusters.resets_started == 1 and world.clusters.healthy_resets == []
