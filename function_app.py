@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from remediation import telemetry
+from remediation import logs, telemetry
 from remediation.auth import READ_ROLE, WRITE_ROLE, ForbiddenError, UnauthorizedError
 from remediation.detection import IncidentLookup
 from remediation.errors import (
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from remediation.bootstrap import Services
 
 log = logging.getLogger("remediator")
+logs.install()  # input's control characters are escaped in every log line of the app
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 # Most specific first: the first matching class decides the status.
@@ -52,8 +54,11 @@ _STATUS_BY_ERROR: tuple[tuple[type[RemediationError], int], ...] = (
 # A request decided to change nothing gets 409, except these.
 _STATUS_BY_REFUSAL = {"ClusterNotFound": 404, "OutOfScope": 403}
 
-# Events acknowledged without work, by event type: logged with each, kept for this worker's life.
+# Events acknowledged without work, by event type: logged with each, kept for this worker's life. Types are
+# whatever a sender writes: past MAX_IGNORED_KINDS of them, new ones are counted under "other".
+MAX_IGNORED_KINDS = 50
 ignored_events: Counter[str] = Counter()
+_ignored_lock = threading.Lock()
 
 
 @functools.cache
@@ -145,18 +150,19 @@ def list_orphans(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="health", methods=["GET"])
 def fleet_health(req: func.HttpRequest) -> func.HttpResponse:
     """Every cluster in scope with its credential health (healthy, expiring within N days, expired now, application
-    missing, managed identity), read now from Resource Graph and Graph; nothing is written. `?health=expired,expiring`
+    missing, managed identity), read from Resource Graph and Graph at most 5 minutes ago (`generatedAt`, `ageSeconds`
+    and the `Age` header say when; concurrent readers share one scan); nothing is written. `?health=expired,expiring`
     keeps only those. Needs Remediations.Read."""
     try:
         services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
         wanted = _health_filter(req.params.get("health"))
-        report = services().health.report()
+        recent = services().health.recent_report()
     except RemediationError as err:
         return _error_response(err, "fleet_health")
-    body = report.view()
+    body = recent.view()
     if wanted:
         body["value"] = [c for c in body["value"] if c["health"] in wanted]
-    return _json_response(body, 200)
+    return _json_response(body, 200, headers={"Age": str(body["ageSeconds"])})
 
 
 @app.timer_trigger(arg_name="timer", schedule="%REMEDIATOR_HEALTH_SCHEDULE%", run_on_startup=False)
@@ -233,22 +239,22 @@ def on_resource_failure(event: func.EventGridEvent) -> None:
     try:
         parsed = parse_event(event)
         if isinstance(parsed, IgnoredEvent):
-            ignored_events[parsed.event_type[:100]] += 1
             log.info("acknowledged event %s without work: %s (%s ignored so far)", _event_id(event), parsed.reason,
-                     sum(ignored_events.values()))
+                     _count_ignored(parsed.event_type[:100]))
             return
         with telemetry.span("remediator.failure_event", kind="consumer",
                             attributes={"remediator.cluster.resource_id": str(parsed.cluster),
                                         "remediator.correlation_id": parsed.correlation_id}):
             services().detector.accept_event(parsed)
     except InvalidInputError as err:
-        ignored_events["malformed"] += 1
+        _count_ignored("malformed")
         log.error("acknowledged malformed event %s: %s", _event_id(event), err)
 
 
 @app.queue_trigger(arg_name="message", queue_name=INCIDENT_QUEUE, connection=STORAGE_CONNECTION)
 def look_up_incident(message: func.QueueMessage) -> None:
-    """Find the Activity Log entry of a failure event, classify it, and start a remediation if it is a bad secret."""
+    """Find the Activity Log entry of a cluster's newest failure event, classify it, and start a remediation if it is
+    a bad secret. A message of a lookup that was decided or replaced meanwhile changes nothing (`Superseded`)."""
     try:
         lookup = IncidentLookup.from_message(message.get_body())
     except InvalidInputError as err:
@@ -259,7 +265,7 @@ def look_up_incident(message: func.QueueMessage) -> None:
                                                      "remediator.correlation_id": lookup.correlation_id,
                                                      "remediator.lookup.attempt": lookup.attempt}):
         decision = services().detector.look_up(lookup)
-    log.info("incident %s of %s: %s: %s", lookup.correlation_id, lookup.cluster.name, decision.code,
+    log.info("incident %s of %s: %s: %s", decision.hint.correlation_id, lookup.cluster.name, decision.code,
              decision.verdict.message)
 
 
@@ -309,6 +315,13 @@ def _flag(raw: str | None) -> bool:
     if raw.lower() in ("true", "1"):
         return True
     raise InvalidInputError("a flag is true or false", code="InvalidFlag")
+
+
+def _count_ignored(kind: str) -> int:
+    """Count one event acknowledged without work under its kind (or "other"); the total so far."""
+    with _ignored_lock:
+        ignored_events[kind if kind in ignored_events or len(ignored_events) < MAX_IGNORED_KINDS else "other"] += 1
+        return sum(ignored_events.values())
 
 
 def _event_id(event: func.EventGridEvent) -> str:

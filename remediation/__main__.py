@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any, TextIO
 
+from remediation import logs
 from remediation.classify import (
     Classification,
     classify_activity_log_entry,
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    logs.install()  # the app's modules log here too (preflight, doctor): control characters escaped, as in Azure
     parser = build_parser()
     args = parser.parse_args(argv)
     return args.run(args, parser)

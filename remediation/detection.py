@@ -2,6 +2,13 @@
 
 Guarantees:
 - An event only enqueues a lookup: the trigger answers Event Grid at once.
+- A cluster has at most one pending lookup, across workers (a row per cluster in the app's table, written
+  insert-if-absent and ETag-checked): an event for a cluster whose lookup is pending joins it, and the lookup looks
+  up the newest failure that joined. A lookup chain ends at most `lookup_timeout` after it opened, so a flood of
+  events for one cluster costs one Activity Log read a `lookup_delay`, not one per event.
+- Each worker opens at most `MAX_NEW_LOOKUPS` lookups in any `NEW_LOOKUP_WINDOW` (a delivery reaches one
+  instance, so this bounds what one delivery can queue); events over the bound are dropped, counted
+  (`remediator.failure_events`) and left to the sweep, which reads every failed cluster operation anyway.
 - Events and Activity Log entries are hints; `Reconciler.decide` decides each from the
   cluster's present state, and acts at most once per incident however often it arrives.
 - A lookup whose Activity Log entry has not appeared yet is retried from the queue, and
@@ -15,16 +22,20 @@ Guarantees:
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from remediation import messages, telemetry
 from remediation.classify import apps_named, classify_status_message
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
 from remediation.guardrails import Scope
-from remediation.ids import ClusterId
+from remediation.ids import ClusterId, is_guid
 from remediation.model import ActivityLogEntry
 from remediation.ports import ActivityLog, IncidentStore, WorkQueue
 from remediation.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
@@ -41,22 +52,38 @@ OLDEST_EVENT = timedelta(days=7)
 FUTURE_SKEW = timedelta(minutes=15)
 MAX_LOOKUP_MESSAGE = 4096
 MAX_ATTEMPTS = 10_000
+# New lookups one worker opens in any window; the events over it are left to the sweep (module docstring).
+MAX_NEW_LOOKUPS = 100
+NEW_LOOKUP_WINDOW = timedelta(minutes=1)
+# A pending lookup older than its timeout by this much has no chain running any more (its messages were lost, or
+# went to the poison queue): the next failure of its cluster opens it again. (A queue message a dead worker held
+# comes back after the host's 10-minute visibility timeout.)
+ORPHANED_AFTER = timedelta(minutes=15)
 ANYWHERE = Scope()
 
 
 @dataclass(frozen=True)
 class IncidentLookup:
-    """An incident-queue message: find the Activity Log entry that explains a failure event."""
+    """An incident-queue message: find the Activity Log entry that explains a cluster's newest failure.
+
+    `lookup_id` names the cluster's pending lookup (its row): the failure to look up is read from the row, which
+    holds the newest failure that joined, and a message whose lookup is no longer the pending one is dropped. The
+    message's own correlation id and time are those of the failure that opened it. A message without a lookup id
+    (queued before lookups were coalesced) looks up its own failure."""
 
     cluster: ClusterId
     correlation_id: str
     first_seen: datetime
     attempt: int = 0
     traceparent: str | None = None  # the event's trace context: the lookup and the remediation join its trace
+    lookup_id: str | None = None
 
     def to_message(self) -> dict[str, object]:
-        return messages.traced({"clusterResourceId": str(self.cluster), "correlationId": self.correlation_id,
-                                "firstSeen": self.first_seen.isoformat(), "attempt": self.attempt}, self.traceparent)
+        body: dict[str, object] = {"clusterResourceId": str(self.cluster), "correlationId": self.correlation_id,
+                                   "firstSeen": self.first_seen.isoformat(), "attempt": self.attempt}
+        if self.lookup_id:
+            body["lookupId"] = self.lookup_id
+        return messages.traced(body, self.traceparent)
 
     @classmethod
     def from_message(cls, body: str | bytes) -> IncidentLookup:
@@ -64,12 +91,38 @@ class IncidentLookup:
                                  needs="clusterResourceId, correlationId, firstSeen, attempt", build=lambda data: cls(
                                      ClusterId.parse(data["clusterResourceId"], allow_child=True),
                                      str(data["correlationId"]), datetime.fromisoformat(data["firstSeen"]),
-                                     int(data["attempt"]), messages.valid_traceparent(data.get("traceparent"))))
+                                     int(data["attempt"]), messages.valid_traceparent(data.get("traceparent")),
+                                     data.get("lookupId")))
         if lookup.first_seen.tzinfo is None:
             raise InvalidInputError("firstSeen must carry a time zone", code="InvalidIncidentMessage")
-        if not 0 <= lookup.attempt <= MAX_ATTEMPTS or not 0 < len(lookup.correlation_id) <= 64:
-            raise InvalidInputError("attempt or correlationId out of range", code="InvalidIncidentMessage")
+        if not 0 <= lookup.attempt <= MAX_ATTEMPTS:
+            raise InvalidInputError("attempt out of range", code="InvalidIncidentMessage")
+        if not is_guid(lookup.correlation_id):  # it reaches the Activity Log's $filter
+            raise InvalidInputError("correlationId must be a GUID", code="InvalidIncidentMessage")
+        if lookup.lookup_id is not None and not _is_lookup_id(lookup.lookup_id):
+            raise InvalidInputError("lookupId must be 32 lower-case hex characters", code="InvalidIncidentMessage")
         return lookup
+
+
+@dataclass(frozen=True)
+class PendingLookup:
+    """A cluster's pending lookup, as its row holds it: the newest failure that joined, and when it opened."""
+
+    lookup_id: str
+    cluster: ClusterId
+    correlation_id: str
+    seen: datetime
+    opened_at: datetime
+
+    def to_fields(self) -> dict[str, Any]:
+        return {"lookupId": self.lookup_id, "clusterResourceId": str(self.cluster),
+                "correlationId": self.correlation_id, "seen": self.seen.isoformat(),
+                "openedAt": self.opened_at.isoformat()}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> PendingLookup:
+        return cls(str(fields["lookupId"]), ClusterId.parse(fields["clusterResourceId"]), str(fields["correlationId"]),
+                   datetime.fromisoformat(fields["seen"]), datetime.fromisoformat(fields["openedAt"]))
 
 
 @dataclass(frozen=True)
@@ -99,11 +152,15 @@ class IncidentDetector:
         self._scope = scope
         self._config = config
         self._clock = clock
+        self._opened: deque[datetime] = deque()  # when this worker opened its recent lookups (the bound)
+        self._opened_lock = threading.Lock()
 
     def accept_event(self, event: FailureEvent) -> IncidentLookup | None:
-        """Enqueue the lookup of a failure event's Activity Log entry; nothing else.
+        """Enqueue the lookup of a failure event's Activity Log entry, unless its cluster's lookup is pending (the
+        event joins it) or this worker opened `MAX_NEW_LOOKUPS` in the last `NEW_LOOKUP_WINDOW` (dropped); nothing
+        else. The new lookup, or None (logged, and counted by outcome).
 
-        None (logged) for a cluster outside the remediator's scope (the same rule the reconcile applies). Raises
+        None too for a cluster outside the remediator's scope (the same rule the reconcile applies). Raises
         InvalidInputError for an event time outside [now - 7 days, now + 15 minutes].
         """
         now = self._clock()
@@ -114,40 +171,112 @@ class IncidentDetector:
         if not self._in_scope(event.cluster):
             log.info("failure event %s on %s: out of scope (%s); acknowledged", event.event_id,
                      event.cluster.name, self._scope.refusal(event.cluster))
+            telemetry.record_failure_event("out_of_scope")
             return None
-        lookup = IncidentLookup(event.cluster, event.correlation_id, min(seen, now),
-                                traceparent=telemetry.traceparent())
+        failure = PendingLookup(uuid.uuid4().hex, event.cluster, event.correlation_id, min(seen, now), now)
+        outcome = self._coalesce(failure, now)
+        telemetry.record_failure_event(outcome)
+        if outcome != "queued":
+            log.info("failure event %s on %s %s (correlationId %s)", event.event_id, event.cluster.name,
+                     "joined the lookup pending for its cluster" if outcome == "coalesced" else
+                     f"dropped: this worker opened {MAX_NEW_LOOKUPS} lookups within {NEW_LOOKUP_WINDOW}; the sweep"
+                     " reads it", event.correlation_id)
+            return None
+        lookup = IncidentLookup(event.cluster, event.correlation_id, failure.seen, traceparent=telemetry.traceparent(),
+                                lookup_id=failure.lookup_id)
         self._lookups.send(lookup.to_message())
         log.info("failure event %s on %s queued for lookup (correlationId %s)",
                  event.event_id, event.cluster.name, event.correlation_id)
         return lookup
 
+    def _coalesce(self, failure: PendingLookup, now: datetime) -> str:
+        """Open the cluster's lookup with this failure (queued), or let the failure join the pending one, replacing
+        its failure if this one is newer (coalesced), or neither, over the bound (dropped). Decided on the row as it
+        is now; when another worker changes it between the read and the write, read again."""
+        key = failure.cluster.key
+        for _ in range(5):
+            found = self._incidents.get_lookup(key)
+            if found is None:
+                if not self._admit(now):
+                    return "dropped"
+                if self._incidents.open_lookup(key, failure.to_fields()):
+                    return "queued"
+                continue  # another worker opened it meanwhile: join theirs
+            fields, etag = found
+            pending = PendingLookup.from_fields(fields)
+            if now - pending.opened_at > self._config.lookup_timeout + ORPHANED_AFTER:
+                if not self._admit(now):
+                    return "dropped"
+                if self._incidents.replace_lookup(key, failure.to_fields(), etag):
+                    log.warning("the lookup pending for %s since %s had stopped; opened again", failure.cluster.name,
+                                pending.opened_at.isoformat())
+                    return "queued"
+                continue
+            if failure.seen <= pending.seen or failure.correlation_id == pending.correlation_id:
+                return "coalesced"
+            newest = replace(pending, correlation_id=failure.correlation_id, seen=failure.seen)
+            if self._incidents.replace_lookup(key, newest.to_fields(), etag):
+                return "coalesced"
+        return "coalesced"  # the row kept changing: other events for the cluster are joining it
+
+    def _admit(self, now: datetime) -> bool:
+        """Take one of this worker's `MAX_NEW_LOOKUPS` in the window ending now; False when all are taken."""
+        with self._opened_lock:
+            while self._opened and self._opened[0] <= now - NEW_LOOKUP_WINDOW:
+                self._opened.popleft()
+            if len(self._opened) >= MAX_NEW_LOOKUPS:
+                return False
+            self._opened.append(now)
+            return True
+
     def look_up(self, lookup: IncidentLookup) -> Decision:
+        """Look up the newest failure of the lookup's cluster in the Activity Log and decide it; look again later
+        (a new message) while no entry explains it, until `lookup_timeout` after the lookup opened. A message whose
+        lookup is no longer the cluster's pending one changes nothing (`Superseded`, not recorded)."""
         now = self._clock()
-        hint = Hint(lookup.cluster, Source.EVENT, correlation_id=lookup.correlation_id)
+        pending, etag = PendingLookup(lookup.lookup_id or "", lookup.cluster, lookup.correlation_id,
+                                      lookup.first_seen, lookup.first_seen), None
+        if lookup.lookup_id is not None:
+            found = self._incidents.get_lookup(lookup.cluster.key)
+            current = PendingLookup.from_fields(found[0]) if found else None
+            if current is None or current.lookup_id != lookup.lookup_id:
+                hint = Hint(lookup.cluster, Source.EVENT, correlation_id=lookup.correlation_id)
+                return Decision(hint, Verdict(Act.NONE, "Superseded", "this lookup was decided, or another one of the"
+                                                                      " cluster's failures took its place"), at=now)
+            pending, etag = current, found[1] if found else None
+        decision = self._decide_pending(lookup, pending, now)
+        if decision.code == "Waiting":
+            return decision
+        if etag is not None and not self._incidents.close_lookup(lookup.cluster.key, etag):
+            # A newer failure joined while this one was decided: look that one up next, in the same lookup.
+            self._lookups.send(replace(lookup, attempt=lookup.attempt + 1).to_message(),
+                               delay_seconds=self._config.lookup_delay_seconds)
+        return decision
+
+    def _decide_pending(self, lookup: IncidentLookup, pending: PendingLookup, now: datetime) -> Decision:
+        hint = Hint(lookup.cluster, Source.EVENT, correlation_id=pending.correlation_id)
         if not self._in_scope(lookup.cluster):
             code, message = self._scope.refusal(lookup.cluster) or ("OutOfScope", "")
             return self._record(Decision(hint, Verdict(Act.NONE, code, message), at=now))
         entries = self._activity_log.list_cluster_failures(
-            lookup.cluster.subscription_id, since=lookup.first_seen - LOOKBACK, until=now,
-            correlation_id=lookup.correlation_id)
+            lookup.cluster.subscription_id, since=pending.seen - LOOKBACK, until=now,
+            correlation_id=pending.correlation_id)
         entry = next((e for e in entries if (c := _cluster_of(e)) and c.key == lookup.cluster.key), None)
         if entry is not None:
             return self._reconciler.decide(hint_for(entry, Source.EVENT))
         if lookup.attempt == 0:
             # The commonest breakage needs no Activity Log entry: Graph shows every password of the application
             # ended. The entry, when it comes, is the same incident: a duplicate.
-            fast = self._reconciler.decide_if_expired(replace(hint, failed_at=lookup.first_seen))
+            fast = self._reconciler.decide_if_expired(replace(hint, failed_at=pending.seen))
             if fast is not None:
                 return fast
-        if now - lookup.first_seen >= self._config.lookup_timeout:
+        if now - pending.opened_at >= self._config.lookup_timeout:
             verdict = Verdict(Act.NONE, "GaveUp", f"no failed Activity Log entry appeared within"
                                                   f" {self._config.lookup_timeout}")
-            log.warning("gave up on incident %s of %s: %s", lookup.correlation_id, lookup.cluster.name,
+            log.warning("gave up on incident %s of %s: %s", pending.correlation_id, lookup.cluster.name,
                         verdict.message)
             return self._record(Decision(hint, verdict, at=now))
-        retry = IncidentLookup(lookup.cluster, lookup.correlation_id, lookup.first_seen, lookup.attempt + 1,
-                               lookup.traceparent)
+        retry = replace(lookup, attempt=lookup.attempt + 1)
         self._lookups.send(retry.to_message(), delay_seconds=self._config.lookup_delay_seconds)
         return Decision(hint, Verdict(Act.NONE, "Waiting", f"Activity Log entry not there yet (attempt"
                                                            f" {retry.attempt})"), at=now)
@@ -191,3 +320,7 @@ def _cluster_of(entry: ActivityLogEntry) -> ClusterId | None:
         return ClusterId.parse(entry.resource_id, allow_child=True)
     except InvalidInputError:
         return None
+
+
+def _is_lookup_id(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)

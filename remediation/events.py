@@ -18,12 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from remediation.errors import InvalidInputError
-from remediation.ids import ClusterId
+from remediation.ids import ClusterId, is_guid
 
 FAILURE_EVENT_TYPES = frozenset({"Microsoft.Resources.ResourceWriteFailure",
                                  "Microsoft.Resources.ResourceActionFailure"})
 CLUSTER_OPERATION_PREFIX = "microsoft.containerservice/managedclusters"
-_CORRELATION_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 MAX_FIELD = 2048
 
 
@@ -108,8 +107,8 @@ def parse_failure_event(*, event_id: str, event_type: str, data: Any,
         fields[name] = value
     if not fields["operationName"].lower().startswith(CLUSTER_OPERATION_PREFIX):
         return IgnoredEvent(event_type, f"operation {fields['operationName'][:200]} is not about a managed cluster")
-    if not _CORRELATION_ID.match(fields["correlationId"]):
-        raise InvalidInputError(f"event {event_id!r}: data.correlationId is not an id", code="InvalidEvent")
+    if not is_guid(fields["correlationId"]):  # ARM's correlation ids are GUIDs; it reaches an OData $filter
+        raise InvalidInputError(f"event {event_id!r}: data.correlationId is not a GUID", code="InvalidEvent")
     try:
         cluster = ClusterId.parse(fields["resourceUri"], allow_child=True)
     except InvalidInputError as err:

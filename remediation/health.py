@@ -7,8 +7,13 @@ application's read), application missing, expired now, expiring within the warni
 Every service-principal cluster also gets the permanent fix as a recommendation (moving it to a
 managed identity), never applied.
 
-`report()` only reads. `check()` (the daily timer) also acts, through the reconcile like any other
-hint, so every guardrail applies and the decision follows from the cluster's present state:
+`report()` only reads. `recent_report()` is what a reader gets (`GET /api/health`): the last report while it is
+younger than `REPORT_MAX_AGE`, else a new one, and one scan for every reader that asks meanwhile; a scan spends the
+same Resource Graph quota and Graph budget as the daily check and the repairs, so readers must not multiply it. The
+cache is this worker's (each instance of a scaled-out app keeps its own).
+
+`check()` (the daily timer) also acts, through the reconcile like any other hint, so every guardrail applies and the
+decision follows from the cluster's present state:
 - expired now: the cluster is broken whether or not a write failed yet: remediated at once;
 - expiring, on a cluster opted in by tag: rotated if its maintenance window is open now; if the
   window opens within `SCHEDULE_HORIZON`, a credential check is queued for that moment, when the
@@ -23,8 +28,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -50,6 +57,8 @@ EXPIRED_NOW_LOG = "clusters expired now"
 SCHEDULE_HORIZON = timedelta(hours=25)
 MAX_CHECK_MESSAGE = 2048
 PUBLISH_BATCH = 100  # events per Event Grid request (a request carries at most 1 MB)
+# A reader's report is this old at most (the daily check and the repairs share the scan's budget).
+REPORT_MAX_AGE = timedelta(minutes=5)
 MIGRATE_DOCS = "https://learn.microsoft.com/azure/aks/use-managed-identity#update-an-existing-cluster-to-use-managed-identity"
 
 
@@ -125,6 +134,57 @@ class FleetReport:
                 "applications": self.applications,
                 "daysToNearestExpiry": round(nearest, 1) if nearest is not None else None,
                 "value": [c.view() for c in self.clusters]}
+
+
+@dataclass(frozen=True)
+class RecentReport:
+    """A report as a reader gets it: possibly made earlier for someone else, and how long ago."""
+
+    report: FleetReport
+    age: timedelta
+
+    def view(self) -> dict[str, Any]:
+        return {**self.report.view(), "generatedAt": self.report.at.isoformat(),
+                "ageSeconds": int(self.age.total_seconds())}
+
+
+class SharedScan:
+    """The last report while it is younger than `max_age`, else a new one from `scan`; while a scan runs, every
+    caller waits for that one (and gets its error, if it fails: a failure is not kept)."""
+
+    def __init__(self, scan: Callable[[], FleetReport], *, max_age: timedelta,
+                 clock: Callable[[], datetime]) -> None:
+        self._scan, self._max_age, self._clock = scan, max_age, clock
+        self._lock = threading.Lock()
+        self._report: FleetReport | None = None
+        self._running: Future[FleetReport] | None = None
+
+    def get(self) -> RecentReport:
+        with self._lock:
+            now = self._clock()
+            if self._report is not None and now - self._report.at < self._max_age:
+                return RecentReport(self._report, now - self._report.at)
+            running, leading = (self._running, False) if self._running else (Future(), True)
+            self._running = running
+        if leading:
+            try:
+                scanned = self._scan()
+                self.keep(scanned)
+                running.set_result(scanned)
+            except BaseException as err:
+                running.set_exception(err)
+                raise
+            finally:
+                with self._lock:
+                    self._running = None
+        report = running.result()
+        return RecentReport(report, max(self._clock() - report.at, timedelta(0)))
+
+    def keep(self, report: FleetReport) -> None:
+        """Keep a report made elsewhere (the daily check's) for the readers after it."""
+        with self._lock:
+            if self._report is None or report.at >= self._report.at:
+                self._report = report
 
 
 # ------------------------------------------------------------------------------------------ judging
@@ -237,12 +297,17 @@ class FleetHealth:
         self._guardrails = guardrails
         self._subscriptions = tuple(subscriptions)
         self._clock = clock
+        self._recent = SharedScan(self.report, max_age=REPORT_MAX_AGE, clock=clock)
+
+    def recent_report(self) -> RecentReport:
+        """The report for a reader: kept for `REPORT_MAX_AGE`, one scan for all who ask meanwhile (module docstring)."""
+        return self._recent.get()
 
     def report(self) -> FleetReport:
         """Every service-principal and managed-identity cluster in scope, judged; nothing is written."""
         now = self._clock()
-        listed = ((ClusterId.parse(c.id), c) for c in self._inventory.list_clusters(self._subscriptions))
-        clusters = [(cid, c) for cid, c in listed if self._guardrails.scope.refusal(cid) is None]
+        clusters = [(cid, c) for cid, c in _parsed(self._inventory.list_clusters(self._subscriptions))
+                    if self._guardrails.scope.refusal(cid) is None]
         app_ids = {c.client_id.lower() for _, c in clusters if not c.uses_managed_identity}
         apps = self._directory.get_applications_by_app_ids(app_ids) if app_ids else {}
         within = self._guardrails.rotation.within
@@ -258,6 +323,7 @@ class FleetHealth:
         """The report, then act on it: remediate what is expired now, rotate opted-in clusters whose secret ends
         soon inside their window (or queue a check for when it opens). Each is a hint the reconcile decides."""
         report = self.report()
+        self._recent.keep(report)
         acted = []
         for found in report.clusters:
             try:
@@ -310,6 +376,18 @@ class FleetHealth:
                           delay_seconds=(opens - now).total_seconds())
         log.info("credential check of %s queued for %s, when its maintenance window opens", cluster.name,
                  opens.isoformat())
+
+
+def _parsed(listed: Sequence[ClusterInfo]) -> list[tuple[ClusterId, ClusterInfo]]:
+    """The listed clusters with their ids; one whose id the remediator refuses (a name outside the ASCII subset of
+    ARM's rules it takes) is logged and left out, not the whole report."""
+    parsed = []
+    for info in listed:
+        try:
+            parsed.append((ClusterId.parse(info.id), info))
+        except InvalidInputError as err:
+            log.warning("health: cluster %s left out: %s", info.id[:300], err)
+    return parsed
 
 
 def _credential_event(found: ClusterHealth, at: datetime) -> OutcomeEvent:

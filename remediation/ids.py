@@ -9,14 +9,26 @@ from dataclasses import dataclass
 from remediation.errors import InvalidInputError
 
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-# ARM ids are case-insensitive; names follow ARM's rules for resource groups and AKS.
+# ARM ids are case-insensitive. The names inside are checked by `name_problem` (ARM's rules), not by this shape.
 _RESOURCE_ID = re.compile(
-    rf"^/subscriptions/(?P<sub>{_GUID})/resourceGroups/(?P<rg>[-\w._()]{{1,90}})"
-    r"/providers/(?P<provider>[\w.]+)/(?P<type>[\w]+)/(?P<name>[^/]+)(?P<rest>(/.*)?)$",
-    re.IGNORECASE,
+    rf"/subscriptions/(?P<sub>{_GUID})/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/(?P<provider>[A-Za-z0-9.]+)/(?P<type>[A-Za-z0-9]+)/(?P<name>[^/]+)(?P<rest>(/[^/]+)*)",
+    re.IGNORECASE | re.ASCII,
 )
-_CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9][-_a-zA-Z0-9]{0,61}[a-zA-Z0-9]$|^[a-zA-Z0-9]$")
+# Microsoft Learn, "Naming rules and restrictions for Azure resources": a resource group has 1-90 letters, digits,
+# underscores, parentheses, hyphens and periods and does not end with a period (ARM also takes Unicode letters; we
+# take ASCII only, by choice); an AKS cluster has 1-63 letters, digits, underscores and hyphens, beginning and ending
+# with a letter or digit. A name ending in a period (`.`, `..` among them) would let an HTTP client collapse a dot
+# segment, so that ARM is sent another path than the one the scope was checked on.
+_RESOURCE_GROUP = re.compile(r"[-A-Za-z0-9_.()]{0,89}[-A-Za-z0-9_()]", re.ASCII)
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9](?:[-_A-Za-z0-9]{0,61}[A-Za-z0-9])?", re.ASCII)
+_GUID_ONLY = re.compile(_GUID, re.ASCII)
 MAX_ID_LENGTH = 1024
+
+
+def is_guid(value: object) -> bool:
+    """A GUID in its 8-4-4-4-12 hex form and nothing else (no braces, no space, no trailing newline)."""
+    return isinstance(value, str) and _GUID_ONLY.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -40,11 +52,14 @@ class ClusterId:
             raise InvalidInputError("clusterResourceId must be a non-empty string", code="InvalidClusterResourceId")
         if len(value) > MAX_ID_LENGTH:
             raise InvalidInputError("clusterResourceId is too long to be an ARM id", code="InvalidClusterResourceId")
+        if not (value.isascii() and value.isprintable()):
+            raise InvalidInputError("clusterResourceId holds a character outside printable ASCII",
+                                    code="InvalidClusterResourceId")
         # One form only, everywhere: no surrounding space, no empty segment, no trailing slash (ARM writes none).
         if value != value.strip() or "//" in value or value.endswith("/"):
             raise InvalidInputError("clusterResourceId has surrounding space, an empty segment or a trailing slash",
                                     code="InvalidClusterResourceId")
-        match = _RESOURCE_ID.match(value)
+        match = _RESOURCE_ID.fullmatch(value)
         if not match:
             raise InvalidInputError(
                 "clusterResourceId is not an ARM resource id of the form /subscriptions/{id}/resourceGroups/{group}"
@@ -59,10 +74,14 @@ class ClusterId:
                 " not a Microsoft.ContainerService/managedClusters cluster",
                 code="NotAManagedCluster",
             )
-        if not _CLUSTER_NAME.match(match["name"]):
-            raise InvalidInputError("the cluster name in clusterResourceId is not a valid AKS name",
-                                    code="InvalidClusterResourceId")
         return cls(match["sub"].lower(), match["rg"], match["name"])
+
+    def __post_init__(self) -> None:
+        """Every ClusterId, parsed or built, holds names by ARM's rules: the one check of a name, wherever it came
+        from (a request, an event, a queue message, the CLI, a listing)."""
+        problem = name_problem(self.resource_group, self.name)
+        if problem:
+            raise InvalidInputError(f"clusterResourceId: {problem}", code="InvalidClusterResourceId")
 
     def __str__(self) -> str:
         return (f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
@@ -82,3 +101,14 @@ class ClusterId:
         """
         readable = re.sub(r"[^a-zA-Z0-9-]", "-", self.name)[:60].strip("-") or "cluster"
         return f"aks-sp-{readable}-{self.key}"
+
+
+def name_problem(resource_group: str, cluster_name: str) -> str | None:
+    """What is wrong with a resource group's and a cluster's names by ARM's rules (see `_RESOURCE_GROUP`), or None."""
+    if not isinstance(resource_group, str) or not _RESOURCE_GROUP.fullmatch(resource_group):
+        return ("the resource group name is not 1-90 ASCII letters, digits, '-', '_', '.', '(' or ')' not ending"
+                " with '.'")
+    if not isinstance(cluster_name, str) or not _CLUSTER_NAME.fullmatch(cluster_name):
+        return ("the cluster name is not a valid AKS name (1-63 ASCII letters, digits, '-' or '_', beginning and"
+                " ending with a letter or digit)")
+    return None

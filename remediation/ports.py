@@ -21,6 +21,7 @@ from remediation.model import (
     OperationStatus,
     RoleAssignment,
     SecretText,
+    ServicePrincipal,
     SignInResult,
     StoredSecretVersion,
 )
@@ -83,16 +84,21 @@ class Directory(Protocol):
         """The application's service principal in Entra ID's deleted items, if it is there (deleted < 30 days)."""
 
     def create_application(self, display_name: str, *, notes: str) -> Application:
-        """A new application, owned by the caller (Application.ReadWrite.OwnedBy)."""
-
-    def find_owned_application(self, owner_id: str, display_name: str) -> Application | None:
-        """The application named so among those `owner_id` owns (to find one a crashed run created)."""
+        """A new application, owned by the caller (Application.ReadWrite.OwnedBy). Not idempotent: never retried by
+        the adapter; after an error the caller looks for it (by the nonce in its notes) before creating again."""
 
     def list_owned_applications(self, owner_id: str) -> list[Application]:
-        """Every application the service principal `owner_id` owns, with its passwords."""
+        """Every application the service principal `owner_id` owns, with its notes, passwords, certificate count
+        and owners. Graph promises no order."""
 
-    def ensure_service_principal(self, app_id: str) -> str:
-        """The application's service principal's object id, created if it has none."""
+    def count_federated_credentials(self, object_id: str) -> int:
+        """The application's federated identity credentials: a way to sign in as it without a password."""
+
+    def get_service_principal(self, app_id: str) -> ServicePrincipal | None:
+        """The application's service principal, with its owners and own credentials; None if it has none."""
+
+    def create_service_principal(self, app_id: str) -> str:
+        """Create the application's service principal; its object id. Not idempotent: never retried."""
 
 
 class RoleAssignments(Protocol):
@@ -190,6 +196,20 @@ class IncidentStore(Protocol):
     def get_checkpoint(self, subscription_id: str) -> datetime | None: ...
 
     def set_checkpoint(self, subscription_id: str, at: datetime) -> None: ...
+
+    def open_lookup(self, cluster_key: str, fields: dict[str, Any]) -> bool:
+        """Record the cluster's pending lookup if it has none (insert-if-absent, exact across workers); False if it
+        has one."""
+
+    def get_lookup(self, cluster_key: str) -> tuple[dict[str, Any], str] | None:
+        """The cluster's pending lookup and its ETag; None if it has none."""
+
+    def replace_lookup(self, cluster_key: str, fields: dict[str, Any], etag: str) -> bool:
+        """Replace the pending lookup if nobody changed it since it was read with `etag`; False if changed or gone."""
+
+    def close_lookup(self, cluster_key: str, etag: str) -> bool:
+        """Delete the pending lookup if nobody changed it since it was read with `etag` (True also if it is gone);
+        False if it changed: a newer failure joined it, or another worker took it over."""
 
 
 class OutcomePublisher(Protocol):

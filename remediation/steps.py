@@ -45,7 +45,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from remediation.errors import NotFoundError, OperationInProgressError, PermanentError, RemediationError, TransientError
+from remediation.errors import (
+    InvalidInputError,
+    NotFoundError,
+    OperationInProgressError,
+    PermanentError,
+    RemediationError,
+    TransientError,
+)
 from remediation.guardrails import Guardrails
 from remediation.ids import ClusterId
 from remediation.model import ClusterInfo, Credential, SecretText
@@ -168,11 +175,18 @@ def discover_clusters(ctx: StepContext, r: Remediation) -> Outcome:
     """The fan-out. When every password of the application has ended, every cluster using it is broken
     too, so all of them in scope are targets; otherwise only the clusters whose own hints joined."""
     now = ctx.clock()
+    unnamed: list[str] = []  # clusters using the application whose ids the remediator refuses to act on
     if r.application_expired:
         for sub in ctx.config.subscriptions or (r.cluster.subscription_id,):
             for info in ctx.clusters.list_clusters(sub):
-                cluster = ClusterId.parse(info.id)
-                if info.app_id_for(r.kind) != (r.client_id or "").lower() or r.target(cluster):
+                if info.app_id_for(r.kind) != (r.client_id or "").lower():
+                    continue
+                try:
+                    cluster = ClusterId.parse(info.id)
+                except InvalidInputError:  # a name ARM allows but we take only in ASCII (remediation/ids.py)
+                    unnamed.append(info.id.encode("ascii", "backslashreplace").decode()[:300])
+                    continue
+                if r.target(cluster):
                     continue
                 target = Target(str(cluster), joined_by="application")
                 r.targets.append(target)
@@ -180,8 +194,10 @@ def discover_clusters(ctx: StepContext, r: Remediation) -> Outcome:
                 if refusal := _guardrail_refusal(ctx, cluster, info):
                     target.set(TargetStatus.SKIPPED, *refusal, now)
     pending = sum(1 for t in r.targets if t.status is TargetStatus.PENDING)
+    refused = (f"; {len(unnamed)} more left to a person, their names outside the ASCII ARM names the remediator"
+               f" acts on: {', '.join(unnamed)}") if unnamed else ""
     return Done("Discovered", f"{len(r.targets)} cluster(s) use application {r.client_id} in scope: {pending} to"
-                              f" reset, {len(r.targets) - pending} skipped")
+                              f" reset, {len(r.targets) - pending} skipped{refused}")
 
 
 def reset_command(r: Remediation, cluster: ClusterId, info: ClusterInfo | None = None) -> str:
@@ -382,14 +398,15 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
                                                            or cluster.last_modified_at > started):
             t.set(TargetStatus.VERIFYING, "ResetFinished", "the reset an earlier run started has finished", now)
             return 0
-    else:
-        skip = _changed_under_us(r, t, cluster)
-        if skip:
-            t.set(TargetStatus.SKIPPED, *skip, now)
-            return None
-        if cluster.busy:
-            t.set(TargetStatus.PENDING, "ClusterBusy", f"the cluster is {cluster.provisioning_state}", now)
-            return ctx.config.poll_seconds
+    # Our reset never started (or the earlier run died before calling it): the same last look as a first attempt,
+    # so a cluster someone repaired meanwhile is not re-imaged.
+    skip = _changed_under_us(r, t, cluster)
+    if skip:
+        t.set(TargetStatus.SKIPPED, *skip, now)
+        return None
+    if cluster.busy:
+        t.set(TargetStatus.PENDING, "ClusterBusy", f"the cluster is {cluster.provisioning_state}", now)
+        return ctx.config.poll_seconds
     if t.not_before and now < datetime.fromisoformat(t.not_before):
         return (datetime.fromisoformat(t.not_before) - now).total_seconds()
     if t.reset_attempts >= MAX_RESET_ATTEMPTS:

@@ -19,6 +19,9 @@ Metrics (meter `remediator`; metric attributes are low-cardinality, never ids):
   `health` (one of `HEALTH_STATES`).
 - `remediator.credential.time_to_expiry`, gauge of the time to the soonest end among the fleet's credentials that
   have not ended, unit `s`; no attributes.
+- `remediator.failure_events`, counter of cluster failure events in scope, unit `{event}`: `outcome` (`queued`: it
+  opened its cluster's lookup; `coalesced`: it joined the lookup pending for its cluster; `dropped`: over the bound
+  on new lookups, left to the sweep; `out_of_scope`). One of `FAILURE_EVENT_OUTCOMES`.
 
 The gauges are synchronous (`set`): a health check sets every `health` value each time (0 for the absent ones), and
 the last value stays until the next check. Each worker instance reports its own last values.
@@ -65,6 +68,7 @@ NAME = "remediator"  # the meter's and the tracer's
 LOGGER_NAMES = ("remediator", "remediation")
 OUTCOMES: dict[Status, str] = {status: status.value.lower() for status in Status if status.terminal}
 HEALTH_STATES = ("healthy", "expiring", "expired", "application_missing", "managed_identity", "unknown")
+FAILURE_EVENT_OUTCOMES = ("queued", "coalesced", "dropped", "out_of_scope")
 # Seconds: a repair takes minutes (a reset, 5-80 minutes) to days (an expiry found by a sweep days later).
 REPAIR_BUCKETS = (60.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0)
 # The distro's instrumentations (azure-monitor-opentelemetry 1.8): only Azure SDK calls matter here (ARM, Key Vault,
@@ -82,6 +86,7 @@ class _Instruments:
     repair: Histogram
     clusters: Gauge
     expiry: Gauge
+    failure_events: Counter
 
 
 class _State:
@@ -218,6 +223,13 @@ def record_fleet_health(counts: Mapping[str, int], days_to_nearest_expiry: float
         instruments.expiry.set(float(days_to_nearest_expiry) * 86400.0)
 
 
+def record_failure_event(outcome: str) -> None:
+    """Count one cluster failure event by what became of it (one of FAILURE_EVENT_OUTCOMES; else ValueError)."""
+    if outcome not in FAILURE_EVENT_OUTCOMES:
+        raise ValueError(f"unknown failure event outcome {outcome!r}; use {', '.join(FAILURE_EVENT_OUTCOMES)}")
+    _instruments().failure_events.add(1, {"outcome": outcome})
+
+
 def _instruments() -> _Instruments:
     with _state.lock:
         if _state.instruments is None:
@@ -239,6 +251,9 @@ def _instruments() -> _Instruments:
                 expiry=meter.create_gauge(
                     "remediator.credential.time_to_expiry", unit="s",
                     description="Time to the soonest end among the fleet's credentials that have not ended."),
+                failure_events=meter.create_counter(
+                    "remediator.failure_events", unit="{event}",
+                    description="Cluster failure events, by what became of them: queued, coalesced or dropped."),
             )
         return _state.instruments
 

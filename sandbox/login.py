@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.server import Api, Request, Response
 from sandbox.state import ApiError, utc_iso
@@ -28,6 +28,13 @@ class LoginApi(Api):
         self.route("GET", f"/{tenant}/.well-known/openid-configuration", "GET openid-configuration", self.discovery)
         self.route("POST", f"/{tenant}/oauth2/v2.0/token", "POST token", self.token)
         self.route("GET", f"/{tenant}/discovery/v2.0/keys", "GET keys", self.keys)
+
+    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes, *,
+                 skip_faults: tuple[str, ...] = ()) -> tuple[Response, bool]:
+        if method == "GET" and urlsplit(target).path.lower().endswith("/discovery/v2.0/keys"):
+            with self.state.lock:
+                self.state.key_fetches += 1  # every fetch of the signing keys, whatever a fault makes of it
+        return super().dispatch(method, target, headers, body, skip_faults=skip_faults)
 
     def error_body(self, err: ApiError) -> Any:
         trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())

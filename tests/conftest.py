@@ -164,6 +164,15 @@ class World:
                 self.clock.now = max(self.clock.now, min(upcoming))
         raise AssertionError("the queues did not drain")
 
+    def second_worker(self) -> Services:
+        """Another instance of the app (Flex scales out): its own in-process state, the same storage and Azure."""
+        return bootstrap(self.services.settings, credential=object(), clusters=self.clusters,
+                         directory=self.directory, vault=self.vault, sign_in=self.sign_in,
+                         resource_groups=self.resource_groups, roles=self.roles, store=self.store, queue=self.queue,
+                         activity_log=self.activity_log, incidents=self.incidents, lookups=self.lookups,
+                         checks=self.checks, inventory=self.inventory, outcomes=self.outcomes,
+                         token_validator=object(), clock=self.clock)  # type: ignore[arg-type]
+
     def remediator_passwords(self) -> list[str]:
         return [p.key_id for p in self.directory.apps[APP_ID].passwords if p.display_name.startswith("aks-sp-")]
 

@@ -39,6 +39,7 @@ from remediation.model import (
     PasswordInfo,
     RoleAssignment,
     SecretText,
+    ServicePrincipal,
     SignInResult,
     StoredSecretVersion,
 )
@@ -133,6 +134,11 @@ class FakeApp:
     sp_object_id: str | None = field(default_factory=lambda: str(uuid.uuid4()))  # None: no service principal yet
     sp_created_at: datetime | None = None
     deleted_at: datetime | None = None
+    notes: str = ""
+    certificates: int = 0
+    federated: int = 0  # federated identity credentials
+    sp_owners: set[str] = field(default_factory=set)
+    sp_credentials: int = 0
 
 
 class FakeDirectory:
@@ -200,7 +206,7 @@ class FakeDirectory:
     def _view(app: FakeApp, *, owners: bool = True) -> Application:
         return Application(app.object_id, app.app_id, app.display_name, tuple(
             PasswordInfo(p.key_id, p.display_name, p.text[:3], None, p.end) for p in app.passwords),
-            owner_ids=frozenset(app.owners) if owners else None)
+            owner_ids=frozenset(app.owners) if owners else None, notes=app.notes, certificates=app.certificates)
 
     def _by_object_id(self, object_id: str) -> FakeApp:
         found = next((a for a in self.apps.values() if a.object_id == object_id), None)
@@ -221,26 +227,36 @@ class FakeDirectory:
 
     @_calls("directory.create_application")
     def create_application(self, display_name: str, *, notes: str) -> Application:
+        """The caller (the remediator) is the new application's owner, as Graph makes it with OwnedBy."""
         self.writes += 1
         app = FakeApp(object_id=str(uuid.uuid4()), app_id=str(uuid.uuid4()), display_name=display_name,
-                      sp_object_id=None)
+                      sp_object_id=None, notes=notes)
         self.apps[app.app_id] = app
         self.created.append(app.app_id)
         return self._view(app)
 
+    @_calls("directory.list_owned")
     def list_owned_applications(self, owner_id: str) -> list[Application]:
-        return [self._view(a) for a in self.apps.values() if owner_id in a.owners]
+        """In an order Graph does not promise: newest first here, the reverse of creation."""
+        return [self._view(a) for a in reversed(self.apps.values()) if owner_id in a.owners]
 
-    @_calls("directory.find_owned")
-    def find_owned_application(self, owner_id: str, display_name: str) -> Application | None:
-        return next((a for a in self.list_owned_applications(owner_id) if a.display_name == display_name), None)
+    def count_federated_credentials(self, object_id: str) -> int:
+        return next((a.federated for a in self.apps.values() if a.object_id == object_id), 0)
 
-    @_calls("directory.ensure_service_principal")
-    def ensure_service_principal(self, app_id: str) -> str:
+    def get_service_principal(self, app_id: str) -> ServicePrincipal | None:
         app = self.apps[app_id]
         if app.sp_object_id is None:
-            self.writes += 1
-            app.sp_object_id, app.sp_created_at = str(uuid.uuid4()), self.clock()
+            return None
+        return ServicePrincipal(app.sp_object_id, frozenset(app.sp_owners), app.sp_credentials)
+
+    @_calls("directory.create_service_principal")
+    def create_service_principal(self, app_id: str) -> str:
+        app = self.apps[app_id]
+        if app.sp_object_id is not None:
+            raise ConflictError(f"application {app_id} has a service principal already")
+        self.writes += 1
+        app.sp_object_id, app.sp_created_at = str(uuid.uuid4()), self.clock()
+        app.sp_owners = {REMEDIATOR_PRINCIPAL_ID}
         return app.sp_object_id
 
     def principal(self, object_id: str) -> FakeApp | None:
@@ -391,10 +407,11 @@ class FakeResourceGraph:
     def __init__(self, clusters: FakeClusters) -> None:
         self._clusters = clusters
         self.queries = 0
+        self.also_listed: list[ClusterInfo] = []  # rows for clusters the fake AKS does not hold (odd names, say)
 
     def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
         self.queries += 1
-        return self._clusters.list_all(subscription_ids)
+        return self._clusters.list_all(subscription_ids) + list(self.also_listed)
 
 
 class FakeClusters:
@@ -410,6 +427,7 @@ class FakeClusters:
         # (cluster, secret) of each reset of a cluster whose own secret still signed in
         self.healthy_resets: list[tuple[ClusterId, str]] = []
         self.resets_by_cluster: dict[str, int] = {}
+        self.also_listed: list[ClusterInfo] = []  # listed rows of clusters it does not hold (odd names, say)
         self.reset_log: list[tuple[ClusterId, datetime, bool]] = []  # (cluster, when it started, its secret worked)
         self.failed_resets = 0
         self.fail_resets = 0  # the next N resets end Failed inside AKS (an internal error)
@@ -462,7 +480,8 @@ class FakeClusters:
     @_calls("clusters.list_clusters")
     def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
         self.settle()
-        return [self._info(c) for c in self.clusters.values() if c.id.subscription_id == subscription_id.lower()]
+        return [self._info(c) for c in self.clusters.values() if c.id.subscription_id == subscription_id.lower()] + [
+            info for info in self.also_listed if f"/subscriptions/{subscription_id.lower()}/" in info.id.lower()]
 
     def list_all(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
         """Resource Graph's view (ClusterInventory): every cluster of the subscriptions, by id."""
@@ -712,6 +731,8 @@ class FakeIncidentStore:
         self.decisions: list[dict[str, Any]] = []
         self.checkpoints: dict[str, datetime] = {}
         self.reset_starts: list[datetime] = []  # the fleet's reset ledger: every slot taken
+        self.lookups: dict[str, dict[str, Any]] = {}  # pending lookups by cluster key
+        self._lookup_etags: dict[str, str] = {}
 
     @_calls("incidents.record_incident")
     def record_incident(self, incident_key: str, fields: dict[str, Any]) -> bool:
@@ -744,3 +765,31 @@ class FakeIncidentStore:
 
     def set_checkpoint(self, subscription_id: str, at: datetime) -> None:
         self.checkpoints[subscription_id] = at
+
+    @_calls("incidents.open_lookup")
+    def open_lookup(self, cluster_key: str, fields: dict[str, Any]) -> bool:
+        if cluster_key in self.lookups:
+            return False
+        self.lookups[cluster_key], self._lookup_etags[cluster_key] = dict(fields), uuid.uuid4().hex
+        return True
+
+    def get_lookup(self, cluster_key: str) -> tuple[dict[str, Any], str] | None:
+        if cluster_key not in self.lookups:
+            return None
+        return dict(self.lookups[cluster_key]), self._lookup_etags[cluster_key]
+
+    @_calls("incidents.replace_lookup")
+    def replace_lookup(self, cluster_key: str, fields: dict[str, Any], etag: str) -> bool:
+        if self._lookup_etags.get(cluster_key) != etag:
+            return False
+        self.lookups[cluster_key], self._lookup_etags[cluster_key] = dict(fields), uuid.uuid4().hex
+        return True
+
+    @_calls("incidents.close_lookup")
+    def close_lookup(self, cluster_key: str, etag: str) -> bool:
+        if cluster_key not in self.lookups:
+            return True
+        if self._lookup_etags[cluster_key] != etag:
+            return False
+        del self.lookups[cluster_key], self._lookup_etags[cluster_key]
+        return True

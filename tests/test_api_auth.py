@@ -10,16 +10,31 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
 import azure.functions as func
+import jwt
 import pytest
 import requests
 from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 import function_app
+from remediation.adapters.entra_tokens import (
+    KEY_REFRESH_SECONDS,
+    KEY_RETRY_SECONDS,
+    KEY_SET_KEPT_SECONDS,
+    UNKNOWN_KEY_COOLDOWN_SECONDS,
+    EntraTokenValidator,
+    SigningKeys,
+)
+from remediation.auth import READ_ROLE, ApiAuthenticator
+from remediation.errors import RemediationError
 from remediation.settings import TABLE_NAME, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
@@ -172,3 +187,100 @@ def test_unreachable_signing_keys_are_a_503_with_retry_after(
     assert nothing_written(sandbox, azurite, table)
     # Once Entra ID answers again, the same token is accepted.
     assert start(sandbox, f"Bearer {token}").status_code == 202
+
+
+# ----- the tenant's signing keys: one fetch at a time, the last good set kept through an outage -------------------
+
+class Clock:
+    """A monotonic clock the test moves (the key set's age); token lifetimes still use the real clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def validator(sandbox: Sandbox, clock: Clock | None = None, *, timeout: float = 10.0) -> ApiAuthenticator:
+    keys = SigningKeys(f"{sandbox.endpoints['login']}/{sandbox.tenant_id}/discovery/v2.0/keys",
+                       ca_bundle=sandbox.ca_path, timeout=timeout, clock=clock or time.monotonic)
+    return ApiAuthenticator(EntraTokenValidator(authority_host=sandbox.endpoints["login"], tenant_id=sandbox.tenant_id,
+                                                audiences=(sandbox.api_client_id,), keys=keys))
+
+
+def fault(sandbox: Sandbox, **body: object) -> None:
+    requests.post(f"{sandbox.endpoints['admin']}/_sandbox/faults", verify=sandbox.ca_path,
+                  json={"api": "login", "route": "GET keys", **body}).raise_for_status()
+
+
+def key_fetches(sandbox: Sandbox) -> int:
+    return sandbox.snapshot()["keyFetches"]
+
+
+def eventually(probe, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def outcome(auth: ApiAuthenticator, token: str) -> str:
+    try:
+        auth.authenticate(f"Bearer {token}", READ_ROLE)
+    except RemediationError as err:
+        return err.code
+    return "accepted"
+
+
+def test_concurrent_requests_while_the_key_endpoint_hangs_share_one_fetch(sandbox: Sandbox) -> None:
+    auth, token = validator(sandbox, timeout=1.0), sandbox.api_token()
+    fault(sandbox, kind="latency", seconds=2, count=100)  # every fetch outlasts the client's timeout
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda _: outcome(auth, token), range(8)))
+    # The requests did not fetch (and time out) one after another: one fetch, whose failure all eight got as a 503.
+    assert answers == ["Transient"] * 8 and key_fetches(sandbox) == 1
+    requests.delete(f"{sandbox.endpoints['admin']}/_sandbox/faults", verify=sandbox.ca_path).raise_for_status()
+    assert outcome(auth, token) == "accepted" and key_fetches(sandbox) == 2  # Entra ID answers again
+
+
+def test_the_last_good_keys_serve_through_an_entra_outage_and_are_refreshed_off_the_request_path(
+        sandbox: Sandbox) -> None:
+    clock = Clock()
+    auth, token = validator(sandbox, clock), sandbox.api_token()
+    assert outcome(auth, token) == "accepted" and key_fetches(sandbox) == 1
+    assert outcome(auth, token) == "accepted" and key_fetches(sandbox) == 1  # the set is kept
+
+    fault(sandbox, kind="error", status=503, count=1000)  # Entra ID's key endpoint fails from now on
+    clock.now += KEY_REFRESH_SECONDS + 1  # the set is due for a refresh
+    assert outcome(auth, token) == "accepted"  # served from the last good set; the refresh runs in the background
+    eventually(lambda: key_fetches(sandbox) == 2, "the background refresh")
+    assert [outcome(auth, token) for _ in range(20)] == ["accepted"] * 20
+    time.sleep(0.2)
+    assert key_fetches(sandbox) == 2  # a failed refresh is tried again later, not by every request
+    clock.now += KEY_RETRY_SECONDS + 1
+    assert outcome(auth, token) == "accepted"
+    eventually(lambda: key_fetches(sandbox) == 3, "the next refresh")
+
+    clock.now += KEY_SET_KEPT_SECONDS  # a day without an answer: the old set is no longer trusted
+    assert outcome(auth, token) == "Transient"
+
+
+def test_a_key_entra_id_rotated_in_is_fetched_once_and_unknown_key_ids_cannot_force_fetches(
+        sandbox: Sandbox) -> None:
+    clock = Clock()
+    auth = validator(sandbox, clock)
+    assert outcome(auth, sandbox.api_token()) == "accepted" and key_fetches(sandbox) == 1
+    with sandbox.state.lock:  # Entra ID rolls its signing key over
+        sandbox.state.signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        sandbox.state.signing_key_id = uuid.uuid4().hex
+    assert outcome(auth, sandbox.api_token()) == "accepted" and key_fetches(sandbox) == 2
+    # Tokens naming key ids nobody publishes, as many as an attacker likes: at most one fetch per cooldown.
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = [jwt.encode({"aud": sandbox.api_client_id}, stranger, algorithm="RS256", headers={"kid": uuid.uuid4().hex})
+              for _ in range(10)]
+    assert {outcome(auth, token) for token in forged} == {"InvalidSignature"}
+    assert key_fetches(sandbox) == 2  # the rollover's fetch was this cooldown's one
+    clock.now += UNKNOWN_KEY_COOLDOWN_SECONDS + 1
+    assert [outcome(auth, token) for token in forged] == ["InvalidSignature"] * 10
+    assert key_fetches(sandbox) == 3
+    assert outcome(auth, sandbox.api_token()) == "accepted"  # the known key, as ever

@@ -18,6 +18,7 @@ from remediation.adapters.aks import AksManagedClusters
 from remediation.adapters.graph import GraphDirectory
 from remediation.adapters.keyvault import KeyVaultSecrets
 from remediation.adapters.monitor import MonitorActivityLog
+from remediation.adapters.odata import literal
 from remediation.adapters.signin import EntraSignIn
 from remediation.errors import (
     AuthenticationUnavailableError,
@@ -192,6 +193,17 @@ def test_the_activity_log_explains_a_failed_upgrade(sandbox: Sandbox) -> None:
     swept = log.list_cluster_failures(sandbox.subscription_id, since=now - timedelta(hours=1),
                                       until=now + timedelta(minutes=5))
     assert [e.correlation_id for e in swept] == [attempt["correlationId"]]
+
+
+def test_a_quote_in_an_activity_log_filter_value_stays_inside_its_literal(sandbox: Sandbox) -> None:
+    attempt = admin(sandbox, "/_sandbox/clusters/aks-payments/operate", {"kubernetesVersion": "1.30.4"})
+    log = MonitorActivityLog(credential(sandbox), endpoint=sandbox.endpoints["arm"], connection_verify=sandbox.ca_path)
+    now = datetime.now(UTC)
+    # Were the quote not doubled, the value would end its literal and the rest would be terms of the filter.
+    forged = f"{attempt['correlationId']}' or correlationId ne 'x"
+    assert log.list_cluster_failures(sandbox.subscription_id, since=now - timedelta(hours=1),
+                                     until=now + timedelta(minutes=5), correlation_id=forged) == []
+    assert literal("it's") == "'it''s'" and literal("") == "''"
 
 
 def test_a_wrong_identity_secret_is_an_authentication_error(sandbox: Sandbox) -> None:

@@ -11,12 +11,13 @@ from datetime import timedelta
 
 import pytest
 
-from remediation.detection import SWEEP_OVERLAP
+from remediation.detection import MAX_NEW_LOOKUPS, NEW_LOOKUP_WINDOW, SWEEP_OVERLAP
 from remediation.errors import InvalidInputError
 from remediation.events import FailureEvent
 from remediation.ids import ClusterId
 from remediation.model import ActivityLogEntry, Status
 from tests.conftest import APP_ID, CLUSTER, SUB, World
+from tests.otel import install_for_tests
 
 AADSTS_INVALID = (
     "The credentials in ServicePrincipalProfile were invalid. Please see https://aka.ms/aks-sp-help for more details."
@@ -272,9 +273,105 @@ def test_an_event_time_far_from_now_is_refused(world: World, offset: timedelta) 
     json.dumps({"clusterResourceId": str(CLUSTER), "correlationId": "c", "firstSeen": "2026-01-01T00:00:00+00:00",
                 "attempt": 10**9}).encode(),
     b"x" * 10_000,
+    # The correlation id reaches the Activity Log's $filter: a GUID, nothing else.
+    json.dumps({"clusterResourceId": str(CLUSTER), "correlationId": "x' or correlationId ne 'y",
+                "firstSeen": "2026-01-01T00:00:00+00:00", "attempt": 0}).encode(),
+    json.dumps({"clusterResourceId": str(CLUSTER), "correlationId": "c", "firstSeen": "2026-01-01T00:00:00+00:00",
+                "attempt": 0}).encode(),
+    # A resource group named '..': the HTTP client would send ARM another path than the one scope-checked.
+    json.dumps({"clusterResourceId": str(CLUSTER).replace("/rg-payments/", "/../"),
+                "correlationId": "0b1e2c3d-0000-4000-8000-000000000001", "firstSeen": "2026-01-01T00:00:00+00:00",
+                "attempt": 0}).encode(),
 ])
 def test_malformed_lookup_messages_are_refused(body: bytes) -> None:
     from remediation.detection import IncidentLookup
 
     with pytest.raises(InvalidInputError):
         IncidentLookup.from_message(body)
+
+
+# ----- a flood of failure events: one pending lookup per cluster, a bound on new ones ----------------------------
+
+def forged(world: World, cluster: ClusterId = CLUSTER, *, ago: timedelta = timedelta(0)) -> FailureEvent:
+    """A failure event with a correlation id of its own, that no Activity Log entry explains."""
+    return FailureEvent(str(uuid.uuid4()), "Microsoft.Resources.ResourceWriteFailure", cluster, str(cluster),
+                        "Microsoft.ContainerService/managedClusters/write", str(uuid.uuid4()), world.clock() - ago)
+
+
+def event_outcomes(otel) -> dict[str, int]:
+    return {p.attributes["outcome"]: p.value for p in otel.points("remediator.failure_events")}
+
+
+def test_a_delivery_of_1400_events_for_one_healthy_cluster_is_one_lookup(world: World) -> None:
+    _rotated_elsewhere(world)  # healthy as far as Graph can tell: no fast path
+    with install_for_tests() as otel:
+        for _ in range(1400):
+            world.detector.accept_event(forged(world))
+        assert len(world.lookups.messages) == 1
+        assert event_outcomes(otel) == {"queued": 1, "coalesced": 1399}
+    world.drain(max_rounds=200)
+    # One lookup chain for the whole lookup window (30 minutes, a look a minute), where there were 1,400.
+    assert world.activity_log.reads <= 32 and [d["code"] for d in world.incidents.decisions] == ["GaveUp"]
+    assert remediations(world) == [] and world.directory.writes == 0
+    world.detector.accept_event(forged(world))  # once that lookup ended, a new failure gets a new one
+    assert len(world.lookups.messages) == 1
+
+
+def test_a_coalesced_lookup_looks_up_the_newest_failure(world: World) -> None:
+    _rotated_elsewhere(world)
+    for _ in range(5):
+        world.detector.accept_event(forged(world, ago=timedelta(minutes=2)))
+    real = failed_write(world, AADSTS_INVALID)  # the operator's upgrade fails on the bad secret, later
+    world.detector.accept_event(event_for(real, world))
+    world.detector.accept_event(forged(world, ago=timedelta(minutes=3)))  # an older one arriving late changes nothing
+    assert len(world.lookups.messages) == 1
+    world.drain()
+    [decision] = world.incidents.decisions
+    assert decision["code"] == "Confirmed" and decision["correlationId"] == real.correlation_id
+    [remediation] = remediations(world)
+    assert remediation.status is Status.SUCCEEDED and remediation.correlation_id == real.correlation_id
+
+
+def test_a_failure_joining_while_its_lookup_decides_is_looked_up_next(world: World) -> None:
+    _rotated_elsewhere(world)
+    first = failed_write(world, AADSTS_INVALID)
+    world.detector.accept_event(event_for(first, world))
+    world.clock.advance(seconds=30)
+    later = forged(world)
+    world.faults.meanwhile("incidents.close_lookup", lambda: world.detector.accept_event(later))
+    world.deliver_visible()  # decides the first failure; the later one joined meanwhile
+    assert [d["code"] for d in world.incidents.decisions] == ["Confirmed"]
+    [next_look] = world.lookups.messages
+    assert world.incidents.lookups[CLUSTER.key]["correlationId"] == later.correlation_id
+    assert next_look.body["attempt"] == 1
+
+
+def test_workers_racing_to_open_a_clusters_lookup_open_one(world: World) -> None:
+    second_worker = world.second_worker()  # another instance of the app, on the same storage
+    world.faults.meanwhile("incidents.open_lookup", lambda: second_worker.detector.accept_event(forged(world)))
+    world.detector.accept_event(forged(world))  # found none, and lost the race to open it: joined
+    assert len(world.lookups.messages) == 1 and len(world.incidents.lookups) == 1
+
+
+def test_new_lookups_from_one_burst_are_bounded_and_what_was_dropped_is_counted(world: World) -> None:
+    clusters = [ClusterId(SUB, "rg-fleet", f"aks-{n:03d}") for n in range(300)]
+    with install_for_tests() as otel:
+        for cluster in clusters:
+            world.detector.accept_event(forged(world, cluster))
+        assert len(world.lookups.messages) == MAX_NEW_LOOKUPS
+        assert event_outcomes(otel) == {"queued": MAX_NEW_LOOKUPS, "dropped": 300 - MAX_NEW_LOOKUPS}
+        world.clock.advance(seconds=NEW_LOOKUP_WINDOW.total_seconds() + 1)
+        world.detector.accept_event(forged(world, clusters[-1]))  # the next minute's failures are looked up again
+        assert len(world.lookups.messages) == MAX_NEW_LOOKUPS + 1
+
+
+def test_a_lookup_whose_messages_were_lost_is_opened_again_by_the_next_failure(world: World) -> None:
+    _rotated_elsewhere(world)
+    world.detector.accept_event(forged(world))
+    world.lookups.messages.clear()  # its message was lost (or went to the poison queue)
+    world.clock.advance(minutes=5)
+    world.detector.accept_event(forged(world))
+    assert world.lookups.messages == []  # it may still be running somewhere: joined
+    world.clock.advance(minutes=60)  # far past its timeout: nobody runs it
+    world.detector.accept_event(forged(world))
+    assert len(world.lookups.messages) == 1

@@ -9,7 +9,7 @@ from remediation.errors import PermanentError
 from remediation.events import FailureEvent
 from remediation.health import Health
 from remediation.ids import ClusterId
-from remediation.model import ActivityLogEntry, Status
+from remediation.model import ActivityLogEntry, ClusterInfo, Status
 from remediation.service import RemediationRequest
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, expired_secret_message, make_world
 from tests.otel import install_for_tests
@@ -309,3 +309,26 @@ def test_a_worker_that_dies_before_publishing_an_outcome_leaves_it_to_the_messag
         assert finished.value == 1  # counted once, though told twice
     assert world.faults.crashes == 1
     assert world.outcomes.types() == ["Remediator.Remediation.Succeeded"]
+
+
+def test_the_report_a_reader_asks_for_is_kept_for_minutes_and_says_how_old_it_is(world: World) -> None:
+    first = world.services.health.recent_report()
+    assert first.age == timedelta(0) and world.inventory.queries == 1
+    world.clock.advance(minutes=3)
+    again = world.services.health.recent_report()
+    assert again.report is first.report and again.age == timedelta(minutes=3)
+    assert world.inventory.queries == 1  # no second scan of the fleet's budget
+    world.clock.advance(minutes=3)  # older than REPORT_MAX_AGE: read again
+    fresh = world.services.health.recent_report()
+    assert fresh.report.at == world.clock() and fresh.age == timedelta(0) and world.inventory.queries == 2
+    world.clock.advance(minutes=1)
+    world.services.health.check()  # the daily check reads the fleet afresh, and keeps what it read
+    assert world.inventory.queries == 3 and world.services.health.recent_report().age == timedelta(0)
+
+
+def test_a_cluster_whose_name_the_remediator_refuses_is_left_out_of_the_report_not_the_report(world: World) -> None:
+    # ARM allows Unicode letters in a resource group's name; the remediator takes ASCII names only, by design.
+    odd = f"/subscriptions/{SUB}/resourceGroups/rg-caf\u00e9/providers/Microsoft.ContainerService/managedClusters/aks"
+    world.inventory.also_listed.append(ClusterInfo(odd, "aks", "westeurope", APP_ID, "Succeeded"))
+    report = world.services.health.report()
+    assert {c.cluster.name for c in report.clusters} == {CLUSTER.name, MSI_CLUSTER.name}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from remediation.ids import ClusterId
-from remediation.model import Status
+from remediation.model import ClusterInfo, Status
 from remediation.record import TargetStatus
 from remediation.service import RemediationRequest
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, make_world
@@ -61,6 +61,22 @@ def test_one_expired_application_is_rotated_once_for_every_cluster_it_serves_in_
     assert world.clusters.failed_resets == 0
     view = rotation.view()
     assert {c["clusterResourceId"] for c in view["clusters"]} == {str(t.cluster) for t in rotation.targets}
+
+
+def test_a_co_tenant_whose_name_the_remediator_refuses_is_named_for_a_person_and_the_rest_are_rotated() -> None:
+    # ARM allows Unicode letters in resource group names; the remediator acts only on ASCII names (remediation/ids.py),
+    # so such a cluster is listed for a person, never reset, and does not stop the rotation of the others.
+    world = fleet()
+    odd = (f"/subscriptions/{SUB}/resourceGroups/rg-paiement-\u00e9/providers/Microsoft.ContainerService/"
+           "managedClusters/aks")
+    world.clusters.also_listed.append(ClusterInfo(odd, "aks", "westeurope", APP_ID, "Succeeded"))
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    [rotation] = rotations(world)
+    assert rotation.status is Status.SUCCEEDED, rotation.reason
+    assert world.clusters.resets_by_cluster == {"aks-payments": 1, "aks-payments-2": 1, "aks-orders": 1}
+    discovered = rotation.steps["discover_clusters"].detail
+    assert "1 more left to a person" in discovered and "rg-paiement-\\xe9" in discovered, discovered
 
 
 def test_the_other_clusters_own_failures_join_the_running_rotation_instead_of_minting_again() -> None:

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.functions as func
@@ -286,9 +287,29 @@ OTHER_AND_MALFORMED = {
     "non-string-type": failure({}, event_type=42),
     "no-id": {k: v for k, v in failure({}).items() if k != "id"},
     "from-the-far-past": failure({"operationName": "Microsoft.ContainerService/managedClusters/write",
-                                  "correlationId": "c", "resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-"
-                                  "000000000001/resourceGroups/rg/providers/Microsoft.ContainerService/"
-                                  "managedClusters/aks"}, eventTime="2001-01-01T00:00:00Z"),
+                                  "correlationId": str(uuid.uuid4()),
+                                  "resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/resourceGroups/rg"
+                                                 "/providers/Microsoft.ContainerService/managedClusters/aks"},
+                                 eventTime="2001-01-01T00:00:00Z"),
+    # Correlation ids are GUIDs: anything else would reach the Activity Log's $filter or a log line.
+    "odata-in-correlation-id": failure({"resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/"
+                                        "resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks",
+                                        "operationName": "Microsoft.ContainerService/managedClusters/write",
+                                        "correlationId": "x' or correlationId ne 'y"}),
+    "newline-in-correlation-id": failure({"resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/"
+                                          "resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/"
+                                          "aks", "operationName": "Microsoft.ContainerService/managedClusters/write",
+                                          "correlationId": "0b1e2c3d-0000-4000-8000-000000000001\n"}),
+    # Names outside ARM's rules: a dot segment an HTTP client would collapse, a name ending in a period.
+    "dot-segment-resource-group": failure({"resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/"
+                                           "resourceGroups/../providers/Microsoft.ContainerService/managedClusters/"
+                                           "aks", "operationName": "Microsoft.ContainerService/managedClusters/write",
+                                           "correlationId": "0b1e2c3d-0000-4000-8000-000000000001"}),
+    "resource-group-ending-in-a-period": failure({
+        "resourceUri": "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/resourceGroups/rg-payments./providers/"
+                       "Microsoft.ContainerService/managedClusters/aks",
+        "operationName": "Microsoft.ContainerService/managedClusters/write",
+        "correlationId": "0b1e2c3d-0000-4000-8000-000000000001"}),
 }
 
 
@@ -396,3 +417,49 @@ def test_one_incident_is_one_trace_across_the_queue_hops(app_settings, sandbox: 
     assert [e["type"] for e in published] == ["Remediator.Remediation.Succeeded"]
     assert published[0]["subject"].lower() == cluster_id(sandbox).lower()
     assert published[0]["data"]["remediationId"] == remediation_id
+
+
+def test_control_characters_from_a_request_or_an_event_reach_the_log_as_one_escaped_line(
+        app_settings, sandbox: Sandbox, bearer: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    forged = "x\x1b[2J\r\nERROR remediator: forged line\x85"
+    response = post(json.dumps({"clusterResourceId": cluster_id(sandbox), forged: 1}).encode(), bearer)
+    assert json.loads(response.get_body())["error"]["code"] == "UnknownField"
+    call("on_resource_failure", event_grid_event(failure({
+        "resourceUri": "/subscriptions/x/resourceGroups/r/providers/Microsoft.Web/sites/s",
+        "operationName": "Microsoft.Web/sites/write" + forged, "correlationId": str(uuid.uuid4())})))
+    ours = [r for r in caplog.records if r.name.split(".")[0] in ("remediator", "remediation")]
+    rejected = [r.getMessage() for r in ours if "UnknownField" in r.getMessage()]
+    acknowledged = [r.getMessage() for r in ours if "acknowledged event" in r.getMessage()]
+    assert len(rejected) == 1 and len(acknowledged) == 1
+    for line in rejected + acknowledged:
+        assert r"x\x1b[2J\r\nERROR remediator: forged line\x85" in line
+        assert not any(ord(c) < 0x20 or 0x7f <= ord(c) <= 0x9f for c in line), line
+
+
+def test_the_count_of_ignored_event_types_stays_bounded_however_many_types_arrive(app_settings) -> None:
+    before = sum(function_app.ignored_events.values())
+    for number in range(300):
+        call("on_resource_failure", event_grid_event(failure({}, event_type=f"Contoso.Made.Up{number}")))
+    assert sum(function_app.ignored_events.values()) == before + 300  # each is counted
+    assert len(function_app.ignored_events) <= function_app.MAX_IGNORED_KINDS + 1  # the rest under "other"
+
+
+def test_concurrent_health_reads_share_one_scan_and_the_report_says_how_old_it_is(
+        app_settings, sandbox: Sandbox, bearer: dict[str, str], admin) -> None:
+    function_app.services()
+    # A slow Resource Graph, so that the six requests overlap.
+    admin("faults", {"api": "arm", "kind": "latency", "seconds": 0.5, "count": 10,
+                     "route": "POST Microsoft.ResourceGraph/resources"})
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(lambda _: health(bearer), range(6)))
+    assert [r.status_code for r in responses] == [200] * 6
+    spent = sandbox.snapshot()["requests"]
+    assert spent["arm"]["POST Microsoft.ResourceGraph/resources"] == 1 and spent["graph"]["POST /$batch"] == 1
+    bodies = [json.loads(r.get_body()) for r in responses]
+    assert len({b["generatedAt"] for b in bodies}) == 1
+    later = health(bearer, "?health=expired")  # moments later: the same report, not another scan
+    body = json.loads(later.get_body())
+    assert body["generatedAt"] == bodies[0]["generatedAt"] and [c["name"] for c in body["value"]] == ["aks-payments"]
+    assert body["ageSeconds"] >= 0 and later.headers["Age"] == str(int(body["ageSeconds"]))
+    assert sandbox.snapshot()["requests"] == spent

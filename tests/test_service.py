@@ -16,6 +16,7 @@ from remediation.ids import ClusterId
 from remediation.model import Status
 from remediation.procedures import STEPS
 from remediation.reconcile import Decision
+from remediation.record import TargetStatus
 from remediation.runner import LEASE, STALLED_AFTER, WorkItem
 from remediation.service import RemediationRequest
 from remediation.steps import MAX_RESET_ATTEMPTS, vault_secret_name
@@ -341,3 +342,44 @@ def test_cluster_ids_are_parsed_case_insensitively() -> None:
 def test_malformed_work_messages_are_rejected(body: bytes) -> None:
     with pytest.raises(InvalidInputError):
         WorkItem.from_message(body)
+
+
+def _with_group(group: str, name: str = CLUSTER.name) -> str:
+    return f"/subscriptions/{SUB}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}"
+
+
+# ARM's rules (Microsoft Learn, "Naming rules and restrictions for Azure resources"): a resource group is 1-90
+# letters, digits, underscores, parentheses, hyphens and periods, not ending in a period (ASCII only, by choice);
+# an AKS cluster 1-63 letters, digits, underscores and hyphens, starting and ending with a letter or digit.
+@pytest.mark.parametrize("cluster_id", [
+    _with_group("."), _with_group(".."), _with_group("rg-payments."), _with_group("rg-pay\u00e9"),
+    _with_group("rg\uff0dpayments"), _with_group("r" * 91), _with_group("rg payments"), _with_group("rg%2e%2e"),
+    _with_group("rg-payments", "aks\n") + "/agentPools/np1", _with_group("rg-payments", "aks\u0661"),
+    _with_group("rg-payments", "-aks"), _with_group("rg-payments", "a" * 64), _with_group("rg\x1b[31m"),
+])
+def test_names_outside_arms_rules_are_refused_so_no_client_can_rewrite_the_path(cluster_id: str) -> None:
+    with pytest.raises(InvalidInputError) as refused:
+        ClusterId.parse(cluster_id, allow_child=True)
+    assert refused.value.code == "InvalidClusterResourceId"
+    with pytest.raises(InvalidInputError):
+        RemediationRequest.from_json(json.dumps({"clusterResourceId": cluster_id}).encode())
+
+
+@pytest.mark.parametrize("group", ["rg.payments", "(rg)_1-a", "r" * 90, "a", "rg.-_()"[:-1] + "x"])
+def test_names_inside_arms_rules_are_taken(group: str) -> None:
+    assert ClusterId.parse(_with_group(group)).resource_group == group
+
+
+def test_a_cluster_repaired_by_hand_while_the_worker_lay_dead_before_its_reset_is_not_reset(world: World) -> None:
+    # Found by the property model (tests/test_properties.py): the worker counted its reset attempt and died before
+    # calling AKS; a person fixed the cluster by hand at that very moment; the resumed rotation must look again
+    # (the cluster changed successfully after the decision) instead of re-imaging a working cluster.
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.faults.die_at("clusters.begin_reset")
+    while not world.faults.crashes:
+        assert world.deliver_visible(), "the worker never reached the reset"
+    world.clusters.fix_by_hand(CLUSTER)
+    world.drain()
+    [remediation] = world.store.all()
+    assert world.clusters.resets_started == 0 and world.clusters.healthy_resets == []
+    assert (remediation.targets[0].status, remediation.targets[0].code) == (TargetStatus.SKIPPED, "FixedMeanwhile")

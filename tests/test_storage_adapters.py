@@ -147,3 +147,20 @@ def test_decisions_are_listed_newest_first_and_per_cluster(azurite: Azurite, uni
     assert incidents.record_incident("k", {"remediation_id": "other"}) is False  # insert-if-absent
     assert incidents.get_incident("k") == {"remediation_id": "r"}
     assert incidents.get_incident("missing") is None
+
+
+def test_a_clusters_pending_lookup_is_opened_once_joined_by_etag_and_closed_only_unchanged(
+        azurite: Azurite, unique_name: str) -> None:
+    table = StorageTarget(connection_string=azurite.connection_string).table(unique_name)
+    TableRemediationStore(table).ensure_table()
+    incidents = TableIncidentStore(table)
+    opened = [incidents.open_lookup("cluster-key", {"correlationId": f"c{n}"}) for n in range(3)]
+    assert opened == [True, False, False]  # insert-if-absent: one per cluster across workers
+    fields, etag = incidents.get_lookup("cluster-key") or ({}, "")
+    assert fields == {"correlationId": "c0"}
+    assert incidents.replace_lookup("cluster-key", {"correlationId": "newer"}, etag) is True
+    assert incidents.replace_lookup("cluster-key", {"correlationId": "stale"}, etag) is False  # changed since read
+    assert incidents.close_lookup("cluster-key", etag) is False  # a newer failure joined: not closed
+    fields, etag = incidents.get_lookup("cluster-key") or ({}, "")
+    assert fields == {"correlationId": "newer"} and incidents.close_lookup("cluster-key", etag) is True
+    assert incidents.get_lookup("cluster-key") is None and incidents.close_lookup("cluster-key", etag) is True

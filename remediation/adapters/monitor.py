@@ -13,6 +13,7 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.monitor import MonitorManagementClient
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.odata import literal
 from remediation.model import ActivityLogEntry
 
 CLUSTER_OPERATION_PREFIX = "microsoft.containerservice/managedclusters"
@@ -40,9 +41,10 @@ class MonitorActivityLog:
                               correlation_id: str | None = None) -> list[ActivityLogEntry]:
         # The API allows one narrowing term besides the time range (its documented patterns), so
         # status and operation are filtered here.
-        narrowing = (f"correlationId eq '{correlation_id}'" if correlation_id
-                     else "resourceProvider eq 'Microsoft.ContainerService'")
-        query = (f"eventTimestamp ge '{_iso(since)}' and eventTimestamp le '{_iso(until)}' and {narrowing}")
+        narrowing = (f"correlationId eq {literal(correlation_id)}" if correlation_id
+                     else f"resourceProvider eq {literal('Microsoft.ContainerService')}")
+        query = (f"eventTimestamp ge {literal(_iso(since))} and eventTimestamp le {literal(_iso(until))}"
+                 f" and {narrowing}")
         try:
             entries = [
                 ActivityLogEntry(

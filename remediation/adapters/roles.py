@@ -21,6 +21,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.odata import literal
 from remediation.errors import PermanentError, PrincipalNotReplicatedError
 from remediation.model import RoleAssignment
 
@@ -47,7 +48,7 @@ class ArmRoleAssignments:
     def list_for_principal(self, subscription_id: str, principal_id: str) -> list[RoleAssignment]:
         try:
             found = self._client(subscription_id).role_assignments.list_for_subscription(
-                filter=f"principalId eq '{principal_id}'")
+                filter=f"principalId eq {literal(principal_id)}")
             return [_assignment(a) for a in found]
         except AzureError as err:
             raise translate(err, f"listing the role assignments of principal {principal_id}") from err

@@ -32,6 +32,7 @@ INCIDENT_PARTITION = "incident"
 DECISION_PARTITION = "decision"
 CHECKPOINT_PARTITION = "sweep-checkpoint"
 LEDGER_PARTITION = "reset-ledger"
+LOOKUP_PARTITION = "pending-lookup"  # one row per cluster with a failure lookup pending, keyed by its cluster key
 # How a transaction's claim operation fails when another worker holds or changed the claim.
 _CLAIM_LOST = frozenset({"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound"})
 # Decision rows sort newest first: their RowKey starts with the time counted down from here.
@@ -302,6 +303,44 @@ class TableIncidentStore:
                                        "at": at.isoformat()}, mode=UpdateMode.REPLACE)
         except AzureError as err:
             raise translate(err, "saving the sweep checkpoint") from err
+
+    def open_lookup(self, cluster_key: str, fields: dict[str, Any]) -> bool:
+        try:
+            self._table.create_entity({"PartitionKey": LOOKUP_PARTITION, "RowKey": cluster_key, **fields})
+        except ResourceExistsError:
+            return False
+        except AzureError as err:
+            raise translate(err, "recording a pending lookup") from err
+        return True
+
+    def get_lookup(self, cluster_key: str) -> tuple[dict[str, Any], str] | None:
+        try:
+            entity = self._table.get_entity(LOOKUP_PARTITION, cluster_key)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as err:
+            raise translate(err, "reading a pending lookup") from err
+        return {k: v for k, v in entity.items() if k not in ("PartitionKey", "RowKey")}, entity.metadata["etag"]
+
+    def replace_lookup(self, cluster_key: str, fields: dict[str, Any], etag: str) -> bool:
+        try:
+            self._table.update_entity({"PartitionKey": LOOKUP_PARTITION, "RowKey": cluster_key, **fields},
+                                      mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        except AzureError as err:
+            raise translate(err, "updating a pending lookup") from err
+        return True
+
+    def close_lookup(self, cluster_key: str, etag: str) -> bool:
+        try:
+            self._table.delete_entity(LOOKUP_PARTITION, cluster_key, etag=etag,
+                                      match_condition=MatchConditions.IfNotModified)
+        except ResourceModifiedError:
+            return False
+        except AzureError as err:
+            raise translate(err, "closing a pending lookup") from err
+        return True
 
 
 class StorageWorkQueue:
