@@ -12,6 +12,13 @@
               profile reset
     orphans   applications the remediator owns that no cluster uses any more, reported with their
               passwords' end dates and the command to delete them; nothing deleted
+    attacks   the replacement under attack (issue 17), by another identity of the tenant acting only over Graph:
+              impostor-after-create / impostor-before-create: the worker is killed just after (before) its
+              create of the application; meanwhile the attacker (a member user) registers an application with
+              the name the remediator gives its own (predictable from the remediation id any reader sees) and
+              adds the remediator as co-owner; copied-nonce: the attacker also copies the notes of the remediator's new
+              application (any reader of applications sees them) and then leaves the remediator sole owner;
+              lost-503: Graph commits the create and answers 503
 
 Everything the scenarios plant they plant as a platform team would: role assignments with ARM's PUT, the
 application's deletion with Graph's DELETE, both as the operator; clusters and applications through the
@@ -118,7 +125,7 @@ def _deleted_application_with_roles(world: World) -> dict[str, Any]:
         world.assign(scope, role, principal)
     before = world.roles_of(principal)
     world.operator_call("DELETE", "graph", f"/applications/{old['objectId']}")
-    return {"appId": old["appId"], "principalId": principal, "roles": before}
+    return {"appId": old["appId"], "displayName": old["displayName"], "principalId": principal, "roles": before}
 
 
 def _upgrade_fails(world: World, name: str = "aks-payments") -> str:
@@ -275,7 +282,96 @@ def orphans(**settings: str) -> dict[str, Any]:
         }
 
 
-SCENARIOS = {"replace": replace, "crashes": crashes, "plan": plan, "aad": aad, "orphans": orphans}
+class Attacker:
+    """A member user of the tenant, with Entra ID's default user permissions (read every application, register
+    applications, manage the ones the user owns and their owners), acting only over Microsoft Graph with the token
+    the Azure CLI would hold for the user."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.user = world.admin("POST", "users", {"displayName": "Mallory Contractor"})
+
+    def token(self) -> str:
+        return self.world.admin("POST", f"users/{self.user['id']}/token", {})["accessToken"]
+
+    def graph(self, method: str, path: str, body: Any = None) -> Any:
+        token = self.token()
+        status, payload = _call(method, f"{self.world.sandbox.endpoints['graph']}/v1.0{path}", body,
+                                headers={"Authorization": f"Bearer {token}"}, ca=self.world.sandbox.ca_path)
+        if status >= 400:
+            raise RuntimeError(f"attacker {method} {path}: {status} {payload[:300]!r}")
+        return json.loads(payload or b"null")
+
+    def principal_of(self, app_id: str) -> str:
+        return self.graph("GET", f"/servicePrincipals(appId='{app_id}')")["id"]
+
+    def plant(self, display_name: str, *, notes: str | None = None, leave: bool = False) -> dict[str, Any]:
+        """An application named `display_name` (with `notes`), with the remediator added as co-owner; `leave`: the
+        attacker then removes itself, so the remediator is the sole owner."""
+        app = self.graph("POST", "/applications", {"displayName": display_name, **({"notes": notes} if notes else {})})
+        remediator = self.principal_of(self.world.sandbox.remediator.client_id)
+        self.graph("POST", f"/applications/{app['id']}/owners/$ref",
+                   {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{remediator}"})
+        if leave:
+            self.graph("DELETE", f"/applications/{app['id']}/owners/{self.user['id']}/$ref")
+        return app
+
+
+ATTACKS = ("impostor-after-create", "impostor-before-create", "copied-nonce", "lost-503")
+
+
+def attacks(variants: tuple[str, ...] = ATTACKS, **settings: str) -> list[dict[str, Any]]:
+    """The replacement while another identity of the tenant attacks it (see the module's docstring): what each
+    application got, and what the remediator did."""
+    found = []
+    for variant in variants:
+        with identity_world(REMEDIATOR_REPLACE_DELETED="replace", **settings) as world:
+            old = _deleted_application_with_roles(world)
+            attacker = Attacker(world)
+            fault = ({"api": "graph", "route": "POST /applications", "kind": "error_after_commit", "status": 503}
+                     if variant == "lost-503" else
+                     {"api": "graph", "route": "POST /applications", "kind": "kill_worker",
+                      "when": "before" if variant == "impostor-before-create" else "after"})
+            world.admin("POST", "faults", {**fault, "count": 1})
+            pid = world.worker.pid
+            _upgrade_fails(world)
+            planted = None
+            if variant != "lost-503":
+                world.wait(lambda pid=pid: world.worker.pid not in (None, pid), 120, "the worker killed at its create")
+                # What any reader of the API sees: the remediation's id, hence the name its application will have.
+                world.wait(world.remediations, 60, "the restarted worker to answer")
+                [remediation] = world.remediations()
+                name = f"{old['displayName']} (aks-sp-remediator {remediation['id'][:12]})"
+                ours = [a for a in attacker.graph("GET", "/applications")["value"] if a["displayName"] == name]
+                planted = attacker.plant(name, notes=ours[0]["notes"] if variant == "copied-nonce" else None,
+                                         leave=variant == "copied-nonce")
+            world.wait(world.quiet, 300, f"the replacement to end ({variant})")
+            snapshot = world.snapshot()
+            [remediation] = world.remediations()
+            _, shown = world.api("GET", f"remediations/{remediation['id']}")
+            apps = [a for a in snapshot["applications"] if "(aks-sp-remediator " in a["displayName"]]
+            cluster = world.cluster("aks-payments")
+            attacker_app = next((a for a in apps if planted and a["objectId"] == planted["id"]), None)
+            writes = world.writes_by_remediator()
+            found.append({
+                "variant": variant, "status": remediation["status"], "code": (shown.get("error") or {}).get("code"),
+                "reason": remediation["reason"],
+                "applications": len(apps), "ownApplications": len([a for a in apps if a is not attacker_app]),
+                "remediatorCreates": writes.get("graph POST /applications", 0),
+                "clusterOnAttackerApp": bool(attacker_app) and cluster["clientId"] == attacker_app["appId"],
+                "attackerAppRoles": sorted(r[1] for r in world.roles_of(attacker_app["servicePrincipalObjectId"]))
+                if attacker_app and attacker_app.get("servicePrincipalObjectId") else [],
+                "attackerAppPasswords": len(attacker_app["passwords"]) if attacker_app else 0,
+                "roleWrites": writes.get("arm PUT roleAssignments/{name}", 0),
+                "resets": cluster["writes"]["reset"], "secretValidNow": cluster["secretValidNow"],
+                "clusterOnOwnApp": any(a["appId"] == cluster["clientId"] and a is not attacker_app
+                                       and a["owners"] == [world.sandbox.remediator.client_id] for a in apps),
+                "seconds": round(time.monotonic() - world.started, 1)})
+    return found
+
+
+SCENARIOS = {"replace": replace, "crashes": crashes, "plan": plan, "aad": aad, "orphans": orphans,
+             "attacks": attacks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,9 +66,10 @@ class Scope:
 
     def refusal(self, cluster: ClusterId) -> tuple[str, str] | None:
         """(reason code, message) if the cluster is out of scope, else None."""
-        return self._refusal(cluster.subscription_id, cluster.resource_group)
+        return self.refusal_at(cluster.subscription_id, cluster.resource_group)
 
-    def _refusal(self, subscription_id: str, resource_group: str) -> tuple[str, str] | None:
+    def refusal_at(self, subscription_id: str, resource_group: str) -> tuple[str, str] | None:
+        """(reason code, message) if the resource group is out of scope, else None."""
         sub, group = subscription_id.lower(), resource_group.lower()
         if refusal := self.refusal_of_subscription(sub):
             return refusal
@@ -89,7 +90,7 @@ class Scope:
         subscriptions = self._candidate_subscriptions(other)
         for sub in sorted(subscriptions):
             for group in sorted(self._candidate_groups(other, sub)):
-                if self._refusal(sub, group) is None and other._refusal(sub, group) is None:
+                if self.refusal_at(sub, group) is None and other.refusal_at(sub, group) is None:
                     return sub, group
         return None
 

@@ -91,6 +91,17 @@ class Application:
     display_name: str
     passwords: tuple[PasswordInfo, ...] = ()
     owner_ids: frozenset[str] | None = None  # the owners' object ids, when read ($expand=owners)
+    notes: str = ""  # when read (a replacement's creation nonce is there)
+    certificates: int = 0  # keyCredentials, when read
+
+
+@dataclass(frozen=True)
+class ServicePrincipal:
+    """An application's service principal, as a replacement checks it before using it."""
+
+    object_id: str
+    owner_ids: frozenset[str] = frozenset()
+    credentials: int = 0  # its own passwords and certificates (a principal's, apart from its application's)
 
 
 @dataclass(frozen=True)

@@ -127,13 +127,14 @@ class Remediation:
     vault_secret_version: str | None = None
     propagation_started_at: str | None = None
     propagation_successes: int = 0
-    # A replacement: the deleted principal, the new application (created once: `app_create_started_at` is set
-    # before the create, so a run that finds it set looks for the application before creating another), and the
-    # role assignments carried over: [{"scope", "roleDefinitionId", "role", "status", "detail"}], from
-    # `roles_started_at` (ARM's replication wait has its own budget, apart from the secret's propagation).
+    # A replacement: the deleted principal, the new application (created once: `app_nonce`, random, is recorded
+    # before the create and written into the application's notes, so a run that finds it set looks for the one
+    # application carrying it before creating another; never shown), and the role assignments carried over:
+    # [{"scope", "roleDefinitionId", "role", "status", "detail"}], from `roles_started_at` (ARM's replication wait
+    # has its own budget, apart from the secret's propagation).
     old_principal_id: str | None = None
     old_display_name: str | None = None
-    app_create_started_at: str | None = None
+    app_nonce: str | None = field(default=None, repr=False)
     new_client_id: str | None = None
     new_app_object_id: str | None = None
     new_principal_id: str | None = None

@@ -9,19 +9,26 @@ Between them run the rotation's own steps (remediation/steps.py): the new applic
 password is minted and stored in Key Vault before anything else, Entra ID must accept it several
 times in a row, and each cluster is reset to the new client id and secret and verified.
 
-Every write is recorded before it is made and found again after a crash: the application by its
-name among those the remediator owns, the role assignments by names derived from (scope,
-principal, role), which ARM treats as the same assignment when created again. Nothing is written
-before the old principal's role assignments are known and every one of them may be given
-(REMEDIATOR_ASSIGNABLE_ROLE_IDS): a cluster is never moved to a principal that lacks what it had.
+Every write is recorded before it is made and found again after a crash: the role assignments by names derived
+from (scope, principal, role), which ARM treats as the same assignment when created again; the application by a
+random creation nonce, recorded before the create and written into its notes. A name proves nothing (anyone may
+register one, and an owner of an application may add the remediator as co-owner), so an application found after a
+crash is adopted only when it carries the nonce, the remediator is its only owner, and it holds no credential of any
+kind (nothing could sign in as it yet); two candidates, or one that fails these, stop the replacement with a reason
+for a person. The creates themselves are not idempotent and never retried automatically: after an error or a lost
+answer the next run looks before it creates. Nothing is written before the old principal's role assignments are known
+and every one of them may be given (REMEDIATOR_ASSIGNABLE_ROLE_IDS, inside the scope guardrails): a cluster is never
+moved to a principal that lacks what it had.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 
-from remediation.errors import PermanentError, PrincipalNotReplicatedError
+from remediation.errors import ConflictError, PermanentError, PrincipalNotReplicatedError
+from remediation.model import Application
 from remediation.ports import RoleAssignments
 from remediation.record import Remediation
 from remediation.steps import Done, Outcome, StepContext, Wait, password_name, vault_secret_name
@@ -29,6 +36,7 @@ from remediation.steps import Done, Outcome, StepContext, Wait, password_name, v
 MANAGEMENT_GROUPS = "/providers/microsoft.management/managementgroups/"
 
 ASSIGNED, PENDING = "Assigned", "Pending"
+_NONCE_LABEL = "Creation nonce"  # in the new application's notes, which only its owners may write
 # A namespace of our own for uuid5 names: the same (scope, principal, role) always gets the same assignment name.
 _ASSIGNMENT_NAMES = uuid.UUID("5b0e3c1e-9a57-4f2e-9d0c-6a1f3b7e2c41")
 
@@ -74,22 +82,71 @@ def find_old_principal(ctx: StepContext, r: Remediation) -> Outcome:
 
 
 def create_application(ctx: StepContext, r: Remediation) -> Outcome:
-    if not ctx.config.owner_id:
-        raise PermanentError("REMEDIATOR_PRINCIPAL_ID is not set: a replacement must be able to find the"
-                             " application it created again after a crash", code="InvalidConfiguration")
+    owner = (ctx.config.owner_id or "").lower()
+    if not owner:
+        raise PermanentError("REMEDIATOR_PRINCIPAL_ID is not set: a replacement must be able to tell the"
+                             " application it created from any other", code="InvalidConfiguration")
     name = application_name(r)
     if not r.new_client_id:
-        found = ctx.directory.find_owned_application(ctx.config.owner_id, name) if r.app_create_started_at else None
+        found = _created_earlier(ctx, r, owner) if r.app_nonce else None
         if found is None:
-            r.app_create_started_at = ctx.clock().isoformat()
-            ctx.checkpoint(r)  # recorded before the create: a run that dies now looks for it first
-            found = ctx.directory.create_application(name, notes=f"Replaces deleted application {r.client_id} for"
-                                                     f" AKS clusters (aks-sp-remediator remediation {r.id}).")
+            r.app_nonce = r.app_nonce or secrets.token_hex(16)
+            ctx.checkpoint(r)  # recorded before the create: a run that dies now, or loses the answer, looks first
+            found = ctx.directory.create_application(name, notes=_notes(r))
         r.new_client_id, r.new_app_object_id = found.app_id.lower(), found.object_id
         ctx.checkpoint(r)
-    r.new_principal_id = ctx.directory.ensure_service_principal(r.new_client_id)
+    r.new_principal_id = _service_principal(ctx, r, owner)
     return Done("ApplicationCreated", f"application {r.new_client_id} ('{name}') with service principal"
                                       f" {r.new_principal_id}")
+
+
+def _notes(r: Remediation) -> str:
+    return (f"Replaces deleted application {r.client_id} for AKS clusters (aks-sp-remediator remediation {r.id})."
+            f" {_NONCE_LABEL} {r.app_nonce}.")
+
+
+def _created_earlier(ctx: StepContext, r: Remediation, owner: str) -> Application | None:
+    """The application an earlier run of this step created, if it did: the one application the remediator owns whose
+    notes carry this remediation's nonce. PermanentError (nothing adopted) for two such applications, or for one that
+    someone else also owns or that holds any credential: it is not provably the remediator's alone."""
+    marker = f"{_NONCE_LABEL} {r.app_nonce}."
+    candidates = [a for a in ctx.directory.list_owned_applications(owner) if marker in a.notes]
+    if not candidates:
+        return None
+    if len(candidates) > 1:
+        raise PermanentError(f"{len(candidates)} applications ({', '.join(sorted(a.app_id for a in candidates))})"
+                             " carry this replacement's creation nonce; none is used: a person must look at them",
+                             code="AmbiguousReplacement")
+    (app,) = candidates
+    others = sorted((app.owner_ids or frozenset({"<unread>"})) - {owner})
+    credentials = len(app.passwords) + app.certificates + ctx.directory.count_federated_credentials(app.object_id)
+    if others or credentials:
+        reasons = ([f"it is also owned by {', '.join(others)}"] if others else []) + (
+            [f"it holds {credentials} credential(s) the remediator did not add"] if credentials else [])
+        raise PermanentError(f"application {app.app_id} carries this replacement's creation nonce but is not the"
+                             f" remediator's alone ({'; '.join(reasons)}); it is not used: a person must look",
+                             code="ReplacementNotAdoptable")
+    return app
+
+
+def _service_principal(ctx: StepContext, r: Remediation, owner: str) -> str:
+    """The new application's service principal, created once: looked for first, since a create whose answer was lost
+    may have happened. One someone else owns, or with credentials of its own, is not used."""
+    app_id = r.new_client_id or ""
+    found = ctx.directory.get_service_principal(app_id)
+    if found is None:
+        try:
+            return ctx.directory.create_service_principal(app_id)
+        except ConflictError:  # made meanwhile (by whom, the checks below tell)
+            found = ctx.directory.get_service_principal(app_id)
+            if found is None:
+                raise
+    others = sorted(found.owner_ids - {owner})
+    if others or found.credentials:
+        raise PermanentError(f"the service principal {found.object_id} of application {app_id} is also owned by"
+                             f" {', '.join(others) or 'no one else'} and holds {found.credentials} credential(s) of"
+                             " its own; it is not used: a person must look", code="ReplacementNotAdoptable")
+    return found.object_id
 
 
 def carry_over_roles(ctx: StepContext, r: Remediation) -> Outcome:
@@ -144,9 +201,24 @@ def _roles(ctx: StepContext) -> RoleAssignments:
 
 
 def _refusal(ctx: StepContext, entry: dict[str, str]) -> str | None:
-    if MANAGEMENT_GROUPS in entry["scope"].lower():
+    """Why the remediator may not give this assignment, or None. The scope guardrails apply to every write, a role
+    assignment's included: a role in a denied subscription or resource group is refused like a reset there."""
+    scope = entry["scope"]
+    if MANAGEMENT_GROUPS in scope.lower():
         return "a management group scope: the remediator assigns roles only in subscriptions"
     allowed = ctx.config.guardrails.assignable_roles
     if allowed and entry["role"] not in allowed:
         return "not among REMEDIATOR_ASSIGNABLE_ROLE_IDS (the condition of its role assignment rights)"
+    subscription, group = _segment(scope, "subscriptions"), _segment(scope, "resourcegroups")
+    guardrails = ctx.config.guardrails.scope
+    refusal = guardrails.refusal_at(subscription, group) if group else guardrails.refusal_of_subscription(subscription)
+    if refusal:
+        return f"{refusal[0]}: {refusal[1]}"
     return None
+
+
+def _segment(resource_id: str, key: str) -> str:
+    """The value after `key` in an ARM id (case-insensitive), or ""."""
+    parts = resource_id.strip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    return parts[lowered.index(key) + 1] if key in lowered[:-1] else ""

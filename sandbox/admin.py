@@ -56,6 +56,8 @@ class AdminApi(Api):
         self.route("PATCH", r"/_sandbox/applications/(?P<appid>[^/]+)", "PATCH applications/{appId}",
                    self.update_application)
         self.route("POST", r"/_sandbox/remediators", "POST remediators", self.add_remediator)
+        self.route("POST", r"/_sandbox/users", "POST users", self.add_user)
+        self.route("POST", r"/_sandbox/users/(?P<user>[^/]+)/token", "POST users/{id}/token", self.user_token)
         self.route("POST", r"/_sandbox/cloud", "POST cloud", self.set_cloud)
         self.route("POST", r"/_sandbox/flexregions", "POST flexregions", self.set_flex_regions)
         self.route("POST", r"/_sandbox/clusters", "POST clusters", self.add_cluster)
@@ -162,6 +164,27 @@ class AdminApi(Api):
 
     def update_application(self, request: Request) -> Response:
         return Response(200, update_application_grants(self.state, request.params["appid"], self._object(request)))
+
+    def add_user(self, request: Request) -> Response:
+        """`{"displayName"}` -> `{"id", "displayName", "userPrincipalName"}`: a member user of the tenant (with
+        Entra ID's default user permissions; sandbox/state.py MemberUser)."""
+        name = self._object(request).get("displayName")
+        if not isinstance(name, str) or not 0 < len(name) <= 120:
+            raise ApiError(400, "InvalidUser", "displayName must be a string of 1-120 characters")
+        user = self.state.add_user(name)
+        return Response(201, {"id": user.object_id, "displayName": user.display_name,
+                              "userPrincipalName": user.user_principal_name})
+
+    def user_token(self, request: Request) -> Response:
+        """`{"resource"?: "https://graph.microsoft.com"}` -> `{"accessToken"}`: the user's delegated token, as `az
+        account get-access-token --resource ...` gives it after `az login` (the sign-in itself is not simulated)."""
+        user = self.state.users.get(request.params["user"].lower())
+        if user is None:
+            raise ApiError(404, "UserNotFound", f"No member user has the id '{request.params['user']}'.")
+        resource = self._object(request).get("resource", "https://graph.microsoft.com")
+        if not isinstance(resource, str) or not any(resource in accepted for accepted in self.state.audiences.values()):
+            raise ApiError(400, "InvalidResource", "resource must be an audience the sandbox's APIs accept")
+        return Response(200, {"accessToken": self.state.issue_user_token(user, resource)})
 
     def add_remediator(self, request: Request) -> Response:
         planted, created = create_remediator(self.state, self._object(request))

@@ -184,7 +184,8 @@ class RoleAssignments:
         start = _skip(request.query.get("$skipToken", "0"))
         with self.state.lock:
             size = self.state.role_assignment_page_size
-            found = [a for a in self.state.role_assignments.values()
+            # ARM promises no order: a seeded permutation, the same on every page (SandboxState.unordered).
+            found = [a for a in self.state.unordered(self.state.role_assignments.values(), key=lambda a: a.name)
                      if _reaches(a.scope, scope, reach) and (principal_id is None or a.principal_id == principal_id)]
             body: dict[str, Any] = {"value": [self.body(a) for a in found[start:start + size]]}
         if start + size < len(found):

@@ -75,8 +75,10 @@ from sandbox.state import (
     GRAPH_OWNED_BY,
     GRAPH_READ_ALL,
     GRAPH_READ_WRITE_ALL,
+    MEMBER_USER,
     ApiError,
     Application,
+    MemberUser,
     SandboxState,
     default_api,
     parse_time,
@@ -115,6 +117,15 @@ class GraphApi(Api):
         self.route("DELETE", app, "DELETE /applications/{id}", self.delete_application)
         self.route("POST", rf"{app}/addPassword", "POST /applications/{id}/addPassword", self.add_password)
         self.route("POST", rf"{app}/removePassword", "POST /applications/{id}/removePassword", self.remove_password)
+        for owned, label in ((app, "applications"), (principal, "servicePrincipals")):
+            self.route("GET", rf"{owned}/owners", f"GET /{label}/{{id}}/owners", self.list_owners)
+            self.route("POST", rf"{owned}/owners/\$ref", f"POST /{label}/{{id}}/owners/$ref", self.add_owner)
+            self.route("DELETE", rf"{owned}/owners/(?P<owner>{_GUID})/\$ref", f"DELETE /{label}/{{id}}/owners/$ref",
+                       self.remove_owner)
+        self.route("GET", rf"{app}/federatedIdentityCredentials", "GET /applications/{id}/federatedIdentityCredentials",
+                   self.list_federated_credentials)
+        self.route("POST", rf"{app}/federatedIdentityCredentials",
+                   "POST /applications/{id}/federatedIdentityCredentials", self.add_federated_credential)
         self.route("GET", r"/v1\.0/servicePrincipals", "GET /servicePrincipals", self.list_service_principals)
         self.route("POST", r"/v1\.0/servicePrincipals", "POST /servicePrincipals", self.create_service_principal)
         self.route("GET", r"/v1\.0/servicePrincipals\(appId='(?P<appid>[^']*)'\)", "GET /servicePrincipals(appId=)",
@@ -152,29 +163,31 @@ class GraphApi(Api):
 
     # ------------------------------------------------------------------ who may do what
 
-    def _authenticated(self, request: Request) -> Application:
-        """The calling application, whose token Graph accepts."""
-        caller = self.state.caller(request.headers.get("authorization"), "graph")
+    def _authenticated(self, request: Request) -> Application | MemberUser:
+        """The calling application, or member user, whose token Graph accepts."""
+        authorization = request.headers.get("authorization")
+        caller = self.state.caller(authorization, "graph") or self.state.user_caller(authorization, "graph")
         if caller is None:
             raise ApiError(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
         return caller
 
-    def _caller(self, request: Request) -> Application:
-        """The calling application, which must hold a Graph permission that reads applications."""
+    def _caller(self, request: Request) -> Application | MemberUser:
+        """The caller, which must hold a Graph permission that reads applications (a member user reads them all)."""
         caller = self._authenticated(request)
-        if not caller.graph_permissions & GRAPH_APPLICATION_READERS:
+        if not caller.graph_permissions & (GRAPH_APPLICATION_READERS | {MEMBER_USER}):
             raise _denied()
         return caller
 
-    def _may_write(self, caller: Application, app: Application) -> None:
+    def _may_write(self, caller: Application | MemberUser, app: Application) -> None:
         if GRAPH_READ_WRITE_ALL in caller.graph_permissions:
             return
-        if GRAPH_OWNED_BY in caller.graph_permissions and caller.app_id in app.owners:
+        if caller.graph_permissions & {GRAPH_OWNED_BY, MEMBER_USER} and caller.app_id in app.owners:
             return
         raise _denied()
 
-    def _may_create(self, caller: Application) -> None:
-        if not caller.graph_permissions & {GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL}:
+    def _may_create(self, caller: Application | MemberUser) -> None:
+        """OwnedBy and ReadWrite.All create applications; so does a member user (Users can register applications)."""
+        if not caller.graph_permissions & {GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL, MEMBER_USER}:
             raise _denied()
 
     def _may_read_all(self, caller: Application) -> None:
@@ -204,7 +217,7 @@ class GraphApi(Api):
             "publicClient": {"redirectUris": []}, "info": _INFO, "keyCredentials": [],
             "parentalControlSettings": {"countriesBlockedForMinors": [], "legalAgeGroupRule": "Allow"},
             "passwordCredentials": [p.graph() for p in app.passwords], "requiredResourceAccess": [],
-            "uniqueName": app.unique_name,
+            "uniqueName": app.unique_name, "notes": app.notes,
             "web": {"redirectUris": [], "homePageUrl": None, "logoutUrl": None,
                     "implicitGrantSettings": {"enableIdTokenIssuance": False, "enableAccessTokenIssuance": False}},
             "windows": None,
@@ -244,13 +257,20 @@ class GraphApi(Api):
         return {f.strip() for f in match.group("select").split(",") if f.strip()} if match.group("select") else set()
 
     def _owners(self, app: Application, fields: set[str]) -> list[dict[str, Any]]:
-        """The owners' service principals (owners are kept as the owning identities' appIds)."""
+        """The application's owners' service principals (owners are kept as the owning identities' appIds)."""
+        return self._owner_bodies(app.owners, fields)
+
+    def _owner_bodies(self, owners: set[str], fields: set[str]) -> list[dict[str, Any]]:
+        """Owners are service principals (kept by their appIds) and member users (by their object ids)."""
         with self.state.lock:
-            owners = [self.state.applications[a] for a in sorted(app.owners) if a in self.state.applications
-                      and self.state.applications[a].has_service_principal]
-        return [{"@odata.type": "#microsoft.graph.servicePrincipal",
-                 **{k: v for k, v in self.service_principal_body(o).items() if not fields or k in fields}}
-                for o in owners]
+            principals = [(o.sp_object_id, "servicePrincipal", self.service_principal_body(o))
+                          for o in (self.state.applications.get(a) for a in owners) if o and o.has_service_principal]
+            users = [(u.object_id, "user", {"id": u.object_id, "displayName": u.display_name,
+                                            "userPrincipalName": u.user_principal_name})
+                     for u in (self.state.users.get(a) for a in owners) if u]
+            found = self.state.unordered(principals + users, key=lambda o: o[0])
+        return [{"@odata.type": f"#microsoft.graph.{kind}",
+                 **{k: v for k, v in body.items() if not fields or k in fields}} for _, kind, body in found]
 
     # ------------------------------------------------------------------ applications
 
@@ -259,7 +279,8 @@ class GraphApi(Api):
         select = _select(request)
         wanted = _app_id_filter(request, "Application")
         with self.state.lock:
-            found = [self._shaped(a, request) for a in self.state.applications.values()
+            found = [self._shaped(a, request) for a in self.state.unordered(self.state.applications.values(),
+                                                                             key=lambda a: a.object_id)
                      if wanted is None or a.app_id == wanted]
         suffix = f"({','.join(sorted(select))})" if select else ""
         return Response(200, {"@odata.context": self._context("applications" + suffix), "value": found})
@@ -341,6 +362,7 @@ class GraphApi(Api):
             app.sign_in_audience = changes.get("signInAudience", app.sign_in_audience)
             app.app_role_objects = changes.get("appRoles", app.app_role_objects)
             app.api = changes.get("api", app.api)
+            app.notes = changes.get("notes", app.notes)
 
     def delete_application(self, request: Request) -> Response:
         """The application and its service principal go to the deleted items for 30 days; its passwords stop
@@ -390,7 +412,8 @@ class GraphApi(Api):
         self._caller(request)
         wanted = _app_id_filter(request, "ServicePrincipal")
         with self.state.lock:
-            found = [self.service_principal_body(a) for a in self.state.service_principals()
+            found = [self.service_principal_body(a) for a in self.state.unordered(self.state.service_principals(),
+                                                                                   key=lambda a: a.sp_object_id)
                      if wanted is None or a.app_id == wanted]
         return Response(200, {"@odata.context": self._context("servicePrincipals"), "value": found})
 
@@ -405,8 +428,15 @@ class GraphApi(Api):
         return found
 
     def get_service_principal(self, request: Request) -> Response:
+        """The service principal as `$select` and `$expand=owners` ask for it (its own owners, not its
+        application's)."""
         self._caller(request)
-        return Response(200, self.service_principal_body(self._principal(request)))
+        principal = self._principal(request)
+        select, expand = _select(request), self._owners_select(request)
+        body = {k: v for k, v in self.service_principal_body(principal).items() if select is None or k in select}
+        if expand is not None:
+            body["owners"] = self._owner_bodies(principal.sp_owners, expand)
+        return Response(200, body)
 
     def create_service_principal(self, request: Request) -> Response:
         """POST /servicePrincipals {"appId"}: OwnedBy may make one only for an application it owns (Microsoft's
@@ -431,6 +461,7 @@ class GraphApi(Api):
                                f"created, updated, or restored because the service principal name {app.app_id} is "
                                "already in use.")
             self.state.add_service_principal(app)
+            app.sp_owners = {caller.app_id}
         return Response(201, {"@odata.context": self._context("servicePrincipals/$entity"),
                               **self.service_principal_body(app)})
 
@@ -440,14 +471,101 @@ class GraphApi(Api):
         principal = self._principal(request)
         size, start = _page_size(request), _skip_token(request)
         with self.state.lock:
-            owned = [a for a in self.state.applications.values() if principal.app_id in a.owners]
-            page = [{"@odata.type": "#microsoft.graph.application", **self.application_body(a)}
+            owned = self.state.unordered((a for a in self.state.applications.values() if principal.app_id in a.owners),
+                                         key=lambda a: a.object_id)
+            page = [{"@odata.type": "#microsoft.graph.application", **self._shaped(a, request)}
                     for a in owned[start:start + size]]
         context = "applications" if request.params.get("cast") else "directoryObjects"
         body: dict[str, Any] = {"@odata.context": self._context(context), "value": page}
         if start + size < len(owned):
             body["@odata.nextLink"] = (f"{self.base_url}{request.path}?$top={size}&$skiptoken={start + size}")
         return Response(200, body)
+
+    # ------------------------------------------------------------------ owners and federated credentials
+
+    def _owned(self, request: Request) -> tuple[Application, set[str]]:
+        """(the application, the owner set the URL names): the application's, or its service principal's."""
+        if "/servicePrincipals/" in request.path:
+            principal = self._principal(request)
+            return principal, principal.sp_owners
+        app = self._by_object_id(request)
+        return app, app.owners
+
+    def list_owners(self, request: Request) -> Response:
+        self._caller(request)
+        _, owners = self._owned(request)
+        return Response(200, {"@odata.context": self._context("directoryObjects"),
+                              "value": self._owner_bodies(owners, set())})
+
+    def add_owner(self, request: Request) -> Response:
+        """POST .../owners/$ref {"@odata.id": ".../directoryObjects/{id}"} (application-post-owners): a member user who
+        owns it, or ReadWrite.All, may add any user or service principal as another owner ("Application.ReadWrite.
+        OwnedBy isn't sufficient to add another owner"). Ownership is not exclusive: that is how anyone who owns an
+        application can make the remediator its co-owner."""
+        caller = self._caller(request)
+        app, owners = self._owned(request)
+        self._may_write_owned(caller, app, owners)
+        body = request.json(code="BadRequest")
+        reference = body.get("@odata.id") if isinstance(body, dict) else None
+        if not isinstance(reference, str) or not re.search(rf"/(?:directoryObjects|servicePrincipals|users)/{_GUID}$",
+                                                           reference):
+            raise ApiError(400, "Request_BadRequest", "Invalid object identifier '" + str(reference) + "'.")
+        object_id = reference.rsplit("/", 1)[1].lower()
+        new_owner = self.state.service_principal(object_id) or self.state.users.get(object_id)
+        if new_owner is None:
+            raise _not_found(object_id)
+        with self.state.lock:
+            if new_owner.app_id in owners:
+                raise ApiError(400, "Request_BadRequest", "One or more added object references already exist for "
+                               "the following modified properties: 'owners'.")
+            owners.add(new_owner.app_id)
+        return Response(204)
+
+    def remove_owner(self, request: Request) -> Response:
+        caller = self._caller(request)
+        app, owners = self._owned(request)
+        self._may_write_owned(caller, app, owners)
+        gone = self.state.service_principal(request.params["owner"]) or self.state.users.get(
+            request.params["owner"].lower())
+        with self.state.lock:
+            if gone is None or gone.app_id not in owners:
+                raise _not_found(request.params["owner"])
+            owners.discard(gone.app_id)
+        return Response(204)
+
+    def _may_write_owned(self, caller: Application | MemberUser, app: Application, owners: set[str]) -> None:
+        """Who may change the owners: ReadWrite.All, or a member user who owns it. An application's OwnedBy is "not
+        sufficient to add another owner" (application-post-owners)."""
+        if GRAPH_READ_WRITE_ALL in caller.graph_permissions:
+            return
+        if MEMBER_USER in caller.graph_permissions and caller.app_id in owners | app.owners:
+            return
+        raise _denied()
+
+    def list_federated_credentials(self, request: Request) -> Response:
+        self._caller(request)
+        app = self._by_object_id(request)
+        with self.state.lock:
+            found = [dict(c) for c in app.federated_credentials]
+        return Response(200, {"@odata.context": self._context(f"applications('{app.object_id}')/"
+                                                              "federatedIdentityCredentials"), "value": found})
+
+    def add_federated_credential(self, request: Request) -> Response:
+        """POST .../federatedIdentityCredentials {"name", "issuer", "subject", "audiences"} by an owner: a way to
+        sign in as the application with another issuer's token, no secret needed."""
+        caller = self._caller(request)
+        app = self._by_object_id(request)
+        self._may_write(caller, app)
+        body = request.json(code="BadRequest")
+        if not isinstance(body, dict) or not all(isinstance(body.get(k), str) and body[k]
+                                                 for k in ("name", "issuer", "subject")):
+            raise ApiError(400, "Request_BadRequest", "name, issuer and subject are required.")
+        created = {"id": str(uuid.uuid4()), "name": body["name"], "issuer": body["issuer"],
+                   "subject": body["subject"], "audiences": list(body.get("audiences") or ["api://AzureADTokenExchange"]),
+                   "description": body.get("description")}
+        with self.state.lock:
+            app.federated_credentials.append(created)
+        return Response(201, created)
 
     # ------------------------------------------------------------------ what a principal holds
 
@@ -511,7 +629,8 @@ class GraphApi(Api):
         wanted = _app_id_filter(request, "Application" if kind == "application" else "ServicePrincipal")
         self.state.purge_deleted()
         with self.state.lock:
-            deleted = [a for a in self.state.deleted_applications.values()
+            deleted = [a for a in self.state.unordered(self.state.deleted_applications.values(),
+                                                       key=lambda a: a.object_id)
                        if (wanted is None or a.app_id == wanted) and (kind == "application" or a.has_service_principal)]
             found = [self.application_body(a) if kind == "application" else self.service_principal_body(a)
                      for a in deleted]
@@ -554,12 +673,15 @@ def application_changes(body: Any, stored: Application | None) -> dict[str, Any]
     _require(_strings(changes.get("identifierUris", [])), "identifierUris")
     _require(changes.get("signInAudience", SIGN_IN_AUDIENCES[0]) in SIGN_IN_AUDIENCES, "signInAudience")
     _require(_objects_with_ids(changes.get("appRoles", [])), "appRoles")
+    _require(changes.get("notes") is None or (isinstance(changes["notes"], str) and len(changes["notes"]) <= NOTES_MAX),
+             "notes")
     if "api" in changes:
         changes["api"] = _merged_api(changes["api"], stored)
     return changes
 
 
-_WRITABLE = ("displayName", "uniqueName", "identifierUris", "signInAudience", "appRoles", "api")
+_WRITABLE = ("displayName", "uniqueName", "identifierUris", "signInAudience", "appRoles", "api", "notes")
+NOTES_MAX = 1024  # application resource type: notes, "maximum length is 1024 characters"
 
 
 def _merged_api(api: Any, stored: Application | None) -> dict[str, Any]:
@@ -613,7 +735,7 @@ _SELECTABLE = frozenset({"id", "deletedDateTime", "isFallbackPublicClient", "app
                          "groupMembershipClaims", "optionalClaims", "addIns", "publisherDomain", "samlMetadataUrl",
                          "signInAudience", "tags", "tokenEncryptionKeyId", "api", "appRoles", "publicClient", "info",
                          "keyCredentials", "parentalControlSettings", "passwordCredentials",
-                         "requiredResourceAccess", "web"})
+                         "requiredResourceAccess", "web", "notes", "windows"})
 
 
 def _select(request: Request) -> set[str] | None:

@@ -52,6 +52,7 @@ from sandbox.state import (
     Identities,
     Identity,
     LegacyAadProfile,
+    MemberUser,
     Operation,
     Password,
     ResourceGroup,
@@ -308,6 +309,7 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
         "signingKey": signing_key_pem, "signingKeyId": state.signing_key_id,
         "applications": [_dump_application(a) for a in state.applications.values()],
         "deletedApplications": [_dump_application(a) for a in state.deleted_applications.values()],
+        "users": [{"id": u.object_id, "displayName": u.display_name} for u in state.users.values()],
         "roleAssignments": [_dump_role_assignment(r) for r in state.role_assignments.values()],
         "clusters": [{"subscriptionId": c.subscription_id, "resourceGroup": c.resource_group, "name": c.name,
                       "clientId": c.client_id, "kubernetesVersion": c.kubernetes_version, "heldSecret": c._held_secret,
@@ -342,7 +344,8 @@ def _dump_application(app: Application) -> dict[str, Any]:
             "grantedRoles": {k: sorted(v) for k, v in app.granted_roles.items()},
             "hasServicePrincipal": app.has_service_principal,
             "servicePrincipalCreatedAt": _time(app.service_principal_created_at), "createdAt": _time(app.created_at),
-            "deletedAt": _time(app.deleted_at), "roleAssignmentCondition": app.role_assignment_condition}
+            "deletedAt": _time(app.deleted_at), "roleAssignmentCondition": app.role_assignment_condition,
+            "notes": app.notes, "spOwners": sorted(app.sp_owners), "federatedCredentials": app.federated_credentials}
 
 
 def _load_application(a: dict[str, Any]) -> Application:
@@ -360,7 +363,8 @@ def _load_application(a: dict[str, Any]) -> Application:
         has_service_principal=a.get("hasServicePrincipal", True),
         service_principal_created_at=_parsed(a.get("servicePrincipalCreatedAt")),
         created_at=_parsed(a.get("createdAt")), deleted_at=_parsed(a.get("deletedAt")),
-        role_assignment_condition=a.get("roleAssignmentCondition"))
+        role_assignment_condition=a.get("roleAssignmentCondition"), notes=a.get("notes"),
+        sp_owners=set(a.get("spOwners", ())), federated_credentials=a.get("federatedCredentials", []))
 
 
 def _app_roles(saved: list[dict[str, Any]] | dict[str, str]) -> list[dict[str, Any]]:
@@ -443,6 +447,8 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
         state.applications[a["appId"]] = _load_application(a)
     for a in saved.get("deletedApplications", ()):
         state.deleted_applications[a["appId"]] = _load_application(a)
+    for u in saved.get("users", ()):
+        state.users[u["id"]] = MemberUser(u["id"], u["displayName"])
     for r in saved.get("roleAssignments", ()):
         state.add_role_assignment(_load_role_assignment(r))
     for c in saved["clusters"]:

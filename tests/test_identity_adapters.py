@@ -16,7 +16,7 @@ import requests
 from remediation.adapters.aks import AksManagedClusters
 from remediation.adapters.graph import GraphDirectory
 from remediation.adapters.roles import ArmRoleAssignments
-from remediation.errors import PermanentError, PrincipalNotReplicatedError
+from remediation.errors import ConflictError, PermanentError, PrincipalNotReplicatedError
 from remediation.ids import ClusterId
 from remediation.model import SecretText
 from sandbox import Sandbox, WorldOptions
@@ -116,7 +116,7 @@ def test_a_principal_arm_does_not_know_yet_is_reported_as_not_replicated(roles, 
     admin(sandbox, "/_sandbox/faults", {"kind": "principal_replication_delay", "seconds": 600,
                                         "ignorePrincipalType": True})
     created = graph.create_application(f"replacement-{uuid.uuid4().hex[:6]}", notes="test")
-    principal = graph.ensure_service_principal(created.app_id)
+    principal = graph.create_service_principal(created.app_id)
     with pytest.raises(PrincipalNotReplicatedError):
         roles.create(subnet(sandbox), role_id(sandbox, "AcrPull"), principal, name=str(uuid.uuid4()))
     admin(sandbox, "/_sandbox/clock", {"advanceSeconds": 601})
@@ -140,12 +140,18 @@ def test_the_deleted_service_principal_is_found_in_deleted_items(graph: GraphDir
 def test_an_application_the_remediator_creates_is_its_own_and_found_again(graph: GraphDirectory, sandbox) -> None:
     owner = sandbox.state.applications[sandbox.remediator.client_id].sp_object_id
     name = f"aks-payments-sp (aks-sp-remediator {uuid.uuid4().hex[:12]})"
-    created = graph.create_application(name, notes="replaces a deleted application")
-    assert graph.find_owned_application(owner, name).app_id == created.app_id  # found again after a crash
-    assert created.app_id in {a.app_id for a in graph.list_owned_applications(owner)}
+    nonce = uuid.uuid4().hex
+    created = graph.create_application(name, notes=f"replaces a deleted application. Creation nonce {nonce}.")
+    [found] = [a for a in graph.list_owned_applications(owner) if nonce in a.notes]  # found again after a crash
+    assert found.app_id == created.app_id and found.owner_ids == {owner}
+    assert found.passwords == () and found.certificates == 0 and graph.count_federated_credentials(found.object_id) == 0
     assert owner in (graph.get_application_by_app_id(created.app_id).owner_ids or ())
-    principal = graph.ensure_service_principal(created.app_id)
-    assert graph.ensure_service_principal(created.app_id) == principal  # once only
+    assert graph.get_service_principal(created.app_id) is None
+    principal = graph.create_service_principal(created.app_id)
+    with pytest.raises(ConflictError):  # once only: Graph refuses a second one
+        graph.create_service_principal(created.app_id)
+    made = graph.get_service_principal(created.app_id)
+    assert made is not None and made.object_id == principal and made.owner_ids == {owner} and made.credentials == 0
     assert application(sandbox, name)["servicePrincipalObjectId"] == principal
     someone_elses = application(sandbox, "platform-operator")
     assert owner not in (graph.get_application_by_app_id(someone_elses["appId"]).owner_ids or ())

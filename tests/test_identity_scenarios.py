@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.identity import REPLACEMENT_WRITES, aad, crashes, orphans, plan, replace
+from benchmarks.identity import ATTACKS, REPLACEMENT_WRITES, aad, attacks, crashes, orphans, plan, replace
 from sandbox.rbac import BUILT_IN_ROLES
 
 CARRIED = ["AcrPull", "Network Contributor", "Private DNS Zone Contributor"]
@@ -69,3 +69,25 @@ def test_the_orphan_report_lists_exactly_the_planted_orphans_and_deletes_nothing
     assert all(command.startswith("az ad app delete --id ") for command in figures["deleteCommands"])
     assert all(dates for dates in figures["endDates"].values()), figures
     assert figures["remediatorWrites"] == {}, figures
+
+
+@pytest.mark.parametrize("variant", ATTACKS)
+def test_a_replacement_under_attack_uses_only_its_own_application_or_stops_for_a_person(variant: str) -> None:
+    # Issue 17: another identity of the tenant registers an application with the name the remediator's will have
+    # (the remediation id is visible to any reader of the API) and makes the remediator its co-owner, while the
+    # worker is down after (or before) its own create; or copies the new application's notes (any reader of
+    # applications sees them) and leaves the remediator its sole owner; or Graph commits the create and answers 503
+    # (the SDK's retry handler used to POST it again).
+    [figures] = attacks((variant,))
+    assert not figures["clusterOnAttackerApp"] and figures["attackerAppRoles"] == [], figures
+    assert figures["attackerAppPasswords"] == 0, figures  # the remediator never minted a password on it
+    assert figures["ownApplications"] == 1, figures  # never a second application of its own
+    if variant == "copied-nonce":  # two candidates carry the nonce: neither is used, a person decides
+        assert (figures["status"], figures["code"]) == ("Failed", "AmbiguousReplacement"), figures
+        assert figures["roleWrites"] == 0 and figures["resets"] == 0, figures
+        assert "a person must look" in figures["reason"], figures
+    else:
+        assert figures["status"] == "Succeeded" and figures["clusterOnOwnApp"], figures
+        assert figures["resets"] == 1 and figures["secretValidNow"], figures
+    if variant == "lost-503":
+        assert figures["applications"] == figures["remediatorCreates"] == 1, figures  # no automatic second POST

@@ -254,14 +254,14 @@ def test_overlap_finds_a_shared_place_exactly_when_one_exists(mine: Scope, their
     # Brute force over every named subscription and group, plus one of each that no list names ("-other").
     subscriptions, groups = [SUB, OTHER_SUB, "00000000-0000-0000-0000-0000000000ff"], ["rg-a", "rg-b", "rg-c", "rg-x"]
     shared = [(s, g) for s in subscriptions for g in groups
-              if mine._refusal(s, g) is None and theirs._refusal(s, g) is None]
+              if mine.refusal_at(s, g) is None and theirs.refusal_at(s, g) is None]
     found = mine.overlap(theirs)
     assert (found is not None) == bool(shared), (found, shared)
     if found is not None:
         sub, group = found
         probe_sub = subscriptions[-1] if sub == ANY else sub
         probe_group = groups[-1] if group == ANY else group
-        assert mine._refusal(probe_sub, probe_group) is None and theirs._refusal(probe_sub, probe_group) is None
+        assert mine.refusal_at(probe_sub, probe_group) is None and theirs.refusal_at(probe_sub, probe_group) is None
     assert (mine.overlap(theirs) is None) == (theirs.overlap(mine) is None)
 
 

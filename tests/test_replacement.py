@@ -111,7 +111,7 @@ def test_arms_replication_wait_is_timed_from_the_first_role_assignment_not_from_
     assert world.clusters.resets_by_cluster == {"aks-payments": 1, "aks-orders": 1}
 
 
-@pytest.mark.parametrize("call", ["directory.create_application", "directory.ensure_service_principal",
+@pytest.mark.parametrize("call", ["directory.create_application", "directory.create_service_principal",
                                   "roles.create", "directory.add_password", "vault.set_secret"])
 def test_a_worker_killed_after_each_write_of_a_replacement_creates_one_application(call: str) -> None:
     world, old = deleted_world(REMEDIATOR_REPLACE_DELETED="replace")
@@ -201,3 +201,125 @@ def test_orphans_are_the_remediators_applications_no_cluster_uses() -> None:
     assert view["deleteCommand"] == "az ad app delete --id 22222222-0000-4000-8000-000000000001"
     assert view["passwords"][0]["expired"] is False and view["usedByClustersIn"] == [SUB]
     assert world.directory.writes == 0
+
+
+# ---------------------------------------------------------------- what an attacker can choose: a name, co-ownership
+
+ATTACKER = "0b0b0b0b-0000-4000-8000-00000000bad0"  # another identity of the tenant, owner of its own applications
+
+
+def _running_replacement(world: World):
+    [replacement] = replacements(world)
+    return replacement
+
+
+def _plant(world: World, display_name: str, *, notes: str = "", owners: set[str] | None = None,
+           with_password: bool = False, federated: int = 0):
+    """An application someone else registered: their own, with the remediator added as a co-owner (any owner may)."""
+    app = world.directory.create_app(f"{len(world.directory.apps):08d}-aaaa-4aaa-8aaa-aaaaaaaaaaaa", secret="theirs",
+                                     expires_in=timedelta(days=365), display_name=display_name)
+    if not with_password:
+        app.passwords.clear()
+    app.owners, app.notes, app.federated = owners or {ATTACKER, REMEDIATOR_PRINCIPAL_ID}, notes, federated
+    return app
+
+
+def _assert_nothing_given_to(world: World, app) -> None:
+    assert not world.roles.of(app.sp_object_id) if app.sp_object_id else True
+    assert all(c.client_id != app.app_id for c in world.clusters.clusters.values())
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["create-committed-answer-lost", "create-never-made"])
+def test_an_application_named_as_the_remediator_would_and_co_owned_by_it_is_never_adopted(committed: bool) -> None:
+    # The name `<old name> (aks-sp-remediator <id[:12]>)` is predictable from the remediation id, which any
+    # Remediations.Read caller sees; the attacker registers it and adds the remediator as co-owner while the
+    # remediator's worker is down.
+    world, old = deleted_world(REMEDIATOR_REPLACE_DELETED="replace")
+    planted: list = []
+    world.faults.die_at("directory.create_application", after=committed)
+    world.faults.meanwhile("directory.create_application", lambda: planted.append(
+        _plant(world, application_name(_running_replacement(world)))), after=committed)
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    replacement = _running_replacement(world)
+    assert replacement.status is Status.SUCCEEDED, replacement.error
+    [attackers] = planted
+    assert replacement.new_client_id != attackers.app_id and replacement.new_client_id in world.directory.created
+    assert len(world.directory.created) == 1
+    _assert_nothing_given_to(world, attackers)
+    assert world.roles.of(world.directory.apps[replacement.new_client_id].sp_object_id) == world.roles.of(old)
+
+
+def test_two_applications_carrying_the_creation_nonce_stop_the_replacement_for_a_person() -> None:
+    # The remediator's own create committed and its answer was lost; an attacker read the new application's notes
+    # and registered a copy, co-owned by the remediator. Graph promises no order: nothing breaks the tie.
+    world, old = deleted_world(REMEDIATOR_REPLACE_DELETED="replace")
+    world.faults.die_at("directory.create_application", after=True)
+
+    def copy_ours() -> None:
+        ours = world.directory.apps[world.directory.created[0]]
+        _plant(world, ours.display_name, notes=ours.notes)
+
+    world.faults.meanwhile("directory.create_application", copy_ours, after=True)
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    replacement = _running_replacement(world)
+    assert replacement.status is Status.FAILED and replacement.error["code"] == "AmbiguousReplacement"
+    assert "a person must look" in replacement.error["message"]
+    assert world.roles.writes == 0 and world.clusters.resets_started == 0 and world.vault.secrets == {}
+    assert replacement.app_nonce and replacement.app_nonce not in json.dumps(replacement.view())
+
+
+@pytest.mark.parametrize("tampering", ["co-owner", "password", "federated"])
+def test_the_one_application_carrying_the_nonce_is_adopted_only_if_it_is_the_remediators_alone(
+        tampering: str) -> None:
+    world, _ = deleted_world(REMEDIATOR_REPLACE_DELETED="replace")
+    world.faults.die_at("directory.create_application", after=True)
+
+    def tamper() -> None:
+        ours = world.directory.apps[world.directory.created[0]]
+        if tampering == "co-owner":
+            ours.owners.add(ATTACKER)
+        elif tampering == "password":
+            world.directory.add_password_by_hand(ours.app_id, expires_in=timedelta(days=30))
+        else:
+            ours.federated = 1
+
+    world.faults.meanwhile("directory.create_application", tamper, after=True)
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    replacement = _running_replacement(world)
+    assert replacement.status is Status.FAILED and replacement.error["code"] == "ReplacementNotAdoptable"
+    assert world.roles.writes == 0 and world.clusters.resets_started == 0
+
+
+def test_a_service_principal_someone_else_made_and_holds_a_credential_of_is_not_used() -> None:
+    world, _ = deleted_world(REMEDIATOR_REPLACE_DELETED="replace")
+
+    def preempt() -> None:  # the new application's principal, made by another owner, with a secret of its own
+        ours = world.directory.apps[world.directory.created[0]]
+        ours.sp_object_id, ours.sp_owners, ours.sp_credentials = "0c0c0c0c-0000-4000-8000-00000000bad1", {ATTACKER}, 1
+
+    world.faults.meanwhile("directory.create_application", preempt, after=True)
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    replacement = _running_replacement(world)
+    assert replacement.status is Status.FAILED and replacement.error["code"] == "ReplacementNotAdoptable"
+    assert world.roles.writes == 0 and world.clusters.resets_started == 0
+
+
+def test_a_role_in_a_denied_resource_group_refuses_the_replacement_before_any_write() -> None:
+    # The scope guardrails apply to every write, role assignments included.
+    world, _ = deleted_world(REMEDIATOR_REPLACE_DELETED="replace", REMEDIATOR_DENY_RESOURCE_GROUPS="rg-net")
+    world.detector.accept_event(world.operate(CLUSTER))
+    world.drain()
+    replacement = _running_replacement(world)
+    assert replacement.status is Status.FAILED and replacement.error["code"] == "RoleNotAssignable"
+    assert "DeniedResourceGroup" in replacement.error["message"] and "rg-net" in replacement.error["message"]
+    assert world.directory.writes == 0 and world.roles.writes == 0 and world.clusters.resets_started == 0
+    # The plan shows it too.
+    planned, _ = deleted_world(REMEDIATOR_DENY_RESOURCE_GROUPS="rg-net")
+    planned.detector.accept_event(planned.operate(CLUSTER))
+    planned.drain()
+    text = "\n".join(_running_replacement(planned).plan)
+    assert f"--scope {SUBNET}" in text and "not possible for the remediator: DeniedResourceGroup" in text

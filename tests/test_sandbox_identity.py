@@ -305,6 +305,107 @@ def test_the_remediator_owns_the_application_it_creates_and_may_write_only_what_
                                  json={"passwordCredential": {}}), 403, "Authorization_RequestDenied")
 
 
+# ---------------------------------------------------------------- Graph: owners, notes, federated credentials, order
+
+
+class UserWire(Wire):
+    """A member user's Graph calls, with the delegated token the Azure CLI would hold for the user."""
+
+    def __init__(self, sandbox: Sandbox, display_name: str = "Mallory Contractor") -> None:
+        super().__init__(sandbox)
+        self.user = self.admin("users", {"displayName": display_name}).json()
+
+    def auth(self, resource: str) -> dict[str, str]:
+        token = self.admin(f"users/{self.user['id']}/token", {"resource": resource}).json()["accessToken"]
+        return {"Authorization": f"Bearer {token}"}
+
+
+def owner_ref(object_id: str) -> dict[str, str]:
+    # application-post-owners: the request body names the new owner as a directoryObjects URL.
+    return {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{object_id}"}
+
+
+def test_a_member_user_registers_an_application_and_makes_the_remediator_its_co_owner(sandbox: Sandbox) -> None:
+    # Entra ID's default user permissions: any member user may register applications (they own what they create)
+    # and, as an owner, add owners (application-post-owners, delegated). Ownership is not exclusive: that is how a
+    # user makes the remediator co-owner of an application the remediator never created.
+    user = UserWire(sandbox)
+    app = user.graph("POST", "/applications", json={"displayName": "lookalike", "notes": "Creation nonce 00."})
+    assert app.status_code == 201, app.text
+    assert app.json()["notes"] == "Creation nonce 00."
+    remediator = Wire(sandbox, sandbox.remediator)
+    me = remediator.graph("GET", f"/servicePrincipals(appId='{sandbox.remediator.client_id}')").json()["id"]
+    added = user.graph("POST", f"/applications/{app.json()['id']}/owners/$ref", json=owner_ref(me))
+    assert added.status_code == 204, added.text
+    graph_error(user.graph("POST", f"/applications/{app.json()['id']}/owners/$ref", json=owner_ref(me)),
+                400, "Request_BadRequest")  # already an owner
+    owners = remediator.graph("GET", f"/applications/{app.json()['id']}/owners").json()["value"]
+    assert sorted((o["@odata.type"], o["id"]) for o in owners) == sorted(
+        [("#microsoft.graph.servicePrincipal", me), ("#microsoft.graph.user", user.user["id"])])
+    # The remediator now finds it among what it owns, with its notes and owners: nothing there says who created it.
+    owned = remediator.graph("GET", f"/servicePrincipals/{me}/ownedObjects/microsoft.graph.application",
+                             params={"$select": "id,notes", "$expand": "owners"}).json()["value"]
+    found = next(o for o in owned if o["id"] == app.json()["id"])
+    assert found["notes"] == "Creation nonce 00." and {o["id"] for o in found["owners"]} == {me, user.user["id"]}
+    # The user leaves: the remediator is the sole owner of an application it never made.
+    left = user.graph("DELETE", f"/applications/{app.json()['id']}/owners/{user.user['id']}/$ref")
+    assert left.status_code == 204, left.text
+    owners = remediator.graph("GET", f"/applications/{app.json()['id']}/owners").json()["value"]
+    assert [o["id"] for o in owners] == [me]
+    graph_error(user.graph("PATCH", f"/applications/{app.json()['id']}", json={"notes": "x"}),
+                403, "Authorization_RequestDenied")  # no longer an owner
+
+
+def test_owned_by_may_not_add_another_owner_and_no_one_may_change_what_they_do_not_own(sandbox: Sandbox) -> None:
+    # application-post-owners: "Application.ReadWrite.OwnedBy isn't sufficient to add another owner".
+    remediator = Wire(sandbox, sandbox.remediator)
+    mine = remediator.graph("POST", "/applications", json={"displayName": "mine"}).json()
+    user = UserWire(sandbox)
+    graph_error(remediator.graph("POST", f"/applications/{mine['id']}/owners/$ref",
+                                 json=owner_ref(user.user["id"])), 403, "Authorization_RequestDenied")
+    me = remediator.graph("GET", f"/servicePrincipals(appId='{sandbox.remediator.client_id}')").json()["id"]
+    graph_error(user.graph("DELETE", f"/applications/{mine['id']}/owners/{me}/$ref"),
+                403, "Authorization_RequestDenied")
+    graph_error(user.graph("POST", f"/applications/{mine['id']}/owners/$ref", json=owner_ref(user.user["id"])),
+                403, "Authorization_RequestDenied")
+    graph_error(user.graph("POST", f"/applications/{mine['id']}/owners/$ref", json={"@odata.id": "nonsense"}),
+                403, "Authorization_RequestDenied")  # authorization is decided before the body is read
+    graph_error(user.graph("PATCH", f"/applications/{mine['id']}", json={"notes": "x" * 1025}),
+                403, "Authorization_RequestDenied")
+    graph_error(remediator.graph("PATCH", f"/applications/{mine['id']}", json={"notes": "x" * 1025}),
+                400, "Request_BadRequest")  # notes: at most 1,024 characters
+
+
+def test_a_service_principal_has_owners_of_its_own_and_federated_credentials_sign_in_without_a_secret(
+        sandbox: Sandbox) -> None:
+    user = UserWire(sandbox)
+    app = user.graph("POST", "/applications", json={"displayName": "users-app"}).json()
+    principal = user.graph("POST", "/servicePrincipals", json={"appId": app["appId"]})
+    assert principal.status_code == 201, principal.text
+    # Its creator owns the service principal itself, apart from the application's owners.
+    expanded = user.graph("GET", f"/servicePrincipals/{principal.json()['id']}",
+                          params={"$select": "id,appId", "$expand": "owners"}).json()
+    assert set(expanded) >= {"id", "appId", "owners"} and "displayName" not in expanded
+    assert [o["id"] for o in expanded["owners"]] == [user.user["id"]]
+    created = user.graph("POST", f"/applications/{app['id']}/federatedIdentityCredentials", json={
+        "name": "ci", "issuer": "https://token.actions.githubusercontent.com", "subject": "repo:x/y:ref:main",
+        "audiences": ["api://AzureADTokenExchange"]})
+    assert created.status_code == 201, created.text
+    listed = Wire(sandbox, sandbox.remediator).graph("GET", f"/applications/{app['id']}/federatedIdentityCredentials")
+    assert [c["subject"] for c in listed.json()["value"]] == ["repo:x/y:ref:main"]
+
+
+def test_collections_come_in_no_promised_order_but_the_same_one_on_every_read(sandbox: Sandbox) -> None:
+    # Graph promises no order without $orderby: the sandbox lists in a seeded permutation, not creation order, so no
+    # code can depend on order by accident; a list read twice is the same (paging stays consistent).
+    remediator = Wire(sandbox, sandbox.remediator)
+    made = [remediator.graph("POST", "/applications", json={"displayName": f"app-{n:02d}"}).json()["id"]
+            for n in range(12)]
+    listed = [a["id"] for a in remediator.graph("GET", "/applications").json()["value"] if a["id"] in made]
+    assert sorted(listed) == sorted(made) and listed != made
+    assert listed == [a["id"] for a in remediator.graph("GET", "/applications").json()["value"] if a["id"] in made]
+
+
 # ---------------------------------------------------------------- AKS: legacy Azure AD integration
 
 

@@ -39,20 +39,25 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
+from kiota_http.middleware.options import RetryHandlerOption
 from kiota_serialization_json.json_parse_node_factory import JsonParseNodeFactory
 from msgraph.generated.models.o_data_errors.o_data_error import ODataError
 from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph_core import GraphClientFactory
 
 from remediation.adapters.azure_errors import TRANSIENT_STATUS, authentication_error, retry_after_seconds
-from remediation.errors import NotFoundError, PermanentError, RemediationError, TransientError
-from remediation.model import Application, DeletedPrincipal, NewPassword, PasswordInfo, SecretText
+from remediation.adapters.odata import literal
+from remediation.errors import ConflictError, NotFoundError, PermanentError, RemediationError, TransientError
+from remediation.ids import is_guid
+from remediation.model import Application, DeletedPrincipal, NewPassword, PasswordInfo, SecretText, ServicePrincipal
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _ERROR_MAP = {"XXX": ODataError}
-_GUID_CHARS = frozenset("0123456789abcdefABCDEF-")
 _APPLICATION_FIELDS = "id,appId,displayName,passwordCredentials"
+# An application a replacement may adopt after a crash: its notes carry the creation nonce; owners and every kind of
+# credential say whether anyone else could sign in as it.
+_OWNED_APPLICATION_FIELDS = "id,appId,displayName,notes,passwordCredentials,keyCredentials"
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's own application, in every tenant
 BATCH_SIZE = 20  # Graph's most requests per $batch
 BATCHES_IN_FLIGHT = 8  # batch calls at once: a 20,000-cluster fleet is 1,000 calls
@@ -153,7 +158,7 @@ class GraphDirectory:
 
     def find_deleted_service_principal(self, app_id: str) -> DeletedPrincipal | None:
         _check_guid(app_id, "application id")
-        query = quote(f"appId eq '{app_id}'")
+        query = quote(f"appId eq {literal(app_id)}")
         url = f"{self._base}/directory/deletedItems/microsoft.graph.servicePrincipal?$filter={query}"
         found = self._send(Method.GET, url, None, f"looking for the deleted service principal of {app_id}")["value"]
         if not found:
@@ -164,18 +169,18 @@ class GraphDirectory:
                                 deleted_at=_parse_time(newest.get("deletedDateTime")))
 
     def create_application(self, display_name: str, *, notes: str) -> Application:
+        """Not idempotent, so never retried here (nor by the SDK's retry handler): after an error or a lost answer
+        the caller looks for what it may have created before creating again."""
         created = self._send(Method.POST, f"{self._base}/applications",
                              {"displayName": display_name, "notes": notes, "signInAudience": "AzureADMyOrg"},
-                             f"creating application {display_name!r}")
+                             f"creating application {display_name!r}", retry=False)
         return _application(created)
 
-    def find_owned_application(self, owner_id: str, display_name: str) -> Application | None:
-        return next((a for a in self.list_owned_applications(owner_id) if a.display_name == display_name), None)
-
     def list_owned_applications(self, owner_id: str) -> list[Application]:
+        """Every application `owner_id` owns, with its notes, passwords, certificates and owners."""
         _check_guid(owner_id, "owner object id")
         url = f"{self._base}/servicePrincipals/{owner_id}/ownedObjects/microsoft.graph.application" \
-              f"?$select={_APPLICATION_FIELDS}"
+              f"?$select={_OWNED_APPLICATION_FIELDS}&$expand={quote('owners($select=id)')}"
         return [_application(item) for item in self._pages(url, f"listing the applications {owner_id} owns")]
 
     def list_directory_role_templates(self, object_id: str, *, user: bool) -> frozenset[str]:
@@ -208,22 +213,37 @@ class GraphDirectory:
             next_url = page.get("@odata.nextLink")
         return found
 
-    def ensure_service_principal(self, app_id: str) -> str:
+    def count_federated_credentials(self, object_id: str) -> int:
+        _check_guid(object_id, "application object id")
+        url = f"{self._base}/applications/{object_id}/federatedIdentityCredentials?$select=id"
+        return len(self._pages(url, f"listing the federated credentials of application {object_id}"))
+
+    def get_service_principal(self, app_id: str) -> ServicePrincipal | None:
+        """The application's service principal with its owners and credentials, or None if it has none."""
         _check_guid(app_id, "application id")
+        url = f"{self._base}/servicePrincipals(appId='{app_id}')?$select=id,passwordCredentials,keyCredentials" \
+              f"&$expand={quote('owners($select=id)')}"
         try:
-            existing = self._send(Method.GET, f"{self._base}/servicePrincipals(appId='{app_id}')?$select=id", None,
-                                  f"looking up the service principal of {app_id}")
-            return existing["id"]
+            found = self._send(Method.GET, url, None, f"looking up the service principal of {app_id}")
         except NotFoundError:
-            pass
+            return None
+        return ServicePrincipal(object_id=found["id"], owner_ids=_owner_ids(found) or frozenset(),
+                                credentials=len(found.get("passwordCredentials") or ())
+                                + len(found.get("keyCredentials") or ()))
+
+    def create_service_principal(self, app_id: str) -> str:
+        """Not idempotent: never retried (see create_application)."""
+        _check_guid(app_id, "application id")
         created = self._send(Method.POST, f"{self._base}/servicePrincipals", {"appId": app_id},
-                             f"creating the service principal of {app_id}")
+                             f"creating the service principal of {app_id}", retry=False)
         return created["id"]
 
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword:
+        """Not idempotent: never retried (a retry after a lost answer leaves a password whose text nobody holds).
+        The mint step looks for its password by name before adding another."""
         body = {"passwordCredential": {"displayName": display_name, "endDateTime": end.isoformat()}}
         created = self._send(Method.POST, f"{self._base}/applications/{quote(object_id)}/addPassword", body,
-                             f"adding a password to application {object_id}")
+                             f"adding a password to application {object_id}", retry=False)
         return NewPassword(key_id=created["keyId"], hint=created.get("hint"), display_name=display_name,
                            end=_parse_time(created.get("endDateTime")) or end,
                            secret_text=SecretText(created["secretText"]))
@@ -237,10 +257,14 @@ class GraphDirectory:
             if not _is_already_removed(err):
                 raise
 
-    def _send(self, method: Method, url: str, body: dict[str, Any] | None, action: str) -> Any:
+    def _send(self, method: Method, url: str, body: dict[str, Any] | None, action: str, *,
+              retry: bool = True) -> Any:
+        """One request; `retry=False` turns the SDK's retry handler off for it (a non-idempotent write)."""
         request = RequestInformation(method)
         request.url = url
         request.headers.try_add("Accept", "application/json")
+        if not retry:
+            request.add_request_options([RetryHandlerOption(max_retries=0, should_retry=False)])
         if body is not None:
             request.set_stream_content(json.dumps(body).encode(), "application/json")
         raw = self._run(self._call(request, action))
@@ -283,6 +307,8 @@ def _translate(err: APIError, action: str) -> RemediationError:
         return TransientError(message, retry_after=retry_after_seconds(err.response_headers))
     if status == 400 and "keyid" in (detail + code).lower():
         return _InvalidKeyId(message)
+    if status == 409:  # Request_MultipleObjectsWithSameKeyValue: it exists already
+        return ConflictError(message, code=code)
     if status == 403:
         return PermanentError(message + " (is the remediator an owner of the application, with"
                               " Application.ReadWrite.OwnedBy?)", code=code)
@@ -294,13 +320,12 @@ def _lower_keys(headers: Any) -> dict[str, str]:
 
 
 def _check_guid(value: str, what: str) -> None:
-    # Ids go into URLs: anything but a GUID's characters is refused before it could change the request.
-    if not value or not set(value) <= _GUID_CHARS:
+    # Ids go into URLs and key segments: anything but a GUID is refused before it could change the request.
+    if not is_guid(value):
         raise NotFoundError(f"{value!r} is not an {what}", code="InvalidId")
 
 
 def _application(data: dict[str, Any]) -> Application:
-    owners = data.get("owners")
     return Application(
         object_id=data["id"], app_id=data["appId"], display_name=data.get("displayName") or "",
         passwords=tuple(
@@ -308,8 +333,15 @@ def _application(data: dict[str, Any]) -> Application:
                          start=_parse_time(p.get("startDateTime")), end=_parse_time(p.get("endDateTime")))
             for p in data.get("passwordCredentials") or ()
         ),
-        owner_ids=frozenset(o["id"].lower() for o in owners if o.get("id")) if owners is not None else None,
+        owner_ids=_owner_ids(data), notes=data.get("notes") or "",
+        certificates=len(data.get("keyCredentials") or ()),
     )
+
+
+def _owner_ids(data: dict[str, Any]) -> frozenset[str] | None:
+    """The owners' object ids (lower case) when the read expanded them; None when it did not ask."""
+    owners = data.get("owners")
+    return frozenset(o["id"].lower() for o in owners if o.get("id")) if owners is not None else None
 
 
 def _parse_time(value: str | None) -> datetime | None:
