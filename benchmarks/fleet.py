@@ -8,9 +8,10 @@
     cap       the same, with at most 5 resets an hour
     breaker   a cluster whose resets keep failing inside AKS: after 2 failed rotations, the next is refused
 
-`python benchmarks/fleet.py [rotate|observe|cap|breaker ...]` prints the figures (`make bench` runs all;
-they take minutes: the propagation delay is 120 s of real time). tests/test_fleet_scenarios.py runs
-smaller versions and asserts the same outcomes.
+`python benchmarks/fleet.py [rotate|observe|cap|breaker ...] [--workers N]` prints the figures (`make bench` runs
+all; they take minutes: the propagation delay is 120 s of real time). tests/test_fleet_scenarios.py runs
+smaller versions and asserts the same outcomes; `--workers N` runs N worker processes on the same storage
+(tests/test_scaleout_scenarios.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from sandbox import Sandbox  # noqa: E402
 from sandbox.azurite import Azurite  # noqa: E402
 from sandbox.fleets import fleet, opted_out_by  # noqa: E402
 from sandbox.wiring import remediator_settings  # noqa: E402
-from sandbox.worker import WorkerProcess  # noqa: E402
+from sandbox.worker import WorkerPool, WorkerProcess  # noqa: E402
 
 FAST = {"REMEDIATOR_LEASE_SECONDS": "10", "REMEDIATOR_RETRY_DELAY_SECONDS": "1", "REMEDIATOR_RESET_POLL_SECONDS": "1",
         "REMEDIATOR_PROPAGATION_SUCCESSES": "3", "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS": "5"}
@@ -44,9 +45,18 @@ ADD_PASSWORD = "POST /applications/{id}/addPassword"
 @dataclass
 class Fleet:
     sandbox: Sandbox
-    worker: WorkerProcess
+    worker: WorkerProcess  # the first of `pool`'s workers
     in_scope: set[str]  # subscription ids the remediator manages
     started: float
+    pool: WorkerPool | None = None  # None: `worker` alone
+
+    @property
+    def url(self) -> str:
+        """The app's front end: requests spread over the pool's workers."""
+        return self.pool.url if self.pool else self.worker.url
+
+    def log_text(self) -> str:
+        return self.pool.log_text(4000) if self.pool else self.worker.log_text()[-4000:]
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         status, payload = _call(method, f"{self.sandbox.endpoints['admin']}/_sandbox/{path.lstrip('/')}", body,
@@ -73,7 +83,7 @@ class Fleet:
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """The remediator's HTTP API as the operator: (status, JSON body)."""
-        status, payload = _call(method, f"{self.worker.url}/api/{path.lstrip('/')}", body, headers={
+        status, payload = _call(method, f"{self.url}/api/{path.lstrip('/')}", body, headers={
             "x-functions-key": self.worker.function_key,
             "Authorization": f"Bearer {self.sandbox.api_token(self.sandbox.operator)}"})
         return status, json.loads(payload or b"null")
@@ -94,39 +104,41 @@ class Fleet:
             if probe():
                 return
             time.sleep(1)
-        raise TimeoutError(f"{what} not within {timeout:.0f} s; worker log:\n{self.worker.log_text()[-4000:]}")
+        raise TimeoutError(f"{what} not within {timeout:.0f} s; worker log:\n{self.log_text()}")
 
 
 @contextlib.contextmanager
 def served(sandbox: Sandbox, azurite: Azurite, settings: dict[str, str], *,
-           kind: type[Fleet] = Fleet) -> Iterator[Any]:
-    """The function app on `sandbox` in a worker process, with `settings` over the local ones: restarted when it
-    dies (a kill_worker fault kills it), as the host would, and sent the sandbox's failure events by Event Grid.
-    The remediator manages the subscriptions REMEDIATOR_SUBSCRIPTION_IDS names (all by default)."""
+           kind: type[Fleet] = Fleet, workers: int = 1) -> Iterator[Any]:
+    """The function app on `sandbox` in `workers` worker processes on the same storage, with `settings` over the
+    local ones: each restarted when it dies (a kill_worker fault kills the one that made the request), as the host
+    would, and sent the sandbox's failure events by Event Grid through their front end. The remediator manages the
+    subscriptions REMEDIATOR_SUBSCRIPTION_IDS names (all by default)."""
     stop = threading.Event()
-    worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
+    pool = WorkerPool(workers, visibility_timeout=VISIBILITY_SECONDS)
     local = remediator_settings(sandbox, azurite.connection_string, **settings)
-    worker.start(local)
-    sandbox.state.on_kill_worker = worker.kill
-    worker.keep_alive(stop, delay=0.2)
-    world = kind(sandbox, worker, set(local["REMEDIATOR_SUBSCRIPTION_IDS"].split(",")), time.monotonic())
-    hook = f"{worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={worker.function_key}"
+    pool.start(local)
+    sandbox.state.on_kill_worker = lambda: pool.kill_sender(sandbox.state.request_peer())
+    pool.keep_alive(stop, delay=0.2)
+    world = kind(sandbox, pool.workers[0], set(local["REMEDIATOR_SUBSCRIPTION_IDS"].split(",")), time.monotonic(),
+                 pool)
+    hook = f"{pool.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={pool.function_key}"
     try:
         world.admin("POST", "eventgrid/subscriptions", {"endpointUrl": hook, "schema": "EventGridSchema"})
         yield world
     finally:
         stop.set()
-        worker.stop()
+        pool.stop()
 
 
 @contextlib.contextmanager
 def fleet_world(document: dict[str, Any], *, in_scope: int | None = None, propagation_seconds: float = 120,
-                **settings: str) -> Iterator[Fleet]:
+                workers: int = 1, **settings: str) -> Iterator[Fleet]:
     """The fleet in the sandbox, the remediator managing its first `in_scope` subscriptions (all by default)."""
     with Azurite() as azurite, Sandbox(fleet=document) as sandbox:
         managed = list(sandbox.subscription_ids)[:in_scope]
-        with served(sandbox, azurite, {**FAST, "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(managed),
-                                       **settings}) as world:
+        with served(sandbox, azurite, {**FAST, "REMEDIATOR_SUBSCRIPTION_IDS": ",".join(managed), **settings},
+                    workers=workers) as world:
             world.admin("POST", "faults", {"kind": "propagation_delay", "seconds": propagation_seconds})
             yield world
 
@@ -152,6 +164,7 @@ def figures(world: Fleet) -> dict[str, Any]:
     return {
         "seconds": round(time.monotonic() - world.started, 1),
         "clusters": len(clusters), "toRepair": len(expected),
+        "applicationsToRepair": len({c["clientId"] for c in expected}),
         "repaired": sum(1 for c in expected if c["secretValidNow"]),
         "addPassword": snapshot["requests"].get("graph", {}).get(ADD_PASSWORD, 0),
         "resetsStarted": len(operations),
@@ -163,26 +176,34 @@ def figures(world: Fleet) -> dict[str, Any]:
         "skipped": dict(Counter(t["code"] for r in remediations for t in r.get("clusters", [])
                                 if t["status"] == "Skipped")),
         "remediatorCalls": {api: sum(routes.values()) for api, routes in calls.items()},
+        **({"workers": len(world.pool.workers), "connectionsPerWorker": world.pool.connections}
+           if world.pool and len(world.pool.workers) > 1 else {}),
     }
 
 
 def rotate(document: dict[str, Any] | None = None, *, propagation_seconds: float = 120,
-           retire_after_hours: float = 0.01, timeout: float = 900, **settings: str) -> dict[str, Any]:
+           retire_after_hours: float = 0.01, timeout: float = 900, workers: int = 1,
+           faults: tuple[dict[str, Any], ...] = (), **settings: str) -> dict[str, Any]:
+    """`faults`: request faults (POST /_sandbox/faults bodies) added before the upgrades fail, e.g. kill_worker."""
     document = document or fleet()
     # The default cap (20 an hour) would hold a fleet's second score of resets for an hour: the cap has its own
     # scenario; here every cluster may go.
     settings = {"REMEDIATOR_MAX_RESETS_PER_HOUR": "1000", **settings}
-    with fleet_world(document, in_scope=2, propagation_seconds=propagation_seconds,
+    with fleet_world(document, in_scope=2, propagation_seconds=propagation_seconds, workers=workers,
                      REMEDIATOR_RETIRE_AFTER_HOURS=str(retire_after_hours), **settings) as world:
+        for fault in faults:
+            world.admin("POST", "faults", fault)
         failed = every_upgrade_fails(world)
         world.wait(lambda: world.quiet() and figures(world)["repaired"] == figures(world)["toRepair"], timeout,
                    "every cluster repaired and every rotation finished")
-        return {"upgradesFailed": failed, **figures(world)}
+        kills = {"killed": world.pool.kills} if faults and world.pool else {}
+        return {"upgradesFailed": failed, **figures(world), **kills}
 
 
-def observe(document: dict[str, Any] | None = None, **settings: str) -> dict[str, Any]:
+def observe(document: dict[str, Any] | None = None, *, workers: int = 1, **settings: str) -> dict[str, Any]:
     document = document or fleet()
-    with fleet_world(document, in_scope=2, propagation_seconds=0, REMEDIATOR_MODE="observe", **settings) as world:
+    with fleet_world(document, in_scope=2, propagation_seconds=0, workers=workers, REMEDIATOR_MODE="observe",
+                     **settings) as world:
         failed = every_upgrade_fails(world)
         world.wait(lambda: world.quiet() and len(world.remediations()) >= 1, 300, "the plans")
         time.sleep(3)  # anything written would be visible by now
@@ -190,9 +211,9 @@ def observe(document: dict[str, Any] | None = None, **settings: str) -> dict[str
         return {"upgradesFailed": failed, **figures(world)}
 
 
-def cap(document: dict[str, Any] | None = None, *, per_hour: int = 5) -> dict[str, Any]:
+def cap(document: dict[str, Any] | None = None, *, per_hour: int = 5, workers: int = 1) -> dict[str, Any]:
     document = document or fleet()
-    with fleet_world(document, in_scope=2, propagation_seconds=0,
+    with fleet_world(document, in_scope=2, propagation_seconds=0, workers=workers,
                      REMEDIATOR_MAX_RESETS_PER_HOUR=str(per_hour)) as world:
         every_upgrade_fails(world)
         world.wait(lambda: figures(world)["repaired"] >= per_hour, 300, f"{per_hour} repairs")
@@ -200,14 +221,15 @@ def cap(document: dict[str, Any] | None = None, *, per_hour: int = 5) -> dict[st
         return figures(world)
 
 
-def breaker(*, failures: int = 2, cause: str = "resets") -> dict[str, Any]:
+def breaker(*, failures: int = 2, cause: str = "resets", workers: int = 1) -> dict[str, Any]:
     """`cause`: "resets" (AKS's own reset keeps failing, five attempts each) or "propagation" (Entra ID never
     accepts the new secret: each rotation fails before any reset, quickly)."""
     document = fleet(clusters=1, subscriptions=1, applications=1, managed_identity=0, opted_out_clusters=0,
                      opted_out_groups=0, groups_per_subscription=1)
     never = cause == "propagation"
     # Three hours: far longer than the rotation waits, shorter than the identities' own day-old passwords.
-    with fleet_world(document, propagation_seconds=3 * 3600 if never else 0, REMEDIATOR_BREAKER_FAILURES=str(failures),
+    with fleet_world(document, propagation_seconds=3 * 3600 if never else 0, workers=workers,
+                     REMEDIATOR_BREAKER_FAILURES=str(failures),
                      **({"REMEDIATOR_PROPAGATION_TIMEOUT_MINUTES": "0.05",
                          "REMEDIATOR_PROPAGATION_INTERVAL_SECONDS": "1"} if never else {})) as world:
         if not never:
@@ -232,10 +254,11 @@ def _decision_of(world: Fleet, correlation_id: str) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="*", default=["rotate", "observe", "cap", "breaker"])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on the same storage (default 1)")
     args = parser.parse_args(argv)
     for name in args.which:
         print(f"fleet {name}:", json.dumps({"rotate": rotate, "observe": observe, "cap": cap,
-                                            "breaker": breaker}[name]()), flush=True)
+                                            "breaker": breaker}[name](workers=args.workers)), flush=True)
     return 0
 
 

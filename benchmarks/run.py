@@ -8,9 +8,9 @@
 4. Event arrival to enqueue: parse + enqueue, in memory (pure CPU) and into Azurite.
 5. Classification throughput (benchmarks/bench_classify.py).
 6. The scenarios of benchmarks/scenarios.py: a storm of hints, a worker killed at every write and during
-   a long reset, 2,000 hostile requests and events.
+   a long reset, 2,000 hostile requests and events; the storm and the kills again with four workers.
 7. The fleet scenarios of benchmarks/fleet.py: fleet-50 rotated per application with a 120 s propagation
-   delay, observe mode, the reset cap, the circuit breaker.
+   delay, observe mode, the reset cap, the circuit breaker; the rotation again with four workers.
 8. The identity scenarios of benchmarks/identity.py: a deleted application replaced with its role
    assignments, the same planned, a legacy Azure AD server secret rotated, the orphan report.
 9. The fleet health scan of benchmarks/fleet_health.py: 2,000 clusters in 20 subscriptions with 50 ms latency,
@@ -214,8 +214,12 @@ def main() -> None:
     subprocess.run([PY, str(ROOT / "benchmarks" / "bench_classify.py")], cwd=ROOT, check=True)
     # The outside tester's scenarios over HTTP with a killable worker (minutes: a 40 s reset is among them).
     subprocess.run([PY, str(ROOT / "benchmarks" / "scenarios.py")], cwd=ROOT, check=True)
+    # Scaled out, as Flex Consumption runs it: four workers on one storage.
+    subprocess.run([PY, str(ROOT / "benchmarks" / "scenarios.py"), "storm", "crashes", "--workers", "4"], cwd=ROOT,
+                   check=True)
     # fleet-50: one rotation per application, the cap, observe mode, the breaker (minutes: 120 s propagation).
     subprocess.run([PY, str(ROOT / "benchmarks" / "fleet.py")], cwd=ROOT, check=True)
+    subprocess.run([PY, str(ROOT / "benchmarks" / "fleet.py"), "rotate", "--workers", "4"], cwd=ROOT, check=True)
     # A deleted application replaced (roles carried over), planned, a legacy AAD secret, the orphan report.
     subprocess.run([PY, str(ROOT / "benchmarks" / "identity.py")], cwd=ROOT, check=True)
     # The fleet health scan at 2,000 clusters with 50 ms on every call, throttled, and at 200/2,000/20,000.

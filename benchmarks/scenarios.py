@@ -6,9 +6,14 @@ worker process (as under the Functions host), counting what Azure saw.
     crashes    the worker killed (SIGKILL, by the sandbox) at every write the remediation makes, before and
                after the write takes effect, and in the middle of a 40 s reset; restarted each time
     hostile    2,000 malformed requests and events against the HTTP API and the Event Grid webhook
+    amplify    one 1 MB delivery of 1,396 failure events (each its own correlation id) for one healthy cluster,
+               then for 1,396 clusters' names: the lookups it queued and the Azure calls they made in 20 s
 
-`python benchmarks/scenarios.py [storm|crashes|hostile ...]` prints the figures (`make bench` runs all);
-tests/test_scenarios.py runs smaller versions and asserts the same outcomes.
+`python benchmarks/scenarios.py [storm|crashes|hostile ...] [--workers N]` prints the figures (`make bench` runs
+all); tests/test_scenarios.py runs smaller versions and asserts the same outcomes. `--workers N` runs N worker
+processes on the same storage, as Flex Consumption scales out: they compete for the queues' messages, requests and
+deliveries are spread over them, and a kill_worker fault kills the one that made the request
+(tests/test_scaleout_scenarios.py).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sandbox import Sandbox  # noqa: E402
 from sandbox.azurite import Azurite  # noqa: E402
 from sandbox.wiring import remediator_settings  # noqa: E402
-from sandbox.worker import WorkerProcess  # noqa: E402
+from sandbox.worker import WorkerPool, WorkerProcess  # noqa: E402
 
 CLUSTER = ("rg-payments", "aks-payments")
 RESET = "POST managedClusters/{name}/resetServicePrincipalProfile"
@@ -51,8 +57,14 @@ VISIBILITY_SECONDS = 3  # a killed invocation's message comes back after this (t
 class Live:
     sandbox: Sandbox
     azurite: Azurite
-    worker: WorkerProcess
+    worker: WorkerProcess  # the first of `pool`'s workers
     token: str
+    pool: WorkerPool
+
+    @property
+    def url(self) -> str:
+        """The app's front end: requests spread over the pool's workers."""
+        return self.pool.url
 
     @property
     def cluster_id(self) -> str:
@@ -68,16 +80,16 @@ class Live:
         return json.loads(payload or b"null")
 
     def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        status, payload = _call(method, f"{self.worker.url}/api/{path}", body, headers={
-            "x-functions-key": self.worker.function_key, "Authorization": f"Bearer {self.token}"})
+        status, payload = _call(method, f"{self.url}/api/{path}", body, headers={
+            "x-functions-key": self.pool.function_key, "Authorization": f"Bearer {self.token}"})
         try:
             return status, json.loads(payload or b"null")
         except ValueError:
             return status, payload
 
     def sweep(self) -> int:
-        return _call("POST", f"{self.worker.url}/admin/functions/sweep_activity_log", {},
-                     headers={"x-functions-key": self.worker.function_key})[0]
+        return _call("POST", f"{self.url}/admin/functions/sweep_activity_log", {},
+                     headers={"x-functions-key": self.pool.function_key})[0]
 
     def cluster(self) -> dict[str, Any]:
         return next(c for c in self.sandbox.snapshot()["clusters"] if c["name"] == CLUSTER[1])
@@ -111,24 +123,24 @@ class Live:
             if probe():
                 return time.monotonic() - started
             time.sleep(0.25)
-        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s; worker log:\n"
-                           f"{self.worker.log_text()[-3000:]}")
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f} s; worker log:\n{self.pool.log_text()}")
 
 
 @contextlib.contextmanager
-def live_world(**settings: str) -> Iterator[Live]:
-    """Azurite, the sandbox, and the function app in a worker process the sandbox may kill, restarted when it dies."""
+def live_world(*, workers: int = 1, **settings: str) -> Iterator[Live]:
+    """Azurite, the sandbox, and the function app in `workers` worker processes on the same storage: a kill_worker
+    fault kills the one that made the request, and each is restarted when it dies."""
     stop = threading.Event()
     with Azurite() as azurite, Sandbox(scenario="expired-secret") as sandbox:
-        worker = WorkerProcess(visibility_timeout=VISIBILITY_SECONDS)
-        worker.start(remediator_settings(sandbox, azurite.connection_string, **{**FAST, **settings}))
-        sandbox.state.on_kill_worker = worker.kill
-        worker.keep_alive(stop, delay=0.2)
+        pool = WorkerPool(workers, visibility_timeout=VISIBILITY_SECONDS)
+        pool.start(remediator_settings(sandbox, azurite.connection_string, **{**FAST, **settings}))
+        sandbox.state.on_kill_worker = lambda: pool.kill_sender(sandbox.state.request_peer())
+        pool.keep_alive(stop, delay=0.2)
         try:
-            yield Live(sandbox, azurite, worker, sandbox.api_token(sandbox.operator))
+            yield Live(sandbox, azurite, pool.workers[0], sandbox.api_token(sandbox.operator), pool)
         finally:
             stop.set()
-            worker.stop()
+            pool.stop()
 
 
 # ------------------------------------------------------------------------------------------ the scenarios
@@ -137,8 +149,7 @@ def live_world(**settings: str) -> Iterator[Live]:
 def storm(live: Live, *, deliveries: int = 200, requests: int = 50, sweeps: int = 5) -> dict[str, Any]:
     """One breakage, a storm of hints about it, then late ones: exactly one password and one reset."""
     started = time.monotonic()
-    webhook = (f"{live.worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure"
-               f"&code={live.worker.function_key}")
+    webhook = f"{live.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={live.pool.function_key}"
     for schema in ("EventGridSchema", "CloudEventSchemaV1_0"):
         live.admin("POST", "eventgrid/subscriptions", {"endpointUrl": webhook, "schema": schema})
     failed = live.admin("POST", f"clusters/{CLUSTER[1]}/operate", {"kubernetesVersion": "1.30.4"})
@@ -163,12 +174,12 @@ def storm(live: Live, *, deliveries: int = 200, requests: int = 50, sweeps: int 
         time.sleep(0.5)
     live.wait(live.settled, 60, "the late hints to be decided")
     _, decisions = live.api("GET", f"decisions?clusterResourceId={quote(live.cluster_id)}")
-    return {"passwordsMinted": _passwords_minted(live), "resetsStarted": _resets_started(live),
+    return {"passwordsMinted": _passwords_minted(live), "resetsStarted": _resets_started(live), "failed": _failed(live),
             "addPasswordAnswers": live.responses("graph", ADD_PASSWORD), "resetAnswers": live.responses("arm", RESET),
             "statuses": dict(sorted(statuses.items())), "repairedInSeconds": round(repaired_in, 1),
             "seconds": round(time.monotonic() - started, 1),
             "decisions": dict(Counter(d["code"] for d in decisions["value"]).most_common()),
-            "remediatorCalls": live.remediator_calls()}
+            "remediatorCalls": live.remediator_calls(), **_spread(live)}
 
 
 CRASH_POINTS = [("graph", ADD_PASSWORD, "before"), ("graph", ADD_PASSWORD, "after"),
@@ -180,13 +191,13 @@ def crash_at(live: Live, api: str, route: str, when: str) -> dict[str, Any]:
     """The worker killed at one write, before or after it takes effect; restarted; the cluster repaired once."""
     started = time.monotonic()
     live.admin("POST", "faults", {"api": api, "kind": "kill_worker", "route": route, "when": when, "count": 1})
-    pid = live.worker.pid
     status, _ = live.api("POST", "remediations", {"clusterResourceId": live.cluster_id})
     live.wait(live.settled, 180, f"convergence after a kill {when} {route}")
-    return {"point": f"{when} {route}", "accepted": status, "workerRestarted": live.worker.pid != pid,
-            "passwordsMinted": _passwords_minted(live), "resetsStarted": _resets_started(live),
-            "resetAnswers": live.responses("arm", RESET),
-            "liveUnstoredPasswords": _unstored_passwords(live), "seconds": round(time.monotonic() - started, 1)}
+    return {"point": f"{when} {route}", "accepted": status, "workerRestarted": _restarted(live),
+            "killed": live.pool.kills, "passwordsMinted": _passwords_minted(live),
+            "resetsStarted": _resets_started(live), "resetAnswers": live.responses("arm", RESET),
+            "liveUnstoredPasswords": _unstored_passwords(live), "failed": _failed(live),
+            "seconds": round(time.monotonic() - started, 1), **_spread(live)}
 
 
 def crash_mid_reset(live: Live, *, reset_seconds: float = 40) -> dict[str, Any]:
@@ -197,12 +208,13 @@ def crash_mid_reset(live: Live, *, reset_seconds: float = 40) -> dict[str, Any]:
     live.api("POST", "remediations", {"clusterResourceId": live.cluster_id})
     live.wait(lambda: live.cluster()["provisioningState"] not in ("Succeeded", "Failed"), 60, "the reset to start")
     time.sleep(min(reset_seconds / 2, 10))
-    live.worker.kill()  # and once more in the middle of the reset
+    # And once more in the middle of the reset: every worker, so that the one polling the reset dies whichever it is.
+    live.pool.kill_all()
     live.wait(live.settled, reset_seconds + 120, "convergence after kills during a long reset")
     return {"point": f"during a {reset_seconds:.0f} s reset", "passwordsMinted": _passwords_minted(live),
             "resetsStarted": _resets_started(live), "resetAnswers": live.responses("arm", RESET),
-            "liveUnstoredPasswords": _unstored_passwords(live),
-            "seconds": round(time.monotonic() - started, 1)}
+            "liveUnstoredPasswords": _unstored_passwords(live), "failed": _failed(live),
+            "killed": live.pool.kills, "seconds": round(time.monotonic() - started, 1), **_spread(live)}
 
 
 def hostile(live: Live, *, count: int = 2000, seed: int = 8) -> dict[str, Any]:
@@ -229,18 +241,71 @@ def hostile(live: Live, *, count: int = 2000, seed: int = 8) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 1)}
 
 
+def amplify(live: Live, *, events: int | None = 1396, seconds: float = 20.0, clusters: int = 1) -> dict[str, Any]:
+    """One delivery as large as Event Grid sends (1 MB; needs the system key, or a flood of real failures), every
+    event a failed write of the healthy cluster rg-platform/aks-healthy (or, with `clusters` > 1, of that many
+    clusters' names, the first the real one): the lookups it queued and the Azure calls made in `seconds`."""
+    names = ["aks-healthy", *(f"aks-made-up-{n:04d}" for n in range(1, clusters))]
+    uris = [f"/subscriptions/{live.sandbox.subscription_id}/resourceGroups/rg-platform"
+            f"/providers/Microsoft.ContainerService/managedClusters/{name}" for name in names]
+    delivery = _failure_delivery(uris, events)
+    before, started = sum(sum(api.values()) for api in live.remediator_calls().values()), time.monotonic()
+    hook = f"{live.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={live.pool.function_key}"
+    status, _ = _call("POST", hook, json.dumps(delivery).encode(), raw=True,
+                      headers={"aeg-event-type": "Notification", "Content-Type": "application/json"})
+    answered = time.monotonic() - started
+    time.sleep(max(seconds - answered, 0))
+    log = "".join(worker.log_text() for worker in live.pool.workers)
+    calls = live.remediator_calls()
+    return {"events": len(delivery), "deliveryBytes": len(json.dumps(delivery)), "webhookStatus": status,
+            "answeredInSeconds": round(answered, 1),
+            "lookupsRun": log.count("Executing 'Functions.look_up_incident'"),
+            "lookupsPending": _queued("incident-lookups", live),
+            "azureCalls": sum(sum(api.values()) for api in calls.values()) - before,
+            "activityLogReads": sum(n for api in calls.values() for route, n in api.items() if "eventtypes" in
+                                    route.lower() or "activitylog" in route.lower()),
+            "remediatorCalls": calls, "seconds": round(time.monotonic() - started, 1)}
+
+
+def _failure_delivery(uris: list[str], events: int | None) -> list[dict[str, Any]]:
+    """Failure events as the subscription's system topic writes them, `events` of them (or as many as fit in 1 MB),
+    each with its own correlation id, for each of `uris` in turn."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.0000000Z", time.gmtime())
+    delivery: list[dict[str, Any]] = []
+    size = 2
+    while events is None or len(delivery) < events:
+        correlation, uri = str(uuid.uuid4()), uris[len(delivery) % len(uris)]
+        # What the trigger reads of a system topic's event, and no more: as many as fit in a 1 MB delivery.
+        event = {"id": str(uuid.uuid4()), "subject": uri, "eventType": "Microsoft.Resources.ResourceWriteFailure",
+                 "eventTime": now, "dataVersion": "2",
+                 "data": {"correlationId": correlation, "resourceUri": uri, "status": "Failed",
+                          "operationName": "Microsoft.ContainerService/managedClusters/write"}}
+        size += len(json.dumps(event)) + 2
+        if size > 1024 * 1024:
+            break
+        delivery.append(event)
+    return delivery
+
+
+def _queued(queue: str, live: Live) -> int:
+    from azure.storage.queue import QueueClient
+
+    client = QueueClient.from_connection_string(live.azurite.connection_string, queue)
+    return client.get_queue_properties().approximate_message_count
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 
 def _hostile_makers(live: Live) -> list[tuple[str, Callable[[float], int]]]:
-    key = live.worker.function_key
+    key = live.pool.function_key
     auth = {"x-functions-key": key, "Authorization": f"Bearer {live.token}"}
-    hook = f"{live.worker.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={key}"
+    hook = f"{live.url}/runtime/webhooks/eventgrid?functionName=on_resource_failure&code={key}"
     notification = {"aeg-event-type": "Notification", "Content-Type": "application/json"}
     cid = live.cluster_id
 
     def post_api(body: bytes, headers: dict[str, str] = auth) -> Callable[[float], int]:
-        return lambda r: _call("POST", f"{live.worker.url}/api/remediations", body, headers=headers, raw=True)[0]
+        return lambda r: _call("POST", f"{live.url}/api/remediations", body, headers=headers, raw=True)[0]
 
     def event(data: Any, **fields: Any) -> bytes:
         return json.dumps([{"id": "e", "eventType": "Microsoft.Resources.ResourceWriteFailure", "subject": "s",
@@ -268,9 +333,9 @@ def _hostile_makers(live: Live) -> list[tuple[str, Callable[[float], int]]]:
         ("a forged token", post_api(json.dumps({"clusterResourceId": cid}).encode(),
                                     {"x-functions-key": key, "Authorization": "Bearer eyJhbGciOiJub25lIn0.e30."})),
         ("no function key", post_api(json.dumps({"clusterResourceId": cid}).encode(), {})),
-        ("a bad remediation id", lambda r: _call("GET", f"{live.worker.url}/api/remediations/..%2f..%2fetc",
+        ("a bad remediation id", lambda r: _call("GET", f"{live.url}/api/remediations/..%2f..%2fetc",
                                                  None, headers=auth, raw=True)[0]),
-        ("a bad query", lambda r: _call("GET", f"{live.worker.url}/api/remediations?clusterResourceId=%00%ff",
+        ("a bad query", lambda r: _call("GET", f"{live.url}/api/remediations?clusterResourceId=%00%ff",
                                         None, headers=auth, raw=True)[0]),
         ("an event, not JSON", post_hook(b"{oops")),
         ("an event without aeg-event-type", post_hook(event({}), {"Content-Type": "application/json"})),
@@ -295,7 +360,7 @@ def _hostile_makers(live: Live) -> list[tuple[str, Callable[[float], int]]]:
                                                 {"aeg-event-type": "Notification",
                                                  "Content-Type": "application/cloudevents+json"})),
         ("a deeply nested event", post_hook(b"[" * 5000 + b"]" * 5000)),
-        ("a bad Content-Length", lambda r: _raw_bad_length(live.worker.url, r)),
+        ("a bad Content-Length", lambda r: _raw_bad_length(live.url, r)),
     ]
 
 
@@ -342,6 +407,24 @@ def _passwords_minted(live: Live) -> int:
                if (p.get("displayName") or "").startswith("aks-sp-remediator"))
 
 
+def _restarted(live: Live) -> bool:
+    """A kill_worker fault killed a worker, and every worker runs again (under a new pid)."""
+    killed = {kill["pid"] for kill in live.pool.kills}
+    return bool(killed) and all(w.running and w.pid not in killed for w in live.pool.workers)
+
+
+def _failed(live: Live) -> int:
+    """Remediations of the cluster that ended Failed."""
+    _, listed = live.api("GET", f"remediations?clusterResourceId={quote(live.cluster_id)}")
+    return sum(1 for r in (listed or {}).get("value", []) if r["status"] == "Failed")
+
+
+def _spread(live: Live) -> dict[str, Any]:
+    """With several workers: how many connections the front end gave each."""
+    return {"workers": len(live.pool.workers), "connectionsPerWorker": live.pool.connections} \
+        if len(live.pool.workers) > 1 else {}
+
+
 def _writes(live: Live) -> int:
     """The remediator's writes to what it manages (an outcome event to the topic is a notice, not a change)."""
     return sum(n for name, api in live.remediator_calls().items() if name != "topic" for route, n in api.items()
@@ -358,19 +441,24 @@ def _unstored_passwords(live: Live) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", nargs="*", default=["storm", "crashes", "hostile"])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on the same storage (default 1)")
     args = parser.parse_args(argv)
     if "storm" in args.which:
-        with live_world() as live:
-            print("storm:", json.dumps(storm(live)))
+        with live_world(workers=args.workers) as live:
+            print("storm:", json.dumps(storm(live)), flush=True)
     if "crashes" in args.which:
         for api, route, when in CRASH_POINTS:
-            with live_world() as live:
-                print("crash:", json.dumps(crash_at(live, api, route, when)))
-        with live_world() as live:
-            print("crash:", json.dumps(crash_mid_reset(live)))
+            with live_world(workers=args.workers) as live:
+                print("crash:", json.dumps(crash_at(live, api, route, when)), flush=True)
+        with live_world(workers=args.workers) as live:
+            print("crash:", json.dumps(crash_mid_reset(live)), flush=True)
     if "hostile" in args.which:
-        with live_world() as live:
+        with live_world(workers=args.workers) as live:
             print("hostile:", json.dumps(hostile(live)))
+    if "amplify" in args.which:
+        for clusters in (1, 1396):
+            with live_world(workers=args.workers) as live:
+                print(f"amplify ({clusters} cluster(s)):", json.dumps(amplify(live, clusters=clusters)), flush=True)
     return 0
 
 

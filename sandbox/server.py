@@ -160,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
     api: Api  # set per server class
 
     def _serve(self) -> None:
+        self.api.state.answering(self.client_address)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY:
             self.send_error(413)

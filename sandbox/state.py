@@ -23,10 +23,10 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -46,6 +46,7 @@ from sandbox.directory import (
 from sandbox.rbac import BUILT_IN_ROLES, delegation_condition, role_definition_guid, role_name
 
 log = logging.getLogger("sandbox")
+T = TypeVar("T")
 LOCATION = "westeurope"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
@@ -96,6 +97,10 @@ ROLE_ASSIGNMENT_WRITE_ACTIONS = frozenset({"Microsoft.Authorization/roleAssignme
 # AppRoleAssignment.ReadWrite.All manages app role assignments and consent grants: alone it reads no application.
 GRAPH_PERMISSIONS = frozenset(GRAPH_APPLICATION_PERMISSIONS)
 GRAPH_APPLICATION_READERS = frozenset({GRAPH_READ_ALL, GRAPH_OWNED_BY, GRAPH_READ_WRITE_ALL})
+# Not a Graph permission: what a member user signed in to a tool may do with applications (MemberUser).
+MEMBER_USER = "member user"
+# The Azure CLI, the public client a user signs in to (its well-known application id).
+AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 # A deleted application or service principal stays in Graph's deleted items this long, then is gone for good.
 DELETED_ITEM_RETENTION = timedelta(days=30)
 # Key Vault data actions of the remediator's custom data role on its vault (infra/): set, get, list; no delete.
@@ -139,6 +144,28 @@ class Identity:
 
     client_id: str
     client_secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MemberUser:
+    """A member user of the tenant, signed in to the Azure CLI (delegated Application.ReadWrite.All and
+    Directory.Read.All). What Graph then lets the user do is what the user may do: with Entra ID's default user
+    permissions ("Default user permissions", Microsoft Learn), read every application, register applications (the
+    tenant default "Users can register applications": Yes) and manage the ones the user owns, their owners included
+    (application-post-owners: delegated Application.ReadWrite.All). Owner lists hold the user's object id."""
+
+    object_id: str
+    display_name: str
+    graph_permissions: frozenset[str] = frozenset({MEMBER_USER})
+
+    @property
+    def app_id(self) -> str:
+        """The id owner lists know this identity by (an application's appId; a user's object id)."""
+        return self.object_id
+
+    @property
+    def user_principal_name(self) -> str:
+        return f"{self.display_name.lower().replace(' ', '.')}@contoso.example"
 
 
 @dataclass
@@ -193,6 +220,12 @@ class Application:
     deleted_at: datetime | None = None  # set while it lies in Graph's deleted items
     # An ABAC condition on the identity's role assignment writes and deletes (constrained delegation, sandbox/rbac.py).
     role_assignment_condition: str | None = None
+    notes: str | None = None  # Graph's `notes`: free text only its owners (or ReadWrite.All) may write
+    # The service principal's own owners (appIds of identities), apart from the application's: the creator of a
+    # service principal made through Graph owns it.
+    sp_owners: set[str] = field(default_factory=set)
+    # Federated identity credentials ({"id", "name", "issuer", "subject", "audiences"}): sign-ins without a secret.
+    federated_credentials: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def app_roles(self) -> dict[str, str]:
@@ -479,6 +512,7 @@ class SandboxState:
             app_role_objects=[p.app_role() for p in GRAPH_APPLICATION_PERMISSIONS.values()])
         self.operations: dict[str, Operation] = {}
         self.tokens: dict[str, tuple[str, str, datetime]] = {}  # token_key(token) -> (appId, audience, expires)
+        self.users: dict[str, MemberUser] = {}  # by object id
         # Entra ID signs every access token (RS256); its public key is served as the tenant's JWKS.
         self.signing_key = signing_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.signing_key_id = signing_key_id or uuid.uuid4().hex
@@ -498,8 +532,10 @@ class SandboxState:
         self.responses: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.requests_by_caller: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
         self.tokens_issued: Counter[str] = Counter()
+        self.key_fetches = 0  # GETs of the tenant's signing keys, answered or faulted (login is not in `requests`)
         self.faults: list[Fault] = []  # active request faults, in the order they were added
         self.random = random.Random(7)  # fault rates are reproducible from run to run
+        self.order_seed = tenant_id  # unordered collections: one permutation per world (`unordered`)
         self.propagation_seconds = 0.0  # a new password signs in only after this long
         self.ingestion_seconds = 0.0  # an Activity Log entry is listed only after this long
         self.reset_failures = 0  # the next N resets fail inside AKS (an internal error)
@@ -516,6 +552,9 @@ class SandboxState:
         self.appliers: dict[str, Callable[[Operation], dict[str, Any] | None]] = {}
         # Set by whoever started the function worker process (serve, a test): SIGKILL it. kill_worker faults call it.
         self.on_kill_worker: Callable[[], None] | None = None
+        # The client address of the request each server thread answers: with several workers, a kill_worker hook
+        # kills the one that sent it (`request_peer`; sandbox/worker.py's WorkerPool.kill_sender).
+        self._answering = threading.local()
         # Write-through: with a store, commit() saves the state, and `journal` collects the changes of what grows
         # (passwords, removed passwords, vault versions, Activity Log, tokens, operations) for the store to append
         # to its logs. None without a store: nothing collects.
@@ -528,6 +567,12 @@ class SandboxState:
 
     def now(self) -> datetime:
         return datetime.now(UTC) + self.clock_offset
+
+    def unordered(self, items: Iterable[T], key: Callable[[T], str]) -> list[T]:
+        """A collection in an order the API does not promise (Graph and ARM lists without $orderby): a permutation
+        fixed by the world's `order_seed` and each item's key, so paging is consistent and no client can rely, by
+        accident, on creation order."""
+        return sorted(items, key=lambda item: hashlib.sha256(f"{self.order_seed}|{key(item)}".encode()).digest())
 
     def advance(self, seconds: float) -> datetime:
         with self.lock:
@@ -708,7 +753,36 @@ class SandboxState:
             self.tokens_issued[resource] += 1
             return token, int(TOKEN_LIFETIME.total_seconds())
 
-    def sign_token(self, app: Application, claims: dict[str, Any], *, lifetime: float | None = None,
+    def add_user(self, display_name: str) -> MemberUser:
+        with self.lock:
+            user = MemberUser(str(uuid.uuid4()), display_name)
+            self.users[user.object_id] = user
+            return user
+
+    def issue_user_token(self, user: MemberUser, resource: str) -> str:
+        """A delegated v2.0 access token of `user` for `resource`, as Entra ID issues to the Azure CLI."""
+        with self.lock:
+            token = self.sign_token(None, {
+                "aud": resource, "oid": user.object_id, "sub": user.object_id, "azp": AZURE_CLI_APP_ID,
+                "idtyp": "user", "name": user.display_name, "upn": user.user_principal_name,
+                "scp": "Application.ReadWrite.All Directory.Read.All"})
+            key, found = token_key(token), (user.object_id, resource, self.now() + TOKEN_LIFETIME)
+            self.tokens[key] = found
+            self._journal("tokens", (key, *found))
+            self.tokens_issued[resource] += 1
+            return token
+
+    def user_caller(self, authorization: str | None, api: str) -> MemberUser | None:
+        """The member user a bearer token was issued to, for an audience `api` accepts; None otherwise."""
+        if not authorization or not authorization.startswith("Bearer "):
+            return None
+        with self.lock:
+            found = self.tokens.get(token_key(authorization[len("Bearer "):]))
+            if found is None or found[2] <= self.now() or found[1] not in self.audiences[api]:
+                return None
+            return self.users.get(found[0])
+
+    def sign_token(self, app: Application | None, claims: dict[str, Any], *, lifetime: float | None = None,
                    key: rsa.RSAPrivateKey | None = None) -> str:
         """A JWT for `app` with Entra ID's v2.0 claims, `claims` laid over them.
 
@@ -717,9 +791,10 @@ class SandboxState:
         issued = int(time.time())
         seconds = int(TOKEN_LIFETIME.total_seconds() if lifetime is None else lifetime)
         body = {"iss": f"{self.login_url}/{self.tenant_id}/v2.0", "iat": issued, "nbf": issued,
-                "exp": issued + seconds, "tid": self.tenant_id, "oid": app.sp_object_id, "sub": app.sp_object_id,
-                "azp": app.app_id, "azpacr": "1", "idtyp": "app", "ver": "2.0", "uti": secrets.token_urlsafe(16),
-                **claims}
+                "exp": issued + seconds, "tid": self.tenant_id, "azpacr": "1", "ver": "2.0",
+                "uti": secrets.token_urlsafe(16),
+                **({"oid": app.sp_object_id, "sub": app.sp_object_id, "azp": app.app_id, "idtyp": "app"}
+                   if app else {}), **claims}
         return jwt.encode({k: v for k, v in body.items() if v is not None}, key or self.signing_key,
                           algorithm="RS256", headers={"kid": self.signing_key_id, "typ": "JWT"})
 
@@ -992,8 +1067,8 @@ class SandboxState:
         with self.lock:
             self.requests[api][route] += 1
             found = self.tokens.get(token_key((authorization or "").removeprefix("Bearer ")))
-            app = self.applications.get(found[0]) if found else None
-            self.requests_by_caller[app.display_name if app else "anonymous"][api][route] += 1
+            who = (self.applications.get(found[0]) or self.users.get(found[0])) if found else None
+            self.requests_by_caller[who.display_name if who else "anonymous"][api][route] += 1
 
     def record_response(self, api: str, route: str, status: int) -> None:
         with self.lock:
@@ -1048,6 +1123,15 @@ class SandboxState:
             self.operation_seconds = DEFAULT_OPERATION_SECONDS
             self.principal_replication_seconds = 0.0
             self.replication_ignores_principal_type = False
+
+    def answering(self, peer: tuple[str, int]) -> None:
+        """The HTTP server notes the client address of the request this thread now answers."""
+        self._answering.peer = peer
+
+    def request_peer(self) -> tuple[str, int] | None:
+        """The client address of the request this thread answers (None outside a request): the process that sent it
+        is the one a kill_worker fault kills."""
+        return getattr(self._answering, "peer", None)
 
     def kill_worker(self) -> None:
         """Call the hook that SIGKILLs the function worker (never under the lock: it waits for a process)."""
@@ -1113,6 +1197,8 @@ class SandboxState:
                                   "removedPasswords": [dict(r) for r in a.removed_passwords]}
                                  for a in self.applications.values()],
                 "deletedApplications": [deleted_view(a) for a in self.deleted_applications.values()],
+                "users": [{"id": u.object_id, "displayName": u.display_name,
+                           "userPrincipalName": u.user_principal_name} for u in self.users.values()],
                 "roleAssignments": [role_assignment_view(r) for r in self.role_assignments.values()],
                 "cloudName": self.cloud_name, "flexRegions": list(self.flex_regions),
                 "functionApps": [site_view(a) for a in self.sites.values()],
@@ -1129,6 +1215,7 @@ class SandboxState:
                 "requestsByCaller": {caller: {api: dict(routes) for api, routes in apis.items()}
                                      for caller, apis in self.requests_by_caller.items()},
                 "tokens": dict(self.tokens_issued),
+                "keyFetches": self.key_fetches,
             }
 
     def group_view(self, group: ResourceGroup) -> dict[str, Any]:
