@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from remediation import logs, telemetry
+from remediation import telemetry
+from remediation.app import logs
+from remediation.app.service import RemediationRequest
+from remediation.app.settings import CHECK_QUEUE, INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
 from remediation.auth import READ_ROLE, WRITE_ROLE, ForbiddenError, UnauthorizedError
-from remediation.detection import IncidentLookup
 from remediation.errors import (
     ConfigurationError,
     ConflictError,
@@ -24,15 +26,14 @@ from remediation.errors import (
     RemediationError,
     TransientError,
 )
-from remediation.events import IgnoredEvent, parse_event
-from remediation.health import EXPIRED_NOW_LOG, CredentialCheck, Health
 from remediation.ids import ClusterId
-from remediation.runner import WorkItem
-from remediation.service import RemediationRequest
-from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
+from remediation.intake.detection import IncidentLookup
+from remediation.intake.events import IgnoredEvent, parse_event
+from remediation.intake.health import EXPIRED_NOW_LOG, CredentialCheck, Health
+from remediation.run.runner import WorkItem
 
 if TYPE_CHECKING:
-    from remediation.bootstrap import Services
+    from remediation.app.bootstrap import Services
 
 log = logging.getLogger("remediator")
 logs.install()  # input's control characters are escaped in every log line of the app
@@ -64,7 +65,7 @@ _ignored_lock = threading.Lock()
 @functools.cache
 def services() -> Services:
     """Built on first use from the app settings, then shared by every invocation of this worker."""
-    from remediation.bootstrap import bootstrap
+    from remediation.app.bootstrap import bootstrap
 
     return bootstrap()
 

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from remediation.classify import classify_status_message  # noqa: E402 (needs the path above)
+from remediation.decide.classify import classify_status_message  # noqa: E402 (needs the path above)
 
 CORPUS = json.loads((ROOT / "tests" / "data" / "error_corpus.json").read_text("utf-8"))
 ROUNDS = 3

@@ -55,8 +55,8 @@ import json, sys, time
 from azure.identity import ClientSecretCredential
 from remediation.adapters.graph import GraphDirectory
 from remediation.adapters.resourcegraph import ResourceGraphClusters
-from remediation.guardrails import Guardrails
-from remediation.health import FleetHealth
+from remediation.decide.guardrails import Guardrails
+from remediation.intake.health import FleetHealth
 given = json.loads(sys.argv[1])
 credential = ClientSecretCredential(given["tenant"], given["client"], given["secret"], authority=given["login"],
                                     disable_instance_discovery=True, connection_verify=given["ca"])

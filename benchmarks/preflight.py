@@ -47,7 +47,7 @@ def preflight_once(sandbox: Sandbox, info: Path) -> tuple[float, dict[str, Any],
 def measure(plant_another: bool) -> dict[str, Any]:
     with Sandbox(scenario="healthy") as sandbox, tempfile.TemporaryDirectory() as directory:
         if plant_another:
-            from tests.test_sandbox import Wire
+            from tests.sandbox.test_sandbox import Wire
 
             Wire(sandbox).admin("remediators", {
                 "resourceGroup": "rg-first", "name": "func-remediator-first",

@@ -116,9 +116,9 @@ def demo_figures() -> dict:
 def event_to_enqueue(runs: int = 2000) -> dict:
     """From the Event Grid payload, decoded by the azure-functions library as the worker does, to the lookup
     message enqueued: what the trigger does before it answers Event Grid."""
-    from remediation.detection import IncidentDetector
-    from remediation.events import FailureEvent, parse_event
-    from sandbox.runner import event_grid_input
+    from remediation.intake.detection import IncidentDetector
+    from remediation.intake.events import FailureEvent, parse_event
+    from sandbox.functions_host import event_grid_input
     from tests.fakes import FakeClock, FakeIncidentStore, FakeQueue, Faults
 
     def payload() -> str:

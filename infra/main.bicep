@@ -99,7 +99,7 @@ param maximumInstanceCount int = 40
 @description('Daily Log Analytics ingestion cap in GB, a cost guard; -1 for none.')
 param logDailyQuotaGb int = 1
 
-// Remediator settings (remediation/settings.py). Endpoints follow the cloud the template is
+// Remediator settings (remediation/app/settings.py). Endpoints follow the cloud the template is
 // deployed to (the code strips the trailing slash environment() adds).
 @description('REMEDIATOR_ARM_ENDPOINT: Azure Resource Manager endpoint.')
 param armEndpoint string = environment().resourceManager
@@ -149,7 +149,7 @@ param resetTimeoutMinutes int = 120
 ])
 param sdkLogLevel string = 'WARNING'
 
-// Guardrails and the rotation's limits (remediation/guardrails.py, remediation/steps.py).
+// Guardrails and the rotation's limits (remediation/decide/guardrails.py, remediation/run/steps.py).
 @description('REMEDIATOR_DENY_SUBSCRIPTION_IDS: Comma-separated subscriptions never touched.')
 param denySubscriptionIds string = ''
 
@@ -214,7 +214,7 @@ param assignableRoleIds array = [
   'b12aa53e-6015-4669-85d0-8515ebb3ae7f'
 ]
 
-// Proactive rotation (remediation/health.py, remediation/maintenance.py).
+// Proactive rotation (remediation/intake/health.py, remediation/decide/maintenance.py).
 @description('REMEDIATOR_EXPIRY_WARNING_DAYS: a secret ending within this many days is reported as expiring, and rotated ahead of expiry on opted-in clusters.')
 @minValue(0)
 param expiryWarningDays int = 30
@@ -233,7 +233,7 @@ var resourceToken = toLower(uniqueString(subscription().id, environmentName, loc
 var tags = {
   'azd-env-name': environmentName
 }
-// On the function app only (remediation/preflight.py REMEDIATOR_TAG).
+// On the function app only (remediation/model.py REMEDIATOR_TAG).
 var remediatorTag = 'aks-sp-remediator-environment'
 var subscriptionIds = join(concat([
   subscription().subscriptionId

@@ -1,5 +1,5 @@
 """Command line: ``python -m remediation classify < failures.jsonl``, and the operator's commands
-over the HTTP API (``list``, ``show``, ``decisions``, ``dry-run``: see ``remediation/cli.py``).
+over the HTTP API (``list``, ``show``, ``decisions``, ``dry-run``: see ``remediation/cli/commands.py``).
 
 ``classify`` reads JSON Lines (stdin, or ``--input FILE``) and writes one JSON line per input
 line, in order, to stdout. Each input line is one of:
@@ -28,14 +28,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from typing import Any, TextIO
 
-from remediation import logs
-from remediation.classify import (
+from remediation.app import logs
+from remediation.cli.commands import add_operator_commands
+from remediation.decide.classify import (
     Classification,
     classify_activity_log_entry,
     classify_message,
     classify_status_message,
 )
-from remediation.cli import add_operator_commands
 
 SHAPES = ('{"message": str}, {"statusMessage": str | object} or an Activity Log entry (an object with '
           '"properties")')

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -202,3 +204,51 @@ class ActivityLogEntry:
     @property
     def is_failed_end(self) -> bool:
         return self.event_name == "EndRequest" and self.status == "Failed"
+
+
+# ------------------------------------------------------------------------------------------ deployments (preflight)
+
+# The tag infra/ puts on the function app (its azd environment's name): how one deployment finds the others.
+REMEDIATOR_TAG = "aks-sp-remediator-environment"
+# The Event Grid function every deployment subscribes: an event subscription naming it is a remediator's.
+EVENT_FUNCTION = "on_resource_failure"
+_ROLE_WRITE = "microsoft.authorization/roleassignments/write"
+
+
+@dataclass(frozen=True)
+class Deployer:
+    """Who is signed in: a user, or a service principal (a pipeline), with what it holds in Entra ID."""
+
+    object_id: str
+    kind: str  # "user" or "servicePrincipal"
+    directory_roles: frozenset[str] = frozenset()  # role template ids, active (PIM-eligible ones are not)
+    graph_permissions: frozenset[str] = frozenset()  # Microsoft Graph app role ids (service principals only)
+
+
+@dataclass(frozen=True)
+class DeployedRemediator:
+    """Another remediator's function app, as the template left it in Azure."""
+
+    site_id: str
+    subscription_id: str
+    resource_group: str
+    name: str
+    environment: str = ""  # its REMEDIATOR_TAG value, if it has one
+    settings: Mapping[str, str] | None = None  # its app settings; None: could not be read
+    unreadable: str = ""  # why not
+
+
+
+@dataclass(frozen=True)
+class RoleDefinition:
+    role_id: str
+    name: str
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+
+    def writes_role_assignments(self) -> bool:
+        """Whether the role lets its holder write role assignments (a wildcard counts; NotActions subtract)."""
+        def matches(pattern: str) -> bool:
+            regex = "^" + ".*".join(re.escape(part) for part in pattern.lower().split("*")) + "$"
+            return re.match(regex, _ROLE_WRITE) is not None
+        return any(matches(a) for a in self.actions) and not any(matches(n) for n in self.not_actions)

@@ -17,9 +17,12 @@ from remediation.model import (
     Application,
     ClusterInfo,
     DeletedPrincipal,
+    DeployedRemediator,
+    Deployer,
     NewPassword,
     OperationStatus,
     RoleAssignment,
+    RoleDefinition,
     SecretText,
     ServicePrincipal,
     SignInResult,
@@ -216,3 +219,19 @@ class OutcomePublisher(Protocol):
     def publish(self, events: Sequence[OutcomeEvent]) -> None:
         """Publish these events in one request (all or none). TransientError when worth trying again (429, 5xx, the
         connection), PermanentError otherwise (no permission, a refused event)."""
+
+
+class DeploymentReader(Protocol):
+    """What the preflight reads from Azure, with the deployer's sign-in (remediation/adapters/deployment.py)."""
+
+    def get_cloud_name(self) -> str: ...
+
+    def list_flex_regions(self, subscription_id: str) -> list[str]: ...
+
+    def get_deployer(self) -> Deployer: ...
+
+    def list_remediators(self, subscription_ids: Sequence[str]) -> list[DeployedRemediator]: ...
+
+    def list_app_settings(self, site_id: str) -> dict[str, str]: ...
+
+    def get_role_definition(self, subscription_id: str, role_id: str) -> RoleDefinition | None: ...

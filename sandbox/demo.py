@@ -29,7 +29,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 
 from sandbox import Sandbox, configure_logging
 from sandbox.azurite import Azurite
-from sandbox.runner import FunctionRunner
+from sandbox.functions_host import FunctionRunner
 from sandbox.wiring import remediator_settings
 
 CLUSTER_GROUP, CLUSTER_NAME = "rg-payments", "aks-payments"

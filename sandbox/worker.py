@@ -3,7 +3,7 @@
     python -m sandbox.worker --port 7071 --function-key KEY [--visibility-timeout 600]
 
 Reads the app settings from its environment (as the host does), serves `function_app.py` through
-`sandbox.runner.FunctionRunner` (HTTP triggers, the Event Grid webhook, queue polling, timers on
+`sandbox.functions_host.FunctionRunner` (HTTP triggers, the Event Grid webhook, queue polling, timers on
 `POST /admin/functions/{name}`), logs as the Python worker does (root logger at INFO, to stderr),
 and prints one JSON line when it is ready:
 
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.azurite import free_port
-from sandbox.runner import HOST_VISIBILITY_TIMEOUT, ROOT, FunctionRunner, StartupError, configure_worker_logging
+from sandbox.functions_host import HOST_VISIBILITY_TIMEOUT, ROOT, FunctionRunner, StartupError, configure_worker_logging
 
 log = logging.getLogger("sandbox.worker")
 

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from remediation.bootstrap import Services, bootstrap
-from remediation.detection import IncidentLookup
-from remediation.events import FailureEvent
-from remediation.health import CredentialCheck
+from remediation.app.bootstrap import Services, bootstrap
+from remediation.app.settings import Settings
 from remediation.ids import ClusterId
+from remediation.intake.detection import IncidentLookup
+from remediation.intake.events import FailureEvent
+from remediation.intake.health import CredentialCheck
 from remediation.model import ActivityLogEntry
-from remediation.runner import WorkItem
-from remediation.settings import Settings
+from remediation.run.runner import WorkItem
 from sandbox.azurite import Azurite
 from tests.fakes import (
     REMEDIATOR_PRINCIPAL_ID,

@@ -33,12 +33,12 @@ from remediation.adapters.entra_tokens import (
     EntraTokenValidator,
     SigningKeys,
 )
+from remediation.app.settings import TABLE_NAME, WORK_QUEUE
 from remediation.auth import READ_ROLE, ApiAuthenticator
 from remediation.errors import RemediationError
-from remediation.settings import TABLE_NAME, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
-from sandbox.runner import functions_of, http_input
+from sandbox.functions_host import functions_of, http_input
 from sandbox.wiring import remediator_settings
 
 FUNCTIONS = {f.get_function_name(): f for f in functions_of(function_app.app)}

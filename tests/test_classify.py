@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from benchmarks.bench_classify import hostile_inputs
-from remediation.classify import (
+from remediation.decide.classify import (
     ACTION_FOR_KIND,
     EVIDENCE_LIMIT,
     MAX_TEXT_CHARS,

@@ -360,7 +360,7 @@ def test_up_stops_at_the_real_preflight_when_another_remediator_acts_on_the_subs
     # a first environment's remediator acts on every cluster of the subscription.
     from sandbox import Sandbox
     from tests.conftest import sandbox_info_file
-    from tests.test_sandbox import Wire
+    from tests.sandbox.test_sandbox import Wire
 
     with Sandbox(scenario="healthy") as sandbox:
         planted = Wire(sandbox).admin("remediators", {

@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
-from remediation.detection import MAX_NEW_LOOKUPS, NEW_LOOKUP_WINDOW, SWEEP_OVERLAP
 from remediation.errors import InvalidInputError
-from remediation.events import FailureEvent
 from remediation.ids import ClusterId
+from remediation.intake.detection import MAX_NEW_LOOKUPS, NEW_LOOKUP_WINDOW, SWEEP_OVERLAP
+from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry, Status
 from tests.conftest import APP_ID, CLUSTER, SUB, World
 from tests.otel import install_for_tests
@@ -284,7 +284,7 @@ def test_an_event_time_far_from_now_is_refused(world: World, offset: timedelta) 
                 "attempt": 0}).encode(),
 ])
 def test_malformed_lookup_messages_are_refused(body: bytes) -> None:
-    from remediation.detection import IncidentLookup
+    from remediation.intake.detection import IncidentLookup
 
     with pytest.raises(InvalidInputError):
         IncidentLookup.from_message(body)

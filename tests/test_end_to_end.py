@@ -11,7 +11,7 @@ import logging
 import pytest
 from azure.data.tables import TableClient
 
-from remediation.settings import TABLE_NAME
+from remediation.app.settings import TABLE_NAME
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
 from sandbox.demo import run

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from remediation.app.service import RemediationRequest
 from remediation.errors import PermanentError
-from remediation.events import FailureEvent
-from remediation.health import Health
 from remediation.ids import ClusterId
+from remediation.intake.events import FailureEvent
+from remediation.intake.health import Health
 from remediation.model import ActivityLogEntry, ClusterInfo, Status
-from remediation.service import RemediationRequest
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, expired_secret_message, make_world
 from tests.otel import install_for_tests
 

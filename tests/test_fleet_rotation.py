@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from remediation.app.service import RemediationRequest
 from remediation.ids import ClusterId
 from remediation.model import ClusterInfo, Status
 from remediation.record import TargetStatus
-from remediation.service import RemediationRequest
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, make_world
 
 OTHER_SUB = "6f1c2d3e-0000-4000-8000-000000000002"

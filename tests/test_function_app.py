@@ -1,7 +1,7 @@
 """The triggers, called as the host calls them (app.get_functions()), over the sandbox and Azurite.
 
 Every trigger's input is decoded by the azure-functions library's own converters, from the data and
-metadata the host sends (`sandbox.runner`'s `*_input` helpers): no test builds an EventGridEvent,
+metadata the host sends (`sandbox.functions_host`'s `*_input` helpers): no test builds an EventGridEvent,
 CloudEvent, QueueMessage, HttpRequest or TimerRequest by hand, so each gets what the Python worker
 would give it in Azure.
 """
@@ -24,11 +24,11 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 import function_app
+from remediation.app.settings import CHECK_QUEUE, INCIDENT_QUEUE, WORK_QUEUE
 from remediation.ids import ClusterId
-from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
-from sandbox.runner import event_grid_input, functions_of, http_input, queue_input, timer_input
+from sandbox.functions_host import event_grid_input, functions_of, http_input, queue_input, timer_input
 from sandbox.wiring import remediator_settings
 from tests.otel import install_for_tests
 

@@ -1,5 +1,5 @@
 """The Bicep in infra/: it parses, checkov passes it, its roles grant no wildcard, it sets every app setting the
-code reads (remediation/settings.py), and it respects the rules of the real platform that nothing here can deploy
+code reads (remediation/app/settings.py), and it respects the rules of the real platform that nothing here can deploy
 to check: each such rule is a test that names its source.
 
 The Bicep is read through tests/bicep.py (tree-sitter, with the rewrites both parsers need: see its docstring).
@@ -22,8 +22,8 @@ import pytest
 import tree_sitter
 
 from remediation.alerts import POISON_MESSAGE, REMEDIATION_FAILED
-from remediation.events import CLUSTER_OPERATION_PREFIX, FAILURE_EVENT_TYPES
-from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, SETTINGS, TABLE_NAME, WORK_QUEUE
+from remediation.app.settings import CHECK_QUEUE, INCIDENT_QUEUE, SETTINGS, TABLE_NAME, WORK_QUEUE
+from remediation.intake.events import CLUSTER_OPERATION_PREFIX, FAILURE_EVENT_TYPES
 from tests import bicep
 from tests.bicep import INFRA, ROOT
 
@@ -658,7 +658,7 @@ def test_log_alerts_search_for_the_lines_the_code_and_host_write():
 
 
 def test_an_alert_searches_for_the_health_checks_expired_clusters_line():
-    from remediation.health import EXPIRED_NOW_LOG  # logged as "<count> clusters expired now"
+    from remediation.intake.health import EXPIRED_NOW_LOG  # logged as "<count> clusters expired now"
 
     root = bicep.parse(INFRA / "modules" / "alerts.bicep")
     alerts = [bicep.properties(a) for a in bicep.variables(root)["logAlerts"].named_children if a.type == "object"]

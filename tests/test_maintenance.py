@@ -16,8 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remediation.errors import ConfigurationError, InvalidInputError
-from remediation.maintenance import (
+from remediation.decide.maintenance import (
     DAY_NAMES,
     PREFERENCE,
     WEEK_INDEXES,
@@ -28,6 +27,7 @@ from remediation.maintenance import (
     choose_schedule,
     parse_window_setting,
 )
+from remediation.errors import ConfigurationError, InvalidInputError
 
 SAMPLES = Path(__file__).resolve().parent / "reference"
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from remediation.__main__ import main
-from remediation.cli import _complain
-from remediation.cli_api import ApiClient, Target
-from remediation.cli_render import decisions_table, remediations_table, timeline
+from remediation.cli.api import ApiClient, Target
+from remediation.cli.commands import _complain
+from remediation.cli.render import decisions_table, remediations_table, timeline
 from sandbox import Sandbox
 from sandbox.azurite import Azurite, free_port
 from sandbox.wiring import remediator_settings

@@ -17,11 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from remediation import preflight
 from remediation.__main__ import main
-from remediation.errors import InvalidInputError
-from remediation.guardrails import ANY, Scope
-from remediation.preflight import (
+from remediation.cli import preflight
+from remediation.cli.preflight import (
     APP_ROLE_ASSIGNMENT_READWRITE_ALL,
     APPLICATION_ADMINISTRATOR,
     PRIVILEGED_ROLE_ADMINISTRATOR,
@@ -32,10 +30,13 @@ from remediation.preflight import (
     RoleDefinition,
     Status,
 )
+from remediation.decide.guardrails import ANY, Scope
+from remediation.errors import InvalidInputError
+from remediation.model import REMEDIATOR_TAG
 from sandbox import Sandbox
 from tests.conftest import sandbox_info_file
-from tests.test_sandbox import Wire
-from tests.test_sandbox_deployment import reader
+from tests.sandbox.test_sandbox import Wire
+from tests.sandbox.test_sandbox_deployment import reader
 
 SUB = "00000000-0000-0000-0000-00000000000a"
 OTHER_SUB = "00000000-0000-0000-0000-00000000000b"
@@ -350,7 +351,7 @@ def findings(report: dict[str, Any], status: str | None = None) -> list[str]:
 def first_environment(tenant: Tenant, **settings: str) -> dict[str, Any]:
     """The first environment's remediator, as its Bicep leaves it in the subscription."""
     return {"resourceGroup": "rg-first", "name": "func-remediator-first",
-            "tags": {"azd-env-name": "first", preflight.REMEDIATOR_TAG: "first"},
+            "tags": {"azd-env-name": "first", REMEDIATOR_TAG: "first"},
             "appSettings": {"REMEDIATOR_SUBSCRIPTION_IDS": tenant.sandbox.subscription_id,
                             "REMEDIATOR_MODE": "remediate", **settings}}
 
@@ -388,7 +389,7 @@ def test_a_remediator_found_only_through_the_system_topic_is_refused_too(tenant:
 def test_this_environments_own_function_app_from_an_earlier_up_is_not_another(tenant: Tenant):
     own = first_environment(tenant)
     tenant.plant(**{**own, "resourceGroup": "rg-second", "name": "func-remediator-second",
-                    "tags": {"azd-env-name": "second", preflight.REMEDIATOR_TAG: "second"}})
+                    "tags": {"azd-env-name": "second", REMEDIATOR_TAG: "second"}})
     status, report = tenant.preflight()
     assert status == 0 and "NoOtherRemediator" in findings(report)
 

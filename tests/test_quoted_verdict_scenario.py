@@ -5,7 +5,7 @@ quotes Entra ID's verdict on the cluster's own application. The cluster is not r
 from __future__ import annotations
 
 from benchmarks.quoted_verdict import quoted
-from remediation.classify import RULES
+from remediation.decide.classify import RULES
 
 REQUEST_INPUT = next(rule for rule in RULES if rule.name == "request_input")
 

@@ -13,12 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from remediation.classify import Action, Classification, FailureKind
+from remediation.decide.classify import Action, Classification, FailureKind
+from remediation.decide.guardrails import Guardrails, Scope
+from remediation.decide.reconcile import CHECKS, Act, Hint, Source, evaluate
 from remediation.errors import TransientError
-from remediation.events import FailureEvent
-from remediation.guardrails import Guardrails, Scope
+from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry, Application, ClusterInfo, Credential, PasswordInfo, SignInResult, Status
-from remediation.reconcile import CHECKS, Act, Hint, Source, evaluate
 from remediation.record import Remediation, Target, TargetStatus
 from tests.conftest import APP_ID, CLUSTER, SUB, World
 

@@ -14,12 +14,12 @@ from datetime import timedelta
 
 import pytest
 
+from remediation.app.service import RemediationRequest
 from remediation.ids import ClusterId
 from remediation.model import Credential, Status
 from remediation.record import TargetStatus
-from remediation.replacement import application_name
-from remediation.service import RemediationRequest
-from remediation.steps import vault_secret_name
+from remediation.run.replacement import application_name
+from remediation.run.steps import vault_secret_name
 from tests.conftest import APP_ID, CLUSTER, SUB, World, make_world
 from tests.fakes import REMEDIATOR_PRINCIPAL_ID
 

@@ -11,15 +11,15 @@ from datetime import timedelta
 
 import pytest
 
+from remediation.app.service import RemediationRequest
+from remediation.decide.reconcile import Decision
 from remediation.errors import AuthenticationUnavailableError, InvalidInputError, TransientError
 from remediation.ids import ClusterId
 from remediation.model import Status
-from remediation.procedures import STEPS
-from remediation.reconcile import Decision
 from remediation.record import TargetStatus
-from remediation.runner import LEASE, STALLED_AFTER, WorkItem
-from remediation.service import RemediationRequest
-from remediation.steps import MAX_RESET_ATTEMPTS, vault_secret_name
+from remediation.run.procedures import STEPS
+from remediation.run.runner import LEASE, STALLED_AFTER, WorkItem
+from remediation.run.steps import MAX_RESET_ATTEMPTS, vault_secret_name
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from remediation.app.settings import SETTINGS, Settings
 from remediation.errors import ConfigurationError
-from remediation.settings import SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = {"AZURE_TENANT_ID": "t", "REMEDIATOR_KEY_VAULT_URL": "https://kv.vault.azure.net/",
@@ -67,7 +67,7 @@ def test_the_api_audience_defaults_to_the_client_id_uri() -> None:
     assert given.api_app_id_uri == "api://tenant/remediator"
 
 
-# Hosts of Azure's clouds. Only remediation/settings.py may name them (as the defaults of endpoint
+# Hosts of Azure's clouds. Only remediation/app/settings.py may name them (as the defaults of endpoint
 # settings); everything else takes its endpoints from Settings, so one deployment works in any cloud.
 CLOUD_HOSTS = re.compile(
     r"(management\.(azure|core\.windows|usgovcloudapi|chinacloudapi)\.(com|net|cn)"
@@ -88,7 +88,7 @@ def test_no_module_but_settings_names_a_cloud_host() -> None:
     deployed = [ROOT / "function_app.py", *sorted((ROOT / "remediation").rglob("*.py"))]
     offenders = []
     for path in deployed:
-        if path == ROOT / "remediation" / "settings.py":
+        if path == ROOT / "remediation" / "app" / "settings.py":
             continue
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if CLOUD_HOSTS.search(line):

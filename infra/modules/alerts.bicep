@@ -4,7 +4,7 @@
 // either, the alerts still show in the portal's Alerts).
 //
 // The log search queries quote the exact log text the code and the Functions host write;
-// tests/test_infra.py checks them against remediation/alerts.py and remediation/health.py.
+// tests/test_infra.py checks them against remediation/alerts.py and remediation/intake/health.py.
 
 @description('Region of the log search alert rules.')
 param location string
@@ -151,7 +151,7 @@ var logAlerts = [
     name: 'alert-clusters-expired-${resourceToken}'
     description: 'The fleet health check found clusters whose service principal secret has already expired: every write to them (scale, upgrade) fails until it is replaced. The remediator starts their remediations itself (not in observe mode); a failed one raises the remediation-failed alert.'
     severity: 2
-    // remediation/health.py EXPIRED_NOW_LOG, logged at WARNING by a health check that finds
+    // remediation/intake/health.py EXPIRED_NOW_LOG, logged at WARNING by a health check that finds
     // any, after their number: "3 clusters expired now".
     query: 'traces | where message contains "clusters expired now"'
     frequency: 'PT1H'

@@ -62,7 +62,7 @@ resource clusterFailures 'Microsoft.EventGrid/systemTopics/eventSubscriptions@20
         'Microsoft.Resources.ResourceWriteFailure'
         'Microsoft.Resources.ResourceActionFailure'
       ]
-      // Same test as remediation/events.py (case-insensitive prefix): writes and actions
+      // Same test as remediation/intake/events.py (case-insensitive prefix): writes and actions
       // on managed clusters and their children (agent pools, resetServicePrincipalProfile).
       advancedFilters: [
         {

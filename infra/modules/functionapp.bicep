@@ -1,6 +1,6 @@
 // The remediator's Function App on the Flex Consumption plan (Linux, Python 3.11), running
 // as the user-assigned identity. Its app settings are the `deployed` settings of
-// remediation/settings.py plus identity-based host storage and Entra-authenticated
+// remediation/app/settings.py plus identity-based host storage and Entra-authenticated
 // Application Insights; tests/test_infra.py keeps the two lists in step.
 //
 // Flex Consumption rejects or ignores many classic site settings: the runtime, scale and
@@ -63,7 +63,7 @@ param maximumInstanceCount int
 ])
 param instanceMemoryMB int = 2048
 
-// Values of the remediator's own settings (names and defaults: remediation/settings.py).
+// Values of the remediator's own settings (names and defaults: remediation/app/settings.py).
 param tenantId string
 param keyVaultUrl string
 param armEndpoint string

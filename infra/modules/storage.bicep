@@ -32,7 +32,7 @@ param deploymentContainerName string = 'app-package'
 @description('Blob container where Event Grid dead-letters undeliverable events.')
 param deadLetterContainerName string = 'eventgrid-deadletter'
 
-// Names the code shares (remediation/settings.py: TABLE_NAME, WORK_QUEUE, INCIDENT_QUEUE,
+// Names the code shares (remediation/app/settings.py: TABLE_NAME, WORK_QUEUE, INCIDENT_QUEUE,
 // CHECK_QUEUE).
 // The Functions host would create the queues and `<queue>-poison` on first use; creating
 // them here makes them visible (and monitorable) before the first failure arrives.

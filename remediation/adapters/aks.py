@@ -63,7 +63,7 @@ class AksManagedClusters:
 
     def list_maintenance_configurations(self, cluster: ClusterId) -> dict[str, dict[str, Any]]:
         """The cluster's planned maintenance configurations by name, each as ARM's REST `properties` (camelCase),
-        which remediation/maintenance.py reads. Needs managedClusters/maintenanceConfigurations/read."""
+        which remediation/decide/maintenance.py reads. Needs managedClusters/maintenanceConfigurations/read."""
         try:
             found = self._client(cluster.subscription_id).maintenance_configurations.list_by_managed_cluster(
                 cluster.resource_group, cluster.name)

@@ -1,5 +1,5 @@
 """What `python -m remediation preflight` reads from Azure before a deployment, with the deployer's own sign-in
-(remediation/preflight.py `DeploymentReader`). It writes nothing.
+(remediation/cli/preflight.py `DeploymentReader`). It writes nothing.
 
 - The cloud: `GET {arm}/metadata/endpoints?api-version=2022-09-01` (no token; what `az cloud register
   --endpoint-resource-manager` reads). No SDK has it: an azure-core pipeline sends it.
@@ -37,7 +37,7 @@ from remediation.adapters.azure_errors import authentication_error, translate
 from remediation.adapters.graph import GraphDirectory
 from remediation.adapters.resourcegraph import ResourceGraphClusters
 from remediation.errors import InvalidInputError, PermanentError
-from remediation.preflight import EVENT_FUNCTION, REMEDIATOR_TAG, DeployedRemediator, Deployer, RoleDefinition
+from remediation.model import EVENT_FUNCTION, REMEDIATOR_TAG, DeployedRemediator, Deployer, RoleDefinition
 
 METADATA_API_VERSION = "2022-09-01"
 SUBSCRIPTION_TOPIC_TYPE = "microsoft.resources.subscriptions"

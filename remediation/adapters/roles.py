@@ -7,7 +7,7 @@ condition allows only the configured role definitions, only for service principa
 remediator's own principal.
 
 The caller names each assignment from (scope, principal, role), as Microsoft recommends
-(remediation/replacement.py), so creating one again after a crash finds the first: ARM answers 201
+(remediation/run/replacement.py), so creating one again after a crash finds the first: ARM answers 201
 for the same name and body, and 409 RoleAssignmentExists for the same triple under another name;
 both mean "assigned".
 """

@@ -6,7 +6,7 @@ opt-out tag on a cluster or its resource group, an observe-only mode, a cap on r
 hour across the fleet, a circuit breaker per cluster and per application, and whether a
 deleted service principal is replaced or only planned (with the roles a replacement may be
 given). Settings
-(remediation/settings.py) builds one `Guardrails`; the reconcile's checks and the reset
+(remediation/app/settings.py) builds one `Guardrails`; the reconcile's checks and the reset
 step apply it, and every refusal is a recorded decision with its reason code.
 """
 
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from remediation.ids import ClusterId
 
 if TYPE_CHECKING:
-    from remediation.maintenance import MaintenanceSchedule
+    from remediation.decide.maintenance import MaintenanceSchedule
 
 
 class Mode(StrEnum):

@@ -75,7 +75,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.functions import meta
 from azure.storage.queue import QueueClient
 
-log = logging.getLogger("sandbox.runner")
+log = logging.getLogger("sandbox.functions_host")
 ROOT = Path(__file__).resolve().parent.parent
 
 MAX_REQUEST_BODY = 100 * 1024 * 1024  # the Functions host's HTTP request limit: 100 MB

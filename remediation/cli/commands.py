@@ -1,5 +1,5 @@
 """The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions`, `dry-run`,
-`orphans` and `health`; and `doctor`, a check of this machine's Azure CLI cache (remediation/doctor.py).
+`orphans` and `health`; and `doctor`, a check of this machine's Azure CLI cache (remediation/cli/doctor.py).
 
     python -m remediation list [--cluster ID] [--active] [--limit N] [--json]
     python -m remediation show ID [--json]
@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from remediation import cli_render as render
-from remediation import doctor as doctor_module
-from remediation.cli_api import (
+from remediation.app.settings import CLOUD_ENDPOINTS
+from remediation.cli import doctor as doctor_module
+from remediation.cli import render
+from remediation.cli.api import (
     ENV_API,
     ENV_APP_ID_URI,
     ENV_KEY,
@@ -54,10 +55,9 @@ from remediation.cli_api import (
     sandbox_azure,
     token_tenant,
 )
+from remediation.cli.preflight import PUBLIC_CLOUD
 from remediation.errors import AuthenticationUnavailableError, InvalidInputError, RemediationError
 from remediation.ids import ClusterId
-from remediation.preflight import PUBLIC_CLOUD
-from remediation.settings import CLOUD_ENDPOINTS
 
 MOST = 200  # the API's largest page
 TERMINAL = frozenset({"Succeeded", "Failed", "Planned"})
@@ -362,7 +362,7 @@ def add_preflight_command(commands: Any) -> None:
 def _preflight(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """The edge of `preflight`: read the deployment, build the reader for Azure or the sandbox, gather, check, print.
     Exit 2 when it cannot run: its input, the sign-in, or an answer it cannot read at all."""
-    from remediation import preflight
+    from remediation.cli import preflight
 
     try:
         from remediation.adapters.deployment import AzureDeploymentReader
@@ -428,7 +428,7 @@ def doctor_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
     """(application lookup, sign-in) against Azure, or the sandbox with --sandbox."""
     from remediation.adapters.graph import GraphDirectory
     from remediation.adapters.signin import EntraSignIn
-    from remediation.settings import PUBLIC_AUTHORITY_HOST, PUBLIC_GRAPH_ENDPOINT
+    from remediation.app.settings import PUBLIC_AUTHORITY_HOST, PUBLIC_GRAPH_ENDPOINT
 
     if args.sandbox:
         if args.credential or args.tenant:

@@ -23,26 +23,25 @@ two, in order, each returning `Finding`s with a reason code, a message and what 
 
 A fact that could not be read is a warning, not a pass, except where it hides a conflict: a remediator whose settings
 cannot be read is assumed to overlap. Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 the
-preflight could not run (its own input or sign-in); the CLI (remediation/cli.py) renders it.
+preflight could not run (its own input or sign-in); the CLI (remediation/cli/commands.py) renders it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
 
+from remediation.decide.guardrails import ANY, Mode, Replacement, Scope, names
 from remediation.errors import AuthenticationUnavailableError, InvalidInputError, RemediationError
-from remediation.guardrails import ANY, Mode, Replacement, Scope, names
+from remediation.model import DeployedRemediator, Deployer, RoleDefinition
+from remediation.ports import DeploymentReader
 
 PUBLIC_CLOUD = "AzureCloud"
 # On the function app only (infra/main.bicep remediatorTag): marks a deployed remediator, valued its environment.
-REMEDIATOR_TAG = "aks-sp-remediator-environment"
 # The Event Grid trigger every remediator's event subscription delivers to (function_app.py).
-EVENT_FUNCTION = "on_resource_failure"
 # infra/main.bicep's assignableRoleIds default: Network Contributor, AcrPull, Private DNS Zone Contributor.
 DEFAULT_ASSIGNABLE_ROLE_IDS = ("4d97b98b-1d4f-4787-a291-c67834d212e7", "7f951dda-4ed3-4680-a7ca-43fe172d538d",
                                "b12aa53e-6015-4669-85d0-8515ebb3ae7f")
@@ -76,7 +75,6 @@ CREATE_PERMISSIONS = (frozenset({APPLICATION_READWRITE_ALL, APP_ROLE_ASSIGNMENT_
 MANUAL_GRAPH_STEPS = "infra/README.md, \"When the Graph Bicep extension cannot be used\""
 MANUAL_API_STEPS = "infra/README.md, \"When the API application cannot be created with Bicep\""
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_ROLE_WRITE = "microsoft.authorization/roleassignments/write"
 
 
 class Status(StrEnum):
@@ -182,55 +180,6 @@ class Deployment:
 
 
 @dataclass(frozen=True)
-class Deployer:
-    """Who is signed in: a user, or a service principal (a pipeline), with what it holds in Entra ID."""
-
-    object_id: str
-    kind: str  # "user" or "servicePrincipal"
-    directory_roles: frozenset[str] = frozenset()  # role template ids, active (PIM-eligible ones are not)
-    graph_permissions: frozenset[str] = frozenset()  # Microsoft Graph app role ids (service principals only)
-
-
-@dataclass(frozen=True)
-class DeployedRemediator:
-    """Another remediator's function app, as the template left it in Azure."""
-
-    site_id: str
-    subscription_id: str
-    resource_group: str
-    name: str
-    environment: str = ""  # its REMEDIATOR_TAG value, if it has one
-    settings: Mapping[str, str] | None = None  # its app settings; None: could not be read
-    unreadable: str = ""  # why not
-
-    def scope(self) -> Scope:
-        settings = self.settings or {}
-        return Scope(subscriptions=names(settings.get("REMEDIATOR_SUBSCRIPTION_IDS", "")),
-                     deny_subscriptions=names(settings.get("REMEDIATOR_DENY_SUBSCRIPTION_IDS", "")),
-                     resource_groups=names(settings.get("REMEDIATOR_ALLOW_RESOURCE_GROUPS", "")),
-                     deny_resource_groups=names(settings.get("REMEDIATOR_DENY_RESOURCE_GROUPS", "")))
-
-    @property
-    def observes(self) -> bool:
-        return (self.settings or {}).get("REMEDIATOR_MODE", "remediate").strip().lower() == Mode.OBSERVE
-
-
-@dataclass(frozen=True)
-class RoleDefinition:
-    role_id: str
-    name: str
-    actions: tuple[str, ...] = ()
-    not_actions: tuple[str, ...] = ()
-
-    def writes_role_assignments(self) -> bool:
-        """Whether the role lets its holder write role assignments (a wildcard counts; NotActions subtract)."""
-        def matches(pattern: str) -> bool:
-            regex = "^" + ".*".join(re.escape(part) for part in pattern.lower().split("*")) + "$"
-            return re.match(regex, _ROLE_WRITE) is not None
-        return any(matches(a) for a in self.actions) and not any(matches(n) for n in self.not_actions)
-
-
-@dataclass(frozen=True)
 class Facts:
     cloud: str | None = None
     flex_regions: frozenset[str] | None = None  # normalized names ("westeurope"); None: unknown
@@ -240,20 +189,17 @@ class Facts:
     unknown: Mapping[str, str] = field(default_factory=dict)  # fact -> why it could not be read
 
 
-class DeploymentReader(Protocol):
-    """What the preflight reads from Azure, with the deployer's sign-in (remediation/adapters/deployment.py)."""
+def scope_of(remediator: DeployedRemediator) -> Scope:
+    """Where another remediator acts, from its app settings."""
+    settings = remediator.settings or {}
+    return Scope(subscriptions=names(settings.get("REMEDIATOR_SUBSCRIPTION_IDS", "")),
+                 deny_subscriptions=names(settings.get("REMEDIATOR_DENY_SUBSCRIPTION_IDS", "")),
+                 resource_groups=names(settings.get("REMEDIATOR_ALLOW_RESOURCE_GROUPS", "")),
+                 deny_resource_groups=names(settings.get("REMEDIATOR_DENY_RESOURCE_GROUPS", "")))
 
-    def get_cloud_name(self) -> str: ...
 
-    def list_flex_regions(self, subscription_id: str) -> list[str]: ...
-
-    def get_deployer(self) -> Deployer: ...
-
-    def list_remediators(self, subscription_ids: Sequence[str]) -> list[DeployedRemediator]: ...
-
-    def list_app_settings(self, site_id: str) -> dict[str, str]: ...
-
-    def get_role_definition(self, subscription_id: str, role_id: str) -> RoleDefinition | None: ...
+def _observes(remediator: DeployedRemediator) -> bool:
+    return (remediator.settings or {}).get("REMEDIATOR_MODE", "remediate").strip().lower() == Mode.OBSERVE
 
 
 def region_name(name: str) -> str:
@@ -418,11 +364,11 @@ def check_other_remediators(deployment: Deployment, facts: Facts) -> list[Findin
                 "Ask for read access to its settings (Microsoft.Web/sites/config/list/action, e.g. Website "
                 "Contributor), or azd env set REMEDIATOR_MODE observe"))
             continue
-        place = mine.overlap(other.scope())
+        place = mine.overlap(scope_of(other))
         if place is None:
             found.append(Finding("other-remediators", Status.OK, "DisjointScopes",
                                  f"{where} acts on other clusters (the scopes are disjoint)"))
-        elif deployment.mode == Mode.OBSERVE or other.observes:
+        elif deployment.mode == Mode.OBSERVE or _observes(other):
             who = "this environment is" if deployment.mode == Mode.OBSERVE else "it is"
             found.append(Finding("other-remediators", Status.OK, "OtherObserves",
                                  f"{where} shares clusters with this environment, but {who} observe-only"))

@@ -27,7 +27,7 @@ from azure.mgmt.resourcegraph.models import QueryRequest
 
 from sandbox import Identity, Sandbox, WorldOptions
 from sandbox.rbac import BUILT_IN_ROLES, condition_excluded_principals, delegation_condition, parse_condition
-from tests.test_sandbox import Wire, assert_arm_error, sample
+from tests.sandbox.test_sandbox import Wire, assert_arm_error, sample
 
 DELEGATION = WorldOptions(remediator_role_assignment_roles=frozenset({"Network Contributor"}))
 NETWORK = "4d97b98b-1d4f-4787-a291-c67834d212e7"  # Network Contributor (built-in roles reference)

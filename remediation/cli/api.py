@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from remediation import cli_render as render
+from remediation.cli import render
 
 if TYPE_CHECKING:
     import argparse

@@ -23,7 +23,7 @@ from sandbox.fleets import fleet
 from sandbox.kql import COLUMNS
 from sandbox.rbac import BUILT_IN_ROLES
 
-SAMPLES = Path(__file__).resolve().parent / "reference"
+SAMPLES = Path(__file__).resolve().parents[1] / "reference"
 ARG_ROUTE = "POST Microsoft.ResourceGraph/resources"
 CLUSTERS = ("Resources | where type =~ 'microsoft.containerservice/managedclusters' "
             "| project id, name, type, location, resourceGroup, subscriptionId, tags, "

@@ -15,16 +15,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from remediation.app.orphans import Orphan, find_orphans
 from remediation.auth import Caller
+from remediation.decide.guardrails import Scope
+from remediation.decide.reconcile import Decision, Hint, Reconciler, Source
 from remediation.errors import InvalidInputError
-from remediation.guardrails import Scope
 from remediation.ids import ClusterId
 from remediation.model import Credential
-from remediation.orphans import Orphan, find_orphans
 from remediation.ports import Directory, IncidentStore, ManagedClusters, RemediationStore
-from remediation.reconcile import Decision, Hint, Reconciler, Source
 from remediation.record import Remediation
-from remediation.runner import RemediationRunner, WorkItem, is_remediation_id
+from remediation.run.runner import RemediationRunner, WorkItem, is_remediation_id
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class RemediationService:
         self._owner_id, self._subscriptions, self._scope = owner_id, subscriptions, scope
 
     def request(self, request: RemediationRequest) -> Decision:
-        """Decide an operator's request from the cluster's present state (remediation/reconcile.py)."""
+        """Decide an operator's request from the cluster's present state (remediation/decide/reconcile.py)."""
         return self._reconciler.decide(request.hint())
 
     def get(self, remediation_id: str) -> Remediation:
@@ -119,7 +119,7 @@ class RemediationService:
         return self._incidents.list_decisions(cluster_key=cluster.key if cluster else None, limit=limit)
 
     def orphans(self) -> list[Orphan]:
-        """Applications the remediator owns or minted for that no cluster it can see uses (remediation/orphans.py)."""
+        """Applications the remediator owns or minted for that no cluster it can see uses (app/orphans.py)."""
         return find_orphans(directory=self._directory, clusters=self._clusters, store=self._store,
                             owner_id=self._owner_id, subscriptions=self._subscriptions, scope=self._scope)
 

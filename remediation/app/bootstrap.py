@@ -14,9 +14,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remediation import telemetry
+from remediation.app.service import RemediationService
+from remediation.app.settings import (
+    CHECK_QUEUE,
+    INCIDENT_QUEUE,
+    PUBLIC_AUTHORITY_HOST,
+    TABLE_NAME,
+    WORK_QUEUE,
+    Settings,
+)
 from remediation.auth import ApiAuthenticator, TokenValidator
-from remediation.detection import DetectionConfig, IncidentDetector
-from remediation.health import FleetHealth
+from remediation.decide.reconcile import Reconciler
+from remediation.intake.detection import DetectionConfig, IncidentDetector
+from remediation.intake.health import FleetHealth
 from remediation.ports import (
     ActivityLog,
     ClusterInventory,
@@ -31,11 +41,8 @@ from remediation.ports import (
     SignIn,
     WorkQueue,
 )
-from remediation.reconcile import Reconciler
-from remediation.runner import RemediationRunner
-from remediation.service import RemediationService
-from remediation.settings import CHECK_QUEUE, INCIDENT_QUEUE, PUBLIC_AUTHORITY_HOST, TABLE_NAME, WORK_QUEUE, Settings
-from remediation.steps import StepConfig
+from remediation.run.runner import RemediationRunner
+from remediation.run.steps import StepConfig
 
 # Loggers of the SDKs underneath: azure-core's HTTP logging policy logs every request's and response's
 # headers at INFO, and the Functions worker sets the root logger to INFO.

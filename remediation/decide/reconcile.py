@@ -32,14 +32,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from remediation.auth import Caller
-from remediation.classify import Action, Classification, FailureKind, refine_with_credential_dates
+from remediation.decide.classify import Action, Classification, FailureKind, refine_with_credential_dates
+from remediation.decide.guardrails import Guardrails, Mode, Replacement
 from remediation.errors import InvalidInputError, NotFoundError
-from remediation.guardrails import Guardrails, Mode, Replacement
 from remediation.ids import ClusterId
 from remediation.model import Application, ClusterInfo, Credential, SecretText, SignInResult, Status
 
 if TYPE_CHECKING:
-    from remediation.maintenance import MaintenanceSchedule
+    from remediation.decide.maintenance import MaintenanceSchedule
 from remediation.ports import (
     Directory,
     IncidentStore,
@@ -50,7 +50,7 @@ from remediation.ports import (
     SignIn,
 )
 from remediation.record import Remediation, Target, TargetStatus, new_remediation_id
-from remediation.runner import RemediationRunner, claims
+from remediation.run.runner import RemediationRunner, claims
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ class Observation:
     @cached_property
     def maintenance(self) -> tuple[str, MaintenanceSchedule] | None:
         """The window the cluster's nodes may be disrupted in: its AKS planned maintenance, else the operators'."""
-        from remediation.maintenance import choose_schedule  # only a proactive rotation needs it: not at import
+        from remediation.decide.maintenance import choose_schedule  # only a proactive rotation needs it: not at import
 
         chosen = choose_schedule(self._clusters.list_maintenance_configurations(self._hint.cluster))
         if chosen is not None:

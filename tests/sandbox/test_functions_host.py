@@ -1,4 +1,4 @@
-"""The local Functions host (sandbox/runner.py) and the worker process (sandbox/worker.py).
+"""The local Functions host (sandbox/functions_host.py) and the worker process (sandbox/worker.py).
 
 A small app of its own exercises the host's side: indexing (settings, annotations), the library's
 converters for every trigger, the Event Grid webhook in both schemas, requests a client got wrong,
@@ -27,10 +27,10 @@ from azure.storage.queue import QueueClient
 
 import function_app
 from remediation.alerts import POISON_MESSAGE
-from remediation.settings import INCIDENT_QUEUE, WORK_QUEUE
+from remediation.app.settings import INCIDENT_QUEUE, WORK_QUEUE
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
-from sandbox.runner import FunctionRunner, StartupError, event_grid_input, index
+from sandbox.functions_host import FunctionRunner, StartupError, event_grid_input, index
 from sandbox.wiring import remediator_settings
 from sandbox.worker import WorkerProcess
 
@@ -167,7 +167,7 @@ def test_http_triggers_get_what_the_library_decodes(runner: FunctionRunner) -> N
 
 def test_a_function_that_raises_gets_a_500_for_that_invocation_only(runner: FunctionRunner,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="sandbox.runner")
+    caplog.set_level(logging.INFO, logger="sandbox.functions_host")
     response = requests.get(f"{runner.url}/api/boom?code={KEY}")
     assert response.status_code == 500 and response.content == b""
     failed = [r for r in caplog.records if "Executed 'Functions.boom' (Failed" in r.getMessage()]
@@ -313,7 +313,7 @@ def test_a_message_stays_invisible_while_its_function_runs_longer_than_the_visib
 
 def test_a_failing_message_is_retried_then_poisoned_with_the_hosts_words(
         runner: FunctionRunner, azurite: Azurite, queue_name: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="sandbox.runner")
+    caplog.set_level(logging.WARNING, logger="sandbox.functions_host")
     message_id = send(azurite, queue_name, "fail: a message no function can handle")
     poison = QueueClient.from_connection_string(azurite.connection_string, f"{queue_name}-poison")
     [poisoned] = wait_for(lambda: peek(poison))
@@ -364,7 +364,8 @@ def test_the_worker_process_survives_sigkill_and_redelivers_the_message_it_was_r
             assert requests.get(f"{worker.url}/api/remediations", params={"clusterResourceId": cluster},
                                 headers=api).status_code == 200
             log = worker.log_text()
-            assert " INFO sandbox.runner: Executing 'Functions." in log  # the root logger is at INFO, as in Azure
+            # The root logger is at INFO, as in Azure.
+            assert " INFO sandbox.functions_host: Executing 'Functions." in log
         finally:
             status = worker.stop()
     assert status == 0 and "sandbox.worker: stopped" in worker.log_text()  # SIGTERM: drained, exited cleanly

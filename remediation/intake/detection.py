@@ -31,14 +31,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remediation import messages, telemetry
-from remediation.classify import apps_named, classify_status_message
+from remediation.decide.classify import apps_named, classify_status_message
+from remediation.decide.guardrails import Scope
+from remediation.decide.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
 from remediation.errors import InvalidInputError
-from remediation.events import FailureEvent
-from remediation.guardrails import Scope
 from remediation.ids import ClusterId, is_guid
+from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry
 from remediation.ports import ActivityLog, IncidentStore, WorkQueue
-from remediation.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
 
 log = logging.getLogger(__name__)
 

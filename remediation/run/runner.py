@@ -1,6 +1,6 @@
 """The small runner that owns a remediation's lease, saving, queue messages and generation.
 
-Steps (remediation/steps.py) decide; the runner alone writes the record and sends work
+Steps (remediation/run/steps.py) decide; the runner alone writes the record and sends work
 messages, so the rules that keep a remediation single-threaded live here, in one place:
 
 - A work message carries the remediation id and the generation it was sent for. A message
@@ -55,9 +55,9 @@ from remediation.ports import (
     SignIn,
     WorkQueue,
 )
-from remediation.procedures import steps_of
 from remediation.record import Remediation, Target, TargetStatus
-from remediation.steps import (
+from remediation.run.procedures import steps_of
+from remediation.run.steps import (
     MAX_DELAY_SECONDS,
     Done,
     Retry,

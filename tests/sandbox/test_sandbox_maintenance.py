@@ -14,11 +14,11 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.containerservice import ContainerServiceClient
 
-from remediation.maintenance import MaintenanceSchedule, choose_schedule
+from remediation.decide.maintenance import MaintenanceSchedule, choose_schedule
 from sandbox import Sandbox
 from sandbox.fleets import ScenarioError, build_fleet
 from sandbox.state import REMEDIATOR_ARM_ACTIONS
-from tests.test_sandbox import Wire, assert_arm_error, sample
+from tests.sandbox.test_sandbox import Wire, assert_arm_error, sample
 
 LIST = "aks_MaintenanceConfigurationsList_MaintenanceWindow_2024-09-01.json"
 LEGACY = "aks_MaintenanceConfigurationsList_2024-09-01.json"

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from remediation.decide.guardrails import Guardrails, Mode, OptOutTag, ProactiveRotation, Replacement, Scope, names
 from remediation.errors import ConfigurationError
-from remediation.guardrails import Guardrails, Mode, OptOutTag, ProactiveRotation, Replacement, Scope, names
 
 # Storage names shared by the code, the function bindings and the Bicep.
 TABLE_NAME = "remediations"
@@ -404,7 +404,7 @@ class Settings:
         except ValueError as err:
             problems.append(f"REMEDIATOR_ROTATE_TAG: {err}")
             opt_in = OptOutTag("aks-sp-remediator", "rotate")
-        from remediation.maintenance import parse_window_setting  # settings are read once, at bootstrap
+        from remediation.decide.maintenance import parse_window_setting  # settings are read once, at bootstrap
 
         try:
             window = parse_window_setting(get("REMEDIATOR_ROTATION_WINDOW") or "")

@@ -38,13 +38,13 @@ from enum import StrEnum
 from typing import Any
 
 from remediation import messages, telemetry
+from remediation.decide.guardrails import Guardrails
+from remediation.decide.reconcile import Decision, Hint, Reconciler, Source
 from remediation.errors import InvalidInputError, RemediationError
-from remediation.guardrails import Guardrails
 from remediation.ids import ClusterId
 from remediation.model import Application, ClusterInfo, Credential
 from remediation.outcomes import OutcomeEvent, credential_expired, credential_expiring
 from remediation.ports import ClusterInventory, Directory, OutcomePublisher, WorkQueue
-from remediation.reconcile import Decision, Hint, Reconciler, Source
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from remediation.decide.guardrails import Scope
 from remediation.errors import NotFoundError
-from remediation.guardrails import Scope
 from remediation.model import Application
 from remediation.ports import Directory, ManagedClusters, RemediationStore
-from remediation.steps import PASSWORD_PREFIX
+from remediation.run.steps import PASSWORD_PREFIX
 
 RECORDS_READ = 1000
 

@@ -1,6 +1,6 @@
 """The steps of a rotation, in order, each a named function of (context, record) that returns
 Done, Wait, Retry or Stop with a reason code. (A replacement's own steps are in
-remediation/replacement.py; remediation/procedures.py says which steps a remediation runs.)
+remediation/run/replacement.py; remediation/run/procedures.py says which steps a remediation runs.)
 
     discover_clusters     which clusters the application serves in scope (the fan-out), each checked
                           against the guardrails (scope, opt-out tag)
@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from remediation.decide.guardrails import Guardrails
 from remediation.errors import (
     InvalidInputError,
     NotFoundError,
@@ -53,7 +54,6 @@ from remediation.errors import (
     RemediationError,
     TransientError,
 )
-from remediation.guardrails import Guardrails
 from remediation.ids import ClusterId
 from remediation.model import ClusterInfo, Credential, SecretText
 from remediation.ports import (
@@ -217,7 +217,7 @@ def plan(ctx: StepContext, r: Remediation) -> Outcome:
     """A dry run or observe mode: what the remediation would do, with the equivalent commands; writes nothing."""
     pending = [t.cluster for t in r.targets if t.status is TargetStatus.PENDING]
     if r.replace:
-        from remediation.replacement import replacement_plan  # the replacement's own steps import these
+        from remediation.run.replacement import replacement_plan  # the replacement's own steps import these
 
         head = replacement_plan(ctx, r)
     else:

@@ -27,9 +27,9 @@ from azure.mgmt.containerservice import ContainerServiceClient
 
 from sandbox import Sandbox
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Copies of the official request/response examples, each with a .source.txt naming where it came from.
-SAMPLES = Path(__file__).resolve().parent / "reference"
+SAMPLES = Path(__file__).resolve().parents[1] / "reference"
 AKS_API = "2024-09-01"
 
 

@@ -6,15 +6,15 @@
                   await_propagation, carry_over_roles, apply_to_clusters
     plan          discover_clusters, (find_old_principal,) plan: dry runs and observe mode
 
-The runner runs them (remediation/runner.py); each step is in remediation/steps.py or
-remediation/replacement.py.
+The runner runs them (remediation/run/runner.py); each step is in remediation/run/steps.py or
+remediation/run/replacement.py.
 """
 
 from __future__ import annotations
 
 from remediation.record import Remediation
-from remediation.replacement import carry_over_roles, create_application, find_old_principal
-from remediation.steps import (
+from remediation.run.replacement import carry_over_roles, create_application, find_old_principal
+from remediation.run.steps import (
     Step,
     apply_to_clusters,
     await_propagation,

@@ -5,7 +5,7 @@
     create_application   a new application, owned by the remediator, and its service principal
     carry_over_roles     the old principal's role assignments, given to the new one
 
-Between them run the rotation's own steps (remediation/steps.py): the new application's first
+Between them run the rotation's own steps (remediation/run/steps.py): the new application's first
 password is minted and stored in Key Vault before anything else, Entra ID must accept it several
 times in a row, and each cluster is reset to the new client id and secret and verified.
 
@@ -31,7 +31,7 @@ from remediation.errors import ConflictError, PermanentError, PrincipalNotReplic
 from remediation.model import Application
 from remediation.ports import RoleAssignments
 from remediation.record import Remediation
-from remediation.steps import Done, Outcome, StepContext, Wait, password_name, vault_secret_name
+from remediation.run.steps import Done, Outcome, StepContext, Wait, password_name, vault_secret_name
 
 MANAGEMENT_GROUPS = "/providers/microsoft.management/managementgroups/"
 

@@ -1,0 +1,1 @@
+"""App: settings, wiring (bootstrap), the use cases the triggers call, logging."""

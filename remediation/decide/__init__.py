@@ -1,0 +1,1 @@
+"""Decide: whether a hint should lead to a remediation, from the present state; reads, never writes."""

@@ -1,0 +1,1 @@
+"""Run: admit a decision, then run its remediation as named, idempotent steps."""

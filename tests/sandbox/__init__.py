@@ -1,0 +1,1 @@
+"""Tests of the sandbox itself: that it answers as Azure does."""
