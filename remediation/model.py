@@ -59,8 +59,6 @@ class ClusterInfo:
     aad_server_app_id: str | None = None
     aad_client_app_id: str | None = None
     aad_tenant_id: str | None = None
-    node_resource_group: str | None = None
-    subnet_ids: tuple[str, ...] = ()  # the agent pools' vnetSubnetID: scopes the service principal may need
 
     @property
     def uses_managed_identity(self) -> bool:

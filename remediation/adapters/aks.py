@@ -9,7 +9,6 @@ integration's reset), and `Microsoft.ContainerService/locations/operations/read`
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -19,6 +18,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.containerservice.models import ManagedClusterAADProfile, ManagedClusterServicePrincipalProfile
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.clients import SDK_RETRY, PerSubscription, RetrySettings, arm_options
 from remediation.errors import PermanentError, TransientError
 from remediation.ids import ClusterId
 from remediation.model import ClusterInfo, OperationStatus, SecretText
@@ -28,24 +28,12 @@ log = logging.getLogger(__name__)
 
 class AksManagedClusters:
     def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True,
-                 polling_interval: float | None = None) -> None:
-        self._credential = credential
+                 polling_interval: float | None = None, retry: RetrySettings = SDK_RETRY) -> None:
         self._endpoint = endpoint
-        self._verify = connection_verify
-        self._polling_interval = polling_interval
-        self._clients: dict[str, ContainerServiceClient] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, subscription_id: str) -> ContainerServiceClient:
-        with self._lock:
-            if subscription_id not in self._clients:
-                options = {} if self._polling_interval is None else {"polling_interval": self._polling_interval}
-                # The SDK defaults to the public cloud's audience; each cloud's ARM is its own.
-                self._clients[subscription_id] = ContainerServiceClient(
-                    self._credential, subscription_id, base_url=self._endpoint,
-                    credential_scopes=[f"{self._endpoint.rstrip('/')}/.default"],
-                    connection_verify=self._verify, **options)
-            return self._clients[subscription_id]
+        options = arm_options(endpoint, connection_verify=connection_verify, retry=retry)
+        if polling_interval is not None:
+            options["polling_interval"] = polling_interval
+        self._client = PerSubscription(lambda sub: ContainerServiceClient(credential, sub, **options))
 
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
         try:
@@ -136,7 +124,4 @@ def _info(found: Any, fallback_id: str) -> ClusterInfo:
         aad_server_app_id=aad.server_app_id if legacy_aad else None,
         aad_client_app_id=aad.client_app_id if legacy_aad else None,
         aad_tenant_id=aad.tenant_id if legacy_aad else None,
-        node_resource_group=found.node_resource_group,
-        subnet_ids=tuple(dict.fromkeys(pool.vnet_subnet_id for pool in found.agent_pool_profiles or ()
-                                       if pool.vnet_subnet_id)),
     )

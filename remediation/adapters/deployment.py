@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from azure.core import PipelineClient
@@ -34,6 +33,7 @@ from azure.core.exceptions import AzureError, ClientAuthenticationError, Resourc
 from azure.core.rest import HttpRequest
 
 from remediation.adapters.azure_errors import authentication_error, translate
+from remediation.adapters.clients import SDK_RETRY, PerSubscription, RetrySettings, arm_options
 from remediation.adapters.graph import GraphDirectory
 from remediation.adapters.resourcegraph import ResourceGraphClusters
 from remediation.errors import InvalidInputError, PermanentError
@@ -46,24 +46,9 @@ SITES_QUERY = """Resources
 | project id, name, resourceGroup, subscriptionId, tags"""
 
 
-class PerSubscription:
-    """One SDK client per subscription, made on first use (management clients are bound to one subscription)."""
-
-    def __init__(self, make: Callable[[str], Any]) -> None:
-        self._make: Callable[[str], Any] = make
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, subscription_id: str) -> Any:
-        with self._lock:
-            if subscription_id not in self._clients:
-                self._clients[subscription_id] = self._make(subscription_id)
-            return self._clients[subscription_id]
-
-
 class AzureDeploymentReader:
     def __init__(self, credential: TokenCredential, *, arm_endpoint: str, graph_endpoint: str,
-                 connection_verify: str | bool = True) -> None:
+                 connection_verify: str | bool = True, retry: RetrySettings = SDK_RETRY) -> None:
         # Imported here: only the preflight needs them, never a function app's cold start.
         from azure.mgmt.authorization import AuthorizationManagementClient
         from azure.mgmt.eventgrid import EventGridManagementClient
@@ -71,14 +56,13 @@ class AzureDeploymentReader:
 
         self._credential, self._arm, self._graph_endpoint = credential, arm_endpoint.rstrip("/"), graph_endpoint
         self._verify = connection_verify
-        options = {"base_url": self._arm, "credential_scopes": [f"{self._arm}/.default"],
-                   "connection_verify": connection_verify}
+        options = arm_options(self._arm, connection_verify=connection_verify, retry=retry)
         self._web = PerSubscription(lambda sub: WebSiteManagementClient(credential, sub, **options))
         self._event_grid = PerSubscription(lambda sub: EventGridManagementClient(credential, sub, **options))
         self._authorization = PerSubscription(lambda sub: AuthorizationManagementClient(
             credential, sub, api_version="2022-04-01", **options))
         self._resource_graph = ResourceGraphClusters(credential, endpoint=self._arm,
-                                                     connection_verify=connection_verify)
+                                                     connection_verify=connection_verify, retry=retry)
         self._graph = GraphDirectory(credential, endpoint=graph_endpoint,
                                      ca_bundle=connection_verify if isinstance(connection_verify, str) else None)
 

@@ -13,14 +13,15 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.clients import SDK_RETRY, RetrySettings
 from remediation.model import SecretText, StoredSecretVersion
 
 
 class KeyVaultSecrets:
     def __init__(self, vault_url: str, credential: TokenCredential, *, connection_verify: str | bool = True,
-                 verify_challenge_resource: bool = True) -> None:
+                 verify_challenge_resource: bool = True, retry: RetrySettings = SDK_RETRY) -> None:
         self._client = SecretClient(vault_url, credential, connection_verify=connection_verify,
-                                    verify_challenge_resource=verify_challenge_resource)
+                                    verify_challenge_resource=verify_challenge_resource, **retry.client_options())
 
     def set_secret(self, name: str, value: SecretText, *, tags: dict[str, str], content_type: str,
                    expires: datetime) -> StoredSecretVersion:

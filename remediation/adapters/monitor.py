@@ -5,7 +5,6 @@ Permission: `Microsoft.Insights/eventtypes/values/read` on each swept subscripti
 
 from __future__ import annotations
 
-import threading
 from datetime import datetime
 
 from azure.core.credentials import TokenCredential
@@ -13,6 +12,7 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.monitor import MonitorManagementClient
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.clients import SDK_RETRY, PerSubscription, RetrySettings, arm_options
 from remediation.adapters.odata import literal
 from remediation.model import ActivityLogEntry
 
@@ -21,21 +21,10 @@ SELECT = "correlationId,eventName,eventTimestamp,operationName,properties,resour
 
 
 class MonitorActivityLog:
-    def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True) -> None:
-        self._credential = credential
-        self._endpoint = endpoint
-        self._verify = connection_verify
-        self._clients: dict[str, MonitorManagementClient] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, subscription_id: str) -> MonitorManagementClient:
-        with self._lock:
-            if subscription_id not in self._clients:
-                # The SDK defaults to the public cloud's audience; each cloud's ARM is its own.
-                self._clients[subscription_id] = MonitorManagementClient(
-                    self._credential, subscription_id, base_url=self._endpoint,
-                    credential_scopes=[f"{self._endpoint.rstrip('/')}/.default"], connection_verify=self._verify)
-            return self._clients[subscription_id]
+    def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True,
+                 retry: RetrySettings = SDK_RETRY) -> None:
+        options = arm_options(endpoint, connection_verify=connection_verify, retry=retry)
+        self._client = PerSubscription(lambda sub: MonitorManagementClient(credential, sub, **options))
 
     def list_cluster_failures(self, subscription_id: str, *, since: datetime, until: datetime,
                               correlation_id: str | None = None) -> list[ActivityLogEntry]:

@@ -25,7 +25,8 @@ class EventGridOutcomes:
     """Publishes to one Event Grid custom topic (Event Grid Basic, CloudEvents 1.0 input schema).
 
     `endpoint`: the topic's endpoint, `https://<topic>.<region>-1.eventgrid.azure.net/api/events`.
-    `source`: what the events name as their source (see `function_app_source`).
+    `source`: what the events name as their source: the deployment's API application ID URI, stable and unique per
+    deployment (remediation/app/bootstrap.py `build_outcomes`).
     `connection_verify`, `retry_total`: transport options (a CA bundle for a local stand-in; the SDK's retries,
     None for its default). Permission: EventGrid Data Sender on the topic.
     """

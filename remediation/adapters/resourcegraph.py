@@ -26,6 +26,7 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.clients import SDK_RETRY, RetrySettings, arm_options
 from remediation.model import ClusterInfo
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,9 @@ CLUSTERS_QUERY = """Resources
 
 class ResourceGraphClusters:
     def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        # The SDK defaults to the public cloud's audience; each cloud's ARM is its own.
-        self._client = ResourceGraphClient(credential, base_url=endpoint,
-                                           credential_scopes=[f"{endpoint.rstrip('/')}/.default"],
-                                           connection_verify=connection_verify)
+                 sleep: Callable[[float], None] = time.sleep, retry: RetrySettings = SDK_RETRY) -> None:
+        self._client = ResourceGraphClient(credential, **arm_options(endpoint, connection_verify=connection_verify,
+                                                                     retry=retry))
         self._sleep = sleep
         self.calls = 0  # queries sent, pages included (the benchmark reads it)
 

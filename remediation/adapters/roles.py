@@ -14,36 +14,30 @@ both mean "assigned".
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 
 from remediation.adapters.azure_errors import translate
+from remediation.adapters.clients import SDK_RETRY, PerSubscription, RetrySettings, arm_options
 from remediation.adapters.odata import literal
 from remediation.errors import PermanentError, PrincipalNotReplicatedError
 from remediation.model import RoleAssignment
 
 
 class ArmRoleAssignments:
-    def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True) -> None:
-        self._credential = credential
-        self._endpoint = endpoint
-        self._verify = connection_verify
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+    def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True,
+                 retry: RetrySettings = SDK_RETRY) -> None:
+        options = arm_options(endpoint, connection_verify=connection_verify, retry=retry)
 
-    def _client(self, subscription_id: str) -> Any:
-        # Imported on first use: only a replacement needs it, and a cold start should not pay for it.
-        from azure.mgmt.authorization import AuthorizationManagementClient
+        def make(subscription_id: str) -> Any:
+            # Imported on first use: only a replacement needs it, and a cold start should not pay for it.
+            from azure.mgmt.authorization import AuthorizationManagementClient
 
-        with self._lock:
-            if subscription_id not in self._clients:
-                self._clients[subscription_id] = AuthorizationManagementClient(
-                    self._credential, subscription_id, base_url=self._endpoint, api_version="2022-04-01",
-                    credential_scopes=[f"{self._endpoint.rstrip('/')}/.default"], connection_verify=self._verify)
-            return self._clients[subscription_id]
+            return AuthorizationManagementClient(credential, subscription_id, api_version="2022-04-01", **options)
+
+        self._client: PerSubscription[Any] = PerSubscription(make)
 
     def list_for_principal(self, subscription_id: str, principal_id: str) -> list[RoleAssignment]:
         try:

@@ -11,6 +11,7 @@ import re
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity import ClientSecretCredential
 
+from remediation.adapters.clients import SDK_RETRY, RetrySettings
 from remediation.errors import TransientError
 from remediation.model import SecretText, SignInResult
 
@@ -21,19 +22,20 @@ _NO_VERDICT = frozenset({"90033", "50196", "90002"})  # transient error, request
 
 class EntraSignIn:
     def __init__(self, *, tenant_id: str, authority_host: str, scope: str, disable_instance_discovery: bool,
-                 connection_verify: str | bool = True) -> None:
+                 connection_verify: str | bool = True, retry: RetrySettings = SDK_RETRY) -> None:
         self._tenant_id = tenant_id
         self._authority = authority_host
         self._scope = scope
         self._discovery_off = disable_instance_discovery
         self._verify = connection_verify
+        self._retry = retry.client_options()  # for the token request, which azure-identity sends through azure-core
 
     def sign_in(self, app_id: str, secret: SecretText) -> SignInResult:
         # A new credential each time: azure-identity caches tokens per credential, and a cached token says
         # nothing about whether the secret signs in now.
         credential = ClientSecretCredential(self._tenant_id, app_id, secret.reveal(), authority=self._authority,
                                             disable_instance_discovery=self._discovery_off,
-                                            connection_verify=self._verify)
+                                            connection_verify=self._verify, **self._retry)
         try:
             credential.get_token(self._scope)
         except ClientAuthenticationError as err:

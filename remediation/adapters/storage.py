@@ -1,7 +1,18 @@
-"""Remediation records in Azure Table storage and work messages in an Azure Storage queue.
+"""The remediator's state in the app's own storage account: one table and three queues.
 
-Permissions: `Storage Table Data Contributor` and `Storage Queue Data Contributor` on the
-app's own storage account (or a connection string for local runs).
+The table, by partition:
+- `remediation`: the remediation records (remediation/record.py), and each application's claim, a row
+  `~claim~app-{appId}` beside them, so a claim and the record it names are written in one transaction;
+- `incident`: one row per (correlation id, cluster), written insert-if-absent before anything acts;
+- `decision`: the decision log, newest first;
+- `sweep-checkpoint`: how far each subscription's Activity Log was swept;
+- `reset-ledger`: the fleet's reset reservations (REMEDIATOR_MAX_RESETS_PER_HOUR), one ETag-guarded entity;
+- `pending-lookup`: one row per cluster whose failure lookup is pending (events join it).
+The queues carry work messages (a remediation id and generation), failure lookups and credential checks; never
+anything secret.
+
+Permissions: `Storage Table Data Contributor` and `Storage Queue Data Contributor` on the app's own storage
+account (or a connection string for local runs).
 """
 
 from __future__ import annotations
@@ -170,9 +181,9 @@ class TableRemediationStore:
         remediation.etag = results[1].get("etag")
         return True
 
-    def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
+    def get_claim(self, claim_key: str) -> tuple[str, str] | None:
         try:
-            entity = self._table.get_entity(REMEDIATION_PARTITION, CLAIM_ROW_PREFIX + cluster_key)
+            entity = self._table.get_entity(REMEDIATION_PARTITION, CLAIM_ROW_PREFIX + claim_key)
         except ResourceNotFoundError:
             return None
         except AzureError as err:
@@ -192,12 +203,12 @@ class TableRemediationStore:
             raise translate(err, "listing application claims") from err
         return found
 
-    def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
-        claim = self.get_claim(cluster_key)
+    def delete_claim(self, claim_key: str, remediation_id: str) -> None:
+        claim = self.get_claim(claim_key)
         if claim is None or claim[0] != remediation_id:
             return
         try:
-            self._table.delete_entity(REMEDIATION_PARTITION, CLAIM_ROW_PREFIX + cluster_key, etag=claim[1],
+            self._table.delete_entity(REMEDIATION_PARTITION, CLAIM_ROW_PREFIX + claim_key, etag=claim[1],
                                       match_condition=MatchConditions.IfNotModified)
         except (ResourceModifiedError, ResourceNotFoundError):
             pass  # someone else holds it now: theirs to release
