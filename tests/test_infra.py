@@ -27,8 +27,6 @@ from remediation.intake.events import CLUSTER_OPERATION_PREFIX, FAILURE_EVENT_TY
 from tests import bicep
 from tests.bicep import INFRA, ROOT
 
-SAMPLE_SETTINGS = ROOT / "local.settings.sample.json"
-
 # Exactly what the code calls on ARM (remediation/adapters/aks.py and monitor.py).
 CUSTOM_ROLE_ACTIONS = {
     # Also covers the health check's Azure Resource Graph query (remediation/adapters/resourcegraph.py):
@@ -370,9 +368,91 @@ def test_app_settings_use_the_identity_and_suit_flex_consumption():
     assert authentication == "'ClientId=${" + client_id + "};Authorization=AAD'"
 
 
-def test_every_setting_is_in_the_local_settings_sample():
-    values = json.loads(SAMPLE_SETTINGS.read_text(encoding="utf-8"))["Values"]
-    assert sorted({spec.name for spec in SETTINGS} - set(values)) == []
+# The public cloud's environment(), as ARM returns it (with the trailing slashes the code strips).
+PUBLIC_ENVIRONMENT = {"name": "AzureCloud", "resourceManager": "https://management.azure.com/",
+                      "authentication": {"loginEndpoint": "https://login.microsoftonline.com/"}}
+# Where a deployment with the template's defaults differs from an unset setting on purpose: the template names the
+# roles an AKS service principal typically holds, since its role-delegation condition needs a list (main.bicep).
+TEMPLATE_OWN_DEFAULTS = {"REMEDIATOR_ASSIGNABLE_ROLE_IDS"}
+
+
+def _app_setting_sources() -> dict[str, tree_sitter.Node]:
+    """Each app setting of functionapp.bicep as main.bicep sets it: the expression main.bicep passes for the module
+    parameter the setting reads (through `string(...)` and the fields of the `guardrails` object)."""
+    main, _ = _main()
+    module = bicep.declarations(main, "module")["functionApp"]
+    passed = bicep.properties(bicep.properties(bicep.body(module))["params"])
+    sources = {}
+    for name, value in bicep.app_settings().items():
+        if value.type == "call_expression" and value.named_children[0].text.decode() == "string":
+            (value,) = value.named_children[1].named_children
+        if value.type == "member_expression" and value.named_children[0].text.decode() in passed:
+            owner, member = value.named_children[0].text.decode(), value.named_children[-1].text.decode()
+            sources[name] = bicep.properties(passed[owner])[member]
+        elif value.type == "identifier" and value.text.decode() in passed:
+            sources[name] = passed[value.text.decode()]
+    return sources
+
+
+def _names_behind(node: tree_sitter.Node, variables: dict[str, tree_sitter.Node]) -> set[str]:
+    """The names an expression reads, following main.bicep's variables."""
+    found: set[str] = set()
+    pending = bicep.identifiers(node)
+    while pending:
+        name = pending.pop()
+        if name not in found:
+            found.add(name)
+            pending |= bicep.identifiers(variables[name]) if name in variables else set()
+    return found
+
+
+def _bicep_text(value: object) -> str:
+    """Bicep's string() of a parameter value."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def test_each_setting_comes_from_its_bicep_parameter_with_the_same_default():
+    main, variables = _main()
+    parameters = bicep.declarations(main, "parameter")
+    sources = _app_setting_sources()
+    differing = set()
+    for setting in (s for s in SETTINGS if s.bicep):
+        declaration = parameters[setting.bicep]
+        assert (bicep.decorator_argument(declaration, "description") or "").startswith(f"'{setting.name}:"), \
+            f"main.bicep parameter {setting.bicep} does not say it is {setting.name}"
+        behind = _names_behind(sources[setting.name], variables)
+        assert setting.bicep in behind, f"{setting.name} is not set from the parameter {setting.bicep}"
+        # A deployment with the template's defaults gives the app the value an unset setting gives it.
+        scope: dict[str, object] = {"environment()": PUBLIC_ENVIRONMENT}
+        scope |= {name: bicep.evaluate(bicep.parameter_default(main, name), scope, variables)
+                  for name in behind & set(parameters)}
+        deployed = bicep.evaluate(sources[setting.name], scope, variables)
+        if setting.parse(_bicep_text(deployed)) != setting.parse(setting.default):
+            differing.add(setting.name)
+    assert sorted(differing ^ TEMPLATE_OWN_DEFAULTS) == [], "the template's default and the app's differ (or agree)"
+
+
+def test_no_bicep_parameter_lets_through_what_the_app_refuses():
+    main, _ = _main()
+    parameters = bicep.declarations(main, "parameter")
+    for setting in (s for s in SETTINGS if s.bicep):
+        declaration = parameters[setting.bicep]
+        if (minimum := getattr(setting.parse, "minimum", None)) is not None:
+            bound = bicep.decorator_argument(declaration, "minValue")
+            assert bound is not None and int(bound) >= minimum, f"{setting.bicep}: @minValue({bound}), app: {minimum}"
+        if allowed := bicep.decorator_argument(declaration, "allowed"):
+            for value in re.findall(r"'([^']*)'", allowed):
+                setting.parse(value)
+
+
+def test_every_setting_parameter_of_the_template_is_declared_in_the_code():
+    # A main.bicep parameter documented as a setting ("REMEDIATOR_...: ...") is one the table knows, and the same one.
+    main, _ = _main()
+    declared = {s.bicep: s.name for s in SETTINGS if s.bicep}
+    for name, declaration in bicep.declarations(main, "parameter").items():
+        description = bicep.decorator_argument(declaration, "description") or ""
+        if match := re.match(r"'([A-Za-z_]+):", description):
+            assert declared.get(name) == match.group(1), f"main.bicep parameter {name} ({match.group(1)})"
 
 
 def test_storage_creates_the_table_and_queues_the_code_uses():
