@@ -1,5 +1,6 @@
-"""Composition root: each trigger parses its input into one domain type, calls one use
-case, and renders the outcome. No SDK calls here; errors are handled here, once."""
+"""The triggers: the edge the Functions host calls. Each parses its input into one domain type, calls one use case
+of the services remediation/app/bootstrap.py builds (the composition root: the only place clients are made from
+settings), and renders the outcome. No SDK but azure-functions here; errors are handled here, once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import azure.functions as func
 
 from remediation import telemetry
 from remediation.app import logs
-from remediation.app.service import RemediationRequest
 from remediation.app.settings import CHECK_QUEUE, INCIDENT_QUEUE, STORAGE_CONNECTION, WORK_QUEUE
 from remediation.auth import READ_ROLE, WRITE_ROLE, ForbiddenError, UnauthorizedError
 from remediation.errors import (
@@ -30,7 +30,8 @@ from remediation.ids import ClusterId
 from remediation.intake.detection import IncidentLookup
 from remediation.intake.events import IgnoredEvent, parse_event
 from remediation.intake.health import EXPIRED_NOW_LOG, CredentialCheck, Health
-from remediation.run.runner import WorkItem
+from remediation.intake.requests import RemediationRequest
+from remediation.run.chain import WorkItem
 
 if TYPE_CHECKING:
     from remediation.app.bootstrap import Services
@@ -62,12 +63,22 @@ ignored_events: Counter[str] = Counter()
 _ignored_lock = threading.Lock()
 
 
+_services_lock = threading.Lock()
+
+
 @functools.cache
-def services() -> Services:
-    """Built on first use from the app settings, then shared by every invocation of this worker."""
+def built_services() -> Services:
+    """The services, built from the app settings on first use (`built_services.cache_clear()` forgets them)."""
     from remediation.app.bootstrap import bootstrap
 
     return bootstrap()
+
+
+def services() -> Services:
+    """The services every invocation of this worker shares: built once, even when the first invocations arrive
+    together (a cold start under load), so there is one health cache and one set of clients per worker."""
+    with _services_lock:
+        return built_services()
 
 
 @app.route(route="remediations", methods=["POST"])
@@ -209,8 +220,9 @@ def advance_remediation(message: func.QueueMessage) -> None:
     try:
         with telemetry.span("remediator.advance", carrier=telemetry.carrier_of(item.traceparent), kind="consumer",
                             attributes={"remediator.remediation.id": item.remediation_id,
-                                        "remediator.remediation.generation": item.generation}):
+                                        "remediator.remediation.generation": item.generation}) as span:
             remediation = services().remediations.advance(item)
+            span.set_attributes(telemetry.remediation_attributes(remediation))  # where the remediation stands now
     except NotFoundError as err:
         log.error("dropping queue message %s: %s", message.id, err)
         return

@@ -62,7 +62,7 @@ credential = ClientSecretCredential(given["tenant"], given["client"], given["sec
                                     disable_instance_discovery=True, connection_verify=given["ca"])
 inventory = ResourceGraphClusters(credential, endpoint=given["arm"], connection_verify=given["ca"])
 directory = GraphDirectory(credential, endpoint=given["graph"], ca_bundle=given["ca"])
-health = FleetHealth(inventory=inventory, directory=directory, reconciler=None, checks=None,
+health = FleetHealth(inventory=inventory, directory=directory, reconciler=None, admission=None, checks=None,
                      guardrails=Guardrails(), subscriptions=given["subscriptions"])
 started, cpu = time.perf_counter(), time.process_time()
 report = health.report()

@@ -149,7 +149,7 @@ param resetTimeoutMinutes int = 120
 ])
 param sdkLogLevel string = 'WARNING'
 
-// Guardrails and the rotation's limits (remediation/decide/guardrails.py, remediation/run/steps.py).
+// Guardrails and the rotation's limits (remediation/decide/guardrails.py, remediation/run/rotation.py).
 @description('REMEDIATOR_DENY_SUBSCRIPTION_IDS: Comma-separated subscriptions never touched.')
 param denySubscriptionIds string = ''
 

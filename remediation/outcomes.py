@@ -57,7 +57,6 @@ CREDENTIAL_EXPIRED = "Remediator.Cluster.CredentialExpired"
 CREDENTIAL_EXPIRING = "Remediator.Cluster.CredentialExpiring"
 EVENT_TYPES = (REMEDIATION_SUCCEEDED, REMEDIATION_FAILED, REMEDIATION_PLANNED, CREDENTIAL_EXPIRED, CREDENTIAL_EXPIRING)
 DATA_SCHEMA = "urn:aks-sp-remediator:events:1"
-DATA_SENDER_ROLE_ID = "d5a91429-5739-47e2-a06b-3470a27159e7"
 EVENT_TYPE_BY_STATUS = {Status.SUCCEEDED: REMEDIATION_SUCCEEDED, Status.FAILED: REMEDIATION_FAILED,
                         Status.PLANNED: REMEDIATION_PLANNED}
 # Event ids are UUIDv5 of what happened in this namespace: the same outcome always gets the same id.
@@ -103,8 +102,8 @@ def remediation_finished(remediation: Remediation) -> OutcomeEvent:
         "clusters": [{"clusterResourceId": t.cluster_id, "status": t.status.value, "code": t.code or None}
                      for t in remediation.targets],
         "applicationId": remediation.client_id,
-        "newApplicationId": remediation.new_client_id if remediation.replace else None,
-        "newKeyId": remediation.new_key_id,
+        "newApplicationId": remediation.replacement.new_client_id if remediation.replace else None,
+        "newKeyId": remediation.secret.key_id,
         "correlationId": remediation.correlation_id,
         "createdAt": remediation.created_at,
         "finishedAt": remediation.finished_at,
@@ -138,11 +137,6 @@ def _credential_event(event_type: str, health: str, cluster_id: str, application
             "remediationId": remediation_id}
     key = "|".join((cluster_id.lower(), application_id.lower(), credential, ends or ""))
     return OutcomeEvent(type=event_type, subject=cluster_id, id=_event_id(event_type, key), time=detected_at, data=data)
-
-
-def function_app_source(subscription_id: str, resource_group: str, site_name: str) -> str:
-    """The `source` Azure's own events would name: the function app's ARM resource id."""
-    return f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}/providers/Microsoft.Web/sites/{site_name}"
 
 
 def _event_id(event_type: str, key: str) -> str:

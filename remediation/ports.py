@@ -159,13 +159,13 @@ class RemediationStore(Protocol):
         one read with that ETag); False, writing nothing, if the claim exists or changed. ConflictError if the record
         exists."""
 
-    def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
+    def get_claim(self, claim_key: str) -> tuple[str, str] | None:
         """The claiming remediation's id and the claim's ETag, or None."""
 
     def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
         """(claim key, remediation id) of every claim."""
 
-    def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
+    def delete_claim(self, claim_key: str, remediation_id: str) -> None:
         """Release the claim if (and only if) this remediation holds it."""
 
 

@@ -56,7 +56,7 @@ def run(*, manual: bool, out: Callable[[str], None] = print, timeout: float = 60
         os.environ.update(remediator_settings(sandbox, azurite.connection_string))
         import function_app
 
-        function_app.services.cache_clear()
+        function_app.built_services.cache_clear()
         key = secrets.token_urlsafe(24)
         with FunctionRunner(function_app.app, storage_connection=azurite.connection_string,
                             function_key=key) as runner:

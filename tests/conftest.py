@@ -19,7 +19,7 @@ from remediation.intake.detection import IncidentLookup
 from remediation.intake.events import FailureEvent
 from remediation.intake.health import CredentialCheck
 from remediation.model import ActivityLogEntry
-from remediation.run.runner import WorkItem
+from remediation.run.chain import WorkItem
 from sandbox.azurite import Azurite
 from tests.fakes import (
     REMEDIATOR_PRINCIPAL_ID,

@@ -470,8 +470,7 @@ class FakeClusters:
         return ClusterInfo(str(found.id), found.id.name, "westeurope", found.client_id, found.provisioning_state,
                            found.last_modified_at, dict(found.tags), aad_server_app_id=found.aad_server_app_id,
                            aad_client_app_id=found.aad_client_app_id,
-                           aad_tenant_id="72f988bf-0000-4000-8000-000000000001" if found.aad_server_app_id else None,
-                           node_resource_group=found.node_resource_group, subnet_ids=found.subnet_ids)
+                           aad_tenant_id="72f988bf-0000-4000-8000-000000000001" if found.aad_server_app_id else None)
 
     @_calls("clusters.get_cluster")
     def get_cluster(self, cluster: ClusterId) -> ClusterInfo:
@@ -664,16 +663,16 @@ class FakeStore:
         self.claims[claim_key] = (remediation.id, self._etag())
         return True
 
-    def get_claim(self, cluster_key: str) -> tuple[str, str] | None:
-        return self.claims.get(cluster_key)
+    def get_claim(self, claim_key: str) -> tuple[str, str] | None:
+        return self.claims.get(claim_key)
 
     def list_claims(self, *, limit: int) -> list[tuple[str, str]]:
         return [(key, holder) for key, (holder, _) in self.claims.items()][:limit]
 
     @_calls("store.delete_claim")
-    def delete_claim(self, cluster_key: str, remediation_id: str) -> None:
-        if self.claims.get(cluster_key, (None,))[0] == remediation_id:
-            del self.claims[cluster_key]
+    def delete_claim(self, claim_key: str, remediation_id: str) -> None:
+        if self.claims.get(claim_key, (None,))[0] == remediation_id:
+            del self.claims[claim_key]
 
     def all(self) -> list[Remediation]:
         return [self.get(i) for i in self.rows]

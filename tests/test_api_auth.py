@@ -54,14 +54,14 @@ def sandbox() -> Iterator[Sandbox]:
 def table(sandbox: Sandbox, azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[TableClient]:
     for name, value in remediator_settings(sandbox, azurite.connection_string).items():
         monkeypatch.setenv(name, value)
-    function_app.services.cache_clear()
+    function_app.built_services.cache_clear()
     function_app.services()  # creates the table and queues; fetches nothing from Entra ID yet
     QueueClient.from_connection_string(azurite.connection_string, WORK_QUEUE).clear_messages()
     table = TableClient.from_connection_string(azurite.connection_string, TABLE_NAME)
     for entity in table.query_entities("PartitionKey eq 'remediation'"):
         table.delete_entity(entity["PartitionKey"], entity["RowKey"])
     yield table
-    function_app.services.cache_clear()
+    function_app.built_services.cache_clear()
 
 
 def mint(sandbox: Sandbox, **claims: object) -> str:

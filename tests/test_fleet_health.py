@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from remediation.app.service import RemediationRequest
 from remediation.errors import PermanentError
 from remediation.ids import ClusterId
 from remediation.intake.events import FailureEvent
 from remediation.intake.health import Health
+from remediation.intake.requests import RemediationRequest
 from remediation.model import ActivityLogEntry, ClusterInfo, Status
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, expired_secret_message, make_world
 from tests.otel import install_for_tests

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from remediation.app.service import RemediationRequest
 from remediation.ids import ClusterId
+from remediation.intake.requests import RemediationRequest
 from remediation.model import ClusterInfo, Status
 from remediation.record import TargetStatus
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, make_world
@@ -139,11 +139,11 @@ def test_replaced_passwords_are_retired_after_the_grace_period_and_others_stay()
     world.drain()
     [rotation] = rotations(world)
     # Not every password had expired: only the clusters with their own failure moved, so only expired ones go.
-    removed = {r["keyId"]: r["why"] for r in rotation.retired}
+    removed = {r.key_id: r.why for r in rotation.retired}
     assert all(why == "expired" for why in removed.values())
     assert world.directory.text_of(next(p.key_id for p in app.passwords if p.text == foreign_text))  # kept
-    assert {"keyId", "hint", "endDateTime", "removedAt"} <= set(rotation.retired[0])
-    assert rotation.status is Status.SUCCEEDED and rotation.new_key_id in world.directory.live_key_ids()
+    assert {"keyId", "hint", "endDateTime", "removedAt"} <= set(rotation.retired[0].view())
+    assert rotation.status is Status.SUCCEEDED and rotation.secret.key_id in world.directory.live_key_ids()
 
 
 def test_when_every_cluster_moved_the_remediators_earlier_passwords_go_too() -> None:
@@ -156,9 +156,9 @@ def test_when_every_cluster_moved_the_remediators_earlier_passwords_go_too() -> 
     verified_at = world.clock()
     world.drain()
     second = sorted(rotations(world), key=lambda r: r.created_at)[-1]
-    assert second.status is Status.SUCCEEDED and first in {r["keyId"] for r in second.retired}
+    assert second.status is Status.SUCCEEDED and first in {r.key_id for r in second.retired}
     assert world.clock() >= verified_at + timedelta(hours=24)  # not before the grace period
-    assert world.directory.live_key_ids() == {second.new_key_id}
+    assert world.directory.live_key_ids() == {second.secret.key_id}
 
 
 def test_a_grace_period_of_zero_keeps_every_password() -> None:

@@ -100,7 +100,7 @@ def app_settings(sandbox: Sandbox, azurite: Azurite, monkeypatch: pytest.MonkeyP
     settings = remediator_settings(sandbox, azurite.connection_string)
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
-    function_app.services.cache_clear()
+    function_app.built_services.cache_clear()
     for queue in (WORK_QUEUE, INCIDENT_QUEUE, CHECK_QUEUE):
         client = QueueClient.from_connection_string(azurite.connection_string, queue)
         try:  # as the host does on start: a test that looks at a queue before any trigger ran finds it empty
@@ -108,7 +108,7 @@ def app_settings(sandbox: Sandbox, azurite: Azurite, monkeypatch: pytest.MonkeyP
         except ResourceExistsError:
             client.clear_messages()
     yield settings
-    function_app.services.cache_clear()
+    function_app.built_services.cache_clear()
 
 
 @pytest.fixture

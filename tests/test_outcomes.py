@@ -17,8 +17,8 @@ from remediation import outcomes
 from remediation.adapters.outcomes import EventGridOutcomes, NoOutcomes
 from remediation.errors import PermanentError, TransientError
 from remediation.model import Status
-from remediation.outcomes import OutcomeEvent, function_app_source
-from remediation.record import Remediation, Target, TargetStatus
+from remediation.outcomes import OutcomeEvent
+from remediation.record import NewSecret, Remediation, Target, TargetStatus
 from sandbox import Sandbox
 from sandbox.state import EVENTGRID_AUDIENCE
 
@@ -47,7 +47,9 @@ def topic_url(sandbox: Sandbox) -> str:
 
 
 def source(sandbox: Sandbox) -> str:
-    return function_app_source(sandbox.subscription_id, "rg-remediator", "func-remediator")
+    # A source as Azure's own events name one: an ARM resource id (here the function app's).
+    return (f"/subscriptions/{sandbox.subscription_id}/resourceGroups/rg-remediator/providers/Microsoft.Web/sites/"
+            "func-remediator")
 
 
 def publisher(sandbox: Sandbox, identity: Any = None) -> EventGridOutcomes:
@@ -67,8 +69,9 @@ def remediation(sandbox: Sandbox, status: Status, **overrides: Any) -> Remediati
         "status": status, "created_at": (FINISHED - timedelta(minutes=30)).isoformat(),
         "updated_at": FINISHED.isoformat(), "finished_at": FINISHED.isoformat(), "reason": "1 cluster(s) reset",
         "cause_kind": "expired_secret", "client_id": "11111111-2222-4333-8444-555555555555",
-        "correlation_id": "c0ffee00-0000-4000-8000-000000000001", "new_key_id": "9e4c2c8a-0000-4000-8000-00000000abcd",
-        "vault_secret_name": "aks-sp-11111111", "vault_secret_version": "0123456789abcdef0123456789abcdef",
+        "correlation_id": "c0ffee00-0000-4000-8000-000000000001",
+        "secret": NewSecret(key_id="9e4c2c8a-0000-4000-8000-00000000abcd", vault_name="aks-sp-11111111",
+                            vault_version="0123456789abcdef0123456789abcdef"),
         "targets": [Target(cluster, status=TargetStatus.VERIFIED),
                     Target(cluster_id(sandbox, "aks-other"), status=TargetStatus.SKIPPED, code="OptedOut",
                            joined_by="application")]}
@@ -129,7 +132,7 @@ def test_a_succeeded_remediation_is_published_as_a_cloud_event(sandbox: Sandbox)
         "mode": "remediate", "origin": "event", "clusterResourceId": finished.cluster_id,
         "clusters": [{"clusterResourceId": finished.cluster_id, "status": "Verified", "code": None},
                      {"clusterResourceId": cluster_id(sandbox, "aks-other"), "status": "Skipped", "code": "OptedOut"}],
-        "applicationId": finished.client_id, "newApplicationId": None, "newKeyId": finished.new_key_id,
+        "applicationId": finished.client_id, "newApplicationId": None, "newKeyId": finished.secret.key_id,
         "correlationId": finished.correlation_id, "createdAt": finished.created_at, "finishedAt": finished.finished_at}
 
 

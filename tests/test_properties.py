@@ -27,13 +27,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from remediation.app.bootstrap import Services
-from remediation.app.service import RemediationRequest
 from remediation.decide.maintenance import choose_schedule
 from remediation.errors import InvalidInputError, RemediationError
 from remediation.ids import ClusterId
 from remediation.intake.detection import IncidentLookup
 from remediation.intake.events import FailureEvent
-from remediation.run.runner import STALLED_AFTER, WorkItem
+from remediation.intake.requests import RemediationRequest
+from remediation.run.chain import WorkItem
+from remediation.run.runner import STALLED_AFTER
 from tests.conftest import APP_ID, CLUSTER, SUB, make_world
 from tests.fakes import Crash, FakeQueue, Faults, QueuedMessage
 from tests.test_service import CRASH_POINTS

@@ -15,7 +15,9 @@ import pytest
 
 from remediation.decide.classify import Action, Classification, FailureKind
 from remediation.decide.guardrails import Guardrails, Scope
-from remediation.decide.reconcile import CHECKS, Act, Hint, Source, evaluate
+from remediation.decide.hints import Act, Hint, Source
+from remediation.decide.observation import Failure
+from remediation.decide.reconcile import CHECKS, evaluate
 from remediation.errors import TransientError
 from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry, Application, ClusterInfo, Credential, PasswordInfo, SignInResult, Status
@@ -47,21 +49,24 @@ def rotation(status: Status, *, updated: datetime = NOW, target: TargetStatus = 
                        targets=[Target(str(CLUSTER), target, updated_at=target_at.isoformat())])
 
 
-def observe(**facts) -> SimpleNamespace:
-    """The facts the checks read, given outright: a broken-looking world unless changed."""
+def observe(hint: Hint, **facts) -> SimpleNamespace:
+    """The facts the checks read, given outright: a broken-looking world unless changed. The failure is the hint's
+    own text, as `Observation.failure` reads it."""
     base = {"guardrails": Guardrails(scope=Scope(subscriptions=frozenset({SUB}))), "now": NOW, "cluster": cluster(),
             "group_tags": {}, "incident_remediation": None, "active": None, "repaired_at": None,
             "failed": {True: [], False: []},
             "application": Application("obj", APP_ID, "app", (PasswordInfo("k", "rbac", "abc", None,
                                                                            NOW - timedelta(days=3)),)),
-            "stored_secret": None, "runner": SimpleNamespace(stalled=lambda r: r.updated_at < (
-                NOW - timedelta(hours=1)).isoformat()),
+            "stored_secret": None, "stalled": lambda r: r.updated_at < (NOW - timedelta(hours=1)).isoformat(),
+            "failure": Failure(hint.classification, hint.failed_at) if hint.classification else None,
             "credential": Credential.SERVICE_PRINCIPAL, "owner_id": OWNER,
             # Entra ID's answer to a throwaway secret: the application exists (and the secret is wrong).
             "entra_verdict": SignInResult(ok=False, code="AADSTS7000215")}
     o = SimpleNamespace(**{**base, **facts})
     o.app_id = o.cluster.app_id_for(o.credential) if o.cluster else ""
     o.failures = lambda *, of_cluster: o.failed[of_cluster]
+    o.password_valid_now = bool(o.application) and any(
+        (p.start is None or p.start <= NOW) and (p.end is None or p.end > NOW) for p in o.application.passwords)
     return o
 
 
@@ -140,7 +145,7 @@ def event_hint(**changes) -> Hint:
      "Requested"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_each_check_decides_with_its_reason_code(hint: Hint, facts: dict, act: Act, code: str) -> None:
-    verdict = evaluate(hint, observe(**facts))
+    verdict = evaluate(hint, observe(hint, **facts))
     assert (verdict.act, verdict.code) == (act, code), verdict.message
     assert verdict.message
 

@@ -14,12 +14,12 @@ from datetime import timedelta
 
 import pytest
 
-from remediation.app.service import RemediationRequest
 from remediation.ids import ClusterId
+from remediation.intake.requests import RemediationRequest
 from remediation.model import Credential, Status
 from remediation.record import TargetStatus
 from remediation.run.replacement import application_name
-from remediation.run.steps import vault_secret_name
+from remediation.run.step import vault_secret_name
 from tests.conftest import APP_ID, CLUSTER, SUB, World, make_world
 from tests.fakes import REMEDIATOR_PRINCIPAL_ID
 
@@ -55,7 +55,7 @@ def test_by_default_a_deleted_application_gets_a_plan_and_nothing_is_written() -
     world.drain()
     [plan] = replacements(world)
     assert plan.status is Status.PLANNED and plan.dry_run
-    assert plan.cause.startswith("ApplicationDeleted") and plan.old_principal_id == old
+    assert plan.cause.startswith("ApplicationDeleted") and plan.replacement.old_principal_id == old
     assert world.directory.writes == 0 and world.roles.writes == 0 and world.clusters.resets_started == 0
     assert world.vault.secrets == {}
     text = "\n".join(plan.plan)
@@ -75,21 +75,21 @@ def test_set_to_replace_one_new_principal_with_the_old_roles_repairs_every_clust
     world.drain()
     [replacement] = replacements(world)
     assert replacement.status is Status.SUCCEEDED, replacement.error
-    assert len(world.directory.created) == 1 and replacement.new_client_id == world.directory.created[0]
-    new = world.directory.apps[replacement.new_client_id]
+    assert len(world.directory.created) == 1 and replacement.replacement.new_client_id == world.directory.created[0]
+    new = world.directory.apps[replacement.replacement.new_client_id]
     assert REMEDIATOR_PRINCIPAL_ID in new.owners and new.display_name == application_name(replacement)
     assert world.roles.of(new.sp_object_id) == world.roles.of(old)  # the roles carried over, exactly
     for cluster in (CLUSTER, SHARED):
         found = world.clusters.clusters[cluster.key]
-        assert found.client_id == replacement.new_client_id and world.clusters.secret_valid(cluster)
+        assert found.client_id == replacement.replacement.new_client_id and world.clusters.secret_valid(cluster)
     assert world.clusters.resets_by_cluster == {"aks-payments": 1, "aks-orders": 1}
     assert world.clusters.failed_resets == 0
     # The secret was stored before anything used it, under the new application's name.
-    stored = world.vault.current_value(vault_secret_name(replacement.new_client_id))
+    stored = world.vault.current_value(vault_secret_name(replacement.replacement.new_client_id))
     assert stored == world.clusters.clusters[CLUSTER.key].held_secret
     assert stored not in json.dumps(replacement.view()) and stored not in json.dumps(world.incidents.decisions)
     assert {t.status for t in replacement.targets} == {TargetStatus.VERIFIED}
-    assert any(e["detail"].startswith("assignment") for e in replacement.role_assignments)
+    assert any(c.detail.startswith("assignment") for c in replacement.replacement.roles)
     # The next sweep and a late duplicate find healthy clusters on the new application: nothing more happens.
     world.detector.accept_event(events[0])
     world.drain()
@@ -106,7 +106,7 @@ def test_arms_replication_wait_is_timed_from_the_first_role_assignment_not_from_
     world.drain()
     [replacement] = replacements(world)
     assert replacement.status is Status.SUCCEEDED, replacement.error
-    new = world.directory.apps[replacement.new_client_id]
+    new = world.directory.apps[replacement.replacement.new_client_id]
     assert world.roles.of(new.sp_object_id) == world.roles.of(old)
     assert world.clusters.resets_by_cluster == {"aks-payments": 1, "aks-orders": 1}
 
@@ -122,7 +122,7 @@ def test_a_worker_killed_after_each_write_of_a_replacement_creates_one_applicati
     assert world.faults.crashes == 1
     assert replacement.status is Status.SUCCEEDED, replacement.error
     assert len(world.directory.created) == 1
-    new = world.directory.apps[replacement.new_client_id]
+    new = world.directory.apps[replacement.replacement.new_client_id]
     assert world.roles.of(new.sp_object_id) == world.roles.of(old)
     assert len([p for p in new.passwords]) == 1  # a password minted but not stored was removed again
     assert world.clusters.resets_by_cluster == {"aks-payments": 1, "aks-orders": 1}
@@ -244,10 +244,11 @@ def test_an_application_named_as_the_remediator_would_and_co_owned_by_it_is_neve
     replacement = _running_replacement(world)
     assert replacement.status is Status.SUCCEEDED, replacement.error
     [attackers] = planted
-    assert replacement.new_client_id != attackers.app_id and replacement.new_client_id in world.directory.created
+    new_client_id = replacement.replacement.new_client_id
+    assert new_client_id != attackers.app_id and new_client_id in world.directory.created
     assert len(world.directory.created) == 1
     _assert_nothing_given_to(world, attackers)
-    assert world.roles.of(world.directory.apps[replacement.new_client_id].sp_object_id) == world.roles.of(old)
+    assert world.roles.of(world.directory.apps[new_client_id].sp_object_id) == world.roles.of(old)
 
 
 def test_two_applications_carrying_the_creation_nonce_stop_the_replacement_for_a_person() -> None:
@@ -267,7 +268,7 @@ def test_two_applications_carrying_the_creation_nonce_stop_the_replacement_for_a
     assert replacement.status is Status.FAILED and replacement.error["code"] == "AmbiguousReplacement"
     assert "a person must look" in replacement.error["message"]
     assert world.roles.writes == 0 and world.clusters.resets_started == 0 and world.vault.secrets == {}
-    assert replacement.app_nonce and replacement.app_nonce not in json.dumps(replacement.view())
+    assert replacement.replacement.app_nonce and replacement.replacement.app_nonce not in json.dumps(replacement.view())
 
 
 @pytest.mark.parametrize("tampering", ["co-owner", "password", "federated"])

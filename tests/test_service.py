@@ -11,15 +11,16 @@ from datetime import timedelta
 
 import pytest
 
-from remediation.app.service import RemediationRequest
-from remediation.decide.reconcile import Decision
+from remediation.decide.hints import Decision
 from remediation.errors import AuthenticationUnavailableError, InvalidInputError, TransientError
 from remediation.ids import ClusterId
+from remediation.intake.requests import RemediationRequest
 from remediation.model import Status
 from remediation.record import TargetStatus
-from remediation.run.procedures import STEPS
-from remediation.run.runner import LEASE, STALLED_AFTER, WorkItem
-from remediation.run.steps import MAX_RESET_ATTEMPTS, vault_secret_name
+from remediation.run.chain import WorkItem
+from remediation.run.procedures import MAX_RESET_ATTEMPTS, ROTATION
+from remediation.run.runner import LEASE, STALLED_AFTER
+from remediation.run.step import vault_secret_name
 from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World
 
 
@@ -67,7 +68,7 @@ def test_an_expired_secret_is_replaced_stored_applied_and_verified(world: World)
 
     remediation = remediation_of(world, decision)
     assert remediation.status is Status.SUCCEEDED
-    assert list(remediation.steps) == [name for name, _ in STEPS]
+    assert list(remediation.steps) == [spec.name for spec in ROTATION]
     assert [s.code for s in remediation.steps.values()] == ["Discovered", "SecretStored", "SecretPropagated",
                                                             "Applied", "Kept"]
     [target] = remediation.targets
@@ -75,7 +76,7 @@ def test_an_expired_secret_is_replaced_stored_applied_and_verified(world: World)
         str(CLUSTER), "Verified", "Verified", 1)
     assert_repaired_once(world)
     version = world.vault.list_versions(vault_secret_name(APP_ID))[-1]
-    assert version.tags == {"appId": APP_ID, "keyId": remediation.new_key_id, "remediationId": remediation.id}
+    assert version.tags == {"appId": APP_ID, "keyId": remediation.secret.key_id, "remediationId": remediation.id}
     held = world.clusters.clusters[CLUSTER.key].held_secret
     assert held not in json.dumps(world.store.rows[remediation.id][0])
     assert held not in json.dumps(remediation.view())

@@ -17,7 +17,7 @@ import pytest
 
 from remediation import telemetry
 from remediation.model import SecretText, Status
-from remediation.record import Remediation, Target, TargetStatus
+from remediation.record import NewSecret, Remediation, Target, TargetStatus
 from tests.otel import InMemoryTelemetry, install_for_tests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +40,8 @@ def finished(status: Status, *, kind: str = "expired_secret", minutes: float = 3
         id="0123456789abcdef0123456789abcdef", cluster_id=CLUSTER, dry_run=dry_run, source="event", status=status,
         created_at=CREATED.isoformat(), updated_at=(CREATED + timedelta(minutes=minutes)).isoformat(),
         cause_kind=kind, mode=mode, client_id=APP_ID, correlation_id="c0ffee00-0000-4000-8000-000000000001",
-        finished_at=(CREATED + timedelta(minutes=minutes)).isoformat(), error=error, vault_secret_name="aks-sp-x",
-        new_key_id="9e4c2c8a-0000-4000-8000-00000000abcd",
+        finished_at=(CREATED + timedelta(minutes=minutes)).isoformat(), error=error,
+        secret=NewSecret(key_id="9e4c2c8a-0000-4000-8000-00000000abcd", vault_name="aks-sp-x"),
         targets=[Target(CLUSTER, status=TargetStatus.VERIFIED)])
 
 

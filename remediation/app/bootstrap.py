@@ -24,6 +24,7 @@ from remediation.app.settings import (
     Settings,
 )
 from remediation.auth import ApiAuthenticator, TokenValidator
+from remediation.decide.observation import Readers
 from remediation.decide.reconcile import Reconciler
 from remediation.intake.detection import DetectionConfig, IncidentDetector
 from remediation.intake.health import FleetHealth
@@ -41,8 +42,10 @@ from remediation.ports import (
     SignIn,
     WorkQueue,
 )
+from remediation.run.admission import Admission
+from remediation.run.chain import WorkChain
 from remediation.run.runner import RemediationRunner
-from remediation.run.steps import StepConfig
+from remediation.run.step import StepConfig
 
 # Loggers of the SDKs underneath: azure-core's HTTP logging policy logs every request's and response's
 # headers at INFO, and the Functions worker sets the root logger to INFO.
@@ -94,15 +97,13 @@ def build_outcomes(settings: Settings, credential: Any) -> OutcomePublisher:
 
 
 def step_config(settings: Settings) -> StepConfig:
+    """The steps' limits, as typed and defaulted by the settings table (durations are already timedeltas)."""
     return StepConfig(
-        secret_lifetime=timedelta(days=settings.secret_lifetime_days), poll_seconds=settings.reset_poll_seconds,
-        retry_delay_seconds=settings.retry_delay_seconds,
-        reset_timeout=timedelta(minutes=settings.reset_timeout_minutes),
-        lease=timedelta(seconds=settings.lease_seconds),
+        secret_lifetime=settings.secret_lifetime, poll_seconds=settings.reset_poll_seconds,
+        retry_delay_seconds=settings.retry_delay_seconds, reset_timeout=settings.reset_timeout, lease=settings.lease,
         propagation_successes=settings.propagation_successes,
         propagation_interval_seconds=settings.propagation_interval_seconds,
-        propagation_timeout=timedelta(minutes=settings.propagation_timeout_minutes),
-        retire_after=timedelta(hours=settings.retire_after_hours),
+        propagation_timeout=settings.propagation_timeout, retire_after=settings.retire_after,
         retire_foreign_passwords=settings.retire_foreign_passwords, guardrails=settings.guardrails,
         subscriptions=settings.subscription_ids, owner_id=settings.principal_id)
 
@@ -203,28 +204,33 @@ def bootstrap(
         roles = ArmRoleAssignments(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
     if outcomes is None:
         outcomes = build_outcomes(settings, credential)
+    config = step_config(settings)
+    chain = WorkChain(store=store, queue=queue, clock=clock)
+    reconciler = Reconciler(Readers(clusters=clusters, directory=directory, store=store, incidents=incidents,
+                                    vault=vault, sign_in=sign_in, resource_groups=resource_groups),
+                            guardrails=settings.guardrails, owner_id=settings.principal_id,
+                            stalled_after=config.stalled_after, clock=clock)
+    admission = Admission(incidents=incidents, store=store, chain=chain, guardrails=settings.guardrails, clock=clock)
     runner = RemediationRunner(
         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=resource_groups,
-        ledger=incidents, store=store, queue=queue, roles=roles, clock=clock, config=step_config(settings),
-        outcomes=outcomes)
-    reconciler = Reconciler(clusters=clusters, directory=directory, store=store, incidents=incidents, vault=vault,
-                            sign_in=sign_in, resource_groups=resource_groups, runner=runner,
-                            guardrails=settings.guardrails, owner_id=settings.principal_id, clock=clock)
+        incidents=incidents, store=store, chain=chain, roles=roles, clock=clock, config=config, outcomes=outcomes,
+        reconciler=reconciler)
     detector = IncidentDetector(
-        activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler,
-        scope=settings.guardrails.scope, clock=clock,
-        config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,
-                               lookup_timeout=timedelta(minutes=settings.lookup_timeout_minutes)))
+        activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler, admission=admission,
+        clock=clock, config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,
+                                            lookup_timeout=timedelta(minutes=settings.lookup_timeout_minutes)))
     if token_validator is None:
         from remediation.adapters.entra_tokens import EntraTokenValidator
 
         token_validator = EntraTokenValidator(authority_host=settings.authority_host, tenant_id=settings.tenant_id,
                                               audiences=(settings.api_client_id, settings.api_app_id_uri),
                                               ca_bundle=settings.ca_bundle)
-    service = RemediationService(reconciler=reconciler, runner=runner, store=store, incidents=incidents,
+    service = RemediationService(reconciler=reconciler, admission=admission, runner=runner, store=store,
+                                 incidents=incidents,
                                  clusters=clusters, directory=directory, owner_id=settings.principal_id,
                                  subscriptions=settings.subscription_ids, scope=settings.guardrails.scope)
-    health = FleetHealth(inventory=inventory, directory=directory, reconciler=reconciler, checks=checks,
+    health = FleetHealth(inventory=inventory, directory=directory, reconciler=reconciler, admission=admission,
+                         checks=checks,
                          guardrails=settings.guardrails, subscriptions=settings.subscription_ids, outcomes=outcomes,
                          clock=clock)
     return Services(settings, service, detector, ApiAuthenticator(token_validator), health)

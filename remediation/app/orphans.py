@@ -17,7 +17,7 @@ from remediation.decide.guardrails import Scope
 from remediation.errors import NotFoundError
 from remediation.model import Application
 from remediation.ports import Directory, ManagedClusters, RemediationStore
-from remediation.run.steps import PASSWORD_PREFIX
+from remediation.run.step import PASSWORD_PREFIX
 
 RECORDS_READ = 1000
 
@@ -52,7 +52,8 @@ def find_orphans(*, directory: Directory, clusters: ManagedClusters, store: Reme
     for app in directory.list_owned_applications(owner_id) if owner_id else ():
         candidates[app.app_id.lower()] = (app, {OWNED})
     records = store.list_recent(limit=RECORDS_READ)
-    for app_id in {a.lower() for r in records for a in (r.client_id, r.new_client_id) if a} - set(candidates):
+    minted_for = {a.lower() for r in records for a in (r.client_id, r.replacement.new_client_id) if a}
+    for app_id in minted_for - set(candidates):
         try:
             candidates[app_id] = (directory.get_application_by_app_id(app_id), set())
         except NotFoundError:

@@ -116,14 +116,15 @@ class Scope:
 
 
 @dataclass(frozen=True)
-class OptOutTag:
-    """`key=value`: a cluster, or its resource group, carrying this tag is left alone (case-insensitive)."""
+class ControlTag:
+    """`key=value`: a tag operators set to steer the remediator, matched case-insensitively: the opt-out (a cluster,
+    or its resource group, carrying it is left alone) and the opt-in to proactive rotation (on the cluster)."""
 
     key: str = "aks-sp-remediator"
     value: str = "off"
 
     @classmethod
-    def parse(cls, raw: str) -> OptOutTag:
+    def parse(cls, raw: str) -> ControlTag:
         key, separator, value = raw.partition("=")
         if not separator or not key.strip() or not value.strip():
             raise ValueError(f"a tag is key=value, got {raw!r}")
@@ -139,11 +140,12 @@ class OptOutTag:
 
 @dataclass(frozen=True)
 class ProactiveRotation:
-    """Rotating a secret before it expires: only for clusters opted in by tag (on the cluster or its resource
-    group), only when their secret ends within `within`, and only inside their maintenance window (the AKS planned
-    maintenance configuration, else `window`, the operators' REMEDIATOR_ROTATION_WINDOW; neither: never)."""
+    """Rotating a secret before it expires: only for clusters opted in by tag on the cluster itself (a proactive
+    reset re-images nodes, so a resource group's tag does not opt its clusters in, unlike the opt-out), only when
+    their secret ends within `within`, and only inside their maintenance window (the AKS planned maintenance
+    configuration, else `window`, the operators' REMEDIATOR_ROTATION_WINDOW; neither: never)."""
 
-    opt_in: OptOutTag = field(default_factory=lambda: OptOutTag("aks-sp-remediator", "rotate"))
+    opt_in: ControlTag = field(default_factory=lambda: ControlTag("aks-sp-remediator", "rotate"))
     within: timedelta = timedelta(days=30)
     window: MaintenanceSchedule | None = None
 
@@ -151,7 +153,7 @@ class ProactiveRotation:
 @dataclass(frozen=True)
 class Guardrails:
     scope: Scope = field(default_factory=Scope)
-    opt_out: OptOutTag = field(default_factory=OptOutTag)
+    opt_out: ControlTag = field(default_factory=ControlTag)
     mode: Mode = Mode.REMEDIATE
     max_resets_per_hour: int = 20  # across the fleet; 0 allows none
     breaker_failures: int = 3  # failed remediations of one cluster or application in the window stop further ones

@@ -10,11 +10,13 @@ Guarantees:
   instance, so this bounds what one delivery can queue); events over the bound are dropped, counted
   (`remediator.failure_events`) and left to the sweep, which reads every failed cluster operation anyway.
 - Events and Activity Log entries are hints; `Reconciler.decide` decides each from the
-  cluster's present state, and acts at most once per incident however often it arrives.
-- A lookup whose Activity Log entry has not appeared yet is retried from the queue, and
-  given up, with the reason recorded, after `lookup_timeout`; unless Graph shows that the
-  cluster's application has no unexpired password, when it is decided at once (the fast path,
-  under the same incident key the entry would carry).
+  cluster's present state, and admission acts at most once per incident however often it arrives.
+- A lookup whose Activity Log entry has not appeared yet is a hint the decision chain says to wait
+  on (retried from the queue) or, after `lookup_timeout`, to give up on, with the reason recorded;
+  unless Graph shows that the cluster's application has no unexpired password, when it is decided at
+  once (the fast path, under the same incident key the entry would carry).
+- Scope is the decision chain's to check, once per hint: before an event queues a lookup, and before
+  a lookup reads the Activity Log.
 - Times are bounded: an event from the far past or the future is refused at the edge, so a
   lookup always ends.
 """
@@ -32,13 +34,14 @@ from typing import Any
 
 from remediation import messages, telemetry
 from remediation.decide.classify import apps_named, classify_status_message
-from remediation.decide.guardrails import Scope
-from remediation.decide.reconcile import Act, Decision, Hint, Reconciler, Source, Verdict
+from remediation.decide.hints import Act, Decision, Hint, Lookup, Source, Verdict
+from remediation.decide.reconcile import Reconciler
 from remediation.errors import InvalidInputError
 from remediation.ids import ClusterId, is_guid
 from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry
 from remediation.ports import ActivityLog, IncidentStore, WorkQueue
+from remediation.run.admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,6 @@ NEW_LOOKUP_WINDOW = timedelta(minutes=1)
 # went to the poison queue): the next failure of its cluster opens it again. (A queue message a dead worker held
 # comes back after the host's 10-minute visibility timeout.)
 ORPHANED_AFTER = timedelta(minutes=15)
-ANYWHERE = Scope()
 
 
 @dataclass(frozen=True)
@@ -142,14 +144,14 @@ class DetectionConfig:
 
 class IncidentDetector:
     def __init__(self, *, activity_log: ActivityLog, incidents: IncidentStore, lookups: WorkQueue,
-                 reconciler: Reconciler, scope: Scope = ANYWHERE,
+                 reconciler: Reconciler, admission: Admission,
                  config: DetectionConfig = DetectionConfig(),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._activity_log = activity_log
         self._incidents = incidents
         self._lookups = lookups
         self._reconciler = reconciler
-        self._scope = scope
+        self._admission = admission
         self._config = config
         self._clock = clock
         self._opened: deque[datetime] = deque()  # when this worker opened its recent lookups (the bound)
@@ -168,9 +170,10 @@ class IncidentDetector:
         if seen.tzinfo is None or not now - OLDEST_EVENT <= seen <= now + FUTURE_SKEW:
             raise InvalidInputError(f"event {event.event_id!r}: its time {seen.isoformat()} is not within the last"
                                     f" {OLDEST_EVENT.days} days", code="InvalidEventTime")
-        if not self._in_scope(event.cluster):
-            log.info("failure event %s on %s: out of scope (%s); acknowledged", event.event_id,
-                     event.cluster.name, self._scope.refusal(event.cluster))
+        refusal = self._reconciler.refusal_before_reading(Hint(event.cluster, Source.EVENT))
+        if refusal is not None:
+            log.info("failure event %s on %s: %s (%s); acknowledged", event.event_id, event.cluster.name,
+                     refusal.code, refusal.message)
             telemetry.record_failure_event("out_of_scope")
             return None
         failure = PendingLookup(uuid.uuid4().hex, event.cluster, event.correlation_id, min(seen, now), now)
@@ -245,7 +248,7 @@ class IncidentDetector:
                                                                       " cluster's failures took its place"), at=now)
             pending, etag = current, found[1] if found else None
         decision = self._decide_pending(lookup, pending, now)
-        if decision.code == "Waiting":
+        if decision.verdict.act is Act.WAIT:
             return decision
         if etag is not None and not self._incidents.close_lookup(lookup.cluster.key, etag):
             # A newer failure joined while this one was decided: look that one up next, in the same lookup.
@@ -254,32 +257,27 @@ class IncidentDetector:
         return decision
 
     def _decide_pending(self, lookup: IncidentLookup, pending: PendingLookup, now: datetime) -> Decision:
-        hint = Hint(lookup.cluster, Source.EVENT, correlation_id=pending.correlation_id)
-        if not self._in_scope(lookup.cluster):
-            code, message = self._scope.refusal(lookup.cluster) or ("OutOfScope", "")
-            return self._record(Decision(hint, Verdict(Act.NONE, code, message), at=now))
+        """The pending failure as a hint, decided and admitted: explained by its Activity Log entry once the entry is
+        there; until then a hint the decision chain waits on (a new message looks again) or gives up on."""
+        hint = Hint(lookup.cluster, Source.EVENT, failed_at=pending.seen, correlation_id=pending.correlation_id,
+                    lookup=Lookup(lookup.attempt, pending.opened_at, self._config.lookup_timeout))
+        refusal = self._reconciler.refusal_before_reading(hint)
+        if refusal is not None:  # not worth an Activity Log read
+            return self._admission.admit(Decision(hint, refusal, at=now))
         entries = self._activity_log.list_cluster_failures(
             lookup.cluster.subscription_id, since=pending.seen - LOOKBACK, until=now,
             correlation_id=pending.correlation_id)
         entry = next((e for e in entries if (c := _cluster_of(e)) and c.key == lookup.cluster.key), None)
         if entry is not None:
-            return self._reconciler.decide(hint_for(entry, Source.EVENT))
-        if lookup.attempt == 0:
-            # The commonest breakage needs no Activity Log entry: Graph shows every password of the application
-            # ended. The entry, when it comes, is the same incident: a duplicate.
-            fast = self._reconciler.decide_if_expired(replace(hint, failed_at=pending.seen))
-            if fast is not None:
-                return fast
-        if now - pending.opened_at >= self._config.lookup_timeout:
-            verdict = Verdict(Act.NONE, "GaveUp", f"no failed Activity Log entry appeared within"
-                                                  f" {self._config.lookup_timeout}")
+            hint = hint_for(entry, Source.EVENT)
+        decision = self._admission.admit(self._reconciler.decide(hint))
+        if decision.verdict.act is Act.WAIT:
+            self._lookups.send(replace(lookup, attempt=lookup.attempt + 1).to_message(),
+                               delay_seconds=self._config.lookup_delay_seconds)
+        elif decision.code == "GaveUp":
             log.warning("gave up on incident %s of %s: %s", pending.correlation_id, lookup.cluster.name,
-                        verdict.message)
-            return self._record(Decision(hint, verdict, at=now))
-        retry = replace(lookup, attempt=lookup.attempt + 1)
-        self._lookups.send(retry.to_message(), delay_seconds=self._config.lookup_delay_seconds)
-        return Decision(hint, Verdict(Act.NONE, "Waiting", f"Activity Log entry not there yet (attempt"
-                                                           f" {retry.attempt})"), at=now)
+                        decision.verdict.message)
+        return decision
 
     def sweep(self, subscription_id: str) -> SweepOutcome:
         """Decide every failed cluster operation since the last sweep, then move the checkpoint."""
@@ -293,17 +291,10 @@ class IncidentDetector:
             if cluster is None:
                 log.info("sweep: entry %s names no cluster: %s", entry.correlation_id, entry.resource_id[:200])
                 continue
-            decisions.append(self._reconciler.decide(hint_for(entry, Source.SWEEP)))
+            decisions.append(self._admission.admit(self._reconciler.decide(hint_for(entry, Source.SWEEP))))
         self._incidents.set_checkpoint(subscription_id, until)
         log.info("swept %s: %s failed cluster operation(s) since %s", subscription_id, len(entries), since.isoformat())
         return SweepOutcome(subscription_id, since.isoformat(), until.isoformat(), len(entries), tuple(decisions))
-
-    def _in_scope(self, cluster: ClusterId) -> bool:
-        return self._scope.refusal(cluster) is None
-
-    def _record(self, decision: Decision) -> Decision:
-        self._incidents.record_decision(decision.view())
-        return decision
 
 
 def hint_for(entry: ActivityLogEntry, source: Source) -> Hint:

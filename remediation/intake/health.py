@@ -39,12 +39,14 @@ from typing import Any
 
 from remediation import messages, telemetry
 from remediation.decide.guardrails import Guardrails
-from remediation.decide.reconcile import Decision, Hint, Reconciler, Source
+from remediation.decide.hints import Decision, Hint, Source
+from remediation.decide.reconcile import Reconciler
 from remediation.errors import InvalidInputError, RemediationError
 from remediation.ids import ClusterId
 from remediation.model import Application, ClusterInfo, Credential
 from remediation.outcomes import OutcomeEvent, credential_expired, credential_expiring
 from remediation.ports import ClusterInventory, Directory, OutcomePublisher, WorkQueue
+from remediation.run.admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -289,10 +291,11 @@ class CredentialCheck:
 
 class FleetHealth:
     def __init__(self, *, inventory: ClusterInventory, directory: Directory, reconciler: Reconciler,
-                 checks: WorkQueue, guardrails: Guardrails, subscriptions: Sequence[str],
+                 admission: Admission, checks: WorkQueue, guardrails: Guardrails, subscriptions: Sequence[str],
                  outcomes: OutcomePublisher | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._inventory, self._directory, self._reconciler = inventory, directory, reconciler
+        self._admission = admission
         self._checks, self._outcomes = checks, outcomes
         self._guardrails = guardrails
         self._subscriptions = tuple(subscriptions)
@@ -354,18 +357,21 @@ class FleetHealth:
     def recheck(self, check: CredentialCheck) -> Decision:
         """A queued credential check: decided from the present, like the first time (and queued again if the
         window is still ahead, say when the message came early)."""
-        decision = self._reconciler.decide(Hint(check.cluster, Source.ROTATION))
+        decision = self._decide(Hint(check.cluster, Source.ROTATION))
         self._schedule(check.cluster, decision)
         return decision
 
     def _act(self, found: ClusterHealth) -> Decision | None:
         if found.health is Health.EXPIRED:
-            return self._reconciler.decide(Hint(found.cluster, Source.SCAN))
+            return self._decide(Hint(found.cluster, Source.SCAN))
         if found.health is Health.EXPIRING and self._guardrails.rotation.opt_in.on(found.tags):
-            decision = self._reconciler.decide(Hint(found.cluster, Source.ROTATION))
+            decision = self._decide(Hint(found.cluster, Source.ROTATION))
             self._schedule(found.cluster, decision)
             return decision
         return None
+
+    def _decide(self, hint: Hint) -> Decision:
+        return self._admission.admit(self._reconciler.decide(hint))
 
     def _schedule(self, cluster: ClusterId, decision: Decision) -> None:
         opens = decision.verdict.next_chance

@@ -5,7 +5,7 @@
     create_application   a new application, owned by the remediator, and its service principal
     carry_over_roles     the old principal's role assignments, given to the new one
 
-Between them run the rotation's own steps (remediation/run/steps.py): the new application's first
+Between them run the rotation's own steps (remediation/run/rotation.py): the new application's first
 password is minted and stored in Key Vault before anything else, Entra ID must accept it several
 times in a row, and each cluster is reset to the new client id and secret and verified.
 
@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
 
 from remediation.errors import ConflictError, PermanentError, PrincipalNotReplicatedError
 from remediation.model import Application
 from remediation.ports import RoleAssignments
-from remediation.record import Remediation
-from remediation.run.steps import Done, Outcome, StepContext, Wait, password_name, vault_secret_name
+from remediation.record import CarriedRole, Remediation
+from remediation.run.step import Done, Outcome, StepContext, Wait, password_name, vault_secret_name
 
 MANAGEMENT_GROUPS = "/providers/microsoft.management/managementgroups/"
 
-ASSIGNED, PENDING = "Assigned", "Pending"
+ASSIGNED, PENDING, NOT_ASSIGNABLE = "Assigned", "Pending", "NotAssignable"
 _NONCE_LABEL = "Creation nonce"  # in the new application's notes, which only its owners may write
 # A namespace of our own for uuid5 names: the same (scope, principal, role) always gets the same assignment name.
 _ASSIGNMENT_NAMES = uuid.UUID("5b0e3c1e-9a57-4f2e-9d0c-6a1f3b7e2c41")
@@ -47,7 +46,7 @@ def assignment_name(scope: str, principal_id: str, role_definition_id: str) -> s
 
 def application_name(r: Remediation) -> str:
     """The new application's name: the old one's, marked, and unique to this remediation (found again by it)."""
-    return f"{r.old_display_name or 'aks-service-principal'} (aks-sp-remediator {r.id[:12]})"
+    return f"{r.replacement.old_display_name or 'aks-service-principal'} (aks-sp-remediator {r.id[:12]})"
 
 
 def find_old_principal(ctx: StepContext, r: Remediation) -> Outcome:
@@ -59,24 +58,24 @@ def find_old_principal(ctx: StepContext, r: Remediation) -> Outcome:
         if r.dry_run or r.observe:
             return Done("OldPrincipalNotFound", message)
         raise PermanentError(message, code="OldPrincipalNotFound")
-    r.old_principal_id, r.old_display_name = deleted.object_id, deleted.display_name
-    found: dict[tuple[str, str], dict[str, str]] = {}
+    state = r.replacement
+    state.old_principal_id, state.old_display_name = deleted.object_id, deleted.display_name
+    found: dict[tuple[str, str], CarriedRole] = {}
     for subscription in ctx.config.subscriptions or (r.cluster.subscription_id,):
         for assignment in _roles(ctx).list_for_principal(subscription, deleted.object_id):
             key = (assignment.scope.lower(), assignment.role_guid)
-            found.setdefault(key, {"scope": assignment.scope, "roleDefinitionId": assignment.role_definition_id,
-                                   "role": assignment.role_guid, "status": PENDING, "detail": ""})
-    r.role_assignments = sorted(found.values(), key=lambda a: (a["scope"].lower(), a["role"]))
-    for entry in r.role_assignments:
-        if refusal := _refusal(ctx, entry):
-            entry["status"], entry["detail"] = "NotAssignable", refusal
-    refused = [e for e in r.role_assignments if e["status"] != PENDING]
+            found.setdefault(key, CarriedRole(assignment.scope, assignment.role_definition_id, assignment.role_guid))
+    state.roles = sorted(found.values(), key=lambda a: (a.scope.lower(), a.role))
+    for carried in state.roles:
+        if refusal := _refusal(ctx, carried):
+            carried.status, carried.detail = NOT_ASSIGNABLE, refusal
+    refused = [c for c in state.roles if c.status != PENDING]
     summary = (f"service principal {deleted.object_id} ('{deleted.display_name}') was deleted"
-               f" {deleted.deleted_at.isoformat() if deleted.deleted_at else ''}; {len(r.role_assignments)} role"
+               f" {deleted.deleted_at.isoformat() if deleted.deleted_at else ''}; {len(state.roles)} role"
                f" assignment(s) to carry over")
     if refused and not (r.dry_run or r.observe):
         raise PermanentError(f"{summary}, of which {len(refused)} the remediator may not give: "
-                             + "; ".join(f"{e['role']} at {e['scope']}: {e['detail']}" for e in refused),
+                             + "; ".join(f"{c.role} at {c.scope}: {c.detail}" for c in refused),
                              code="RoleNotAssignable")
     return Done("OldPrincipalFound", summary)
 
@@ -86,30 +85,30 @@ def create_application(ctx: StepContext, r: Remediation) -> Outcome:
     if not owner:
         raise PermanentError("REMEDIATOR_PRINCIPAL_ID is not set: a replacement must be able to tell the"
                              " application it created from any other", code="InvalidConfiguration")
-    name = application_name(r)
-    if not r.new_client_id:
-        found = _created_earlier(ctx, r, owner) if r.app_nonce else None
+    name, state = application_name(r), r.replacement
+    if not state.new_client_id:
+        found = _created_earlier(ctx, r, owner) if state.app_nonce else None
         if found is None:
-            r.app_nonce = r.app_nonce or secrets.token_hex(16)
+            state.app_nonce = state.app_nonce or secrets.token_hex(16)
             ctx.checkpoint(r)  # recorded before the create: a run that dies now, or loses the answer, looks first
             found = ctx.directory.create_application(name, notes=_notes(r))
-        r.new_client_id, r.new_app_object_id = found.app_id.lower(), found.object_id
+        state.new_client_id, state.new_app_object_id = found.app_id.lower(), found.object_id
         ctx.checkpoint(r)
-    r.new_principal_id = _service_principal(ctx, r, owner)
-    return Done("ApplicationCreated", f"application {r.new_client_id} ('{name}') with service principal"
-                                      f" {r.new_principal_id}")
+    state.new_principal_id = _service_principal(ctx, r, owner)
+    return Done("ApplicationCreated", f"application {state.new_client_id} ('{name}') with service principal"
+                                      f" {state.new_principal_id}")
 
 
 def _notes(r: Remediation) -> str:
     return (f"Replaces deleted application {r.client_id} for AKS clusters (aks-sp-remediator remediation {r.id})."
-            f" {_NONCE_LABEL} {r.app_nonce}.")
+            f" {_NONCE_LABEL} {r.replacement.app_nonce}.")
 
 
 def _created_earlier(ctx: StepContext, r: Remediation, owner: str) -> Application | None:
     """The application an earlier run of this step created, if it did: the one application the remediator owns whose
     notes carry this remediation's nonce. PermanentError (nothing adopted) for two such applications, or for one that
     someone else also owns or that holds any credential: it is not provably the remediator's alone."""
-    marker = f"{_NONCE_LABEL} {r.app_nonce}."
+    marker = f"{_NONCE_LABEL} {r.replacement.app_nonce}."
     candidates = [a for a in ctx.directory.list_owned_applications(owner) if marker in a.notes]
     if not candidates:
         return None
@@ -132,7 +131,7 @@ def _created_earlier(ctx: StepContext, r: Remediation, owner: str) -> Applicatio
 def _service_principal(ctx: StepContext, r: Remediation, owner: str) -> str:
     """The new application's service principal, created once: looked for first, since a create whose answer was lost
     may have happened. One someone else owns, or with credentials of its own, is not used."""
-    app_id = r.new_client_id or ""
+    app_id = r.replacement.new_client_id or ""
     found = ctx.directory.get_service_principal(app_id)
     if found is None:
         try:
@@ -150,25 +149,22 @@ def _service_principal(ctx: StepContext, r: Remediation, owner: str) -> str:
 
 
 def carry_over_roles(ctx: StepContext, r: Remediation) -> Outcome:
-    """Give the new principal each role the old one held; wait while ARM does not see the new principal yet."""
-    now = ctx.clock()
-    r.roles_started_at = r.roles_started_at or now.isoformat()
-    for entry in r.role_assignments:
-        if entry["status"] == ASSIGNED:
+    """Give the new principal each role the old one held; wait while ARM does not see the new principal yet (for as
+    long as the procedure allows: remediation/run/procedures.py)."""
+    principal = r.replacement.new_principal_id or ""
+    for carried in r.replacement.roles:
+        if carried.status == ASSIGNED:
             continue
-        name = assignment_name(entry["scope"], r.new_principal_id or "", entry["roleDefinitionId"])
+        name = assignment_name(carried.scope, principal, carried.role_definition_id)
         try:
-            _roles(ctx).create(entry["scope"], entry["roleDefinitionId"], r.new_principal_id or "", name=name)
+            _roles(ctx).create(carried.scope, carried.role_definition_id, principal, name=name)
         except PrincipalNotReplicatedError as err:
-            waited = now - datetime.fromisoformat(r.roles_started_at)
-            if waited > ctx.config.propagation_timeout:
-                raise PermanentError(f"ARM still does not see service principal {r.new_principal_id} after"
-                                     f" {waited}", code="PrincipalNotFound") from err
-            entry["detail"] = "PrincipalNotFound: waiting for replication"
-            return Wait(ctx.config.propagation_interval_seconds, "AwaitingReplication", str(err))
-        entry["status"], entry["detail"] = ASSIGNED, f"assignment {name}"
+            carried.detail = "PrincipalNotFound: waiting for replication"
+            return Wait(ctx.config.propagation_interval_seconds, "AwaitingReplication",
+                        f"ARM does not see service principal {principal} yet: {err}")
+        carried.status, carried.detail = ASSIGNED, f"assignment {name}"
         ctx.checkpoint(r)
-    return Done("RolesCarriedOver", f"{len(r.role_assignments)} role assignment(s) given to {r.new_principal_id}")
+    return Done("RolesCarriedOver", f"{len(r.replacement.roles)} role assignment(s) given to {principal}")
 
 
 def replacement_plan(ctx: StepContext, r: Remediation) -> list[str]:
@@ -179,18 +175,19 @@ def replacement_plan(ctx: StepContext, r: Remediation) -> list[str]:
              "create its service principal: az ad sp create --id <the new appId>",
              f"add a password named '{password_name(r)}' and store it in Key Vault as secret"
              f" '{vault_secret_name('<the new appId>')}': az ad app credential reset --id <the new appId> --append"]
-    if r.old_principal_id is None:
+    state = r.replacement
+    if state.old_principal_id is None:
         lines.append("the old service principal is not in Entra ID's deleted items: its role assignments are"
                      " unknown; assign the roles the clusters need (node resource group, subnet, registry, DNS"
                      " zones) by hand")
-    elif not r.role_assignments:
-        lines.append(f"the old service principal {r.old_principal_id} held no role assignments in the subscriptions"
+    elif not state.roles:
+        lines.append(f"the old service principal {state.old_principal_id} held no role assignments in the subscriptions"
                      " in scope: none to carry over")
-    for entry in r.role_assignments:
+    for carried in state.roles:
         command = (f"az role assignment create --assignee-object-id <the new service principal's object id>"
-                   f" --assignee-principal-type ServicePrincipal --role {entry['role']} --scope {entry['scope']}")
-        refused = f" (not possible for the remediator: {entry['detail']})" if entry["status"] == "NotAssignable" else ""
-        lines.append(f"carry over role {entry['role']} at {entry['scope']}{refused}: {command}")
+                   f" --assignee-principal-type ServicePrincipal --role {carried.role} --scope {carried.scope}")
+        refused = f" (not possible for the remediator: {carried.detail})" if carried.status == NOT_ASSIGNABLE else ""
+        lines.append(f"carry over role {carried.role} at {carried.scope}{refused}: {command}")
     return lines
 
 
@@ -200,14 +197,14 @@ def _roles(ctx: StepContext) -> RoleAssignments:
     return ctx.roles
 
 
-def _refusal(ctx: StepContext, entry: dict[str, str]) -> str | None:
+def _refusal(ctx: StepContext, carried: CarriedRole) -> str | None:
     """Why the remediator may not give this assignment, or None. The scope guardrails apply to every write, a role
     assignment's included: a role in a denied subscription or resource group is refused like a reset there."""
-    scope = entry["scope"]
+    scope = carried.scope
     if MANAGEMENT_GROUPS in scope.lower():
         return "a management group scope: the remediator assigns roles only in subscriptions"
     allowed = ctx.config.guardrails.assignable_roles
-    if allowed and entry["role"] not in allowed:
+    if allowed and carried.role not in allowed:
         return "not among REMEDIATOR_ASSIGNABLE_ROLE_IDS (the condition of its role assignment rights)"
     subscription, group = _segment(scope, "subscriptions"), _segment(scope, "resourcegroups")
     guardrails = ctx.config.guardrails.scope
