@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from sandbox import Sandbox  # noqa: E402
 from sandbox.state import Fault  # noqa: E402
-from tests.conftest import sandbox_info_file  # noqa: E402
+from tests.support.wire import sandbox_info_file  # noqa: E402
 
 LATENCY = 0.05
 RUNS = 3
@@ -47,7 +47,7 @@ def preflight_once(sandbox: Sandbox, info: Path) -> tuple[float, dict[str, Any],
 def measure(plant_another: bool) -> dict[str, Any]:
     with Sandbox(scenario="healthy") as sandbox, tempfile.TemporaryDirectory() as directory:
         if plant_another:
-            from tests.sandbox.test_sandbox import Wire
+            from tests.support.wire import Wire
 
             Wire(sandbox).admin("remediators", {
                 "resourceGroup": "rg-first", "name": "func-remediator-first",

@@ -119,7 +119,7 @@ def event_to_enqueue(runs: int = 2000) -> dict:
     from remediation.intake.detection import IncidentDetector
     from remediation.intake.events import FailureEvent, parse_event
     from sandbox.functions_host import event_grid_input
-    from tests.fakes import FakeClock, FakeIncidentStore, FakeQueue, Faults
+    from tests.support.fakes import FakeClock, FakeIncidentStore, FakeQueue, Faults
 
     def payload() -> str:
         # A cluster of its own per event: events for one cluster join its pending lookup instead of queuing one.

@@ -2,7 +2,7 @@
 
 Each returns the remediator's own types (remediation.model), never SDK models, and
 raises only remediation.errors. The production adapters are in remediation/adapters/;
-tests/fakes.py holds stateful fakes of the same protocols.
+tests/support/fakes.py holds stateful fakes of the same protocols.
 """
 
 from __future__ import annotations

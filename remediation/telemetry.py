@@ -6,7 +6,7 @@ Import cost: importing this module imports nothing from OpenTelemetry (function_
 Azure Monitor distro only by `configure` with a connection string (~0.9 s, once, at bootstrap).
 
 Until `configure` installs providers everything here goes to the OpenTelemetry API's defaults: no-ops that cost
-next to nothing. Tests call `use_providers` with SDK providers reading into memory (tests/otel.py).
+next to nothing. Tests call `use_providers` with SDK providers reading into memory (tests/support/otel.py).
 
 Metrics (meter `remediator`; metric attributes are low-cardinality, never ids):
 

@@ -256,7 +256,7 @@ def test_signing_in_with_a_secret_gives_entra_ids_verdict(sandbox: Sandbox, grap
         sign_in.sign_in(app_id, fresh.secret_text)
 
 
-# ---------------------------------------------------------------- fleet reads (issue 11)
+# ---------------------------------------------------------------- fleet reads
 
 
 def test_resource_graph_lists_every_cluster_across_pages_as_the_remediator_reads_them() -> None:

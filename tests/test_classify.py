@@ -234,7 +234,7 @@ def test_replication_wording_makes_not_found_a_transient_not_a_new_principal() -
     assert classify_message(text.split(";")[0]).kind is FailureKind.SP_NOT_FOUND
 
 
-# ------------------------------------------------------------------ AKS service-principal context (issue #8)
+# ------------------------------------------------------------------ AKS service-principal context
 
 INGRESS_EXPIRED = ("ingress-azure: failed to reconcile the Application Gateway: the App Gateway ingress controller's "
                    "service principal has an expired client secret; renew it in armAuth.secretJSON.")
@@ -411,7 +411,7 @@ def refused_over_a_tag(code: str, value: str = QUOTED_VERDICT) -> dict[str, Any]
 
 
 def test_an_entra_verdict_quoted_in_an_invalid_parameter_error_is_not_sp() -> None:
-    # The issue's attack: a healthy cluster's write refused over a tag value that quotes AADSTS7000215.
+    # The attack: a healthy cluster's write refused over a tag value that quotes AADSTS7000215.
     result = classify_activity_log_entry(refused_over_a_tag("InvalidParameter"))
     assert (result.kind, result.action) == (FailureKind.NOT_SP, Action.NONE), result
 

@@ -359,8 +359,7 @@ def test_up_stops_at_the_real_preflight_when_another_remediator_acts_on_the_subs
     # The hook runs `python -m remediation preflight` itself, against the sandbox (REMEDIATOR_PREFLIGHT_ARGS), where
     # a first environment's remediator acts on every cluster of the subscription.
     from sandbox import Sandbox
-    from tests.conftest import sandbox_info_file
-    from tests.sandbox.test_sandbox import Wire
+    from tests.support.wire import Wire, sandbox_info_file
 
     with Sandbox(scenario="healthy") as sandbox:
         planted = Wire(sandbox).admin("remediators", {

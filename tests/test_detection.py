@@ -16,8 +16,8 @@ from remediation.ids import ClusterId
 from remediation.intake.detection import MAX_NEW_LOOKUPS, NEW_LOOKUP_WINDOW, SWEEP_OVERLAP
 from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry, Status
-from tests.conftest import APP_ID, CLUSTER, SUB, World
-from tests.otel import install_for_tests
+from tests.support.otel import install_for_tests
+from tests.support.world import APP_ID, CLUSTER, SUB, World
 
 AADSTS_INVALID = (
     "The credentials in ServicePrincipalProfile were invalid. Please see https://aka.ms/aks-sp-help for more details."

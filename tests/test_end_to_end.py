@@ -16,6 +16,8 @@ from sandbox import Sandbox
 from sandbox.azurite import Azurite
 from sandbox.demo import run
 
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize(("manual", "schema"), [(False, "EventGridSchema"), (False, "CloudEventSchemaV1_0"),
                                                (True, "EventGridSchema")],

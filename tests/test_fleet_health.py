@@ -11,8 +11,8 @@ from remediation.intake.events import FailureEvent
 from remediation.intake.health import Health
 from remediation.intake.requests import RemediationRequest
 from remediation.model import ActivityLogEntry, ClusterInfo, Status
-from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, expired_secret_message, make_world
-from tests.otel import install_for_tests
+from tests.support.otel import install_for_tests
+from tests.support.world import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World, expired_secret_message, make_world
 
 ROTATE = {"aks-sp-remediator": "rotate"}
 OTHER_APP = "22222222-3333-4444-8555-666666666666"

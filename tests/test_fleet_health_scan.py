@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.fleet_health import health_fleet, scan
 from sandbox import Sandbox
 
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 def test_a_scan_costs_one_resource_graph_call_per_page_and_one_graph_call_per_20_applications() -> None:
     with Sandbox(fleet=health_fleet(1200, subscriptions=20)) as sandbox:

@@ -3,8 +3,13 @@ in its own worker process. `make bench` runs them on fleet-50 with a 120 s propa
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.fleet import breaker, cap, observe, rotate
 from sandbox.fleets import fleet
+
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 # Two subscriptions of three in scope; shared applications, all expired; a managed identity cluster, one
 # cluster opted out by its own tag and one resource group by the group's.

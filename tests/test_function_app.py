@@ -28,19 +28,19 @@ from remediation.app.settings import CHECK_QUEUE, INCIDENT_QUEUE, WORK_QUEUE
 from remediation.ids import ClusterId
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
-from sandbox.functions_host import event_grid_input, functions_of, http_input, queue_input, timer_input
+from sandbox.functions_host import functions_of, http_input, queue_input, timer_input
 from sandbox.wiring import remediator_settings
-from tests.otel import install_for_tests
+from tests.support.events import FAILURE, SCHEMAS, as_cloud, cloud_event, event_grid_event, failure
+from tests.support.otel import install_for_tests
 
 FUNCTIONS = {f.get_function_name(): f for f in functions_of(function_app.app)}
-FAILURE = "Microsoft.Resources.ResourceWriteFailure"
 
 
 def call(name: str, *args):
     return FUNCTIONS[name].get_user_function()(*args)
 
 
-# ----- trigger inputs, through the library's converters --------------------------------------------
+# ----- trigger inputs, through the library's converters (events: tests/support/events.py) ----------------
 
 def http_request(method: str, url: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
                  route_params: dict[str, str] | None = None) -> func.HttpRequest:
@@ -51,39 +51,8 @@ def queue_message(body: str | bytes, **metadata: Any) -> func.QueueMessage:
     return queue_input(body, **metadata).decode()
 
 
-def event_grid_event(event: dict[str, Any]) -> func.EventGridEvent:
-    decoded = event_grid_input(event).decode()
-    assert isinstance(decoded, func.EventGridEvent)
-    return decoded
-
-
-def cloud_event(event: dict[str, Any]) -> func.CloudEvent:
-    decoded = event_grid_input(event).decode()
-    assert isinstance(decoded, func.CloudEvent)  # what the library hands the trigger, despite its annotation
-    return decoded
-
-
 def timer() -> func.TimerRequest:
     return timer_input().decode()
-
-
-def failure(data: Any, event_type: str | None = FAILURE, **fields: Any) -> dict[str, Any]:
-    """An event of the subscription's system topic, in the Event Grid schema."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%S.1234567Z", time.gmtime())  # Event Grid writes 7 fractional digits
-    event = {"id": str(uuid.uuid4()), "topic": "/subscriptions/x", "subject": "s", "eventType": event_type,
-             "eventTime": now, "data": data, "dataVersion": "2", "metadataVersion": "1", **fields}
-    return {k: v for k, v in event.items() if v is not None}
-
-
-def as_cloud(event: dict[str, Any]) -> dict[str, Any]:
-    """The same event as Event Grid delivers it in the CloudEvents 1.0 schema."""
-    cloud = {"specversion": "1.0", "id": event.get("id"), "type": event.get("eventType"),
-             "source": event.get("topic"), "subject": event.get("subject"), "time": event.get("eventTime"),
-             "datacontenttype": "application/json", "data": event.get("data")}
-    return {k: v for k, v in cloud.items() if v is not None}
-
-
-SCHEMAS = {"event-grid-schema": event_grid_event, "cloud-events": lambda event: cloud_event(as_cloud(event))}
 
 
 # ----- fixtures and helpers --------------------------------------------------------------------------
@@ -343,7 +312,7 @@ def test_the_timer_sweep_catches_a_failure_no_event_reported(app_settings, sandb
     assert writes(sandbox) == 0  # deciding writes nothing to Azure; the queue does the work
 
 
-# ----- fleet health (issue 11) ----------------------------------------------------------------------------
+# ----- fleet health -----------------------------------------------------------------------------------------
 
 
 def health(headers: dict[str, str], query: str = "") -> func.HttpResponse:

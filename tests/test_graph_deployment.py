@@ -2,7 +2,7 @@
 
 There is no Bicep compiler or ARM deployment here, so this plays the extension's part for the one resource type
 whose refusal broke first deployments: each `Microsoft.Graph/applications@v1.0` of main.bicep's api-app stages is
-evaluated from the Bicep (tests/bicep.py) and sent, in deployment order, as the extension sends it: an upsert by
+evaluated from the Bicep (tests/support/bicep.py) and sent, in deployment order, as the extension sends it: an upsert by
 the client-provided key, `PATCH /applications(uniqueName='...')` with `Prefer: create-if-missing`
 (learn.microsoft.com/graph/templates/concept-uniquely-named-resources, application-upsert). The sandbox refuses,
 as Graph does, a request that pre-authorizes a scope the stored application does not have yet
@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from sandbox import Sandbox
-from tests import bicep
+from tests.support import bicep
 
 AZURE_CLI_APP_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 REFUSAL = ("Property api.preAuthorizedApplications.delegatedPermissionIds has a Permission Id that cannot be found "

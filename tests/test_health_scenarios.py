@@ -1,10 +1,14 @@
-"""The credential health scenarios of benchmarks/health.py (issue 11), over HTTP against the sandbox with the function
+"""The credential health scenarios of benchmarks/health.py, over HTTP against the sandbox with the function
 app in its own worker process: the daily check over a fleet where nothing has failed yet, and the fast path."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.health import check, fastpath
 
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 def test_the_daily_check_repairs_what_expired_rotates_inside_windows_and_touches_nothing_else() -> None:
     figures = check()

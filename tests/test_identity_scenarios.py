@@ -1,4 +1,4 @@
-"""The identity scenarios of benchmarks/identity.py (issue 10), over HTTP against the sandbox with the function
+"""The identity scenarios of benchmarks/identity.py, over HTTP against the sandbox with the function
 app in its own worker process: a deleted application replaced with its role assignments carried over, the same
 with the default setting planned and nothing written, a legacy Azure AD server secret rotated, and the orphan
 report. The sandbox enforces the deployed Graph permissions and the role-delegation condition infra/ deploys."""
@@ -9,6 +9,9 @@ import pytest
 
 from benchmarks.identity import ATTACKS, REPLACEMENT_WRITES, aad, attacks, crashes, orphans, plan, replace
 from sandbox.rbac import BUILT_IN_ROLES
+
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 CARRIED = ["AcrPull", "Network Contributor", "Private DNS Zone Contributor"]
 
@@ -73,7 +76,7 @@ def test_the_orphan_report_lists_exactly_the_planted_orphans_and_deletes_nothing
 
 @pytest.mark.parametrize("variant", ATTACKS)
 def test_a_replacement_under_attack_uses_only_its_own_application_or_stops_for_a_person(variant: str) -> None:
-    # Issue 17: another identity of the tenant registers an application with the name the remediator's will have
+    # Another identity of the tenant registers an application with the name the remediator's will have
     # (the remediation id is visible to any reader of the API) and makes the remediator its co-owner, while the
     # worker is down after (or before) its own create; or copies the new application's notes (any reader of
     # applications sees them) and leaves the remediator its sole owner; or Graph commits the create and answers 503

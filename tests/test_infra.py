@@ -24,8 +24,8 @@ import tree_sitter
 from remediation.alerts import POISON_MESSAGE, REMEDIATION_FAILED
 from remediation.app.settings import CHECK_QUEUE, INCIDENT_QUEUE, SETTINGS, TABLE_NAME, WORK_QUEUE
 from remediation.intake.events import CLUSTER_OPERATION_PREFIX, FAILURE_EVENT_TYPES
-from tests import bicep
-from tests.bicep import INFRA, ROOT
+from tests.support import bicep
+from tests.support.bicep import INFRA, ROOT
 
 # Exactly what the code calls on ARM (remediation/adapters/aks.py and monitor.py).
 CUSTOM_ROLE_ACTIONS = {
@@ -276,6 +276,7 @@ def checkov_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return found[0]
 
 
+@pytest.mark.slow
 def test_checkov_parses_every_file(checkov_report: dict):
     # A syntax error makes checkov exit 0 with the file left out: count it here.
     summary = checkov_report["summary"]
@@ -286,12 +287,14 @@ def test_checkov_parses_every_file(checkov_report: dict):
         assert expected in scanned, f"checkov did not check {expected}"
 
 
+@pytest.mark.slow
 def test_checkov_reports_no_failed_checks(checkov_report: dict):
     failed = [f"{c['check_id']} {c['check_name']}: {c['resource']} ({c['file_path']}:{c['file_line_range']})"
               for c in checkov_report["results"]["failed_checks"]]
     assert failed == []
 
 
+@pytest.mark.slow
 def test_every_checkov_skip_is_justified_and_used(checkov_report: dict):
     comments = set()
     for path in bicep.bicep_files():
@@ -920,7 +923,7 @@ def test_endpoint_settings_come_from_the_environment_and_the_storage_account():
     assert params["authorityHost"].named_children[-1].text.decode() == "environment().authentication.loginEndpoint"
 
 
-# ---------------------------------------------------------------- replacing a deleted application (issue 10)
+# ---------------------------------------------------------------- replacing a deleted application
 
 def _default_assignable_role_ids() -> list[str]:
     main, _ = _main()

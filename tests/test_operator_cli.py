@@ -344,7 +344,7 @@ def test_text_from_the_api_cannot_forge_lines_or_move_the_cursor() -> None:
     assert "\x1b" not in timeline(view, width=120)
 
 
-# ---------------------------------------------------------------- orphans and doctor (issue 10)
+# ---------------------------------------------------------------- orphans and doctor
 
 
 def test_orphans_lists_an_unused_owned_application_with_its_end_dates_and_delete_command(live: Live, cli) -> None:
@@ -400,7 +400,7 @@ def test_doctor_without_a_cache_says_so_and_a_broken_cache_is_a_clear_error(live
     assert run.status == 2 and "is not JSON" in run.err and "client_secret" not in run.err
 
 
-# ---------------------------------------------------------------- fleet health (issue 11)
+# ---------------------------------------------------------------- fleet health
 
 
 def test_health_prints_every_cluster_with_its_credential_health_and_writes_nothing(live: Live, cli) -> None:

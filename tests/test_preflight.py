@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from remediation.__main__ import main
 from remediation.cli import preflight
@@ -30,13 +28,10 @@ from remediation.cli.preflight import (
     RoleDefinition,
     Status,
 )
-from remediation.decide.guardrails import ANY, Scope
 from remediation.errors import InvalidInputError
 from remediation.model import REMEDIATOR_TAG
 from sandbox import Sandbox
-from tests.conftest import sandbox_info_file
-from tests.sandbox.test_sandbox import Wire
-from tests.sandbox.test_sandbox_deployment import reader
+from tests.support.wire import Wire, reader, sandbox_info_file
 
 SUB = "00000000-0000-0000-0000-00000000000a"
 OTHER_SUB = "00000000-0000-0000-0000-00000000000b"
@@ -101,7 +96,7 @@ def test_a_malformed_deployment_is_refused_with_its_reason(env: dict[str, str], 
 
 def test_the_defaults_are_main_bicepparams():
     # The preflight checks what the template will deploy: its defaults must be the parameter file's.
-    from tests import bicep
+    from tests.support import bicep
 
     root = bicep.parse(bicep.INFRA / "main.bicepparam")
     names = bicep.variables(root)
@@ -232,38 +227,6 @@ def test_assignable_roles_must_be_guids_of_existing_roles_that_cannot_grant():
 ])
 def test_a_role_writes_role_assignments_through_its_wildcards(actions, not_actions, writes: bool):
     assert RoleDefinition("id", "role", actions, not_actions).writes_role_assignments() is writes
-
-
-# ---------------------------------------------------------------- where two scopes meet
-
-
-_GROUPS = st.sampled_from(["rg-a", "rg-b", "rg-c"])
-_SUBS = st.sampled_from([SUB, OTHER_SUB])
-
-
-@st.composite
-def scopes(draw: st.DrawFn) -> Scope:
-    entries = st.one_of(_GROUPS, st.builds(lambda s, g: f"{s}/{g}", _SUBS, _GROUPS))
-    return Scope(subscriptions=frozenset(draw(st.sets(_SUBS, max_size=2))),
-                 deny_subscriptions=frozenset(draw(st.sets(_SUBS, max_size=1))),
-                 resource_groups=frozenset(draw(st.sets(entries, max_size=3))),
-                 deny_resource_groups=frozenset(draw(st.sets(entries, max_size=2))))
-
-
-@given(scopes(), scopes())
-def test_overlap_finds_a_shared_place_exactly_when_one_exists(mine: Scope, theirs: Scope):
-    # Brute force over every named subscription and group, plus one of each that no list names ("-other").
-    subscriptions, groups = [SUB, OTHER_SUB, "00000000-0000-0000-0000-0000000000ff"], ["rg-a", "rg-b", "rg-c", "rg-x"]
-    shared = [(s, g) for s in subscriptions for g in groups
-              if mine.refusal_at(s, g) is None and theirs.refusal_at(s, g) is None]
-    found = mine.overlap(theirs)
-    assert (found is not None) == bool(shared), (found, shared)
-    if found is not None:
-        sub, group = found
-        probe_sub = subscriptions[-1] if sub == ANY else sub
-        probe_group = groups[-1] if group == ANY else group
-        assert mine.refusal_at(probe_sub, probe_group) is None and theirs.refusal_at(probe_sub, probe_group) is None
-    assert (mine.overlap(theirs) is None) == (theirs.overlap(mine) is None)
 
 
 # ---------------------------------------------------------------- the command

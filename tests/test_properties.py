@@ -22,6 +22,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -35,9 +36,8 @@ from remediation.intake.events import FailureEvent
 from remediation.intake.requests import RemediationRequest
 from remediation.run.chain import WorkItem
 from remediation.run.runner import STALLED_AFTER
-from tests.conftest import APP_ID, CLUSTER, SUB, make_world
-from tests.fakes import Crash, FakeQueue, Faults, QueuedMessage
-from tests.test_service import CRASH_POINTS
+from tests.support.fakes import Crash, FakeQueue, Faults, QueuedMessage
+from tests.support.world import APP_ID, CLUSTER, CRASH_POINTS, SUB, make_world
 
 CO_TENANT = ClusterId(SUB, "rg-orders", "aks-orders")  # the same service principal as CLUSTER
 CLUSTERS = (CLUSTER, CO_TENANT)
@@ -200,9 +200,10 @@ class RemediatorWorld(RuleBasedStateMachine):
 RemediatorWorld.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None,
                                              suppress_health_check=[HealthCheck.too_slow])
 TestRemediatorWorld = RemediatorWorld.TestCase
+TestRemediatorWorld.pytestmark = [pytest.mark.slow]
 
 
-# ---------------------------------------------------------------------------------- proactive rotation (issue 11)
+# ---------------------------------------------------------------------------------- proactive rotation
 
 NODE_OS_WINDOW = {"aksManagedNodeOSUpgradeSchedule": {"maintenanceWindow": {
     "schedule": {"daily": {"intervalDays": 1}}, "durationHours": 4, "startTime": "01:00", "utcOffset": "+00:00",
@@ -295,7 +296,7 @@ TestProactiveRotation.settings = settings(max_examples=60, stateful_step_count=3
                                           suppress_health_check=[HealthCheck.too_slow])
 
 
-# ---------------------------------------------------------------------------------- two workers (issue 17)
+# ---------------------------------------------------------------------------------- two workers
 
 
 class _Invocation:
@@ -587,5 +588,6 @@ class TwoWorkersWorld(RuleBasedStateMachine):
 
 
 TestTwoWorkers = TwoWorkersWorld.TestCase
+TestTwoWorkers.pytestmark = [pytest.mark.slow]
 TestTwoWorkers.settings = settings(max_examples=300, stateful_step_count=60, deadline=None,
                                    suppress_health_check=[HealthCheck.too_slow])

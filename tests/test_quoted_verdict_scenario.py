@@ -1,11 +1,16 @@
-"""The issue's attack from the outside (issue 17, part 2), over HTTP against the sandbox with the function app in its
+"""The quoted-verdict attack from the outside, over HTTP against the sandbox with the function app in its
 own worker process (benchmarks/quoted_verdict.py): a healthy cluster's write refused by ARM over a tag value that
 quotes Entra ID's verdict on the cluster's own application. The cluster is not reset and no password is minted."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.quoted_verdict import quoted
 from remediation.decide.classify import RULES
+
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 REQUEST_INPUT = next(rule for rule in RULES if rule.name == "request_input")
 

@@ -22,14 +22,14 @@ from remediation.errors import TransientError
 from remediation.intake.events import FailureEvent
 from remediation.model import ActivityLogEntry, Application, ClusterInfo, Credential, PasswordInfo, SignInResult, Status
 from remediation.record import Remediation, Target, TargetStatus
-from tests.conftest import APP_ID, CLUSTER, SUB, World
+from tests.support.world import APP_ID, CLUSTER, SUB, World
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 EXPIRED = Classification(FailureKind.EXPIRED_SECRET, Action.ROTATE_SECRET, "AADSTS7000222", "expired", "e")
 QUOTA = Classification(FailureKind.NOT_SP, Action.NONE, "QuotaExceeded", "quota", "q")
 # The cluster's own token refresh refused with a 401: its credential, but which way it is bad the text cannot say.
 REFUSED = Classification(FailureKind.CREDENTIAL_REJECTED, Action.CONFIRM, "", "refused", "401")
-# Entra ID's verdict as the text reports it: anyone able to put text in the failure can write one (issue 2).
+# Entra ID's verdict as the text reports it: anyone able to put text in the failure can write one.
 INVALID = Classification(FailureKind.INVALID_SECRET, Action.ROTATE_SECRET, "AADSTS7000215", "invalid", "i")
 OWNER = "0a0a0a0a-0000-4000-8000-00000000beef"
 SERVER_APP = "99999999-2222-4333-8444-555555555555"
@@ -159,11 +159,11 @@ def test_the_checks_that_need_no_azure_call_come_first() -> None:
     assert names.index("stale") < names.index("running")  # an old failure never reopens a repaired cluster
 
 
-# ------------------------------------------------------------------ a healthy cluster is never reset on text (issue 2)
+# ------------------------------------------------------------------ a healthy cluster is never reset on text
 
 QUOTED_VERDICT = ("AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the "
                   "client secret value, not the client secret ID.")
-# The issue's attack: a write refused over a tag value anyone allowed to tag the cluster chose.
+# The attack: a write refused over a tag value anyone allowed to tag the cluster chose.
 TAG_QUOTE = json.dumps({"error": {"code": "InvalidParameter", "target": "tags['owner-note']", "message": (
     f"The value '{QUOTED_VERDICT}' of tag 'owner-note' is not valid: a tag value may hold at most 256 characters.")}})
 # AKS's own words for a refused secret (MS Learn, ServicePrincipalValidationClientError): what the cluster's real

@@ -1,6 +1,6 @@
 """The remediation record's own rules (remediation/record.py): what takes the application's claim, when a
 rotation has stalled, how a cluster rejoins it, what it verified, and that records written before the typed state
-(issue 18) still load, so a remediation in flight during an upgrade carries on."""
+(before the record owned its rules) still load, so a remediation in flight during an upgrade carries on."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from remediation.ids import ClusterId
 from remediation.model import Status
 from remediation.record import CarriedRole, Remediation, Target, TargetStatus
 from remediation.run.procedures import ROTATION
-from tests.conftest import APP_ID, CLUSTER, SUB
+from tests.support.world import APP_ID, CLUSTER, SUB
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 OTHER = ClusterId(SUB, "rg-payments", "aks-payments-2")
@@ -66,7 +66,7 @@ def test_a_record_round_trips_through_storage_with_its_typed_state_and_never_sho
 
 
 def test_a_record_written_before_the_typed_state_loads_into_it() -> None:
-    # The columns a record had before issue 18: a rotation that had minted, stored and was waiting on propagation,
+    # The columns of an older record: a rotation that had minted, stored and was waiting on propagation,
     # with a replacement's fields, as Table storage returned them.
     legacy = {
         "id": "b" * 32, "cluster_id": str(CLUSTER), "dry_run": False, "source": "event", "status": "Waiting",

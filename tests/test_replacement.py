@@ -20,8 +20,8 @@ from remediation.model import Credential, Status
 from remediation.record import TargetStatus
 from remediation.run.replacement import application_name
 from remediation.run.step import vault_secret_name
-from tests.conftest import APP_ID, CLUSTER, SUB, World, make_world
-from tests.fakes import REMEDIATOR_PRINCIPAL_ID
+from tests.support.fakes import REMEDIATOR_PRINCIPAL_ID
+from tests.support.world import APP_ID, CLUSTER, SUB, World, make_world
 
 SHARED = ClusterId(SUB, "rg-orders", "aks-orders")
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"

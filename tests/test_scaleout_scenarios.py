@@ -1,4 +1,4 @@
-"""Scale-out is the normal case (issue 17): Flex Consumption runs several instances of the app at once. The
+"""Scale-out is the normal case: Flex Consumption runs several instances of the app at once. The
 scenarios of benchmarks/scenarios.py and benchmarks/fleet.py with four worker processes on one Azurite and one
 sandbox: they compete for the queues' messages, the front end spreads requests and Event Grid deliveries over them,
 and a kill_worker fault kills the worker that made the request. The same outcomes as with one: one password per
@@ -13,6 +13,9 @@ import pytest
 from benchmarks.fleet import rotate
 from benchmarks.scenarios import ADD_PASSWORD, RESET, crash_at, crash_mid_reset, live_world, storm
 from tests.test_fleet_scenarios import SMALL
+
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 WORKERS = 4
 

@@ -7,6 +7,8 @@ import pytest
 
 from benchmarks.scenarios import ADD_PASSWORD, RESET, crash_at, crash_mid_reset, hostile, live_world, storm
 
+# Minutes of worker processes over HTTP: out of the inner loop (`pytest -m "not slow"`), in `make test`.
+pytestmark = pytest.mark.slow
 
 def test_a_storm_of_hints_about_one_breakage_mints_one_password_and_resets_once() -> None:
     with live_world() as live:

@@ -1,7 +1,8 @@
 """Remediations over stateful fakes, in the order users meet them: end state, not call sequences.
 
 A request, the repair, the next request, a restart in the middle, a crash at every adapter call,
-a lost or duplicated work message, an outage of Entra ID.
+a lost or duplicated work message, an outage of Entra ID. What each step of a rotation guarantees on
+its own (storing the secret first, propagation, each reset, retiring passwords) is tests/test_rotation.py's.
 """
 
 from __future__ import annotations
@@ -12,36 +13,25 @@ from datetime import timedelta
 import pytest
 
 from remediation.decide.hints import Decision
-from remediation.errors import AuthenticationUnavailableError, InvalidInputError, TransientError
+from remediation.errors import AuthenticationUnavailableError, InvalidInputError
 from remediation.ids import ClusterId
 from remediation.intake.requests import RemediationRequest
 from remediation.model import Status
-from remediation.record import TargetStatus
 from remediation.run.chain import WorkItem
-from remediation.run.procedures import MAX_RESET_ATTEMPTS, ROTATION
+from remediation.run.procedures import ROTATION
 from remediation.run.runner import LEASE, STALLED_AFTER
 from remediation.run.step import vault_secret_name
-from tests.conftest import APP_ID, CLUSTER, MSI_CLUSTER, SUB, World
-
-
-def request(world: World, *, dry_run: bool = False, cluster: ClusterId = CLUSTER, force: bool = False) -> Decision:
-    return world.remediations.request(RemediationRequest(cluster, dry_run=dry_run, force=force))
-
-
-def remediation_of(world: World, decision: Decision):
-    assert decision.remediation is not None, decision.verdict
-    return world.store.get(decision.remediation.id)
-
-
-def assert_repaired_once(world: World) -> None:
-    """The cluster works, one reset applied one password, and that password's secret is in Key Vault."""
-    assert world.clusters.secret_valid(CLUSTER)
-    assert world.clusters.resets_started == 1
-    [ours] = world.remediator_passwords()
-    held = world.clusters.clusters[CLUSTER.key].held_secret
-    assert world.directory.text_of(ours) == held
-    assert world.vault.current_value(vault_secret_name(APP_ID)) == held
-    assert world.store.claims == {}
+from tests.support.world import (
+    APP_ID,
+    CLUSTER,
+    CRASH_POINTS,
+    MSI_CLUSTER,
+    SUB,
+    World,
+    assert_repaired_once,
+    remediation_of,
+    request,
+)
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before-the-first-write", "after-the-first-write"])
@@ -120,25 +110,6 @@ def test_dry_run_records_a_plan_and_writes_nothing(world: World) -> None:
     assert not world.clusters.secret_valid(CLUSTER)
 
 
-def test_a_secret_that_cannot_be_stored_is_taken_back_then_retried(world: World) -> None:
-    world.vault.fail_set = TransientError("vault throttled", retry_after=10)
-    decision = request(world)
-    world.deliver_visible()
-    assert remediation_of(world, decision).status is Status.WAITING
-    assert world.remediator_passwords() == []  # minted, not stored, so removed again
-    world.vault.fail_set = None
-    world.drain()
-    assert remediation_of(world, decision).status is Status.SUCCEEDED
-    assert_repaired_once(world)
-
-
-# Every call a remediation makes, before and after it takes effect in Azure: a worker killed there.
-CRASH_POINTS = [(call, after) for call in ("directory.add_password", "vault.set_secret", "store.save",
-                                           "clusters.begin_reset", "clusters.get_operation", "clusters.get_cluster",
-                                           "store.delete_claim", "work.send")
-                for after in (False, True)]
-
-
 @pytest.mark.parametrize(("call", "after"), CRASH_POINTS, ids=[f"{c}-{'after' if a else 'before'}"
                                                                for c, a in CRASH_POINTS])
 def test_a_worker_killed_at_any_call_converges_to_one_reset(world: World, call: str, after: bool) -> None:
@@ -154,88 +125,6 @@ def test_a_worker_killed_at_any_call_converges_to_one_reset(world: World, call: 
     # Every password the remediator added is in Key Vault and in use, or was removed again.
     for key_id in world.directory.added:
         assert key_id in world.vault.stored_key_ids() or key_id not in world.directory.live_key_ids()
-
-
-def test_a_worker_restarted_during_a_long_reset_waits_for_it_instead_of_starting_another(world: World) -> None:
-    world.clusters.reset_seconds = 40 * 60
-    decision = request(world)
-    world.faults.die_at("clusters.begin_reset", after=True)  # the reset started; its URL was never saved
-    world.drain()
-    remediation = remediation_of(world, decision)
-    assert remediation.status is Status.SUCCEEDED
-    assert remediation.targets[0].reset_attempts == 1
-    assert_repaired_once(world)
-
-
-def test_a_worker_restarted_after_a_short_reset_ended_does_not_reset_again(world: World) -> None:
-    world.clusters.reset_seconds = 5  # over before the message comes back
-    decision = request(world)
-    world.faults.die_at("clusters.begin_reset", after=True)
-    world.drain()
-    assert remediation_of(world, decision).targets[0].reset_attempts == 1
-    assert_repaired_once(world)
-
-
-def test_someone_elses_operation_delays_the_reset_without_counting_as_an_attempt(world: World) -> None:
-    found = world.clusters.clusters[CLUSTER.key]
-    found.operation, found.provisioning_state = "theirs", "Upgrading"
-    decision = request(world)
-    world.deliver_visible()
-    target = remediation_of(world, decision).targets[0]
-    assert target.code == "ClusterBusy" and target.reset_attempts == 0
-    found.operation, found.provisioning_state = None, "Succeeded"
-    world.drain()
-    assert remediation_of(world, decision).targets[0].reset_attempts == 1
-    assert_repaired_once(world)
-
-
-def test_a_new_secret_is_tested_until_it_signs_in_before_any_reset(world: World) -> None:
-    world.directory.propagation = timedelta(minutes=3)  # Entra ID accepts it only after three minutes
-    decision = request(world)
-    world.drain()
-    remediation = remediation_of(world, decision)
-    assert remediation.status is Status.SUCCEEDED
-    assert remediation.steps["await_propagation"].code == "SecretPropagated"
-    assert world.clusters.failed_resets == 0 and remediation.targets[0].reset_attempts == 1
-    assert world.sign_in.sign_ins > 1  # it tried, and was refused, before
-
-
-def test_a_secret_entra_id_never_accepts_fails_the_rotation_before_any_reset(world: World) -> None:
-    world.directory.propagation = timedelta(days=30)
-    decision = request(world)
-    world.drain()
-    remediation = remediation_of(world, decision)
-    assert remediation.status is Status.FAILED and remediation.error["code"] == "SecretNotAccepted"
-    assert world.clusters.resets_started == 0 and world.store.claims == {}
-
-
-def test_a_reset_that_keeps_failing_gives_up_after_bounded_attempts(world: World) -> None:
-    world.clusters.fail_resets = 100  # AKS's own reset keeps failing
-    decision = request(world)
-    world.drain()
-    remediation = remediation_of(world, decision)
-    assert remediation.status is Status.FAILED and remediation.error["code"] == "ResetFailed"
-    assert remediation.targets[0].code == "ResetFailed"
-    assert world.clusters.resets_started == MAX_RESET_ATTEMPTS
-    assert world.store.claims == {}
-
-
-def test_a_reset_that_fails_once_is_retried_with_backoff(world: World) -> None:
-    world.clusters.fail_resets = 1
-    decision = request(world)
-    world.drain()
-    remediation = remediation_of(world, decision)
-    assert remediation.status is Status.SUCCEEDED and remediation.targets[0].reset_attempts == 2
-    assert world.clusters.secret_valid(CLUSTER)
-
-
-def test_a_reset_that_never_finishes_times_out(world: World) -> None:
-    world.clusters.reset_seconds = 10 * 3600
-    decision = request(world)
-    world.drain()
-    remediation = remediation_of(world, decision)
-    assert remediation.status is Status.FAILED and remediation.targets[0].code == "ResetTimedOut"
-    assert world.clusters.resets_started == 1
 
 
 def test_duplicate_and_stale_work_messages_are_dropped_and_the_chain_never_forks(world: World) -> None:
@@ -371,16 +260,3 @@ def test_names_inside_arms_rules_are_taken(group: str) -> None:
     assert ClusterId.parse(_with_group(group)).resource_group == group
 
 
-def test_a_cluster_repaired_by_hand_while_the_worker_lay_dead_before_its_reset_is_not_reset(world: World) -> None:
-    # Found by the property model (tests/test_properties.py): the worker counted its reset attempt and died before
-    # calling AKS; a person fixed the cluster by hand at that very moment; the resumed rotation must look again
-    # (the cluster changed successfully after the decision) instead of re-imaging a working cluster.
-    world.detector.accept_event(world.operate(CLUSTER))
-    world.faults.die_at("clusters.begin_reset")
-    while not world.faults.crashes:
-        assert world.deliver_visible(), "the worker never reached the reset"
-    world.clusters.fix_by_hand(CLUSTER)
-    world.drain()
-    [remediation] = world.store.all()
-    assert world.clusters.resets_started == 0 and world.clusters.healthy_resets == []
-    assert (remediation.targets[0].status, remediation.targets[0].code) == (TargetStatus.SKIPPED, "FixedMeanwhile")

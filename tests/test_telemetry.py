@@ -18,7 +18,7 @@ import pytest
 from remediation import telemetry
 from remediation.model import SecretText, Status
 from remediation.record import NewSecret, Remediation, Target, TargetStatus
-from tests.otel import InMemoryTelemetry, install_for_tests
+from tests.support.otel import InMemoryTelemetry, install_for_tests
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = "/subscriptions/6f1c2d3e-0000-4000-8000-000000000001/resourceGroups/rg-payments/providers/" \

@@ -23,7 +23,7 @@ from azure.mgmt.resource.resources import ResourceManagementClient
 from sandbox import Sandbox
 from sandbox.fleets import OPT_OUT_TAG, ScenarioError, build_fleet, fleet, opted_out_by
 from sandbox.state import REMEDIATOR_ARM_ACTIONS
-from tests.sandbox.test_sandbox import ROOT, Wire, assert_arm_error, recent
+from tests.support.wire import ROOT, Wire, assert_arm_error, recent
 
 CLUSTERS = "providers/Microsoft.ContainerService/managedClusters"
 

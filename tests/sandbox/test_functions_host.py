@@ -329,6 +329,7 @@ def test_a_failing_message_is_retried_then_poisoned_with_the_hosts_words(
 
 # ----- the worker process ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_worker_process_survives_sigkill_and_redelivers_the_message_it_was_running(azurite: Azurite) -> None:
     with Sandbox(scenario="expired-secret") as sandbox:
         settings = remediator_settings(sandbox, azurite.connection_string)

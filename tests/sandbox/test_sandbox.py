@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,65 +25,13 @@ from azure.keyvault.secrets import SecretClient
 from azure.mgmt.containerservice import ContainerServiceClient
 
 from sandbox import Sandbox
-
-ROOT = Path(__file__).resolve().parents[2]
-# Copies of the official request/response examples, each with a .source.txt naming where it came from.
-SAMPLES = Path(__file__).resolve().parents[1] / "reference"
-AKS_API = "2024-09-01"
-
-
-def sample(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text())
+from tests.support.wire import AKS_API, ROOT, Wire, assert_arm_error, recent, sample
 
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(scenario="expired-secret") as running:
         yield running
-
-
-class Wire:
-    """Raw HTTPS calls against one sandbox, signed in as one of its identities."""
-
-    def __init__(self, sandbox: Sandbox, identity=None) -> None:
-        self.sandbox = sandbox
-        self.identity = identity or sandbox.operator
-        self.http = requests.Session()
-        self.http.verify = sandbox.ca_path
-        self.http.trust_env = False  # else REQUESTS_CA_BUNDLE, where set, replaces the sandbox's CA
-        self._tokens: dict[str, str] = {}
-
-    def token_response(self, client_id: str, secret: str, scope: str = "https://management.azure.com/.default"):
-        return self.http.post(f"{self.sandbox.endpoints['login']}/{self.sandbox.tenant_id}/oauth2/v2.0/token",
-                              data={"grant_type": "client_credentials", "client_id": client_id,
-                                    "client_secret": secret, "scope": scope})
-
-    def auth(self, resource: str) -> dict[str, str]:
-        if resource not in self._tokens:
-            response = self.token_response(self.identity.client_id, self.identity.client_secret,
-                                           f"{resource}/.default")
-            assert response.status_code == 200, response.text
-            self._tokens[resource] = response.json()["access_token"]
-        return {"Authorization": f"Bearer {self._tokens[resource]}"}
-
-    def arm(self, method: str, path: str, *, api_version: str | None = AKS_API, **kwargs: Any) -> requests.Response:
-        params = kwargs.pop("params", {})
-        if api_version:
-            params["api-version"] = api_version
-        url = path if path.startswith("https://") else f"{self.sandbox.endpoints['arm']}{path}"
-        return self.http.request(method, url, params=params, headers=self.auth("https://management.azure.com"),
-                                 **kwargs)
-
-    def graph(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self.http.request(method, f"{self.sandbox.endpoints['graph']}/v1.0{path}",
-                                 headers=self.auth("https://graph.microsoft.com"), **kwargs)
-
-    def admin(self, path: str, body: Any) -> requests.Response:
-        return self.http.post(f"{self.sandbox.endpoints['admin']}/_sandbox/{path}", json=body)
-
-    def cluster_path(self, name: str = "aks-payments", group: str = "rg-payments") -> str:
-        return (f"/subscriptions/{self.sandbox.subscription_id}/resourceGroups/{group}/providers/"
-                "Microsoft.ContainerService/managedClusters/" + name)
 
 
 @pytest.fixture
@@ -96,20 +43,6 @@ def app_of(sandbox: Sandbox, cluster: str = "aks-payments") -> dict[str, Any]:
     state = sandbox.snapshot()
     client_id = next(c["clientId"] for c in state["clusters"] if c["name"] == cluster)
     return next(a for a in state["applications"] if a["appId"] == client_id)
-
-
-def recent(sandbox: Sandbox) -> str:
-    """An Activity Log time filter for the last and the next hour."""
-    now = sandbox.state.now()
-    since, until = (now - timedelta(hours=1)), (now + timedelta(hours=1))
-    return (f"eventTimestamp ge '{since.isoformat().replace('+00:00', 'Z')}' and "
-            f"eventTimestamp le '{until.isoformat().replace('+00:00', 'Z')}'")
-
-
-def assert_arm_error(response: requests.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert set(response.json()) == {"error"} and response.json()["error"]["code"] == code
-    assert response.json()["error"]["message"]
 
 
 # ---------------------------------------------------------------- Entra ID
@@ -523,6 +456,7 @@ def test_a_subscription_that_fails_the_handshake_is_refused(wire: Wire) -> None:
 # ---------------------------------------------------------------- python -m sandbox serve
 
 
+@pytest.mark.slow
 def test_serve_prints_one_line_of_endpoints_and_stops_on_sigterm() -> None:
     process = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--scenario", "healthy"], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -27,11 +27,10 @@ from azure.mgmt.resourcegraph.models import QueryRequest
 
 from sandbox import Identity, Sandbox, WorldOptions
 from sandbox.rbac import BUILT_IN_ROLES, condition_excluded_principals, delegation_condition, parse_condition
-from tests.sandbox.test_sandbox import Wire, assert_arm_error, sample
+from tests.support.wire import Wire, assert_arm_error, new_identity, reader, sample
 
 DELEGATION = WorldOptions(remediator_role_assignment_roles=frozenset({"Network Contributor"}))
 NETWORK = "4d97b98b-1d4f-4787-a291-c67834d212e7"  # Network Contributor (built-in roles reference)
-READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 # Microsoft Graph permissions reference: application permission ids.
 GRAPH_PERMISSION_IDS = {"Application.Read.All": "9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30",
@@ -70,33 +69,6 @@ def error_code(response: HttpResponse) -> str:
 
 def body_of(name: str, status: str = "200") -> dict[str, Any]:
     return sample(name)["responses"][status]["body"]
-
-
-def new_identity(sandbox: Sandbox, name: str, **grants: list[str]) -> tuple[Identity, dict[str, Any]]:
-    """A new application with a service principal and a secret to sign in with, and these Graph grants."""
-    wire = Wire(sandbox)
-    made = wire.admin("applications", {"displayName": name, "ownedByRemediator": False, "withSecret": True})
-    assert made.status_code == 201, made.text
-    patched = wire.http.patch(f"{sandbox.endpoints['admin']}/_sandbox/applications/{made.json()['appId']}",
-                              json=grants)
-    assert patched.status_code == 200, patched.text
-    return Identity(made.json()["appId"], made.json()["clientSecret"]), patched.json()
-
-
-def assign(wire: Wire, scope: str, role: str, principal_id: str) -> Any:
-    """A role assignment PUT (2022-04-01) of a built-in role to a service principal, as `wire`'s identity."""
-    return wire.arm("PUT", f"{scope}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}",
-                    api_version="2022-04-01", json={"properties": {
-                        "roleDefinitionId": f"{scope}/providers/Microsoft.Authorization/roleDefinitions/{role}",
-                        "principalId": principal_id, "principalType": "ServicePrincipal"}})
-
-
-def reader(sandbox: Sandbox, scope: str, name: str = "preflight-reader") -> Identity:
-    """An identity holding Reader at `scope` (assigned by the operator), no more."""
-    identity, created = new_identity(sandbox, name)
-    assigned = assign(Wire(sandbox), scope, READER, created["servicePrincipalObjectId"])
-    assert assigned.status_code == 201, assigned.text
-    return identity
 
 
 def upsert(wire: Wire, name: str, body: Any, *, create: bool = True) -> Any:

@@ -15,7 +15,7 @@ import requests
 from sandbox import Sandbox, WorldOptions
 from sandbox.rbac import delegation_condition, parse_condition
 from sandbox.state import GRAPH_OWNED_BY
-from tests.sandbox.test_sandbox import Wire, assert_arm_error, sample
+from tests.support.wire import Wire, assert_arm_error, sample
 
 AUTHORIZATION_API = "2022-04-01"
 # Built-in role definition GUIDs, from Microsoft's built-in roles reference (not read from the sandbox).

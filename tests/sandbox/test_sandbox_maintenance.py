@@ -18,7 +18,7 @@ from remediation.decide.maintenance import MaintenanceSchedule, choose_schedule
 from sandbox import Sandbox
 from sandbox.fleets import ScenarioError, build_fleet
 from sandbox.state import REMEDIATOR_ARM_ACTIONS
-from tests.sandbox.test_sandbox import Wire, assert_arm_error, sample
+from tests.support.wire import Wire, assert_arm_error, sample
 
 LIST = "aks_MaintenanceConfigurationsList_MaintenanceWindow_2024-09-01.json"
 LEGACY = "aks_MaintenanceConfigurationsList_2024-09-01.json"

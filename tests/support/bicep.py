@@ -30,7 +30,7 @@ from typing import Any
 import tree_sitter
 import tree_sitter_bicep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
 
 EXTENSION_STATEMENT = re.compile(r"^extension[ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*$", re.MULTILINE)
