@@ -220,6 +220,8 @@ def main() -> None:
     print(f"event arrival to enqueue: in memory median {events['memory_us']:.0f} us (p99 {events['memory_p99_us']:.0f}"
           f" us); into Azurite median {events['azurite_ms']:.1f} ms (p99 {events['azurite_p99_ms']:.1f} ms)")
 
+    # Module by module, how one Event Grid failure reaches the reset call.
+    subprocess.run([PY, str(ROOT / "benchmarks" / "path.py")], cwd=ROOT, check=True)
     subprocess.run([PY, str(ROOT / "benchmarks" / "bench_classify.py")], cwd=ROOT, check=True)
     # The outside tester's scenarios over HTTP with a killable worker (minutes: a 40 s reset is among them).
     subprocess.run([PY, str(ROOT / "benchmarks" / "scenarios.py")], cwd=ROOT, check=True)

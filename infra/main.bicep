@@ -225,9 +225,9 @@ param rotateTag string = 'aks-sp-remediator=rotate'
 @description('REMEDIATOR_ROTATION_WINDOW: window for rotating clusters that have no AKS planned maintenance configuration, such as \'Sat,Sun 01:00-05:00\' or \'Mon-Fri 22:00-02:00 +01:00\'; empty: such clusters are never rotated ahead.')
 param rotationWindow string = ''
 
-@description('REMEDIATOR_LEASE_SECONDS: how long one invocation holds a remediation (a dead worker\'s is taken over after it).')
-@minValue(60)
-param leaseSeconds int = 300
+@description('REMEDIATOR_LEASE_SECONDS: how long one invocation holds a remediation (a dead worker\'s is taken over after it); longer than host.json\'s functionTimeout (600 s), so a slow holder is stopped by the host before another worker takes over.')
+@minValue(660)
+param leaseSeconds int = 660
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {

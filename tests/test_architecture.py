@@ -33,3 +33,16 @@ def test_no_folder_holds_more_than_15_modules() -> None:
     sizes = {str(folder.relative_to(ROOT)): len([p for p in folder.glob("*.py") if p.name != "__init__.py"])
              for folder in [PACKAGE, *[p for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]]}
     assert max(sizes.values()) <= 15, sizes
+
+
+def test_on_the_path_of_one_failure_to_the_reset_the_decision_never_calls_into_what_acts() -> None:
+    # The import contracts say what a module may import; this says what happens at run time, callbacks included:
+    # benchmarks/path.py follows one Event Grid failure to the reset call over the fakes.
+    from benchmarks.path import run
+
+    trace = run()
+    assert trace.reached
+    callers_into_run = {caller for caller, callee in trace.edges if callee.startswith("remediation.run.")}
+    assert not any(caller.startswith("remediation.decide.") for caller in callers_into_run), trace.edges
+    assert ("remediation.run.rotation", "AKS port") in trace.edges
+    assert trace.modules.index("remediation.decide.reconcile") < trace.modules.index("remediation.run.admission")

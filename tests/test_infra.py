@@ -435,6 +435,21 @@ def test_each_setting_comes_from_its_bicep_parameter_with_the_same_default():
     assert sorted(differing ^ TEMPLATE_OWN_DEFAULTS) == [], "the template's default and the app's differ (or agree)"
 
 
+def test_a_lease_outlasts_the_longest_invocation_the_host_lets_run():
+    # The host stops an invocation that runs past host.json's functionTimeout (host.json reference, "functionTimeout";
+    # the host's FunctionTimeoutException, "Timeout value of 00:30:00 was exceeded by function"). A lease shorter than
+    # that lets a slow but live holder be taken over, and two workers mint (tests/test_properties.py TestTwoWorkers
+    # found it: the holder paused 20 minutes between addPassword and the vault write).
+    hours, minutes, seconds = (int(part) for part in json.loads((ROOT / "host.json").read_text())["functionTimeout"]
+                               .split(":"))
+    function_timeout = hours * 3600 + minutes * 60 + seconds
+    main, _ = _main()
+    bound = bicep.decorator_argument(bicep.declarations(main, "parameter")["leaseSeconds"], "minValue")
+    assert bound is not None and int(bound) > function_timeout
+    lease = next(s for s in SETTINGS if s.name == "REMEDIATOR_LEASE_SECONDS")
+    assert lease.parse(lease.default).total_seconds() > function_timeout
+
+
 def test_no_bicep_parameter_lets_through_what_the_app_refuses():
     main, _ = _main()
     parameters = bicep.declarations(main, "parameter")

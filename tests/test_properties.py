@@ -18,8 +18,9 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -303,8 +304,9 @@ class _Invocation:
     """One trigger invocation on a worker, on its own thread, stopped at every adapter call (before it, and after it
     took effect) until the test lets it take one more step: the thread runs only while the test's thread waits."""
 
-    def __init__(self, name: str, call: Callable[[], Any], message: tuple[FakeQueue, QueuedMessage] | None) -> None:
-        self.name, self.message = name, message
+    def __init__(self, name: str, call: Callable[[], Any], message: tuple[FakeQueue, QueuedMessage] | None,
+                 started_at: datetime) -> None:
+        self.name, self.message, self.started_at = name, message, started_at
         self.point: tuple[str, bool] | None = None  # where it stopped
         self.done = self.killed = self.crashed = False
         self.error: BaseException | None = None
@@ -381,6 +383,8 @@ def _is_write(call: str) -> bool:
 
 
 WORKERS = (0, 1)
+_TIMEOUT = json.loads((Path(__file__).resolve().parent.parent / "host.json").read_text())["functionTimeout"]
+FUNCTION_TIMEOUT = timedelta(**dict(zip(("hours", "minutes", "seconds"), map(int, _TIMEOUT.split(":")), strict=True)))
 INVOCATIONS = ("event", "lookup", "work", "request", "sweep", "resume")
 
 
@@ -463,7 +467,7 @@ class TwoWorkersWorld(RuleBasedStateMachine):
             call = lambda: services.detector.sweep(SUB)  # noqa: E731
         else:
             call = services.remediations.resume_stalled
-        self.running[worker] = invocation = _Invocation(f"{worker}:{what}", call, message)
+        self.running[worker] = invocation = _Invocation(f"{worker}:{what}", call, message, self.world.clock())
         invocation.step()  # to its first adapter call
         self._settle(worker)
 
@@ -529,6 +533,12 @@ class TwoWorkersWorld(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([1, 30, 300, 1200, 3600]))
     def clock_moves(self, seconds: int) -> None:
         self.world.clock.advance(seconds=seconds)
+        # The host stops an invocation that outlives host.json's functionTimeout: a worker paused that long is gone.
+        for worker, invocation in enumerate(self.running):
+            if invocation is not None and self.world.clock() - invocation.started_at > FUNCTION_TIMEOUT:
+                invocation.kill()
+                self.kills += 1
+                self._settle(worker)
 
     # ----- what must always hold ----------------------------------------------------------------------
 

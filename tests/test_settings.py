@@ -35,7 +35,7 @@ def test_defaults_fill_what_is_not_set() -> None:
     settings = Settings.from_env(MINIMAL)
     assert settings.key_vault_url == "https://kv.vault.azure.net"
     assert settings.arm_endpoint == "https://management.azure.com"
-    assert settings.secret_lifetime == timedelta(days=180) and settings.lease == timedelta(seconds=300)
+    assert settings.secret_lifetime == timedelta(days=180) and settings.lease == timedelta(seconds=660)
     assert settings.subscription_ids == ()
 
 

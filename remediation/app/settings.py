@@ -311,8 +311,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REMEDIATOR_RETRY_DELAY_SECONDS", Number(), "30",
             "Base delay before a remediation step is tried again from the queue (it doubles, up to 15 minutes).",
             field="retry_delay_seconds", bicep="retryDelaySeconds"),
-    Setting("REMEDIATOR_LEASE_SECONDS", Duration("seconds", minimum=1), "300",
-            "How long one invocation holds a remediation; a worker that dies holding it is taken over after this.",
+    Setting("REMEDIATOR_LEASE_SECONDS", Duration("seconds", minimum=1), "660",
+            "How long one invocation holds a remediation; a worker that dies holding it is taken over after this. "
+            "Longer than host.json's functionTimeout (600 s), so the host stops a slow holder before it is taken over.",
             field="lease", bicep="leaseSeconds"),
     Setting("REMEDIATOR_LOOKUP_DELAY_SECONDS", Number(), "60",
             "Delay between looks for the Activity Log entry that explains a failure event.",

@@ -74,8 +74,9 @@ class StepConfig:
     poll_seconds: float = 30.0  # between looks at a running reset
     retry_delay_seconds: float = 30.0  # base of the backoff between failed resets
     reset_timeout: timedelta = timedelta(minutes=120)
-    # Longer than any one invocation's work (no step waits inside an invocation), so a live worker keeps it.
-    lease: timedelta = timedelta(minutes=5)
+    # Longer than any one invocation can run: the host stops an invocation at host.json's functionTimeout (10 min), so
+    # a holder is either still within its lease or gone; never alive after another worker took the remediation over.
+    lease: timedelta = timedelta(minutes=11)
     propagation_successes: int = 3
     propagation_interval_seconds: float = 10.0
     propagation_timeout: timedelta = timedelta(minutes=20)
