@@ -116,6 +116,8 @@ def demo_figures() -> dict:
 def event_to_enqueue(runs: int = 2000) -> dict:
     """From the Event Grid payload, decoded by the azure-functions library as the worker does, to the lookup
     message enqueued: what the trigger does before it answers Event Grid."""
+    from remediation.decide.observation import Readers
+    from remediation.decide.reconcile import Reconciler
     from remediation.intake.detection import IncidentDetector
     from remediation.intake.events import FailureEvent, parse_event
     from sandbox.functions_host import event_grid_input
@@ -132,11 +134,13 @@ def event_to_enqueue(runs: int = 2000) -> dict:
                      "correlationId": str(uuid.uuid4()), "status": "Failed"}})
 
     def measure(queue, incidents, count: int) -> list[float]:
-        # Only accept_event runs here: the cluster's pending-lookup row and the lookup queue. The clock moves a
-        # second per event, so the per-worker bound (100 new lookups a minute) never drops one.
+        # Only accept_event runs here: the decision chain's checks that read nothing (scope), the cluster's
+        # pending-lookup row and the lookup queue. The clock moves a second per event, so the per-worker bound (100 new
+        # lookups a minute) never drops one. Nothing that acts is reached: admission stays out.
         clock = FakeClock(datetime(2026, 11, 29, 10, 1, tzinfo=UTC))
-        detector = IncidentDetector(activity_log=None, incidents=incidents, lookups=queue, reconciler=None,
-                                    clock=clock)
+        reconciler = Reconciler(Readers(incidents=incidents), clock=clock)
+        detector = IncidentDetector(activity_log=None, incidents=incidents, lookups=queue, reconciler=reconciler,
+                                    admission=None, clock=clock)
         times = []
         for _ in range(count):
             incoming = event_grid_input(payload())
