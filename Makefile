@@ -9,12 +9,15 @@ NODE_STAMP := node_modules/.installed
 # checkov (tests/test_infra.py) lives in its own venv: it pins packaging<24, which pytest 9 cannot share.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+# The real Azure CLI (tests/az/, `python -m sandbox az-setup`), pinned, in its own venv too.
+AZ_VENV := .venv-az
+AZ_STAMP := $(AZ_VENV)/.installed
 
 .PHONY: setup test lint demo bench sandbox clean
 
-# The three installs are independent: run them side by side (CI's clean clone spends most of its set-up here).
+# The installs are independent: run them side by side (CI's clean clone spends most of its set-up here).
 setup:
-	$(MAKE) --no-print-directory -j3 $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+	$(MAKE) --no-print-directory -j4 $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(AZ_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +27,11 @@ $(PY_STAMP): requirements.txt requirements-dev.txt
 $(CHECKOV_STAMP): requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
+$(AZ_STAMP): requirements-az.txt
+	test -x $(AZ_VENV)/bin/python || $(PYTHON) -m venv $(AZ_VENV)
+	$(AZ_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-az.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -46,4 +54,4 @@ sandbox: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) -m sandbox serve
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(AZ_VENV) node_modules .pytest_cache .ruff_cache

@@ -42,6 +42,7 @@ from sandbox.state import DEFAULT_WORLD_OPTIONS, Identities, Identity, SandboxSt
 from sandbox.state import SCENARIOS as WORLD_SCENARIOS
 from sandbox.topics import TopicApi
 from sandbox.vault import VaultApi
+from sandbox.vaulthosts import VAULT_DNS_SUFFIX, VaultHosts
 
 __all__ = ["SCENARIOS", "Identity", "Sandbox", "WorldOptions", "configure_logging"]
 SCENARIOS = WORLD_SCENARIOS + tuple(FLEETS)
@@ -100,6 +101,7 @@ class Sandbox:
         self._servers: list[ApiServer] = []
         self._workdir: str | None = None
         self._topic: EventGridTopic | None = None
+        self._vault_hosts: VaultHosts | None = None
 
     def start(self) -> Sandbox:
         if self.state_dir is None:
@@ -126,11 +128,16 @@ class Sandbox:
             if name in self.state.audiences:
                 self.state.audiences[name].add(server.url)  # in every cloud an API's endpoint is its audience
         self.state.login_url, self.state.graph_url = login_server.url, self.endpoints["graph"]
+        # The vault by name (https://<vault name>.vault.sandbox.invalid): a CONNECT proxy, as az's HTTPS_PROXY.
+        self._vault_hosts = VaultHosts(self.state, self._ports["vault"], self._ports.get("vaultProxy", 0))
+        self.endpoints["vaultProxy"] = self._vault_hosts.url
+        self._ports["vaultProxy"] = self._vault_hosts.port
         if self._store:
             self._store.attach(self.state, {"scenario": self.scenario, "identities": dump_identities(self._identities),
                                             "ports": dict(self._ports)})
         for server in self._servers:
             server.start()
+        self._vault_hosts.start()
         return self
 
     def _tls_context(self, directory: Path) -> ssl.SSLContext:
@@ -139,7 +146,7 @@ class Sandbox:
         ca_file, server_file = directory / "sandbox-ca.pem", directory / "server.pem"
         if not (ca_file.exists() and server_file.exists()):
             authority = trustme.CA()
-            server = authority.issue_cert("127.0.0.1", "localhost")
+            server = authority.issue_cert("127.0.0.1", "localhost", f"*{VAULT_DNS_SUFFIX}")  # vaults by name too
             _write_atomically(server_file, server.private_key_and_cert_chain_pem.bytes(), mode=0o600)
             _write_atomically(ca_file, authority.cert_pem.bytes(), mode=0o644)  # last: its presence means both are
         self.ca_path = str(ca_file)
@@ -151,6 +158,9 @@ class Sandbox:
         for server in self._servers:
             server.stop()
         self._servers.clear()
+        if self._vault_hosts:
+            self._vault_hosts.stop()
+            self._vault_hosts = None
         if self._topic:
             self._topic.close()
         if self._store:

@@ -1,9 +1,11 @@
 """`python -m sandbox serve`: the sandbox, Azurite and the function app, until Ctrl-C.
+`python -m sandbox az-setup --info FILE`: the real Azure CLI pointed at it (sandbox/azcli.py).
 
 Prints one JSON line with every endpoint, the CA file, the ids, and the path of a file
 (mode 0600) holding the two local identities' secrets, so that no secret is printed:
 
     {"arm": "https://127.0.0.1:...", "graph": ..., "login": ..., "vault": ..., "admin": ...,
+     "vaultProxy": "http://127.0.0.1:..." (the CONNECT proxy to vaults by name, sandbox/vaulthosts.py),
      "functions": "http://127.0.0.1:...", "functionKey": ..., "ca": ..., "tenantId": ...,
      "subscriptionId": ..., "remediatorClientId": ..., "operatorClientId": ..., "auditorClientId": ...,
      "apiClientId": ..., "apiAppIdUri": ..., "identitiesFile": ...}
@@ -84,6 +86,17 @@ def serve(scenario: str, with_functions: bool, state_dir: str | None = None, sce
     return 0
 
 
+def az_setup_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from sandbox.azcli import AzSetupError, exports, setup_from_files
+
+    try:
+        cli = setup_from_files(Path(args.info), Path(args.config_dir).resolve(), args.identity)
+    except (AzSetupError, OSError, ValueError, KeyError) as err:
+        parser.exit(1, f"python -m sandbox az-setup: {err}\n")
+    print(exports(cli))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="The local Azure sandbox.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,7 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     serving.add_argument("--verbose", action="store_true", help="log requests and function invocations")
     serving.add_argument("--state-dir", metavar="DIR", help="keep the state in DIR and start from it if it holds one "
                          "(then --scenario and --scenario-file are ignored)")
+    pointing = commands.add_parser("az-setup", help="point the Azure CLI at a running sandbox (prints exports)")
+    pointing.add_argument("--info", metavar="FILE", required=True,
+                          help="the JSON line `python -m sandbox serve` printed, saved to a file")
+    pointing.add_argument("--config-dir", metavar="DIR", default=".sandbox/az",
+                          help="the CLI's configuration folder for the sandbox (AZURE_CONFIG_DIR; default .sandbox/az)")
+    pointing.add_argument("--as", dest="identity", choices=("operator", "auditor", "remediator"), default="operator",
+                          help="the identity to sign in as (default operator)")
     args = parser.parse_args(argv)
+    if args.command == "az-setup":
+        return az_setup_command(parser, args)
     configure_logging(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return serve(args.scenario, with_functions=not args.no_functions, state_dir=args.state_dir,

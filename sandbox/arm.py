@@ -8,21 +8,35 @@ same nesting real AKS uses: ServicePrincipalValidationClientError wrapping the A
 legacy Azure AD integration holds its server application's secret the same way; resetAADProfile checks the new one
 by signing in as the server application. Lists of clusters come in pages of `SandboxState.cluster_page_size` with
 ARM's `nextLink`.
+
+What azure-cli reads of a cluster is there: the read-only fields of ManagedClustersGet (maxAgentPools, which `az aks
+upgrade` compares, azurePortalFQDN, the agent pool's nodeImageVersion) and of the 2024-09-01 model (agent pool
+osDiskSizeGB, osSKU; systemData createdBy*/lastModifiedBy*: the values are the sandbox's, its creator assumed). A
+cluster PUT keeps its tags and Kubernetes version and refuses what AKS refuses (`cluster_update`); the tags stay
+even when the write then fails, so an operator can opt a broken cluster out with `az aks update --tags`.
+listClusterUserCredential and abort follow their official examples (tests/reference/). Every route here checks its
+api-version (`_VERSIONED`: a version AKS does not take is 400 NoRegisteredProviderFound, Azure/azure-cli#28368), and
+a path no route serves is answered in ARM's words (sandbox/armerrors.py). The Activity Log reads the $filter
+azure-cli writes (`_parse_filter`).
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import re
+import threading
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from sandbox import access
-from sandbox.authorization import RoleAssignments, RoleDefinitions
+from sandbox.armerrors import unknown_route
+from sandbox.authorization import ASSIGNMENT_API_VERSIONS, DEFINITION_API_VERSIONS, RoleAssignments, RoleDefinitions
 from sandbox.deployment import DeploymentRoutes
 from sandbox.resourcegraph import ResourceGraph
+from sandbox.resourcegroups import ResourceGroups
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
     LOCATION,
@@ -36,28 +50,67 @@ from sandbox.state import (
     parse_time,
     utc_iso,
 )
+from sandbox.tenancy import Tenancy
 
 CLUSTER_TYPE = "Microsoft.ContainerService/ManagedClusters"
 WRITE = "Microsoft.ContainerService/managedClusters/write"
 RESET = "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action"
 RESET_AAD = "Microsoft.ContainerService/managedClusters/resetAADProfile/action"
 READ = "Microsoft.ContainerService/managedClusters/read"
-READ_GROUP = "Microsoft.Resources/subscriptions/resourceGroups/read"
 MAINTENANCE_TYPE = "Microsoft.ContainerService/managedClusters/maintenanceConfigurations"
 MAINTENANCE_NAMES = ("default", "aksManagedAutoUpgradeSchedule", "aksManagedNodeOSUpgradeSchedule")
-GROUP_TYPE = "Microsoft.Resources/resourceGroups"
 OPERATION_API_VERSION = "2017-08-31"
 ACTIVITY_PAGE = 100
 MAX_SECRET_BYTES = 190
 MAX_TAG_VALUE = 256  # characters (learn.microsoft.com/azure/azure-resource-manager/management/tag-resources)
 # azure-core reads Retry-After 0 as absent and falls back to its polling interval (30 s for AKS).
 RETRY_AFTER = "1"
-# An OData string literal writes a quote inside it as two ('').
-_FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+'((?:[^']|'')*)'\s*$", re.IGNORECASE)
+# An OData string literal writes a quote inside it as two (''); azure-cli writes times bare (eventTimestamp ge 2026-…).
+_FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+(?:'((?:[^']|'')*)'|([\w:.+-]+))\s*$", re.IGNORECASE)
 # How AKS names an operation in progress in its 409 (see _refuse_while_busy).
 _IN_PROGRESS = {"write": "update", "reset": "reset service principal profile", "reset_aad": "reset AAD profile"}
+# The terms that say where to look (one at most) and those that may follow it (each once at most).
 _NARROWING = {"correlationid": "correlationId", "resourceprovider": "resourceProvider",
-              "resourceuri": "resourceUri", "resourcegroupname": "resourceGroupName"}
+              "resourceuri": "resourceUri", "resourceid": "resourceUri", "resourcegroupname": "resourceGroupName"}
+_REFINING = {"caller": "caller", "status": "status"}
+# Microsoft.ContainerService's api-versions for managedClusters: stable ones from 2022-01-01 on, as the folder names of
+# azure-rest-api-specs (specification/containerservice/resource-manager/Microsoft.ContainerService/aks/stable) run,
+# up to 2026-06-01 (what azure-cli 2.91 sends: azure-mgmt-containerservice 41.6.0's default) and 2026-08-01 (the
+# remediator's SDK's default). The list is monthly where the specs have gaps: which months exist is assumed.
+AKS_API_VERSIONS = ("2022-01-01", "2022-02-01", "2022-03-01", "2022-04-01", "2022-06-01", "2022-07-01", "2022-09-01",
+                    "2022-11-01", "2023-01-01", "2023-02-01", "2023-03-01", "2023-04-01", "2023-05-01", "2023-06-01",
+                    "2023-07-01", "2023-08-01", "2023-09-01", "2023-10-01", "2023-11-01", "2024-01-01", "2024-02-01",
+                    "2024-05-01", "2024-07-01", "2024-08-01", "2024-09-01", "2024-10-01", "2025-01-01", "2025-02-01",
+                    "2025-03-01", "2025-04-01", "2025-05-01", "2025-06-01", "2025-07-01", "2025-08-01", "2025-09-01",
+                    "2025-10-01", "2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01", "2026-05-01", "2026-06-01",
+                    "2026-07-01", "2026-08-01")
+# The operation status URLs AKS hands out carry 2017-08-31 (OPERATION_API_VERSION) or the request's own version.
+AKS_OPERATION_API_VERSIONS = (OPERATION_API_VERSION, *AKS_API_VERSIONS)
+# Microsoft.Resources resourceGroups (azure-cli 2.91 sends 2024-11-01) and Microsoft.Insights eventtypes (2015-04-01).
+# 2024-09-01 is listed because the sandbox's own tests read groups with the AKS version: not verified for
+# Microsoft.Resources.
+GROUP_API_VERSIONS = ("2019-10-01", "2020-06-01", "2020-10-01", "2021-01-01", "2021-04-01", "2022-09-01", "2023-07-01",
+                      "2024-03-01", "2024-07-01", "2024-09-01", "2024-11-01", "2025-03-01", "2025-04-01")
+ACTIVITY_LOG_API_VERSIONS = ("2015-04-01",)
+# The Kubernetes versions the sandbox's region offers (assumed; a cluster's own version stays valid for it).
+KUBERNETES_VERSIONS = ("1.29.7", "1.29.9", "1.30.4", "1.30.6", "1.31.1", "1.31.2", "1.32.0")
+NODE_IMAGE_VERSION = "AKSUbuntu-2204gen2containerd-202411.12.0"
+# systemData.createdBy of a cluster the sandbox made: it keeps no creator (assumed: a user of the tenant).
+CREATOR = "admin@contoso.onmicrosoft.com"
+# Which routes of this module take which api-versions: (path pattern, resource type, versions, location in the error).
+_VERSIONED = (
+    (re.compile(r"/providers/Microsoft\.ContainerService/locations/", re.I), "locations/operations",
+     AKS_OPERATION_API_VERSIONS, LOCATION),
+    (re.compile(r"/providers/Microsoft\.ContainerService/managedClusters", re.I), "managedClusters", AKS_API_VERSIONS,
+     LOCATION),
+    (re.compile(r"/providers/microsoft\.insights/eventtypes", re.I), "eventtypes", ACTIVITY_LOG_API_VERSIONS, "global"),
+    (re.compile(r"/providers/Microsoft\.Authorization/roleAssignments", re.I), "roleAssignments",
+     ASSIGNMENT_API_VERSIONS, "global"),
+    (re.compile(r"/providers/Microsoft\.Authorization/roleDefinitions", re.I), "roleDefinitions",
+     DEFINITION_API_VERSIONS, "global"),
+    (re.compile(r"^/subscriptions/[^/]+/resourceGroups(/[^/]+)?$", re.I), "resourceGroups", GROUP_API_VERSIONS,
+     "global"),
+)
 
 
 class ArmApi(Api):
@@ -65,18 +118,22 @@ class ArmApi(Api):
 
     def __init__(self, state: SandboxState) -> None:
         super().__init__(state)
+        self._request_local = threading.local()
         # Operations are data (they outlive a restart); these end them.
-        state.appliers.update(write=self._end_write, reset=self._end_reset, reset_aad=self._end_reset_aad)
+        state.appliers.update(write=self._end_write, reset=self._end_reset, reset_aad=self._end_reset_aad,
+                              abort=lambda operation: None)
         sub = r"/subscriptions/(?P<sub>[^/]+)"
         clusters = rf"{sub}/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.ContainerService/managedClusters"
         one = rf"{clusters}/(?P<name>[^/]+)"
         operations = rf"{sub}/providers/Microsoft\.ContainerService/locations/(?P<location>[^/]+)"
-        self.route("GET", rf"{sub}/resourceGroups/(?P<rg>[^/]+)", "GET resourcegroups/{rg}", self.get_resource_group)
         self.route("GET", one, "GET managedClusters/{name}", self.get_cluster)
         self.route("PUT", one, "PUT managedClusters/{name}", self.put_cluster)
         self.route("POST", rf"{one}/resetServicePrincipalProfile",
                    "POST managedClusters/{name}/resetServicePrincipalProfile", self.reset)
         self.route("POST", rf"{one}/resetAADProfile", "POST managedClusters/{name}/resetAADProfile", self.reset_aad)
+        self.route("POST", rf"{one}/listClusterUserCredential", "POST managedClusters/{name}/listClusterUserCredential",
+                   self.user_credentials)
+        self.route("POST", rf"{one}/abort", "POST managedClusters/{name}/abort", self.abort)
         maintenance = "managedClusters/{name}/maintenanceConfigurations"
         self.route("GET", rf"{one}/maintenanceConfigurations", f"GET {maintenance}", self.list_maintenance)
         for method, handler in (("GET", self.get_maintenance), ("PUT", self.put_maintenance),
@@ -96,6 +153,8 @@ class ArmApi(Api):
         self.role_definitions = RoleDefinitions(self)
         self.resource_graph = ResourceGraph(self)
         self.deployment = DeploymentRoutes(self)
+        self.tenancy = Tenancy(self)
+        self.resource_groups = ResourceGroups(self)
 
     # ------------------------------------------------------------------ the checks every ARM request passes
 
@@ -108,6 +167,7 @@ class ArmApi(Api):
     def _authorize(self, request: Request, action: str, scope: str) -> Application:
         """The caller, if it may perform `action` at `scope` in the request's subscription (sandbox/access.py)."""
         caller = self._authenticate(request)
+        self._check_api_version(request)
         if not self.state.has_subscription(request.params["sub"]):
             raise ApiError(404, "SubscriptionNotFound", f"The subscription '{request.params['sub']}' could not be "
                            "found.")
@@ -133,11 +193,28 @@ class ArmApi(Api):
             raise ApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
         return caller
 
+    def _check_api_version(self, request: Request) -> None:
+        """The api-version check of the routes whose resource type this module serves (the others check their own)."""
+        for pattern, resource_type, supported, location in _VERSIONED:
+            if pattern.search(request.path):
+                self.require_api_version(request, supported, resource_type, location)
+                return
+
+    def no_route(self, method: str, path: str) -> ApiError:
+        """ARM's answer for a resource type it does not know (sandbox/armerrors.py)."""
+        return unknown_route(path, getattr(self._request_local, "api_version", ""))
+
+    def dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes, *,
+                 skip_faults: tuple[str, ...] = ()) -> tuple[Response, bool]:
+        # no_route quotes the request's api-version, which only the target has (one request per thread).
+        self._request_local.api_version = dict(parse_qsl(urlsplit(target).query)).get("api-version", "")
+        return super().dispatch(method, target, headers, body, skip_faults=skip_faults)
+
     def require_api_version(self, request: Request, supported: tuple[str, ...], resource_type: str,
                             location: str = "global") -> None:
         """400 NoRegisteredProviderFound in ARM's words unless the request's api-version is one the resource type
         takes (call after `_authenticate`, which makes sure there is one)."""
-        if request.query["api-version"] not in supported:
+        if request.query["api-version"].lower() not in (v.lower() for v in supported):  # ARM ignores its case
             raise ApiError(400, "NoRegisteredProviderFound", (
                 f"No registered resource provider found for location '{location}' and API version "
                 f"'{request.query['api-version']}' for type '{resource_type}'. The supported api-versions are "
@@ -169,14 +246,6 @@ class ArmApi(Api):
                 f"{request.params['sub']}/{request.params['rg']}/{request.params['name']}".lower())
             if cluster is not None:
                 cluster.writes[kind] += 1
-
-    # ------------------------------------------------------------------ resource groups
-
-    def get_resource_group(self, request: Request) -> Response:
-        self._authorize(request, READ_GROUP, request.path)
-        group = self._group(request)
-        return Response(200, {"id": group.id, "name": group.name, "type": GROUP_TYPE, "location": group.location,
-                              "tags": dict(group.tags), "properties": {"provisioningState": "Succeeded"}})
 
     # ------------------------------------------------------------------ clusters
 
@@ -224,10 +293,13 @@ class ArmApi(Api):
                 "powerState": {"code": "Running"},
                 "kubernetesVersion": cluster.kubernetes_version,
                 "currentKubernetesVersion": cluster.kubernetes_version,
+                "maxAgentPools": 100,
                 "dnsPrefix": cluster.name, "fqdn": f"{cluster.name}-5f2a1c3b.hcp.{LOCATION}.azmk8s.io",
+                "azurePortalFQDN": f"{cluster.name}-5f2a1c3b.portal.hcp.{LOCATION}.azmk8s.io",
                 "agentPoolProfiles": [{
-                    "name": "nodepool1", "count": 3, "vmSize": "Standard_D4ds_v5", "maxPods": 110,
-                    "osType": "Linux", "type": "VirtualMachineScaleSets", "mode": "System",
+                    "name": "nodepool1", "count": 3, "vmSize": "Standard_D4ds_v5", "osDiskSizeGB": 128,
+                    "osDiskType": "Managed", "maxPods": 110, "osType": "Linux", "osSKU": "Ubuntu",
+                    "nodeImageVersion": NODE_IMAGE_VERSION, "type": "VirtualMachineScaleSets", "mode": "System",
                     "provisioningState": cluster.provisioning_state, "orchestratorVersion": cluster.kubernetes_version,
                     "currentOrchestratorVersion": cluster.kubernetes_version}],
                 "servicePrincipalProfile": {"clientId": cluster.client_id},
@@ -250,7 +322,11 @@ class ArmApi(Api):
                                                 "tenantID": cluster.aad.tenant_id}
         if cluster.created_at and cluster.last_modified_at:
             # ARM's systemData; the remediator reads lastModifiedAt to tell a failure from an older one.
-            body["systemData"] = {"createdAt": utc_iso(cluster.created_at),
+            modifier = cluster.last_modified_by
+            body["systemData"] = {"createdBy": CREATOR, "createdByType": "User",
+                                  "createdAt": utc_iso(cluster.created_at),
+                                  "lastModifiedBy": modifier or CREATOR,
+                                  "lastModifiedByType": "Application" if modifier else "User",
                                   "lastModifiedAt": utc_iso(cluster.last_modified_at)}
         if cluster.client_id == "msi":
             body["identity"] = {"type": "SystemAssigned", "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL,
@@ -265,13 +341,21 @@ class ArmApi(Api):
         body = request.json()
         correlation = _correlation(request)
         self._refuse_long_tags(cluster, caller, correlation, body)
-        properties = body.get("properties") if isinstance(body, dict) else None
-        if not isinstance(properties, dict):
-            raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
-                           "deserialized: 'properties' is required.")
-        version = properties.get("kubernetesVersion") or cluster.kubernetes_version
-        operation = self.begin_write(cluster, caller, correlation, str(version))
-        return Response(200, self.cluster_body(cluster), self._async_headers(cluster, operation.id, correlation))
+        tags, version = cluster_update(cluster, body)
+        self._check_etag(request, cluster)
+        operation = self.begin_write(cluster, caller, correlation, version)
+        with self.state.lock:
+            if tags is not None:  # the model AKS keeps is the one PUT, whatever the reconcile then does (assumed)
+                cluster.tags = tags
+            return Response(200, self.cluster_body(cluster), self._async_headers(cluster, operation.id, correlation))
+
+    def _check_etag(self, request: Request, cluster: Cluster) -> None:
+        """`If-Match` (az aks update/upgrade --if-match): 412 PreconditionFailed unless it is the cluster's eTag or *
+        (ARM's optimistic concurrency; AKS's wording is assumed)."""
+        wanted = request.headers.get("if-match")
+        if wanted and wanted.strip('"') not in ("*", cluster.etag):
+            raise ApiError(412, "PreconditionFailed", f"Operation is not allowed: the eTag '{wanted}' in If-Match "
+                           f"does not match the managed cluster's eTag '{cluster.etag}'.")
 
     def _refuse_long_tags(self, cluster: Cluster, caller: Application, correlation: str, body: Any) -> None:
         """ARM's own check of a write's tags, before AKS sees it: a value over 256 characters is refused with a 400
@@ -444,7 +528,7 @@ class ArmApi(Api):
     def _succeed(self, cluster: Cluster, caller: Application, correlation: str, action: str, method: str) -> None:
         cluster.provisioning_state = "Succeeded"
         cluster.etag = uuid.uuid4().hex[:8]
-        cluster.last_modified_at = self.state.now()
+        cluster.last_modified_at, cluster.last_modified_by = self.state.now(), caller.app_id
         self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation, caller=caller,
                                  method=method, status="Succeeded", status_code="OK")
         return None
@@ -484,6 +568,43 @@ class ArmApi(Api):
         if operation.error:
             raise ApiError(400, operation.error["code"], operation.error["message"])
         return Response(204)
+
+    # ------------------------------------------------------------------ credentials and abort
+
+    def user_credentials(self, request: Request) -> Response:
+        """listClusterUserCredential: `{"kubeconfigs": [{"name", "value": base64 kubeconfig}]}` (the official
+        example, tests/reference/aks_ManagedClustersListClusterUserCredentials_2024-09-01.json). The kubeconfig points
+        at the cluster's fqdn with a token that opens nothing: the sandbox runs no Kubernetes API server."""
+        self._authorize(request, f"{CLUSTER_TYPE}/listClusterUserCredential/action", request.path)
+        cluster = self._cluster(request)
+        return Response(200, {"kubeconfigs": [{"name": "clusterUser", "value": base64.b64encode(
+            _kubeconfig(cluster, request.params["rg"]).encode()).decode()}]})
+
+    def abort(self, request: Request) -> Response:
+        """POST abort (tests/reference/aks_ManagedClustersAbortOperation_2024-09-01.json: 202 with
+        Azure-AsyncOperation and Location, or 204). The running operation ends Canceled and so does the cluster's
+        provisioningState ("Once complete, the cluster provisioning state shows a Canceled state",
+        learn.microsoft.com/azure/aks/manage-abort-operations); the abort is an operation of its own that has ended
+        by the first poll. Assumed: 204 with nothing running; the canceled operation's error (the code
+        OperationCancelled is the one AKS's troubleshooting docs name, MicrosoftDocs/azure-docs#82546; the message
+        is the sandbox's) and its Activity Log entry (status Canceled)."""
+        caller = self._authorize(request, f"{CLUSTER_TYPE}/abort/action", request.path)
+        cluster, correlation = self._cluster(request), _correlation(request)
+        with self.state.lock:
+            running = self.state.cancel_operation(cluster, {
+                "code": "OperationCancelled", "message": "The operation was canceled by an abort request."})
+            if running is None:
+                return Response(204)
+            action = {"write": WRITE, "reset": RESET, "reset_aad": RESET_AAD}[running.kind]
+            self.state.log_operation(cluster=cluster, operation_name=action, correlation_id=correlation,
+                                     caller=caller, method="POST", status="Canceled", status_code="")
+            cluster.provisioning_state = "Canceled"
+            abort = self.state.start_operation(cluster, "abort", {})
+            abort.ready_at = abort.started
+            self.state.settle()
+        headers = self._async_headers(cluster, abort.id, correlation)
+        headers["Location"] = self._operation_url(cluster.subscription_id, abort.id, "operationresults")
+        return Response(202, None, headers)
 
     # ------------------------------------------------------------------ planned maintenance
 
@@ -537,13 +658,13 @@ class ArmApi(Api):
 
     def activity_log(self, request: Request) -> Response:
         self._authorize(request, "Microsoft.Insights/eventtypes/values/read", request.path)
-        since, until, narrowing = _parse_filter(request.query.get("$filter", ""))
+        since, until, terms = _parse_filter(request.query.get("$filter", ""))
         subscription = request.params["sub"].lower()
         with self.state.lock:
             now = self.state.now()
             entries = [e for e in self.state.activity_log if e["subscriptionId"] == subscription
                        and since <= parse_time(e["eventTimestamp"]) <= until
-                       and parse_time(e["submissionTimestamp"]) <= now and _matches(e, narrowing)]
+                       and parse_time(e["submissionTimestamp"]) <= now and _matches(e, terms)]
         entries.reverse()  # newest first, as the service returns them
         start = _skip(request.query.get("$skipToken", "0"))
         page = entries[start:start + ACTIVITY_PAGE]
@@ -554,6 +675,70 @@ class ArmApi(Api):
         if start + ACTIVITY_PAGE < len(entries):
             body["nextLink"] = self._next_link(request, start + ACTIVITY_PAGE)
         return Response(200, body)
+
+
+def cluster_update(cluster: Cluster, body: Any) -> tuple[dict[str, str] | None, str]:
+    """(the tags, or None to keep them; the Kubernetes version) of a cluster PUT, or AKS's refusal.
+
+    What the sandbox models of a PUT: `tags` (all of them, replacing the old: ARM's PUT semantics) and
+    `properties.kubernetesVersion` (absent: unchanged). Refused as AKS refuses them: a downgrade (400
+    OperationNotAllowed, "Downgrading Kubernetes version 1.14.8 to 1.14.7 is not allowed. Available upgrades: ...",
+    rancher/rancher#24071), a version the region does not offer (400 AgentPoolK8sVersionNotSupported, "Version 1.20.7
+    is not supported in this region. ...", dspace-group/simphera-reference-architecture-azure#29), another location
+    (400 InvalidResourceLocation, ARM's refusal to move a resource by PUT; its wording here is assumed) and another
+    dnsPrefix (400 PropertyChangeNotAllowed, "Changing property 'dnsPrefix' is not allowed.": assumed, no public
+    capture found). Everything else a PUT sends (agent pools, network profile, servicePrincipalProfile without a
+    secret or left out, as azure-cli sends them back) is taken and not kept: the sandbox's cluster has none of it
+    to change."""
+    properties = body.get("properties") if isinstance(body, dict) else None
+    if not isinstance(properties, dict):
+        raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                       "deserialized: 'properties' is required.")
+    tags = body.get("tags")
+    if tags is not None and (not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items())):
+        raise ApiError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                       "deserialized: 'tags' must map names to string values.")
+    location = body.get("location")
+    if isinstance(location, str) and location.replace(" ", "").lower() != LOCATION:
+        raise ApiError(400, "InvalidResourceLocation", (
+            f"The resource '{cluster.name}' already exists in location '{LOCATION}' in resource group "
+            f"'{cluster.resource_group}'. A resource with the same name cannot be created in location '{location}'. "
+            "Please select a new resource name."))
+    if properties.get("dnsPrefix") not in (None, cluster.name):
+        raise ApiError(400, "PropertyChangeNotAllowed", "Changing property 'dnsPrefix' is not allowed.")
+    version = properties.get("kubernetesVersion") or cluster.kubernetes_version
+    if not isinstance(version, str) or version == cluster.kubernetes_version:
+        return (None if tags is None else dict(tags)), cluster.kubernetes_version
+    upgrades = [v for v in KUBERNETES_VERSIONS if _version_key(v) > _version_key(cluster.kubernetes_version)]
+    if _fits(r"\d+\.\d+\.\d+", version) and _version_key(version) < _version_key(cluster.kubernetes_version):
+        raise ApiError(400, "OperationNotAllowed", (
+            f"Downgrading Kubernetes version {cluster.kubernetes_version} to {version} is not allowed. Available "
+            f"upgrades: {','.join(upgrades)}. Please see https://aka.ms/aks-supported-k8s-ver for version details."))
+    if version not in KUBERNETES_VERSIONS:
+        raise ApiError(400, "AgentPoolK8sVersionNotSupported", (
+            f"Version {version} is not supported in this region. Please use [az aks get-versions] command to get the "
+            "supported version list in this region. For more information, please check "
+            "https://aka.ms/supported-version-list"))
+    return (None if tags is None else dict(tags)), version
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+def _kubeconfig(cluster: Cluster, group: str) -> str:
+    """A kubeconfig as AKS hands a clusterUser one out (Azure AD-less cluster: a client token)."""
+    server = f"https://{cluster.name}-5f2a1c3b.hcp.{LOCATION}.azmk8s.io:443"
+    user = f"clusterUser_{group}_{cluster.name}"
+    token = uuid.uuid5(uuid.NAMESPACE_URL, cluster.key).hex
+    return (f"apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: {_SANDBOX_CA_STUB}\n"
+            f"    server: {server}\n  name: {cluster.name}\ncontexts:\n- context:\n    cluster: {cluster.name}\n"
+            f"    user: {user}\n  name: {cluster.name}\ncurrent-context: {cluster.name}\nkind: Config\n"
+            f"preferences: {{}}\nusers:\n- name: {user}\n  user:\n    token: {token}\n")
+
+
+_SANDBOX_CA_STUB = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"  # "-----BEGIN CERTIFICATE-----": no cluster to trust
 
 
 def _maintenance_name(name: str) -> str | None:
@@ -697,43 +882,51 @@ def _bad_filter(detail: str) -> ApiError:
     return ApiError(400, "BadRequest", f"The $filter is invalid: {detail}. It must be \"eventTimestamp ge '<start>' "
                     "and eventTimestamp le '<end>'\", optionally followed by one of \"and correlationId eq '<id>'\", "
                     "\"and resourceGroupName eq '<name>'\", \"and resourceUri eq '<uri>'\" or "
-                    "\"and resourceProvider eq '<namespace>'\".")
+                    "\"and resourceProvider eq '<namespace>'\", then by \"and caller eq '<caller>'\" and \"and "
+                    "status eq '<status>'\".")
 
 
-def _parse_filter(text: str) -> tuple[datetime, datetime, tuple[str, str] | None]:
+def _parse_filter(text: str) -> tuple[datetime, datetime, dict[str, str]]:
+    """(since, until, {field: value} of the narrowing and refining terms) of an Activity Log $filter.
+
+    The REST reference (Activity Logs - List) documents the time range, then one of correlationId, resourceGroupName,
+    resourceUri and resourceProvider; azure-cli (`az monitor activity-log list`, monitor/custom.py
+    _build_activity_log_odata_filter) also sends `resourceId eq` for --resource-id, `caller eq` and `status eq`,
+    which the service takes (the command is documented for them), and writes the times without quotes."""
     if not text:
         raise _bad_filter("$filter is required")
     since = until = None
-    narrowing: tuple[str, str] | None = None
+    terms: dict[str, str] = {}
     for term in re.split(r"\s+and\s+", text.strip(), flags=re.IGNORECASE):
         match = _FILTER_TERM.match(term)
         if not match:
             raise _bad_filter(f"cannot read {term!r}")
-        name, op, value = match.group(1).lower(), match.group(2).lower(), match.group(3).replace("''", "'")
+        name, op = match.group(1).lower(), match.group(2).lower()
+        value = match.group(3).replace("''", "'") if match.group(3) is not None else match.group(4)
         if name == "eventtimestamp" and op in ("ge", "le"):
             try:
                 moment = parse_time(value)
             except ValueError as err:
                 raise _bad_filter(f"{value!r} is not a time") from err
             since, until = (moment, until) if op == "ge" else (since, moment)
-        elif name in _NARROWING and op == "eq" and narrowing is None:
-            narrowing = (_NARROWING[name], value)
+        elif op == "eq" and name in _NARROWING and not set(terms) & set(_NARROWING.values()):
+            terms[_NARROWING[name]] = value
+        elif op == "eq" and name in _REFINING and _REFINING[name] not in terms:
+            terms[_REFINING[name]] = value
         else:
             raise _bad_filter(f"{term!r} is not supported here")
     if since is None or until is None:
         raise _bad_filter("both eventTimestamp ge and eventTimestamp le are required")
     if until - since > timedelta(days=90):
         raise _bad_filter("the time range may span at most 90 days")
-    return since, until, narrowing
+    return since, until, terms
 
 
-def _matches(entry: dict[str, Any], narrowing: tuple[str, str] | None) -> bool:
-    if narrowing is None:
-        return True
-    field, value = narrowing
+def _matches(entry: dict[str, Any], terms: dict[str, str]) -> bool:
     actual = {"correlationId": entry["correlationId"], "resourceProvider": entry["resourceProviderName"]["value"],
-              "resourceUri": entry["resourceId"], "resourceGroupName": entry["resourceGroupName"]}[field]
-    return actual.lower() == value.lower()
+              "resourceUri": entry["resourceId"], "resourceGroupName": entry["resourceGroupName"],
+              "caller": entry["caller"], "status": entry["status"]["value"]}
+    return all(actual[field].lower() == value.lower() for field, value in terms.items())
 
 
 def _skip(token: str) -> int:

@@ -52,6 +52,11 @@ if TYPE_CHECKING:
     from sandbox.arm import ArmApi
 
 READ_ACTION = "Microsoft.Authorization/roleAssignments/read"
+# The api-versions the routes take (checked by ArmApi._authorize): the ones whose examples tests/reference holds;
+# azure-cli 2.91 and the remediator send 2022-04-01 for assignments, azure-cli 2022-05-01-preview for definitions.
+ASSIGNMENT_API_VERSIONS = ("2020-04-01-preview", "2020-10-01-preview", "2022-04-01")
+DEFINITION_API_VERSIONS = ("2022-04-01", "2022-05-01-preview")
+_ROLE_NAME_FILTER = re.compile(r"^roleName\s+eq\s+'(?P<name>(?:[^']|'')*)'$", re.IGNORECASE)
 ASSIGNMENT_TYPE = "Microsoft.Authorization/roleAssignments"
 PRINCIPAL_TYPES = ("User", "Group", "ServicePrincipal", "ForeignGroup")  # the 2022-04-01 enum
 # A scope: a subscription, a resource group, or a resource (provider, type, name, then child type/name pairs).
@@ -280,7 +285,11 @@ def _skip(token: str) -> int:
 
 class RoleDefinitions:
     """`GET {scope}/providers/Microsoft.Authorization/roleDefinitions/{guid}` (RoleDefinitions_Get, api-version
-    2022-04-01; tests/reference/authorization_RoleDefinitions_Get_2022-04-01.json) for the built-in roles of
+    2022-04-01; tests/reference/authorization_RoleDefinitions_Get_2022-04-01.json), and the list of them
+    (RoleDefinitions_List, `{"value": [...]}`), whole or with `$filter=roleName eq '<name>'` (the filter azure-cli
+    sends to resolve `--role "Network Contributor"`; the spec's only documented filter besides type eq
+    'BuiltInRole'/'CustomRole', which is taken too; another is 400 UnsupportedQuery, as for assignments), for the
+    built-in roles of
     sandbox/rbac.py: `{"id", "type", "name", "properties": {"roleName", "type": "BuiltInRole", "description",
     "assignableScopes": ["/"], "permissions": [{"actions", "notActions", "dataActions", "notDataActions"}]}}`, the id
     under the scope's subscription as ARM answers it there. An unknown GUID is 404 RoleDefinitionDoesNotExist, in the
@@ -291,13 +300,29 @@ class RoleDefinitions:
     field reports show for the role definition routes); the 404 status for an unknown definition (the spec gives no
     example); an api-version other than 2022-04-01 is 400 NoRegisteredProviderFound."""
 
-    API_VERSIONS = ("2022-04-01",)
+    API_VERSIONS = DEFINITION_API_VERSIONS
     READ = "Microsoft.Authorization/roleDefinitions/read"
 
     def __init__(self, arm: ArmApi) -> None:
         self.arm = arm
         arm.route("GET", rf"{_SCOPE}/providers/Microsoft\.Authorization/roleDefinitions/(?P<name>[^/]+)",
                   "GET roleDefinitions/{name}", self.get)
+        arm.route("GET", rf"{_SCOPE}/providers/Microsoft\.Authorization/roleDefinitions", "GET roleDefinitions",
+                  self.list)
+
+    def list(self, request: Request) -> Response:
+        self.arm._authorize(request, self.READ, request.path)
+        if request.params.get("rg") is not None:
+            self.arm._group(request)
+        text = request.query.get("$filter", "").strip()
+        by_name, by_type = _ROLE_NAME_FILTER.match(text), re.match(r"^type\s+eq\s+'(\w+)'$", text, re.IGNORECASE)
+        if text and not by_name and not by_type:
+            raise ApiError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
+        wanted = by_name.group("name").replace("''", "'").lower() if by_name else None
+        kind = by_type.group(1).lower() if by_type else "builtinrole"
+        return Response(200, {"value": [
+            self._body(request, guid) for guid, definition in BUILT_IN_ROLE_DEFINITIONS.items()
+            if kind == "builtinrole" and (wanted is None or definition.name.lower() == wanted)]})
 
     def get(self, request: Request) -> Response:
         self.arm._authenticate(request)
@@ -306,15 +331,18 @@ class RoleDefinitions:
         if request.params.get("rg") is not None:
             self.arm._group(request)
         guid = request.params["name"].lower()
-        definition = BUILT_IN_ROLE_DEFINITIONS.get(guid)
-        if definition is None:
+        if guid not in BUILT_IN_ROLE_DEFINITIONS:
             raise ApiError(404, "RoleDefinitionDoesNotExist", f"The specified role definition with ID "
                            f"'{request.params['name']}' does not exist.")
-        return Response(200, {
+        return Response(200, self._body(request, guid))
+
+    def _body(self, request: Request, guid: str) -> dict[str, Any]:
+        definition = BUILT_IN_ROLE_DEFINITIONS[guid]
+        return {
             "properties": {"roleName": definition.name, "type": "BuiltInRole", "description": definition.description,
                            "assignableScopes": ["/"],
                            "permissions": [{"actions": list(definition.actions),
                                             "notActions": list(definition.not_actions), "dataActions": [],
                                             "notDataActions": []}]},
             "id": f"/subscriptions/{request.params['sub']}/providers/Microsoft.Authorization/roleDefinitions/{guid}",
-            "type": "Microsoft.Authorization/roleDefinitions", "name": guid})
+            "type": "Microsoft.Authorization/roleDefinitions", "name": guid}

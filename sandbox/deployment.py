@@ -9,8 +9,9 @@ What follows Azure, and where from (copies in tests/reference/, each with its .s
   public cloud's document (arm_metadata_endpoints_2022-09-01.json, a copy of Azure's answer), with the sandbox's own
   ARM URL (`resourceManager`), token endpoint (`authentication.loginEndpoint`) and Graph URL
   (`microsoftGraphResourceId`), and `name` the state's `cloud_name` (AzureCloud unless the admin API changes it).
-  Services the sandbox does not serve keep the public cloud's values, its DNS suffixes too (the sandbox's vault is one
-  address, no suffix names it).
+  The Key Vault suffix (`suffixes.keyVaultDns`) is the sandbox's own, `vault.sandbox.invalid`: a vault is reached by
+  name through the sandbox's CONNECT proxy (sandbox/vaulthosts.py). Services the sandbox does not serve keep the
+  public cloud's values, their DNS suffixes too.
 - `GET /subscriptions/{sub}/providers/Microsoft.Web/geoRegions?sku=FlexConsumption` (what the Azure Functions tools
   ask, microsoft/vscode-azurefunctions' getFlexLocations, and `az functionapp list-flexconsumption-locations`, whose
   response azure-cli#30467 shows): `{"value": [{"id": ".../geoRegions/<display name>", "name": "<display name>",
@@ -50,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.server import Request, Response
 from sandbox.state import ApiError, FunctionSite, SystemTopic, SystemTopicSubscription
+from sandbox.vaulthosts import VAULT_DNS_SUFFIX
 
 if TYPE_CHECKING:
     from sandbox.arm import ArmApi
@@ -109,9 +111,12 @@ def display_name(location: str) -> str:
 
 
 def endpoints_document(cloud_name: str, arm_url: str, login_url: str, graph_url: str) -> dict[str, Any]:
-    """The cloud's endpoint metadata (2022-09-01) for a sandbox serving ARM, Entra ID and Graph at these URLs."""
+    """The cloud's endpoint metadata (2022-09-01) for a sandbox serving ARM, Entra ID and Graph at these URLs, and
+    its vaults by name under its own Key Vault suffix, `vault.sandbox.invalid` (sandbox/vaulthosts.py: a name that
+    never resolves outside the sandbox, so no client carries a sandbox token to a real vault)."""
     document = copy.deepcopy(_PUBLIC_CLOUD)
     document["authentication"]["loginEndpoint"] = login_url
+    document["suffixes"]["keyVaultDns"] = VAULT_DNS_SUFFIX.removeprefix(".")
     document.update(name=cloud_name, resourceManager=f"{arm_url}/", microsoftGraphResourceId=f"{graph_url}/")
     return document
 

@@ -50,6 +50,23 @@ assignment's id (base64url of the principal's and the assignment's GUIDs, 43 cha
 createdDateTime (the principal's creation: the sandbox does not keep when a grant was made). `/me` with an app-only
 token is Graph's 400 BadRequest, "/me request is only valid with delegated authentication flow." (quoted in
 microsoftgraph/msgraph-sdk-php#1163).
+
+What the Azure CLI's `az ad app|sp` and `az role assignment list --assignee` send (azure-cli 2.91.0,
+role/_msgrpah/_graph_client.py):
+
+- `$filter` on `GET /applications`, `/servicePrincipals` and the deleted items: sandbox/graphfilter.py (the clauses
+  supported, and Graph's `Request_UnsupportedQuery` for the others). Lists are paged, 100 objects a page or `$top`
+  (1-999), with an `@odata.nextLink` that carries the request's other options; the skip token is an offset (Graph's
+  is opaque: assumed). `$select` on service principals picks their properties, as on applications.
+- A service principal has passwords of its own (graph_servicePrincipal_addPassword_v1.0; removePassword alike): they
+  are its `passwordCredentials`, not its application's, they sign in as the application, and writing them needs
+  Application.ReadWrite.All, or OwnedBy on a service principal the caller owns (its creator). `DELETE
+  /servicePrincipals/{id}` removes the service principal with its passwords and owners; the application stays.
+- `POST /directoryObjects/getByIds` (graph_directoryObject_getByIds_v1.0, see get_by_ids).
+- A path Graph does not serve is 400 BadRequest, "Resource not found for the segment '<segment>'." (Graph's answer,
+  quoted in microsoftgraph/msgraph-beta-sdk-python#764 and microsoftgraph/microsoft-graph-docs#1914; 400 in
+  microsoftgraph/microsoft-graph-docs#4052). Assumed: which segment it names when several are unknown (the first).
+  A method a path does not take is 405 Request_BadRequest (graph_json_batching_v1.0, request 4).
 """
 
 from __future__ import annotations
@@ -59,6 +76,7 @@ import copy
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from sandbox.batching import JsonBatch
 from sandbox.directory import (
@@ -69,6 +87,7 @@ from sandbox.directory import (
     DirectoryRoleTemplate,
     directory_role_object_id,
 )
+from sandbox.graphfilter import APPLICATION, SERVICE_PRINCIPAL, Filter, Filterable, parse_filter
 from sandbox.server import Api, Request, Response
 from sandbox.state import (
     GRAPH_APPLICATION_READERS,
@@ -85,7 +104,6 @@ from sandbox.state import (
     utc_iso,
 )
 
-_APP_ID_FILTER = re.compile(r"^\s*appId\s+eq\s+'([^']*)'\s*$", re.IGNORECASE)
 _OWNERS_EXPAND = re.compile(r"^owners(?:\(\$select=(?P<select>[A-Za-z,\s]+)\))?$", re.IGNORECASE)
 _GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 OWNED_OBJECTS_PAGE = 100  # Graph's default page for directory objects; $top may ask for 1-999
@@ -131,6 +149,12 @@ class GraphApi(Api):
         self.route("GET", r"/v1\.0/servicePrincipals\(appId='(?P<appid>[^']*)'\)", "GET /servicePrincipals(appId=)",
                    self.get_service_principal)
         self.route("GET", principal, "GET /servicePrincipals/{id}", self.get_service_principal)
+        self.route("DELETE", principal, "DELETE /servicePrincipals/{id}", self.delete_service_principal)
+        self.route("POST", rf"{principal}/addPassword", "POST /servicePrincipals/{id}/addPassword",
+                   self.add_password)
+        self.route("POST", rf"{principal}/removePassword", "POST /servicePrincipals/{id}/removePassword",
+                   self.remove_password)
+        self.route("POST", r"/v1\.0/directoryObjects/getByIds", "POST /directoryObjects/getByIds", self.get_by_ids)
         self.route("GET", rf"{principal}/ownedObjects(?P<cast>/microsoft\.graph\.application)?",
                    "GET /servicePrincipals/{id}/ownedObjects", self.owned_objects)
         self.route("GET", rf"{principal}/appRoleAssignments", "GET /servicePrincipals/{id}/appRoleAssignments",
@@ -157,6 +181,25 @@ class GraphApi(Api):
             return ApiError(429, "TooManyRequests", "Please retry again later.", {"Retry-After": f"{retry_after:g}"})
         return ApiError(status, "serviceNotAvailable" if status == 503 else "generalException",
                         "The service is temporarily unavailable.", {"Retry-After": f"{retry_after:g}"})
+
+    def no_route(self, method: str, path: str) -> ApiError:
+        """Graph's 400 BadRequest, "Resource not found for the segment '<x>'." (module docstring), naming the first
+        segment it does not know."""
+        return ApiError(400, "BadRequest", f"Resource not found for the segment '{self._unknown_segment(path)}'.")
+
+    def no_method(self, method: str, path: str) -> ApiError:
+        """Graph's 405 for a method the path does not take (graph_json_batching_v1.0, its request 4)."""
+        return ApiError(405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target.")
+
+    def _unknown_segment(self, path: str) -> str:
+        """The first segment of `path` that no route has (a key, a GUID or `name(...)`, counts by its name); the last
+        one when each is known but not in that order. A version other than v1.0 is itself the unknown segment."""
+        segments = [s for s in path.split("/") if s]
+        if not segments or segments[0].lower() != "v1.0":
+            return segments[0] if segments else ""
+        known = {s.split("(")[0].lower() for r in self.routes for s in r.label.split(" ", 1)[1].split("/")}
+        names = [s.split("(")[0] for s in segments[1:] if not re.fullmatch(_GUID, s)]
+        return next((s for s in names if s.lower() not in known), segments[-1])
 
     def _context(self, what: str) -> str:
         return f"{self.base_url}/v1.0/$metadata#{what}"
@@ -234,7 +277,8 @@ class GraphApi(Api):
             "replyUrls": [], "servicePrincipalNames": [app.app_id, *app.identifier_uris],
             "servicePrincipalType": "Application", "tags": [], "addIns": [],
             "appRoles": copy.deepcopy(app.app_role_objects), "info": _INFO,
-            "keyCredentials": [], "oauth2PermissionScopes": [], "passwordCredentials": [],
+            "keyCredentials": [], "oauth2PermissionScopes": [],
+            "passwordCredentials": [p.graph() for p in app.sp_passwords],
         }
 
     def _shaped(self, app: Application, request: Request) -> dict[str, Any]:
@@ -275,15 +319,27 @@ class GraphApi(Api):
     # ------------------------------------------------------------------ applications
 
     def list_applications(self, request: Request) -> Response:
+        """GET /applications with `$filter` (graphfilter.py), `$select`, paged (`$top`)."""
         self._caller(request)
         select = _select(request)
-        wanted = _app_id_filter(request, "Application")
+        wanted = _filter(request, APPLICATION)
         with self.state.lock:
             found = [self._shaped(a, request) for a in self.state.unordered(self.state.applications.values(),
                                                                              key=lambda a: a.object_id)
-                     if wanted is None or a.app_id == wanted]
+                     if wanted.matches(self.application_body(a))]
         suffix = f"({','.join(sorted(select))})" if select else ""
-        return Response(200, {"@odata.context": self._context("applications" + suffix), "value": found})
+        return self._page(request, found, "applications" + suffix)
+
+    def _page(self, request: Request, items: list[dict[str, Any]], context: str) -> Response:
+        """One page of a list: 100 objects (`$top`: 1-999), with `@odata.nextLink` to the next while there is one,
+        which carries the request's other query options (Graph's paging: a client follows the link as it is)."""
+        size, start = _page_size(request), _skip_token(request)
+        body: dict[str, Any] = {"@odata.context": self._context(context), "value": items[start:start + size]}
+        if start + size < len(items):
+            query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+            query["$skiptoken"] = str(start + size)
+            body["@odata.nextLink"] = f"{self.base_url}{request.path}?{urlencode(query)}"
+        return Response(200, body)
 
     def get_application(self, request: Request) -> Response:
         self._caller(request)
@@ -374,9 +430,10 @@ class GraphApi(Api):
         return Response(204)
 
     def add_password(self, request: Request) -> Response:
+        """POST .../addPassword on an application or on its service principal: each keeps passwords of its own (the
+        service principal's are in its `passwordCredentials`, not the application's), and either signs in."""
         caller = self._caller(request)
-        app = self._by_object_id(request)
-        self._may_write(caller, app)
+        app, on_principal = self._credential_holder(request, caller)
         body = request.json(code="BadRequest")
         credential = body.get("passwordCredential") if isinstance(body, dict) else None
         if credential is None:
@@ -390,32 +447,46 @@ class GraphApi(Api):
             raise ApiError(400, "BadRequest", f"Invalid value for endDateTime: {end!r}.") from err
         if end_time is not None and end_time <= self.state.now():
             raise ApiError(400, "InvalidRequest", "The endDateTime must be in the future.")
-        password, text = self.state.add_password(app, str(credential.get("displayName") or ""), end=end_time)
+        password, text = self.state.add_password(app, str(credential.get("displayName") or ""), end=end_time,
+                                                 service_principal=on_principal)
         created = password.graph()
         created["secretText"] = text  # Graph returns the text once, here
         return Response(200, {"@odata.context": self._context("microsoft.graph.passwordCredential"), **created})
 
     def remove_password(self, request: Request) -> Response:
         caller = self._caller(request)
-        app = self._by_object_id(request)
-        self._may_write(caller, app)
+        app, on_principal = self._credential_holder(request, caller)
         body = request.json(code="BadRequest")
         key_id = body.get("keyId") if isinstance(body, dict) else None
-        if not isinstance(key_id, str) or not self.state.remove_password(app, key_id):
+        if not isinstance(key_id, str) or not self.state.remove_password(app, key_id, service_principal=on_principal):
+            holder = "service principal" if on_principal else "application"
             raise ApiError(400, "Request_BadRequest", f"No password credential with keyId '{key_id}' exists on "
-                           "the application.")
+                           f"the {holder}.")
         return Response(204)
+
+    def _credential_holder(self, request: Request, caller: Application | MemberUser) -> tuple[Application, bool]:
+        """(the application, whether the URL names its service principal), once the caller may write it."""
+        if "/servicePrincipals/" in request.path:
+            principal = self._principal(request)
+            self._may_write_principal(caller, principal)
+            return principal, True
+        app = self._by_object_id(request)
+        self._may_write(caller, app)
+        return app, False
 
     # ------------------------------------------------------------------ service principals
 
     def list_service_principals(self, request: Request) -> Response:
+        """GET /servicePrincipals with `$filter` (graphfilter.py), `$select`, paged (`$top`)."""
         self._caller(request)
-        wanted = _app_id_filter(request, "ServicePrincipal")
+        select = _select(request, _PRINCIPAL_SELECTABLE, "servicePrincipal")
+        wanted = _filter(request, SERVICE_PRINCIPAL)
         with self.state.lock:
-            found = [self.service_principal_body(a) for a in self.state.unordered(self.state.service_principals(),
-                                                                                   key=lambda a: a.sp_object_id)
-                     if wanted is None or a.app_id == wanted]
-        return Response(200, {"@odata.context": self._context("servicePrincipals"), "value": found})
+            bodies = [self.service_principal_body(a) for a in self.state.unordered(self.state.service_principals(),
+                                                                                    key=lambda a: a.sp_object_id)]
+        found = [{k: v for k, v in b.items() if select is None or k in select} for b in bodies if wanted.matches(b)]
+        suffix = f"({','.join(sorted(select))})" if select else ""
+        return self._page(request, found, "servicePrincipals" + suffix)
 
     def _principal(self, request: Request) -> Application:
         """The application whose service principal the URL names, by object id or by appId."""
@@ -432,11 +503,66 @@ class GraphApi(Api):
         application's)."""
         self._caller(request)
         principal = self._principal(request)
-        select, expand = _select(request), self._owners_select(request)
+        select, expand = _select(request, _PRINCIPAL_SELECTABLE, "servicePrincipal"), self._owners_select(request)
         body = {k: v for k, v in self.service_principal_body(principal).items() if select is None or k in select}
         if expand is not None:
             body["owners"] = self._owner_bodies(principal.sp_owners, expand)
         return Response(200, body)
+
+    def delete_service_principal(self, request: Request) -> Response:
+        """DELETE /servicePrincipals/{id}: the service principal goes, with its own passwords and owners; the
+        application stays, and cannot sign in until it has a service principal again (AADSTS7000229)."""
+        caller = self._caller(request)
+        principal = self._principal(request)
+        self._may_write_principal(caller, principal)
+        self.state.delete_service_principal(principal)
+        return Response(204)
+
+    def _may_write_principal(self, caller: Application | MemberUser, principal: Application) -> None:
+        """ReadWrite.All, or OwnedBy (a member user) on a service principal it owns (serviceprincipal-addpassword,
+        serviceprincipal-delete). Microsoft Graph's own is never written (assumed: it is Microsoft's)."""
+        if principal is self.state.microsoft_graph:
+            raise _denied()
+        if GRAPH_READ_WRITE_ALL in caller.graph_permissions:
+            return
+        if caller.graph_permissions & {GRAPH_OWNED_BY, MEMBER_USER} and caller.app_id in principal.sp_owners:
+            return
+        raise _denied()
+
+    def get_by_ids(self, request: Request) -> Response:
+        """POST /directoryObjects/getByIds {"ids", "types"} (directoryobject-getbyids): the objects among those ids
+        of those types (every type without `types`), each with its `@odata.type`, in the order asked; ids found
+        nowhere are left out. What the caller may not read comes with limited information, `@odata.type` and `id`
+        and the rest null (the page's "Limited information returned for inaccessible member objects"): here a user,
+        to an application, since the sandbox grants applications no permission that reads users. Assumed: any
+        permission that reads applications suffices (the page names Directory.Read.All, which the sandbox has not)."""
+        caller = self._caller(request)
+        body = request.json(code="BadRequest")
+        ids = body.get("ids") if isinstance(body, dict) else None
+        types = body.get("types") if isinstance(body, dict) else None
+        if not ids or not _strings(ids) or not (types is None or _strings(types)):
+            raise ApiError(400, "Request_BadRequest", "Invalid value specified for property 'ids' of resource "
+                           "'DirectoryObject'.")
+        wanted = {t.rsplit(".", 1)[-1].lower() for t in types or ("application", "servicePrincipal", "user")}
+        value = [found for i in ids if (found := self._directory_object(i.lower(), wanted, caller)) is not None]
+        return Response(200, {"@odata.context": self._context("directoryObjects"), "value": value})
+
+    def _directory_object(self, object_id: str, types: set[str], caller: Application | MemberUser
+                          ) -> dict[str, Any] | None:
+        with self.state.lock:
+            principal = self.state.service_principal(object_id)
+            if principal is not None and "serviceprincipal" in types:
+                return {"@odata.type": "#microsoft.graph.servicePrincipal", **self.service_principal_body(principal)}
+            app = self.state.application_by_object_id(object_id)
+            if app is not None and "application" in types:
+                return {"@odata.type": "#microsoft.graph.application", **self.application_body(app)}
+            user = self.state.users.get(object_id)
+            if user is not None and "user" in types:
+                readable = MEMBER_USER in caller.graph_permissions
+                return {"@odata.type": "#microsoft.graph.user", "id": user.object_id,
+                        "displayName": user.display_name if readable else None,
+                        "userPrincipalName": user.user_principal_name if readable else None}
+        return None
 
     def create_service_principal(self, request: Request) -> Response:
         """POST /servicePrincipals {"appId"}: OwnedBy may make one only for an application it owns (Microsoft's
@@ -623,17 +749,18 @@ class GraphApi(Api):
     # ------------------------------------------------------------------ deleted items
 
     def list_deleted(self, request: Request) -> Response:
-        """GET /directory/deletedItems/microsoft.graph.application (or .servicePrincipal), `$filter=appId eq`."""
+        """GET /directory/deletedItems/microsoft.graph.application (or .servicePrincipal), with `$filter`."""
         self._may_read_all(self._caller(request))
         kind = request.params["type"].lower()
-        wanted = _app_id_filter(request, "Application" if kind == "application" else "ServicePrincipal")
+        wanted = _filter(request, APPLICATION if kind == "application" else SERVICE_PRINCIPAL)
         self.state.purge_deleted()
         with self.state.lock:
             deleted = [a for a in self.state.unordered(self.state.deleted_applications.values(),
                                                        key=lambda a: a.object_id)
-                       if (wanted is None or a.app_id == wanted) and (kind == "application" or a.has_service_principal)]
-            found = [self.application_body(a) if kind == "application" else self.service_principal_body(a)
-                     for a in deleted]
+                       if kind == "application" or a.has_service_principal]
+            bodies = [self.application_body(a) if kind == "application" else self.service_principal_body(a)
+                      for a in deleted]
+        found = [b for b in bodies if wanted.matches(b)]
         context = "applications" if kind == "application" else "servicePrincipals"
         return Response(200, {"@odata.context": self._context(context), "value": found})
 
@@ -738,14 +865,22 @@ _SELECTABLE = frozenset({"id", "deletedDateTime", "isFallbackPublicClient", "app
                          "requiredResourceAccess", "web", "notes", "windows"})
 
 
-def _select(request: Request) -> set[str] | None:
+_PRINCIPAL_SELECTABLE = frozenset({"id", "deletedDateTime", "accountEnabled", "appDisplayName", "appId",
+                                   "appOwnerOrganizationId", "appRoleAssignmentRequired", "displayName", "homepage",
+                                   "logoutUrl", "publisherName", "replyUrls", "servicePrincipalNames",
+                                   "servicePrincipalType", "tags", "addIns", "appRoles", "info", "keyCredentials",
+                                   "oauth2PermissionScopes", "passwordCredentials"})
+
+
+def _select(request: Request, selectable: frozenset[str] = _SELECTABLE, type_name: str = "application"
+            ) -> set[str] | None:
     if "$select" not in request.query:
         return None
     fields = {f.strip() for f in request.query["$select"].split(",") if f.strip()}
-    unknown = fields - _SELECTABLE
+    unknown = fields - selectable
     if unknown:
         raise ApiError(400, "Request_BadRequest", f"Could not find a property named '{sorted(unknown)[0]}' on "
-                       "type 'microsoft.graph.application'.")
+                       f"type 'microsoft.graph.{type_name}'.")
     return fields
 
 
@@ -761,15 +896,8 @@ def _role_fields(request: Request) -> set[str]:
     return fields
 
 
-def _app_id_filter(request: Request, resource: str) -> str | None:
-    """The appId of `$filter=appId eq '...'`, the one filter the sandbox supports; None without a filter."""
-    if "$filter" not in request.query:
-        return None
-    match = _APP_ID_FILTER.match(request.query["$filter"])
-    if not match:
-        raise ApiError(400, "Request_UnsupportedQuery", "Unsupported or invalid query filter clause specified for "
-                       f"property of resource '{resource}'.")
-    return match.group(1).lower()
+def _filter(request: Request, supported: Filterable) -> Filter:
+    return parse_filter(request.query.get("$filter"), supported)
 
 
 def _page_size(request: Request) -> int:

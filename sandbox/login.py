@@ -1,6 +1,11 @@
 """Entra ID: OpenID discovery, the tenant's signing keys and the v2.0 token endpoint, client
-credentials grant only. Access tokens are RS256 JWTs with Entra ID's v2.0 claims; a token for an
-API registered as an application (the remediator's own) carries the caller's app roles.
+credentials grant only. Access tokens are RS256 JWTs in the version the resource accepts, whichever
+endpoint issued them ("The version of the access token is determined by the resource's
+accessTokenAcceptedVersion", learn.microsoft.com/entra/identity-platform/access-tokens;
+`SandboxState.token_version`): v1.0 for ARM, Graph, Key Vault and Event Grid (`iss`
+`https://sts.windows.net/{tid}/`, `appid`, `appidacr`, `aud` the resource as requested), v2.0 for the
+remediator's API application, whose manifest asks for it (`requestedAccessTokenVersion: 2`, infra/); a token
+for an API registered as an application carries the caller's app roles.
 
 Errors carry Entra ID's real AADSTS texts (see `SandboxState.sign_in`), which MSAL and
 azure-identity surface in `ClientAuthenticationError`.
@@ -84,7 +89,8 @@ class LoginApi(Api):
             raise ApiError(400, "unsupported_grant_type", "AADSTS70003: The app requested an unsupported grant "
                            "type; only client_credentials is supported here.")
         scope = form.get("scope", "")
-        audience = scope.removesuffix("/.default").rstrip("/")
+        requested = scope.removesuffix("/.default")  # v1.0 tokens carry it as is (`.../`: trailing slash kept)
+        audience = requested.rstrip("/")
         if not scope.endswith("/.default") or not self.state.known_audience(audience):
             raise ApiError(400, "invalid_scope", f"AADSTS1002012: The provided value for scope {scope} is not "
                            "valid. Client credential flows must have a scope value with /.default suffixed to the "
@@ -93,7 +99,7 @@ class LoginApi(Api):
             raise ApiError(401, "invalid_client", "AADSTS7000218: The request body must contain the following "
                            "parameter: 'client_assertion' or 'client_secret'.")
         app = self.state.sign_in(form.get("client_id", ""), form["client_secret"])
-        token, lifetime = self.state.issue_token(app, audience)
+        token, lifetime = self.state.issue_token(app, audience, requested=requested)
         return Response(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
                               "access_token": token})
 

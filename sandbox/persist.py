@@ -162,6 +162,8 @@ class StateStore:
             if not self._loaded:
                 every = [*state.applications.values(), *state.deleted_applications.values()]
                 state.journal += [("passwords", (a.app_id, p)) for a in every for p in a.passwords]
+                state.journal += [("passwords", (a.app_id, p, "servicePrincipal")) for a in every
+                                  for p in a.sp_passwords]
                 state.journal += [("removed", (a.app_id, r)) for a in every for r in a.removed_passwords]
                 state.journal += [("vault", ("set", name, v)) for name, versions in state.vault.items()
                                   for v in versions]
@@ -234,10 +236,10 @@ def _write_all(descriptor: int, data: bytes) -> int:
 
 
 def _log_record(name: str, item: Any) -> Any:
-    if name == "passwords":
-        app_id, p = item
+    if name == "passwords":  # a third item, "servicePrincipal": the password is its service principal's
+        app_id, p, *holder = item
         return [app_id, {"keyId": p.key_id, "displayName": p.display_name, "hint": p.hint,
-                         "start": p.start.isoformat(), "end": p.end.isoformat(), "text": p._text}]
+                         "start": p.start.isoformat(), "end": p.end.isoformat(), "text": p._text}, *holder]
     if name == "removed":
         app_id, removed = item
         return [app_id, removed]
@@ -262,10 +264,14 @@ def _replay(state: SandboxState, name: str, record: Any) -> None:
             return
         if name == "passwords":
             p = record[1]
-            app.passwords.append(Password(p["keyId"], p["displayName"], p["hint"], datetime.fromisoformat(p["start"]),
-                                          datetime.fromisoformat(p["end"]), p["text"]))
+            held = app.sp_passwords if record[2:] else app.passwords
+            held.append(Password(p["keyId"], p["displayName"], p["hint"], datetime.fromisoformat(p["start"]),
+                                 datetime.fromisoformat(p["end"]), p["text"]))
         else:
-            app.passwords = [p for p in app.passwords if p.key_id != record[1]["keyId"]]
+            if record[1].get("servicePrincipal"):
+                app.sp_passwords = [p for p in app.sp_passwords if p.key_id != record[1]["keyId"]]
+            else:
+                app.passwords = [p for p in app.passwords if p.key_id != record[1]["keyId"]]
             app.removed_passwords.append(record[1])
     elif name == "vault":
         change, secret, version = record
@@ -315,6 +321,7 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
                       "clientId": c.client_id, "kubernetesVersion": c.kubernetes_version, "heldSecret": c._held_secret,
                       "provisioningState": c.provisioning_state, "operation": c.operation, "etag": c.etag,
                       "createdAt": _time(c.created_at), "lastModifiedAt": _time(c.last_modified_at),
+                      "lastModifiedBy": c.last_modified_by,
                       "tags": c.tags, "writes": c.writes, "nodeResourceGroup": c.node_resource_group,
                       "vnetSubnetId": c.vnet_subnet_id, "aad": _dump_aad(c.aad),
                       "maintenanceConfigurations": c.maintenance_configurations}
@@ -457,6 +464,7 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
             name=c["name"], client_id=c["clientId"], kubernetes_version=c["kubernetesVersion"],
             _held_secret=c["heldSecret"], provisioning_state=c["provisioningState"], operation=c["operation"],
             etag=c["etag"], created_at=_parsed(c.get("createdAt")), last_modified_at=_parsed(c.get("lastModifiedAt")),
+            last_modified_by=c.get("lastModifiedBy"),
             tags=c.get("tags", {}), writes=Counter(c.get("writes", {})), aad=_load_aad(c.get("aad")),
             # Before format 3 a cluster's node resource group was only a name AKS's default gave it.
             node_resource_group=c.get("nodeResourceGroup") or f"MC_{c['resourceGroup']}_{c['name']}_{LOCATION}",

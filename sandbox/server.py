@@ -83,6 +83,14 @@ class Api:
     def error_body(self, err: ApiError) -> Any:
         return {"error": {"code": err.code, "message": err.message}}
 
+    def no_route(self, method: str, path: str) -> ApiError:
+        """What the service answers for a path it does not serve; each API says it in its service's words."""
+        return ApiError(404, "NotFound", f"No route for {method} {path}.")
+
+    def no_method(self, method: str, path: str) -> ApiError:
+        """What the service answers for a method a path it serves does not take."""
+        return ApiError(405, "MethodNotAllowed", f"The method {method} is not allowed here.")
+
     def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
         if kind == "throttle":
             return ApiError(429, "TooManyRequests", "Too many requests. Please retry after the time given in the "
@@ -111,9 +119,9 @@ class Api:
                 break
         else:
             if any(r.pattern.match(request_path) for r in self.routes):
-                refusal = ApiError(405, "MethodNotAllowed", f"The method {method} is not allowed here.")
+                refusal = self.no_method(method, request_path)
             else:
-                refusal = ApiError(404, "NotFound", f"No route for {method} {request_path}.")
+                refusal = self.no_route(method, request_path)
             return self._error(refusal), False
         if self.counted:
             self.state.count(self.name, route.label, headers.get("authorization"))

@@ -51,8 +51,12 @@ LOCATION = "westeurope"
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 VAULT_AUDIENCE = "https://vault.azure.net"
+# The world's one vault, the remediator's (infra/ names it kv-rem-<token>): by name `https://kv-rem-sandbox<keyVaultDns>`
+# (sandbox/vaulthosts.py), and at the vault server's own address, which REMEDIATOR_KEY_VAULT_URL names (wiring.py).
+DEFAULT_VAULT_NAME = "kv-rem-sandbox"
 EVENTGRID_AUDIENCE = "https://eventgrid.azure.net"  # Event Grid topics' data plane (sandbox/topics.py)
 TOKEN_LIFETIME = timedelta(hours=1)
+V1_ISSUER = "https://sts.windows.net/{tenant}/"  # Entra ID's issuer of v1.0 access tokens in public Azure
 # The remediator's own API (infra/modules/api-app.bicep): its app roles, as Entra ID puts them in `roles`.
 API_READ_ROLE, API_WRITE_ROLE = "Remediations.Read", "Remediations.Write"
 DEFAULT_PASSWORD_LIFETIME = timedelta(days=730)  # Graph's default for addPassword: two years
@@ -224,6 +228,9 @@ class Application:
     # The service principal's own owners (appIds of identities), apart from the application's: the creator of a
     # service principal made through Graph owns it.
     sp_owners: set[str] = field(default_factory=set)
+    # The service principal's own passwords (Graph's servicePrincipal addPassword): not the application's, and they
+    # sign in as the application too.
+    sp_passwords: list[Password] = field(default_factory=list)
     # Federated identity credentials ({"id", "name", "issuer", "subject", "audiences"}): sign-ins without a secret.
     federated_credentials: list[dict[str, Any]] = field(default_factory=list)
 
@@ -339,6 +346,7 @@ class Cluster:
     # systemData: when it was created and last changed successfully (the sandbox's clock).
     created_at: datetime | None = None
     last_modified_at: datetime | None = None
+    last_modified_by: str | None = None  # the application id of the last successful writer (None: its creator)
     tags: dict[str, str] = field(default_factory=dict)
     # Write requests that reached the cluster's ARM routes, refused ones included ("reset", "put"): a test can
     # prove that nobody wrote to a cluster it must leave alone.
@@ -523,6 +531,7 @@ class SandboxState:
         self.audiences: dict[str, set[str]] = {"arm": set(ARM_AUDIENCES), "graph": {GRAPH_AUDIENCE},
                                                "vault": {VAULT_AUDIENCE}, "topic": {EVENTGRID_AUDIENCE}}
         self.vault: dict[str, list[SecretVersion]] = {}
+        self.vault_name = DEFAULT_VAULT_NAME  # the same in every world: not saved
         # CloudEvents published to the custom topic (sandbox/topics.py), as received: not persisted.
         self.topic_events: list[dict[str, Any]] = []
         self.deleted_secrets: dict[str, list[SecretVersion]] = {}
@@ -623,6 +632,7 @@ class SandboxState:
         with self.lock:
             app.has_service_principal = True
             app.sp_object_id = str(uuid.uuid4())
+            app.sp_passwords = []
             app.service_principal_created_at = self.now()
             return app
 
@@ -650,6 +660,16 @@ class SandboxState:
             self.deleted_applications[app.app_id] = app
             return app
 
+    def delete_service_principal(self, app: Application) -> None:
+        """Graph's DELETE /servicePrincipals/{id}: the application stays; its service principal goes with its own
+        passwords and owners. Assumed: it is not kept among the deleted items (the sandbox keeps deleted applications
+        only)."""
+        with self.lock:
+            for password in list(app.sp_passwords):
+                self.remove_password(app, password.key_id, service_principal=True)
+            app.has_service_principal = False
+            app.sp_owners = set()
+
     def purge_deleted(self) -> None:
         """Forget the deleted items older than DELETED_ITEM_RETENTION (Entra ID deletes them for good)."""
         with self.lock:
@@ -667,26 +687,34 @@ class SandboxState:
             return self.applications.get(app_id) or self.deleted_applications.get(app_id)
 
     def add_password(self, app: Application, display_name: str, *, start: datetime | None = None,
-                     end: datetime | None = None) -> tuple[Password, str]:
-        """A new password and its text, which only the caller sees, once (as Graph does)."""
+                     end: datetime | None = None, service_principal: bool = False) -> tuple[Password, str]:
+        """A new password and its text, which only the caller sees, once (as Graph does); on the application's
+        service principal with `service_principal`."""
         with self.lock:
             text = new_secret_text()
             start = start or self.now()
             password = Password(key_id=str(uuid.uuid4()), display_name=display_name, hint=text[:3], start=start,
                                 end=end or start + DEFAULT_PASSWORD_LIFETIME, _text=text)
-            app.passwords.append(password)
-            self._journal("passwords", (app.app_id, password))
+            if service_principal:
+                app.sp_passwords.append(password)
+                self._journal("passwords", (app.app_id, password, "servicePrincipal"))
+            else:
+                app.passwords.append(password)
+                self._journal("passwords", (app.app_id, password))
             return password, text
 
-    def remove_password(self, app: Application, key_id: str) -> bool:
-        """Take a password away (Graph's removePassword), remembering what it was; False if the app has none such."""
+    def remove_password(self, app: Application, key_id: str, *, service_principal: bool = False) -> bool:
+        """Take a password away (Graph's removePassword), remembering what it was; False if the app has none such.
+        A service principal's is remembered with `"servicePrincipal": True`."""
         with self.lock:
-            found = next((p for p in app.passwords if p.key_id == key_id), None)
+            held = app.sp_passwords if service_principal else app.passwords
+            found = next((p for p in held if p.key_id == key_id), None)
             if found is None:
                 return False
-            app.passwords.remove(found)
+            held.remove(found)
             removed = {"keyId": found.key_id, "hint": found.hint, "displayName": found.display_name,
-                       "endDateTime": utc_iso(found.end), "removedAt": utc_iso(self.now())}
+                       "endDateTime": utc_iso(found.end), "removedAt": utc_iso(self.now()),
+                       **({"servicePrincipal": True} if service_principal else {})}
             app.removed_passwords.append(removed)
             self._journal("removed", (app.app_id, removed))
             return True
@@ -702,7 +730,7 @@ class SandboxState:
                     "administrator of the tenant or consented to by any user in the tenant. You may have sent "
                     "your authentication request to the wrong tenant."))
             now = self.now()
-            matching = [p for p in app.passwords if secrets.compare_digest(p._text, secret)]
+            matching = [p for p in [*app.passwords, *app.sp_passwords] if secrets.compare_digest(p._text, secret)]
             usable = [p for p in matching
                       if p.start <= now < p.end and (now - p.start).total_seconds() >= self.propagation_seconds]
             if usable and not app.has_service_principal:
@@ -734,19 +762,33 @@ class SandboxState:
             return any(resource in accepted for accepted in self.audiences.values()) or \
                 self.api_application(resource) is not None
 
-    def issue_token(self, app: Application, resource: str) -> tuple[str, int]:
-        """A signed v2.0 access token for `resource`, as Entra ID issues for the client credentials grant.
+    def token_version(self, resource: str) -> str:
+        """The version of the access token Entra ID issues for `resource`, "1.0" or "2.0": "The version of the access
+        token is determined by the resource's accessTokenAcceptedVersion" (Microsoft identity platform, "Access
+        tokens", learn.microsoft.com/entra/identity-platform/access-tokens), whichever endpoint the client used. An API
+        application says so in Graph's `api.requestedAccessTokenVersion` (the remediator's own: 2, infra/'s
+        api-app.bicep); null or 1 means v1.0, as for Microsoft's own resources (ARM, Graph, Key Vault, Event Grid,
+        and the sandbox's endpoints standing in for them)."""
+        api = self.api_application(resource)
+        return "2.0" if api is not None and api.api.get("requestedAccessTokenVersion") == 2 else "1.0"
 
-        For an API registered as an application the audience is its client id and `roles` holds the app
-        roles the caller was granted there (absent when none, as Entra ID leaves it out).
+    def issue_token(self, app: Application, resource: str, *, requested: str | None = None) -> tuple[str, int]:
+        """A signed access token for `resource`, as Entra ID issues for the client credentials grant, in the
+        version the resource accepts (`token_version`).
+
+        v2.0 (an API registered as an application that asks for it): the audience is its client id. v1.0: the
+        audience is the resource as the client `requested` it (`https://management.core.windows.net/`, trailing
+        slash kept), the access-token docs' "aud" for v1.0. `roles` holds the app roles the caller was granted on
+        an API (absent when none, as Entra ID leaves it out).
         """
         with self.lock:
             api = self.api_application(resource)
+            version = self.token_version(resource)
             audience = api.app_id if api else resource
-            claims: dict[str, Any] = {"aud": audience}
+            claims: dict[str, Any] = {"aud": audience if version == "2.0" else (requested or resource)}
             if api is not None and app.granted_roles.get(api.app_id):
                 claims["roles"] = sorted(app.granted_roles[api.app_id])
-            token = self.sign_token(app, claims)
+            token = self.sign_token(app, claims, version=version)
             key, found = token_key(token), (app.app_id, audience, self.now() + TOKEN_LIFETIME)
             self.tokens[key] = found
             self._journal("tokens", (key, *found))
@@ -760,12 +802,15 @@ class SandboxState:
             return user
 
     def issue_user_token(self, user: MemberUser, resource: str) -> str:
-        """A delegated v2.0 access token of `user` for `resource`, as Entra ID issues to the Azure CLI."""
+        """A delegated access token of `user` for `resource`, as Entra ID issues to the Azure CLI (in the version
+        the resource accepts, `token_version`)."""
         with self.lock:
+            version = self.token_version(resource)
             token = self.sign_token(None, {
-                "aud": resource, "oid": user.object_id, "sub": user.object_id, "azp": AZURE_CLI_APP_ID,
+                "aud": resource, "oid": user.object_id, "sub": user.object_id,
+                **_client_claims(AZURE_CLI_APP_ID, "0", version),  # the CLI is a public client: no secret
                 "idtyp": "user", "name": user.display_name, "upn": user.user_principal_name,
-                "scp": "Application.ReadWrite.All Directory.Read.All"})
+                "scp": "Application.ReadWrite.All Directory.Read.All"}, version=version)
             key, found = token_key(token), (user.object_id, resource, self.now() + TOKEN_LIFETIME)
             self.tokens[key] = found
             self._journal("tokens", (key, *found))
@@ -782,19 +827,25 @@ class SandboxState:
                 return None
             return self.users.get(found[0])
 
-    def sign_token(self, app: Application | None, claims: dict[str, Any], *, lifetime: float | None = None,
-                   key: rsa.RSAPrivateKey | None = None) -> str:
-        """A JWT for `app` with Entra ID's v2.0 claims, `claims` laid over them.
+    def sign_token(self, app: Application | None, claims: dict[str, Any], *, version: str = "2.0",
+                   lifetime: float | None = None, key: rsa.RSAPrivateKey | None = None) -> str:
+        """A JWT for `app` with Entra ID's claims of `version` ("Access tokens", the claims reference), `claims`
+        laid over them. v2.0: `iss` `<login_url>/<tenant>/v2.0`, `azp`, `azpacr`. v1.0: `iss` and `idp`
+        `https://sts.windows.net/<tenant>/` (public Azure's token issuer: a name in the claim, not a host anyone
+        calls), `appid`, `appidacr`. Both: `oid`, `sub` (the service principal), `tid`, `idtyp` "app", `uti`, `ver`.
+        Not modelled: the opaque `aio` and `rh`.
 
         Times are wall-clock times, not the sandbox clock: the apps that check them use the real clock.
         """
         issued = int(time.time())
         seconds = int(TOKEN_LIFETIME.total_seconds() if lifetime is None else lifetime)
-        body = {"iss": f"{self.login_url}/{self.tenant_id}/v2.0", "iat": issued, "nbf": issued,
-                "exp": issued + seconds, "tid": self.tenant_id, "azpacr": "1", "ver": "2.0",
-                "uti": secrets.token_urlsafe(16),
-                **({"oid": app.sp_object_id, "sub": app.sp_object_id, "azp": app.app_id, "idtyp": "app"}
-                   if app else {}), **claims}
+        issuer = V1_ISSUER.format(tenant=self.tenant_id) if version == "1.0" else \
+            f"{self.login_url}/{self.tenant_id}/v2.0"
+        body = {"iss": issuer, "iat": issued, "nbf": issued, "exp": issued + seconds, "tid": self.tenant_id,
+                "ver": version, "uti": secrets.token_urlsafe(16),
+                **({"idp": issuer} if version == "1.0" and app else {}),
+                **({"oid": app.sp_object_id, "sub": app.sp_object_id, "idtyp": "app",
+                    **_client_claims(app.app_id, "1", version)} if app else {}), **claims}
         return jwt.encode({k: v for k, v in body.items() if v is not None}, key or self.signing_key,
                           algorithm="RS256", headers={"kid": self.signing_key_id, "typ": "JWT"})
 
@@ -955,6 +1006,19 @@ class SandboxState:
             self._journal("operations", operation)
             return operation
 
+    def cancel_operation(self, cluster: Cluster, error: dict[str, Any]) -> Operation | None:
+        """End the cluster's running operation as Canceled (an abort), keeping none of its params; None if nothing
+        runs."""
+        with self.lock:
+            self.settle()
+            if cluster.operation is None:
+                return None
+            operation = self.operations[cluster.operation]
+            operation.status, operation.error, operation.ended, operation.params = "Canceled", error, self.now(), {}
+            cluster.operation = None
+            self._journal("operations", operation)
+            return operation
+
     def read_operation(self, operation_id: str) -> Operation | None:
         """An operation as its status URL shows it."""
         with self.lock:
@@ -1047,6 +1111,10 @@ class SandboxState:
         with self.lock:
             version.updated = int(self.now().timestamp())
             self._journal("vault", ("update", name.lower(), version))
+
+    def has_vault(self, name: str) -> bool:
+        """Whether a vault of this name exists in the world (its one vault)."""
+        return name.lower() == self.vault_name
 
     def secret_versions(self, name: str) -> list[SecretVersion]:
         with self.lock:
@@ -1278,6 +1346,14 @@ def system_topic_view(topic: SystemTopic) -> dict[str, Any]:
                                    for e in topic.event_subscriptions.values()]}
 
 
+def _client_claims(client_id: str, authentication: str, version: str) -> dict[str, str]:
+    """Who asked for a token and how it proved itself ("0" public client, "1" secret, "2" certificate): v2.0 says it
+    in `azp`/`azpacr`, v1.0 in `appid`/`appidacr` (the access-token claims reference)."""
+    if version == "1.0":
+        return {"appid": client_id, "appidacr": authentication}
+    return {"azp": client_id, "azpacr": authentication}
+
+
 def role_assignment_view(assignment: RoleAssignment) -> dict[str, Any]:
     return {"id": assignment.id, "name": assignment.name, "scope": assignment.scope,
             "roleDefinitionId": assignment.role_definition_id, "roleName": role_name(assignment.role_definition_id),
@@ -1285,10 +1361,20 @@ def role_assignment_view(assignment: RoleAssignment) -> dict[str, Any]:
             "condition": assignment.condition}
 
 
+SECRET_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789~._-"
+SECRET_MARKER = "8Q~"  # Entra's fixed marker after the 3-character hint: `abc8Q~defghijklmnopqrstuvwxyz-_.~0123456`
+
+
 def new_secret_text() -> str:
-    """40 characters of Graph's secret alphabet; never longer than AKS's 190-byte limit."""
-    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789~._-"
-    return "".join(secrets.choice(alphabet) for _ in range(40))
+    """A password as Entra ID makes one: 40 characters, the 3 of its hint, then the fixed `8Q~`, then 34 of the
+    secret alphabet (Microsoft Purview's "Microsoft Entra client secret" sensitive information type,
+    learn.microsoft.com/purview/sit-defn-azure-ad-client-secret: `abc8Q~defghijklmnopqrstuvwxyz-_.~0123456`). Every
+    password the sandbox mints (Graph's addPassword on applications and service principals, the scenarios'
+    identities) comes from here, so redaction that looks for the marker is tested against what Entra hands out.
+    Never longer than AKS's 190-byte limit. (Only its shape: the checksum Purview mentions is not modelled.)"""
+    def draw(count: int) -> str:
+        return "".join(secrets.choice(SECRET_ALPHABET) for _ in range(count))
+    return draw(3) + SECRET_MARKER + draw(34)
 
 
 def _localized(event_name: str) -> str:

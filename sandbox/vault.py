@@ -3,6 +3,16 @@
 The first request of a `SecretClient` carries no token: the vault answers 401 with
 `WWW-Authenticate: Bearer authorization="<authority>/<tenant>", resource="https://vault.azure.net"`
 and the client signs in for that resource, then resends. Shapes follow `keyvault_SetSecret_7.4.json`.
+
+The world has one vault (`state.vault_name`), reached two ways: at the server's own address (what the remediator's
+REMEDIATOR_KEY_VAULT_URL names in a local run), and by name, `https://{name}.vault.sandbox.invalid`, through the
+sandbox's CONNECT proxy (sandbox/vaulthosts.py), as az reaches it from `--vault-name`. The Host header says which: ids
+in the answers (`id`, `recoveryId`) carry the vault URL the client used, as Key Vault's carry `https://{name}.vault.
+azure.net`.
+
+A path Key Vault serves no route for is answered as Key Vault's front end (IIS) answers it: `404` with IIS's HTML
+page "404 - File or directory not found." (the body VirtusLab/crypt#10 quotes for a malformed key URL on
+`https://XXXX.vault.azure.net`; its style block left out), not JSON.
 """
 
 from __future__ import annotations
@@ -12,11 +22,22 @@ from typing import Any
 
 from sandbox.server import Api, Request, Response
 from sandbox.state import VAULT_AUDIENCE, ApiError, SandboxState, SecretVersion
+from sandbox.vaulthosts import vault_name_of
 
 SECRETS = "Microsoft.KeyVault/vaults/secrets"
 
 _NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 MAX_VALUE_BYTES = 25 * 1024
+NO_SUCH_PATH = "FileOrDirectoryNotFound"  # IIS's 404, HTML rather than Key Vault's JSON error
+IIS_NOT_FOUND_PAGE = (
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\r\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml">\r\n<head>\r\n'
+    '<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1"/>\r\n'
+    "<title>404 - File or directory not found.</title>\r\n</head>\r\n<body>\r\n"
+    '<div id="header"><h1>Server Error</h1></div>\r\n<div id="content">\r\n'
+    ' <div class="content-container"><fieldset>\r\n  <h2>404 - File or directory not found.</h2>\r\n'
+    "  <h3>The resource you are looking for might have been removed, had its name changed, or is temporarily "
+    "unavailable.</h3>\r\n </fieldset></div>\r\n</div>\r\n</body>\r\n</html>\r\n").encode("iso-8859-1")
 
 
 class VaultApi(Api):
@@ -36,10 +57,16 @@ class VaultApi(Api):
         self.route("GET", f"/deletedsecrets/{name}", "GET /deletedsecrets/{name}", self.get_deleted_secret)
 
     def error_body(self, err: ApiError) -> Any:
+        if err.code == NO_SUCH_PATH:
+            return IIS_NOT_FOUND_PAGE
         body = super().error_body(err)
         if err.details:  # Key Vault names the RBAC verdict in an inner error
             body["error"]["innererror"] = {"code": err.details[0]["code"]}
         return body
+
+    def no_route(self, method: str, path: str) -> ApiError:
+        return ApiError(404, NO_SUCH_PATH, "404 - File or directory not found.",
+                        {"Content-Type": "text/html; charset=iso-8859-1"})
 
     def fault_response(self, kind: str, status: int, retry_after: float) -> ApiError:
         if kind == "throttle":
@@ -69,13 +96,18 @@ class VaultApi(Api):
             raise ApiError(400, "BadParameter", "The request URI contains an invalid name: "
                            f"{request.params.get('name')}")
 
+    def _vault_url(self, request: Request) -> str:
+        """The vault's URL as the client addressed it: by name through the proxy, else the server's address."""
+        host = request.headers.get("host", "").split(":", 1)[0]  # a name under the suffix has no colon
+        return f"https://{host.lower()}" if vault_name_of(host) else self.base_url
+
     def _not_found(self, name: str) -> ApiError:
         return ApiError(404, "SecretNotFound", f"A secret with (name/id) {name} was not found in this key vault. If "
                         "you recently deleted this secret you may be able to recover it using the correct recovery "
                         "command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?"
                         "linkid=2125182")
 
-    def _bundle(self, name: str, version: SecretVersion, *, with_value: bool) -> dict[str, Any]:
+    def _bundle(self, vault: str, name: str, version: SecretVersion, *, with_value: bool) -> dict[str, Any]:
         attributes: dict[str, Any] = {"enabled": version.enabled, "created": version.created,
                                       "updated": version.updated, "recoveryLevel": "Recoverable+Purgeable",
                                       "recoverableDays": 90}
@@ -83,7 +115,7 @@ class VaultApi(Api):
             attributes["exp"] = version.expires
         if version.not_before is not None:
             attributes["nbf"] = version.not_before
-        body: dict[str, Any] = {"id": f"{self.base_url}/secrets/{name}/{version.version}", "attributes": attributes,
+        body: dict[str, Any] = {"id": f"{vault}/secrets/{name}/{version.version}", "attributes": attributes,
                                 "tags": dict(version.tags)}
         if version.content_type is not None:
             body["contentType"] = version.content_type
@@ -106,7 +138,7 @@ class VaultApi(Api):
             request.params["name"], body["value"], content_type=body.get("contentType"),
             tags={str(k): str(v) for k, v in tags.items()}, enabled=bool(attributes.get("enabled", True)),
             expires=attributes.get("exp"), not_before=attributes.get("nbf"))
-        return Response(200, self._bundle(request.params["name"], version, with_value=True))
+        return Response(200, self._bundle(self._vault_url(request), request.params["name"], version, with_value=True))
 
     def _version(self, request: Request) -> SecretVersion:
         versions = self.state.secret_versions(request.params["name"])
@@ -122,7 +154,7 @@ class VaultApi(Api):
         version = self._version(request)
         if not version.enabled:
             raise ApiError(403, "Forbidden", "Operation get is not allowed on a disabled secret.")
-        return Response(200, self._bundle(request.params["name"], version, with_value=True))
+        return Response(200, self._bundle(self._vault_url(request), request.params["name"], version, with_value=True))
 
     def update_secret(self, request: Request) -> Response:
         self._authorize(request, "update/action")
@@ -141,24 +173,26 @@ class VaultApi(Api):
             if "contentType" in body:
                 version.content_type = body["contentType"]
             self.state.secret_updated(request.params["name"], version)
-        return Response(200, self._bundle(request.params["name"], version, with_value=False))
+        return Response(200, self._bundle(self._vault_url(request), request.params["name"], version, with_value=False))
 
     def list_versions(self, request: Request) -> Response:
         self._authorize(request, "readMetadata/action")
         versions = self.state.secret_versions(request.params["name"])
         if not versions:
             raise self._not_found(request.params["name"])
-        return Response(200, {"value": [self._bundle(request.params["name"], v, with_value=False) for v in versions],
+        vault = self._vault_url(request)
+        return Response(200, {"value": [self._bundle(vault, request.params["name"], v, with_value=False)
+                                        for v in versions],
                               "nextLink": None})
 
     def list_secrets(self, request: Request) -> Response:
         self._authorize(request, "readMetadata/action")
         with self.state.lock:
             latest = [(name, versions[-1]) for name, versions in self.state.vault.items()]
-        items = []
+        items, vault = [], self._vault_url(request)
         for name, version in latest:
-            item = self._bundle(name, version, with_value=False)
-            item["id"] = f"{self.base_url}/secrets/{name}"
+            item = self._bundle(vault, name, version, with_value=False)
+            item["id"] = f"{vault}/secrets/{name}"
             items.append(item)
         return Response(200, {"value": items, "nextLink": None})
 
@@ -167,7 +201,7 @@ class VaultApi(Api):
         versions = self.state.delete_secret(request.params["name"])
         if not versions:
             raise self._not_found(request.params["name"])
-        return Response(200, self._deleted_bundle(request.params["name"], versions[-1]))
+        return Response(200, self._deleted_bundle(self._vault_url(request), request.params["name"], versions[-1]))
 
     def get_deleted_secret(self, request: Request) -> Response:
         # SecretClient.begin_delete_secret polls this until the deletion shows.
@@ -176,10 +210,10 @@ class VaultApi(Api):
             versions = self.state.deleted_secrets.get(request.params["name"].lower())
         if not versions:
             raise ApiError(404, "SecretNotFound", f"Deleted Secret not found: {request.params['name']}")
-        return Response(200, self._deleted_bundle(request.params["name"], versions[-1]))
+        return Response(200, self._deleted_bundle(self._vault_url(request), request.params["name"], versions[-1]))
 
-    def _deleted_bundle(self, name: str, version: SecretVersion) -> dict[str, Any]:
-        body = self._bundle(name, version, with_value=False)
-        body.update(recoveryId=f"{self.base_url}/deletedsecrets/{name}", deletedDate=int(self.state.now().timestamp()),
+    def _deleted_bundle(self, vault: str, name: str, version: SecretVersion) -> dict[str, Any]:
+        body = self._bundle(vault, name, version, with_value=False)
+        body.update(recoveryId=f"{vault}/deletedsecrets/{name}", deletedDate=int(self.state.now().timestamp()),
                     scheduledPurgeDate=int(self.state.now().timestamp()) + 90 * 86400)
         return body

@@ -109,9 +109,12 @@ REFUSED_TOKENS = {
     "no header": (lambda sb: None, 401, "MissingToken"),
     "not bearer": (lambda sb: "Basic dXNlcjpwYXNz", 401, "InvalidToken"),
     "not a jwt": (lambda sb: "Bearer not.a.jwt", 401, "InvalidToken"),
-    # A real token from the real token endpoint, but for Azure Resource Manager.
-    "wrong audience": (lambda sb: "Bearer " + sb.credential(sb.operator).get_token(
-        f"{sb.endpoints['arm']}/.default").token, 401, "InvalidAudience"),
+    # A real token from the real token endpoint, but for Azure Resource Manager: a v1.0 token, as Entra issues for
+    # ARM, so its issuer (https://sts.windows.net/{tid}/) is refused before its audience.
+    "token for arm": (lambda sb: "Bearer " + sb.credential(sb.operator).get_token(
+        f"{sb.endpoints['arm']}/.default").token, 401, "InvalidIssuer"),
+    "wrong audience": (lambda sb: "Bearer " + mint(sb, audience="https://management.azure.com"), 401,
+                       "InvalidAudience"),
     "wrong issuer": (lambda sb: "Bearer " + mint(sb, issuer="https://sts.example.com/evil/v2.0"), 401,
                      "InvalidIssuer"),
     "other tenant": (lambda sb: "Bearer " + mint(sb, tenantId="72f988bf-86f1-41af-91ab-2d7cd011db47"), 401,
