@@ -12,14 +12,16 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 # The real Azure CLI (tests/az/, `python -m sandbox az-setup`), pinned, in its own venv too.
 AZ_VENV := .venv-az
 AZ_STAMP := $(AZ_VENV)/.installed
+# Debian's Chromium for tests/test_health_report.py, driven by playwright-core from npm: no browser is downloaded.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: setup test lint demo bench sandbox clean
 
 # The installs are independent: run them side by side (CI's clean clone spends most of its set-up here).
 setup:
-	$(MAKE) --no-print-directory -j4 $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(AZ_STAMP)
+	$(MAKE) --no-print-directory -j4 $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP) $(AZ_STAMP) $(CHROMIUM)
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt requirements-cli.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
@@ -35,8 +37,12 @@ $(AZ_STAMP): requirements-az.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# apt needs root (as on these machines and CI); the recommended packages bring the fonts the screenshot needs.
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 lint: $(PY_STAMP)
 	$(PY) -m ruff check .

@@ -556,6 +556,19 @@ module alerts 'modules/alerts.bicep' = {
   }
 }
 
+// Fleet credential health, remediations, repair times and refused decisions, from the
+// workspace's AppMetrics and AppTraces: in the portal, the workspace's Workbooks.
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    workspaceId: monitoring.outputs.workspaceId
+  }
+}
+
 module roles 'modules/roles.bicep' = {
   name: 'roles-${resourceToken}'
   params: {
@@ -657,3 +670,5 @@ output REMEDIATOR_OUTCOME_TOPIC_ID string = outcomeTopic.outputs.id
 output REMEDIATOR_OUTCOME_TOPIC_ENDPOINT string = outcomeTopic.outputs.endpoint
 output CUSTOM_ROLE_NAME string = roles.outputs.roleName
 output KEY_VAULT_ROLE_NAME string = keyVaultRole.outputs.roleName
+// The workbook's resource id (README, "Deploying to Azure", says where the portal shows it).
+output REMEDIATOR_WORKBOOK_ID string = workbook.outputs.id

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from remediation.__main__ import main
 from remediation.cli.api import ApiClient, Target
@@ -227,11 +228,14 @@ def test_the_auditor_may_list_but_not_start_a_dry_run(live: Live, cli, planned: 
     assert len(json.loads(cli("list", "--json", "--sandbox", str(live.info)).out)["value"]) == count
 
 
-def test_api_errors_exit_1_with_their_code_and_message(live: Live, cli) -> None:
+def test_api_errors_exit_1_with_their_code_and_message_and_3_when_not_found(live: Live, cli) -> None:
+    # As az: 3 for what does not exist, one line on stderr.
     unknown = cli("show", "0" * 32, "--sandbox", str(live.info))
-    assert unknown.status == 1 and unknown.err.startswith("error: 404 ") and unknown.out == ""
+    assert unknown.status == 3 and unknown.out == ""
+    assert unknown.err == f"error: 404 RemediationNotFound: there is no remediation {'0' * 32}\n"
     no_prefix = cli("show", "zzzz", "--sandbox", str(live.info))
-    assert no_prefix.status == 1 and "no remediation id starts with zzzz" in no_prefix.err
+    assert no_prefix.status == 3 and "no remediation id starts with zzzz" in no_prefix.err
+    assert len(no_prefix.err.splitlines()) == 1
     # A wrong function key: the host's empty 401, explained; the wrong key is not echoed either.
     wrong_key = live.info_file("wrong-key.json", functionKey="not-the-key-" + "k" * 20)
     refused = cli("list", "--sandbox", str(wrong_key))
@@ -243,13 +247,17 @@ def test_api_errors_exit_1_with_their_code_and_message(live: Live, cli) -> None:
     assert decided.err.startswith("error: 409 ManagedIdentityCluster: cluster aks-msi uses a managed identity")
 
 
-def test_usage_and_connection_errors_exit_2_with_a_clear_message(live: Live, cli,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    def refused(*args: str, says: str) -> None:
+def test_usage_errors_exit_2_and_connection_errors_1_with_a_clear_message(live: Live, cli,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(*args: str, says: str, status: int = 2) -> None:
         run = cli(*args)
-        assert run.status == 2, (args, run)
+        assert run.status == status, (args, run)
         assert run.out == ""
         assert says in run.err, (args, run.err)
+        # A usage error: the command's usage, then the one line saying what is wrong; any other error: one line.
+        assert len(run.err.splitlines()) == 1 or (status == 2 and run.err.startswith("usage: python -m remediation")
+                                                  and run.err.splitlines()[-1].startswith("python -m remediation ")
+                                                  and ": error: " in run.err.splitlines()[-1]), run.err
 
     refused("list", says="missing --api URL (or REMEDIATOR_API_URL), --function-key KEY")
     refused("list", "--api", "not a url", "--function-key", "k", "--app-id-uri", "api://x",
@@ -269,13 +277,14 @@ def test_usage_and_connection_errors_exit_2_with_a_clear_message(live: Live, cli
     refused("list", "--limit", "500", "--sandbox", str(live.info), says="from 1 to 200")
     # The API not listening: said so, after the token was obtained (and not printed).
     closed = live.info_file("closed.json", functions=f"http://127.0.0.1:{free_port()}")
-    refused("list", "--sandbox", str(closed), says="cannot reach the API at http://127.0.0.1:")
+    refused("list", "--sandbox", str(closed), says="cannot reach the API at http://127.0.0.1:", status=1)
     # The environment fills in the options; the Azure CLI's token is then asked for (no `az` here, or no
     # login for this made-up API): no token, exit 2.
     monkeypatch.setenv("REMEDIATOR_API_URL", live.worker.url)
     monkeypatch.setenv("REMEDIATOR_FUNCTION_KEY", live.worker.function_key)
     monkeypatch.setenv("REMEDIATOR_API_APP_ID_URI", live.sandbox.api_app_id_uri)
-    refused("list", says=f"cannot get a token for {live.sandbox.api_app_id_uri}/.default as the Azure CLI's account")
+    refused("list", says=f"cannot get a token for {live.sandbox.api_app_id_uri}/.default as the Azure CLI's account",
+            status=1)
 
 
 def test_a_secret_in_an_error_message_is_scrubbed_before_it_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -316,8 +325,9 @@ def test_the_fan_out_and_retired_passwords_are_shown_when_present() -> None:
     lines = out.splitlines()
     assert "  mode            remediate" in lines and "  application     appId app-1" in lines
     clusters = out.split("Clusters using this application\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert clusters[1].split()[:6] == ["rg-a/aks-a", "Succeeded", "Reset", "1", "2025-06-01", "10:04:00"]
-    assert clusters[2].split() == ["rg-b/aks-b", "Failed"]
+    assert len(clusters[1].split()) == 6 and set(clusters[1].replace(" ", "")) == {"-"}  # a rule under each heading
+    assert clusters[2].split()[:6] == ["rg-a/aks-a", "Succeeded", "Reset", "1", "2025-06-01", "10:04:00"]
+    assert clusters[3].split() == ["rg-b/aks-b", "Failed"]
     assert "key-old  abc   2025-05-01 00:00:00  2025-06-01 10:05:00" in out
     assert "Error\n  ResetFailed: aks-b did not come back" in out
     # The long detail is wrapped, not cut; only an ARM id runs over, kept whole to be copied.
@@ -337,10 +347,20 @@ def test_any_shape_renders_without_a_crash(view: Any) -> None:
     assert decisions_table([view], width=80)
 
 
+def test_a_narrow_terminal_cuts_the_last_cell_but_never_drops_a_column() -> None:
+    view = {**FANNED_OUT, "reason": "why " * 50,
+            "clusterResourceId": FANNED_OUT["clusterResourceId"].replace("aks-a", "aks-" + "long" * 20)}
+    header, rule, row = remediations_table([view], width=60).splitlines()
+    assert header.split() == ["ID", "CLUSTER", "STATUS", "SOURCE", "CREATED", "(UTC)", "REASON"]
+    assert row.split()[0] == "4c1d2e3f" and row.endswith("…")
+    assert len(row.split()[1]) == 44 and row.split()[1].endswith("…")  # a column is at most 44 wide
+    assert len(row) == len(rule) > 60  # the reason keeps 20 characters: the line runs over, no column is lost
+
+
 def test_text_from_the_api_cannot_forge_lines_or_move_the_cursor() -> None:
     view = {"id": "abc", "reason": "fine\n4c1d2e3f  forged/line  Succeeded\x1b[2J", "status": "Failed"}
     table = remediations_table([view], width=120)
-    assert "\x1b" not in table and len(table.splitlines()) == 2
+    assert "\x1b" not in table and len(table.splitlines()) == 3  # the headings, their rule, one row
     assert "\x1b" not in timeline(view, width=120)
 
 
@@ -389,6 +409,10 @@ def test_doctor_warns_of_an_expired_a_soon_ending_and_a_missing_cached_principal
     assert (found["sub-gone"]["level"], found["sub-gone"]["code"]) == ("error", "ApplicationNotFound")
     text = cli("doctor", "--file", str(path), "--sandbox", str(live.info))
     assert "[error] subscription sub-expired" in text.out and "fix: remove subscription sub-expired's entry" in text.out
+    # Every sign-in with a cached secret logged at --debug: the calls, never the secret (run_main checks them all).
+    debug = cli("doctor", "--file", str(path), "--sandbox", str(live.info), "--debug")
+    assert debug.out == text.out and "oauth2/v2.0/token" in debug.err
+    assert "a-secret-of-a-deleted-app" not in debug.err
 
 
 def test_doctor_without_a_cache_says_so_and_a_broken_cache_is_a_clear_error(live: Live, cli) -> None:
@@ -397,7 +421,8 @@ def test_doctor_without_a_cache_says_so_and_a_broken_cache_is_a_clear_error(live
     broken = live.directory / "broken.json"
     broken.write_text('{"sub": {"service_principal": "x", "client_secret": ')
     run = cli("doctor", "--file", str(broken), "--sandbox", str(live.info))
-    assert run.status == 2 and "is not JSON" in run.err and "client_secret" not in run.err
+    assert run.status == 1 and "is not JSON" in run.err and "client_secret" not in run.err
+    assert run.out == "" and len(run.err.splitlines()) == 1
 
 
 # ---------------------------------------------------------------- fleet health
@@ -420,3 +445,74 @@ def test_health_prints_every_cluster_with_its_credential_health_and_writes_nothi
 def test_health_refuses_an_unknown_filter_with_a_clear_error(live: Live, cli) -> None:
     run = cli("health", "--sandbox", str(live.info), "--only", "broken")
     assert run.status == 1 and "InvalidHealthFilter" in run.err, run
+
+
+# ---------------------------------------------------------------- in the Azure CLI's shape
+
+
+def test_health_in_each_of_the_azure_clis_formats_and_with_a_query(live: Live, cli) -> None:
+    sandbox = ("--sandbox", str(live.info), "--as", "auditor")
+    table = cli("health", *sandbox, "-o", "table")
+    assert (table.status, table.err) == (0, "")
+    header, rule, *rows = table.out.splitlines()
+    assert header.split()[:5] == ["CLUSTER", "HEALTH", "DAYS", "LEFT", "ENDS"]
+    assert set(rule.replace(" ", "")) == {"-"}
+    assert table.out == cli("health", *sandbox).out  # table is the default
+    document = json.loads(cli("health", *sandbox, "-o", "json").out)
+    expired = json.loads(cli("health", *sandbox, "-o", "json", "--query", "value[?health=='expired'].name").out)
+    assert expired == ["aks-payments"]
+    tsv = cli("health", *sandbox, "-o", "tsv", "--query", "value[].[name, health]")
+    assert sorted(line.split("\t") for line in tsv.out.splitlines()) == sorted(
+        [c["name"], c["health"]] for c in document["value"])
+    assert cli("health", *sandbox, "-o", "tsv", "--query", "counts.expired").out == "1\n"
+    chosen = cli("health", *sandbox, "--query", "value[?health=='expired'].{Name: name, Health: health}").out
+    assert chosen.splitlines()[0].split() == ["Name", "Health"] and chosen.splitlines()[2].split() == [
+        "aks-payments", "expired"]
+    as_yaml = yaml.safe_load(cli("health", *sandbox, "-o", "yaml").out)
+    assert {c["name"]: c["health"] for c in as_yaml["value"]} == {c["name"]: c["health"] for c in document["value"]}
+    assert cli("health", *sandbox, "-o", "none").out == ""
+
+
+def test_debug_and_verbose_log_the_calls_to_stderr_and_never_a_secret(live: Live, cli) -> None:
+    quiet = cli("list", "--sandbox", str(live.info))
+    debug = cli("list", "--sandbox", str(live.info), "--debug")
+    verbose = cli("list", "--sandbox", str(live.info), "--verbose")
+    assert quiet.err == "" and debug.out == verbose.out == quiet.out  # the logs go to stderr only
+    assert "INFO: remediation.cli.api: signed in as the sandbox's operator identity for api://" in debug.err
+    assert "DEBUG: remediation.cli.api: GET /api/remediations?limit=50: 200, " in debug.err
+    assert "urllib3" in debug.err  # the HTTP client's own lines too, as az --debug shows them
+    assert verbose.err.startswith("INFO: signed in as the sandbox's operator identity")
+    assert all(line.startswith(("INFO: ", "WARNING: ")) for line in verbose.err.splitlines())
+    # run_main has checked that neither holds the key, a client secret or anything like a token.
+
+
+def test_progress_is_drawn_on_a_terminal_and_the_output_stays_the_same(live: Live, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if k not in ENV}, "COLUMNS": "160"}
+    command = [sys.executable, "-m", "remediation", "health", "--sandbox", str(live.info), "--as", "auditor"]
+    root = Path(__file__).resolve().parent.parent
+    piped = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert (piped.returncode, piped.stderr) == (0, "")
+    main_fd, terminal = pty.openpty()
+    try:
+        done = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=terminal, env=env)
+        os.close(terminal)
+        out = done.communicate(timeout=120)[0].decode()
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(main_fd)
+    assert done.returncode == 0
+    assert out == piped.stdout
+    assert "Reading every cluster's credential health" in drawn.decode(errors="replace")

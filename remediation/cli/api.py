@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,22 +35,26 @@ ENV_KEY = "REMEDIATOR_FUNCTION_KEY"
 ENV_APP_ID_URI = "REMEDIATOR_API_APP_ID_URI"
 USER_AGENT = "aks-sp-remediator-cli"
 
+logger = logging.getLogger(__name__)
+
 
 class UsageError(Exception):
     """The command line, its environment or the sandbox's info file does not say where or as whom to ask,
-    or what. Exit 2."""
+    or what. Exit 2, as az's usage errors."""
 
 
 class NotAsked(Exception):
-    """The API could not be asked: unreachable, or no token. Exit 2."""
+    """The API could not be asked: unreachable, or no token. Exit 1, as az's errors."""
 
 
 class ApiError(Exception):
-    """The API answered with an error. Exit 1."""
+    """The API answered with an error. Exit 1; 3 when what was asked for does not exist (`not_found`: a 404 the API
+    explained, not the host's empty 404 for a route that is not there)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, not_found: bool | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+        self.not_found = status == 404 if not_found is None else not_found
 
 
 # ------------------------------------------------------------------------------------- where, as whom
@@ -306,6 +311,7 @@ class ApiClient:
                 raise NotAsked(f"cannot get a token for {self.target.scope} as {self.target.caller}: "
                                f"{_one_line(str(err))}") from err
             self._token, self._expires_on = access.token, access.expires_on
+            logger.info("signed in as %s for %s", self.target.caller, self.target.scope)
         return self._token
 
     def _send(self, method: str, url: str, *, params: Mapping[str, str] | None = None,
@@ -316,11 +322,15 @@ class ApiClient:
         headers = {"Accept": "application/json", "x-functions-key": self.target.function_key,
                    "Authorization": f"Bearer {self._bearer()}"}
         request = HttpRequest(method, url, params=dict(params or {}), json=json_body, headers=headers)
+        started = time.monotonic()
         try:
             response = self._client.send_request(request)
             raw = response.read()
         except (ServiceRequestError, ServiceResponseError) as err:
             raise NotAsked(f"cannot reach the API at {self.target.base_url}: {_one_line(str(err))}") from err
+        # The method, the path and the query (never a header: the key and the token travel there), the answer.
+        logger.debug("%s %s: %s, %d bytes in %.0f ms", method, urlsplit(request.url)._replace(
+            scheme="", netloc="").geturl(), response.status_code, len(raw), (time.monotonic() - started) * 1000)
         try:
             body = json.loads(raw) if raw.strip() else None
         except (ValueError, RecursionError):
@@ -347,7 +357,7 @@ def _api_error(status: int, body: Any, retry_after: str | None) -> ApiError:
              404: ("NotFound", "no such route: is --api the function app's base URL?"),
              405: ("MethodNotAllowed", "the route does not take this method: is --api the function app's base URL?")}
     code, message = hints.get(status, (f"HTTP{status}", "the API answered with an error and no JSON body"))
-    return ApiError(status, code, message)
+    return ApiError(status, code, message, not_found=False)
 
 
 def _one_line(message: str, most: int = 600) -> str:

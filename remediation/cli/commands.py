@@ -1,45 +1,54 @@
 """The operator's commands over the remediator's HTTP API: `list`, `show`, `decisions`, `dry-run`,
-`orphans` and `health`; and `doctor`, a check of this machine's Azure CLI cache (remediation/cli/doctor.py).
+`orphans` and `health`; `doctor`, a check of this machine's Azure CLI cache (remediation/cli/doctor.py);
+`preflight`, before `azd up` (remediation/cli/preflight.py); and `completion`, the shell's.
 
-    python -m remediation list [--cluster ID] [--active] [--limit N] [--json]
-    python -m remediation show ID [--json]
-    python -m remediation decisions [--cluster ID] [--limit N] [--json]
-    python -m remediation dry-run CLUSTER_ID [--reason TEXT] [--wait SECONDS] [--json]
-    python -m remediation orphans [--json]
-    python -m remediation health [--only expired,expiring] [--json]
-    python -m remediation doctor [--file PATH] [--warn-days N] [--tenant ID] [--json]
+    python -m remediation list [--cluster ID] [--active] [--limit N]
+    python -m remediation show ID
+    python -m remediation decisions [--cluster ID] [--limit N]
+    python -m remediation dry-run CLUSTER_ID [--reason TEXT] [--wait SECONDS]
+    python -m remediation orphans
+    python -m remediation health [--only expired,expiring]
+    python -m remediation doctor [--file PATH] [--warn-days N] [--tenant ID]
+    python -m remediation preflight [--cloud NAME] [--credential azd|cli|default]
+    python -m remediation completion bash
 
-Where and as whom, on every command: the deployed app with `--api URL --function-key KEY
+Every command but `completion` takes the Azure CLI's global arguments: `--output/-o
+table|json|jsonc|yaml|yamlc|tsv|none` (default table) and `--query JMESPATH`, with az's semantics
+(remediation/cli/output.py), and `--verbose`, `--debug`, `--only-show-errors`. `--json` is a deprecated,
+hidden alias of `-o json` (it prints the same document it always printed, and a warning).
+
+Where and as whom, on every API command: the deployed app with `--api URL --function-key KEY
 --app-id-uri URI` (or REMEDIATOR_API_URL, REMEDIATOR_FUNCTION_KEY, REMEDIATOR_API_APP_ID_URI) and
 a token from azure-identity for `<app id uri>/.default` (AzureCliCredential, what `az login` gives;
 `--credential default` for DefaultAzureCredential); or the local sandbox with `--sandbox INFO_FILE`,
 the JSON line `python -m sandbox serve` prints, as its operator identity (`--as auditor`: the
 read-only one).
 
-Exit status: 0 done; 1 the API answered an error (its code and message are printed); 2 the API was
-not asked: a usage error, a missing or malformed option, an unreachable API, no token. The function
-key, the token and the sandbox's client secrets are sent only in request headers and the token
-request; nothing printed (errors included) contains them.
+Exit status, as az's: 0 done; 1 an error (the API's, printed with its code; an unreachable API; no
+token; a query that fails on the result; a dry run that failed; for doctor and preflight, a finding
+that needs action); 2 a usage error (an option missing or malformed, or the files and variables they
+name); 3 not found (the API's 404: `show` of an unknown remediation). Errors are one line on stderr.
+The function key, the token and the sandbox's client secrets are sent only in request headers and the
+token request; nothing printed or logged (errors included) contains them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
-import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
 from remediation.app.settings import CLOUD_ENDPOINTS
+from remediation.cli import console, output, render
 from remediation.cli import doctor as doctor_module
-from remediation.cli import render
 from remediation.cli.api import (
     ENV_API,
     ENV_APP_ID_URI,
@@ -55,9 +64,13 @@ from remediation.cli.api import (
     sandbox_azure,
     token_tenant,
 )
+from remediation.cli.output import OutputError, emit
 from remediation.cli.preflight import PUBLIC_CLOUD
 from remediation.errors import AuthenticationUnavailableError, InvalidInputError, RemediationError
 from remediation.ids import ClusterId
+
+# Exit statuses, as the Azure CLI's (and 130 for Ctrl-C, as a shell's).
+OK, ERROR, USAGE, NOT_FOUND, INTERRUPTED = 0, 1, 2, 3, 130
 
 MOST = 200  # the API's largest page
 TERMINAL = frozenset({"Succeeded", "Failed", "Planned"})
@@ -78,21 +91,18 @@ def list_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     if args.active:
         params["active"] = "true"
     body = api.get("remediations", params).body
-    if args.json:
-        return _dump(body, out)
-    views = render.items(field_of(body, "value"))
-    if args.active:  # a cluster's list is not filtered by the API
-        views = [v for v in views if render.text(field_of(v, "status")) not in TERMINAL]
-    out.write(render.remediations_table(views, width=_width()) + "\n")
-    return 0
+    if args.active and isinstance(body, dict):  # a cluster's list is not filtered by the API
+        body = {**body, "value": [v for v in render.items(body.get("value"))
+                                  if render.text(field_of(v, "status")) not in TERMINAL]}
+    emit(args, out, body, lambda result, width, color: render.remediations_table(
+        render.items(field_of(result, "value")), width=width, color=color) + "\n")
+    return OK
 
 
 def show_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     view = api.get(f"remediations/{quote(_full_id(args.id, api), safe='')}").body
-    if args.json:
-        return _dump(view, out)
-    out.write(render.timeline(view, width=_width()))
-    return 0
+    emit(args, out, view, lambda result, width, color: render.timeline(result, width=width, color=color))
+    return OK
 
 
 def decisions_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
@@ -100,15 +110,15 @@ def decisions_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> 
     if args.cluster:
         params["clusterResourceId"] = args.cluster
     body = api.get("decisions", params).body
-    if args.json:
-        return _dump(body, out)
-    out.write(render.decisions_table(render.items(field_of(body, "value")), width=_width()) + "\n")
-    return 0
+    emit(args, out, body, lambda result, width, color: render.decisions_table(
+        render.items(field_of(result, "value")), width=width, color=color) + "\n")
+    return OK
 
 
 def dry_run_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     """POST a dry run, then follow it (its Location) until it is planned, for at most --wait seconds.
-    Exit 1 if the API refuses it or the dry run fails; 0 if it is planned, or still running when the wait ends."""
+    Exit 1 if the API refuses it or the dry run fails; 0 if it is planned, or still running when the wait ends.
+    The result: the remediation's view with the decision."""
     request: dict[str, Any] = {"clusterResourceId": args.cluster_id, "dryRun": True}
     if args.reason:
         request["reason"] = args.reason
@@ -116,54 +126,35 @@ def dry_run_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> in
     decision = field_of(answer.body, "decision")
     view = _follow(api, answer, args.wait)
     status = render.text(field_of(view, "status"))
-    if args.json:
-        _dump({**view, "decision": decision} if isinstance(view, dict) else view, out)
-        return 1 if status == "Failed" else 0
-    width = _width()
-    code, message = render.text(field_of(decision, "code")), render.text(field_of(decision, "message"))
-    joined = " (joined, already running)" if answer.status == 200 else ""
-    out.write(f"Decision {code}: {message}\n" if code else "")
-    out.write(f"Remediation {render.text(field_of(view, 'id'))}{joined} of "
-              f"{render.cluster_label(field_of(view, 'clusterResourceId'))}\n")
-    if status not in TERMINAL:
-        out.write(f"Still {status or 'unknown'} after {args.wait:g} s: `python -m remediation show "
-                  f"{render.text(field_of(view, 'id'))}` shows it once it is planned.\n")
-        return 0
-    out.write(f"{status}: {render.text(field_of(view, 'reason'))}\n\n")
-    if status == "Failed":
-        out.write(render.timeline(view, width=width))
-        return 1
-    out.write(render.plan_text(render.items(field_of(view, "plan")), width=width) + "\n")
-    return 0
+    result = {**view, "decision": decision} if isinstance(view, dict) else view
+    joined = answer.status == 200
+    emit(args, out, result, lambda result, width, color: render.dry_run_text(
+        result, joined=joined, waited=args.wait, width=width, color=color))
+    return ERROR if status == "Failed" else OK
 
 
 def orphans_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     """Applications the remediator owns or minted passwords on that no cluster in scope uses; nothing deleted."""
     body = api.get("orphans").body
-    if args.json:
-        return _dump(body, out)
-    found = render.items(field_of(body, "value"))
-    if not found:
-        out.write("No orphaned applications: every application the remediator owns or minted for is in use.\n")
-        return 0
-    for orphan in found:
-        out.write(f"{render.text(field_of(orphan, 'displayName'))} ({render.text(field_of(orphan, 'appId'))}): "
-                  f"{', '.join(render.text(r) for r in render.items(field_of(orphan, 'reasons')))}\n")
-        for password in render.items(field_of(orphan, "passwords")):
-            state = "expired" if field_of(password, "expired") else "ends"
-            out.write(f"    password {render.text(field_of(password, 'keyId'))} {state} "
-                      f"{render.text(field_of(password, 'endDateTime'))}\n")
-        out.write(f"    delete: {render.text(field_of(orphan, 'deleteCommand'))}\n")
-    return 0
+    emit(args, out, body, lambda result, width, color: render.orphans_text(render.items(field_of(result, "value"))))
+    return OK
 
 
 def health_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
     """Every cluster's credential health, read now (Resource Graph, Graph); nothing is written."""
-    body = api.get("health", {"health": args.only} if args.only else None).body
-    if args.json:
-        return _dump(body, out)
-    out.write(render.health_table(body, width=_width()) + "\n")
-    return 0
+    with console.progress("Reading every cluster's credential health"):
+        body = api.get("health", {"health": args.only} if args.only else None).body
+    if getattr(args, "html", None):  # one self-contained page instead (remediation/cli/report.py)
+        from remediation.cli.report import health_html
+        try:
+            Path(args.html).write_text(health_html(body), encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot write {args.html}: {err.strerror or err}") from err
+        out.write(f"Wrote {args.html}: {len(render.items(field_of(body, 'value')))} cluster(s), the report taken "
+                  f"{render.when(field_of(body, 'generatedAt'))} UTC.\n")
+        return OK
+    emit(args, out, body, lambda result, width, color: render.health_table(result, width=width, color=color) + "\n")
+    return OK
 
 
 def _follow(api: ApiClient, answer: Answer, wait: float) -> Any:
@@ -173,11 +164,18 @@ def _follow(api: ApiClient, answer: Answer, wait: float) -> Any:
         return view
     url = answer.location if answer.location and api.same_origin(answer.location) else \
         api.url(f"remediations/{quote(remediation_id, safe='')}")
-    deadline, delay = time.monotonic() + wait, 0.25
-    while render.text(field_of(view, "status")) not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-        delay = min(delay * 2, 2.0)
-        view = api.get_url(url).body
+    started = time.monotonic()
+    deadline, delay = started + wait, 0.25
+    if render.text(field_of(view, "status")) in TERMINAL or wait <= 0:
+        return view
+    with console.progress(f"Waiting for the plan ({render.text(field_of(view, 'status')) or 'unknown'})",
+                          total=wait) as shown:
+        while render.text(field_of(view, "status")) not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, 2.0)
+            view = api.get_url(url).body
+            shown.update(f"Waiting for the plan ({render.text(field_of(view, 'status')) or 'unknown'})",
+                         time.monotonic() - started)
     return view
 
 
@@ -195,15 +193,6 @@ def _full_id(given: str, api: ApiClient) -> str:
     if len(found) > 1:
         raise UsageError(f"{given} is the start of {len(found)} remediation ids: {', '.join(found[:5])}; give more")
     return found[0]
-
-
-def _dump(body: Any, out: TextIO) -> int:
-    out.write(json.dumps(body, indent=2, ensure_ascii=False) + "\n")
-    return 0
-
-
-def _width() -> int:
-    return max(shutil.get_terminal_size((120, 24)).columns, 60)
 
 
 # ------------------------------------------------------------------------------------------- arguments
@@ -260,71 +249,75 @@ def _connection_options() -> argparse.ArgumentParser:
 
 
 def add_operator_commands(commands: Any) -> None:
-    """Add list, show, decisions and dry-run to `python -m remediation`'s subcommands."""
-    connection = _connection_options()
+    """Add the operator's commands to `python -m remediation`'s subcommands: list, show, decisions, dry-run, orphans,
+    health (over the API), doctor, preflight and completion. Each data command takes the global arguments
+    (remediation/cli/output.py: --output/-o, --query, --verbose, --debug, --only-show-errors)."""
+    connection, shown = _connection_options(), output.global_options()
     listing = commands.add_parser(
-        "list", parents=[connection], help="list remediations, newest first",
-        description="Remediations as a table, newest first: the fleet's, or one cluster's with --cluster.")
+        "list", parents=[connection, shown], help="list remediations, newest first",
+        description="Remediations as a table, newest first: the fleet's, or one cluster's with --cluster. The "
+                    "result (-o json) is the API's answer: {\"value\": [remediation, ...]}.")
     listing.add_argument("--cluster", type=_cluster_id, metavar="ID", help="one cluster's (its ARM resource id)")
     listing.add_argument("--active", action="store_true", help="unfinished ones only")
     listing.add_argument("--limit", type=_limit, default=50, metavar="N", help=f"at most N (1-{MOST}; default 50)")
-    listing.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     listing.set_defaults(run=_api_command(list_command, listing))
 
     show = commands.add_parser(
-        "show", parents=[connection], help="show one remediation's timeline",
+        "show", parents=[connection, shown], help="show one remediation's timeline",
         description="One remediation: cluster, application, status, cause and requester; each step with its time, "
                     "code and detail; the clusters sharing its application and the passwords it retired; its error "
-                    "or plan.")
+                    "or plan. Exit 3 when there is no such remediation.")
     show.add_argument("id", type=_remediation_id, metavar="ID",
                       help="the remediation id, or its start as `list` shows it")
-    show.add_argument("--json", action="store_true", help="print the API's JSON")
     show.set_defaults(run=_api_command(show_command, show))
 
     decisions = commands.add_parser(
-        "decisions", parents=[connection], help="list decisions with their reason codes",
-        description="What was decided for each hint (event, sweep, operator) and why, newest first.")
+        "decisions", parents=[connection, shown], help="list decisions with their reason codes",
+        description="What was decided for each hint (event, sweep, operator) and why, newest first. The result: "
+                    "{\"value\": [decision, ...]}.")
     decisions.add_argument("--cluster", type=_cluster_id, metavar="ID", help="one cluster's (its ARM resource id)")
     decisions.add_argument("--limit", type=_limit, default=50, metavar="N", help=f"at most N (1-{MOST}; default 50)")
-    decisions.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     decisions.set_defaults(run=_api_command(decisions_command, decisions))
 
     dry_run = commands.add_parser(
-        "dry-run", parents=[connection], help="plan a remediation of one cluster; writes nothing to Azure",
+        "dry-run", parents=[connection, shown], help="plan a remediation of one cluster; writes nothing to Azure",
         description="Ask for a dry run (needs Remediations.Write): print the decision, wait for the plan and "
-                    "print it. Nothing is written to Azure.")
+                    "print it. Nothing is written to Azure. The result: the remediation with its \"decision\".")
     dry_run.add_argument("cluster_id", type=_cluster_id, metavar="CLUSTER_ID", help="the cluster's ARM resource id")
     dry_run.add_argument("--reason", metavar="TEXT", help="why (recorded as the cause)")
     dry_run.add_argument("--wait", type=_seconds, default=30.0, metavar="SECONDS",
                          help="how long to wait for the plan (default 30; 0: do not wait)")
-    dry_run.add_argument("--json", action="store_true", help="print the remediation's JSON, with the decision")
     dry_run.set_defaults(run=_api_command(dry_run_command, dry_run))
 
     orphans = commands.add_parser(
-        "orphans", parents=[connection], help="list applications the remediator left that no cluster uses",
+        "orphans", parents=[connection, shown], help="list applications the remediator left that no cluster uses",
         description="Applications the remediator owns, or that hold passwords it minted, that no cluster in its "
                     "scope uses any more: their passwords' end dates and the command to delete each. Nothing is "
-                    "deleted.")
-    orphans.add_argument("--json", action="store_true", help="print the API's JSON")
+                    "deleted. The result: {\"value\": [application, ...]}.")
     orphans.set_defaults(run=_api_command(orphans_command, orphans))
 
     health = commands.add_parser(
-        "health", parents=[connection], help="show every cluster's credential health",
+        "health", parents=[connection, shown], help="show every cluster's credential health",
         description="Every service-principal cluster in scope, read now through Resource Graph and Graph: healthy,"
                     " expiring within REMEDIATOR_EXPIRY_WARNING_DAYS, expired now, application missing, or managed"
-                    " identity; with the permanent fix (a managed identity). Nothing is written.")
+                    " identity; with the permanent fix (a managed identity). Nothing is written. The result: "
+                    "{\"value\": [cluster, ...], \"counts\", \"applications\", \"daysToNearestExpiry\", ...}; e.g. "
+                    "-o tsv --query \"value[?health=='expired'].name\".")
     health.add_argument("--only", metavar="HEALTH[,HEALTH]", help="only these (expired, expiring, healthy,"
                                                                    " applicationMissing, managedIdentity)")
-    health.add_argument("--json", action="store_true", help="print the API's JSON")
+    health.add_argument("--html", metavar="PATH", help="write the report as one self-contained HTML page to PATH (an "
+                        "expiry timeline, the counts, every cluster with its fix) instead of printing it")
     health.set_defaults(run=_api_command(health_command, health))
 
     doctor = commands.add_parser(
-        "doctor", help="check the Azure CLI's cached AKS service principal (~/.azure/aksServicePrincipal.json)",
+        "doctor", parents=[shown],
+        help="check the Azure CLI's cached AKS service principal (~/.azure/aksServicePrincipal.json)",
         description="`az aks create` reuses the service principal cached in ~/.azure/aksServicePrincipal.json, "
                     "whose secret the CLI made valid for a year. For each cached entry: does the application "
                     "exist (Graph), does the secret still sign in (Entra ID), when do its passwords end; a warning "
-                    "and the fix when it has expired or ends soon. The secret is never printed. Exit 0: all "
-                    "fine (or no cache); 1: a warning or error; 2: the check could not run.")
+                    "and the fix when it has expired or ends soon. The secret is never printed. The result: "
+                    "{\"file\", \"findings\": [...]}. Exit 0: all fine (or no cache); 1: a warning, or an error "
+                    "(the cache unreadable, no sign-in); 2: a usage error.")
     doctor.add_argument("--file", metavar="PATH", help=f"the cache (default {doctor_module.CACHE_FILE})")
     doctor.add_argument("--warn-days", type=_days, default=doctor_module.WARN_DAYS, metavar="N",
                         help=f"warn when a password ends within N days (default {doctor_module.WARN_DAYS})")
@@ -334,19 +327,22 @@ def add_operator_commands(commands: Any) -> None:
                         "`az login` signed in, the default) or default (DefaultAzureCredential)")
     doctor.add_argument("--sandbox", metavar="INFO_FILE", help="check against the local sandbox instead (the "
                         "JSON line `python -m sandbox serve` prints), as its operator")
-    doctor.add_argument("--json", action="store_true", help="print the findings as JSON")
-    doctor.set_defaults(run=_doctor)
-    add_preflight_command(commands)
+    doctor.set_defaults(run=_edge(_doctor, doctor))
+    add_preflight_command(commands, shown)
+    add_completion_command(commands)
 
 
-def add_preflight_command(commands: Any) -> None:
+def add_preflight_command(commands: Any, shown: argparse.ArgumentParser | None = None) -> None:
     preflight = commands.add_parser(
-        "preflight", help="check, before `azd up`, what would make the deployment fail or overlap another remediator",
+        "preflight", parents=[shown or output.global_options()],
+        help="check, before `azd up`, what would make the deployment fail or overlap another remediator",
         description="Read the deployment from the environment (the azd environment, as infra/main.bicepparam reads "
                     "it) and check with the deployer's own sign-in: the cloud (the Graph Bicep extension is public "
                     "cloud only), Flex Consumption in the region, the Entra roles the Graph modules need, another "
                     "remediator acting on the same clusters, and REMEDIATOR_ASSIGNABLE_ROLE_IDS. Writes nothing. "
-                    "Exit 0: ready (warnings allowed); 1: a check failed; 2: the preflight could not run.")
+                    "The result: {\"environment\", \"passed\", \"findings\": [...], ...}. Exit 0: ready (warnings "
+                    "allowed); 1: a check failed, or the checks could not run (no sign-in); 2: a usage error (the "
+                    "options, or the deployment's environment).")
     preflight.add_argument("--cloud", default=PUBLIC_CLOUD, metavar="NAME",
                            help=f"the cloud azd deploys to: {', '.join(CLOUD_ENDPOINTS)} (default {PUBLIC_CLOUD}; "
                                 "azure.yaml's hook passes `azd config get cloud.name`)")
@@ -355,45 +351,56 @@ def add_preflight_command(commands: Any) -> None:
                                 "(DefaultAzureCredential)")
     preflight.add_argument("--sandbox", metavar="INFO_FILE", help="rehearse against the local sandbox (the JSON line "
                            "`python -m sandbox serve` prints), as its operator")
-    preflight.add_argument("--json", action="store_true", help="print the findings as JSON")
-    preflight.set_defaults(run=_preflight)
+    preflight.set_defaults(run=_edge(_preflight, preflight))
 
 
-def _preflight(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """The edge of `preflight`: read the deployment, build the reader for Azure or the sandbox, gather, check, print.
-    Exit 2 when it cannot run: its input, the sign-in, or an answer it cannot read at all."""
+def add_completion_command(commands: Any) -> None:
+    completion = commands.add_parser(
+        "completion", help="print the shell code that completes `python -m remediation` (bash)",
+        description="Print bash code completing `python -m remediation` (commands, options, their choices) with "
+                    "argcomplete; load it with: eval \"$(python -m remediation completion bash)\" (in ~/.bashrc to "
+                    "keep it). It completes `python`, `python3` and `python3.N` command lines that run `-m "
+                    "remediation`, and leaves the others to the completion they had.")
+    completion.add_argument("shell", choices=("bash",), help="the shell (bash)")
+    completion.set_defaults(run=_completion)
+
+
+def _completion(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from remediation.cli.completion import script
+
+    sys.stdout.write(script(args.shell))
+    return OK
+
+
+def _preflight(args: argparse.Namespace, out: TextIO) -> int:
+    """`preflight`: read the deployment, build the reader for Azure or the sandbox, gather, check, print."""
     from remediation.cli import preflight
 
     try:
         from remediation.adapters.deployment import AzureDeploymentReader
     except ImportError as err:
-        print(f"error: {err.name} is not installed: python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
-              file=sys.stderr)
-        return 2
-    _quiet_azure_logs()
+        raise Failed(f"{err.name} is not installed: python3 -m venv .venv && .venv/bin/pip install -r "
+                     "requirements.txt") from err
     cloud = args.cloud.strip().strip('"') or PUBLIC_CLOUD
     try:
         deployment = preflight.Deployment.from_environment(os.environ, cloud=cloud)
-        if args.sandbox:
-            sandbox = sandbox_azure(Path(args.sandbox))
-            reader = AzureDeploymentReader(sandbox.credential, arm_endpoint=sandbox.arm, graph_endpoint=sandbox.graph,
-                                           connection_verify=sandbox.ca)
-        elif cloud in CLOUD_ENDPOINTS:
-            arm, graph = CLOUD_ENDPOINTS[cloud]
-            reader = AzureDeploymentReader(azure_credential(args.credential), arm_endpoint=arm, graph_endpoint=graph)
-        else:
-            raise UsageError(f"unknown cloud {cloud!r}: one of {', '.join(CLOUD_ENDPOINTS)}")
-        report = preflight.run(deployment, preflight.gather(deployment, reader))
-    except (InvalidInputError, UsageError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except AuthenticationUnavailableError as err:
-        print(f"error: {err} (sign in with `azd auth login`, or choose --credential)", file=sys.stderr)
-        return 2
-    if args.json:
-        _dump(report.view(), sys.stdout)
+    except InvalidInputError as err:
+        raise UsageError(str(err)) from err
+    if args.sandbox:
+        sandbox = sandbox_azure(Path(args.sandbox))
+        reader = AzureDeploymentReader(sandbox.credential, arm_endpoint=sandbox.arm, graph_endpoint=sandbox.graph,
+                                       connection_verify=sandbox.ca)
+    elif cloud in CLOUD_ENDPOINTS:
+        arm, graph = CLOUD_ENDPOINTS[cloud]
+        reader = AzureDeploymentReader(azure_credential(args.credential), arm_endpoint=arm, graph_endpoint=graph)
     else:
-        sys.stdout.write(preflight.render(report))
+        raise UsageError(f"unknown cloud {cloud!r}: one of {', '.join(CLOUD_ENDPOINTS)}")
+    try:
+        with console.progress(f"Checking the deployment of {deployment.environment_name}"):
+            report = preflight.run(deployment, preflight.gather(deployment, reader))
+    except AuthenticationUnavailableError as err:
+        raise Failed(f"{err} (sign in with `azd auth login`, or choose --credential)") from err
+    emit(args, out, report.view(), lambda result, width, color: preflight.render(report))
     return report.exit_status
 
 
@@ -403,24 +410,20 @@ def _days(value: str) -> int:
     return int(value)
 
 
-def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """The edge of `doctor`: build Graph and the sign-in for Azure or the sandbox, run the check, print."""
-    _quiet_azure_logs()
+def _doctor(args: argparse.Namespace, out: TextIO) -> int:
+    """`doctor`: build Graph and the sign-in for Azure or the sandbox, run the check, print."""
     path = doctor_module.cache_path(args.file)
     try:
         cached = doctor_module.read_cache(path) or []
-        findings: list[doctor_module.Finding] = []
-        if cached:  # no cache, nothing to sign in for
-            application, sign_in = doctor_clients(args, os.environ)
-            findings = doctor_module.run(cached, application=application, sign_in=sign_in,
-                                         warn_days=args.warn_days)
-    except (doctor_module.CacheError, UsageError, NotAsked, RemediationError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        _dump({"file": str(path), "findings": [f.view() for f in findings]}, sys.stdout)
-    else:
-        sys.stdout.write(doctor_module.render(findings, path))
+    except doctor_module.CacheError as err:
+        raise Failed(str(err)) from err
+    findings: list[doctor_module.Finding] = []
+    if cached:  # no cache, nothing to sign in for
+        application, sign_in = doctor_clients(args, os.environ)
+        with console.progress(f"Checking {len(cached)} cached service principal(s)"):
+            findings = doctor_module.run(cached, application=application, sign_in=sign_in, warn_days=args.warn_days)
+    emit(args, out, {"file": str(path), "findings": [f.view() for f in findings]},
+         lambda result, width, color: doctor_module.render(findings, path))
     return doctor_module.exit_status(findings)
 
 
@@ -446,45 +449,93 @@ def doctor_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
     return graph.get_application_by_app_id, sign_in.sign_in
 
 
+# ------------------------------------------------------------------------------------------------ edges
+
+
+class Failed(Exception):
+    """The command could not do its work (not a usage error): its message, exit 1."""
+
+
 def _api_command(command: Command, parser: argparse.ArgumentParser
                  ) -> Callable[[argparse.Namespace, argparse.ArgumentParser], int]:
-    """The edge of every API command: resolve the target (a usage error exits 2 with `parser`'s usage), run,
-    and turn each failure into its message and exit status. Messages are scrubbed of the key, the client
-    secret and the token besides, though none is ever meant to hold them."""
-    def run(args: argparse.Namespace, _: argparse.ArgumentParser) -> int:
-        _quiet_azure_logs()
+    """The edge of every API command: resolve the target, build the client, run; `_edge` maps the failures and
+    scrubs what the client holds (its key, client secret and token) from every line."""
+    clients: list[ApiClient] = []
+
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        api = ApiClient(resolve_target(args, os.environ))
+        clients.append(api)
         try:
-            target = resolve_target(args, os.environ)
-        except UsageError as err:
-            parser.error(str(err))
-        api = ApiClient(target)
-        try:
-            return command(args, api, sys.stdout)
-        except ApiError as err:
-            _complain(f"error: {err}", api)
-            return 1
-        except NotAsked as err:
-            _complain(f"error: {err}", api)
-            return 2
-        except UsageError as err:
-            _complain(f"error: {err}", api)
-            return 2
-        except KeyboardInterrupt:
-            return 130
+            return command(args, api, out)
         finally:
             api.close()
+
+    return _edge(run, parser, secrets=lambda: [secret for api in clients for secret in api.secrets()])
+
+
+def _edge(command: Callable[[argparse.Namespace, TextIO], int], parser: argparse.ArgumentParser, *,
+          secrets: Callable[[], list[str]] = list) -> Callable[[argparse.Namespace, argparse.ArgumentParser], int]:
+    """Run a command with its logs, and turn each failure into one line on stderr and az's exit status: 1 an error
+    (the API's, an unreachable API, no token, a query that fails), 2 a usage error (with the command's usage), 3
+    the API's "not found". Every message is scrubbed of the key, the client secret and any token besides, though
+    none is ever meant to hold them; --debug adds the traceback of an unexpected error, scrubbed the same way."""
+    def run(args: argparse.Namespace, _: argparse.ArgumentParser) -> int:
+        _quiet_azure_logs()
+        with console.logs(args, secrets):
+            try:
+                status = command(args, sys.stdout)
+                sys.stdout.flush()  # here, where a reader that left (`| head`) is caught, not at exit
+                return status
+            except UsageError as err:
+                _print_usage(parser, console.redact(str(err), secrets()))
+                return USAGE
+            except ApiError as err:
+                _say(f"error: {err}", secrets())
+                return NOT_FOUND if err.not_found else ERROR
+            except (NotAsked, Failed, OutputError, RemediationError) as err:
+                _say(f"error: {err}", secrets())
+                return ERROR
+            except ImportError as err:  # the CLI's own packages are not installed with what is deployed
+                _say(f"error: {err.name or err} is not installed: {output.INSTALL}", secrets())
+                return ERROR
+            except KeyboardInterrupt:
+                return INTERRUPTED
+            except BrokenPipeError:
+                _stdout_to_devnull()  # `| head`: the reader left; nothing more to say, as az says nothing
+                return OK
+            except Exception as err:  # noqa: BLE001 - the edge: one line, the traceback only with --debug
+                if args.debug:
+                    sys.stderr.write(console.redact(traceback.format_exc(), secrets()))
+                _say(f"error: the command failed unexpectedly: {type(err).__name__}: {err}"
+                     + ("" if args.debug else " (--debug shows the traceback)"), secrets())
+                return ERROR
     return run
+
+
+def _print_usage(parser: argparse.ArgumentParser, message: str) -> None:
+    parser.print_usage(sys.stderr)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _quiet_azure_logs() -> None:
     """azure-identity logs a failed sign-in at WARNING besides raising it, and with no handler configured
-    Python would print that to stderr: the error is printed once, by `run`, instead."""
+    Python would print that to stderr: the error is printed once, by the edge, instead."""
     azure = logging.getLogger("azure")
     if not any(isinstance(handler, logging.NullHandler) for handler in azure.handlers):
         azure.addHandler(logging.NullHandler())
 
 
+def _say(message: str, secrets: list[str]) -> None:
+    print(" ".join(console.redact(message, secrets).split()), file=sys.stderr)
+
+
 def _complain(message: str, api: ApiClient) -> None:
-    for secret in api.secrets():
-        message = message.replace(secret, "<redacted>")
-    print(message, file=sys.stderr)
+    _say(message, list(api.secrets()))

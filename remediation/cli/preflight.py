@@ -22,8 +22,9 @@ two, in order, each returning `Finding`s with a reason code, a message and what 
    assignments themselves (a replacement given one could grant anything).
 
 A fact that could not be read is a warning, not a pass, except where it hides a conflict: a remediator whose settings
-cannot be read is assumed to overlap. Exit status: 0 nothing failed (warnings allowed), 1 a check failed, 2 the
-preflight could not run (its own input or sign-in); the CLI (remediation/cli/commands.py) renders it.
+cannot be read is assumed to overlap. Exit status, as the Azure CLI's: 0 nothing failed (warnings allowed), 1 a check
+failed or the checks could not run (no sign-in), 2 a usage error (the options, or the deployment's environment); the
+CLI (remediation/cli/commands.py) renders it, as a table or in any of az's output formats.
 """
 
 from __future__ import annotations

@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 import textwrap
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 ELLIPSIS = "…"
 SHORT_ID = 8
 _CLUSTER_ID = re.compile(r"/resourceGroups/(?P<rg>[^/]+)/providers/[^/]+/[^/]+/(?P<name>[^/]+)", re.IGNORECASE)
-_GAP = "  "
 
 
 def text(value: Any) -> str:
@@ -28,8 +28,12 @@ def text(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    raw = value if isinstance(value, str) else str(value)
-    return "".join(" " if unicodedata.category(c).startswith("C") else c for c in raw).strip()
+    return printable(value if isinstance(value, str) else str(value)).strip()
+
+
+def printable(value: str) -> str:
+    """`value` with each control character (a tab, a newline, an escape) replaced by a space."""
+    return "".join(" " if unicodedata.category(c).startswith("C") else c for c in value)
 
 
 def field(view: Any, *path: str) -> Any:
@@ -76,50 +80,81 @@ def truncate(value: str, width: int) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, width: int, indent: str = "",
-          wrap: bool = False, widest: int = 44) -> str:
-    """Columns sized to their content (each at most `widest`); the last one takes what is left of `width`,
-    truncated with an ellipsis, or wrapped onto continuation lines with `wrap`."""
+          wrap: bool = False, widest: int = 44, color: bool = False,
+          style: Callable[[int, str], str | None] | None = None) -> str:
+    """Columns sized to their content (each at most `widest`, cut with an ellipsis), a dashed rule under the
+    headings as az's tables have; the last column takes what is left of `width`, cut with an ellipsis, or wrapped
+    onto continuation lines with `wrap` (a word longer than the column is folded, never cut). Drawn by rich; cells
+    are plain text, never markup. `style(column, cell)` names a rich style for a cell, shown only with `color`."""
     if not rows:
         return ""
-    columns = len(headers)
-    sizes = [min(max(len(headers[i]), *(len(row[i]) for row in rows)), widest) for i in range(columns - 1)]
-    used = len(indent) + sum(sizes) + len(_GAP) * (columns - 1)
-    last = max(width - used, 20)
-    lines = []
-    for row in [list(headers), *rows]:
-        head = _GAP.join(truncate(cell, size).ljust(size) for cell, size in zip(row, sizes, strict=False))
-        prefix = indent + head + (_GAP if columns > 1 else "")
-        tail = row[-1]
-        if wrap and len(tail) > last:
-            pieces = textwrap.wrap(tail, last) or [""]
-            lines.append(prefix + pieces[0])
-            lines.extend(" " * len(prefix) + piece for piece in pieces[1:])
-        else:
-            lines.append((prefix + truncate(tail, last)).rstrip())
-    return "\n".join(lines)
+    from rich.table import Table
+    from rich.text import Text
+
+    # The sizes are chosen here, not by rich (which would shrink every column, or drop one, to fit): each column
+    # as wide as its content, at most `widest`; the last one what is left, but never less than 20 (or its
+    # content), the line running over `width` rather than a column disappearing.
+    last = len(headers) - 1
+    sizes = [min(max(len(headers[i]), *(len(row[i]) for row in rows)), widest) for i in range(last)]
+    used = len(indent) + sum(size + 2 for size in sizes)
+    longest = max(len(headers[last]), *(len(row[last]) for row in rows))
+    sizes.append(min(longest, max(width - used, 20)))
+    grid = Table(box=_dashed(), show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold",
+                 expand=False)
+    for index, heading in enumerate(headers):
+        grid.add_column(Text(heading), width=sizes[index], no_wrap=index < last or not wrap,
+                        overflow="fold" if wrap and index == last else "ellipsis")
+    for row in rows:
+        grid.add_row(*(Text(cell, style=(style(index, cell) or "") if style else "") for index, cell in enumerate(row)))
+    return _draw(grid, width=used + sizes[-1] - len(indent), color=color, indent=indent)
+
+
+def _draw(renderable: Any, *, width: int, color: bool, indent: str = "") -> str:
+    """A rich renderable as text `width` wide (no line cut, trailing spaces dropped); ANSI styles only with
+    `color`."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=max(width, 20), color_system="standard" if color else None,
+                      force_terminal=color, markup=False, highlight=False, emoji=False,
+                      legacy_windows=False, soft_wrap=False)
+    console.print(renderable, crop=False)
+    return "\n".join(indent + line.rstrip() for line in buffer.getvalue().rstrip("\n").split("\n"))
+
+
+@cache
+def _dashed() -> Any:
+    from rich.box import Box
+
+    # Under each heading a run of dashes, as az's (tabulate's "simple") tables; no other lines.
+    return Box("    \n    \n -  \n    \n    \n -  \n    \n    \n", ascii=True)
 
 
 # ----------------------------------------------------------------------------------------------- lists
 
 
-def remediations_table(views: Sequence[Any], *, width: int) -> str:
+def remediations_table(views: Sequence[Any], *, width: int, color: bool = False) -> str:
     if not views:
         return "No remediations."
     rows = [[short_id(field(v, "id")), _clusters_cell(v), _status_cell(v), text(field(v, "source")),
              when(field(v, "createdAt")), text(field(v, "reason"))] for v in views]
-    return table(("ID", "CLUSTER", "STATUS", "SOURCE", "CREATED (UTC)", "REASON"), rows, width=width)
+    return table(("ID", "CLUSTER", "STATUS", "SOURCE", "CREATED (UTC)", "REASON"), rows, width=width, color=color,
+                 style=_styled(2))
 
 
-def decisions_table(views: Sequence[Any], *, width: int) -> str:
+def decisions_table(views: Sequence[Any], *, width: int, color: bool = False) -> str:
     if not views:
         return "No decisions."
     rows = [[when(field(d, "at")), cluster_label(field(d, "clusterResourceId")), text(field(d, "source")),
              text(field(d, "code")), text(field(d, "act")), short_id(field(d, "remediationId")),
              text(field(d, "message"))] for d in views]
-    return table(("TIME (UTC)", "CLUSTER", "SOURCE", "CODE", "ACT", "REMEDIATION", "MESSAGE"), rows, width=width)
+    return table(("TIME (UTC)", "CLUSTER", "SOURCE", "CODE", "ACT", "REMEDIATION", "MESSAGE"), rows, width=width,
+                 color=color)
 
 
-def health_table(report: Any, *, width: int) -> str:
+def health_table(report: Any, *, width: int, color: bool = False) -> str:
     """The fleet's credential health: one row per cluster, the most urgent first, then the counts."""
     views = sorted(items(field(report, "value")), key=lambda v: (_URGENCY.get(text(field(v, "health")), 9),
                                                                field(v, "daysLeft") or 0, text(field(v, "name"))))
@@ -138,11 +173,19 @@ def health_table(report: Any, *, width: int) -> str:
     headers = ("CLUSTER", "HEALTH", "DAYS LEFT", "ENDS (UTC)", "APP ID", *(("ACTION",) if acted else ()), "WHY")
     migrate = sum(1 for v in views if field(v, "recommendation"))
     advice = (f"\n{migrate} cluster(s) use a service principal: the permanent fix is a managed identity"
-              " (az aks update -g <group> -n <cluster> --enable-managed-identity); --json shows each command.")
-    return table(headers, rows, width=width) + "\n" + tail + (advice if migrate else "")
+              " (az aks update -g <group> -n <cluster> --enable-managed-identity); -o json shows each command.")
+    return table(headers, rows, width=width, color=color, style=_styled(1)) + "\n" + tail + (advice if migrate else "")
 
 
 _URGENCY = {"expired": 0, "applicationMissing": 1, "unknown": 2, "expiring": 3, "healthy": 4, "managedIdentity": 5}
+# On a terminal: what needs a look stands out (rich style names).
+_STYLES = {"expired": "bold red", "applicationMissing": "bold red", "Failed": "bold red", "expiring": "yellow",
+           "unknown": "yellow", "healthy": "green", "Succeeded": "green", "managedIdentity": "green"}
+
+
+def _styled(column: int) -> Callable[[int, str], str | None]:
+    """The style of a status or health cell in `column`, by its first word."""
+    return lambda index, cell: _STYLES.get(cell.split(" ", 1)[0]) if index == column else None
 
 
 def _status_cell(view: Any) -> str:
@@ -157,10 +200,45 @@ def _clusters_cell(view: Any) -> str:
     return f"{label} +{len(others)}" if others else label
 
 
+def orphans_text(found: Sequence[Any]) -> str:
+    """Each orphaned application: its reasons, its passwords' end dates, the command to delete it."""
+    if not found:
+        return "No orphaned applications: every application the remediator owns or minted for is in use.\n"
+    lines = []
+    for orphan in found:
+        lines.append(f"{text(field(orphan, 'displayName'))} ({text(field(orphan, 'appId'))}): "
+                     f"{', '.join(text(r) for r in items(field(orphan, 'reasons')))}")
+        for password in items(field(orphan, "passwords")):
+            state = "expired" if field(password, "expired") else "ends"
+            lines.append(f"    password {text(field(password, 'keyId'))} {state} "
+                         f"{text(field(password, 'endDateTime'))}")
+        lines.append(f"    delete: {text(field(orphan, 'deleteCommand'))}")
+    return "\n".join(lines) + "\n"
+
+
+def dry_run_text(result: Any, *, joined: bool, waited: float, width: int, color: bool = False) -> str:
+    """A dry run as it ended: the decision, then the plan, or the timeline of a failure, or how to see it later."""
+    code, message = text(field(result, "decision", "code")), text(field(result, "decision", "message"))
+    remediation_id, status = text(field(result, "id")), text(field(result, "status"))
+    lines = [f"Decision {code}: {message}\n" if code else "",
+             f"Remediation {remediation_id}{' (joined, already running)' if joined else ''} of "
+             f"{cluster_label(field(result, 'clusterResourceId'))}\n"]
+    if status not in ("Succeeded", "Failed", "Planned"):
+        lines.append(f"Still {status or 'unknown'} after {waited:g} s: `python -m remediation show {remediation_id}` "
+                     "shows it once it is planned.\n")
+        return "".join(lines)
+    lines.append(f"{status}: {text(field(result, 'reason'))}\n\n")
+    if status == "Failed":
+        lines.append(timeline(result, width=width, color=color))
+    else:
+        lines.append(plan_text(items(field(result, "plan")), width=width) + "\n")
+    return "".join(lines)
+
+
 # -------------------------------------------------------------------------------------------- timeline
 
 
-def timeline(view: Any, *, width: int) -> str:
+def timeline(view: Any, *, width: int, color: bool = False) -> str:
     """One remediation: a header of who, what and why; its steps in order; the fan-out over the clusters
     sharing the application and the passwords retired; then its error or its plan. Never a secret: the
     view holds none, and this shows only the view."""
@@ -169,19 +247,19 @@ def timeline(view: Any, *, width: int) -> str:
     steps = [[when(field(s, "at")), text(field(s, "name")), text(field(s, "code")), text(field(s, "detail"))]
              for s in items(field(view, "steps"))]
     sections.append("Steps\n" + (table(("TIME (UTC)", "STEP", "CODE", "DETAIL"), steps, width=width, indent="  ",
-                                       wrap=True) if steps else "  (none yet)"))
+                                       wrap=True, color=color) if steps else "  (none yet)"))
     clusters = [[cluster_label(field(c, "clusterResourceId")), text(field(c, "status")), text(field(c, "code")),
                  text(field(c, "resetAttempts")), when(field(c, "updatedAt")), text(field(c, "detail"))]
                 for c in items(field(view, "clusters"))]
     if clusters:
         sections.append("Clusters using this application\n" + table(
             ("CLUSTER", "STATUS", "CODE", "RESETS", "UPDATED (UTC)", "DETAIL"), clusters, width=width, indent="  ",
-            wrap=True))
+            wrap=True, color=color, style=_styled(1)))
     retired = [[text(field(p, "keyId")), text(field(p, "hint")), when(field(p, "endDateTime")),
                 when(field(p, "removedAt"))] for p in items(field(view, "retiredPasswords"))]
     if retired:
         sections.append("Retired passwords\n" + table(("KEY ID", "HINT", "ENDS (UTC)", "REMOVED (UTC)"), retired,
-                                                      width=width, indent="  "))
+                                                      width=width, indent="  ", color=color))
     error = field(view, "error")
     if error:
         if isinstance(error, dict):
