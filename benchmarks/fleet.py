@@ -109,13 +109,14 @@ class Fleet:
 
 @contextlib.contextmanager
 def served(sandbox: Sandbox, azurite: Azurite, settings: dict[str, str], *,
-           kind: type[Fleet] = Fleet, workers: int = 1) -> Iterator[Any]:
+           kind: type[Fleet] = Fleet, workers: int = 1,
+           visibility_seconds: float = VISIBILITY_SECONDS) -> Iterator[Any]:
     """The function app on `sandbox` in `workers` worker processes on the same storage, with `settings` over the
     local ones: each restarted when it dies (a kill_worker fault kills the one that made the request), as the host
     would, and sent the sandbox's failure events by Event Grid through their front end. The remediator manages the
     subscriptions REMEDIATOR_SUBSCRIPTION_IDS names (all by default)."""
     stop = threading.Event()
-    pool = WorkerPool(workers, visibility_timeout=VISIBILITY_SECONDS)
+    pool = WorkerPool(workers, visibility_timeout=visibility_seconds)
     local = remediator_settings(sandbox, azurite.connection_string, **settings)
     pool.start(local)
     sandbox.state.on_kill_worker = lambda: pool.kill_sender(sandbox.state.request_peer())

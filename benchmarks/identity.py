@@ -41,7 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.fleet import Fleet, served  # noqa: E402
-from benchmarks.scenarios import _call  # noqa: E402
+from benchmarks.scenarios import VISIBILITY_SECONDS, _call  # noqa: E402
 from sandbox import Sandbox, WorldOptions  # noqa: E402
 from sandbox.azurite import Azurite  # noqa: E402
 from sandbox.rbac import BUILT_IN_ROLES  # noqa: E402
@@ -99,9 +99,9 @@ class World(Fleet):
 
 @contextlib.contextmanager
 def identity_world(scenario: str = "healthy", *, options: WorldOptions = DELEGATION,
-                   **settings: str) -> Iterator[World]:
+                   visibility_seconds: float = VISIBILITY_SECONDS, **settings: str) -> Iterator[World]:
     with Azurite() as azurite, Sandbox(scenario, options=options) as sandbox, \
-            served(sandbox, azurite, {**FAST, **settings}, kind=World) as world:
+            served(sandbox, azurite, {**FAST, **settings}, kind=World, visibility_seconds=visibility_seconds) as world:
         yield world
 
 
@@ -318,6 +318,7 @@ class Attacker:
 
 
 ATTACKS = ("impostor-after-create", "impostor-before-create", "copied-nonce", "lost-503")
+ATTACK_WINDOW_SECONDS = 20.0
 
 
 def attacks(variants: tuple[str, ...] = ATTACKS, **settings: str) -> list[dict[str, Any]]:
@@ -325,7 +326,11 @@ def attacks(variants: tuple[str, ...] = ATTACKS, **settings: str) -> list[dict[s
     application got, and what the remediator did."""
     found = []
     for variant in variants:
-        with identity_world(REMEDIATOR_REPLACE_DELETED="replace", **settings) as world:
+        # The killed worker's message comes back only after the visibility timeout: long enough here that the
+        # attacker's moves land before the retry however loaded the machine is (the race is the attack's, not the
+        # scenario's: with 3 s, a slow machine let the retry finish first, and the attack never happened).
+        with identity_world(REMEDIATOR_REPLACE_DELETED="replace", visibility_seconds=ATTACK_WINDOW_SECONDS,
+                            **settings) as world:
             old = _deleted_application_with_roles(world)
             attacker = Attacker(world)
             fault = ({"api": "graph", "route": "POST /applications", "kind": "error_after_commit", "status": 503}
