@@ -208,7 +208,9 @@ def observe(document: dict[str, Any] | None = None, *, workers: int = 1, **setti
         failed = every_upgrade_fails(world)
         world.wait(lambda: world.quiet() and len(world.remediations()) >= 1, 300, "the plans")
         time.sleep(3)  # anything written would be visible by now
-        world.wait(world.quiet, 120, "the plans to finish")
+        # A plan a later hint re-plans in place is Accepted again for a moment: wait for every plan to be current.
+        world.wait(lambda: world.quiet() and all(r["status"] == "Planned" for r in world.remediations()), 120,
+                   "the plans to finish")
         return {"upgradesFailed": failed, **figures(world)}
 
 

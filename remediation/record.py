@@ -52,6 +52,15 @@ def new_remediation_id() -> str:
     return uuid.uuid4().hex
 
 
+_OBSERVE_PLANS = uuid.UUID("5d1c3f0e-9b7a-4c2e-8f41-6a0d2b9e7c15")
+
+
+def observe_plan_id(client_id: str) -> str:
+    """The one record of an application's plan in observe mode: the same id for every hint about any of its clusters,
+    so the next check updates that plan in place instead of adding one per cluster and per check."""
+    return uuid.uuid5(_OBSERVE_PLANS, client_id.lower()).hex
+
+
 class TargetStatus(StrEnum):
     PENDING = "Pending"  # the new secret is to be applied
     RESETTING = "Resetting"  # its reset runs
@@ -266,6 +275,11 @@ class Remediation:
         return next((t for t in self.targets if t.cluster.key == cluster.key), None)
 
     # ----- its rules ------------------------------------------------------------------------------
+
+    @property
+    def is_observe_plan(self) -> bool:
+        """An application's plan in observe mode (not an operator's dry run): one record per application."""
+        return self.observe and not self.dry_run and bool(self.client_id)
 
     @property
     def takes_claim(self) -> bool:

@@ -32,6 +32,8 @@ def test_observe_mode_writes_nothing() -> None:
     figures = observe(SMALL)
     assert figures["addPassword"] == 0 and figures["resetsStarted"] == 0 and figures["writesToOthers"] == 0
     assert figures["remediations"] and set(figures["remediations"]) == {"Planned"}, figures
+    # One current plan per application a rotation would move, not one per failed cluster.
+    assert figures["remediations"]["Planned"] == figures["applicationsToRepair"], figures
 
 
 def test_the_reset_cap_holds() -> None:

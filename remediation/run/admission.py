@@ -26,7 +26,7 @@ from remediation.decide.hints import INCIDENT_SOURCES, Act, Decision, Facts, Hin
 from remediation.errors import ConcurrencyError, ConflictError, NotFoundError, TransientError
 from remediation.model import Status
 from remediation.ports import IncidentStore, RemediationStore
-from remediation.record import Remediation, Target, new_remediation_id
+from remediation.record import Remediation, Target, new_remediation_id, observe_plan_id
 from remediation.run.chain import WorkChain
 from remediation.run.procedures import step_order
 
@@ -81,7 +81,8 @@ class Admission:
 
     def _start(self, decision: Decision, facts: Facts) -> Decision:
         hint, verdict, now = decision.hint, decision.verdict, decision.at
-        remediation_id = new_remediation_id()
+        observing = self._guardrails.mode is Mode.OBSERVE and not hint.dry_run and not verdict.replace
+        remediation_id = observe_plan_id(facts.app_id) if observing and facts.app_id else new_remediation_id()
         key = hint.incident_key if hint.source in INCIDENT_SOURCES else None
         # Recorded before anything acts: of all the hints of one incident, only the first recorder goes on.
         if key and not self._incidents.record_incident(key, {"remediation_id": remediation_id,
@@ -137,6 +138,8 @@ class Admission:
         whose holder has finished (or names no record: a claim left by an older version) is taken over by its ETag.
         A start that died after its write finds its own claim and record and sends the first message again.
         """
+        if remediation.is_observe_plan:
+            return self._plan_in_place(remediation), True
         if not remediation.takes_claim:
             try:
                 return self._accepted(self._store.create(remediation)), True
@@ -156,6 +159,23 @@ class Admission:
             if self._store.create_claimed(remediation, key, replacing=claim[1] if claim else None):
                 return self._accepted(remediation), True
         raise TransientError("the application's claim kept changing; try again")
+
+    def _plan_in_place(self, remediation: Remediation) -> Remediation:
+        """Observe mode keeps one current plan per application: the first hint creates it; a hint while it is being
+        planned joins it (its discovery reads every cluster of the application anyway); a hint after it finished
+        plans it again in place, under a new generation, so the record shows what a rotation would touch now."""
+        try:
+            return self._accepted(self._store.create(remediation))
+        except ConflictError:
+            current = self._store.get(remediation.id)
+        if not current.status.terminal:
+            return current
+        remediation.created_at, remediation.etag = current.created_at, current.etag
+        remediation.generation = current.generation + 1
+        try:
+            return self._accepted(self._store.save(remediation))
+        except ConcurrencyError:
+            return self._store.get(remediation.id)  # another worker re-planned it meanwhile
 
     def _accepted(self, remediation: Remediation) -> Remediation:
         self._chain.send(remediation)
