@@ -1,7 +1,9 @@
 # Two commands: `make demo` and `make test`. Each sets up what it needs on first use:
-# a virtualenv in .venv (Python 3.11) and Azurite from npm in node_modules.
+# a virtualenv in .venv (Python 3.13, as the app runs on Flex) and Azurite from npm in node_modules.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# python3.13 on PATH, else pyenv's (its shim needs a selected version; the interpreter itself does not).
+PYTHON ?= $(shell command -v python3.13 >/dev/null 2>&1 && python3.13 -V >/dev/null 2>&1 && command -v python3.13 \
+	|| ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -1)
 VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed

@@ -110,7 +110,7 @@ class Fleet:
 @contextlib.contextmanager
 def served(sandbox: Sandbox, azurite: Azurite, settings: dict[str, str], *,
            kind: type[Fleet] = Fleet, workers: int = 1,
-           visibility_seconds: float = VISIBILITY_SECONDS) -> Iterator[Any]:
+           visibility_seconds: int = VISIBILITY_SECONDS) -> Iterator[Any]:
     """The function app on `sandbox` in `workers` worker processes on the same storage, with `settings` over the
     local ones: each restarted when it dies (a kill_worker fault kills the one that made the request), as the host
     would, and sent the sandbox's failure events by Event Grid through their front end. The remediator manages the

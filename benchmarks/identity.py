@@ -99,7 +99,7 @@ class World(Fleet):
 
 @contextlib.contextmanager
 def identity_world(scenario: str = "healthy", *, options: WorldOptions = DELEGATION,
-                   visibility_seconds: float = VISIBILITY_SECONDS, **settings: str) -> Iterator[World]:
+                   visibility_seconds: int = VISIBILITY_SECONDS, **settings: str) -> Iterator[World]:
     with Azurite() as azurite, Sandbox(scenario, options=options) as sandbox, \
             served(sandbox, azurite, {**FAST, **settings}, kind=World, visibility_seconds=visibility_seconds) as world:
         yield world
@@ -318,7 +318,7 @@ class Attacker:
 
 
 ATTACKS = ("impostor-after-create", "impostor-before-create", "copied-nonce", "lost-503")
-ATTACK_WINDOW_SECONDS = 20.0
+ATTACK_WINDOW_SECONDS = 20
 
 
 def attacks(variants: tuple[str, ...] = ATTACKS, **settings: str) -> list[dict[str, Any]]:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from remediation.errors import InvalidInputError
 
-T = TypeVar("T")
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 # What a malformed field raises while `build` reads it: a missing key, a wrong type, a bad number, date or id.
 _MALFORMED = (ValueError, TypeError, KeyError, RecursionError, AttributeError, OverflowError)
 
 
-def decode(body: str | bytes, *, most: int, code: str, needs: str, build: Callable[[Any], T]) -> T:
+def decode[T](body: str | bytes, *, most: int, code: str, needs: str, build: Callable[[Any], T]) -> T:
     """`build(the JSON)`, or InvalidInputError(code) saying what a message of this queue `needs`."""
     if len(body) > most:
         raise InvalidInputError(f"the message is longer than {most} bytes", code=code)

@@ -1235,3 +1235,19 @@ def test_every_permission_the_identity_holds_names_the_code_that_needs_it():
             if owner and owner[0][0].isupper():
                 assert f"class {owner[0]}" in source, f"infra/README.md names {name}: no class {owner[0]}"
             assert re.search(rf"\b{re.escape(member)}\b", source), f"infra/README.md names {name}: not in the code"
+
+
+def test_the_app_runs_in_azure_on_the_python_the_tests_run_on():
+    # Flex Consumption's runtime `python` `3.13`; azure-functions 2.x declares Requires-Python >=3.13 (its PyPI
+    # metadata), and the 3.13 line's runtime version control reads `azure-functions-runtime` from requirements.txt
+    # (Azure Functions "Python 3.13 changes"): a test run on another Python proves nothing about the deployed app.
+    import importlib.metadata
+
+    text = (INFRA / "modules" / "functionapp.bicep").read_text()
+    [version] = re.findall(r"name: 'python'\s+version: '([0-9.]+)'", text)
+    assert version == f"{sys.version_info.major}.{sys.version_info.minor}"
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert re.search(r"^azure-functions==2\.", requirements, re.M)
+    assert re.search(r"^azure-functions-runtime==\d", requirements, re.M)
+    requires = importlib.metadata.metadata("azure-functions")["Requires-Python"]
+    assert requires and "3.13" in requires, requires

@@ -1,4 +1,4 @@
-// The remediator's Function App on the Flex Consumption plan (Linux, Python 3.11), running
+// The remediator's Function App on the Flex Consumption plan (Linux, Python 3.13), running
 // as the user-assigned identity. Its app settings are the `deployed` settings of
 // remediation/app/settings.py plus identity-based host storage and Entra-authenticated
 // Application Insights; tests/test_infra.py keeps the two lists in step.
@@ -355,7 +355,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

@@ -6,9 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-
-C = TypeVar("C")
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ def arm_options(endpoint: str, *, connection_verify: str | bool, retry: RetrySet
             "connection_verify": connection_verify, **retry.client_options()}
 
 
-class PerSubscription(Generic[C]):
+class PerSubscription[C]:
     """One SDK client per subscription (a management client is bound to one), made on first use and then kept.
     Safe to call from several threads: each subscription's client is made once."""
 
