@@ -35,6 +35,7 @@ from sandbox import access
 from sandbox.armerrors import unknown_route
 from sandbox.authorization import ASSIGNMENT_API_VERSIONS, DEFINITION_API_VERSIONS, RoleAssignments, RoleDefinitions
 from sandbox.deployment import DeploymentRoutes
+from sandbox.identities import ManagedIdentities
 from sandbox.resourcegraph import ResourceGraph
 from sandbox.resourcegroups import ResourceGroups
 from sandbox.server import Api, Request, Response
@@ -68,7 +69,8 @@ RETRY_AFTER = "1"
 # An OData string literal writes a quote inside it as two (''); azure-cli writes times bare (eventTimestamp ge 2026-…).
 _FILTER_TERM = re.compile(r"^\s*(\w+)\s+(eq|ge|le)\s+(?:'((?:[^']|'')*)'|([\w:.+-]+))\s*$", re.IGNORECASE)
 # How AKS names an operation in progress in its 409 (see _refuse_while_busy).
-_IN_PROGRESS = {"write": "update", "reset": "reset service principal profile", "reset_aad": "reset AAD profile"}
+_IN_PROGRESS = {"write": "update", "reset": "reset service principal profile", "reset_aad": "reset AAD profile",
+                "identity_write": "update", "node_image": "upgrade node image version"}  # the last two assumed
 # The terms that say where to look (one at most) and those that may follow it (each once at most).
 _NARROWING = {"correlationid": "correlationId", "resourceprovider": "resourceProvider",
               "resourceuri": "resourceUri", "resourceid": "resourceUri", "resourcegroupname": "resourceGroupName"}
@@ -155,6 +157,7 @@ class ArmApi(Api):
         self.deployment = DeploymentRoutes(self)
         self.tenancy = Tenancy(self)
         self.resource_groups = ResourceGroups(self)
+        self.identities = ManagedIdentities(self)  # a move to managed identity (sandbox/identities.py)
 
     # ------------------------------------------------------------------ the checks every ARM request passes
 
@@ -332,6 +335,7 @@ class ArmApi(Api):
             body["identity"] = {"type": "SystemAssigned", "principalId": str(uuid.uuid5(uuid.NAMESPACE_URL,
                                                                                         cluster.key)),
                                 "tenantId": self.state.tenant_id}
+        self.identities.decorate(cluster, body)
         return body
 
     def put_cluster(self, request: Request) -> Response:
@@ -341,6 +345,8 @@ class ArmApi(Api):
         body = request.json()
         correlation = _correlation(request)
         self._refuse_long_tags(cluster, caller, correlation, body)
+        if self.identities.changes_identity(cluster, body):  # --enable-managed-identity: sandbox/identities.py
+            return self.identities.put_identity(request, cluster, caller, correlation, body)
         tags, version = cluster_update(cluster, body)
         self._check_etag(request, cluster)
         operation = self.begin_write(cluster, caller, correlation, version)

@@ -28,6 +28,7 @@ from typing import Any
 
 from sandbox.arm import maintenance_configuration
 from sandbox.directory import DIRECTORY_ROLES, directory_role_template
+from sandbox.rbac import BUILT_IN_ROLES
 from sandbox.state import (
     DEFAULT_WORLD_OPTIONS,
     GRAPH_PERMISSIONS,
@@ -38,6 +39,7 @@ from sandbox.state import (
     Identities,
     LegacyAadProfile,
     ResourceGroup,
+    RoleAssignment,
     SandboxState,
     SystemTopic,
     SystemTopicSubscription,
@@ -306,7 +308,13 @@ def _settings(body: dict[str, Any]) -> dict[str, str]:
 def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
     """`{"subscriptionId"?, "resourceGroup", "name", "applicationAppId"? | "managedIdentity": true, "holdsPassword"?,
     "tags"?, "kubernetesVersion"?, "vnetSubnetId"?, "legacyAad"?: {"serverAppId", "clientAppId",
-    "holdsPassword"?}, "maintenanceConfigurations"?: {configName: properties}}` -> the cluster as the state shows it.
+    "holdsPassword"?}, "maintenanceConfigurations"?: {configName: properties}, "privateDnsZoneId"?,
+    "attachedRegistryId"?, "grantNetworkRoles"?}` -> the cluster as the state shows it.
+
+    The shapes a move to managed identity must carry (sandbox/identities.py): `privateDnsZoneId`, a private
+    cluster's own zone; `attachedRegistryId`, a container registry whose AcrPull the cluster's service principal holds
+    (what `az aks create --attach-acr` assigns); `grantNetworkRoles` (default false), Network Contributor on the
+    subnet and Private DNS Zone Contributor on the zone for the service principal, as `az aks create` assigns them.
 
     A service principal cluster holds one of its application's passwords: `holdsPassword` (a keyId), else the
     newest. `legacyAad`: the legacy Azure AD integration, holding one of its server application's passwords the
@@ -315,7 +323,7 @@ def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
     checks them."""
     body = _fields(body, {"subscriptionId", "resourceGroup", "name", "applicationAppId", "managedIdentity",
                           "holdsPassword", "tags", "kubernetesVersion", "vnetSubnetId", "legacyAad",
-                          "maintenanceConfigurations"},
+                          "maintenanceConfigurations", "privateDnsZoneId", "attachedRegistryId", "grantNetworkRoles"},
                    {"resourceGroup", "name"})
     name = _required(body, "name", _CLUSTER_NAME, "1-63 letters, digits, '-' or '_', starting and ending with a "
                      "letter or digit")
@@ -342,7 +350,36 @@ def create_cluster(state: SandboxState, body: Any) -> dict[str, Any]:
                                     subscription_id=group.subscription_id, tags=tags, vnet_subnet_id=subnet,
                                     aad=aad)
         cluster.maintenance_configurations = maintenance
+        _shape(state, cluster, body, subnet)
         return state.cluster_view(cluster)
+
+
+_ZONE = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/privateDnsZones/[^/]+$",
+                   re.IGNORECASE)
+_REGISTRY = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ContainerRegistry/"
+                       r"registries/[^/]+$", re.IGNORECASE)
+
+
+def _shape(state: SandboxState, cluster: Any, body: dict[str, Any], subnet: str | None) -> None:
+    """A new cluster's private DNS zone and attached registry, and the roles its service principal holds on them
+    (create_cluster's docstring)."""
+    zone = _text(body, "privateDnsZoneId", _ZONE, rule="a private DNS zone's resource id")
+    registry = _text(body, "attachedRegistryId", _REGISTRY, rule="a container registry's resource id")
+    network = _flag(body, "grantNetworkRoles", False)
+    cluster.private_dns_zone_id = zone
+    app = state.applications.get(cluster.client_id)
+    if app is None:  # a managed identity cluster: nothing to assign to a service principal
+        return
+    wanted = [(scope, role) for scope, role in ((subnet if network else None, "Network Contributor"),
+                                                (zone if network else None, "Private DNS Zone Contributor"),
+                                                (registry, "AcrPull")) if scope]
+    now = state.now()
+    for scope, role in wanted:
+        if state.role_assignment_like(scope, app.sp_object_id, BUILT_IN_ROLES[role]) is None:
+            state.add_role_assignment(RoleAssignment(
+                name=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{scope}|{app.sp_object_id}|{role}")), scope=scope,
+                role_definition_id=BUILT_IN_ROLES[role], principal_id=app.sp_object_id,
+                principal_type="ServicePrincipal", created_on=now, updated_on=now))
 
 
 def _maintenance(state: SandboxState, body: dict[str, Any]) -> dict[str, dict[str, Any]]:

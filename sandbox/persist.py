@@ -324,8 +324,10 @@ def _dump_state(state: SandboxState, signing_key_pem: str) -> dict[str, Any]:
                       "lastModifiedBy": c.last_modified_by,
                       "tags": c.tags, "writes": c.writes, "nodeResourceGroup": c.node_resource_group,
                       "vnetSubnetId": c.vnet_subnet_id, "aad": _dump_aad(c.aad),
-                      "maintenanceConfigurations": c.maintenance_configurations}
+                      "maintenanceConfigurations": c.maintenance_configurations,
+                      "privateDnsZoneId": c.private_dns_zone_id, "identity": c.identity}
                      for c in state.clusters.values()],
+        "userIdentities": list(state.user_identities.values()),
         "cloudName": state.cloud_name, "flexRegions": state.flex_regions,
         "functionApps": [_dump_site(site) for site in state.sites.values()],
         "systemTopics": [_dump_topic(topic) for topic in state.system_topics.values()],
@@ -470,10 +472,15 @@ def _load_state(saved: dict[str, Any]) -> SandboxState:
             node_resource_group=c.get("nodeResourceGroup") or f"MC_{c['resourceGroup']}_{c['name']}_{LOCATION}",
             vnet_subnet_id=c.get("vnetSubnetId"),
             # Added within format 3: a directory written before has none.
-            maintenance_configurations=c.get("maintenanceConfigurations", {}))
+            maintenance_configurations=c.get("maintenanceConfigurations", {}),
+            # Added within format 4 (a move to managed identity, sandbox/identities.py): absent before.
+            private_dns_zone_id=c.get("privateDnsZoneId"), identity=c.get("identity"))
         state.clusters[cluster.key] = cluster
         if state.resource_group(cluster.resource_group, cluster.subscription_id) is None:  # format 1 had no groups
             state.add_resource_group(cluster.resource_group, subscription_id=cluster.subscription_id)
+    for identity in saved.get("userIdentities", ()):
+        state.user_identities[f"{identity['subscriptionId']}/{identity['resourceGroup']}/{identity['name']}".lower()] \
+            = identity
     state.cloud_name = saved.get("cloudName", DEFAULT_CLOUD_NAME)  # added in format 4, as what follows
     state.flex_regions = list(saved.get("flexRegions", DEFAULT_FLEX_REGIONS))
     for site in map(_load_site, saved.get("functionApps", ())):

@@ -356,6 +356,12 @@ class Cluster:
     vnet_subnet_id: str | None = None
     # Planned maintenance (ARM's maintenanceConfigurations): config name -> its `properties`, as stored (arm.py).
     maintenance_configurations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A private cluster's own private DNS zone (apiServerAccessProfile.privateDNSZone), a resource id; None: none.
+    private_dns_zone_id: str | None = None
+    # After a move to managed identity (sandbox/identities.py): {"type": SystemAssigned|UserAssigned, "controlPlane":
+    # the user-assigned identity's resource id or None, "kubelet": the kubelet identity's resource id, "kubeletInUse":
+    # what the nodes use, the kubelet identity once their node image was upgraded, else None (the old principal's)}.
+    identity: dict[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -505,6 +511,10 @@ class SandboxState:
         self.role_assignments: dict[str, RoleAssignment] = {}  # by name (a GUID, lower case)
         self.role_assignment_page_size = DEFAULT_ROLE_ASSIGNMENT_PAGE_SIZE
         self.clusters: dict[str, Cluster] = {}  # by Cluster.key
+        # User-assigned managed identities (sandbox/identities.py) by subscription/group/name, lower case: plain data,
+        # {"subscriptionId", "resourceGroup", "name", "location", "tags", "appId"}; appId names the Application that
+        # stands for the identity's service principal.
+        self.user_identities: dict[str, dict[str, Any]] = {}
         self.cluster_page_size = DEFAULT_CLUSTER_PAGE_SIZE
         # Deployment-time ARM resources (sandbox/deployment.py): function apps, Event Grid system topics.
         self.sites: dict[str, FunctionSite] = {}  # by FunctionSite.key
@@ -1298,7 +1308,7 @@ class SandboxState:
                 app = self.applications.get(cluster.client_id)
                 held = next((p.key_id for p in (app.passwords if app else ())
                              if secrets.compare_digest(p._text, cluster._held_secret)), None)
-            return {"id": (f"/subscriptions/{cluster.subscription_id}/resourceGroups/{cluster.resource_group}"
+            view = {"id": (f"/subscriptions/{cluster.subscription_id}/resourceGroups/{cluster.resource_group}"
                            f"/providers/Microsoft.ContainerService/managedClusters/{cluster.name}"),
                     "subscriptionId": cluster.subscription_id, "name": cluster.name,
                     "resourceGroup": cluster.resource_group, "tags": dict(cluster.tags), "clientId": cluster.client_id,
@@ -1307,6 +1317,14 @@ class SandboxState:
                     "heldKeyId": held, "writes": {"reset": cluster.writes["reset"], "put": cluster.writes["put"]},
                     "nodeResourceGroup": cluster.node_resource_group, "vnetSubnetId": cluster.vnet_subnet_id,
                     "aad": self._aad_view(cluster)}
+            # What a move to managed identity added (sandbox/identities.py), shown only where there is any.
+            if cluster.writes["nodeImage"]:
+                view["writes"]["nodeImage"] = cluster.writes["nodeImage"]
+            if cluster.private_dns_zone_id:
+                view["privateDnsZoneId"] = cluster.private_dns_zone_id
+            if cluster.identity is not None:
+                view["identity"] = dict(cluster.identity)
+            return view
 
     def _aad_view(self, cluster: Cluster) -> dict[str, Any] | None:
         """The legacy Azure AD profile: its ids, and whether the server secret it holds signs in now (never the

@@ -10,6 +10,7 @@
     python -m remediation health [--only expired,expiring]
     python -m remediation doctor [--file PATH] [--warn-days N] [--tenant ID]
     python -m remediation preflight [--cloud NAME] [--credential azd|cli|default]
+    python -m remediation migrate plan [CLUSTER_ID ...] [--subscription ID] [--identity-group RG]
     python -m remediation completion bash
 
 Every command but `completion` takes the Azure CLI's global arguments: `--output/-o
@@ -329,6 +330,7 @@ def add_operator_commands(commands: Any) -> None:
                         "JSON line `python -m sandbox serve` prints), as its operator")
     doctor.set_defaults(run=_edge(_doctor, doctor))
     add_preflight_command(commands, shown)
+    add_migrate_command(commands, shown)
     add_completion_command(commands)
 
 
@@ -352,6 +354,44 @@ def add_preflight_command(commands: Any, shown: argparse.ArgumentParser | None =
     preflight.add_argument("--sandbox", metavar="INFO_FILE", help="rehearse against the local sandbox (the JSON line "
                            "`python -m sandbox serve` prints), as its operator")
     preflight.set_defaults(run=_edge(_preflight, preflight))
+
+
+def add_migrate_command(commands: Any, shown: argparse.ArgumentParser) -> None:
+    """`migrate plan`: the move to managed identity, planned with the operator's sign-in (remediation/cli/migrate.py);
+    nothing is written."""
+    migrate = commands.add_parser("migrate", help="plan the move of service-principal clusters to managed identity",
+                                  description="Moving clusters to managed identity (see the README). Only `plan` "
+                                              "exists: it writes nothing.")
+    actions = migrate.add_subparsers(dest="migrate_action", metavar="ACTION", required=True)
+    plan = actions.add_parser(
+        "plan", parents=[shown], help="the roles to carry, the identities, the az commands and the window; no writes",
+        description="For each cluster named (or every service-principal cluster of --subscription): the service "
+                    "principal's role assignments split into the control-plane and the kubelet identity's, each "
+                    "mapped, with blockers (management-group scope, REMEDIATOR_ASSIGNABLE_ROLE_IDS, deny lists); "
+                    "whether a user-assigned identity is required; the az commands in order; the next maintenance "
+                    "window; the disruption; what becomes of the old service principal. Read with your own sign-in "
+                    "(az login), or the sandbox's operator with --sandbox. Nothing is written. The result: "
+                    "{\"value\": [plan, ...], \"counts\", \"writes\": 0}.")
+    plan.add_argument("cluster_ids", nargs="*", type=_cluster_id, metavar="CLUSTER_ID", help="a cluster's ARM id")
+    plan.add_argument("--subscription", action="append", metavar="ID", help="every service-principal cluster of "
+                      "this subscription (repeatable)")
+    plan.add_argument("--identity-group", metavar="RG", help="the resource group for the user-assigned identities "
+                      "(default: the cluster's)")
+    plan.add_argument("--credential", choices=("cli", "default"), help="cli: `az login`'s account (the default); "
+                      "default: DefaultAzureCredential")
+    plan.add_argument("--sandbox", metavar="INFO_FILE", help="plan against the local sandbox (the JSON line "
+                      "`python -m sandbox serve` prints), as its operator")
+    plan.set_defaults(run=_edge(_migrate_plan, plan))
+
+
+def _migrate_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from remediation.cli import migrate
+
+    with console.progress("Planning the move to managed identity"):
+        result = migrate.run(args, sandbox_azure=sandbox_azure, azure_credential=azure_credential,
+                             usage_error=UsageError)
+    emit(args, out, result, lambda result, width, color: migrate.render(result))
+    return OK
 
 
 def add_completion_command(commands: Any) -> None:
