@@ -14,7 +14,8 @@
 8. The identity scenarios of benchmarks/identity.py: a deleted application replaced with its role
    assignments, the same planned, a legacy Azure AD server secret rotated, the orphan report.
 9. The fleet health scan of benchmarks/fleet_health.py: 2,000 clusters in 20 subscriptions with 50 ms latency,
-   the same with Graph throttling, and a table at 200, 2,000 and 20,000 clusters.
+   the same with Graph throttling, and a table at 200, 2,000 and 20,000 clusters: our scan, the peer baseline
+   (benchmarks/peer_scan.py) and the round-trip floor, with the ratios, peak memory and login requests.
 10. The credential health scenarios of benchmarks/health.py: expired now, expiring inside and outside the
    maintenance window, opted out; the fast path with the Activity Log 5 minutes late.
 11. The deployment preflight of benchmarks/preflight.py: a fresh process, as azd's hook runs it, with 50 ms on every
@@ -37,6 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
+
+from remediation.run.step import StepConfig  # noqa: E402
 
 
 def fresh_import_seconds(runs: int = 5) -> list[float]:
@@ -105,12 +108,28 @@ def with_sandbox(work):
 def demo_figures() -> dict:
     from sandbox.demo import run
 
+    tokens: dict[str, dict[str, int]] = {}
     started = time.perf_counter()
-    summary = run(manual=False, out=lambda line: None)
+    summary = run(manual=False, out=lambda line: None,
+                  before_teardown=lambda sandbox, azurite: tokens.update(tokens_by_caller(sandbox)))
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "repaired": summary["repaired"], "requests": summary["requests"],
-            "byCaller": summary["requestsByCaller"], "tokens": summary["tokens"],
+            "byCaller": summary["requestsByCaller"], "tokens": summary["tokens"], "tokensByCaller": tokens,
             "invocations": len(summary["invocations"])}
+
+
+def tokens_by_caller(sandbox) -> dict[str, dict[str, int]]:
+    """Tokens the sandbox issued, by caller and audience named as the API it stands in for ("arm", "graph", ...)."""
+    apis = {url: api for api, url in sandbox.endpoints.items()} | {"https://management.azure.com": "arm",
+                                                                   "https://vault.azure.net": "vault",
+                                                                   "https://eventgrid.azure.net": "topic"}
+    names = {app_id: app.display_name for app_id, app in sandbox.state.applications.items()}
+    counted: dict[str, dict[str, int]] = {}
+    for app_id, audience, _expires in list(sandbox.state.tokens.values()):
+        caller = counted.setdefault(names.get(app_id, app_id), {})
+        name = apis.get(audience, audience)
+        caller[name] = caller.get(name, 0) + 1
+    return counted
 
 
 def event_to_enqueue(runs: int = 2000) -> dict:
@@ -171,17 +190,73 @@ def event_to_enqueue(runs: int = 2000) -> dict:
             "azurite_p99_ms": sorted(azurite_times)[int(len(azurite_times) * .99)] * 1e3}
 
 
-# What one event-driven remediation needs at the least, by API: the steps' own calls (tokens and challenges aside).
-MINIMUM = {
-    "arm": "Activity Log list + GET cluster (the decision) + GET resource group (its opt-out tag) + LIST clusters"
-           " (the fan-out: every password of the application ended) + GET cluster (the last look before the reset)"
-           " + POST reset + 1 status poll + GET cluster (verify) = 8; issue #8's 6 plus the guardrail and fan-out"
-           " reads of issue #9",
-    "graph": "GET application (the decision: expiry, owner, object id) + POST addPassword = 2",
-    "vault": "PUT secret = 1 (+1 challenge 401), + 1 GET for each propagation sign-in after the first invocation"
-             " (the test spans invocations, and the secret is kept nowhere but Key Vault)",
-    "login": "1 token per audience (ARM, Graph, Key Vault) + 1 sign-in as the application per propagation check",
+# What one event-driven repair needs at the least: the remediator's own calls by API and route, each with its
+# reason, for the demo's cluster (its application expired; the only cluster using it) under production's settings.
+# tests/test_end_to_end.py asserts that the demo's calls are exactly these.
+PROPAGATION_SIGN_INS = StepConfig().propagation_successes  # REMEDIATOR_PROPAGATION_SUCCESSES' default
+MINIMUM: dict[str, dict[str, tuple[int, str]]] = {
+    "arm": {
+        "GET eventtypes/management/values": (1, "the failure's Activity Log entry: its error text is what is"
+                                                " classified"),
+        "GET managedClusters/{name}": (3, "the decision's read of the present (exists, service principal, changed"
+                                          " since the failure?); the last look right before the reset (safety: a"
+                                          " cluster fixed meanwhile is not re-imaged); the verification after it"
+                                          " (safety: Succeeded, on the new application)"),
+        "GET resourcegroups/{rg}": (1, "the opt-out tag on the cluster's resource group (a guardrail)"),
+        "GET managedClusters": (1, "the fan-out: every password ended, so every cluster using the application in"
+                                   " scope is broken too (one list per managed subscription)"),
+        "POST managedClusters/{name}/resetServicePrincipalProfile": (1, "the reset"),
+        "GET locations/{l}/operations/{id}": (1, "the reset's status, looked at when the 202's Retry-After says"
+                                                 " (the sandbox: 1 s; its reset takes 0.5 s)"),
+    },
+    "graph": {
+        "GET /applications(appId=)": (1, "the decision: passwords' end dates, owners, object id"),
+        "POST /applications/{id}/addPassword": (1, "the new password"),
+    },
+    "vault": {
+        "PUT /secrets/{name}": (1, "the new secret stored at once; its answer carries the version (no read-back)"),
+        "GET /secrets/{name}/{version}": (PROPAGATION_SIGN_INS - 1,
+                                          "one per propagation sign-in after the first: each runs in an invocation"
+                                          " of its own, REMEDIATOR_PROPAGATION_INTERVAL_SECONDS later, and the secret"
+                                          " is kept nowhere but Key Vault (the reset shares the last one's)"),
+    },
+    "topic": {"POST /api/events": (1, "the outcome event for other teams")},
 }
+# Outside the remediator's own calls: the Key Vault SDK's challenge (its first request of a process, sent without a
+# token to learn the vault's tenant and resource; counted as anonymous), and the tokens.
+VAULT_CHALLENGES = 1
+TOKENS: dict[str, tuple[int, str]] = {
+    "arm": (1, "the remediator's, once per process per audience (one credential, azure-identity's cache)"),
+    "graph": (1, "the same"),
+    "vault": (1, "the same (Key Vault's audience is https://vault.azure.net)"),
+    "topic": (1, "the same (Event Grid's audience is https://eventgrid.azure.net)"),
+    "sign-ins": (PROPAGATION_SIGN_INS, "as the application with the new secret: the propagation test itself"
+                                       " (REMEDIATOR_PROPAGATION_SUCCESSES in a row), each a token for ARM thrown"
+                                       " away"),
+}
+
+
+def print_demo(demo: dict) -> None:
+    """The demo's figures: its time, the API calls by API and route, and the remediator's own against MINIMUM."""
+    print(f"demo after set-up (event-driven, in-process): {demo['seconds']:.1f} s, repaired: {demo['repaired']}, "
+          f"{demo['invocations']} function invocations")
+    print("API calls in the demo (two upgrade attempts by the operator included), by API and route:")
+    for api, routes in demo["requests"].items():
+        print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
+    print("the remediator's own calls (event lookup + classification + remediation):")
+    for api, routes in demo["byCaller"].get("aks-sp-remediator", {}).items():
+        print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
+    print(f"tokens issued by caller and audience: {json.dumps(demo['tokensByCaller'])}")
+    print("minimum one repair needs (the remediator's own calls), against the demo's:")
+    own = demo["byCaller"].get("aks-sp-remediator", {})
+    for api, routes in MINIMUM.items():
+        print(f"  {api:<6} {sum(n for n, _ in routes.values())} (demo: {sum(own.get(api, {}).values())})")
+        for route, (count, why) in routes.items():
+            print(f"    {count} x {route} (demo: {own.get(api, {}).get(route, 0)}): {why}")
+    print(f"  + {VAULT_CHALLENGES} Key Vault challenge per process (demo: "
+          f"{sum(demo['byCaller'].get('anonymous', {}).get('vault', {}).values())})")
+    print(f"  tokens {sum(n for n, _ in TOKENS.values())}: "
+          + "; ".join(f"{n} {name}: {why}" for name, (n, why) in TOKENS.items()))
 
 
 def main() -> None:
@@ -206,19 +281,7 @@ def main() -> None:
               f"+{statistics.median(r['addedMB'] for r in results):.1f} MB resident, "
               f"{results[0]['modules']} modules loaded")
 
-    demo = demo_figures()
-    print(f"demo after set-up (event-driven, in-process): {demo['seconds']:.1f} s, repaired: {demo['repaired']}, "
-          f"{demo['invocations']} function invocations")
-    print("API calls in the demo (two upgrade attempts by the operator included), by API and route:")
-    for api, routes in demo["requests"].items():
-        print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
-    print("the remediator's own calls (event lookup + classification + remediation):")
-    for api, routes in demo["byCaller"].get("aks-sp-remediator", {}).items():
-        print(f"  {api:<6} {sum(routes.values()):>3}  {json.dumps(routes)}")
-    print(f"tokens issued (all callers) by audience: {json.dumps(demo['tokens'])}")
-    print("minimum one remediation needs:")
-    for api, text in MINIMUM.items():
-        print(f"  {api:<6} {text}")
+    print_demo(demo_figures())
 
     events = event_to_enqueue()
     print(f"event arrival to enqueue: in memory median {events['memory_us']:.0f} us (p99 {events['memory_p99_us']:.0f}"
@@ -237,8 +300,10 @@ def main() -> None:
     subprocess.run([PY, str(ROOT / "benchmarks" / "fleet.py"), "rotate", "--workers", "4"], cwd=ROOT, check=True)
     # A deleted application replaced (roles carried over), planned, a legacy AAD secret, the orphan report.
     subprocess.run([PY, str(ROOT / "benchmarks" / "identity.py")], cwd=ROOT, check=True)
-    # The fleet health scan at 2,000 clusters with 50 ms on every call, throttled, and at 200/2,000/20,000.
-    subprocess.run([PY, str(ROOT / "benchmarks" / "fleet_health.py")], cwd=ROOT, check=True)
+    # The fleet health scan at 2,000 clusters with 50 ms on every call, throttled, and at 200/2,000/20,000 beside
+    # the peer baseline (8 threads, typed SDK clients) and the round-trip floor (issue 21), with the ratios.
+    subprocess.run([PY, str(ROOT / "benchmarks" / "fleet_health.py"), "scan", "throttled", "table"], cwd=ROOT,
+                   check=True)
     # Expired now, expiring in and out of the window, opted out; the fast path with a 5-minute-late Activity Log.
     subprocess.run([PY, str(ROOT / "benchmarks" / "health.py")], cwd=ROOT, check=True)
     # What `python -m remediation preflight` costs before every `azd up`.

@@ -41,15 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sandbox import Sandbox  # noqa: E402
 from sandbox.azurite import Azurite  # noqa: E402
-from sandbox.wiring import remediator_settings  # noqa: E402
+from sandbox.wiring import FAST_PROPAGATION, remediator_settings  # noqa: E402
 from sandbox.worker import WorkerPool, WorkerProcess  # noqa: E402
 
 CLUSTER = ("rg-payments", "aks-payments")
 RESET = "POST managedClusters/{name}/resetServicePrincipalProfile"
 ADD_PASSWORD = "POST /applications/{id}/addPassword"
 SET_SECRET = "PUT /secrets/{name}"
-# Fast settings for a local world: a dead worker's lease runs out in seconds, not minutes.
-FAST = {"REMEDIATOR_LEASE_SECONDS": "6", "REMEDIATOR_RETRY_DELAY_SECONDS": "1", "REMEDIATOR_RESET_POLL_SECONDS": "1"}
+# Fast settings for a local world: a dead worker's lease runs out in seconds, not minutes; a reset found running
+# without its status URL (the worker died before saving it) is looked at again after 1 s; the secret tested twice.
+FAST = {"REMEDIATOR_LEASE_SECONDS": "6", "REMEDIATOR_RETRY_DELAY_SECONDS": "1", "REMEDIATOR_RESET_POLL_SECONDS": "1",
+        **FAST_PROPAGATION}
 VISIBILITY_SECONDS = 3  # a killed invocation's message comes back after this (the host: 10 minutes)
 
 

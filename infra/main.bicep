@@ -120,7 +120,7 @@ param healthSchedule string = '0 0 6 * * *'
 @minValue(1)
 param secretLifetimeDays int = 180
 
-@description('REMEDIATOR_RESET_POLL_SECONDS: seconds between looks at a running reset (no invocation waits on one).')
+@description('REMEDIATOR_RESET_POLL_SECONDS: seconds between looks at a running reset when ARM sends no Retry-After.')
 @minValue(0)
 param resetPollSeconds int = 30
 

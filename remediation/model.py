@@ -150,11 +150,20 @@ class StoredSecretVersion:
 
 
 @dataclass(frozen=True)
+class OperationStarted:
+    """An ARM long-running operation just accepted (202): where to look, and when ARM asks the first look to come."""
+
+    status_url: str  # its `Azure-AsyncOperation` (or `Location`) URL
+    retry_after: float | None = None  # the 202's `Retry-After` in seconds; None when ARM sent none
+
+
+@dataclass(frozen=True)
 class OperationStatus:
     """An ARM long-running operation as its `Azure-AsyncOperation` URL reports it."""
 
     status: str  # InProgress | Succeeded | Failed | Canceled
     error: str | None = None
+    retry_after: float | None = None  # the answer's `Retry-After` in seconds: when to look again; None: not sent
 
     @property
     def finished(self) -> bool:

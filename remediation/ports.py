@@ -7,7 +7,7 @@ tests/support/fakes.py holds stateful fakes of the same protocols.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from remediation.model import (
     DeployedRemediator,
     Deployer,
     NewPassword,
+    OperationStarted,
     OperationStatus,
     RoleAssignment,
     RoleDefinition,
@@ -39,13 +40,14 @@ class ManagedClusters(Protocol):
     def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
         """Every managed cluster of the subscription (all pages)."""
 
-    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
-        """Start the reset (a long-running operation) and return its status URL, without waiting.
+    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText
+                                              ) -> OperationStarted:
+        """Start the reset (a long-running operation) and return its status URL and Retry-After, without waiting.
 
         Raises OperationInProgressError when AKS refuses because an operation is running on the cluster."""
 
     def begin_reset_aad_profile(self, cluster: ClusterId, *, server_app_id: str, client_app_id: str,
-                                tenant_id: str | None, secret: SecretText) -> str:
+                                tenant_id: str | None, secret: SecretText) -> OperationStarted:
         """Start the legacy Azure AD profile's reset with a new server application secret; its status URL.
 
         Raises OperationInProgressError as the service principal's reset does."""
@@ -59,9 +61,10 @@ class ManagedClusters(Protocol):
 
 
 class ClusterInventory(Protocol):
-    def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
+    def list_clusters(self, subscription_ids: Sequence[str]) -> Iterable[ClusterInfo]:
         """Every managed cluster the remediator may read in the subscriptions, from one Resource Graph query
-        (all pages). Rows carry what Resource Graph projects: no lastModifiedAt, no agent pools."""
+        (all pages), possibly lazily: page by page as the caller takes the rows. Rows carry what Resource Graph
+        projects: no lastModifiedAt, no agent pools."""
 
 
 class ResourceGroups(Protocol):
@@ -73,10 +76,11 @@ class Directory(Protocol):
     def get_application_by_app_id(self, app_id: str) -> Application:
         """Raises NotFoundError if no application has this appId."""
 
-    def get_applications_by_app_ids(self, app_ids: Collection[str]) -> dict[str, Application | None]:
+    def get_applications_by_app_ids(self, app_ids: Iterable[str]) -> dict[str, Application | None]:
         """Many applications with their passwords (not their owners), by lower-case appId, None for one Graph does
         not have: Graph JSON batching, 20 per call. An appId Graph kept throttling past the retries is left out of
-        the answer: unread, which is not the same as missing."""
+        the answer: unread, which is not the same as missing. `app_ids` may be lazy (ids as a listing's pages
+        arrive): every one is taken, and reads may start before the last arrives."""
 
     def add_password(self, object_id: str, display_name: str, end: datetime) -> NewPassword: ...
 

@@ -206,18 +206,47 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     """Remembers its open connections, so that stopping also ends the keep-alive ones: else their threads
-    would go on serving a stopped sandbox's state to clients that pooled them."""
+    would go on serving a stopped sandbox's state to clients that pooled them.
 
-    def __init__(self, *args: Any) -> None:
+    The listening socket is plain TCP with a deep backlog, and each connection's TLS handshake runs on that
+    connection's own thread: with Python's default backlog of 5 and the handshake on the accept thread, a client
+    opening a few connections at once (an SDK's pool) had one dropped by the kernel and retried a second later,
+    which Azure's front ends never do."""
+
+    request_queue_size = 1024  # listen(2)'s backlog; the kernel caps it at net.core.somaxconn
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 tls: ssl.SSLContext) -> None:
         self.connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(*args)
+        self.tls = tls
+        super().__init__(address, handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
         connection, address = super().get_request()
         with self._connections_lock:
             self.connections.add(connection)
         return connection, address
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # Wrapping without the handshake does no I/O: under the lock, the secure socket replaces the plain one among
+        # the open connections at once, so a stop at any point, the handshake included, still ends the connection.
+        with self._connections_lock:
+            try:
+                secure = self.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+            except OSError:
+                self.connections.discard(request)
+                request.close()
+                return
+            self.connections.discard(request)
+            self.connections.add(secure)
+        try:
+            secure.do_handshake()
+        except OSError:  # ssl.SSLError included: a client that gave up, or spoke something else
+            log.debug("TLS handshake with %s failed", client_address, exc_info=True)
+            self.shutdown_request(secure)
+            return
+        super().process_request_thread(secure, client_address)
 
     def shutdown_request(self, request: Any) -> None:
         with self._connections_lock:
@@ -243,11 +272,10 @@ class ApiServer:
 
     def __init__(self, api: Api, context: ssl.SSLContext, port: int = 0) -> None:
         handler = type(f"{api.name.capitalize()}Handler", (_Handler,), {"api": api})
-        self.server = _Server(("127.0.0.1", port), handler)
+        self.server = _Server(("127.0.0.1", port), handler, context)
         self.server.daemon_threads = True
         # Without this, each keep-alive request waits ~40 ms for delayed ACKs.
         handler.disable_nagle_algorithm = True
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
         api.base_url = self.url
         # A short poll interval: stop() waits up to one interval per server.

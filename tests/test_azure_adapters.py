@@ -116,11 +116,14 @@ def test_a_reset_returns_its_status_url_at_once_and_the_url_reports_the_end(aks,
     password = graph.add_password(app.object_id, "adapter test", datetime.now(UTC) + timedelta(days=30))
     before = aks.get_cluster(cluster(sandbox)).last_modified_at  # systemData.lastModifiedAt
     assert before is not None
-    url = aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text)
+    started = aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text)
+    url = started.status_url
+    assert started.retry_after == 1  # the 202's Retry-After: when the runner looks first
     assert url.startswith(f"{sandbox.endpoints['arm']}/subscriptions/{sandbox.subscription_id}/providers/"
                           "Microsoft.ContainerService/locations/")
     assert password.secret_text.reveal() not in url
-    assert not aks.get_operation(url).finished  # not waited on
+    running = aks.get_operation(url)
+    assert not running.finished and running.retry_after == 1  # not waited on; look again after Retry-After
     with pytest.raises(OperationInProgressError):  # AKS refuses a second write meanwhile: 409
         aks.begin_reset_service_principal_profile(cluster(sandbox), app.app_id, password.secret_text)
     assert wait_for_operation(aks, url).succeeded
@@ -132,7 +135,7 @@ def test_a_reset_returns_its_status_url_at_once_and_the_url_reports_the_end(aks,
 
 def test_a_reset_with_a_wrong_secret_ends_failed(aks, sandbox: Sandbox) -> None:
     url = aks.begin_reset_service_principal_profile(cluster(sandbox), state_of(sandbox)["clientId"],
-                                                    SecretText("not-the-secret"))
+                                                    SecretText("not-the-secret")).status_url
     status = wait_for_operation(aks, url)
     assert not status.succeeded and "ServicePrincipalValidationClientError" in (status.error or "")
     assert "not-the-secret" not in (status.error or "")
@@ -266,8 +269,8 @@ def test_resource_graph_lists_every_cluster_across_pages_as_the_remediator_reads
     with Sandbox(fleet=fleet(clusters=1100, subscriptions=3, applications=40, managed_identity=7)) as sandbox:
         inventory = ResourceGraphClusters(credential(sandbox), endpoint=sandbox.endpoints["arm"],
                                           connection_verify=sandbox.ca_path)
-        listed = inventory.list_clusters(sandbox.subscription_ids)
-        only_first = inventory.list_clusters(sandbox.subscription_ids[:1])
+        listed = list(inventory.list_clusters(sandbox.subscription_ids))  # lazy, as Azure's list methods are
+        only_first = list(inventory.list_clusters(sandbox.subscription_ids[:1]))
         served = {c["id"].lower(): c for c in sandbox.snapshot()["clusters"]}
     assert inventory.calls == 2 + 1  # 1,100 rows are two pages; one subscription's fit in one
     assert len(listed) == 1100 and [c.id for c in listed] == sorted(c.id for c in listed)

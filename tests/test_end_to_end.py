@@ -11,6 +11,7 @@ import logging
 import pytest
 from azure.data.tables import TableClient
 
+from benchmarks.run import MINIMUM, PROPAGATION_SIGN_INS, TOKENS, VAULT_CHALLENGES, tokens_by_caller
 from remediation.app.settings import TABLE_NAME
 from sandbox import Sandbox
 from sandbox.azurite import Azurite
@@ -36,6 +37,8 @@ def test_the_demo_repairs_the_cluster_and_never_shows_the_secret(
         seen["vault_value"] = sandbox.state.vault_current_value(secret_name)
         table = TableClient.from_connection_string(azurite.connection_string, TABLE_NAME)
         seen["records"] = json.dumps([dict(e) for e in table.list_entities()], default=str)
+        seen["tokens"] = tokens_by_caller(sandbox)
+        seen["application"] = sandbox.state.applications[cluster["clientId"]].display_name
 
     lines: list[str] = []
     summary = run(manual=manual, out=lines.append, before_teardown=inspect, schema=schema)
@@ -50,6 +53,19 @@ def test_the_demo_repairs_the_cluster_and_never_shows_the_secret(
     assert seen["cluster"]["heldKeyId"] == new_passwords[0]["keyId"]
     assert seen["cluster"]["provisioningState"] == "Succeeded" and seen["cluster"]["secretValidNow"] is True
     assert seen["vault_value"] == seen["secret"]  # Key Vault's current version is what the cluster holds
+
+    # One repair's calls, route by route, are the documented minimum (benchmarks/run.py's MINIMUM, each call with
+    # its reason); an operator's request has no failure to look up in the Activity Log.
+    minimum = {api: {route: count for route, (count, _why) in routes.items()
+                     if count and not (manual and route == "GET eventtypes/management/values")}
+               for api, routes in MINIMUM.items()}
+    by_caller = summary["requestsByCaller"]
+    assert by_caller["aks-sp-remediator"] == minimum
+    assert by_caller["anonymous"] == {"vault": {"PUT /secrets/{name}": VAULT_CHALLENGES}}  # the SDK's challenge
+    # A token per audience for the remediator's one credential; the new secret's sign-ins are the propagation test.
+    assert seen["tokens"]["aks-sp-remediator"] == {api: 1 for api in ("arm", "graph", "vault", "topic")}
+    assert seen["tokens"][seen["application"]] == {"arm": PROPAGATION_SIGN_INS}
+    assert sum(n for n, _ in TOKENS.values()) == 4 + PROPAGATION_SIGN_INS
 
     captured = capfd.readouterr()
     everything = "\n".join([

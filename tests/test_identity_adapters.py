@@ -178,11 +178,11 @@ def test_a_legacy_aad_cluster_is_read_and_its_aad_profile_reset(sandbox: Sandbox
     assert (info.aad_server_app_id, info.aad_client_app_id) == (server["appId"], client["appId"])
     new = graph.add_password(server["objectId"], "test", datetime.now(UTC) + timedelta(days=30))
     url = aks.begin_reset_aad_profile(target, server_app_id=server["appId"], client_app_id=client["appId"],
-                                      tenant_id=info.aad_tenant_id, secret=new.secret_text)
+                                      tenant_id=info.aad_tenant_id, secret=new.secret_text).status_url
     assert url.startswith(sandbox.endpoints["arm"]) and new.secret_text.reveal() not in url
     assert wait_for_operation(aks, url).succeeded
     assert state_of(sandbox, "aks-aad")["aad"]["serverSecretValidNow"]
     failed = aks.begin_reset_aad_profile(target, server_app_id=server["appId"], client_app_id=client["appId"],
                                          tenant_id=info.aad_tenant_id, secret=SecretText("not-its-secret"))
-    status = wait_for_operation(aks, failed)
+    status = wait_for_operation(aks, failed.status_url)
     assert not status.succeeded and "not-its-secret" not in (status.error or "")

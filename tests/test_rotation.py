@@ -28,6 +28,7 @@ from tests.support.world import (
     World,
     assert_repaired_once,
     fleet,
+    make_world,
     remediation_of,
     request,
     rotations,
@@ -177,6 +178,19 @@ def test_a_new_secret_is_tested_until_it_signs_in_before_any_reset(world: World)
     assert world.sign_in.sign_ins > 1  # it tried, and was refused, before
 
 
+def test_the_new_secret_is_read_back_from_key_vault_only_in_a_later_invocation() -> None:
+    for propagation in (timedelta(0), timedelta(minutes=3)):
+        world = make_world()
+        world.directory.propagation = propagation
+        decision = request(world)
+        world.drain()
+        assert remediation_of(world, decision).status is Status.SUCCEEDED
+        # The invocation that stored it keeps it (the write's answer names the version); each later sign-in runs in
+        # an invocation of its own, and the secret is kept nowhere but Key Vault; the reset shares the last one's.
+        assert world.vault.reads == world.sign_in.sign_ins - 1
+    assert world.sign_in.sign_ins > 1
+
+
 def test_a_secret_entra_id_never_accepts_fails_the_rotation_before_any_reset(world: World) -> None:
     world.directory.propagation = timedelta(days=30)
     decision = request(world)
@@ -220,6 +234,19 @@ def test_someone_elses_operation_delays_the_reset_without_counting_as_an_attempt
     world.drain()
     assert remediation_of(world, decision).targets[0].reset_attempts == 1
     assert_repaired_once(world)
+
+
+def test_a_running_reset_is_looked_at_when_arms_retry_after_says_and_without_one_after_the_setting() -> None:
+    looks = {}
+    for retry_after in (None, 20.0):  # REMEDIATOR_RESET_POLL_SECONDS is 30 in this world
+        world = make_world()
+        world.clusters.reset_seconds, world.clusters.retry_after = 60, retry_after
+        decision = request(world)
+        world.drain()
+        assert remediation_of(world, decision).status is Status.SUCCEEDED
+        assert_repaired_once(world)
+        looks[retry_after] = world.clusters.operation_looks
+    assert looks == {None: 2, 20.0: 3}  # at 30 and 60 s; at 20, 40 and 60 s
 
 
 def test_a_reset_that_fails_once_is_retried_with_backoff(world: World) -> None:

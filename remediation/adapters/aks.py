@@ -21,7 +21,7 @@ from remediation.adapters.azure_errors import translate
 from remediation.adapters.clients import SDK_RETRY, PerSubscription, RetrySettings, arm_options
 from remediation.errors import PermanentError, TransientError
 from remediation.ids import ClusterId
-from remediation.model import ClusterInfo, OperationStatus, SecretText
+from remediation.model import ClusterInfo, OperationStarted, OperationStatus, SecretText
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,9 @@ class AksManagedClusters:
         except AzureError as err:
             raise translate(err, f"reading the maintenance configurations of cluster {cluster.name}") from err
 
-    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
-        """POST the reset and return its `Azure-AsyncOperation` URL (or `Location`) at once.
+    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText
+                                              ) -> OperationStarted:
+        """POST the reset and return its `Azure-AsyncOperation` URL (or `Location`) and `Retry-After` at once.
 
         Polling is off: the caller saves the URL before anything waits on it, so a crash never
         loses track of a reset that started. The SDK's continuation token is not used for that,
@@ -71,7 +72,7 @@ class AksManagedClusters:
                            .begin_reset_service_principal_profile(cluster.resource_group, cluster.name, profile, **kw))
 
     def begin_reset_aad_profile(self, cluster: ClusterId, *, server_app_id: str, client_app_id: str,
-                                tenant_id: str | None, secret: SecretText) -> str:
+                                tenant_id: str | None, secret: SecretText) -> OperationStarted:
         """POST resetAADProfile with the server application's new secret, as `az aks update-credentials
         --reset-aad` does (client and server app ids, tenant), and return its status URL at once."""
         profile = ManagedClusterAADProfile(client_app_id=client_app_id, server_app_id=server_app_id,
@@ -79,7 +80,7 @@ class AksManagedClusters:
         return self._begin(cluster, "AAD profile reset", lambda client, **kw: client.managed_clusters
                            .begin_reset_aad_profile(cluster.resource_group, cluster.name, profile, **kw))
 
-    def _begin(self, cluster: ClusterId, what: str, start: Any) -> str:
+    def _begin(self, cluster: ClusterId, what: str, start: Any) -> OperationStarted:
         try:
             poller = start(self._client(cluster.subscription_id), polling=False,
                            cls=lambda response, _deserialized, _headers: response.http_response.headers)
@@ -89,7 +90,7 @@ class AksManagedClusters:
         url = headers.get("Azure-AsyncOperation") or headers.get("Location")
         if not url:
             raise PermanentError(f"the {what} of {cluster.name} started without a status URL", code="NoOperationUrl")
-        return url
+        return OperationStarted(url, _seconds(headers.get("Retry-After")))
 
     def get_operation(self, status_url: str) -> OperationStatus:
         """GET the operation's status through the client's own pipeline (its token, retries and Retry-After)."""
@@ -108,7 +109,17 @@ class AksManagedClusters:
             raise TransientError(f"the reset's status was not JSON: {err}") from err
         error = body.get("error") or {}
         message = f"{error.get('code', '')}: {error.get('message', '')}".strip(": ") if error else None
-        return OperationStatus(status=str(body.get("status") or "InProgress"), error=message)
+        return OperationStatus(status=str(body.get("status") or "InProgress"), error=message,
+                               retry_after=_seconds(response.headers.get("Retry-After")))
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """ARM's `Retry-After` in seconds (it sends a number); None when absent, not a positive number, or a date."""
+    try:
+        seconds = float(retry_after or "")
+    except ValueError:
+        return None
+    return seconds if seconds > 0 else None
 
 
 def _info(found: Any, fallback_id: str) -> ClusterInfo:

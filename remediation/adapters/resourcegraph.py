@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -47,26 +47,33 @@ CLUSTERS_QUERY = """Resources
 
 class ResourceGraphClusters:
     def __init__(self, credential: TokenCredential, *, endpoint: str, connection_verify: str | bool = True,
-                 sleep: Callable[[float], None] = time.sleep, retry: RetrySettings = SDK_RETRY) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 retry: RetrySettings = SDK_RETRY) -> None:
         self._client = ResourceGraphClient(credential, **arm_options(endpoint, connection_verify=connection_verify,
                                                                      retry=retry))
-        self._sleep = sleep
+        self._sleep, self._clock = sleep, clock
+        self._window: tuple[int, float] | None = None  # this quota window's queries left, and when it ends at latest
         self.calls = 0  # queries sent, pages included (the benchmark reads it)
 
-    def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
-        """Every managed cluster the remediator may read in the subscriptions, ordered by id (all pages)."""
-        return [_cluster(row) for row in self.query(CLUSTERS_QUERY, subscription_ids)]
+    def list_clusters(self, subscription_ids: Sequence[str]) -> Iterator[ClusterInfo]:
+        """Every managed cluster the remediator may read in the subscriptions, ordered by id, lazily as Azure's
+        `list_*` methods are: each page is asked for when the rows before it have been taken, so a caller can work
+        on the first page (and through a quota wait) while the next ones come."""
+        return (_cluster(row) for row in self._rows(CLUSTERS_QUERY, subscription_ids))
 
     def query(self, query: str, subscription_ids: Sequence[str] | None) -> list[dict[str, Any]]:
         """Every row of `query` (all pages) in the subscriptions; none given: every one the caller may read."""
+        return list(self._rows(query, subscription_ids))
+
+    def _rows(self, query: str, subscription_ids: Sequence[str] | None) -> Iterator[dict[str, Any]]:
         subscriptions = list(dict.fromkeys(s.lower() for s in subscription_ids or ()))
         if not subscriptions:  # no scope set: every subscription the caller may read (the tenant's)
-            return self._pages(query, None)
-        return [row for start in range(0, len(subscriptions), SUBSCRIPTIONS_PER_QUERY)
-                for row in self._pages(query, subscriptions[start:start + SUBSCRIPTIONS_PER_QUERY])]
+            yield from self._pages(query, None)
+            return
+        for start in range(0, len(subscriptions), SUBSCRIPTIONS_PER_QUERY):
+            yield from self._pages(query, subscriptions[start:start + SUBSCRIPTIONS_PER_QUERY])
 
-    def _pages(self, query: str, subscriptions: list[str] | None) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
+    def _pages(self, query: str, subscriptions: list[str] | None) -> Iterator[dict[str, Any]]:
         skip_token: str | None = None
         while True:
             request = QueryRequest(subscriptions=subscriptions, query=query, options=QueryRequestOptions(
@@ -78,19 +85,30 @@ class ResourceGraphClusters:
                 raise translate(err, f"querying Resource Graph over"
                                      f" {len(subscriptions) if subscriptions else 'every'} subscription(s)") from err
             self.calls += 1
-            rows.extend(page.data or ())
+            yield from page.data or ()
             skip_token = page.skip_token
             if not skip_token:
-                return rows
+                return
             self._respect_quota(headers)
 
     def _respect_quota(self, headers: dict[str, str]) -> None:
         remaining, resets = headers.get("x-ms-user-quota-remaining"), headers.get("x-ms-user-quota-resets-after")
-        if remaining is None or resets is None or not remaining.isdigit() or int(remaining) > 0:
+        if remaining is None or resets is None or not remaining.isdigit():
             return
-        wait = _hms_seconds(resets)
+        # The header counts whole seconds, rounded up: an answer's receipt plus it is never before the window's end,
+        # and the earliest answer of a window bounds it tightest (up to 1 s sooner than the last answer's figure).
+        left, now = int(remaining), self._clock()
+        ends = now + _hms_seconds(resets)
+        if self._window is None or left >= self._window[0]:  # the first answer of a new window
+            self._window = (left, ends)
+        else:
+            self._window = (left, min(self._window[1], ends))
+        if left > 0:
+            return
+        wait = max(self._window[1] - now, 0.0)
         log.info("Resource Graph quota used up: waiting %.1f s for the next page", wait)
         self._sleep(wait)
+        self._window = None
 
 
 def _keep_headers(into: dict[str, str]) -> Callable[[Any, Any, Any], Any]:

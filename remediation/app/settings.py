@@ -306,7 +306,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Lifetime of a minted client secret, in whole days (a fraction is dropped).",
             field="secret_lifetime", bicep="secretLifetimeDays"),
     Setting("REMEDIATOR_RESET_POLL_SECONDS", Number(), "30",
-            "Seconds between looks at a running reset (no invocation waits on one; a queue message comes back).",
+            "Seconds between looks at a running reset when ARM's answer names none (Retry-After comes first; no"
+            " invocation waits on one: a queue message comes back).",
             field="reset_poll_seconds", bicep="resetPollSeconds"),
     Setting("REMEDIATOR_RETRY_DELAY_SECONDS", Number(), "30",
             "Base delay before a remediation step is tried again from the queue (it doubles, up to 15 minutes).",

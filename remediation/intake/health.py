@@ -30,7 +30,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -309,10 +309,24 @@ class FleetHealth:
     def report(self) -> FleetReport:
         """Every service-principal and managed-identity cluster in scope, judged; nothing is written."""
         now = self._clock()
-        clusters = [(cid, c) for cid, c in _parsed(self._inventory.list_clusters(self._subscriptions))
-                    if self._guardrails.scope.refusal(cid) is None]
-        app_ids = {c.client_id.lower() for _, c in clusters if not c.uses_managed_identity}
-        apps = self._directory.get_applications_by_app_ids(app_ids) if app_ids else {}
+        clusters: list[tuple[ClusterId, ClusterInfo]] = []
+        app_ids: set[str] = set()
+
+        def applications() -> Iterator[str]:
+            # Lazy on both sides: the directory reads the first page's applications while Resource Graph serves (or
+            # its quota holds back) the next page.
+            for cid, c in _parsed(self._inventory.list_clusters(self._subscriptions)):
+                if self._guardrails.scope.refusal(cid) is not None:
+                    continue
+                clusters.append((cid, c))
+                if not c.uses_managed_identity and (app_id := c.client_id.lower()) not in app_ids:
+                    app_ids.add(app_id)
+                    yield app_id
+
+        listing = applications()
+        apps = self._directory.get_applications_by_app_ids(listing)
+        for _ in listing:  # every cluster is judged, even if a directory stopped taking ids early
+            pass
         within = self._guardrails.rotation.within
         judged = tuple(judge(c, apps.get(c.client_id.lower(), UNREAD), now, within, cluster_id=cid)
                        for cid, c in clusters)
@@ -384,16 +398,16 @@ class FleetHealth:
                  opens.isoformat())
 
 
-def _parsed(listed: Sequence[ClusterInfo]) -> list[tuple[ClusterId, ClusterInfo]]:
-    """The listed clusters with their ids; one whose id the remediator refuses (a name outside the ASCII subset of
-    ARM's rules it takes) is logged and left out, not the whole report."""
-    parsed = []
+def _parsed(listed: Iterable[ClusterInfo]) -> Iterator[tuple[ClusterId, ClusterInfo]]:
+    """The listed clusters with their ids, as they come; one whose id the remediator refuses (a name outside the
+    ASCII subset of ARM's rules it takes) is logged and left out, not the whole report."""
     for info in listed:
         try:
-            parsed.append((ClusterId.parse(info.id), info))
+            cluster_id = ClusterId.parse(info.id)
         except InvalidInputError as err:
             log.warning("health: cluster %s left out: %s", info.id[:300], err)
-    return parsed
+            continue
+        yield cluster_id, info
 
 
 def _credential_event(found: ClusterHealth, at: datetime) -> OutcomeEvent:

@@ -46,9 +46,10 @@ from remediation.errors import (
     TransientError,
 )
 from remediation.ids import ClusterId
-from remediation.model import ClusterInfo, Credential
+from remediation.model import ClusterInfo, Credential, OperationStarted
 from remediation.ports import ResourceGroups
 from remediation.record import Remediation, RetiredPassword, Target, TargetStatus
+from remediation.run.chain import MAX_DELAY_SECONDS
 from remediation.run.step import (
     PASSWORD_PREFIX,
     SECRET_CONTENT_TYPE,
@@ -212,13 +213,17 @@ def _advance(ctx: StepContext, r: Remediation, t: Target) -> float | None:
         return _start_reset(ctx, r, t, now)
     started = datetime.fromisoformat(t.reset_started_at or now.isoformat())
     if t.status is TargetStatus.RESETTING:
-        elapsed = (now - started).total_seconds()
-        if elapsed < ctx.config.poll_seconds:
-            return ctx.config.poll_seconds - elapsed  # a reset takes minutes: the first look waits one interval
+        # A reset takes minutes: no look before ARM's Retry-After (the setting when it sent none) has passed.
+        look_at = datetime.fromisoformat(t.not_before) if t.not_before else started + timedelta(
+            seconds=ctx.config.poll_seconds)
+        if now < look_at:
+            return (look_at - now).total_seconds()
+        retry_after = None
         if t.reset_status_url:
             operation = ctx.clusters.get_operation(t.reset_status_url)
             running, failed, error = not operation.finished, operation.finished and not operation.succeeded, \
                 operation.error
+            retry_after = operation.retry_after
         else:
             cluster = ctx.clusters.get_cluster(t.cluster)
             running, failed = cluster.busy, cluster.provisioning_state == "Failed"
@@ -228,7 +233,7 @@ def _advance(ctx: StepContext, r: Remediation, t: Target) -> float | None:
                 t.set(TargetStatus.FAILED, "ResetTimedOut", f"the reset has not finished after"
                                                             f" {ctx.limits.attempt_timeout}", now)
                 return None
-            return ctx.config.poll_seconds
+            return _look_again(ctx, t, now, retry_after)
         if failed:
             return _retry(ctx, t, error or "the reset failed", now)
         t.set(TargetStatus.VERIFYING, "ResetSucceeded", f"reset attempt {t.reset_attempts} succeeded", now)
@@ -261,7 +266,7 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
         if cluster.busy:
             t.set(TargetStatus.RESETTING, "ResetInProgress", f"a reset started by an earlier run is still running"
                                                              f" ({cluster.provisioning_state})", now)
-            return ctx.config.poll_seconds
+            return _look_again(ctx, t, now, None)
         if cluster.provisioning_state == "Succeeded" and (cluster.last_modified_at is None
                                                            or cluster.last_modified_at > started):
             t.set(TargetStatus.VERIFYING, "ResetFinished", "the reset an earlier run started has finished", now)
@@ -296,18 +301,27 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
     t.reset_started_at = now.isoformat()
     ctx.checkpoint(r)
     try:
-        t.reset_status_url = _begin_reset(ctx, r, t.cluster, cluster)
+        started = _begin_reset(ctx, r, t.cluster, cluster)
     except OperationInProgressError as err:
         # Refused before it began: not an attempt. Someone else's operation is running; ours starts after it.
         t.reset_attempts -= 1
         t.reset_started_at = previous
         t.set(TargetStatus.PENDING, "ClusterBusy", f"another operation is running on the cluster: {err}", now)
         return ctx.config.poll_seconds
+    t.reset_status_url = started.status_url
     t.set(TargetStatus.RESETTING, "ResetStarted", f"reset attempt {t.reset_attempts} started", now)
-    return ctx.config.poll_seconds
+    return _look_again(ctx, t, now, started.retry_after)
 
 
-def _begin_reset(ctx: StepContext, r: Remediation, cluster: ClusterId, info: ClusterInfo) -> str:
+def _look_again(ctx: StepContext, t: Target, now: datetime, retry_after: float | None) -> float:
+    """When to look at a running reset next: when ARM's answer asked (`Retry-After`, as every ARM client waits), or
+    REMEDIATOR_RESET_POLL_SECONDS when it did not say; kept on the target, so an earlier wake-up does not look."""
+    seconds = min(retry_after, MAX_DELAY_SECONDS) if retry_after else ctx.config.poll_seconds
+    t.not_before = (now + timedelta(seconds=seconds)).isoformat()
+    return seconds
+
+
+def _begin_reset(ctx: StepContext, r: Remediation, cluster: ClusterId, info: ClusterInfo) -> OperationStarted:
     if r.credential_kind is Credential.AAD_SERVER:
         return ctx.clusters.begin_reset_aad_profile(cluster, server_app_id=r.client_id or "",
                                                     client_app_id=info.aad_client_app_id or "",

@@ -35,6 +35,7 @@ from remediation.model import (
     ClusterInfo,
     DeletedPrincipal,
     NewPassword,
+    OperationStarted,
     OperationStatus,
     PasswordInfo,
     RoleAssignment,
@@ -431,6 +432,8 @@ class FakeClusters:
         self.reset_log: list[tuple[ClusterId, datetime, bool]] = []  # (cluster, when it started, its secret worked)
         self.failed_resets = 0
         self.fail_resets = 0  # the next N resets end Failed inside AKS (an internal error)
+        self.retry_after: float | None = None  # the Retry-After of a reset's 202 and of a running one's status
+        self.operation_looks = 0  # status reads of resets
 
     def add(self, cluster: ClusterId, client_id: str, secret: str | None, *,
             tags: dict[str, str] | None = None) -> FakeCluster:
@@ -494,21 +497,23 @@ class FakeClusters:
         return dict(self._get(cluster).maintenance)
 
     @_calls("clusters.begin_reset")
-    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText) -> str:
+    def begin_reset_service_principal_profile(self, cluster: ClusterId, client_id: str, secret: SecretText
+                                              ) -> OperationStarted:
         found = self._get(cluster)
         healthy = self.directory.accepts(found.client_id, found.held_secret or "")
         return self._start(found, secret, client_id, "servicePrincipal", healthy)
 
     @_calls("clusters.begin_reset")
     def begin_reset_aad_profile(self, cluster: ClusterId, *, server_app_id: str, client_app_id: str,
-                                tenant_id: str | None, secret: SecretText) -> str:
+                                tenant_id: str | None, secret: SecretText) -> OperationStarted:
         found = self._get(cluster)
         if not found.aad_server_app_id or client_app_id != found.aad_client_app_id:
             raise PermanentError("BadRequest: the AAD profile's client application does not match", code="BadRequest")
         healthy = self.directory.accepts(found.aad_server_app_id, found.aad_secret or "")
         return self._start(found, secret, server_app_id, "aad", healthy)
 
-    def _start(self, found: FakeCluster, secret: SecretText, client_id: str, kind: str, healthy: bool) -> str:
+    def _start(self, found: FakeCluster, secret: SecretText, client_id: str, kind: str, healthy: bool
+               ) -> OperationStarted:
         if found.operation is not None:
             raise OperationInProgressError("OperationNotAllowed: Operation is not allowed because there's an in"
                                            " progress reset service principal operation")
@@ -522,14 +527,16 @@ class FakeClusters:
                                   self.clock() + timedelta(seconds=self.reset_seconds), client_id=client_id, kind=kind)
         self.operations[operation.id] = operation
         found.operation, found.provisioning_state = operation.id, "Resetting"
-        return OPERATIONS_URL.format(sub=found.id.subscription_id, id=operation.id)
+        return OperationStarted(OPERATIONS_URL.format(sub=found.id.subscription_id, id=operation.id), self.retry_after)
 
     @_calls("clusters.get_operation")
     def get_operation(self, status_url: str) -> OperationStatus:
         self.settle()
         operation = self.operations[status_url.split("/operations/")[1].split("?")[0]]
+        self.operation_looks += 1
         return OperationStatus(operation.status, None if operation.status != "Failed" else
-                               "ServicePrincipalValidationClientError: AADSTS7000215")
+                               "ServicePrincipalValidationClientError: AADSTS7000215",
+                               retry_after=self.retry_after if operation.status == "InProgress" else None)
 
     def secret_valid(self, cluster: ClusterId) -> bool:
         found = self._get(cluster)
@@ -568,6 +575,7 @@ class FakeVault:
         self.faults = faults
         self.secrets: dict[str, list[tuple[StoredSecretVersion, str]]] = {}
         self.fail_set: Exception | None = None
+        self.reads = 0  # secret values read back
 
     @_calls("vault.set_secret")
     def set_secret(self, name: str, value: SecretText, *, tags: dict[str, str], content_type: str,
@@ -580,6 +588,7 @@ class FakeVault:
 
     @_calls("vault.get_secret")
     def get_secret(self, name: str, version: str) -> SecretText:
+        self.reads += 1
         for stored, value in self.secrets.get(name, []):
             if stored.version == version:
                 return SecretText(value)
