@@ -28,12 +28,19 @@ What follows Azure, and where from (copies in tests/reference/resourcegraph_*, e
 - Errors, in ARG's shape `{"error": {"code", "message": "Please provide below info when asking for support:
   timestamp = …, correlationId = ….", "details": [...]}}`: a query outside the supported shape is 400 BadRequest
   with an InvalidQuery and a ParserFailure detail (line, characterPositionInLine, token: azure-powershell's
-  ResourceGraphQueryTests.ps1); a bad `$skipToken` 400 BadRequest with CouldNotDecodeSkipToken (microsoft/ARI#201).
+  ResourceGraphQueryTests.ps1); a join kind ARG refuses, InvalidQuery and UnsupportedJoinFlavor (`The join kind
+  "LeftSemi" is not supported or not allowed.`, MicrosoftDocs/azure-docs#45495); a bad `$skipToken` 400 BadRequest
+  with CouldNotDecodeSkipToken (microsoft/ARI#201).
+- `ResourceContainers` (query-language's table list): the resource groups, `group_body` as ARM's GET serves them but
+  with ARG's `type` `microsoft.resources/subscriptions/resourcegroups`, readable with
+  `Microsoft.Resources/subscriptions/resourceGroups/read` at the group; the subscriptions
+  (`microsoft.resources/subscriptions`, `name` the display name), with `Microsoft.Resources/subscriptions/read`.
 
 Assumed (no public text found): a malformed body, `$top`/`$skip` out of range, facets (not computed here), both
 subscriptions and management groups: 400 BadRequest with an `InvalidRequestContent` detail; an api-version other than
 the two: 400 NoRegisteredProviderFound in ARM's words; the ParserFailure detail's message explains what the sandbox
-reads (ARG's says "ParserFailure"), and it is also the answer for valid KQL beyond that shape.
+reads (ARG's says "ParserFailure"), and it is also the answer for valid KQL beyond that shape, a fourth `join`
+included (finops-toolkit#2227 reports ARG running four); a subscription row's `properties` (`{"state": "Enabled"}`).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox import access, kql
 from sandbox.deployment import site_body
+from sandbox.resourcegroups import group_body
 from sandbox.server import Request, Response
 from sandbox.state import ApiError, Application, utc_iso
 
@@ -60,6 +68,9 @@ API_VERSIONS = ("2021-03-01", "2022-10-01")
 MAX_TOP = 1000
 CLUSTER_TYPE, READ = "microsoft.containerservice/managedclusters", "Microsoft.ContainerService/managedClusters/read"
 SITE_TYPE, SITE_READ = "microsoft.web/sites", "Microsoft.Web/sites/read"
+GROUP_TYPE = "microsoft.resources/subscriptions/resourcegroups"
+GROUP_READ = "Microsoft.Resources/subscriptions/resourceGroups/read"
+SUBSCRIPTION_TYPE, SUBSCRIPTION_READ = "microsoft.resources/subscriptions", "Microsoft.Resources/subscriptions/read"
 ROUTE_LABEL = "POST Microsoft.ResourceGraph/resources"
 INVALID_QUERY = ("Query is invalid. Please refer to the documentation for the Azure Resource Graph service and fix "
                  "the error before retrying.")
@@ -125,9 +136,12 @@ class ResourceGraph:
         result["data"] = _formatted(query, page, options["resultFormat"])
         return result
 
-    def _parsed(self, text: str) -> kql.ClusterQuery:
+    def _parsed(self, text: str) -> kql.Query:
         try:
             return kql.parse(text)
+        except kql.JoinFlavorError as err:  # ARG's words (MicrosoftDocs/azure-docs#45495)
+            raise self._error(400, "BadRequest", {"code": "InvalidQuery", "message": INVALID_QUERY}, {
+                "code": "UnsupportedJoinFlavor", "message": str(err)}) from err
         except kql.QueryError as err:
             raise self._error(400, "BadRequest", {"code": "InvalidQuery", "message": INVALID_QUERY}, {
                 "code": "ParserFailure", "message": str(err), "line": err.line,
@@ -150,19 +164,48 @@ class ResourceGraph:
             raise self._error(403, "AccessDenied", {"code": "AccessDenied", "message": DENIED})
         return reached
 
-    def _rows(self, caller: Application, query: kql.ClusterQuery, subscriptions: set[str]) -> list[dict[str, Any]]:
-        """Every row of the query that the caller may read, in `id` order, shaped as the query projects it."""
-        found: list[dict[str, Any]] = []
-        for row_type, (read, rows) in self._sources().items():
-            if query.matches(row_type):  # only the types the query asks for are built
-                found += [row for row in rows(subscriptions) if access.permits(self.state, caller, read, row["id"])]
-        found.sort(key=lambda row: row["id"], reverse=query.descending)
-        return [query.shape(row) for row in found]
+    def _rows(self, caller: Application, query: kql.Query, subscriptions: set[str]) -> list[dict[str, Any]]:
+        """Every row of the query's result, from the rows of its tables that the caller may read."""
 
-    def _sources(self) -> dict[str, tuple[str, Callable[[set[str]], list[dict[str, Any]]]]]:
-        """The resource types ARG serves here (as it stores them, lower case): the action that reads one, and the
-        function that makes their rows in the given subscriptions."""
-        return {CLUSTER_TYPE: (READ, self._cluster_rows), SITE_TYPE: (SITE_READ, self._site_rows)}
+        def read(source: kql.Source) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            for row_type, (action, rows) in self._sources()[source.table].items():
+                if source.matches(row_type):  # only the types the query asks for are built
+                    found += [row for row in rows(subscriptions)
+                              if access.permits(self.state, caller, action, row["id"])]
+            return found
+
+        return query.run(read)
+
+    def _sources(self) -> dict[str, dict[str, tuple[str, Callable[[set[str]], list[dict[str, Any]]]]]]:
+        """The tables and the resource types ARG serves here (as it stores them, lower case): the action that reads
+        one, and the function that makes their rows in the given subscriptions."""
+        return {"resources": {CLUSTER_TYPE: (READ, self._cluster_rows), SITE_TYPE: (SITE_READ, self._site_rows)},
+                "resourcecontainers": {GROUP_TYPE: (GROUP_READ, self._group_rows),
+                                       SUBSCRIPTION_TYPE: (SUBSCRIPTION_READ, self._subscription_rows)}}
+
+    def _group_rows(self, subscriptions: set[str]) -> list[dict[str, Any]]:
+        """ResourceContainers' resource groups: ARM's body (tags `{}` when the group has none, as its GET says), in
+        ARG's columns: `type` ARG's `microsoft.resources/subscriptions/resourcegroups` (ARM's GET says
+        `Microsoft.Resources/resourceGroups`), `resourceGroup` the group's own name in lower case."""
+        with self.state.lock:
+            groups = [g for g in self.state.resource_groups.values() if g.subscription_id in subscriptions]
+            rows = [self._row(g.name, g.subscription_id, group_body(g)) for g in groups]
+        for row in rows:
+            row["type"] = GROUP_TYPE
+        return rows
+
+    def _subscription_rows(self, subscriptions: set[str]) -> list[dict[str, Any]]:
+        """ResourceContainers' subscriptions: `name` the display name, as in ARG; no resource group."""
+        with self.state.lock:
+            found = [s for s in self.state.subscriptions.values() if s.subscription_id in subscriptions]
+        rows = []
+        for sub in found:
+            row = self._row("", sub.subscription_id, {
+                "id": f"/subscriptions/{sub.subscription_id}", "name": sub.display_name, "type": SUBSCRIPTION_TYPE,
+                "location": "", "tags": {}, "properties": {"state": "Enabled"}})
+            rows.append(row)
+        return rows
 
     def _cluster_rows(self, subscriptions: set[str]) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -268,12 +311,11 @@ def _integer_in(value: Any, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _formatted(query: kql.ClusterQuery, page: list[dict[str, Any]], result_format: str) -> Any:
+def _formatted(query: kql.Query, page: list[dict[str, Any]], result_format: str) -> Any:
     if result_format.lower() == "objectarray":
         return page
-    columns = query.output
-    return {"columns": [{"name": c.name, "type": c.table_type} for c in columns],
-            "rows": [[row[c.name] for c in columns] for row in page]}
+    return {"columns": [{"name": name, "type": kind} for name, kind in query.columns],
+            "rows": [[row[name] for name, _ in query.columns] for row in page]}
 
 
 def _fingerprint(text: str, body: dict[str, Any]) -> str:
