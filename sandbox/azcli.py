@@ -97,7 +97,8 @@ def az_setup(info: Mapping[str, Any], identities: Mapping[str, str], config_dir:
               "--only-show-errors"], f"az cloud {verb}")
     cli.must(["cloud", "set", "--name", CLOUD_NAME, "--only-show-errors"], "az cloud set")
     client_id, secret = identities[f"{identity}ClientId"], _Secret(identities[f"{identity}ClientSecret"])
-    cli.must(["login", "--service-principal", "--username", client_id, "--password", secret, "--tenant",
+    # `--password=…` in one argument: a secret that starts with '-' (Entra's may) would otherwise read as an option.
+    cli.must(["login", "--service-principal", "--username", client_id, _Secret(f"--password={secret}"), "--tenant",
               str(info["tenantId"]), "--only-show-errors", "--output", "none"], "az login")
     return cli
 

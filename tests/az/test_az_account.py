@@ -27,3 +27,15 @@ def test_the_cloud_takes_its_endpoints_from_the_metadata_document(az: Az) -> Non
 def test_a_subscription_the_identity_does_not_reach_is_not_found(az: Az) -> None:
     refused = az.fails("account", "show", "--subscription", "00000000-0000-4000-8000-000000000000")
     assert "doesn't exist" in refused.stderr or "not found" in refused.stderr.lower()
+
+
+def test_a_secret_that_starts_with_a_dash_reaches_the_token_endpoint(az: Az) -> None:
+    # Entra's secrets may start with '-': given as `--password SECRET`, argparse reads it as an option ("expected one
+    # argument") and az never signs in. az-setup and the README pass `--password=SECRET` / `--client-secret=SECRET`.
+    # (An application no tenant has: MSAL would answer a known client id from its token cache, secret unchecked.)
+    refused = az.cli.run(["login", "--service-principal", "--username", "5f0e8a2c-0000-4000-8000-00000000dead",
+                          "--password=-not8Q~any-applications-secret-00000000000", "--tenant", az.sandbox.tenant_id,
+                          "--allow-no-subscriptions", "--output", "none"])
+    assert refused.returncode != 0
+    assert "expected one argument" not in refused.stderr
+    assert "AADSTS" in refused.stderr, refused.stderr[-1000:]  # the token endpoint's answer: it got that far

@@ -97,7 +97,7 @@ def test_update_credentials_resets_the_service_principal_with_the_cli_form(az: A
     with state.lock:  # a fresh secret of the cluster's application, as `az ad app credential reset` makes one
         _, secret = state.add_password(state.applications[client_id], "az test")
     az("aks", "update-credentials", *BROKEN, "--reset-service-principal", "--service-principal", client_id,
-       "--client-secret", secret)
+       f"--client-secret={secret}")  # one argument: an Entra secret may start with '-'
     shown = az("aks", "show", *BROKEN)
     assert shown["provisioningState"] == "Succeeded"
     assert shown["servicePrincipalProfile"]["clientId"] == client_id
@@ -135,6 +135,6 @@ def test_update_credentials_reset_aad_takes_the_legacy_form(az: Az) -> None:
     with state.lock:
         _, secret = state.add_password(state.applications[server["appId"]], "az test")
     az("aks", "update-credentials", "-g", "rg-platform", "-n", "aks-aad", "--reset-aad", "--aad-server-app-id",
-       server["appId"], "--aad-server-app-secret", secret, "--aad-client-app-id", client["appId"])
+       server["appId"], f"--aad-server-app-secret={secret}", "--aad-client-app-id", client["appId"])
     assert state_cluster(az, "aks-aad")["aad"]["serverSecretValidNow"] is True
     assert az("aks", "show", "-g", "rg-platform", "-n", "aks-aad")["aadProfile"]["serverAppId"] == server["appId"]

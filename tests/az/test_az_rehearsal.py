@@ -57,7 +57,7 @@ def test_a_cluster_repaired_by_hand_with_the_articles_commands_works_again(rehea
 
     secret = _tsv(az, "ad", "app", "credential", "reset", "--id", app_id, "--query", "password")
     reset = az.run("aks", "update-credentials", "-g", GROUP, "-n", BY_HAND, "--reset-service-principal",
-                   "--service-principal", app_id, "--client-secret", secret, "--output", "none")
+                   "--service-principal", app_id, f"--client-secret={secret}", "--output", "none")
     assert reset.returncode == 0, reset.stderr[-2000:]
     assert secret not in reset.stdout + reset.stderr
 
