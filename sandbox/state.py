@@ -829,13 +829,19 @@ class SandboxState:
 
     def user_caller(self, authorization: str | None, api: str) -> MemberUser | None:
         """The member user a bearer token was issued to, for an audience `api` accepts; None otherwise."""
+        with self.lock:
+            holder = self._token_holder(authorization, api)
+            return self.users.get(holder) if holder else None
+
+    def _token_holder(self, authorization: str | None, api: str) -> str | None:
+        """Whom a live bearer token for an audience `api` accepts was issued to (an appId or a user id); None
+        without one. Callers hold the lock."""
         if not authorization or not authorization.startswith("Bearer "):
             return None
-        with self.lock:
-            found = self.tokens.get(token_key(authorization[len("Bearer "):]))
-            if found is None or found[2] <= self.now() or found[1] not in self.audiences[api]:
-                return None
-            return self.users.get(found[0])
+        found = self.tokens.get(token_key(authorization[len("Bearer "):]))
+        if found is None or found[2] <= self.now() or found[1] not in self.audiences[api]:
+            return None
+        return found[0]
 
     def sign_token(self, app: Application | None, claims: dict[str, Any], *, version: str = "2.0",
                    lifetime: float | None = None, key: rsa.RSAPrivateKey | None = None) -> str:
@@ -867,13 +873,9 @@ class SandboxState:
 
     def caller(self, authorization: str | None, api: str) -> Application | None:
         """The application a bearer token was issued to, for an audience `api` accepts; None without a usable token."""
-        if not authorization or not authorization.startswith("Bearer "):
-            return None
         with self.lock:
-            found = self.tokens.get(token_key(authorization[len("Bearer "):]))
-            if found is None or found[2] <= self.now() or found[1] not in self.audiences[api]:
-                return None
-            return self.applications.get(found[0])
+            holder = self._token_holder(authorization, api)
+            return self.applications.get(holder) if holder else None
 
     # ------------------------------------------------------------------ subscriptions and resource groups
 

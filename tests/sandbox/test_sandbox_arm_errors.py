@@ -5,23 +5,11 @@ resource groups written by PUT and PATCH, role definitions by name, and the Acti
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 
 import pytest
 
 from sandbox import Sandbox
 from tests.support.wire import Wire, assert_arm_error, recent, sample
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(scenario="expired-secret") as running:
-        yield running
-
-
-@pytest.fixture
-def wire(sandbox: Sandbox) -> Wire:
-    return Wire(sandbox)
 
 
 def test_an_unknown_resource_type_is_invalid_resource_type_in_arms_words(wire: Wire, sandbox: Sandbox) -> None:

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,6 @@ import pytest
 
 from sandbox import Sandbox
 from tests.support.wire import Wire, new_identity, sample
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(scenario="expired-secret") as running:
-        yield running
 
 
 def listed(wire: Wire, collection: str, query: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import ssl
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -18,17 +17,6 @@ from sandbox import Sandbox
 from tests.support.wire import Wire
 
 ENTRA_SECRET = re.compile(r"[A-Za-z0-9~._-]{3}8Q~[A-Za-z0-9~._-]{34}")
-
-
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(scenario="expired-secret") as running:
-        yield running
-
-
-@pytest.fixture
-def wire(sandbox: Sandbox) -> Wire:
-    return Wire(sandbox)
 
 
 def claims_of(sandbox: Sandbox, wire: Wire, token: str) -> dict[str, Any]:
