@@ -202,9 +202,13 @@ MINIMUM: dict[str, dict[str, tuple[int, str]]] = {
                                           " since the failure?); the last look right before the reset (safety: a"
                                           " cluster fixed meanwhile is not re-imaged); the verification after it"
                                           " (safety: Succeeded, on the new application)"),
-        "GET resourcegroups/{rg}": (1, "the opt-out tag on the cluster's resource group (a guardrail)"),
-        "GET managedClusters": (1, "the fan-out: every password ended, so every cluster using the application in"
-                                   " scope is broken too (one list per managed subscription)"),
+        "GET resourcegroups/{rg}": (1, "the opt-out tag on the cluster's resource group (safety: a guardrail, read"
+                                       " from ARM because Resource Graph may lag it, 95% of changes within 30 s and"
+                                       " no upper bound, Azure/azure-dev#540)"),
+        "POST Microsoft.ResourceGraph/resources": (1, "the fan-out: every password ended, so every cluster using the"
+                                                      " application in scope is broken too (one query over every"
+                                                      " managed subscription; each target is read again before its"
+                                                      " reset)"),
         "POST managedClusters/{name}/resetServicePrincipalProfile": (1, "the reset"),
         "GET locations/{l}/operations/{id}": (1, "the reset's status, looked at when the 202's Retry-After says"
                                                  " (the sandbox: 1 s; its reset takes 0.5 s)"),

@@ -16,6 +16,7 @@ from remediation.model import (
     ActivityLogEntry,
     Application,
     ClusterInfo,
+    Credential,
     DeletedPrincipal,
     DeployedRemediator,
     Deployer,
@@ -65,6 +66,11 @@ class ClusterInventory(Protocol):
         """Every managed cluster the remediator may read in the subscriptions, from one Resource Graph query
         (all pages), possibly lazily: page by page as the caller takes the rows. Rows carry what Resource Graph
         projects: no lastModifiedAt, no agent pools."""
+
+    def clusters_using(self, app_id: str, credential: Credential, subscription_ids: Sequence[str]
+                       ) -> list[ClusterInfo]:
+        """Every cluster of the subscriptions whose `credential` is application `app_id`, from one Resource Graph
+        query. InvalidInputError when `app_id` is not a GUID."""
 
 
 class ResourceGroups(Protocol):

@@ -24,13 +24,14 @@ from remediation.adapters.odata import literal
 from remediation.adapters.signin import EntraSignIn
 from remediation.errors import (
     AuthenticationUnavailableError,
+    InvalidInputError,
     NotFoundError,
     OperationInProgressError,
     PermanentError,
     TransientError,
 )
 from remediation.ids import ClusterId
-from remediation.model import SecretText
+from remediation.model import Credential, SecretText
 from sandbox import Sandbox
 
 # The SDKs retry once and at once, so a fault test does not sleep through their back-off (production keeps the
@@ -272,7 +273,19 @@ def test_resource_graph_lists_every_cluster_across_pages_as_the_remediator_reads
         listed = list(inventory.list_clusters(sandbox.subscription_ids))  # lazy, as Azure's list methods are
         only_first = list(inventory.list_clusters(sandbox.subscription_ids[:1]))
         served = {c["id"].lower(): c for c in sandbox.snapshot()["clusters"]}
-    assert inventory.calls == 2 + 1  # 1,100 rows are two pages; one subscription's fit in one
+        # The fan-out's question: which clusters hold this application's secret, over every subscription at once.
+        app_id = next(c["clientId"] for c in served.values() if c["clientId"] != "msi")
+        calls = inventory.calls
+        using = inventory.clusters_using(app_id.upper(), Credential.SERVICE_PRINCIPAL, sandbox.subscription_ids)
+        assert inventory.calls == calls + 1
+        # An application id is a GUID; anything else is refused before a query is built from it.
+        with pytest.raises(InvalidInputError):
+            inventory.clusters_using(f"{app_id}' or type =~ '", Credential.SERVICE_PRINCIPAL, sandbox.subscription_ids)
+        assert inventory.calls == calls + 1
+    assert sorted(c.id.lower() for c in using) == sorted(
+        cid for cid, c in served.items() if c["clientId"].lower() == app_id.lower())
+    assert len({ClusterId.parse(c.id).subscription_id for c in using}) > 1  # 40 applications spread over 3
+    assert inventory.calls == 2 + 1 + 1  # 1,100 rows are two pages; one subscription's fit in one; the fan-out's
     assert len(listed) == 1100 and [c.id for c in listed] == sorted(c.id for c in listed)
     assert sum(c.uses_managed_identity for c in listed) == 7
     for info in listed:  # what ARM's GET would say of each cluster

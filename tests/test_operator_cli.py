@@ -128,8 +128,9 @@ def planned(live: Live) -> dict[str, Any]:
     live.sandbox.state.requests.clear()
     run = run_main(live, "dry-run", live.cluster_id, "--reason", REASON, "--sandbox", str(live.info))
     # The outcome topic is told the plan (a Remediator.Remediation.Planned event): a notice, not a change to Azure.
+    # A Resource Graph query is a POST that reads (the fan-out's clusters).
     writes = [route for name, api in live.sandbox.snapshot()["requests"].items() if name != "topic" for route in api
-              if route.startswith(WRITES)]
+              if route.startswith(WRITES) and route != "POST Microsoft.ResourceGraph/resources"]
     return {"run": run, "before": before, "after": _azure(live.sandbox), "writes": writes}
 
 

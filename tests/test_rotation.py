@@ -58,6 +58,8 @@ def test_one_expired_application_is_rotated_once_for_every_cluster_it_serves_in_
     for untouched in (OPTED_OUT, OPTED_OUT_GROUP, DENIED_GROUP, ELSEWHERE, MSI_CLUSTER):
         assert untouched.name not in world.clusters.resets_by_cluster
     assert world.clusters.failed_resets == 0
+    # The fan-out asks Resource Graph once for every managed subscription, not ARM once per subscription.
+    assert world.inventory.queries == 1
     view = rotation.view()
     assert {c["clusterResourceId"] for c in view["clusters"]} == {str(t.cluster) for t in rotation.targets}
 
@@ -68,7 +70,7 @@ def test_a_co_tenant_whose_name_the_remediator_refuses_is_named_for_a_person_and
     world = fleet()
     odd = (f"/subscriptions/{SUB}/resourceGroups/rg-paiement-\u00e9/providers/Microsoft.ContainerService/"
            "managedClusters/aks")
-    world.clusters.also_listed.append(ClusterInfo(odd, "aks", "westeurope", APP_ID, "Succeeded"))
+    world.inventory.also_listed.append(ClusterInfo(odd, "aks", "westeurope", APP_ID, "Succeeded"))
     world.detector.accept_event(world.operate(CLUSTER))
     world.drain()
     [rotation] = rotations(world)

@@ -214,7 +214,7 @@ def bootstrap(
     runner = RemediationRunner(
         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=resource_groups,
         incidents=incidents, store=store, chain=chain, roles=roles, clock=clock, config=config, outcomes=outcomes,
-        reconciler=reconciler)
+        reconciler=reconciler, inventory=inventory)
     detector = IncidentDetector(
         activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler, admission=admission,
         clock=clock, config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,

@@ -76,22 +76,19 @@ def discover_clusters(ctx: StepContext, r: Remediation) -> Outcome:
     now = ctx.clock()
     unnamed: list[str] = []  # clusters using the application whose ids the remediator refuses to act on
     if r.application_expired:
-        for sub in ctx.config.subscriptions or (r.cluster.subscription_id,):
-            for info in ctx.clusters.list_clusters(sub):
-                if info.app_id_for(r.credential_kind) != (r.client_id or "").lower():
-                    continue
-                try:
-                    cluster = ClusterId.parse(info.id)
-                except InvalidInputError:  # a name ARM allows but we take only in ASCII (remediation/ids.py)
-                    unnamed.append(info.id.encode("ascii", "backslashreplace").decode()[:300])
-                    continue
-                if r.target(cluster):
-                    continue
-                target = Target(str(cluster), joined_by="application")
-                r.targets.append(target)
-                # Clusters with a hint of their own passed the reconcile's checks; these are checked here.
-                if refusal := _guardrail_refusal(ctx, r, cluster, info):
-                    target.set(TargetStatus.SKIPPED, *refusal, now)
+        for info in _clusters_using(ctx, r):
+            try:
+                cluster = ClusterId.parse(info.id)
+            except InvalidInputError:  # a name ARM allows but we take only in ASCII (remediation/ids.py)
+                unnamed.append(info.id.encode("ascii", "backslashreplace").decode()[:300])
+                continue
+            if r.target(cluster):
+                continue
+            target = Target(str(cluster), joined_by="application")
+            r.targets.append(target)
+            # Clusters with a hint of their own passed the reconcile's checks; these are checked here.
+            if refusal := _guardrail_refusal(ctx, r, cluster, info):
+                target.set(TargetStatus.SKIPPED, *refusal, now)
     pending = sum(1 for t in r.targets if t.status is TargetStatus.PENDING)
     refused = (f"; {len(unnamed)} more left to a person, their names outside the ASCII ARM names the remediator"
                f" acts on: {', '.join(unnamed)}") if unnamed else ""
@@ -355,6 +352,16 @@ def _retry(ctx: StepContext, t: Target, error: str, now: datetime) -> float | No
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+
+def _clusters_using(ctx: StepContext, r: Remediation) -> list[ClusterInfo]:
+    """The clusters in scope that use the application: one Resource Graph query over every managed subscription (the
+    cluster's own when none is set). Resource Graph may lag ARM; each target is read again through ARM right before
+    its reset (`_changed_under_us`), so a cluster that moved off the application meanwhile is not reset."""
+    subscriptions = ctx.config.subscriptions or (r.cluster.subscription_id,)
+    if ctx.inventory is None:
+        raise PermanentError("no cluster inventory is configured for the fan-out", code="InvalidConfiguration")
+    return ctx.inventory.clusters_using(r.client_id or "", r.credential_kind, subscriptions)
 
 
 def _guardrail_refusal(ctx: StepContext, r: Remediation, cluster: ClusterId, info: ClusterInfo

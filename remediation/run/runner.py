@@ -28,6 +28,7 @@ from remediation.errors import ConcurrencyError, NotFoundError, PermanentError, 
 from remediation.model import Status
 from remediation.outcomes import remediation_finished
 from remediation.ports import (
+    ClusterInventory,
     Directory,
     IncidentStore,
     ManagedClusters,
@@ -56,9 +57,10 @@ class RemediationRunner:
                  resource_groups: ResourceGroups, incidents: IncidentStore, store: RemediationStore, chain: WorkChain,
                  roles: RoleAssignments | None = None, config: StepConfig = DEFAULT_STEP_CONFIG,
                  outcomes: OutcomePublisher | None = None, reconciler: Reconciler | None = None,
+                 inventory: ClusterInventory | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clusters, self._directory, self._vault, self._roles = clusters, directory, vault, roles
-        self._reconciler = reconciler
+        self._reconciler, self._inventory = reconciler, inventory
         self._sign_in, self._resource_groups, self._incidents = sign_in, resource_groups, incidents
         self._store, self._chain = store, chain
         self._config = config
@@ -148,7 +150,7 @@ class RemediationRunner:
     def _run(self, remediation: Remediation) -> Remediation:
         context = StepContext(self._clusters, self._directory, self._vault, self._sign_in, self._resource_groups,
                               self._incidents, self._config, self._clock, checkpoint=self._save, roles=self._roles,
-                              reconciler=self._reconciler)
+                              reconciler=self._reconciler, inventory=self._inventory)
         for spec in procedure_of(remediation):
             if remediation.done(spec.name):
                 continue

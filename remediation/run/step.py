@@ -19,6 +19,7 @@ from remediation.decide.guardrails import Guardrails
 from remediation.decide.reconcile import Reconciler
 from remediation.model import SecretText
 from remediation.ports import (
+    ClusterInventory,
     Directory,
     IncidentStore,
     ManagedClusters,
@@ -120,6 +121,7 @@ class StepContext:
     secret: SecretText | None = field(default=None, repr=False)
     group_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     roles: RoleAssignments | None = None  # a replacement's role assignments
+    inventory: ClusterInventory | None = None  # Resource Graph: the fan-out's clusters in one query
     reconciler: Reconciler | None = None  # the decision chain, whose guardrail checks the fan-out applies
     # The running step's own: its progress (set by the runner before the step runs) and its declared limits.
     progress: StepProgress = field(default_factory=StepProgress)

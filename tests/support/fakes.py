@@ -22,17 +22,19 @@ from typing import Any
 from remediation.errors import (
     ConcurrencyError,
     ConflictError,
+    InvalidInputError,
     NotFoundError,
     OperationInProgressError,
     PermanentError,
     PrincipalNotReplicatedError,
     RemediationError,
 )
-from remediation.ids import ClusterId
+from remediation.ids import ClusterId, is_guid
 from remediation.model import (
     ActivityLogEntry,
     Application,
     ClusterInfo,
+    Credential,
     DeletedPrincipal,
     NewPassword,
     OperationStarted,
@@ -309,13 +311,15 @@ class FakeSignIn:
 
 class FakeRoleAssignments:
     """ARM's role assignments: kept when their principal is deleted; a new principal is not seen for
-    `replication`; the remediator may assign only `assignable` roles (its condition), if set."""
+    `replication`; the remediator may assign only `assignable` roles (its condition), if set; it may not list those
+    of the `unreadable` subscriptions (its role is not assigned there: 403 AuthorizationFailed)."""
 
     def __init__(self, directory: FakeDirectory, clock: FakeClock, faults: Faults) -> None:
         self.directory, self.clock, self.faults = directory, clock, faults
         self.assignments: list[RoleAssignment] = []
         self.replication = timedelta()
         self.assignable: frozenset[str] | None = None
+        self.unreadable: set[str] = set()
         self.writes = 0
 
     def plant(self, scope: str, role_guid: str, principal_id: str) -> RoleAssignment:
@@ -331,6 +335,9 @@ class FakeRoleAssignments:
 
     @_calls("roles.list")
     def list_for_principal(self, subscription_id: str, principal_id: str) -> list[RoleAssignment]:
+        if subscription_id.lower() in self.unreadable:
+            raise PermanentError(f"listing the role assignments of principal {principal_id}: no roleAssignments/read"
+                                 f" at /subscriptions/{subscription_id}", code="AuthorizationFailed")
         return [a for a in self.assignments if a.principal_id == principal_id
                 and a.scope.lower().startswith(f"/subscriptions/{subscription_id.lower()}")]
 
@@ -406,13 +413,24 @@ class FakeResourceGraph:
     """Resource Graph over the fake AKS: one query lists every cluster of the subscriptions."""
 
     def __init__(self, clusters: FakeClusters) -> None:
-        self._clusters = clusters
+        self._clusters, self.faults = clusters, clusters.faults
         self.queries = 0
         self.also_listed: list[ClusterInfo] = []  # rows for clusters the fake AKS does not hold (odd names, say)
 
     def list_clusters(self, subscription_ids: Sequence[str]) -> list[ClusterInfo]:
         self.queries += 1
         return self._clusters.list_all(subscription_ids) + list(self.also_listed)
+
+    @_calls("inventory.clusters_using")
+    def clusters_using(self, app_id: str, credential: Credential, subscription_ids: Sequence[str]
+                       ) -> list[ClusterInfo]:
+        if not is_guid(app_id):
+            raise InvalidInputError(f"not an application id: {app_id[:60]!r}")
+        self.queries += 1
+        wanted = {s.lower() for s in subscription_ids}
+        return [info for info in self._clusters.list_all(subscription_ids) + list(self.also_listed)
+                if info.app_id_for(credential) == app_id.lower()
+                and info.id.lower().split("/")[2] in wanted]
 
 
 class FakeClusters:
