@@ -29,7 +29,7 @@ from remediation.errors import (
 from remediation.ids import ClusterId
 from remediation.intake.detection import IncidentLookup
 from remediation.intake.events import IgnoredEvent, parse_event
-from remediation.intake.health import EXPIRED_NOW_LOG, CredentialCheck, Health
+from remediation.intake.health import EXPIRED_NOW_LOG, MIGRATION_PLAN_ROUTE, CredentialCheck, Health
 from remediation.intake.requests import RemediationRequest
 from remediation.run.chain import WorkItem
 
@@ -175,6 +175,33 @@ def fleet_health(req: func.HttpRequest) -> func.HttpResponse:
     if wanted:
         body["value"] = [c for c in body["value"] if c["health"] in wanted]
     return _json_response(body, 200, headers={"Age": str(body["ageSeconds"])})
+
+
+@app.route(route=MIGRATION_PLAN_ROUTE, methods=["GET"])
+def migration_plan(req: func.HttpRequest) -> func.HttpResponse:
+    """`?clusterResourceId=<ARM id>`: the plan to move the cluster to managed identity, read now as the remediator
+    (the cluster, its service principal, the principal's role assignments, the maintenance configurations) and checked
+    against the deployment's guardrails; what ARM refused to show is named in it. Nothing is written. Needs
+    Remediations.Read."""
+    try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
+        plan = services().migrations.plan(ClusterId.parse(req.params.get("clusterResourceId")))
+    except RemediationError as err:
+        return _error_response(err, "migration_plan")
+    return _json_response(plan.view(), 200)
+
+
+@app.route(route="migration-plans", methods=["GET"])
+def migration_plans(req: func.HttpRequest) -> func.HttpResponse:
+    """The migration plan of every service-principal cluster of the health report (the one `GET /api/health` serves,
+    at most 5 minutes old; no scan of its own), `?health=expired,expiring` for those only; with the counts and the
+    clusters that could not be planned (`errors`). Nothing is written. Needs Remediations.Read."""
+    try:
+        services().api_auth.authenticate(req.headers.get("Authorization"), READ_ROLE)
+        plans = services().migrations.plan_fleet(_health_filter(req.params.get("health")))
+    except RemediationError as err:
+        return _error_response(err, "migration_plans")
+    return _json_response(plans.view(), 200)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%REMEDIATOR_HEALTH_SCHEDULE%", run_on_startup=False)

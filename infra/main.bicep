@@ -23,6 +23,9 @@ param resourceGroupName string = ''
 @description('More subscriptions the remediator may act on. It gets its custom role there and sweeps their Activity Log; failure events come only from this subscription\'s system topic.')
 param extraSubscriptionIds array = []
 
+@description('Subscriptions the remediator does not act on where clusters\' service principals hold roles (a hub network\'s, holding a cluster\'s own subnet or private DNS zone): it may only read role assignments there, for the migration plans (role-assignment-reader-role.bicep).')
+param roleAssignmentReadSubscriptionIds array = []
+
 @description('Grant the identity the Microsoft Graph app roles Application.ReadWrite.OwnedBy and Application.Read.All with the Graph Bicep extension: \'true\', \'false\' (grant them by hand, infra/README.md), or empty for on in the public cloud (AzureCloud) only, the one cloud the extension supports. Needs a deployer allowed to grant app roles (python -m remediation preflight checks).')
 @allowed([
   ''
@@ -585,6 +588,27 @@ module extraSubscriptionRoles 'modules/subscription-role-assignment.bicep' = [fo
   params: {
     identityPrincipalId: identity.outputs.principalId
     roleDefinitionId: roles.outputs.roleDefinitionId
+  }
+}]
+
+// A migration plan reads the service principal's role assignments wherever its cluster's network
+// lies; in subscriptions it does not act on, the remediator may read those and nothing else.
+module roleAssignmentReader 'modules/role-assignment-reader-role.bicep' = if (!empty(roleAssignmentReadSubscriptionIds)) {
+  name: 'role-reader-${resourceToken}'
+  params: {
+    environmentName: environmentName
+    resourceToken: resourceToken
+    subscriptionIds: roleAssignmentReadSubscriptionIds
+  }
+}
+
+module roleAssignmentReads 'modules/subscription-role-assignment.bicep' = [for id in roleAssignmentReadSubscriptionIds: {
+  name: 'role-read-${resourceToken}-${uniqueString(id)}'
+  scope: subscription(id)
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    roleDefinitionId: roleAssignmentReader!.outputs.roleDefinitionId
+    assignmentDescription: 'AKS service-principal remediator: read role assignments, for the plans that move clusters to managed identity.'
   }
 }]
 

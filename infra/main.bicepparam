@@ -28,6 +28,10 @@ param grantGraphPermission = readEnvironmentVariable('GRANT_GRAPH_PERMISSION', '
 // Comma-separated ids of more subscriptions to act on (optional).
 param extraSubscriptionIds = empty(readEnvironmentVariable('REMEDIATOR_EXTRA_SUBSCRIPTION_IDS', '')) ? [] : split(readEnvironmentVariable('REMEDIATOR_EXTRA_SUBSCRIPTION_IDS', ''), ',')
 
+// Comma-separated ids of subscriptions where the remediator may only read role assignments, for
+// the migration plans: those of networks its clusters use and it does not act on (optional).
+param roleAssignmentReadSubscriptionIds = empty(readEnvironmentVariable('REMEDIATOR_ROLE_ASSIGNMENT_READ_SUBSCRIPTION_IDS', '')) ? [] : split(readEnvironmentVariable('REMEDIATOR_ROLE_ASSIGNMENT_READ_SUBSCRIPTION_IDS', ''), ',')
+
 // The API's Entra application: created here unless REMEDIATOR_CREATE_API_APP is false, in
 // which case give the client id (and app ID URI) of one made by hand.
 param createApiApplication = readEnvironmentVariable('REMEDIATOR_CREATE_API_APP', '')

@@ -2,7 +2,8 @@
 the same resources.
 
 An identity's own `arm_actions` (infra/'s custom roles, and the operator's `*`) hold in every subscription of the
-world, as before. On top of them, a role assignment (sandbox/authorization.py) of a built-in role in `GRANTING_ROLES`
+world, as before, or only in its `arm_subscriptions` when it has them (the subscriptions infra/ assigns the custom
+role on). On top of them, a role assignment (sandbox/authorization.py) of a built-in role in `GRANTING_ROLES`
 grants that role's actions (their definitions: sandbox/rbac.py) at its scope and below, as Azure RBAC does: Reader
 on one subscription lets an identity read that subscription's clusters, and no others'. Roles outside
 `GRANTING_ROLES` grant nothing here (the sandbox serves no network, registry or storage resources to use them on),
@@ -30,7 +31,8 @@ ROLE_ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def permits(state: SandboxState, caller: Application, action: str, scope: str) -> bool:
     """Whether `caller` may perform `action` at `scope` (a subscription, resource group or resource id)."""
-    if "*" in caller.arm_actions or action in caller.arm_actions:
+    own = "*" in caller.arm_actions or action in caller.arm_actions
+    if own and _own_actions_hold(caller, _subscription_of(scope)):
         return True
     return any(_grants(role, action) for role in _roles_over(state, caller, scope))
 
@@ -39,13 +41,26 @@ def reaches(state: SandboxState, caller: Application, subscription_id: str) -> b
     """Whether `caller` holds any ARM access in the subscription: its own actions (held everywhere), or a role
     assignment at or below the subscription (the sandbox has no scope above one). ARG answers AccessDenied when a
     query reaches none of the subscriptions it names."""
-    if caller.arm_actions:
+    if caller.arm_actions and _own_actions_hold(caller, subscription_id):
         return True
     prefix = f"/subscriptions/{subscription_id}".lower()
     with state.lock:
         return any(a.principal_id == caller.sp_object_id and a.condition is None
                    and a.role_definition_id in ROLE_ACTIONS and _within(a.scope.lower(), prefix)
                    for a in state.role_assignments.values())
+
+
+def _own_actions_hold(caller: Application, subscription_id: str | None) -> bool:
+    """Whether the caller's own actions hold in the subscription (a scope above every subscription: only when they
+    hold in all)."""
+    if caller.arm_subscriptions is None:
+        return True
+    return subscription_id is not None and subscription_id.lower() in caller.arm_subscriptions
+
+
+def _subscription_of(scope: str) -> str | None:
+    parts = scope.strip("/").split("/")
+    return parts[1] if len(parts) >= 2 and parts[0].lower() == "subscriptions" else None
 
 
 def _roles_over(state: SandboxState, caller: Application, scope: str) -> list[str]:

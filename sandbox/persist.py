@@ -347,6 +347,7 @@ def _dump_application(app: Application) -> dict[str, Any]:
     return {"objectId": app.object_id, "appId": app.app_id, "displayName": app.display_name,
             "owners": sorted(app.owners), "graphPermissions": sorted(app.graph_permissions),
             "armActions": sorted(app.arm_actions), "vaultDataActions": sorted(app.vault_data_actions),
+            "armSubscriptions": sorted(app.arm_subscriptions) if app.arm_subscriptions is not None else None,
             "spObjectId": app.sp_object_id, "identifierUris": app.identifier_uris, "appRoles": app.app_role_objects,
             "uniqueName": app.unique_name, "api": app.api, "signInAudience": app.sign_in_audience,
             "directoryRoles": sorted(app.directory_roles),
@@ -364,6 +365,7 @@ def _load_application(a: dict[str, Any]) -> Application:
     return Application(
         object_id=a["objectId"], app_id=a["appId"], display_name=a["displayName"], owners=set(a["owners"]),
         graph_permissions=set(permissions), arm_actions=frozenset(a["armActions"]),
+        arm_subscriptions=frozenset(a["armSubscriptions"]) if a.get("armSubscriptions") is not None else None,
         vault_data_actions=frozenset(a["vaultDataActions"]), sp_object_id=a["spObjectId"],
         identifier_uris=a["identifierUris"], app_role_objects=_app_roles(a["appRoles"]),
         unique_name=a.get("uniqueName"), api=a.get("api") or default_api(),

@@ -199,6 +199,9 @@ class Application:
     owners: set[str] = field(default_factory=set)  # appIds of identities that own it
     graph_permissions: set[str] = field(default_factory=set)  # the application permissions it holds on Graph
     arm_actions: frozenset[str] = frozenset()
+    # The subscriptions (lower-case ids) its own `arm_actions` hold in, as infra/ assigns the custom role on this
+    # subscription and each of extraSubscriptionIds; None: every subscription of the world.
+    arm_subscriptions: frozenset[str] | None = None
     vault_data_actions: frozenset[str] = frozenset()
     passwords: list[Password] = field(default_factory=list)
     sp_object_id: str = field(default_factory=lambda: str(uuid.uuid4()))
@@ -1422,10 +1425,14 @@ class WorldOptions:
     `remediator_role_assignment_roles`: role definitions (built-in names or GUIDs) it may assign, as infra/'s role
     assignment writer role (roleAssignments/write, no delete) under the documented constraining condition, for
     service principals only and never for itself (the condition excludes its own principal id, as infra/ deploys
-    it); None: it may only read role assignments."""
+    it); None: it may only read role assignments.
+    `remediator_subscriptions`: the subscriptions infra/'s custom role is assigned on (the deployment's own and its
+    extraSubscriptionIds), where its ARM actions hold; elsewhere it gets 403 AuthorizationFailed, as in Azure (a
+    network in another subscription, say). None: every subscription of the world."""
 
     remediator_graph_permissions: frozenset[str] = frozenset({GRAPH_OWNED_BY, GRAPH_READ_ALL})
     remediator_role_assignment_roles: frozenset[str] | None = None
+    remediator_subscriptions: frozenset[str] | None = None
 
 
 DEFAULT_WORLD_OPTIONS = WorldOptions()  # what infra/ deploys, nothing more
@@ -1445,6 +1452,8 @@ def new_world(*, tenant_id: str | None = None, subscription_id: str | None = Non
     remediator = state.add_application("aks-sp-remediator", graph_permissions=options.remediator_graph_permissions,
                                        arm_actions=REMEDIATOR_ARM_ACTIONS,
                                        vault_data_actions=REMEDIATOR_VAULT_DATA_ACTIONS)
+    if options.remediator_subscriptions is not None:
+        remediator.arm_subscriptions = frozenset(s.lower() for s in options.remediator_subscriptions)
     if options.remediator_role_assignment_roles is not None:
         remediator.arm_actions |= ROLE_ASSIGNMENT_WRITE_ACTIONS
         # As infra/ deploys it: these roles, to service principals only, never to the remediator itself.

@@ -36,7 +36,8 @@ CUSTOM_ROLE_ACTIONS = {
     "Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read",
     "Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action",
     "Microsoft.ContainerService/managedClusters/resetAADProfile/action",
-    # A replacement reads the deleted principal's role assignments to carry them over.
+    # A replacement reads the deleted principal's role assignments to carry them over; a migration plan (GET
+    # /api/clusters/migration-plan) reads a cluster's service principal's.
     "Microsoft.Authorization/roleAssignments/read",
     # The reset is a long-running operation: the SDK poller GETs its Azure-AsyncOperation
     # and Location URLs under .../providers/Microsoft.ContainerService/locations/{region}/.
@@ -1040,6 +1041,31 @@ def test_replacement_holds_a_custom_role_with_exactly_role_assignment_write():
     grant = bicep.properties(bicep.properties(assignment)["properties"])
     assert grant["roleDefinitionId"].text.decode() == "roleDefinitionId"
     assert grant["condition"].text.decode() == "condition" and bicep.literal(grant["conditionVersion"]) == "2.0"
+
+
+def test_the_role_assignment_reader_holds_exactly_role_assignment_read_where_it_is_given():
+    # A migration plan lists a cluster's service principal's role assignments in every subscription its network
+    # names (remediation/decide/migration.py): in subscriptions the remediator does not act on, that read and nothing
+    # else, on each subscription given and nowhere when none is.
+    root = bicep.parse(INFRA / "modules" / "role-assignment-reader-role.bicep")
+    variables = bicep.variables(root)
+    (symbol, body), = list(bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"))
+    (entry,) = [e for e in bicep.properties(bicep.properties(body)["properties"])["permissions"].named_children
+                if e.type == "object"]
+    fields = {k: bicep.string_list(v, variables, f"{symbol}.{k}") for k, v in bicep.properties(entry).items()}
+    assert fields == {"actions": ["Microsoft.Authorization/roleAssignments/read"], "notActions": [],
+                      "dataActions": [], "notDataActions": []}
+    main, main_variables = _main()
+    modules = bicep.declarations(main, "module")
+    for given in ([], ["sub-hub", "sub-dns"]):
+        scope = {"roleAssignmentReadSubscriptionIds": given}
+        assert bicep.evaluate(bicep.condition(modules["roleAssignmentReader"]), scope, main_variables) is bool(given)
+        loop = next(n for n in bicep.walk(modules["roleAssignmentReads"]) if n.type == "for_statement")
+        assert bicep.evaluate(loop.named_children[1], scope, main_variables) == given
+    params = bicep.properties(bicep.properties(bicep.body(modules["roleAssignmentReads"]))["params"])
+    assert params["roleDefinitionId"].text.decode() == "roleAssignmentReader!.outputs.roleDefinitionId"
+    assert bicep.literal(bicep.declarations(main, "module")["roleAssignmentReads"].named_children[1]) == \
+        "modules/subscription-role-assignment.bicep"
 
 
 def test_role_assignments_the_identity_writes_raise_an_alert():

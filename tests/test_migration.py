@@ -32,9 +32,11 @@ from remediation.decide.migration import (
     NOT_APPLICABLE,
     PRIVATE_DNS_ZONE_CONTRIBUTOR,
     READY,
+    ROLE_ASSIGNMENTS_UNREAD,
     gather,
     plan_migration,
 )
+from remediation.errors import NotFoundError, PermanentError
 from remediation.ids import ClusterId
 from sandbox import Sandbox
 from sandbox.fleets import fleet
@@ -59,6 +61,7 @@ class FakeClusterDocuments:
     def __init__(self) -> None:
         self.bodies: dict[str, dict[str, Any]] = {}
         self.maintenance: dict[str, dict[str, dict[str, Any]]] = {}
+        self.refused: set[str] = set()  # clusters whose maintenance configurations the reader may not read
         self.reads = 0
 
     def add(self, name: str, *, client_id: str, subnet: str | None = None, zone: str | None = None,
@@ -80,9 +83,14 @@ class FakeClusterDocuments:
 
     def get_cluster_document(self, cluster: ClusterId) -> dict[str, Any]:
         self.reads += 1
+        if str(cluster).lower() not in self.bodies:
+            raise NotFoundError(f"reading cluster {cluster.name}: (ResourceNotFound)", code="ResourceNotFound")
         return json.loads(json.dumps(self.bodies[str(cluster).lower()]))
 
     def list_maintenance_configurations(self, cluster: ClusterId) -> dict[str, dict[str, Any]]:
+        if str(cluster).lower() in self.refused:
+            raise PermanentError(f"reading the maintenance configurations of cluster {cluster.name}: no "
+                                 "maintenanceConfigurations/read", code="AuthorizationFailed")
         return self.maintenance[str(cluster).lower()]
 
 
@@ -196,6 +204,40 @@ def test_the_operators_window_applies_without_a_maintenance_configuration(world)
     plan = planned(world, clusters.add("aks-w", client_id="app-4"), rails)
     assert plan.window["source"] == "REMEDIATOR_ROTATION_WINDOW" and plan.window["nextOpening"].startswith(
         "2026-12-12T01:00")
+
+
+def test_role_assignments_the_reader_may_not_list_are_named_and_block_the_plan(world) -> None:
+    clusters, roles = world
+    hub = "00000000-0000-0000-0000-0000000000bb"
+    hub_subnet = SUBNET.replace(SUB, hub)
+    cluster = clusters.add("aks-hub", client_id="app-6", subnet=hub_subnet)
+    roles.plant(hub_subnet, NETWORK_CONTRIBUTOR, "sp-6")
+    roles.plant(REGISTRY, ACR_PULL, "sp-6")
+    roles.unreadable.add(hub)  # 403 AuthorizationFailed: the reader's role is not assigned on the hub subscription
+    plan = planned(world, cluster, principal="sp-6")
+    assert plan.status == BLOCKED and f"/subscriptions/{hub}" in plan.reason
+    view = plan.view()
+    assert [(b["code"], b["scope"]) for b in view["blockers"]] == [(ROLE_ASSIGNMENTS_UNREAD, f"/subscriptions/{hub}")]
+    assert [(u["what"], u["code"]) for u in view["unread"]] == [("roleAssignments", "AuthorizationFailed")]
+    assert [r.scope for r in plan.roles if r.role_id] == [REGISTRY]  # what could be read is still planned
+    roles.unreadable.clear()
+    assert planned(world, cluster, principal="sp-6").status == READY
+
+
+def test_maintenance_configurations_the_reader_may_not_list_leave_the_window_to_choose_by_hand(world) -> None:
+    clusters, _ = world
+    cluster = clusters.add("aks-closed", client_id="app-7", maintenance={"default": WEEKLY})
+    clusters.refused.add(str(cluster).lower())
+    plan = planned(world, cluster, principal="sp-7")
+    assert plan.status == READY and plan.window["nextOpening"] is None
+    assert "AuthorizationFailed" in plan.window["error"] and "by hand" in plan.window["error"]
+    assert [(u["what"], u["scope"]) for u in plan.view()["unread"]] == [("maintenanceConfigurations", str(cluster))]
+
+
+def test_a_missing_cluster_is_cluster_not_found(world) -> None:
+    with pytest.raises(NotFoundError) as raised:
+        planned(world, ClusterId(SUB, "rg-apps", "aks-gone"))
+    assert raised.value.code == "ClusterNotFound"
 
 
 READER_GUID = "acdd72a7-3385-48ef-bd42-f606fba81ae7"

@@ -443,6 +443,21 @@ def test_health_prints_every_cluster_with_its_credential_health_and_writes_nothi
     assert _azure(live.sandbox) == before
 
 
+def test_migrate_plans_prints_the_fleets_plans_as_the_remediator_computes_them_and_writes_nothing(live: Live,
+                                                                                                 cli) -> None:
+    before = _azure(live.sandbox)
+    run = cli("migrate", "plans", "--sandbox", str(live.info), "--as", "auditor", "-o", "json")
+    assert run.status == 0, run.err
+    result = json.loads(run.out)
+    assert {p["cluster"].rsplit("/", 1)[1] for p in result["value"]} == {"aks-payments", "aks-healthy"}  # not aks-msi
+    assert result["writes"] == 0 and result["errors"] == [] and result["healthReport"]["generatedAt"]
+    expired = json.loads(cli("migrate", "plans", "--sandbox", str(live.info), "--health", "expired", "-o", "json").out)
+    assert [p["cluster"] for p in expired["value"]] == [live.cluster_id]
+    text = cli("migrate", "plans", "--sandbox", str(live.info))
+    assert text.status == 0 and "--enable-managed-identity" in text.out and "nothing was written" in text.out
+    assert _azure(live.sandbox) == before
+
+
 def test_health_refuses_an_unknown_filter_with_a_clear_error(live: Live, cli) -> None:
     run = cli("health", "--sandbox", str(live.info), "--only", "broken")
     assert run.status == 1 and "InvalidHealthFilter" in run.err, run

@@ -20,8 +20,9 @@ var actions = [
   // the health check's Azure Resource Graph query needs: Resource Graph has no action of its
   // own and returns only the clusters the caller may read.
   'Microsoft.ContainerService/managedClusters/read'
-  // Proactive rotation resets a cluster only inside its planned maintenance window: list
-  // the cluster's AKS maintenance configurations (GET .../maintenanceConfigurations).
+  // Proactive rotation resets a cluster only inside its planned maintenance window, and a
+  // migration plan names the next one: list the cluster's AKS maintenance
+  // configurations (GET .../maintenanceConfigurations).
   'Microsoft.ContainerService/managedClusters/maintenanceConfigurations/read'
   // begin_reset_service_principal_profile: POST .../resetServicePrincipalProfile.
   'Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action'
@@ -38,9 +39,9 @@ var actions = [
   'Microsoft.Insights/eventtypes/values/read'
   // A cluster's resource group: its tags may opt every cluster in it out (REMEDIATOR_OPT_OUT_TAG).
   'Microsoft.Resources/subscriptions/resourceGroups/read'
-  // A deleted application's service principal: list its role assignments (assignedTo) to
-  // carry them over to the replacement, or to plan that. Writing them is the separate,
-  // condition-constrained role-delegation assignment (role-delegation.bicep).
+  // A service principal's role assignments: a deleted one's, to carry them over to the
+  // replacement (written by role-delegation.bicep's assignment); a cluster's, for the plan
+  // that moves it to managed identity (outside the scope: role-assignment-reader-role.bicep).
   'Microsoft.Authorization/roleAssignments/read'
 ]
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remediation import telemetry
+from remediation.app.migration_plans import MigrationPlanner, PlanReads
 from remediation.app.service import RemediationService
 from remediation.app.settings import (
     CHECK_QUEUE,
@@ -24,6 +25,7 @@ from remediation.app.settings import (
     Settings,
 )
 from remediation.auth import ApiAuthenticator, TokenValidator
+from remediation.decide.migration import ClusterDocuments
 from remediation.decide.observation import Readers
 from remediation.decide.reconcile import Reconciler
 from remediation.intake.detection import DetectionConfig, IncidentDetector
@@ -59,6 +61,7 @@ class Services:
     detector: IncidentDetector
     api_auth: ApiAuthenticator
     health: FleetHealth
+    migrations: MigrationPlanner
 
 
 def quiet_sdk_loggers(level: str) -> None:
@@ -113,6 +116,7 @@ def bootstrap(
     *,
     credential: Any = None,
     clusters: ManagedClusters | None = None,
+    cluster_documents: ClusterDocuments | None = None,
     directory: Directory | None = None,
     vault: SecretStore | None = None,
     sign_in: SignIn | None = None,
@@ -202,6 +206,10 @@ def bootstrap(
         from remediation.adapters.roles import ArmRoleAssignments
 
         roles = ArmRoleAssignments(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
+    if cluster_documents is None:
+        from remediation.adapters.resources import ArmClusterDocuments
+
+        cluster_documents = ArmClusterDocuments(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
     if outcomes is None:
         outcomes = build_outcomes(settings, credential)
     config = step_config(settings)
@@ -233,4 +241,8 @@ def bootstrap(
                          checks=checks,
                          guardrails=settings.guardrails, subscriptions=settings.subscription_ids, outcomes=outcomes,
                          clock=clock)
-    return Services(settings, service, detector, ApiAuthenticator(token_validator), health)
+    # The migration plans read as the remediator (the clusters port also lists maintenance configurations).
+    migrations = MigrationPlanner(
+        reads=PlanReads(clusters=cluster_documents, maintenance=clusters, roles=roles, directory=directory),
+        health=health, guardrails=settings.guardrails, retire_after=settings.retire_after, clock=clock)
+    return Services(settings, service, detector, ApiAuthenticator(token_validator), health, migrations)

@@ -11,6 +11,7 @@
     python -m remediation doctor [--file PATH] [--warn-days N] [--tenant ID]
     python -m remediation preflight [--cloud NAME] [--credential azd|cli|default]
     python -m remediation migrate plan [CLUSTER_ID ...] [--subscription ID] [--identity-group RG]
+    python -m remediation migrate plans [--health expired,expiring]
     python -m remediation completion bash
 
 Every command but `completion` takes the Azure CLI's global arguments: `--output/-o
@@ -155,6 +156,16 @@ def health_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int
                   f"{render.when(field_of(body, 'generatedAt'))} UTC.\n")
         return OK
     emit(args, out, body, lambda result, width, color: render.health_table(result, width=width, color=color) + "\n")
+    return OK
+
+
+def migration_plans_command(args: argparse.Namespace, api: ApiClient, out: TextIO) -> int:
+    """The fleet's migration plans as the deployed remediator computes them (`GET /api/migration-plans`)."""
+    from remediation.cli import migrate
+
+    with console.progress("Reading the fleet's migration plans"):
+        body = api.get("migration-plans", {"health": args.health} if args.health else None).body
+    emit(args, out, body, lambda result, width, color: migrate.render(result))
     return OK
 
 
@@ -330,7 +341,7 @@ def add_operator_commands(commands: Any) -> None:
                         "JSON line `python -m sandbox serve` prints), as its operator")
     doctor.set_defaults(run=_edge(_doctor, doctor))
     add_preflight_command(commands, shown)
-    add_migrate_command(commands, shown)
+    add_migrate_command(commands, shown, connection)
     add_completion_command(commands)
 
 
@@ -356,12 +367,13 @@ def add_preflight_command(commands: Any, shown: argparse.ArgumentParser | None =
     preflight.set_defaults(run=_edge(_preflight, preflight))
 
 
-def add_migrate_command(commands: Any, shown: argparse.ArgumentParser) -> None:
+def add_migrate_command(commands: Any, shown: argparse.ArgumentParser,
+                        connection: argparse.ArgumentParser | None = None) -> None:
     """`migrate plan`: the move to managed identity, planned with the operator's sign-in (remediation/cli/migrate.py);
-    nothing is written."""
+    `migrate plans`: the fleet's, as the deployed remediator plans them (over the API). Nothing is written."""
     migrate = commands.add_parser("migrate", help="plan the move of service-principal clusters to managed identity",
-                                  description="Moving clusters to managed identity (see the README). Only `plan` "
-                                              "exists: it writes nothing.")
+                                  description="Moving clusters to managed identity (see the README). `plan` (with "
+                                              "your sign-in) and `plans` (over the API) write nothing.")
     actions = migrate.add_subparsers(dest="migrate_action", metavar="ACTION", required=True)
     plan = actions.add_parser(
         "plan", parents=[shown], help="the roles to carry, the identities, the az commands and the window; no writes",
@@ -382,6 +394,16 @@ def add_migrate_command(commands: Any, shown: argparse.ArgumentParser) -> None:
     plan.add_argument("--sandbox", metavar="INFO_FILE", help="plan against the local sandbox (the JSON line "
                       "`python -m sandbox serve` prints), as its operator")
     plan.set_defaults(run=_edge(_migrate_plan, plan))
+    plans = actions.add_parser(
+        "plans", parents=[connection or _connection_options(), shown],
+        help="every service-principal cluster's plan, from the remediator's health report (over the API)",
+        description="The plan of every service-principal cluster in the remediator's health report, computed by "
+                    "the deployed remediator with its own identity (GET /api/migration-plans; Remediations.Read). "
+                    "Nothing is written. The result: {\"value\": [plan, ...], \"counts\", \"errors\", "
+                    "\"healthReport\", \"writes\": 0}.")
+    plans.add_argument("--health", metavar="HEALTH[,HEALTH]", help="only clusters in these health states (expired, "
+                       "expiring, healthy, applicationMissing, unknown)")
+    plans.set_defaults(run=_api_command(migration_plans_command, plans))
 
 
 def _migrate_plan(args: argparse.Namespace, out: TextIO) -> int:

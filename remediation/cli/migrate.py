@@ -1,27 +1,28 @@
 """`python -m remediation migrate plan`: the plan to move service-principal clusters to managed identity
 (remediation/decide/migration.py), computed on the operator's machine with the operator's own sign-in (`az login`, or
 the sandbox's operator with --sandbox). Nothing is written to Azure: the plan reads the cluster, its service
-principal (Graph), the principal's role assignments and the cluster's maintenance configurations.
+principal (Graph), the principal's role assignments and the cluster's maintenance configurations. The planning itself
+is remediation/app/migration_plans.py's, shared with the HTTP API (`GET /api/clusters/migration-plan`,
+`GET /api/migration-plans`, which read as the remediator's identity; `migrate plans` fetches the latter).
 
-Why locally rather than over the remediator's HTTP API: a plan needs reads the remediator's identity does not have
-everywhere (role assignments at the scopes the service principal holds, in subscriptions of the network) and no
-write, and it is the operator who runs its commands; so it reads as the operator, the way `doctor` does. The
-guardrails it checks (REMEDIATOR_ASSIGNABLE_ROLE_IDS, the deny lists, REMEDIATOR_ROTATION_WINDOW,
-REMEDIATOR_RETIRE_AFTER_HOURS) are read from the environment, as the deployment's settings name them.
+Why also locally: the operator may read role assignments where the remediator's identity may not (a network in a
+subscription the deployment was not given), and it is the operator who runs the plan's commands; so it reads as the
+operator, the way `doctor` does. The guardrails it checks (REMEDIATOR_ASSIGNABLE_ROLE_IDS, the deny lists,
+REMEDIATOR_ROTATION_WINDOW, REMEDIATOR_RETIRE_AFTER_HOURS) are read from the environment, as the deployment's
+settings name them.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from remediation.app.migration_plans import PlanReads, plan_clusters
 from remediation.decide.guardrails import Guardrails
-from remediation.decide.migration import NOT_APPLICABLE, MigrationPlan, gather, plan_migration
+from remediation.decide.migration import NOT_APPLICABLE
 from remediation.errors import NotFoundError
 from remediation.ids import ClusterId
 
@@ -32,14 +33,6 @@ USED_SETTINGS = ("REMEDIATOR_ASSIGNABLE_ROLE_IDS", "REMEDIATOR_DENY_SUBSCRIPTION
 
 class SettingsError(Exception):
     """A setting the plan reads is malformed."""
-
-
-@dataclass(frozen=True)
-class Readers:
-    clusters: Any  # ArmClusterDocuments
-    aks: Any  # AksManagedClusters
-    roles: Any  # ArmRoleAssignments
-    graph: Any  # GraphDirectory
 
 
 def guardrails_from(environ: Mapping[str, str]) -> tuple[Guardrails, Any]:
@@ -53,16 +46,16 @@ def guardrails_from(environ: Mapping[str, str]) -> tuple[Guardrails, Any]:
     return _guardrails(values), values["REMEDIATOR_RETIRE_AFTER_HOURS"]
 
 
-def readers(*, credential: Any, arm: str, graph: str, verify: str | bool) -> Readers:
+def readers(*, credential: Any, arm: str, graph: str, verify: str | bool) -> PlanReads:
     from remediation.adapters.aks import AksManagedClusters
     from remediation.adapters.graph import GraphDirectory
     from remediation.adapters.resources import ArmClusterDocuments
     from remediation.adapters.roles import ArmRoleAssignments
 
-    return Readers(ArmClusterDocuments(credential, endpoint=arm, connection_verify=verify),
-                   AksManagedClusters(credential, endpoint=arm, connection_verify=verify),
-                   ArmRoleAssignments(credential, endpoint=arm, connection_verify=verify),
-                   GraphDirectory(credential, endpoint=graph, ca_bundle=verify if isinstance(verify, str) else None))
+    return PlanReads(ArmClusterDocuments(credential, endpoint=arm, connection_verify=verify),
+                     AksManagedClusters(credential, endpoint=arm, connection_verify=verify),
+                     ArmRoleAssignments(credential, endpoint=arm, connection_verify=verify),
+                     GraphDirectory(credential, endpoint=graph, ca_bundle=verify if isinstance(verify, str) else None))
 
 
 def targets(given: Sequence[str], subscriptions: Sequence[str], aks: Any) -> list[ClusterId]:
@@ -75,25 +68,11 @@ def targets(given: Sequence[str], subscriptions: Sequence[str], aks: Any) -> lis
     return list(dict.fromkeys(found))
 
 
-def plan_all(clusters: Sequence[ClusterId], reads: Readers, guardrails: Guardrails, *, retire_after: Any,
+def plan_all(clusters: Sequence[ClusterId], reads: PlanReads, guardrails: Guardrails, *, retire_after: Any,
              identity_group: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Every cluster's plan, with the counts; the result `-o json` prints."""
-    started = time.monotonic()
-    moment = now or datetime.now(UTC)
-
-    def principal_of(app_id: str) -> str | None:
-        found = reads.graph.get_service_principal(app_id)
-        return found.object_id if found else None
-
-    plans: list[MigrationPlan] = []
-    for cluster in clusters:
-        present = gather(cluster, clusters=reads.clusters, maintenance=reads.aks, roles=reads.roles,
-                         principal_of=principal_of)
-        plans.append(plan_migration(present, guardrails, now=moment, identity_group=identity_group,
-                                    retire_after=retire_after))
-    counts = {status: sum(1 for p in plans if p.status == status) for status in ("ready", "blocked", NOT_APPLICABLE)}
-    return {"value": [p.view() for p in plans], "counts": counts, "generatedAt": moment.isoformat(),
-            "seconds": round(time.monotonic() - started, 3), "writes": 0}
+    return plan_clusters(clusters, reads, guardrails, retire_after=retire_after, identity_group=identity_group,
+                         now=now).view()
 
 
 def render(result: Mapping[str, Any]) -> str:
@@ -114,6 +93,8 @@ def render(result: Mapping[str, Any]) -> str:
             lines.append(f"  {role['identity']:<12} {held}{role['grantRole']} on {role['scope']}{mark}")
         for item in plan.get("leftAlone", ()):
             lines.append(f"  left alone: {item['role']} on {item['scope']} ({item['why']})")
+        for item in plan.get("unread", ()):
+            lines.append(f"  NOT READ {item['what']} at {item['scope']}: {item['code']}")
         window = plan.get("window") or {}
         lines.append(f"  window: {window.get('description') or window.get('error') or 'none'}"
                      + (f"; next opening {window['nextOpening']}" if window.get("nextOpening") else ""))
@@ -124,10 +105,15 @@ def render(result: Mapping[str, Any]) -> str:
         lines.append("  afterwards:")
         lines.extend(f"    - {item}" for item in plan["afterwards"])
         lines.append("")
+    for failure in result.get("errors", ()):
+        lines.extend([f"{failure['cluster']}", f"  not planned: {failure['code']}: {failure['message']}", ""])
     counts = result.get("counts", {})
+    report = result.get("healthReport")
     lines.append(f"{len(result.get('value', ()))} cluster(s): {counts.get('ready', 0)} ready, "
-                 f"{counts.get('blocked', 0)} blocked, {counts.get(NOT_APPLICABLE, 0)} already managed identity; "
-                 f"nothing was written ({result.get('seconds', 0)} s).")
+                 f"{counts.get('blocked', 0)} blocked, {counts.get(NOT_APPLICABLE, 0)} already managed identity"
+                 + (f", {len(result['errors'])} not planned" if result.get("errors") else "")
+                 + (f" (from the health report of {report['generatedAt']})" if report else "")
+                 + f"; nothing was written ({result.get('seconds', 0)} s).")
     return "\n".join(lines) + "\n"
 
 
@@ -150,7 +136,7 @@ def run(args: Any, *, sandbox_azure: Any, azure_credential: Any, usage_error: ty
         reads = readers(credential=azure_credential(args.credential or "cli"), arm=PUBLIC_ARM_ENDPOINT,
                         graph=PUBLIC_GRAPH_ENDPOINT, verify=True)
     try:
-        clusters = targets(args.cluster_ids, args.subscription or (), reads.aks)
+        clusters = targets(args.cluster_ids, args.subscription or (), reads.maintenance)
         return plan_all(clusters, reads, guardrails, retire_after=retire_after, identity_group=args.identity_group)
     except NotFoundError as err:
         raise usage_error(f"not found: {err}") from err

@@ -16,7 +16,10 @@ outside REMEDIATOR_ASSIGNABLE_ROLE_IDS, a scope on a deny list); whether a user-
 required (a bring-your-own network or private DNS zone: a system-assigned identity exists only after the switch, so
 nothing can be granted to it before); the exact `az` commands in order; the next maintenance window; the disruption
 to expect; and what happens to the old service principal. Guarantees: reads only (gather calls `get_`/`list_`
-methods, nothing else); the same inputs give the same plan; no secret is read or shown.
+methods, nothing else); the same inputs give the same plan; no secret is read or shown. What the reader was not
+allowed to read (ARM's 403 AuthorizationFailed on a subscription's role assignments or on the maintenance
+configurations) is named in the plan (`unread`), and unread role assignments block it: a role missed there is a role
+the new identity would lack.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any, Protocol
 
 from remediation.decide.guardrails import Guardrails
 from remediation.decide.maintenance import MaintenanceSchedule, choose_schedule
-from remediation.errors import InvalidInputError
+from remediation.errors import InvalidInputError, NotFoundError, PermanentError
 from remediation.ids import ClusterId
 from remediation.model import MSI_CLIENT_ID, RoleAssignment
 from remediation.ports import RoleAssignments
@@ -51,6 +54,10 @@ _BROAD = frozenset({CONTRIBUTOR, OWNER})  # narrowed to the one role AKS needs w
 CONTROL_PLANE, KUBELET = "controlPlane", "kubelet"
 READY, BLOCKED, NOT_APPLICABLE = "ready", "blocked", "notApplicable"
 HORIZON = timedelta(days=62)  # how far ahead a window is looked for
+# ARM's code when the reader lacks the action at the scope (its role is not assigned there).
+NOT_AUTHORIZED = "AuthorizationFailed"
+ROLE_ASSIGNMENTS_UNREAD = "RoleAssignmentsUnread"
+ROLE_ASSIGNMENTS, MAINTENANCE = "roleAssignments", "maintenanceConfigurations"  # what a reader may be refused
 
 
 class ClusterDocuments(Protocol):
@@ -104,6 +111,19 @@ class ClusterShape:
 
 
 @dataclass(frozen=True)
+class Unread:
+    """Something the plan needed that ARM refused to show the reader (403): where, what, and ARM's answer."""
+
+    scope: str
+    what: str  # ROLE_ASSIGNMENTS or MAINTENANCE
+    code: str
+    message: str
+
+    def view(self) -> dict[str, str]:
+        return {"scope": self.scope, "what": self.what, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
 class Present:
     """Everything the plan is computed from."""
 
@@ -111,24 +131,47 @@ class Present:
     principal_id: str | None  # the service principal's object id (None: not found)
     assignments: tuple[RoleAssignment, ...]
     maintenance: Mapping[str, Mapping[str, Any]]
+    unread: tuple[Unread, ...] = ()
 
 
 def gather(cluster: ClusterId, *, clusters: ClusterDocuments, maintenance: MaintenanceReads,
            roles: RoleAssignments, principal_of: Any) -> Present:
     """Read the present: the cluster, its service principal's object id (`principal_of(app_id)`, None if none), the
     principal's role assignments in the cluster's subscription and in every subscription its network names, and the
-    maintenance configurations. Reads only."""
-    shape = ClusterShape.from_arm(clusters.get_cluster_document(cluster))
+    maintenance configurations. Reads only. A subscription whose role assignments, or a cluster whose maintenance
+    configurations, ARM refuses to show (AuthorizationFailed) is recorded in `unread`, not raised; every other
+    error is raised. Raises NotFoundError with code ClusterNotFound when the cluster does not exist."""
+    try:
+        document = clusters.get_cluster_document(cluster)
+    except NotFoundError as err:
+        raise NotFoundError(f"cluster {cluster.name} does not exist: {err}", code="ClusterNotFound") from err
+    shape = ClusterShape.from_arm(document)
     principal = principal_of(shape.client_id) if shape.uses_service_principal else None
     assignments: dict[str, RoleAssignment] = {}
+    unread: list[Unread] = []
     if principal:
         subscriptions = dict.fromkeys([cluster.subscription_id.lower(), *(
             s.split("/")[2].lower() for s in (*shape.subnet_ids, shape.private_dns_zone or "") if s.count("/") > 2)])
         for subscription in subscriptions:
-            for found in roles.list_for_principal(subscription, principal):
+            try:
+                found_here = roles.list_for_principal(subscription, principal)
+            except PermanentError as err:
+                if err.code != NOT_AUTHORIZED:
+                    raise
+                unread.append(Unread(f"/subscriptions/{subscription}", ROLE_ASSIGNMENTS, err.code, str(err)))
+                continue
+            for found in found_here:
                 assignments.setdefault(found.id.lower(), found)
+    configurations: Mapping[str, Mapping[str, Any]] = {}
+    if shape.uses_service_principal:
+        try:
+            configurations = maintenance.list_maintenance_configurations(cluster)
+        except PermanentError as err:
+            if err.code != NOT_AUTHORIZED:
+                raise
+            unread.append(Unread(str(cluster), MAINTENANCE, err.code, str(err)))
     return Present(shape, principal, tuple(sorted(assignments.values(), key=lambda a: (a.scope.lower(), a.role_guid))),
-                   maintenance.list_maintenance_configurations(cluster) if shape.uses_service_principal else {})
+                   configurations, tuple(unread))
 
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -169,10 +212,15 @@ class MigrationPlan:
     window: Mapping[str, Any] = field(default_factory=dict)
     disruption: tuple[str, ...] = ()
     afterwards: tuple[str, ...] = ()
+    unread: tuple[Unread, ...] = ()  # what ARM refused to show the reader
 
     @property
     def blockers(self) -> tuple[CarriedRole, ...]:
         return tuple(r for r in self.roles if r.blocker)
+
+    @property
+    def unread_roles(self) -> tuple[Unread, ...]:
+        return tuple(u for u in self.unread if u.what == ROLE_ASSIGNMENTS)
 
     def view(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "status": self.status, "reason": self.reason,
@@ -181,10 +229,12 @@ class MigrationPlan:
                 "kubeletIdentity": self.kubelet, "identityResourceGroup": self.identity_group,
                 "identityNames": dict(self.identity_names), "roles": [r.view() for r in self.roles],
                 "blockers": [{"code": r.blocker, "reason": r.blocker_reason, "scope": r.scope}
-                             for r in self.blockers],
+                             for r in self.blockers]
+                + [{"code": ROLE_ASSIGNMENTS_UNREAD, "reason": _unread_reason(u), "scope": u.scope}
+                   for u in self.unread_roles],
                 "leftAlone": [dict(x) for x in self.left_alone], "commands": list(self.commands),
                 "window": dict(self.window), "disruption": list(self.disruption),
-                "afterwards": list(self.afterwards), "writes": 0}
+                "afterwards": list(self.afterwards), "unread": [u.view() for u in self.unread], "writes": 0}
 
 
 def plan_migration(present: Present, guardrails: Guardrails, *, now: datetime, identity_group: str | None = None,
@@ -219,19 +269,29 @@ def plan_migration(present: Present, guardrails: Guardrails, *, now: datetime, i
     if not user_assigned:
         names = {}
     blocked = [r for r in carried if r.blocker]
-    status = BLOCKED if blocked else READY
+    unread_roles = [u for u in present.unread if u.what == ROLE_ASSIGNMENTS]
+    status = BLOCKED if blocked or unread_roles else READY
     causes = "; ".join(sorted({r.blocker_reason or "" for r in blocked}))
     reason = (f"{len(blocked)} role(s) cannot be carried: {causes}"
               if blocked else f"{len(carried)} role(s) to grant before the switch" if carried
               else "nothing to carry: a system-assigned identity suffices")
+    if unread_roles:
+        reason = "; ".join([*(_unread_reason(u) for u in unread_roles), *([reason] if blocked else [])])
     return MigrationPlan(
         cluster=cluster, status=status, reason=reason, service_principal=shape.client_id,
         control_plane="userAssigned" if user_assigned else "systemAssigned", user_assigned_required=required,
         user_assigned_why=why, kubelet="userAssigned" if kubelet_roles else "madeByAks",
         identity_group=group if user_assigned else None, identity_names=names, roles=tuple(carried),
         left_alone=tuple(left), commands=_commands(shape, group, names, carried, bool(kubelet_roles), user_assigned),
-        window=_window(present.maintenance, guardrails, now), disruption=_disruption(shape, bool(kubelet_roles)),
-        afterwards=_afterwards(shape, retire_after))
+        window=_window(present.maintenance, guardrails, now, present.unread),
+        disruption=_disruption(shape, bool(kubelet_roles)), afterwards=_afterwards(shape, retire_after),
+        unread=present.unread)
+
+
+def _unread_reason(unread: Unread) -> str:
+    return (f"the service principal's role assignments in {unread.scope} could not be read ({unread.code}): a role "
+            "it holds there would be missing from the plan; give the reader Microsoft.Authorization/roleAssignments/"
+            "read on that subscription and plan again")
 
 
 def _carry(present: Present, guardrails: Guardrails) -> tuple[list[CarriedRole], list[dict[str, str]]]:
@@ -370,7 +430,14 @@ def _commands(shape: ClusterShape, group: str, names: Mapping[str, str], carried
     return tuple(lines)
 
 
-def _window(configurations: Mapping[str, Mapping[str, Any]], guardrails: Guardrails, now: datetime) -> dict[str, Any]:
+def _window(configurations: Mapping[str, Mapping[str, Any]], guardrails: Guardrails, now: datetime,
+            unread: Sequence[Unread] = ()) -> dict[str, Any]:
+    refused = next((u for u in unread if u.what == MAINTENANCE), None)
+    if refused:
+        return {"source": "maintenanceConfiguration", "nextOpening": None,
+                "error": f"the cluster's maintenance configurations could not be read ({refused.code}); choose a "
+                         "time by hand or give the reader Microsoft.ContainerService/managedClusters/"
+                         "maintenanceConfigurations/read"}
     try:
         chosen = choose_schedule(configurations)
     except InvalidInputError as err:

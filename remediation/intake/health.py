@@ -5,7 +5,8 @@ call per 20 applications reads their passwords' end dates. Each cluster is then 
 ordered tuple of pure checks (`JUDGES`): managed identity, unknown (Graph kept throttling its
 application's read), application missing, expired now, expiring within the warning period, healthy.
 Every service-principal cluster also gets the permanent fix as a recommendation (moving it to a
-managed identity), never applied.
+managed identity), never applied, and a link to its migration plan on the HTTP API (`migrationPlan`); the plan is
+computed when the link is followed, never during the scan.
 
 `report()` only reads. `recent_report()` is what a reader gets (`GET /api/health`): the last report while it is
 younger than `REPORT_MAX_AGE`, else a new one, and one scan for every reader that asks meanwhile; a scan spends the
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import quote
 
 from remediation import messages, telemetry
 from remediation.decide.guardrails import Guardrails
@@ -62,6 +64,8 @@ PUBLISH_BATCH = 100  # events per Event Grid request (a request carries at most 
 # A reader's report is this old at most (the daily check and the repairs share the scan's budget).
 REPORT_MAX_AGE = timedelta(minutes=5)
 MIGRATE_DOCS = "https://learn.microsoft.com/azure/aks/use-managed-identity#update-an-existing-cluster-to-use-managed-identity"
+# The HTTP API's route of one cluster's migration plan (function_app.py), which each service-principal cluster links.
+MIGRATION_PLAN_ROUTE = "clusters/migration-plan"
 
 
 class Health(StrEnum):
@@ -103,13 +107,20 @@ class ClusterHealth:
                 f" --enable-managed-identity ({MIGRATE_DOCS}; it re-images nodes and changes the identity the"
                 " cluster's role assignments name)")
 
+    @property
+    def migration_plan(self) -> str | None:
+        """The relative URL of the cluster's migration plan on the HTTP API; None for a managed-identity cluster."""
+        if self.health is Health.MANAGED_IDENTITY:
+            return None
+        return f"/api/{MIGRATION_PLAN_ROUTE}?clusterResourceId={quote(str(self.cluster), safe='')}"
+
     def view(self) -> dict[str, Any]:
         return {"clusterResourceId": str(self.cluster), "name": self.cluster.name,
                 "resourceGroup": self.cluster.resource_group, "subscriptionId": self.cluster.subscription_id,
                 "health": self.health.value, "code": self.code, "message": self.message, "appId": self.app_id,
                 "endsAt": self.ends_at.isoformat() if self.ends_at else None,
                 "daysLeft": round(self.days_left, 1) if self.days_left is not None else None,
-                "recommendation": self.recommendation, "action": self.action}
+                "recommendation": self.recommendation, "migrationPlan": self.migration_plan, "action": self.action}
 
 
 @dataclass(frozen=True)
