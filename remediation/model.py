@@ -150,6 +150,17 @@ class StoredSecretVersion:
 
 
 @dataclass(frozen=True)
+class ManagedIdentity:
+    """A user-assigned managed identity: its ARM id, its service principal's object id (`principal_id`, what role
+    assignments name) and its application's client id; `tags` as ARM holds them."""
+
+    id: str
+    principal_id: str
+    client_id: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class OperationStarted:
     """An ARM long-running operation just accepted (202): where to look, and when ARM asks the first look to come."""
 

@@ -20,6 +20,7 @@ from remediation.model import (
     DeletedPrincipal,
     DeployedRemediator,
     Deployer,
+    ManagedIdentity,
     NewPassword,
     OperationStarted,
     OperationStatus,
@@ -71,6 +72,28 @@ class ClusterInventory(Protocol):
                        ) -> list[ClusterInfo]:
         """Every cluster of the subscriptions whose `credential` is application `app_id`, from one Resource Graph
         query. InvalidInputError when `app_id` is not a GUID."""
+
+
+class ManagedIdentities(Protocol):
+    """User-assigned managed identities (a cluster's move to managed identity)."""
+
+    def get(self, subscription_id: str, resource_group: str, name: str) -> ManagedIdentity:
+        """NotFoundError when the group holds none of that name."""
+
+    def create_or_update(self, subscription_id: str, resource_group: str, name: str, *, location: str,
+                         tags: dict[str, str]) -> ManagedIdentity:
+        """ARM's PUT: the same name is the same identity (its tags replaced)."""
+
+
+class IdentityMoves(Protocol):
+    """The cluster writes of a move to managed identity (REMEDIATOR_MIGRATE=execute)."""
+
+    def begin_enable_managed_identity(self, cluster: ClusterId, *, control_plane: ManagedIdentity | None,
+                                      kubelet: ManagedIdentity | None) -> OperationStarted: ...
+
+    def list_agent_pools(self, cluster: ClusterId) -> list[str]: ...
+
+    def begin_upgrade_node_image(self, cluster: ClusterId, pool: str) -> OperationStarted: ...
 
 
 class ResourceGroups(Protocol):

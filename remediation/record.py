@@ -45,7 +45,7 @@ from remediation.model import Credential, Status
 
 # Fields Table storage cannot hold as they are: they travel as JSON strings.
 _JSON_FIELDS = ("steps", "old_key_ids", "plan", "error", "requested_by", "targets", "secret", "replacement",
-                "retired")
+                "retired", "migration")
 
 
 def new_remediation_id() -> str:
@@ -175,6 +175,62 @@ class ReplacementState:
 
 
 @dataclass
+class IdentityMade:
+    """A user-assigned identity a migration created (or found again by its name and tag)."""
+
+    id: str
+    principal_id: str
+    client_id: str
+
+
+@dataclass
+class Operation:
+    """A long-running ARM write of a migration: when it was started (recorded before the call) and where to look."""
+
+    started_at: str | None = None
+    status_url: str | None = None
+    not_before: str | None = None  # when to look next (ARM's Retry-After)
+    finished_at: str | None = None
+
+
+@dataclass
+class MigrationState:
+    """A move to managed identity (remediation/run/migration.py): what the plan said to create and grant, what was
+    created, and the cluster's two long-running writes (the switch, then one node-image upgrade per pool)."""
+
+    identity_group: str = ""
+    location: str = ""  # the cluster's: its identities are made there
+    names: dict[str, str] = field(default_factory=dict)  # controlPlane / kubelet -> identity name
+    roles: list[dict[str, str]] = field(default_factory=list)  # {identity, scope, role, status, detail}
+    made: dict[str, IdentityMade] = field(default_factory=dict)  # controlPlane / kubelet -> what ARM holds
+    window_end: str | None = None  # disruptive writes start only before then (the maintenance window)
+    switch: Operation = field(default_factory=Operation)
+    pools: dict[str, Operation] = field(default_factory=dict)
+    verified_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> MigrationState:
+        return cls(identity_group=data.get("identity_group", ""), location=data.get("location", ""),
+                   names=dict(data.get("names") or {}),
+                   roles=[dict(r) for r in data.get("roles") or ()],
+                   made={k: IdentityMade(**v) for k, v in (data.get("made") or {}).items()},
+                   window_end=data.get("window_end"), switch=Operation(**(data.get("switch") or {})),
+                   pools={k: Operation(**v) for k, v in (data.get("pools") or {}).items()},
+                   verified_at=data.get("verified_at"))
+
+    def view(self) -> dict[str, Any]:
+        return {"identityResourceGroup": self.identity_group or None, "identityNames": dict(self.names),
+                "identities": {k: {"id": v.id, "principalId": v.principal_id, "clientId": v.client_id}
+                               for k, v in self.made.items()},
+                "roleAssignments": [dict(r) for r in self.roles], "windowEnd": self.window_end,
+                "switch": asdict(self.switch), "nodeImageUpgrades": {k: asdict(v) for k, v in self.pools.items()},
+                "verifiedAt": self.verified_at}
+
+
+@dataclass
 class RetiredPassword:
     key_id: str
     hint: str
@@ -211,6 +267,7 @@ class Remediation:
     credential: str = Credential.SERVICE_PRINCIPAL.value
     # The application is gone: a new one replaces it (with `dry_run`, only planned).
     replace: bool = False
+    migrate: bool = False  # a move to managed identity (migration), not a rotation
     requested_by: dict[str, str] | None = None  # the API caller's objectId and appId; None for events and sweeps
     correlation_id: str | None = None  # the incident that started it, if any
     generation: int = 0
@@ -222,6 +279,7 @@ class Remediation:
     targets: list[Target] = field(default_factory=list)
     secret: NewSecret = field(default_factory=NewSecret)
     replacement: ReplacementState = field(default_factory=ReplacementState)
+    migration: MigrationState = field(default_factory=MigrationState)
     verified_at: str | None = None  # every target finished
     retired: list[RetiredPassword] = field(default_factory=list)
     transient_failures: int = 0
@@ -357,6 +415,8 @@ class Remediation:
             body["replacement"] = {"oldPrincipalId": r.old_principal_id, "oldDisplayName": r.old_display_name,
                                    "newClientId": r.new_client_id, "newApplicationObjectId": r.new_app_object_id,
                                    "newPrincipalId": r.new_principal_id, "roleAssignments": [c.view() for c in r.roles]}
+        if self.migrate:
+            body["migration"] = self.migration.view()
         if self.dry_run or self.observe:
             body["plan"] = self.plan
         return body
@@ -374,6 +434,7 @@ class Remediation:
         entity["secret"] = json.dumps(asdict(self.secret))
         entity["replacement"] = json.dumps(self.replacement.to_json()) if self.replace else None
         entity["retired"] = json.dumps([p.view() for p in self.retired])
+        entity["migration"] = json.dumps(self.migration.to_json()) if self.migrate else None
         entity["cluster_key"] = ClusterId.parse(self.cluster_id).key  # to find a cluster's remediations
         entity["app_key"] = (self.client_id or "").lower()  # to find an application's
         entity["active"] = not self.status.terminal  # to find unfinished work
@@ -396,6 +457,7 @@ class Remediation:
             secret=NewSecret(**json.loads(entity.get("secret") or "{}")),
             replacement=ReplacementState.of(json.loads(entity.get("replacement") or "{}")),
             retired=[RetiredPassword.of(p) for p in json.loads(entity.get("retired") or "[]")],
+            migration=MigrationState.of(json.loads(entity.get("migration") or "{}")),
             etag=etag,
         )
 

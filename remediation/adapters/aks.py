@@ -4,6 +4,8 @@ Permissions: `Microsoft.ContainerService/managedClusters/read` (get, list),
 `Microsoft.ContainerService/managedClusters/resetServicePrincipalProfile/action` (reset),
 `Microsoft.ContainerService/managedClusters/resetAADProfile/action` (the legacy Azure AD
 integration's reset), and `Microsoft.ContainerService/locations/operations/read` (status URLs).
+Only with REMEDIATOR_MIGRATE=execute: `managedClusters/write` (the switch to managed identity),
+`managedClusters/agentPools/read` and `/upgradeNodeImageVersion/action` (the kubelet's new identity).
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from azure.core.rest import HttpRequest
 from azure.mgmt.containerservice import ContainerServiceClient
-from azure.mgmt.containerservice.models import ManagedClusterAADProfile, ManagedClusterServicePrincipalProfile
+from azure.mgmt.containerservice.models import (
+    ManagedClusterAADProfile,
+    ManagedClusterIdentity,
+    ManagedClusterServicePrincipalProfile,
+    ManagedServiceIdentityUserAssignedIdentitiesValue,
+    UserAssignedIdentity,
+)
 
 from remediation.adapters.azure_errors import translate
 from remediation.adapters.clients import SDK_RETRY, PerSubscription, RetrySettings, arm_options
 from remediation.errors import PermanentError, TransientError
 from remediation.ids import ClusterId
-from remediation.model import ClusterInfo, OperationStarted, OperationStatus, SecretText
+from remediation.model import MSI_CLIENT_ID, ClusterInfo, ManagedIdentity, OperationStarted, OperationStatus, SecretText
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +87,39 @@ class AksManagedClusters:
                                            server_app_secret=secret.reveal(), tenant_id=tenant_id)
         return self._begin(cluster, "AAD profile reset", lambda client, **kw: client.managed_clusters
                            .begin_reset_aad_profile(cluster.resource_group, cluster.name, profile, **kw))
+
+    def begin_enable_managed_identity(self, cluster: ClusterId, *, control_plane: ManagedIdentity | None,
+                                      kubelet: ManagedIdentity | None) -> OperationStarted:
+        """Switch the cluster from its service principal to managed identity as `az aks update
+        --enable-managed-identity [--assign-identity ID] [--assign-kubelet-identity ID]` does: the cluster as ARM
+        holds it, with `identity` (user-assigned `control_plane`, else system-assigned), the service principal's
+        client id "msi" and, if given, the kubelet identity; PUT, its status URL returned at once."""
+        client = self._client(cluster.subscription_id)
+        try:
+            model = client.managed_clusters.get(cluster.resource_group, cluster.name)
+        except AzureError as err:
+            raise translate(err, f"reading cluster {cluster.name}") from err
+        model.identity = (ManagedClusterIdentity(type="UserAssigned", user_assigned_identities={
+            control_plane.id: ManagedServiceIdentityUserAssignedIdentitiesValue()}) if control_plane
+            else ManagedClusterIdentity(type="SystemAssigned"))
+        model.service_principal_profile = ManagedClusterServicePrincipalProfile(client_id=MSI_CLIENT_ID)
+        if kubelet is not None:
+            model.identity_profile = {"kubeletidentity": UserAssignedIdentity(
+                resource_id=kubelet.id, client_id=kubelet.client_id, object_id=kubelet.principal_id)}
+        return self._begin(cluster, "switch to managed identity", lambda c, **kw: c.managed_clusters
+                           .begin_create_or_update(cluster.resource_group, cluster.name, model, **kw))
+
+    def list_agent_pools(self, cluster: ClusterId) -> list[str]:
+        try:
+            pools = self._client(cluster.subscription_id).agent_pools.list(cluster.resource_group, cluster.name)
+            return sorted(p.name for p in pools if p.name)
+        except AzureError as err:
+            raise translate(err, f"listing the agent pools of {cluster.name}") from err
+
+    def begin_upgrade_node_image(self, cluster: ClusterId, pool: str) -> OperationStarted:
+        """Upgrade the pool's node images (the kubelet takes the cluster's kubelet identity only then); status URL."""
+        return self._begin(cluster, f"node-image upgrade of pool {pool}", lambda c, **kw: c.agent_pools
+                           .begin_upgrade_node_image_version(cluster.resource_group, cluster.name, pool, **kw))
 
     def _begin(self, cluster: ClusterId, what: str, start: Any) -> OperationStarted:
         try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from remediation import telemetry
 from remediation.app.migration_plans import MigrationPlanner, PlanReads
+from remediation.app.migrations import Migrations
 from remediation.app.service import RemediationService
 from remediation.app.settings import (
     CHECK_QUEUE,
@@ -36,6 +37,7 @@ from remediation.ports import (
     Directory,
     IncidentStore,
     ManagedClusters,
+    ManagedIdentities,
     OutcomePublisher,
     RemediationStore,
     ResourceGroups,
@@ -47,7 +49,7 @@ from remediation.ports import (
 from remediation.run.admission import Admission
 from remediation.run.chain import WorkChain
 from remediation.run.runner import RemediationRunner
-from remediation.run.step import StepConfig
+from remediation.run.step import MigrationPorts, StepConfig
 
 # Loggers of the SDKs underneath: azure-core's HTTP logging policy logs every request's and response's
 # headers at INFO, and the Functions worker sets the root logger to INFO.
@@ -129,6 +131,7 @@ def bootstrap(
     lookups: WorkQueue | None = None,
     checks: WorkQueue | None = None,
     inventory: ClusterInventory | None = None,
+    identities: ManagedIdentities | None = None,
     outcomes: OutcomePublisher | None = None,
     token_validator: TokenValidator | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -219,10 +222,18 @@ def bootstrap(
                             guardrails=settings.guardrails, owner_id=settings.principal_id,
                             stalled_after=config.stalled_after, clock=clock)
     admission = Admission(incidents=incidents, store=store, chain=chain, guardrails=settings.guardrails, clock=clock)
+    plan_reads = PlanReads(clusters=cluster_documents, maintenance=clusters, roles=roles, directory=directory)
+    moving: MigrationPorts | None = None
+    if settings.guardrails.migration.enabled:  # the move's writes exist only in a deployment that enables them
+        if identities is None:
+            from remediation.adapters.resources import ArmManagedIdentities
+
+            identities = ArmManagedIdentities(credential, endpoint=settings.arm_endpoint, connection_verify=verify)
+        moving = MigrationPorts(identities=identities, moves=clusters, documents=cluster_documents)  # type: ignore[arg-type]
     runner = RemediationRunner(
         clusters=clusters, directory=directory, vault=vault, sign_in=sign_in, resource_groups=resource_groups,
         incidents=incidents, store=store, chain=chain, roles=roles, clock=clock, config=config, outcomes=outcomes,
-        reconciler=reconciler, inventory=inventory)
+        reconciler=reconciler, inventory=inventory, migration=moving)
     detector = IncidentDetector(
         activity_log=activity_log, incidents=incidents, lookups=lookups, reconciler=reconciler, admission=admission,
         clock=clock, config=DetectionConfig(lookup_delay_seconds=settings.lookup_delay_seconds,
@@ -237,12 +248,14 @@ def bootstrap(
                                  incidents=incidents,
                                  clusters=clusters, directory=directory, owner_id=settings.principal_id,
                                  subscriptions=settings.subscription_ids, scope=settings.guardrails.scope)
+    moves = Migrations(clusters=clusters, resource_groups=resource_groups, store=store, admission=admission,
+                       plans=plan_reads, guardrails=settings.guardrails, retire_after=settings.retire_after,
+                       clock=clock) if moving is not None else None
     health = FleetHealth(inventory=inventory, directory=directory, reconciler=reconciler, admission=admission,
                          checks=checks,
                          guardrails=settings.guardrails, subscriptions=settings.subscription_ids, outcomes=outcomes,
-                         clock=clock)
+                         migrate=moves.consider if moves is not None else None, clock=clock)
     # The migration plans read as the remediator (the clusters port also lists maintenance configurations).
-    migrations = MigrationPlanner(
-        reads=PlanReads(clusters=cluster_documents, maintenance=clusters, roles=roles, directory=directory),
-        health=health, guardrails=settings.guardrails, retire_after=settings.retire_after, clock=clock)
+    migrations = MigrationPlanner(reads=plan_reads, health=health, guardrails=settings.guardrails,
+                                  retire_after=settings.retire_after, clock=clock)
     return Services(settings, service, detector, ApiAuthenticator(token_validator), health, migrations)

@@ -22,7 +22,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from remediation.decide.guardrails import ControlTag, Guardrails, Mode, ProactiveRotation, Replacement, Scope, names
+from remediation.decide.guardrails import (
+    ControlTag,
+    Guardrails,
+    MigrateMode,
+    Migration,
+    Mode,
+    ProactiveRotation,
+    Replacement,
+    Scope,
+    names,
+)
 from remediation.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -256,6 +266,17 @@ SETTINGS: tuple[Setting, ...] = (
             bicep="assignableRoleIds",
             example="4d97b98b-1d4f-4787-a291-c67834d212e7,7f951dda-4ed3-4680-a7ca-43fe172d538d,"
                     "b12aa53e-6015-4669-85d0-8515ebb3ae7f"),
+    # The move to managed identity (remediation/run/migration.py).
+    Setting("REMEDIATOR_MIGRATE", OneOf(tuple(m.value for m in MigrateMode), MigrateMode), "off",
+            "off: clusters are only planned for the move to managed identity; execute: clusters tagged with"
+            " REMEDIATOR_MIGRATE_TAG are moved inside their maintenance window (needs the permissions the Bicep grants"
+            " with migrate=execute).", bicep="migrate"),
+    Setting("REMEDIATOR_MIGRATE_TAG", tag, "aks-sp-remediator=migrate",
+            "key=value: a cluster with this tag is moved to managed identity when REMEDIATOR_MIGRATE is execute.",
+            bicep="migrateTag"),
+    Setting("REMEDIATOR_MIGRATION_IDENTITY_GROUP", text, "",
+            "Resource group (a name, in each migrated cluster's subscription) that holds the user-assigned identities"
+            " the move creates; required when REMEDIATOR_MIGRATE is execute.", bicep="migrationIdentityGroup"),
     Setting("REMEDIATOR_PRINCIPAL_ID", lower, "",
             "Object id of the remediator's own service principal (its managed identity): owner of what it creates.",
             field="principal_id"),
@@ -370,6 +391,9 @@ class Settings:
         """Read each setting once and validate it; ConfigurationError names every bad or missing one at once."""
         values, problems = _read(os.environ if environ is None else environ)
         storage = _storage_endpoints(values, problems)
+        if values["REMEDIATOR_MIGRATE"] is MigrateMode.EXECUTE and not values["REMEDIATOR_MIGRATION_IDENTITY_GROUP"]:
+            problems.append("REMEDIATOR_MIGRATION_IDENTITY_GROUP is required when REMEDIATOR_MIGRATE is execute (the"
+                            " resource group the user-assigned identities are created in)")
         if problems:
             raise ConfigurationError("invalid settings: " + "; ".join(problems))
         return cls(**{s.field: values[s.name] for s in SETTINGS if s.field}, **storage,
@@ -425,4 +449,6 @@ def _guardrails(values: Mapping[str, Any]) -> Guardrails:
         replacement=values["REMEDIATOR_REPLACE_DELETED"], assignable_roles=values["REMEDIATOR_ASSIGNABLE_ROLE_IDS"],
         rotation=ProactiveRotation(opt_in=values["REMEDIATOR_ROTATE_TAG"],
                                    within=values["REMEDIATOR_EXPIRY_WARNING_DAYS"],
-                                   window=values["REMEDIATOR_ROTATION_WINDOW"]))
+                                   window=values["REMEDIATOR_ROTATION_WINDOW"]),
+        migration=Migration(mode=values["REMEDIATOR_MIGRATE"], opt_in=values["REMEDIATOR_MIGRATE_TAG"],
+                            identity_group=values["REMEDIATOR_MIGRATION_IDENTITY_GROUP"]))

@@ -150,6 +150,29 @@ class ProactiveRotation:
     window: MaintenanceSchedule | None = None
 
 
+class MigrateMode(StrEnum):
+    """Whether the remediator moves opted-in clusters to managed identity itself (remediation/run/migration.py)."""
+
+    OFF = "off"  # plans only (python -m remediation migrate plan, GET /api/clusters/migration-plan)
+    EXECUTE = "execute"  # opted-in clusters move inside their window; needs the permissions infra/ grants for it
+
+
+@dataclass(frozen=True)
+class Migration:
+    """The move to managed identity, done by the remediator: only with `mode` execute (off by default), only for a
+    cluster carrying `opt_in` itself (a group's tag does not opt its clusters in: the move re-images nodes), with its
+    user-assigned identities in `identity_group` (a resource group of that name in the cluster's subscription, given
+    to the remediator for them)."""
+
+    mode: MigrateMode = MigrateMode.OFF
+    opt_in: ControlTag = field(default_factory=lambda: ControlTag("aks-sp-remediator", "migrate"))
+    identity_group: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode is MigrateMode.EXECUTE
+
+
 @dataclass(frozen=True)
 class Guardrails:
     scope: Scope = field(default_factory=Scope)
@@ -163,6 +186,7 @@ class Guardrails:
     # Administrator assignment (infra/) allows these and no others. Empty: any (Azure's condition still decides).
     assignable_roles: frozenset[str] = frozenset()
     rotation: ProactiveRotation = field(default_factory=ProactiveRotation)
+    migration: Migration = field(default_factory=Migration)
 
     def breaker_open(self, failures_at: Iterable[object]) -> bool:
         return self.breaker_failures > 0 and sum(1 for _ in failures_at) >= self.breaker_failures

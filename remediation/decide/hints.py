@@ -27,6 +27,7 @@ class Source(StrEnum):
     SCAN = "scan"  # the fleet health check found every password of the cluster's application ended
     ROTATION = "rotation"  # the fleet health check found an opted-in cluster's secret ending soon
     FAN_OUT = "fanOut"  # a cluster a rotation reaches through its application (only its guardrails are checked)
+    MIGRATION = "migration"  # the health check found a cluster opted in to the move to managed identity
 
 
 INCIDENT_SOURCES = (Source.EVENT, Source.SWEEP)

@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 from remediation import messages, telemetry
 from remediation.decide.guardrails import Guardrails
-from remediation.decide.hints import Decision, Hint, Source
+from remediation.decide.hints import Act, Decision, Hint, Source, Verdict
 from remediation.decide.reconcile import Reconciler
 from remediation.errors import InvalidInputError, RemediationError
 from remediation.ids import ClusterId
@@ -278,6 +278,9 @@ def soonest_valid_end(app: Application | None, now: datetime) -> datetime | None
 # ------------------------------------------------------------------------------------------ the use case
 
 
+CREDENTIAL, MIGRATION = "credential", "migration"  # what a queued check decides again
+
+
 @dataclass(frozen=True)
 class CredentialCheck:
     """A credential-checks queue message: decide a cluster's proactive rotation again when its window opens."""
@@ -285,16 +288,23 @@ class CredentialCheck:
     cluster: ClusterId
     due: datetime
     traceparent: str | None = None
+    kind: str = CREDENTIAL  # or MIGRATION: the cluster's move to managed identity is decided again
 
     def to_message(self) -> dict[str, str]:
-        return messages.traced({"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}, self.traceparent)
+        body = {"clusterResourceId": str(self.cluster), "due": self.due.isoformat()}
+        if self.kind != CREDENTIAL:
+            body["kind"] = self.kind
+        return messages.traced(body, self.traceparent)
 
     @classmethod
     def from_message(cls, body: str | bytes) -> CredentialCheck:
         check = messages.decode(body, most=MAX_CHECK_MESSAGE, code="InvalidCheckMessage",
                                 needs="clusterResourceId and due", build=lambda data: cls(
                                     ClusterId.parse(data["clusterResourceId"]), datetime.fromisoformat(data["due"]),
-                                    messages.valid_traceparent(data.get("traceparent"))))
+                                    messages.valid_traceparent(data.get("traceparent")),
+                                    data.get("kind", CREDENTIAL)))
+        if check.kind not in (CREDENTIAL, MIGRATION):
+            raise InvalidInputError("kind must be credential or migration", code="InvalidCheckMessage")
         if check.due.tzinfo is None:
             raise InvalidInputError("due must carry a time zone", code="InvalidCheckMessage")
         return check
@@ -304,10 +314,12 @@ class FleetHealth:
     def __init__(self, *, inventory: ClusterInventory, directory: Directory, reconciler: Reconciler,
                  admission: Admission, checks: WorkQueue, guardrails: Guardrails, subscriptions: Sequence[str],
                  outcomes: OutcomePublisher | None = None,
+                 migrate: Callable[[ClusterId], Decision] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._inventory, self._directory, self._reconciler = inventory, directory, reconciler
         self._admission = admission
         self._checks, self._outcomes = checks, outcomes
+        self._migrate = migrate  # the move to managed identity, when the deployment enables it
         self._guardrails = guardrails
         self._subscriptions = tuple(subscriptions)
         self._clock = clock
@@ -382,8 +394,14 @@ class FleetHealth:
     def recheck(self, check: CredentialCheck) -> Decision:
         """A queued credential check: decided from the present, like the first time (and queued again if the
         window is still ahead, say when the message came early)."""
-        decision = self._decide(Hint(check.cluster, Source.ROTATION))
-        self._schedule(check.cluster, decision)
+        if check.kind == MIGRATION:
+            if self._migrate is None:  # queued before the deployment turned the move off: nothing to do
+                return Decision(Hint(check.cluster, Source.MIGRATION), Verdict(
+                    Act.NONE, "MigrationDisabled", "REMEDIATOR_MIGRATE is off: the move is planned, never made"))
+            decision = self._migrate(check.cluster)
+        else:
+            decision = self._decide(Hint(check.cluster, Source.ROTATION))
+        self._schedule(check.cluster, decision, kind=check.kind)
         return decision
 
     def _act(self, found: ClusterHealth) -> Decision | None:
@@ -393,17 +411,22 @@ class FleetHealth:
             decision = self._decide(Hint(found.cluster, Source.ROTATION))
             self._schedule(found.cluster, decision)
             return decision
+        if self._migrate is not None and self._guardrails.migration.opt_in.on(found.tags) and found.health in (
+                Health.HEALTHY, Health.EXPIRING):
+            decision = self._migrate(found.cluster)
+            self._schedule(found.cluster, decision, kind=MIGRATION)
+            return decision
         return None
 
     def _decide(self, hint: Hint) -> Decision:
         return self._admission.admit(self._reconciler.decide(hint))
 
-    def _schedule(self, cluster: ClusterId, decision: Decision) -> None:
+    def _schedule(self, cluster: ClusterId, decision: Decision, *, kind: str = CREDENTIAL) -> None:
         opens = decision.verdict.next_chance
         now = self._clock()
         if opens is None or not now < opens <= now + SCHEDULE_HORIZON:
             return
-        self._checks.send(CredentialCheck(cluster, opens, telemetry.traceparent()).to_message(),
+        self._checks.send(CredentialCheck(cluster, opens, telemetry.traceparent(), kind).to_message(),
                           delay_seconds=(opens - now).total_seconds())
         log.info("credential check of %s queued for %s, when its maintenance window opens", cluster.name,
                  opens.isoformat())

@@ -24,9 +24,9 @@ from datetime import datetime
 from remediation.decide.guardrails import Guardrails, Mode, Replacement
 from remediation.decide.hints import INCIDENT_SOURCES, Act, Decision, Facts, Hint, Source, Verdict
 from remediation.errors import ConcurrencyError, ConflictError, NotFoundError, TransientError
-from remediation.model import Status
+from remediation.model import ClusterInfo, Status
 from remediation.ports import IncidentStore, RemediationStore
-from remediation.record import Remediation, Target, new_remediation_id, observe_plan_id
+from remediation.record import MigrationState, Remediation, Target, new_remediation_id, observe_plan_id
 from remediation.run.chain import WorkChain
 from remediation.run.procedures import step_order
 
@@ -76,6 +76,29 @@ class Admission:
             except ConcurrencyError:
                 remediation = self._store.get(remediation.id)
         raise TransientError(f"rotation {remediation.id} kept changing while {cluster.name} joined it; try again")
+
+    def admit_migration(self, decision: Decision, *, cluster: ClusterInfo | None, window_end: str | None
+                        ) -> Decision:
+        """Start the move the gate decided (remediation/decide/migration_gate.py) under the application's claim, so
+        it never runs beside a rotation of the same application; record the decision either way."""
+        if decision.verdict.act is Act.START:
+            assert cluster is not None  # the gate starts nothing for a cluster it could not read
+            stamp = decision.at.isoformat()
+            remediation = Remediation(
+                id=new_remediation_id(), cluster_id=str(decision.hint.cluster), dry_run=False,
+                source=Source.MIGRATION.value, status=Status.ACCEPTED, created_at=stamp, updated_at=stamp,
+                reason="accepted", cause=f"{decision.verdict.code}: {decision.verdict.message}"[:1000],
+                cause_kind="migration", mode=self._guardrails.mode.value, migrate=True,
+                client_id=cluster.client_id.lower(), targets=[Target(str(decision.hint.cluster), joined_by="hint")],
+                migration=MigrationState(window_end=window_end))
+            started, created = self._create(remediation)
+            decision = replace(decision, remediation=started, created=created) if created else replace(
+                decision, remediation=started, verdict=Verdict(Act.NONE, "ApplicationBusy", f"remediation {started.id}"
+                                                               " of the cluster's application started meanwhile"))
+        self._incidents.record_decision(decision.view())
+        log.info("migration hint for %s: %s (%s)", decision.hint.cluster.name, decision.verdict.code,
+                 decision.verdict.message)
+        return decision
 
     # ----- starting ---------------------------------------------------------------------------
 

@@ -10,8 +10,11 @@ gets from its context (remediation/run/step.py `Limits`).
                   carry_over_roles (ARM must see the new principal within the propagation timeout),
                   apply_to_clusters
     plan          discover_clusters, (find_old_principal,) plan: dry runs and observe mode
+    migration     plan_move, create_identities, assign_roles, await_roles (ARM must list them within the
+                  propagation timeout), switch_identity (within REMEDIATOR_RESET_TIMEOUT_MINUTES), upgrade_node_images
+                  (4 times that: one upgrade per pool), verify_migration, retire_old_secret
 
-Each step is in remediation/run/rotation.py, replacement.py or plan.py; the runner runs them
+Each step is in remediation/run/rotation.py, replacement.py, migration.py or plan.py; the runner runs them
 (remediation/run/runner.py).
 """
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from remediation.record import Remediation
+from remediation.run import migration as move
 from remediation.run.plan import plan
 from remediation.run.replacement import carry_over_roles, create_application, find_old_principal
 from remediation.run.rotation import (
@@ -73,11 +77,25 @@ REPLACEMENT: Procedure = (
              timed_out="PrincipalNotFound"),
     _APPLY,
 )
+# A move to managed identity: opt-in, inside the window (remediation/decide/migration_gate.py), one per application.
+MIGRATION: Procedure = (
+    StepSpec("plan_move", move.plan_move), StepSpec("create_identities", move.create_identities),
+    StepSpec("assign_roles", move.assign_roles, timeout=lambda c: c.propagation_timeout, timed_out="PrincipalNotFound"),
+    StepSpec("await_roles", move.await_roles, timeout=lambda c: c.propagation_timeout, timed_out="RolesNotListed"),
+    StepSpec("switch_identity", move.switch_identity, timeout=lambda c: c.reset_timeout, timed_out="SwitchTimedOut"),
+    StepSpec("upgrade_node_images", move.upgrade_node_images, timeout=lambda c: c.reset_timeout * 4,
+             timed_out="NodeImageUpgradeTimedOut"),
+    StepSpec("verify_migration", move.verify_migration, timeout=lambda c: c.reset_timeout,
+             timed_out="MigrationNotVerified"),
+    StepSpec("retire_old_secret", move.retire_old_secret),
+)
 PLAN: Procedure = (_DISCOVER, StepSpec("plan", plan))
 REPLACEMENT_PLAN: Procedure = (_DISCOVER, _FIND_OLD, StepSpec("plan", plan))
 
 
 def procedure_of(remediation: Remediation) -> Procedure:
+    if remediation.migrate:
+        return MIGRATION
     if remediation.dry_run or remediation.observe:
         return REPLACEMENT_PLAN if remediation.replace else PLAN
     return REPLACEMENT if remediation.replace else ROTATION

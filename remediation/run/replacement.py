@@ -62,7 +62,7 @@ def find_old_principal(ctx: StepContext, r: Remediation) -> Outcome:
     state.old_principal_id, state.old_display_name = deleted.object_id, deleted.display_name
     found: dict[tuple[str, str], CarriedRole] = {}
     for subscription in ctx.config.subscriptions or (r.cluster.subscription_id,):
-        for assignment in _roles(ctx).list_for_principal(subscription, deleted.object_id):
+        for assignment in role_assignments(ctx).list_for_principal(subscription, deleted.object_id):
             key = (assignment.scope.lower(), assignment.role_guid)
             found.setdefault(key, CarriedRole(assignment.scope, assignment.role_definition_id, assignment.role_guid))
     state.roles = sorted(found.values(), key=lambda a: (a.scope.lower(), a.role))
@@ -157,7 +157,7 @@ def carry_over_roles(ctx: StepContext, r: Remediation) -> Outcome:
             continue
         name = assignment_name(carried.scope, principal, carried.role_definition_id)
         try:
-            _roles(ctx).create(carried.scope, carried.role_definition_id, principal, name=name)
+            role_assignments(ctx).create(carried.scope, carried.role_definition_id, principal, name=name)
         except PrincipalNotReplicatedError as err:
             carried.detail = "PrincipalNotFound: waiting for replication"
             return Wait(ctx.config.propagation_interval_seconds, "AwaitingReplication",
@@ -191,7 +191,7 @@ def replacement_plan(ctx: StepContext, r: Remediation) -> list[str]:
     return lines
 
 
-def _roles(ctx: StepContext) -> RoleAssignments:
+def role_assignments(ctx: StepContext) -> RoleAssignments:
     if ctx.roles is None:
         raise PermanentError("no role assignments adapter is configured", code="InvalidConfiguration")
     return ctx.roles

@@ -180,8 +180,15 @@ def retire_old_passwords(ctx: StepContext, r: Remediation) -> Outcome:
     now = ctx.clock()
     if now < due:
         return Wait((due - now).total_seconds(), "RetirementGrace", f"replaced passwords go after {due.isoformat()}")
+    return retire_replaced(ctx, r, moved_all=_moved_every_cluster(r))
+
+
+def retire_replaced(ctx: StepContext, r: Remediation, *, moved_all: bool) -> Outcome:
+    """Remove the application's ended passwords, and those in `r.old_key_ids` when `moved_all` (no cluster can still
+    need one): the remediator's own, and others only with REMEDIATOR_RETIRE_FOREIGN_PASSWORDS. Each removal is
+    recorded before it is made, and made again by a run that finds it recorded."""
+    now = ctx.clock()
     app = ctx.directory.get_application_by_app_id(r.client_id or "")
-    moved_all = _moved_every_cluster(r)
     for password in app.passwords:
         expired = password.end is not None and password.end <= now
         ours = (password.display_name or "").startswith(PASSWORD_PREFIX)

@@ -42,7 +42,7 @@ from remediation.ports import (
 from remediation.record import Remediation, TargetStatus
 from remediation.run.chain import WorkChain, WorkItem
 from remediation.run.procedures import procedure_of, step_order
-from remediation.run.step import Done, Retry, StepConfig, StepContext, Stop, Wait, backoff
+from remediation.run.step import Done, MigrationPorts, Retry, StepConfig, StepContext, Stop, Wait, backoff
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +57,10 @@ class RemediationRunner:
                  resource_groups: ResourceGroups, incidents: IncidentStore, store: RemediationStore, chain: WorkChain,
                  roles: RoleAssignments | None = None, config: StepConfig = DEFAULT_STEP_CONFIG,
                  outcomes: OutcomePublisher | None = None, reconciler: Reconciler | None = None,
-                 inventory: ClusterInventory | None = None,
+                 inventory: ClusterInventory | None = None, migration: MigrationPorts | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._clusters, self._directory, self._vault, self._roles = clusters, directory, vault, roles
-        self._reconciler, self._inventory = reconciler, inventory
+        self._reconciler, self._inventory, self._migration = reconciler, inventory, migration
         self._sign_in, self._resource_groups, self._incidents = sign_in, resource_groups, incidents
         self._store, self._chain = store, chain
         self._config = config
@@ -150,7 +150,7 @@ class RemediationRunner:
     def _run(self, remediation: Remediation) -> Remediation:
         context = StepContext(self._clusters, self._directory, self._vault, self._sign_in, self._resource_groups,
                               self._incidents, self._config, self._clock, checkpoint=self._save, roles=self._roles,
-                              reconciler=self._reconciler, inventory=self._inventory)
+                              reconciler=self._reconciler, inventory=self._inventory, migration=self._migration)
         for spec in procedure_of(remediation):
             if remediation.done(spec.name):
                 continue

@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from remediation.decide.guardrails import Guardrails
+from remediation.decide.migration import ClusterDocuments
 from remediation.decide.reconcile import Reconciler
 from remediation.model import SecretText
 from remediation.ports import (
     ClusterInventory,
     Directory,
+    IdentityMoves,
     IncidentStore,
     ManagedClusters,
+    ManagedIdentities,
     ResourceGroups,
     RoleAssignments,
     SecretStore,
@@ -105,6 +108,15 @@ class Limits:
     attempt_timeout: timedelta | None = None
 
 
+@dataclass(frozen=True)
+class MigrationPorts:
+    """What only a move to managed identity uses (a deployment with REMEDIATOR_MIGRATE=execute)."""
+
+    identities: ManagedIdentities
+    moves: IdentityMoves
+    documents: ClusterDocuments  # the cluster's whole ARM body, for the plan
+
+
 @dataclass
 class StepContext:
     clusters: ManagedClusters
@@ -122,6 +134,7 @@ class StepContext:
     group_tags: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     roles: RoleAssignments | None = None  # a replacement's role assignments
     inventory: ClusterInventory | None = None  # Resource Graph: the fan-out's clusters in one query
+    migration: MigrationPorts | None = None
     reconciler: Reconciler | None = None  # the decision chain, whose guardrail checks the fan-out applies
     # The running step's own: its progress (set by the runner before the step runs) and its declared limits.
     progress: StepProgress = field(default_factory=StepProgress)
