@@ -39,6 +39,10 @@ failure a cluster shows when its new identity lacks the network role on its own 
   (`provisioningState` UpgradingNodeImageVersion) and `Azure-AsyncOperation`; when it ends the nodes use the
   cluster's kubelet identity. The sandbox's clusters have one pool, `nodepool1`. Permission:
   managedClusters/agentPools/upgradeNodeImageVersion/action. Counted in the cluster's writes as "nodeImage".
+- The identity update names user-assigned identities: its caller must hold
+  `Microsoft.ManagedIdentity/userAssignedIdentities/assign/action` on each (Managed Identity Operator, Contributor),
+  or the PUT is refused with 403 LinkedAuthorizationFailed, in the words Azure uses for a linked identity
+  (Azure/secrets-store-csi-driver-provider-azure#66).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import fnmatch
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from sandbox import access
 from sandbox.rbac import BUILT_IN_ROLE_DEFINITIONS
 from sandbox.server import Request, Response
 from sandbox.state import LOCATION, ApiError, Cluster, Operation
@@ -58,6 +63,9 @@ IDENTITY_API_VERSIONS = ("2018-11-30", "2023-01-31", "2024-11-30")
 IDENTITY_TYPE = "Microsoft.ManagedIdentity/userAssignedIdentities"
 IDENTITY_READ = "Microsoft.ManagedIdentity/userAssignedIdentities/read"
 IDENTITY_WRITE = "Microsoft.ManagedIdentity/userAssignedIdentities/write"
+# Naming a user-assigned identity in a resource's write needs this on the identity (LinkedAuthorizationFailed
+# otherwise: Azure/secrets-store-csi-driver-provider-azure#66 quotes the message); Managed Identity Operator grants it.
+IDENTITY_ASSIGN = "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"
 CLUSTER_WRITE = "Microsoft.ContainerService/managedClusters/write"
 NODE_IMAGE = "Microsoft.ContainerService/managedClusters/agentPools/upgradeNodeImageVersion/action"
 JOIN_SUBNET = "Microsoft.Network/virtualNetworks/subnets/join/action"
@@ -183,6 +191,13 @@ class ManagedIdentities:
         if kubelet is not None and (kind != "UserAssigned" or self.by_id(kubelet) is None):
             raise ApiError(400, "InvalidParameter", "The value of parameter identityProfile.kubeletidentity is "
                            "invalid: an existing user-assigned identity, with a user-assigned control plane identity.")
+        for named in (control_plane, kubelet):
+            if named is not None and not access.permits(self.state, caller, IDENTITY_ASSIGN, named):
+                raise ApiError(403, "LinkedAuthorizationFailed", (
+                    f"The client '{caller.app_id}' with object id '{caller.sp_object_id}' has permission to perform "
+                    f"action '{CLUSTER_WRITE}' on scope '{request.path}'; however, it does not have permission to "
+                    f"perform action '{IDENTITY_ASSIGN}' on the linked scope(s) '{named}' or the linked scope(s) are "
+                    "invalid."))
         self.arm._check_etag(request, cluster)
         with self.state.lock:
             self.arm._refuse_while_busy(cluster, caller, correlation, CLUSTER_WRITE, "PUT")

@@ -91,6 +91,15 @@ REMEDIATOR_ARM_ACTIONS = frozenset({
     "Microsoft.Insights/eventtypes/values/read",
     "Microsoft.Resources/subscriptions/resourceGroups/read",  # an opt-out tag may sit on the cluster's group
 })
+# What infra/ adds with migrate=execute (remediation/run/migration.py): the switch (a cluster write naming identities it
+# must be allowed to assign), the node-image upgrade, and the user-assigned identities in their resource group.
+MIGRATION_ARM_ACTIONS = frozenset({
+    "Microsoft.ContainerService/managedClusters/write",
+    "Microsoft.ContainerService/managedClusters/agentPools/upgradeNodeImageVersion/action",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/write",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+})
 ALL_ACTIONS = frozenset({"*"})
 # What infra/'s role assignment writer role adds with REMEDIATOR_REPLACE_DELETED=replace: write role assignments (not
 # delete them), under the identity's condition (Application.role_assignment_condition).
@@ -1426,6 +1435,7 @@ class WorldOptions:
     assignment writer role (roleAssignments/write, no delete) under the documented constraining condition, for
     service principals only and never for itself (the condition excludes its own principal id, as infra/ deploys
     it); None: it may only read role assignments.
+    `remediator_migrates`: infra/'s migrate=execute permissions (MIGRATION_ARM_ACTIONS).
     `remediator_subscriptions`: the subscriptions infra/'s custom role is assigned on (the deployment's own and its
     extraSubscriptionIds), where its ARM actions hold; elsewhere it gets 403 AuthorizationFailed, as in Azure (a
     network in another subscription, say). None: every subscription of the world."""
@@ -1433,6 +1443,7 @@ class WorldOptions:
     remediator_graph_permissions: frozenset[str] = frozenset({GRAPH_OWNED_BY, GRAPH_READ_ALL})
     remediator_role_assignment_roles: frozenset[str] | None = None
     remediator_subscriptions: frozenset[str] | None = None
+    remediator_migrates: bool = False  # infra/'s migrate=execute: MIGRATION_ARM_ACTIONS
 
 
 DEFAULT_WORLD_OPTIONS = WorldOptions()  # what infra/ deploys, nothing more
@@ -1452,6 +1463,8 @@ def new_world(*, tenant_id: str | None = None, subscription_id: str | None = Non
     remediator = state.add_application("aks-sp-remediator", graph_permissions=options.remediator_graph_permissions,
                                        arm_actions=REMEDIATOR_ARM_ACTIONS,
                                        vault_data_actions=REMEDIATOR_VAULT_DATA_ACTIONS)
+    if options.remediator_migrates:
+        remediator.arm_actions |= MIGRATION_ARM_ACTIONS
     if options.remediator_subscriptions is not None:
         remediator.arm_subscriptions = frozenset(s.lower() for s in options.remediator_subscriptions)
     if options.remediator_role_assignment_roles is not None:

@@ -119,10 +119,12 @@ def test_a_byo_network_cluster_needs_a_user_assigned_identity_holding_its_roles_
     assert plan.status == READY and plan.user_assigned_required and plan.control_plane == "userAssigned"
     assert "own subnet" in plan.user_assigned_why and "private DNS zone" in plan.user_assigned_why
     carried = {(r.identity, r.scope, r.grant_role_id) for r in plan.roles}
+    kubelet_name = plan.identity_names[KUBELET]
+    assert kubelet_name.startswith("id-aks-net-") and kubelet_name.endswith("-kubelet")  # a digest of the id between
     assert carried == {(CONTROL_PLANE, SUBNET, NETWORK_CONTRIBUTOR), (KUBELET, REGISTRY, ACR_PULL),
                        (CONTROL_PLANE, ZONE, PRIVATE_DNS_ZONE_CONTRIBUTOR),
                        (CONTROL_PLANE, f"/subscriptions/{SUB}/resourceGroups/rg-apps/providers/Microsoft."
-                        "ManagedIdentity/userAssignedIdentities/id-aks-net-kubelet", MANAGED_IDENTITY_OPERATOR)}
+                        f"ManagedIdentity/userAssignedIdentities/{kubelet_name}", MANAGED_IDENTITY_OPERATOR)}
     nodes = f"/subscriptions/{SUB}/resourceGroups/MC_rg-apps_aks-net_westeurope"
     assert [x["scope"] for x in plan.left_alone] == [nodes]
     commands = plan.commands

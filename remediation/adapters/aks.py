@@ -5,7 +5,8 @@ Permissions: `Microsoft.ContainerService/managedClusters/read` (get, list),
 `Microsoft.ContainerService/managedClusters/resetAADProfile/action` (the legacy Azure AD
 integration's reset), and `Microsoft.ContainerService/locations/operations/read` (status URLs).
 Only with REMEDIATOR_MIGRATE=execute: `managedClusters/write` (the switch to managed identity),
-`managedClusters/agentPools/read` and `/upgradeNodeImageVersion/action` (the kubelet's new identity).
+`managedClusters/agentPools/upgradeNodeImageVersion/action` (the kubelet's new identity), and
+`Microsoft.ManagedIdentity/userAssignedIdentities/assign/action` on the identities the switch names.
 """
 
 from __future__ import annotations
@@ -108,13 +109,6 @@ class AksManagedClusters:
                 resource_id=kubelet.id, client_id=kubelet.client_id, object_id=kubelet.principal_id)}
         return self._begin(cluster, "switch to managed identity", lambda c, **kw: c.managed_clusters
                            .begin_create_or_update(cluster.resource_group, cluster.name, model, **kw))
-
-    def list_agent_pools(self, cluster: ClusterId) -> list[str]:
-        try:
-            pools = self._client(cluster.subscription_id).agent_pools.list(cluster.resource_group, cluster.name)
-            return sorted(p.name for p in pools if p.name)
-        except AzureError as err:
-            raise translate(err, f"listing the agent pools of {cluster.name}") from err
 
     def begin_upgrade_node_image(self, cluster: ClusterId, pool: str) -> OperationStarted:
         """Upgrade the pool's node images (the kubelet takes the cluster's kubelet identity only then); status URL."""

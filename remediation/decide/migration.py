@@ -24,6 +24,7 @@ the new identity would lack.
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -251,7 +252,10 @@ def plan_migration(present: Present, guardrails: Guardrails, *, now: datetime, i
         return MigrationPlan(cluster, BLOCKED, f"the service principal {shape.client_id} was not found, so the roles "
                              "it held cannot be read; see `orphans` and the replacement plan", shape.client_id)
     group = identity_group or shape.id.resource_group
-    names = {CONTROL_PLANE: f"id-{shape.id.name}-control-plane", KUBELET: f"id-{shape.id.name}-kubelet"}
+    # Two clusters of one name in different groups share the identity group: a digest of the id keeps them apart.
+    digest = hashlib.sha256(str(shape.id).lower().encode()).hexdigest()[:6]
+    names = {CONTROL_PLANE: f"id-{shape.id.name}-{digest}-control-plane",
+             KUBELET: f"id-{shape.id.name}-{digest}-kubelet"}
     carried, left = _carry(present, guardrails)
     kubelet_roles = [r for r in carried if r.identity == KUBELET]
     required, why = _user_assigned_required(shape, carried)

@@ -164,8 +164,9 @@ def switch_identity(ctx: StepContext, r: Remediation) -> Outcome:
 
 def upgrade_node_images(ctx: StepContext, r: Remediation) -> Outcome:
     state, moves = r.migration, _ports(ctx).moves
-    if not state.pools:
-        state.pools = {pool: Operation() for pool in moves.list_agent_pools(r.cluster)}
+    if not state.pools:  # the cluster's agent pools, as its body lists them (agentPoolProfiles)
+        shape = ClusterShape.from_arm(_ports(ctx).documents.get_cluster_document(r.cluster))
+        state.pools = {pool: Operation() for pool in shape.pools}
         ctx.checkpoint(r)
     for pool, op in state.pools.items():
         if op.finished_at:

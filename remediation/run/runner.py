@@ -265,6 +265,9 @@ class RemediationRunner:
 def _outcome(remediation: Remediation) -> str:
     if remediation.dry_run or remediation.observe:
         return "planned (observe mode)" if remediation.observe else "dry run planned"
+    if remediation.migrate:
+        return f"moved to managed identity and verified; {remediation.steps['retire_old_secret'].detail}" \
+            if remediation.done("retire_old_secret") else "moved to managed identity and verified"
     counts = {s: sum(1 for t in remediation.targets if t.status is s) for s in TargetStatus}
     skipped = sorted({t.code for t in remediation.targets if t.status is TargetStatus.SKIPPED})
     return (f"{counts[TargetStatus.VERIFIED]} cluster(s) reset and verified" +
