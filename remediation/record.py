@@ -1,5 +1,6 @@
-"""A remediation: one rotation of one application's secret, applied to every cluster it serves, or the
-replacement of a deleted application by a new one. The aggregate: its record, and the rules that read it.
+"""A remediation: one rotation of one application's secret, applied to every cluster it serves, the
+replacement of a deleted application by a new one, or one cluster's move to managed identity (`migrate`). The
+aggregate: its record, and the rules that read it.
 
 One record holds everything its steps need between queue messages. It never holds secret text: the secret lives only
 in Key Vault, and the record holds its name, version and Entra keyId (`secret`). `generation` numbers the work chain:
@@ -14,6 +15,8 @@ the record's, so a duplicate or stale message never forks the chain.
 - `replacement`: a replacement's state (`replace`): the deleted principal, the new application and the role
   assignments carried over.
 - `plan`: a dry run's or observe mode's plan.
+- `migration`: a move to managed identity's state (`migrate`): the identities and roles planned and made, and the
+  switch and node-image upgrades as tracked long-running operations.
 
 `credential` says which secret of the clusters it is about: the service principal's, or the legacy Azure AD
 integration's server application's. `client_id` is always the application whose secret broke (its claim, its
@@ -368,8 +371,8 @@ class Remediation:
         skipped or failed earlier made pending again, and the fan-out (`apply_to_clusters` onwards, in `order`) to
         run again. False when there is nothing to do: it is finished, or the cluster is already pending in it."""
         target = self.target(cluster)
-        if self.status.terminal or (target and not target.status.terminal):
-            return False
+        if self.migrate or self.status.terminal or (target and not target.status.terminal):
+            return False  # a migration moves its one cluster and takes in no other
         if target:  # it was moved, skipped or failed earlier in this rotation, and has broken since: again
             target.status, target.code, target.detail = TargetStatus.PENDING, "Rejoined", "a new failure"
             target.reset_attempts, target.reset_started_at, target.reset_status_url = 0, None, None

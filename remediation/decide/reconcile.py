@@ -156,6 +156,9 @@ def running(h: Hint, o: Observation) -> Verdict | None:
     if o.stalled(active):
         return Verdict(Act.RESUME, "ResumedStalled", f"rotation {active.id} of the cluster's application made no"
                                                      f" progress since {active.updated_at}: resumed")
+    if active.migrate:  # it holds the application's claim and takes in no cluster: a rotation waits for its end
+        return Verdict(Act.NONE, "MigrationUnderWay", f"migration {active.id} to managed identity holds the cluster's"
+                                                      " application; the next hint or sweep after it decides again")
     return Verdict(Act.JOIN, "JoinedRunning", f"rotation {active.id} of the cluster's application is running: the"
                                               " cluster joins it")
 
