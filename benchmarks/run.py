@@ -304,6 +304,8 @@ def main() -> None:
     subprocess.run([PY, str(ROOT / "benchmarks" / "fleet.py"), "rotate", "--workers", "4"], cwd=ROOT, check=True)
     # A deleted application replaced (roles carried over), planned, a legacy AAD secret, the orphan report.
     subprocess.run([PY, str(ROOT / "benchmarks" / "identity.py")], cwd=ROOT, check=True)
+    # Execute mode: 12 clusters, 3 opted in with windows at different times, migrated by three daily checks (issue 22).
+    subprocess.run([PY, str(ROOT / "benchmarks" / "migration.py")], cwd=ROOT, check=True)
     # The fleet health scan at 2,000 clusters with 50 ms on every call, throttled, and at 200/2,000/20,000 beside
     # the peer baseline (8 threads, typed SDK clients) and the round-trip floor (issue 21), with the ratios.
     subprocess.run([PY, str(ROOT / "benchmarks" / "fleet_health.py"), "scan", "throttled", "table"], cwd=ROOT,
