@@ -210,12 +210,26 @@ param propagationTimeoutMinutes int = 20
 ])
 param replaceDeleted string = 'plan'
 
-@description('REMEDIATOR_ASSIGNABLE_ROLE_IDS: role definition GUIDs a replacement may be given, and the only ones the role-delegation condition lets the remediator assign. Defaults: Network Contributor, AcrPull, Private DNS Zone Contributor (what an AKS service principal typically holds on a subnet, a registry, a private zone).')
+@description('REMEDIATOR_ASSIGNABLE_ROLE_IDS: role definition GUIDs a replacement may be given, and the only ones the role-delegation condition lets the remediator assign. Defaults: Network Contributor, AcrPull, Private DNS Zone Contributor (what an AKS service principal typically holds on a subnet, a registry, a private zone). With migrate=execute, Managed Identity Operator is added (assignableRoles below).')
 param assignableRoleIds array = [
   '4d97b98b-1d4f-4787-a291-c67834d212e7'
   '7f951dda-4ed3-4680-a7ca-43fe172d538d'
   'b12aa53e-6015-4669-85d0-8515ebb3ae7f'
 ]
+
+// The move to managed identity (remediation/run/migration.py, remediation/decide/migration_gate.py).
+@description('REMEDIATOR_MIGRATE: off: clusters are only planned for the move to managed identity; execute: clusters tagged with migrateTag are moved inside their maintenance window. execute also deploys the migration roles, the role-delegation assignment and its alert below (infra/README.md, "Execute mode").')
+@allowed([
+  'off'
+  'execute'
+])
+param migrate string = 'off'
+
+@description('REMEDIATOR_MIGRATE_TAG: key=value tag that opts a cluster in to the move to managed identity (with migrate=execute).')
+param migrateTag string = 'aks-sp-remediator=migrate'
+
+@description('REMEDIATOR_MIGRATION_IDENTITY_GROUP: name of an existing resource group, in this and every extra subscription, that holds the user-assigned identities the move creates; required with migrate=execute (the migration identity role is assigned on it alone).')
+param migrationIdentityGroup string = ''
 
 // Proactive rotation (remediation/intake/health.py, remediation/decide/maintenance.py).
 @description('REMEDIATOR_EXPIRY_WARNING_DAYS: a secret ending within this many days is reported as expiring, and rotated ahead of expiry on opted-in clusters.')
@@ -238,9 +252,11 @@ var tags = {
 }
 // On the function app only (remediation/model.py REMEDIATOR_TAG).
 var remediatorTag = 'aks-sp-remediator-environment'
-var subscriptionIds = join(concat([
+// The subscriptions the remediator acts on: this one and extraSubscriptionIds.
+var managedSubscriptionIds = concat([
   subscription().subscriptionId
-], extraSubscriptionIds), ',')
+], extraSubscriptionIds)
+var subscriptionIds = join(managedSubscriptionIds, ',')
 var rgName = empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
 
 // environment() has no Microsoft Graph endpoint (its `graph` is the retired Azure AD Graph),
@@ -481,6 +497,9 @@ module functionApp 'modules/functionapp.bicep' = {
       expiryWarningDays: expiryWarningDays
       rotateTag: rotateTag
       rotationWindow: rotationWindow
+      migrate: migrate
+      migrateTag: migrateTag
+      migrationIdentityGroup: migrationIdentityGroup
     }
     identityPrincipalId: identity.outputs.principalId
     leaseSeconds: leaseSeconds
@@ -612,17 +631,24 @@ module roleAssignmentReads 'modules/subscription-role-assignment.bicep' = [for i
   }
 }]
 
-// Replacing a deleted application's service principal writes role assignments: a custom role
-// with exactly roleAssignments/write and /delete, under a condition that allows only the listed
-// roles, only to service principals, never to the remediator itself. Not deployed in plan mode.
+// Replacing a deleted application's service principal, and moving a cluster to managed identity,
+// write role assignments: a custom role with exactly roleAssignments/write, under a condition that
+// allows only the listed roles, only to service principals, never to the remediator itself.
+// Deployed only with replaceDeleted=replace or migrate=execute.
 // The role GUIDs are trimmed and emptied entries dropped: a trailing comma in
 // REMEDIATOR_ASSIGNABLE_ROLE_IDS must not reach the condition (the preflight also checks each
-// is the GUID of an existing role definition).
+// is the GUID of an existing role definition). A move grants its control-plane identity Managed
+// Identity Operator on its kubelet identity, so execute mode adds that role to the list, for the
+// condition and for the app alike.
 var replaces = replaceDeleted == 'replace'
+var migrates = migrate == 'execute'
+var writesRoleAssignments = replaces || migrates
+var managedIdentityOperator = 'f1a07417-d97a-45cb-824c-7a7467783830'
 var trimmedRoleIds = [for id in assignableRoleIds: toLower(trim(id))]
-var assignableRoles = filter(trimmedRoleIds, id => !empty(id))
+var givenRoles = filter(trimmedRoleIds, id => !empty(id))
+var assignableRoles = union(givenRoles, migrates ? [managedIdentityOperator] : [])
 
-module roleAssignmentWriter 'modules/role-assignment-writer-role.bicep' = if (replaces) {
+module roleAssignmentWriter 'modules/role-assignment-writer-role.bicep' = if (writesRoleAssignments) {
   name: 'role-writer-${resourceToken}'
   params: {
     environmentName: environmentName
@@ -631,7 +657,7 @@ module roleAssignmentWriter 'modules/role-assignment-writer-role.bicep' = if (re
   }
 }
 
-module roleDelegation 'modules/role-delegation.bicep' = if (replaces) {
+module roleDelegation 'modules/role-delegation.bicep' = if (writesRoleAssignments) {
   name: 'role-delegation-${resourceToken}'
   params: {
     identityPrincipalId: identity.outputs.principalId
@@ -640,7 +666,7 @@ module roleDelegation 'modules/role-delegation.bicep' = if (replaces) {
   }
 }
 
-module extraSubscriptionDelegations 'modules/role-delegation.bicep' = [for id in (replaces ? extraSubscriptionIds : []): {
+module extraSubscriptionDelegations 'modules/role-delegation.bicep' = [for id in (writesRoleAssignments ? extraSubscriptionIds : []): {
   name: 'role-delegation-${resourceToken}-${uniqueString(id)}'
   scope: subscription(id)
   params: {
@@ -652,7 +678,7 @@ module extraSubscriptionDelegations 'modules/role-delegation.bicep' = [for id in
 
 // Every role assignment the identity writes raises an alert: the one write it may make to
 // Azure RBAC deserves a person's look even when it is right.
-module roleAssignmentAlert 'modules/role-assignment-alert.bicep' = if (replaces) {
+module roleAssignmentAlert 'modules/role-assignment-alert.bicep' = if (writesRoleAssignments) {
   name: 'role-assignment-alert'
   scope: rg
   params: {
@@ -663,6 +689,42 @@ module roleAssignmentAlert 'modules/role-assignment-alert.bicep' = if (replaces)
     actionGroupId: alerts.outputs.actionGroupId
   }
 }
+
+// Execute mode moves opted-in clusters to managed identity (remediation/run/migration.py): two
+// roles, each assigned only where it is needed, and none of it in a default deployment. The
+// cluster role (the identity update, the node-image upgrades) on every managed subscription; the
+// identity role (create, read and assign user-assigned identities) on the identity group of
+// every managed subscription alone. The group must exist: ResourceGroupNotFound otherwise.
+module migrationRoles 'modules/migration-roles.bicep' = if (migrates) {
+  name: 'migration-roles-${resourceToken}'
+  params: {
+    environmentName: environmentName
+    resourceToken: resourceToken
+    extraSubscriptionIds: extraSubscriptionIds
+  }
+}
+
+module migrationClusterAssignments 'modules/subscription-role-assignment.bicep' = [for id in (migrates ? managedSubscriptionIds : []): {
+  name: 'role-migrate-${resourceToken}-${uniqueString(id)}'
+  scope: subscription(id)
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    roleDefinitionId: migrationRoles!.outputs.clusterRoleDefinitionId
+    assignmentDescription: 'AKS service-principal remediator: move opted-in clusters to managed identity (cluster write, node-image upgrade).'
+  }
+}]
+
+// A deployment into the identity group: azd down would delete that group with the deployment's
+// other groups (infra/README.md, "Execute mode"), so lock it or tear down by hand.
+module migrationIdentityAssignments 'modules/resource-group-role-assignment.bicep' = [for id in (migrates ? managedSubscriptionIds : []): {
+  name: 'role-identities-${resourceToken}-${uniqueString(id)}'
+  scope: resourceGroup(id, migrationIdentityGroup)
+  params: {
+    identityPrincipalId: identity.outputs.principalId
+    roleDefinitionId: migrationRoles!.outputs.identityRoleDefinitionId
+    assignmentDescription: 'AKS service-principal remediator: create, read and assign the user-assigned identities of clusters it moves to managed identity.'
+  }
+}]
 
 // In the late stage only (see lateStage): the identity is minutes old by then.
 module graph 'modules/graph.bicep' = if (grantGraph && lateStage) {

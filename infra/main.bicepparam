@@ -80,3 +80,9 @@ param healthSchedule = readEnvironmentVariable('REMEDIATOR_HEALTH_SCHEDULE', '0 
 param expiryWarningDays = int(readEnvironmentVariable('REMEDIATOR_EXPIRY_WARNING_DAYS', '30'))
 param rotateTag = readEnvironmentVariable('REMEDIATOR_ROTATE_TAG', 'aks-sp-remediator=rotate')
 param rotationWindow = readEnvironmentVariable('REMEDIATOR_ROTATION_WINDOW', '')
+// Execute mode (infra/README.md, "Execute mode: moving clusters to managed identity"): off (default) or
+// execute, e.g. `azd env set REMEDIATOR_MIGRATE execute`; the tag that opts a cluster in; and the resource
+// group, existing in every managed subscription, that holds the identities the move creates.
+param migrate = readEnvironmentVariable('REMEDIATOR_MIGRATE', 'off')
+param migrateTag = readEnvironmentVariable('REMEDIATOR_MIGRATE_TAG', 'aks-sp-remediator=migrate')
+param migrationIdentityGroup = readEnvironmentVariable('REMEDIATOR_MIGRATION_IDENTITY_GROUP', '')

@@ -294,6 +294,19 @@ def test_down_refuses_to_delete_another_environments_topic_group(azd: Azd):
     assert len(azd.world["soft_deleted_vaults"]) == 2
 
 
+def test_down_refuses_while_execute_mode_keeps_identities_in_a_group_the_deployment_touched(azd: Azd):
+    # The deployment assigns a role inside the identity group, so azd counts it as its own and would delete it,
+    # and with it the identities every migrated cluster runs as.
+    azd("up")
+    azd("env", "set", "REMEDIATOR_MIGRATE", "execute")
+    azd("env", "set", "REMEDIATOR_MIGRATION_IDENTITY_GROUP", "rg-aks-identities")
+    refused = azd("down", "--purge", "--force", ok=False)
+    assert "rg-aks-identities" in refused.stderr
+    assert azd.world["vault"] and not azd.world["soft_deleted_vaults"]  # nothing deleted
+    azd("down", "--purge", "--force", REMEDIATOR_ALLOW_IDENTITY_GROUP_DOWN="true")
+    assert len(azd.world["soft_deleted_vaults"]) == 1
+
+
 # ---------------------------------------------------------------- the stand-in bites
 
 

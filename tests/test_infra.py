@@ -47,6 +47,20 @@ CUSTOM_ROLE_ACTIONS = {
     # A cluster's resource group, for its opt-out tag (remediation/adapters/resources.py).
     "Microsoft.Resources/subscriptions/resourceGroups/read",
 }
+# What execute mode (REMEDIATOR_MIGRATE=execute) adds, and where: the identity update and the node-image upgrades on
+# every managed subscription (remediation/adapters/aks.py) ...
+MIGRATION_CLUSTER_ACTIONS = {
+    "Microsoft.ContainerService/managedClusters/write",
+    "Microsoft.ContainerService/managedClusters/agentPools/upgradeNodeImageVersion/action",
+}
+# ... and the user-assigned identities, on the identity resource group alone (remediation/adapters/resources.py; the
+# cluster write naming them needs assign/action on each, or ARM answers 403 LinkedAuthorizationFailed).
+MIGRATION_IDENTITY_ACTIONS = {
+    "Microsoft.ManagedIdentity/userAssignedIdentities/read",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/write",
+    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action",
+}
+ROLE_ASSIGNMENT_WRITE = "Microsoft.Authorization/roleAssignments/write"
 # A connection string would bypass the identity (the identity-based __accountName form is used).
 FORBIDDEN_APP_SETTINGS = {"AzureWebJobsStorage"}
 
@@ -1001,7 +1015,7 @@ def test_assignable_role_ids_are_trimmed_before_they_reach_the_condition():
 
     main, variables = _main()
     given = [" 4D97B98B-1D4F-4787-A291-C67834D212E7", "7f951dda-4ed3-4680-a7ca-43fe172d538d ", ""]
-    roles = bicep.evaluate(variables["assignableRoles"], {"assignableRoleIds": given}, variables)
+    roles = bicep.evaluate(variables["assignableRoles"], {"assignableRoleIds": given, "migrate": "off"}, variables)
     assert roles == ["4d97b98b-1d4f-4787-a291-c67834d212e7", "7f951dda-4ed3-4680-a7ca-43fe172d538d"]
     assert parse_condition(_deployed_condition(roles)).write.role_ids == frozenset(roles)
     for module in ("roleDelegation", "extraSubscriptionDelegations"):
@@ -1009,15 +1023,18 @@ def test_assignable_role_ids_are_trimmed_before_they_reach_the_condition():
         assert params["assignableRoleIds"].text.decode() == "assignableRoles"
 
 
-def test_role_delegation_is_deployed_only_to_replace_and_on_every_subscription():
+@pytest.mark.parametrize(("replace", "migrate", "deployed"), [
+    ("plan", "off", False), ("replace", "off", True), ("plan", "execute", True), ("replace", "execute", True)])
+def test_role_delegation_is_deployed_only_to_replace_or_migrate_and_on_every_subscription(replace: str, migrate: str,
+                                                                                        deployed: bool):
+    # A replacement carries a deleted principal's assignments over; a move gives a cluster's new identities theirs.
     main, variables = _main()
     modules = bicep.declarations(main, "module")
-    for mode, deployed in (("replace", True), ("plan", False)):
-        scope = {"replaceDeleted": mode, "extraSubscriptionIds": ["sub-b", "sub-c"]}
-        for name in ("roleAssignmentWriter", "roleDelegation", "roleAssignmentAlert"):
-            assert bicep.evaluate(bicep.condition(modules[name]), scope, variables) is deployed, (name, mode)
-        loop = next(n for n in bicep.walk(modules["extraSubscriptionDelegations"]) if n.type == "for_statement")
-        assert len(bicep.evaluate(loop.named_children[1], scope, variables)) == (2 if deployed else 0)
+    scope = {"replaceDeleted": replace, "migrate": migrate, "extraSubscriptionIds": ["sub-b", "sub-c"]}
+    for name in ("roleAssignmentWriter", "roleDelegation", "roleAssignmentAlert"):
+        assert bicep.evaluate(bicep.condition(modules[name]), scope, variables) is deployed, name
+    loop = next(n for n in bicep.walk(modules["extraSubscriptionDelegations"]) if n.type == "for_statement")
+    assert len(bicep.evaluate(loop.named_children[1], scope, variables)) == (2 if deployed else 0)
 
 
 def test_replacement_holds_a_custom_role_with_exactly_role_assignment_write():
@@ -1096,6 +1113,189 @@ def test_the_graph_grants_are_the_permissions_the_sandbox_gives_the_remediator()
     assert {known[ids[name]] for name in granted} == set(WorldOptions().remediator_graph_permissions)
 
 
+# ---------------------------------------------------------------- execute mode: moving clusters to managed identity
+
+MIGRATED_SUBSCRIPTIONS = ["sub-a", "sub-b", "sub-c"]  # the deployment's own, then extraSubscriptionIds
+EXECUTE = {"migrate": "execute", "migrationIdentityGroup": "rg-aks-identities"}
+
+
+def _subscription(*given: str) -> dict[str, str]:
+    """What subscription() (the deployment's, sub-a) or subscription(id) returns, as far as the templates read it."""
+    subscription_id = given[0] if given else MIGRATED_SUBSCRIPTIONS[0]
+    return {"subscriptionId": subscription_id, "id": f"/subscriptions/{subscription_id}"}
+
+
+def _resource_group(subscription_id: str, name: str) -> dict[str, str]:
+    return {"name": name, "id": f"/subscriptions/{subscription_id}/resourceGroups/{name}"}
+
+
+def _deployment(**given: object) -> dict[str, object]:
+    """main.bicep's parameters in a deployment to sub-a with two extra subscriptions: the template's defaults but for
+    `given`."""
+    main, variables = _main()
+    scope: dict[str, object] = {"environment()": PUBLIC_ENVIRONMENT, "subscription()": _subscription,
+                                "resourceGroup()": _resource_group, "environmentName": "env",
+                                "location": "westeurope", "extraSubscriptionIds": MIGRATED_SUBSCRIPTIONS[1:], **given}
+    for name in bicep.declarations(main, "parameter"):
+        if name not in scope and (default := bicep.parameter_default(main, name)) is not None:
+            scope[name] = bicep.evaluate(default, scope, variables)
+    return scope
+
+
+def _deployments(module: str, scope: dict[str, object]) -> list[dict[str, object]]:
+    """One main.bicep module's deployments for these parameters (none when its condition is false, one per item of
+    its loop), each as its `scope` evaluates, or {} for the deployment's own."""
+    main, variables = _main()
+    declaration = bicep.declarations(main, "module")[module]
+    value = declaration.named_children[-1]
+    if value.type == "for_statement":
+        name, items = value.named_children[0].text.decode(), bicep.evaluate(value.named_children[1], scope, variables)
+        where = bicep.properties(bicep.body(declaration)).get("scope")
+        return [bicep.evaluate(where, {**scope, name: item}, variables) if where is not None else {} for item in items]
+    condition = bicep.condition(declaration)
+    return [{}] if condition is None or bicep.evaluate(condition, scope, variables) else []
+
+
+def _role_actions(path: Path) -> set[str]:
+    """Every action and data action of the role definitions one file declares."""
+    root = bicep.parse(path)
+    variables = bicep.variables(root)
+    found: set[str] = set()
+    for symbol, body in bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"):
+        for entry in bicep.properties(bicep.properties(body)["properties"])["permissions"].named_children:
+            if entry.type == "object":
+                fields = bicep.properties(entry)
+                for field in ("actions", "dataActions"):
+                    found |= set(bicep.string_list(fields[field], variables, f"{path.name} {symbol}.{field}"))
+    return found
+
+
+def _granted(scope: dict[str, object]) -> set[str]:
+    """The actions of every role definition a deployment with these parameters creates (each is assigned)."""
+    main, _ = _main()
+    granted: set[str] = set()
+    for module, declaration in bicep.declarations(main, "module").items():
+        if _deployments(module, scope):
+            granted |= _role_actions(INFRA / (bicep.literal(declaration.named_children[1]) or ""))
+    return granted
+
+
+def test_a_default_deployment_grants_nothing_the_move_needs():
+    # Execute mode is off unless asked for, and so are its rights: no cluster write, no identity, no role assignment.
+    default = _granted(_deployment())
+    assert default & (MIGRATION_CLUSTER_ACTIONS | MIGRATION_IDENTITY_ACTIONS | {ROLE_ASSIGNMENT_WRITE}) == set()
+    assert default == CUSTOM_ROLE_ACTIONS | KEY_VAULT_DATA_ACTIONS
+    for module in ("migrationRoles", "migrationClusterAssignments", "migrationIdentityAssignments",
+                   "roleAssignmentWriter", "roleDelegation", "extraSubscriptionDelegations"):
+        assert _deployments(module, _deployment()) == [], module
+    assert _deployment()["migrate"] == "off"
+
+
+def test_execute_mode_adds_exactly_the_moves_rights():
+    execute = _granted(_deployment(**EXECUTE))
+    added = MIGRATION_CLUSTER_ACTIONS | MIGRATION_IDENTITY_ACTIONS | {ROLE_ASSIGNMENT_WRITE}
+    assert execute == _granted(_deployment()) | added
+    # Replacing deleted applications already writes role assignments: execute adds the migration roles alone.
+    replacing = _granted(_deployment(replaceDeleted="replace"))
+    both = _granted(_deployment(replaceDeleted="replace", **EXECUTE))
+    assert both - replacing == MIGRATION_CLUSTER_ACTIONS | MIGRATION_IDENTITY_ACTIONS
+
+
+def test_the_migration_roles_hold_exactly_what_the_move_calls():
+    # The sandbox grants the remediator MIGRATION_ARM_ACTIONS in execute mode and refuses the rest, so the end-to-end
+    # migration tests prove these suffice.
+    from sandbox.state import MIGRATION_ARM_ACTIONS
+
+    root = bicep.parse(INFRA / "modules" / "migration-roles.bicep")
+    variables = bicep.variables(root)
+    roles = {}
+    for symbol, body in bicep.resources(root, "Microsoft.Authorization/roleDefinitions@"):
+        (entry,) = [e for e in bicep.properties(bicep.properties(body)["properties"])["permissions"].named_children
+                    if e.type == "object"]
+        fields = {k: bicep.string_list(v, variables, f"{symbol}.{k}") for k, v in bicep.properties(entry).items()}
+        assert {k: v for k, v in fields.items() if k != "actions"} == {"notActions": [], "dataActions": [],
+                                                                       "notDataActions": []}, symbol
+        assert len(fields["actions"]) == len(set(fields["actions"])), symbol
+        roles[symbol] = set(fields["actions"])
+        scopes = bicep.evaluate(bicep.properties(bicep.properties(body)["properties"])["assignableScopes"],
+                                {"subscription()": _subscription, "extraSubscriptionIds": MIGRATED_SUBSCRIPTIONS[1:]},
+                                variables)
+        assert scopes == [f"/subscriptions/{s}" for s in MIGRATED_SUBSCRIPTIONS], symbol
+    assert roles == {"clusterRole": MIGRATION_CLUSTER_ACTIONS, "identityRole": MIGRATION_IDENTITY_ACTIONS}
+    assert MIGRATION_ARM_ACTIONS == MIGRATION_CLUSTER_ACTIONS | MIGRATION_IDENTITY_ACTIONS
+    outputs = {name: d.named_children[-1].text.decode() for name, d in bicep.declarations(root, "output").items()}
+    assert outputs == {"clusterRoleDefinitionId": "clusterRole.id", "identityRoleDefinitionId": "identityRole.id"}
+
+
+def test_execute_mode_assigns_each_migration_role_only_where_it_holds():
+    # The cluster role on every managed subscription (a cluster may be in any); the identity role on the identity
+    # group of each, and nowhere else: the identities a move makes live there, in the cluster's subscription.
+    scope = _deployment(**EXECUTE)
+    assert _deployments("migrationRoles", scope) == [{}]
+    assert [s["id"] for s in _deployments("migrationClusterAssignments", scope)] == \
+        [f"/subscriptions/{s}" for s in MIGRATED_SUBSCRIPTIONS]
+    assert [s["id"] for s in _deployments("migrationIdentityAssignments", scope)] == \
+        [f"/subscriptions/{s}/resourceGroups/rg-aks-identities" for s in MIGRATED_SUBSCRIPTIONS]
+    main, _ = _main()
+    modules = bicep.declarations(main, "module")
+    for module, target, role in (
+            ("migrationClusterAssignments", "subscription-role-assignment.bicep", "clusterRoleDefinitionId"),
+            ("migrationIdentityAssignments", "resource-group-role-assignment.bicep", "identityRoleDefinitionId")):
+        assert bicep.literal(modules[module].named_children[1]) == f"modules/{target}"
+        params = bicep.properties(bicep.properties(bicep.body(modules[module]))["params"])
+        assert params["roleDefinitionId"].text.decode() == f"migrationRoles!.outputs.{role}", module
+        assert params["identityPrincipalId"].text.decode() == "identity.outputs.principalId", module
+    # The group-scoped module assigns at its deployment's scope: the group itself, nothing wider or narrower.
+    path = INFRA / "modules" / "resource-group-role-assignment.bicep"
+    assert re.search(r"^targetScope = 'resourceGroup'$", path.read_text(encoding="utf-8"), re.MULTILINE)
+    (_, assignment), = list(bicep.resources(bicep.parse(path), "Microsoft.Authorization/roleAssignments@"))
+    assert "scope" not in bicep.properties(assignment)
+    grant = bicep.properties(bicep.properties(assignment)["properties"])
+    assert bicep.literal(grant["principalType"]) == "ServicePrincipal"
+    assert grant["roleDefinitionId"].text.decode() == "roleDefinitionId"
+
+
+def test_execute_mode_lets_the_writer_assign_managed_identity_operator():
+    # A move grants its control-plane identity Managed Identity Operator on its kubelet identity
+    # (remediation/decide/migration.py): the condition must allow that role, still to service principals only and never
+    # to the remediator, and the app must be told the same list, or it plans instead of moving.
+    from remediation.decide.migration import MANAGED_IDENTITY_OPERATOR
+    from sandbox.rbac import BUILT_IN_ROLES, parse_condition
+
+    assert BUILT_IN_ROLES["Managed Identity Operator"] == MANAGED_IDENTITY_OPERATOR
+    main, variables = _main()
+    setting = next(s for s in SETTINGS if s.name == "REMEDIATOR_ASSIGNABLE_ROLE_IDS")
+    source = _app_setting_sources()[setting.name]
+    defaults = _default_assignable_role_ids()
+    for migrate in ("off", "execute"):
+        executes = migrate == "execute"
+        scope = {"assignableRoleIds": defaults, "migrate": migrate}
+        roles = bicep.evaluate(variables["assignableRoles"], scope, variables)
+        assert roles == defaults + ([MANAGED_IDENTITY_OPERATOR] if executes else [])
+        condition = parse_condition(_deployed_condition(roles))
+        assert condition.write.role_ids == frozenset(roles)
+        assert condition.write.principal_types == frozenset({"serviceprincipal"})
+        assert condition.write.excluded_principals == frozenset({REMEDIATOR_PRINCIPAL})
+        assert condition.allows_write(MANAGED_IDENTITY_OPERATOR, "ServicePrincipal", ANOTHER_PRINCIPAL) is executes
+        assert not condition.allows_write(MANAGED_IDENTITY_OPERATOR, "ServicePrincipal", REMEDIATOR_PRINCIPAL)
+        assert not condition.allows_write(MANAGED_IDENTITY_OPERATOR, "User", ANOTHER_PRINCIPAL)
+        deployed = bicep.evaluate(source, scope, variables)
+        assert (MANAGED_IDENTITY_OPERATOR in setting.parse(deployed)) is executes
+    # Listed already (in any case): once.
+    given = {"assignableRoleIds": [MANAGED_IDENTITY_OPERATOR.upper(), " "], "migrate": "execute"}
+    assert bicep.evaluate(variables["assignableRoles"], given, variables) == [MANAGED_IDENTITY_OPERATOR]
+
+
+def test_execute_mode_is_set_from_the_azd_environment():
+    # `azd env set REMEDIATOR_MIGRATE execute` (infra/README.md): each of the three settings from the azd environment
+    # variable of its own name, with the app's default.
+    bicepparam = (INFRA / "main.bicepparam").read_text(encoding="utf-8")
+    for name in ("REMEDIATOR_MIGRATE", "REMEDIATOR_MIGRATE_TAG", "REMEDIATOR_MIGRATION_IDENTITY_GROUP"):
+        setting = next(s for s in SETTINGS if s.name == name)
+        assert f"param {setting.bicep} = readEnvironmentVariable('{name}', '{setting.default}')" in bicepparam, name
+
+
+
 # ---------------------------------------------------------------- rules of the real platform, each with its source
 # None of these can be seen by deploying here (there is no Azure): each test encodes the rule and names where it is
 # written, and fails if the template breaks it again.
@@ -1171,7 +1371,7 @@ def test_each_custom_role_is_keyed_per_deployment():
             role_name = bicep.properties(props["properties"])["roleName"]
             assert "resourceToken" in bicep.identifiers(role_name), f"{path.name} {symbol}: roleName"
     main, _ = _main()
-    for module in ("roles", "keyVaultRole", "roleAssignmentWriter"):
+    for module in ("roles", "keyVaultRole", "roleAssignmentWriter", "roleAssignmentReader", "migrationRoles"):
         params = bicep.properties(bicep.properties(bicep.body(bicep.declarations(main, "module")[module]))["params"])
         assert params["resourceToken"].text.decode() == "resourceToken", module
 
@@ -1248,7 +1448,8 @@ def test_every_permission_the_identity_holds_names_the_code_that_needs_it():
     # "infra/README.md lists, for each permission the remediator holds, the code path that needs it": every action
     # of the custom roles is in the table, and every code name the table gives exists in the code.
     rows = _readme_permission_rows()
-    held = set(CUSTOM_ROLE_ACTIONS) | KEY_VAULT_DATA_ACTIONS | {"Microsoft.Authorization/roleAssignments/write"}
+    held = set(CUSTOM_ROLE_ACTIONS) | KEY_VAULT_DATA_ACTIONS | {"Microsoft.Authorization/roleAssignments/write"} \
+        | MIGRATION_CLUSTER_ACTIONS | MIGRATION_IDENTITY_ACTIONS
     for action in held:
         matching = [row for row in rows if f"`{action}`" in row[1] or f"`{action}`" in row[0]]
         assert matching, f"infra/README.md's permission table does not list {action}"

@@ -71,6 +71,19 @@ def test_each_guardrail_answers_in_its_turn(case: MigrationFacts, guardrails: Gu
     assert (verdict.code, verdict.act) == (code, act), verdict.message
 
 
+def test_a_role_in_a_subscription_the_remediator_does_not_manage_blocks_the_move_before_any_write() -> None:
+    from remediation.decide.guardrails import Scope
+    from remediation.decide.migration import CONTROL_PLANE, NETWORK_CONTRIBUTOR, CarriedRole
+
+    hub = "/subscriptions/99999999-0000-0000-0000-000000000001/resourceGroups/rg-hub/providers/Microsoft.Network/" \
+          "virtualNetworks/hub/subnets/aks"
+    reaching = replace(plan(), roles=(CarriedRole(CONTROL_PLANE, hub, "", NETWORK_CONTRIBUTOR, "its subnet"),))
+    managed = replace(ON, scope=Scope(subscriptions=frozenset({CLUSTER.subscription_id})))
+    verdict = decide(facts(plan=reaching), managed, NOW)
+    assert verdict.code == "MigrationBlocked" and "rg-hub" in verdict.message
+    assert decide(facts(plan=reaching), ON, NOW).act is Act.START  # no managed list: every subscription is in reach
+
+
 def test_outside_its_window_the_cluster_is_asked_again_when_the_window_opens() -> None:
     opens = NOW + timedelta(hours=3)
     later = {"source": "default", "description": "weekly", "openNow": False, "nextOpening": opens.isoformat()}

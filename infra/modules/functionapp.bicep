@@ -336,6 +336,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'REMEDIATOR_ROTATION_WINDOW'
           value: guardrails.rotationWindow
         }
+        {
+          name: 'REMEDIATOR_MIGRATE'
+          value: guardrails.migrate
+        }
+        {
+          name: 'REMEDIATOR_MIGRATE_TAG'
+          value: guardrails.migrateTag
+        }
+        {
+          name: 'REMEDIATOR_MIGRATION_IDENTITY_GROUP'
+          value: guardrails.migrationIdentityGroup
+        }
       ]
     }
     functionAppConfig: {

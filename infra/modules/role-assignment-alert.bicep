@@ -1,7 +1,8 @@
 // An Activity Log alert on every role assignment the remediator's identity writes in this
-// subscription. With REMEDIATOR_REPLACE_DELETED=replace the identity may write
-// assignments (of the listed roles, to service principals other than itself): each one is a
-// replacement carrying a deleted principal's access over, and a person should see it.
+// subscription. With REMEDIATOR_REPLACE_DELETED=replace or REMEDIATOR_MIGRATE=execute the identity
+// may write assignments (of the listed roles, to service principals other than itself): each one is
+// a replacement carrying a deleted principal's access over, or a move to managed identity giving a
+// cluster's new identities theirs, and a person should see it.
 //
 // The Activity Log's `caller` holds a service principal's object id or its application
 // (client) id depending on the claims available, so the condition accepts either. Activity
@@ -28,7 +29,7 @@ resource roleAssignmentWrites 'Microsoft.Insights/activityLogAlerts@2020-10-01' 
   location: 'global'
   tags: tags
   properties: {
-    description: 'The remediator identity wrote a role assignment (a replacement carrying a deleted service principal\'s roles over). Check it in the Activity Log and with GET /api/remediations.'
+    description: 'The remediator identity wrote a role assignment (a replacement carrying a deleted service principal\'s roles over, or a move to managed identity granting a cluster\'s new identities theirs). Check it in the Activity Log and with GET /api/remediations.'
     enabled: true
     scopes: [
       subscription().id

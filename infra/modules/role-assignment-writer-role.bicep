@@ -1,5 +1,6 @@
-// The role a replacement needs to carry a deleted principal's role assignments over: write role
-// assignments, nothing else. role-delegation.bicep assigns it under a condition.
+// The role a replacement needs to carry a deleted principal's role assignments over, and a move to
+// managed identity to give the new identities theirs: write role assignments, nothing else.
+// role-delegation.bicep assigns it under a condition.
 //
 // Why not the built-in Role Based Access Control Administrator: it also grants `*/read` and
 // `Microsoft.Support/*` on every subscription it is assigned in (Microsoft Learn, Azure

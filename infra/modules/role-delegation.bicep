@@ -1,5 +1,7 @@
 // Lets the remediator give a replacement service principal the role assignments its deleted
-// predecessor had, and nothing more: the custom role assignment writer
+// predecessor had, and a cluster it moves to managed identity's new identities the roles its service
+// principal held (and Managed Identity Operator on the kubelet identity), and nothing more: the
+// custom role assignment writer
 // (role-assignment-writer-role.bicep) under Microsoft's documented constraining condition
 // ("Delegate Azure role assignment management to others with conditions", example
 // "Constrain roles" plus the PrincipalType clause) and a PrincipalId clause that excludes the
@@ -9,7 +11,7 @@
 // It may write or delete only assignments of the listed roles, only to service principals, and
 // never to itself: without the last clause a remediator, itself a service principal, could give
 // itself any listed role at subscription scope. Deployed only when REMEDIATOR_REPLACE_DELETED is
-// `replace` (main.bicep), once per subscription the remediator acts on.
+// `replace` or REMEDIATOR_MIGRATE is `execute` (main.bicep), once per subscription the remediator acts on.
 targetScope = 'subscription'
 
 @description('Principal id of the remediator identity.')
@@ -18,7 +20,7 @@ param identityPrincipalId string
 @description('Resource id of the role assignment writer role (role-assignment-writer-role.bicep).')
 param roleDefinitionId string
 
-@description('Role definition GUIDs a replacement may be given (REMEDIATOR_ASSIGNABLE_ROLE_IDS), trimmed, lower case.')
+@description('Role definition GUIDs the remediator may assign (REMEDIATOR_ASSIGNABLE_ROLE_IDS, with Managed Identity Operator in execute mode), trimmed, lower case.')
 param assignableRoleIds array
 
 var roles = join(assignableRoleIds, ', ')
@@ -34,7 +36,7 @@ resource delegation 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     roleDefinitionId: roleDefinitionId
     condition: condition
     conditionVersion: '2.0'
-    description: 'AKS service-principal remediator: give a replacement service principal its deleted predecessor\'s role assignments (listed roles, service principals only, never itself).'
+    description: 'AKS service-principal remediator: give a replacement service principal its deleted predecessor\'s role assignments, and a cluster moved to managed identity its identities\' roles (listed roles, service principals only, never itself).'
   }
 }
 

@@ -262,7 +262,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REMEDIATOR_ASSIGNABLE_ROLE_IDS", role_ids, "",
             "Comma-separated role definition GUIDs a replacement may be given (the condition of the remediator's role"
             " assignment administrator role, from the Bicep); a replacement needing another is planned, not started;"
-            " empty: any. The Bicep's default: Network Contributor, AcrPull, Private DNS Zone Contributor.",
+            " empty: any. The Bicep's default: Network Contributor, AcrPull, Private DNS Zone Contributor, and with"
+            " REMEDIATOR_MIGRATE=execute also Managed Identity Operator.",
             bicep="assignableRoleIds",
             example="4d97b98b-1d4f-4787-a291-c67834d212e7,7f951dda-4ed3-4680-a7ca-43fe172d538d,"
                     "b12aa53e-6015-4669-85d0-8515ebb3ae7f"),

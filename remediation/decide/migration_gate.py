@@ -82,6 +82,21 @@ def circuit_open(f: MigrationFacts, g: Guardrails, now: datetime) -> Verdict | N
     return None
 
 
+def roles_out_of_reach(f: MigrationFacts, g: Guardrails, now: datetime) -> Verdict | None:
+    # The remediator may write role assignments only in the subscriptions it manages (infra/ assigns its roles
+    # there): a role on a hub network elsewhere would stop the move at assign_roles, after its identities were made.
+    managed = {s.lower() for s in g.scope.subscriptions}
+    if f.plan is None or not managed:
+        return None
+    outside = sorted({r.scope for r in f.plan.roles
+                      if (r.scope.split("/")[2].lower() if r.scope.count("/") > 2 else "") not in managed})
+    if outside:
+        return Verdict(Act.NONE, "MigrationBlocked", f"{len(outside)} role(s) to carry lie outside the subscriptions"
+                                                     f" the remediator manages ({outside[0]}): the plan's commands,"
+                                                     " run by a person, can carry them")
+    return None
+
+
 def observe_mode(f: MigrationFacts, g: Guardrails, now: datetime) -> Verdict | None:
     if g.mode is Mode.OBSERVE:
         return Verdict(Act.NONE, "ObserveMode", "observe mode: the plan is recorded, nothing is written")
@@ -118,7 +133,7 @@ def ready(f: MigrationFacts, g: Guardrails, now: datetime) -> Verdict:
 # Before the plan is read (cheap: the cluster, its group's tags, the application's records) and after.
 BEFORE_PLAN: tuple[Check, ...] = (disabled, cluster_missing, already_managed_identity, opted_out, not_opted_in,
                                   application_busy, circuit_open)
-AFTER_PLAN: tuple[Check, ...] = (plan_blocked, observe_mode, outside_window)
+AFTER_PLAN: tuple[Check, ...] = (plan_blocked, roles_out_of_reach, observe_mode, outside_window)
 
 
 def first_refusal(facts: MigrationFacts, guardrails: Guardrails, now: datetime,
