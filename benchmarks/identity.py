@@ -53,6 +53,8 @@ ROLES_API = "2022-04-01"
 DELEGATION = WorldOptions(remediator_role_assignment_roles=frozenset(
     {"Network Contributor", "AcrPull", "Private DNS Zone Contributor"}))
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
+# POSTs that only read: a Resource Graph query (the fan-out's clusters), a Graph JSON batch of GETs.
+READ_POSTS = frozenset({"POST Microsoft.ResourceGraph/resources", "POST /$batch"})
 
 
 class World(Fleet):
@@ -90,7 +92,7 @@ class World(Fleet):
     def writes_by_remediator(self) -> dict[str, int]:
         calls = self.snapshot()["requestsByCaller"].get("aks-sp-remediator", {})
         return {f"{api} {route}": n for api, routes in calls.items() if api in ("arm", "graph", "vault")
-                for route, n in routes.items() if route.split(" ")[0] in WRITES}
+                for route, n in routes.items() if route.split(" ")[0] in WRITES and route not in READ_POSTS}
 
     def calls_by_remediator(self) -> dict[str, int]:
         calls = self.snapshot()["requestsByCaller"].get("aks-sp-remediator", {})

@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
+from remediation.decide import migration_gate
 from remediation.decide.migration import CONTROL_PLANE, KUBELET, READY, ClusterShape, gather, plan_migration
+from remediation.decide.migration_gate import MigrationFacts
 from remediation.errors import (
     ConflictError,
     NotFoundError,
@@ -55,8 +57,13 @@ def plan_move(ctx: StepContext, r: Remediation) -> Outcome:
     migration = ctx.config.guardrails.migration
     plan = plan_migration(present, ctx.config.guardrails, now=ctx.clock(), identity_group=migration.identity_group,
                           retire_after=ctx.config.retire_after)
-    if plan.status != READY:
-        raise PermanentError(f"the move is not possible now: {plan.reason}", code="MigrationBlocked")
+    # Decided again from the present, as the gate decided (a role may have been granted elsewhere since).
+    checks = (migration_gate.plan_blocked, migration_gate.roles_out_of_reach)
+    refusal = migration_gate.first_refusal(MigrationFacts(None, {}, None, 0, plan), ctx.config.guardrails,
+                                           ctx.clock(), checks)
+    if refusal is not None or plan.status != READY:
+        raise PermanentError(f"the move is not possible now: {refusal.message if refusal else plan.reason}",
+                             code="MigrationBlocked")
     state = r.migration
     state.identity_group, state.location, state.names = plan.identity_group or "", present.shape.location, dict(
         plan.identity_names)
