@@ -257,22 +257,27 @@ def fleet_document() -> dict[str, Any]:
     document = fleet(clusters=12, subscriptions=1, applications=4, managed_identity=0, opted_out_clusters=0,
                      opted_out_groups=0, groups_per_subscription=2, seed=22)
     sub = document["subscriptions"][0]["subscriptionId"]
-    net = f"/subscriptions/{sub}/resourceGroups/rg-network/providers"
     document["resourceGroups"] += [{"subscriptionId": sub, "name": name, "location": "westeurope", "tags": {}}
                                    for name in ("rg-network", "rg-acr")]
     for index, body in enumerate(document["clusters"]):
-        shape = SHAPES[index % 4]
-        if shape in ("subnet", "zone"):
-            body["vnetSubnetId"] = f"{net}/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/{body['name']}"
-            body["grantNetworkRoles"] = True
-        if shape == "zone":
-            body["privateDnsZoneId"] = f"{net}/Microsoft.Network/privateDnsZones/privatelink.westeurope.azmk8s.io"
-        if shape == "registry":
-            body["attachedRegistryId"] = f"/subscriptions/{sub}/resourceGroups/rg-acr/providers/" \
-                                         "Microsoft.ContainerRegistry/registries/acrfleet"
+        give_shape(body, SHAPES[index % 4], sub)
         if index % 3 == 0:
             body["maintenanceConfigurations"] = {"aksManagedNodeOSUpgradeSchedule": WEEKLY}
     return document
+
+
+def give_shape(body: dict[str, Any], shape: str, sub: str) -> None:
+    """Make a fleet cluster's body one of SHAPES: its own subnet (Network Contributor), a private DNS zone (and the
+    subnet a private cluster has), an attached registry (AcrPull), or plain."""
+    net = f"/subscriptions/{sub}/resourceGroups/rg-network/providers"
+    if shape in ("subnet", "zone"):
+        body["vnetSubnetId"] = f"{net}/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/{body['name']}"
+        body["grantNetworkRoles"] = True
+    if shape == "zone":
+        body["privateDnsZoneId"] = f"{net}/Microsoft.Network/privateDnsZones/privatelink.westeurope.azmk8s.io"
+    if shape == "registry":
+        body["attachedRegistryId"] = f"/subscriptions/{sub}/resourceGroups/rg-acr/providers/" \
+                                     "Microsoft.ContainerRegistry/registries/acrfleet"
 
 
 @pytest.fixture(scope="module")

@@ -32,11 +32,11 @@ from sandbox.rbac import BUILT_IN_ROLES
 from sandbox.state import WorldOptions
 from sandbox.wiring import remediator_settings
 from tests.test_function_app import call, queue_message, timer
+from tests.test_migration import SHAPES, give_shape
 
 pytestmark = pytest.mark.slow
 
 IDENTITY_GROUP = "rg-aks-identities"
-SHAPES = ("subnet", "zone", "registry", "plain")
 OPT_IN = {"aks-sp-remediator": "migrate"}
 # What infra/ lets a migrating remediator assign (main.bicep's assignableRoleIds with migrate=execute).
 ASSIGNABLE = frozenset({"Network Contributor", "AcrPull", "Private DNS Zone Contributor", "Managed Identity Operator"})
@@ -78,22 +78,13 @@ def fleet_document(now: datetime) -> tuple[dict[str, Any], dict[str, datetime]]:
     document = fleet(clusters=12, subscriptions=1, applications=4, expired=0.0, managed_identity=0,
                      opted_out_clusters=0, opted_out_groups=0, groups_per_subscription=2, seed=22)
     sub = document["subscriptions"][0]["subscriptionId"]
-    net = f"/subscriptions/{sub}/resourceGroups/rg-network/providers"
     document["resourceGroups"] += [{"subscriptionId": sub, "name": name, "location": "westeurope", "tags": {}}
                                    for name in ("rg-network", "rg-acr", IDENTITY_GROUP)]
     started = now.replace(second=0, microsecond=0)
     opens = {0: started - timedelta(hours=1), 5: started + timedelta(hours=3), 2: started + timedelta(hours=27)}
     opted: dict[str, datetime] = {}
     for index, body in enumerate(document["clusters"]):
-        shape = SHAPES[index % 4]
-        if shape in ("subnet", "zone"):
-            body["vnetSubnetId"] = f"{net}/Microsoft.Network/virtualNetworks/vnet-spoke/subnets/{body['name']}"
-            body["grantNetworkRoles"] = True
-        if shape == "zone":
-            body["privateDnsZoneId"] = f"{net}/Microsoft.Network/privateDnsZones/privatelink.westeurope.azmk8s.io"
-        if shape == "registry":
-            body["attachedRegistryId"] = f"/subscriptions/{sub}/resourceGroups/rg-acr/providers/" \
-                                         "Microsoft.ContainerRegistry/registries/acrfleet"
+        give_shape(body, SHAPES[index % 4], sub)
         body["maintenanceConfigurations"] = {"aksManagedNodeOSUpgradeSchedule": window_opening(
             opens.get(index, started - timedelta(hours=1)))}
         if index in opens:

@@ -36,27 +36,22 @@ log = logging.getLogger(__name__)
 PAGE_ROWS = 1000  # Resource Graph's most rows per page
 SUBSCRIPTIONS_PER_QUERY = 1000  # and most subscriptions per query
 # One line per column the remediator reads; `properties.*` paths are the managed cluster's REST properties.
-CLUSTERS_QUERY = """Resources
-| where type =~ 'microsoft.containerservice/managedclusters'
-| project id, name, location, resourceGroup, subscriptionId, tags,
+PROJECTION = """| project id, name, location, resourceGroup, subscriptionId, tags,
     clientId = properties.servicePrincipalProfile.clientId,
     aadServerAppId = properties.aadProfile.serverAppID,
     aadManaged = properties.aadProfile.managed,
     provisioningState = properties.provisioningState,
     identityType = identity.type
 | order by id asc"""
+CLUSTERS_QUERY = f"""Resources
+| where type =~ 'microsoft.containerservice/managedclusters'
+{PROJECTION}"""
 # The clusters that hold one application's secret: a fan-out's targets across every managed subscription in one
 # query (listing them through ARM costs a call per subscription and page). The application id is a GUID, checked
 # before it is put in the query (remediation/ids.py `is_guid`), so nothing a caller chose reaches KQL as syntax.
 CLUSTERS_USING_QUERY = """Resources
 | where type =~ 'microsoft.containerservice/managedclusters' and {path} =~ '{app_id}'
-| project id, name, location, resourceGroup, subscriptionId, tags,
-    clientId = properties.servicePrincipalProfile.clientId,
-    aadServerAppId = properties.aadProfile.serverAppID,
-    aadManaged = properties.aadProfile.managed,
-    provisioningState = properties.provisioningState,
-    identityType = identity.type
-| order by id asc"""
+""" + PROJECTION
 APPLICATION_PATHS = {Credential.SERVICE_PRINCIPAL: "properties.servicePrincipalProfile.clientId",
                      Credential.AAD_SERVER: "properties.aadProfile.serverAppID"}
 
