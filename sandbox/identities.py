@@ -42,7 +42,9 @@ failure a cluster shows when its new identity lacks the network role on its own 
 - The identity update names user-assigned identities: its caller must hold
   `Microsoft.ManagedIdentity/userAssignedIdentities/assign/action` on each (Managed Identity Operator, Contributor),
   or the PUT is refused with 403 LinkedAuthorizationFailed, in the words Azure uses for a linked identity
-  (Azure/secrets-store-csi-driver-provider-azure#66).
+  (Azure/secrets-store-csi-driver-provider-azure#66). A kubelet identity the control-plane identity may not assign
+  (Managed Identity Operator on it) fails the update (CustomKubeletIdentityMissingPermissionError; the rule is
+  Learn's "Use a managed identity in AKS", the code and wording assumed).
 """
 
 from __future__ import annotations
@@ -223,6 +225,9 @@ class ManagedIdentities:
         cluster.client_id = MSI
         cluster._held_secret = None
         principal = self.control_plane_principal(cluster)
+        if params.get("kubelet") is not None and (principal is None or not self.holds(principal, IDENTITY_ASSIGN,
+                                                                                      params["kubelet"])):
+            return self._fail_kubelet(cluster, caller, correlation, params["kubelet"])
         if cluster.vnet_subnet_id and (principal is None or not self.may_join(principal, cluster.vnet_subnet_id)):
             return self._fail_linked(cluster, caller, correlation)
         return self.arm._succeed(cluster, caller, correlation, CLUSTER_WRITE, "PUT")
@@ -230,15 +235,19 @@ class ManagedIdentities:
     def may_join(self, principal: Any, subnet: str) -> bool:
         """Whether a role assigned to the principal (no condition) at the subnet or above grants joining it, by the
         built-in roles' Actions and NotActions (sandbox/rbac.py): Network Contributor, Contributor, Owner do."""
-        target = subnet.lower().rstrip("/")
+        return self.holds(principal, JOIN_SUBNET, subnet)
+
+    def holds(self, principal: Any, action: str, scope: str) -> bool:
+        """Whether a built-in role assigned to the principal (no condition) at `scope` or above grants `action`."""
+        target = scope.lower().rstrip("/")
         with self.state.lock:
             roles = [a.role_definition_id for a in self.state.role_assignments.values()
                      if a.principal_id == principal.sp_object_id and a.condition is None
                      and f"{target}/".startswith(a.scope.lower().rstrip("/") + "/")]
         for role in roles:
             definition = BUILT_IN_ROLE_DEFINITIONS.get(role)
-            if definition and any(fnmatch.fnmatchcase(JOIN_SUBNET.lower(), a.lower()) for a in definition.actions) \
-                    and not any(fnmatch.fnmatchcase(JOIN_SUBNET.lower(), n.lower()) for n in definition.not_actions):
+            if definition and any(_grants(a, action) for a in definition.actions) \
+                    and not any(_grants(n, action) for n in definition.not_actions):
                 return True
         return False
 
@@ -264,6 +273,21 @@ class ManagedIdentities:
         cluster.provisioning_state = "Failed"
         self.state.log_operation(cluster=cluster, operation_name=CLUSTER_WRITE, correlation_id=correlation,
                                  caller=caller, method="PUT", status="Failed", status_code="Forbidden",
+                                 status_message={"status": "Failed", "error": error})
+        return error
+
+    def _fail_kubelet(self, cluster: Cluster, caller: Any, correlation: str, kubelet: str) -> dict[str, Any]:
+        """A kubelet identity the control-plane identity may not assign (Managed Identity Operator on it is required:
+        learn.microsoft.com/azure/aks/use-managed-identity, quoted in MicrosoftDocs/azure-docs#104830). The code
+        and wording are assumed, in ARM's linked-authorization form."""
+        body = self.identity_of(cluster)
+        error = {"code": "CustomKubeletIdentityMissingPermissionError", "message": (
+            f"The cluster using user-assigned managed identity must be granted 'Managed Identity Operator' role to "
+            f"assign kubelet identity. The control-plane identity '{body.get('clientId')}' does not have permission to "
+            f"perform action '{IDENTITY_ASSIGN}' on '{kubelet}'.")}
+        cluster.provisioning_state = "Failed"
+        self.state.log_operation(cluster=cluster, operation_name=CLUSTER_WRITE, correlation_id=correlation,
+                                 caller=caller, method="PUT", status="Failed", status_code="BadRequest",
                                  status_message={"status": "Failed", "error": error})
         return error
 
@@ -322,3 +346,12 @@ class ManagedIdentities:
         self.state.log_operation(cluster=cluster, operation_name=NODE_IMAGE, correlation_id=correlation,
                                  caller=caller, method="POST", status="Succeeded", status_code="OK")
         return None
+
+
+def _grants(pattern: str, action: str) -> bool:
+    """Whether a role's action pattern covers `action`. A `/*/` also stands for no segment at all: Managed Identity
+    Operator's `userAssignedIdentities/*/assign/action` is what grants `userAssignedIdentities/assign/action` (its
+    purpose, "Read and Assign User Assigned Identity", built-in-roles)."""
+    pattern, action = pattern.lower(), action.lower()
+    return fnmatch.fnmatchcase(action, pattern) or ("/*/" in pattern
+                                                     and fnmatch.fnmatchcase(action, pattern.replace("/*/", "/")))

@@ -65,8 +65,10 @@ def plan_move(ctx: StepContext, r: Remediation) -> Outcome:
         raise PermanentError(f"the move is not possible now: {refusal.message if refusal else plan.reason}",
                              code="MigrationBlocked")
     state = r.migration
-    state.identity_group, state.location, state.names = plan.identity_group or "", present.shape.location, dict(
-        plan.identity_names)
+    # Only the identities the plan gives the cluster: a kubelet identity only where the kubelet needs roles (AcrPull).
+    used = {CONTROL_PLANE: plan.control_plane == "userAssigned", KUBELET: plan.kubelet == "userAssigned"}
+    state.identity_group, state.location = plan.identity_group or "", present.shape.location
+    state.names = {which: name for which, name in plan.identity_names.items() if used.get(which)}
     state.roles = [{"identity": role.identity, "scope": role.scope, "role": role.grant_role_id, "status": PENDING,
                     "detail": role.reason} for role in plan.roles]
     return Done("Planned", f"{len(state.names)} identity(ies) to create, {len(state.roles)} role(s) to grant;"

@@ -15,6 +15,8 @@ import requests
 from sandbox import Sandbox
 from tests.support.wire import Wire, assert_arm_error, assign, sample
 
+MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
+
 MSI_API = "2023-01-31"
 NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 
@@ -93,6 +95,9 @@ def test_a_user_assigned_identity_is_created_and_read_as_the_official_examples_s
 def test_the_switch_is_a_long_running_write_and_the_kubelet_moves_with_the_node_image(sandbox: Sandbox) -> None:
     wire = Wire(sandbox)
     control, kubelet = create_identity(wire, "id-cp"), create_identity(wire, "id-kubelet")
+    # The control-plane identity assigns the kubelet identity to the nodes: Managed Identity Operator on it first.
+    assert assign(wire, kubelet["id"], MANAGED_IDENTITY_OPERATOR, control["properties"]["principalId"]).status_code \
+        == 201
     started = switch(wire, "aks-payments", control_plane=control["id"], kubelet=kubelet["id"])
     assert started.status_code == 200 and "Azure-AsyncOperation" in started.headers
     assert finish(wire, started)["status"] == "Succeeded"  # the expired secret is no longer needed
@@ -115,6 +120,17 @@ def test_the_switch_is_a_long_running_write_and_the_kubelet_moves_with_the_node_
     assert shown["identity"]["kubeletInUse"] == kubelet["id"] and shown["writes"]["nodeImage"] == 1
     missing = wire.arm("POST", f"{wire.cluster_path('aks-payments')}/agentPools/other/upgradeNodeImageVersion")
     assert missing.status_code == 404
+
+
+def test_a_kubelet_identity_the_control_plane_may_not_assign_fails_the_switch(sandbox: Sandbox) -> None:
+    # Learn's "Use a managed identity in AKS": the control-plane identity needs Managed Identity Operator on a
+    # kubelet identity it is given (MicrosoftDocs/azure-docs#104830 quotes it); the plan grants it before the switch.
+    wire = Wire(sandbox)
+    control, kubelet = create_identity(wire, "id-cp-2"), create_identity(wire, "id-kubelet-2")
+    failed = finish(wire, switch(wire, "aks-payments", control_plane=control["id"], kubelet=kubelet["id"]))
+    assert failed["status"] == "Failed" and failed["error"]["code"] == "CustomKubeletIdentityMissingPermissionError"
+    assert "Managed Identity Operator" in failed["error"]["message"] and kubelet["id"] in failed["error"]["message"]
+    assert view(sandbox, "aks-payments")["provisioningState"] == "Failed"
 
 
 def test_a_system_assigned_switch_gets_a_kubelet_identity_made_by_aks(sandbox: Sandbox) -> None:
