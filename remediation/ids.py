@@ -31,6 +31,13 @@ def is_guid(value: object) -> bool:
     return isinstance(value, str) and _GUID_ONLY.fullmatch(value) is not None
 
 
+def subscription_of(scope: str) -> str:
+    """The subscription id an ARM scope or resource id names, lower-case; "" for one above any subscription (a
+    management group, the tenant root)."""
+    parts = scope.split("/")
+    return parts[2].lower() if len(parts) > 2 and parts[0] == "" and parts[1].lower() == "subscriptions" else ""
+
+
 @dataclass(frozen=True)
 class ClusterId:
     """A managed cluster's ARM id, with the casing ARM and Key Vault need."""

@@ -198,6 +198,8 @@ def test_execute_migrates_exactly_the_opted_in_clusters_each_inside_its_window(m
     started = time.monotonic()
 
     call("check_fleet_health", timer())  # the window of `first` is open; the others' open later
+    call("check_fleet_health", timer())  # a second run of the check (another instance) while the first move waits
+    assert [r.cluster.name for r in migrations(store)] == [first]  # it holds the application: no second migration
     run_work(azurite, finished(store, 1))
     offset[0] = timedelta(hours=3, minutes=10)  # the second one's window has opened
     call("check_fleet_health", timer())
@@ -229,6 +231,7 @@ def test_execute_migrates_exactly_the_opted_in_clusters_each_inside_its_window(m
     decisions = [(d["clusterResourceId"].rsplit("/", 1)[1], d["code"])
                  for d in function_app.services().remediations.list_decisions(limit=100) if d["source"] == "migration"]
     assert {code for name, code in decisions if name == third} == {"OutsideMaintenanceWindow", "MigrationReady"}
+    assert "MigrationUnderWay" in {code for name, code in decisions if name == first}
     assert {name for name, _code in decisions} == set(opted)  # the 9 without the tag are never considered
     print(f"\nexecute: 12 clusters, 3 opted in, migrated in {seconds:.1f} s of work; 0 writes to the other 9")
 

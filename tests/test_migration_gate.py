@@ -154,3 +154,40 @@ def test_a_failure_while_a_migration_holds_the_application_waits_for_it() -> Non
     assert not world.store.get("m1").rejoin(WORLD_CLUSTER, joined_by="hint", not_after=None, order=())
     codes = [d["code"] for d in world.incidents.list_decisions(limit=10)]
     assert "MigrationUnderWay" in codes, codes
+
+
+def test_after_the_grace_a_migrated_applications_passwords_go_once_no_cluster_uses_it() -> None:
+    # The move replaces every password of the application (no cluster holds one any more): the remediator's own go
+    # after REMEDIATOR_RETIRE_AFTER_HOURS, like any replaced password; a person's only with
+    # REMEDIATOR_RETIRE_FOREIGN_PASSWORDS; the application stays. While a cluster in scope still uses it, none go.
+    from remediation.run.migration import retire_old_secret
+    from remediation.run.step import StepConfig, StepContext, Wait
+    from tests.support.fakes import FakePassword
+    from tests.support.world import APP_ID, SUB, make_world
+    from tests.support.world import CLUSTER as WORLD_CLUSTER
+
+    world = make_world()
+    app = world.directory.apps[APP_ID]
+    ours = FakePassword("k-ours", "aks-sp-remediator 0123", world.clock() + timedelta(days=90), "ours")
+    app.passwords.append(ours)
+    world.directory.add_password_by_hand(APP_ID, expires_in=timedelta(days=90))
+    by_hand = app.passwords[-1].key_id
+    stamp = world.clock().isoformat()
+    moved = Remediation(id="m2", cluster_id=str(WORLD_CLUSTER), dry_run=False, source="migration",
+                        status=Status.RUNNING, created_at=stamp, updated_at=stamp,
+                        migrate=True, client_id=APP_ID, app_object_id=app.object_id, targets=[],
+                        verified_at=(world.clock() - timedelta(hours=1)).isoformat())
+    ctx = StepContext(world.clusters, world.directory, world.vault, world.sign_in, world.resource_groups,
+                      world.incidents, StepConfig(retire_after=timedelta(hours=24), subscriptions=(SUB,)), world.clock,
+                      checkpoint=lambda r: r, inventory=world.inventory)
+
+    assert isinstance(retire_old_secret(ctx, moved), Wait)  # inside the grace: nothing goes
+    moved.verified_at = (world.clock() - timedelta(hours=25)).isoformat()
+    assert retire_old_secret(ctx, moved).code == "StillInUse"  # aks-payments still holds the application's secret
+    assert {"k-ours", by_hand} <= {p.key_id for p in app.passwords}
+    world.clusters.clusters[WORLD_CLUSTER.key].client_id = "msi"  # it moved too
+    outcome = retire_old_secret(ctx, moved)
+    assert outcome.code == "Retired", outcome
+    left = {p.key_id for p in app.passwords}
+    assert "k-ours" not in left and by_hand in left and APP_ID in world.directory.apps
+    assert {p.key_id for p in moved.retired} >= {"k-ours"} and "original" not in {p.display_name for p in app.passwords}

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from remediation.decide.guardrails import Guardrails
 from remediation.decide.maintenance import MaintenanceSchedule, choose_schedule
 from remediation.errors import InvalidInputError, NotFoundError, PermanentError
-from remediation.ids import ClusterId
+from remediation.ids import ClusterId, subscription_of
 from remediation.model import MSI_CLIENT_ID, RoleAssignment
 from remediation.ports import RoleAssignments
 
@@ -151,8 +151,8 @@ def gather(cluster: ClusterId, *, clusters: ClusterDocuments, maintenance: Maint
     assignments: dict[str, RoleAssignment] = {}
     unread: list[Unread] = []
     if principal:
-        subscriptions = dict.fromkeys([cluster.subscription_id.lower(), *(
-            s.split("/")[2].lower() for s in (*shape.subnet_ids, shape.private_dns_zone or "") if s.count("/") > 2)])
+        subscriptions = dict.fromkeys([cluster.subscription_id.lower(), *filter(None, (
+            subscription_of(s) for s in (*shape.subnet_ids, shape.private_dns_zone or "")))])
         for subscription in subscriptions:
             try:
                 found_here = roles.list_for_principal(subscription, principal)

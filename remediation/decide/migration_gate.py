@@ -19,6 +19,7 @@ from datetime import datetime
 from remediation.decide.guardrails import Guardrails, Mode
 from remediation.decide.hints import Act, Verdict
 from remediation.decide.migration import BLOCKED, NOT_APPLICABLE, MigrationPlan
+from remediation.ids import subscription_of
 from remediation.model import ClusterInfo
 from remediation.record import Remediation
 
@@ -88,8 +89,7 @@ def roles_out_of_reach(f: MigrationFacts, g: Guardrails, now: datetime) -> Verdi
     managed = {s.lower() for s in g.scope.subscriptions}
     if f.plan is None or not managed:
         return None
-    outside = sorted({r.scope for r in f.plan.roles
-                      if (r.scope.split("/")[2].lower() if r.scope.count("/") > 2 else "") not in managed})
+    outside = sorted({r.scope for r in f.plan.roles if subscription_of(r.scope) not in managed})
     if outside:
         return Verdict(Act.NONE, "MigrationBlocked", f"{len(outside)} role(s) to carry lie outside the subscriptions"
                                                      f" the remediator manages ({outside[0]}): the plan's commands,"

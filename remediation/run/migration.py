@@ -36,12 +36,13 @@ from remediation.errors import (
     PermanentError,
     PrincipalNotReplicatedError,
 )
-from remediation.model import Credential, ManagedIdentity, OperationStatus
+from remediation.ids import subscription_of
+from remediation.model import IN_PROGRESS_STATES, Credential, ManagedIdentity, OperationStatus
 from remediation.record import IdentityMade, Operation, Remediation, TargetStatus
 from remediation.run.chain import MAX_DELAY_SECONDS
 from remediation.run.replacement import assignment_name, role_assignments
 from remediation.run.rotation import RESET_WINDOW_SECONDS, retire_replaced
-from remediation.run.step import Done, MigrationPorts, Outcome, StepContext, Wait
+from remediation.run.step import Done, MigrationPorts, Outcome, StepContext, Wait, look_after
 
 ASSIGNED, PENDING = "Assigned", "Pending"
 CLUSTER_TAG = "aks-sp-remediator-cluster"  # on each identity the move makes: whose it is
@@ -104,7 +105,7 @@ def assign_roles(ctx: StepContext, r: Remediation) -> Outcome:
             continue
         principal = state.made[role["identity"]].principal_id
         name = assignment_name(role["scope"], principal, role["role"])
-        definition = f"/subscriptions/{_subscription_of(role['scope'])}/providers/Microsoft.Authorization/" \
+        definition = f"/subscriptions/{subscription_of(role['scope'])}/providers/Microsoft.Authorization/" \
                      f"roleDefinitions/{role['role']}"
         try:
             role_assignments(ctx).create(role["scope"], definition, principal, name=name)
@@ -123,7 +124,7 @@ def await_roles(ctx: StepContext, r: Remediation) -> Outcome:
     state, missing = r.migration, []
     listed: dict[tuple[str, str], set[tuple[str, str]]] = {}
     for role in state.roles:
-        principal, sub = state.made[role["identity"]].principal_id, _subscription_of(role["scope"])
+        principal, sub = state.made[role["identity"]].principal_id, subscription_of(role["scope"])
         if (sub, principal) not in listed:
             listed[(sub, principal)] = {(a.scope.lower().rstrip("/"), a.role_guid)
                                         for a in role_assignments(ctx).list_for_principal(sub, principal)}
@@ -206,7 +207,7 @@ def verify_migration(ctx: StepContext, r: Remediation) -> Outcome:
     document = _ports(ctx).documents.get_cluster_document(r.cluster)
     shape = ClusterShape.from_arm(document)
     state_now = str((document.get("properties") or {}).get("provisioningState") or "")
-    if state_now.lower() in ("updating", "upgrading", "creating", "starting", "stopping"):
+    if state_now in IN_PROGRESS_STATES:
         return Wait(ctx.config.poll_seconds, "ClusterBusy", f"the cluster is {state_now}")
     problems = []
     if shape.uses_service_principal:
@@ -254,7 +255,10 @@ def retire_old_secret(ctx: StepContext, r: Remediation) -> Outcome:
                                                           ctx.config.subscriptions or (r.cluster.subscription_id,))]
     if users:
         return Done("StillInUse", f"application {r.client_id} still serves {', '.join(users[:5])}: its passwords stay")
-    return retire_replaced(ctx, r, moved_all=True)
+    # No cluster in scope holds any of its passwords now: every one of them is replaced (by the managed identity).
+    app = ctx.directory.get_application_by_app_id(r.client_id or "")
+    r.old_key_ids = sorted({*r.old_key_ids, *(p.key_id for p in app.passwords)})
+    return retire_replaced(ctx, r, moved_all=True, app=app)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -278,7 +282,7 @@ def _follow(ctx: StepContext, r: Remediation, op: Operation, what: str, failed_c
 
 def _look_again(ctx: StepContext, op: Operation, now: datetime, retry_after: float | None, code: str,
                 detail: str) -> Wait:
-    seconds = min(retry_after, MAX_DELAY_SECONDS) if retry_after else ctx.config.poll_seconds
+    seconds = look_after(ctx.config, retry_after)
     op.not_before = (now + timedelta(seconds=seconds)).isoformat()
     return Wait(seconds, code, detail)
 
@@ -291,11 +295,6 @@ def _identity(r: Remediation, which: str) -> ManagedIdentity | None:
 def _cluster_mark(r: Remediation) -> str:
     """The tag value that says an identity is this cluster's: a digest of its id (an id may exceed a tag's 256)."""
     return hashlib.sha256(str(r.cluster).lower().encode()).hexdigest()[:32]
-
-
-def _subscription_of(scope: str) -> str:
-    parts = scope.split("/")
-    return parts[2] if len(parts) > 2 and parts[1].lower() == "subscriptions" else ""
 
 
 def _ports(ctx: StepContext) -> MigrationPorts:

@@ -46,10 +46,9 @@ from remediation.errors import (
     TransientError,
 )
 from remediation.ids import ClusterId
-from remediation.model import ClusterInfo, Credential, OperationStarted
+from remediation.model import Application, ClusterInfo, Credential, OperationStarted
 from remediation.ports import ResourceGroups
 from remediation.record import Remediation, RetiredPassword, Target, TargetStatus
-from remediation.run.chain import MAX_DELAY_SECONDS
 from remediation.run.step import (
     PASSWORD_PREFIX,
     SECRET_CONTENT_TYPE,
@@ -58,6 +57,7 @@ from remediation.run.step import (
     StepContext,
     Wait,
     backoff,
+    look_after,
     password_name,
     vault_secret_name,
 )
@@ -183,12 +183,12 @@ def retire_old_passwords(ctx: StepContext, r: Remediation) -> Outcome:
     return retire_replaced(ctx, r, moved_all=_moved_every_cluster(r))
 
 
-def retire_replaced(ctx: StepContext, r: Remediation, *, moved_all: bool) -> Outcome:
+def retire_replaced(ctx: StepContext, r: Remediation, *, moved_all: bool, app: Application | None = None) -> Outcome:
     """Remove the application's ended passwords, and those in `r.old_key_ids` when `moved_all` (no cluster can still
     need one): the remediator's own, and others only with REMEDIATOR_RETIRE_FOREIGN_PASSWORDS. Each removal is
-    recorded before it is made, and made again by a run that finds it recorded."""
+    recorded before it is made, and made again by a run that finds it recorded. `app`: already read."""
     now = ctx.clock()
-    app = ctx.directory.get_application_by_app_id(r.client_id or "")
+    app = app or ctx.directory.get_application_by_app_id(r.client_id or "")
     for password in app.passwords:
         expired = password.end is not None and password.end <= now
         ours = (password.display_name or "").startswith(PASSWORD_PREFIX)
@@ -320,7 +320,7 @@ def _start_reset(ctx: StepContext, r: Remediation, t: Target, now: datetime) -> 
 def _look_again(ctx: StepContext, t: Target, now: datetime, retry_after: float | None) -> float:
     """When to look at a running reset next: when ARM's answer asked (`Retry-After`, as every ARM client waits), or
     REMEDIATOR_RESET_POLL_SECONDS when it did not say; kept on the target, so an earlier wake-up does not look."""
-    seconds = min(retry_after, MAX_DELAY_SECONDS) if retry_after else ctx.config.poll_seconds
+    seconds = look_after(ctx.config, retry_after)
     t.not_before = (now + timedelta(seconds=seconds)).isoformat()
     return seconds
 

@@ -158,5 +158,11 @@ def vault_secret_name(app_id: str) -> str:
     return f"aks-sp-app-{app_id.lower()}"
 
 
+def look_after(config: StepConfig, retry_after: float | None) -> float:
+    """Seconds until a running ARM operation is looked at again: when its answer asked (`Retry-After`, as every ARM
+    client waits), else REMEDIATOR_RESET_POLL_SECONDS; never past the longest a message is held back."""
+    return min(retry_after, MAX_DELAY_SECONDS) if retry_after else config.poll_seconds
+
+
 def backoff(retry_delay_seconds: float, attempt: int) -> float:
     return min(retry_delay_seconds * 2 ** max(attempt - 1, 0), MAX_DELAY_SECONDS)
